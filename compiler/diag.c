@@ -1,0 +1,84 @@
+/*
+ * diag.c: diagnostics in the form C compilers use, so editors and scripts
+ * that parse gcc output parse ours:
+ *
+ *   tiny.gqa:7:16: error: kv_heads (3) must divide heads (8)
+ *       kv_heads = 3
+ *                  ^
+ */
+#include "gqac.h"
+
+#include <string.h>
+
+void diag_init(Diag *d, const Source *src, FILE *out) {
+    d->src = src;
+    d->out = out;
+    d->errors = 0;
+}
+
+/* The text of line `line` (1-based): start and length, without newline. */
+static const char *line_text(const Source *s, int line, size_t *len) {
+    const char *p = s->text, *end = s->text + s->len;
+    for (int l = 1; l < line && p < end; l++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return NULL;
+        p = nl + 1;
+    }
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    *len = (size_t)((nl ? nl : end) - p);
+    return p;
+}
+
+/* Echoes the line (tabs kept so the caret lines up) and marks the span;
+ * control bytes print as '?' so a hostile file cannot drive the terminal. */
+static void show_line(Diag *d, Loc loc) {
+    size_t len;
+    const char *text = line_text(d->src, loc.line, &len);
+    if (!text || loc.col < 1)
+        return;
+    fputs("    ", d->out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        fputc(c == '\t' || c >= 0x20 ? c : '?', d->out);
+    }
+    fputs("\n    ", d->out);
+    for (int i = 1; i < loc.col; i++)
+        fputc((size_t)i <= len && text[i - 1] == '\t' ? '\t' : ' ', d->out);
+    fputc('^', d->out);
+    for (int i = loc.col + 1; i < loc.end_col; i++)
+        fputc('~', d->out);
+    fputc('\n', d->out);
+}
+
+static void report(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap) {
+    fprintf(d->out, "%s:%d:%d: %s: ", d->src->name, loc.line, loc.col, kind);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    show_line(d, loc);
+}
+
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(d, loc, "error", fmt, ap);
+    va_end(ap);
+    d->errors++;
+}
+
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(d, loc, "note", fmt, ap);
+    va_end(ap);
+}
+
+void diag_error_file(Diag *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(d->out, "%s: error: ", d->src->name);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    va_end(ap);
+    d->errors++;
+}

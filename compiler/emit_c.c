@@ -1,0 +1,304 @@
+/*
+ * emit_c.c: plan + templates -> C.  Needs: a Plan (every hole's value).
+ * Provides: the generated .c and .h.  Emission cannot fail and decides
+ * nothing: what to generate was fixed by plan.c.
+ *
+ * Templates are C files (templates/) that compile on their own with
+ * shape.h's defaults.  Expanding one:
+ *   - a line marked gqac:drop goes (the includes that make it standalone);
+ *   - a loop `for (int v = A; v < B; v++) {` marked with a gqac:unroll comment whose trip
+ *     count is within the plan's limit becomes B - A copies of its body,
+ *     each in its own braces with v replaced by its value;
+ *   - identifiers gqm_... and GQM_... take the model's prefix;
+ *   - in the header, holes (GQ_...) become their values, so that two
+ *     models' headers can be included together.
+ */
+#include "gqac.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Buf ---- */
+
+void buf_putn(Buf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p) {
+            fputs("gqac: out of memory\n", stderr);
+            abort();
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void buf_puts(Buf *b, const char *s) {
+    buf_putn(b, s, strlen(s));
+}
+
+void buf_printf(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *tmp = malloc((size_t)n + 1);
+    if (!tmp) {
+        fputs("gqac: out of memory\n", stderr);
+        abort();
+    }
+    va_start(ap, fmt);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_putn(b, tmp, (size_t)n);
+    free(tmp);
+}
+
+void buf_free(Buf *b) {
+    free(b->data);
+    *b = (Buf){0};
+}
+
+/* ---- identifier rewriting ---- */
+
+typedef struct {
+    const Plan *plan;
+    const char *prefix, *upper_prefix;
+    bool fill_holes;      /* header: holes by value */
+    const char *var;      /* an unrolled loop's variable, or NULL */
+    const char *var_value;
+} Rewrite;
+
+static bool ident_start(char c) {
+    return isalpha((unsigned char)c) || c == '_';
+}
+
+static bool ident_char(char c) {
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* One identifier, rewritten by the rules above. */
+static void rewrite_ident(Buf *out, const char *id, size_t n, const Rewrite *rw) {
+    const char *hole;
+    char name[128];
+    if (n >= sizeof name) {
+        buf_putn(out, id, n);
+        return;
+    }
+    memcpy(name, id, n);
+    name[n] = '\0';
+    if (rw->var && !strcmp(name, rw->var))
+        buf_puts(out, rw->var_value);
+    else if (!strncmp(name, "gqm_", 4))
+        buf_printf(out, "%s_%s", rw->prefix, name + 4);
+    else if (!strncmp(name, "GQM_", 4))
+        buf_printf(out, "%s_%s", rw->upper_prefix, name + 4);
+    else if (rw->fill_holes && (hole = plan_hole(rw->plan, name)))
+        buf_puts(out, hole);
+    else
+        buf_putn(out, id, n);
+}
+
+/* Copies C text, rewriting identifiers outside comments, strings and
+ * character constants. */
+static void rewrite(Buf *out, const char *s, size_t n, const Rewrite *rw) {
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+            const char *end = strstr(s + i + 2, "*/");
+            i = end && (size_t)(end - s) + 2 <= n ? (size_t)(end - s) + 2 : n;
+        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
+            while (i < n && s[i] != '\n')
+                i++;
+        } else if (s[i] == '"' || s[i] == '\'') {
+            char q = s[i++];
+            while (i < n && s[i] != q)
+                i += s[i] == '\\' ? 2 : 1;
+            i = i < n ? i + 1 : n;
+        } else if (ident_start(s[i]) && (i == 0 || !ident_char(s[i - 1]))) {
+            while (i < n && ident_char(s[i]))
+                i++;
+            rewrite_ident(out, s + start, i - start, rw);
+            continue;
+        } else {
+            i++;
+        }
+        buf_putn(out, s + start, i - start);
+    }
+}
+
+/* ---- unrolling ---- */
+
+typedef struct {
+    char var[32];
+    long first, last; /* v runs first .. last - 1 */
+    size_t indent;
+} Loop;
+
+/* Whether the line s (n bytes, not NUL-terminated) holds word. */
+static bool line_has(const char *s, size_t n, const char *word) {
+    size_t w = strlen(word);
+    for (size_t i = 0; i + w <= n; i++)
+        if (!memcmp(s + i, word, w))
+            return true;
+    return false;
+}
+
+static size_t line_len(const char *s, size_t n) {
+    const char *nl = memchr(s, '\n', n);
+    return nl ? (size_t)(nl - s) + 1 : n;
+}
+
+static long bound(const char *word, const Plan *p) {
+    const char *v = plan_hole(p, word);
+    char *end;
+    long n = strtol(v ? v : word, &end, 10);
+    return *end == '\0' ? n : -1;
+}
+
+/* Recognizes `for (int v = A; v < B; v++) {` marked gqac:unroll. */
+static bool parse_unroll(const char *line, size_t n, const Plan *p, Loop *loop) {
+    char text[256], a[64], b[64], v2[32], v3[32];
+    if (n >= sizeof text || !line_has(line, n, "gqac:unroll"))
+        return false;
+    memcpy(text, line, n);
+    text[n] = '\0';
+    loop->indent = strspn(text, " ");
+    if (sscanf(text + loop->indent, "for (int %31[a-z_] = %63[A-Za-z0-9_]; %31[a-z_] < %63[A-Za-z0-9_]; %31[a-z_]++) {",
+               loop->var, a, v2, b, v3) != 5 ||
+        strcmp(loop->var, v2) || strcmp(loop->var, v3))
+        return false;
+    loop->first = bound(a, p);
+    loop->last = bound(b, p);
+    return loop->first >= 0 && loop->last >= loop->first &&
+           loop->last - loop->first <= p->unroll_limit;
+}
+
+/* The end of a loop body: the line holding only '}' at the loop's indent. */
+static size_t body_end(const char *s, size_t n, size_t indent) {
+    size_t i = 0;
+    while (i < n) {
+        size_t len = line_len(s + i, n - i);
+        if (strspn(s + i, " ") == indent && s[i + indent] == '}')
+            return i;
+        i += len;
+    }
+    return n;
+}
+
+static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw);
+
+/* Each copy of the body sits in braces of its own, so declarations in it
+ * stay local; the copies' text is expanded again for nested loops. */
+static void unroll(Buf *out, const Loop *loop, const char *body, size_t n, const Rewrite *rw) {
+    for (long v = loop->first; v < loop->last; v++) {
+        Buf copy = {0};
+        char value[24];
+        Rewrite sub = *rw;
+        snprintf(value, sizeof value, "%ld", v);
+        sub.var = loop->var;
+        sub.var_value = value;
+        sub.fill_holes = false;
+        sub.prefix = "gqm";
+        sub.upper_prefix = "GQM";
+        rewrite(&copy, body, n, &sub);
+        buf_printf(out, "%*s{ /* %s = %ld */\n", (int)loop->indent, "", loop->var, v);
+        expand(out, copy.data ? copy.data : "", copy.len, rw);
+        buf_printf(out, "%*s}\n", (int)loop->indent, "");
+        buf_free(&copy);
+    }
+}
+
+static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw) {
+    size_t i = 0;
+    while (i < n) {
+        size_t len = line_len(s + i, n - i);
+        Loop loop;
+        if (line_has(s + i, len, "gqac:drop")) {
+            i += len;
+        } else if (parse_unroll(s + i, len, rw->plan, &loop)) {
+            size_t body = i + len, end = body + body_end(s + body, n - body, loop.indent);
+            unroll(out, &loop, s + body, end - body, rw);
+            i = end + line_len(s + end, n - end);
+        } else {
+            rewrite(out, s + i, len, rw);
+            i += len;
+        }
+    }
+}
+
+/* The prefix in capitals, for macros; cname_check bounds its length. */
+static void upper_case(char *out, size_t size, const char *prefix) {
+    size_t i = 0;
+    for (; prefix[i] && i + 1 < size; i++)
+        out[i] = (char)toupper((unsigned char)prefix[i]);
+    out[i] = '\0';
+}
+
+void emit_template(Buf *out, const char *tmpl, const Plan *p, const char *prefix) {
+    char upper[64];
+    upper_case(upper, sizeof upper, prefix);
+    Rewrite rw = {p, prefix, upper, false, NULL, NULL};
+    expand(out, tmpl, strlen(tmpl), &rw);
+}
+
+/* ---- whole files ---- */
+
+static void emit_holes(Buf *c, const Plan *p) {
+    buf_puts(c, "/* The shape of this model: the holes of templates/shape.h. */\n");
+    for (int i = 0; i < p->n_holes; i++)
+        buf_printf(c, "#define %s %s\n", p->holes[i].name, p->holes[i].value);
+}
+
+/* The header: gqa_api.h inlined where model.h includes it, holes filled. */
+static void emit_header(Buf *h, const Plan *p, const char *prefix) {
+    char upper[64];
+    upper_case(upper, sizeof upper, prefix);
+    Rewrite rw = {p, prefix, upper, true, NULL, NULL};
+    const char *t = template_get("model.h");
+    const char *api = strstr(t, "#include \"gqa_api.h\" /* gqac:api */");
+    const char *after = strchr(api, '\n') + 1;
+    buf_printf(h, "/* Generated by gqac %s.  Do not edit. */\n", GQAC_VERSION);
+    rewrite(h, t, (size_t)(api - t), &rw);
+    buf_puts(h, template_get("gqa_api.h"));
+    rewrite(h, after, strlen(after), &rw);
+}
+
+void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
+                  Buf *c, Buf *h) {
+    static const char *const parts[] = {"parallel.h", "kernels.c", "attention.c", "forward.c"};
+    emit_header(h, p, prefix);
+    buf_printf(c, "/* Generated by gqac %s.  Do not edit. */\n", GQAC_VERSION);
+    buf_printf(c, "#include \"%s\"\n\n", header_name);
+    emit_holes(c, p);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        buf_printf(c, "\n/* ---- templates/%s ---- */\n", parts[i]);
+        emit_template(c, template_get(parts[i]), p, prefix);
+    }
+    if (with_main) {
+        buf_puts(c, "\n/* The standalone program: flags as in `gqac run`; see runtime/gqr.h. */\n");
+        buf_puts(c, "int gqr_main(const gqa_model_api *m, int argc, char **argv);\n");
+        buf_puts(c, "int main(int argc, char **argv);\n");
+        buf_printf(c, "int main(int argc, char **argv) {\n    return gqr_main(&%s_api, argc, argv);\n}\n",
+                   prefix);
+    }
+}
+
+void emit_c_attention(const Plan *p, const char *prefix, Buf *c) {
+    buf_printf(c, "/* Generated by gqac %s: the attention kernel alone. */\n", GQAC_VERSION);
+    emit_holes(c, p);
+    emit_template(c, template_get("parallel.h"), p, prefix);
+    emit_template(c, template_get("attention.c"), p, prefix);
+    buf_printf(c, "\nvoid %s_attention(float *out, const float *q, const float *key_cache,\n"
+                  "    const float *value_cache, int pos, float *scratch, int threads);\n", prefix);
+    buf_printf(c, "void %s_attention(float *out, const float *q, const float *key_cache,\n"
+                  "    const float *value_cache, int pos, float *scratch, int threads) {\n"
+                  "    attention(out, q, key_cache, value_cache, pos, scratch, threads);\n}\n", prefix);
+}

@@ -1,0 +1,261 @@
+/*
+ * gqac.h: the compiler's internal header, one section per file, in pipeline
+ * order:
+ *
+ *   lexer.l -> parser.y -> sema.c -> ir.c -> plan.c -> emit_c.c
+ *
+ * The parser builds an Ast (a tree of key = value items and blocks), sema
+ * checks it against the schema and resolves it into a Model (the model IR:
+ * plain numbers, no syntax), plan.c fixes the kernel parameters for one
+ * Model (every template hole and unroll factor), and emit_c.c prints C from
+ * the templates and the plan.  Each pass owns its errors; none exits.
+ */
+#ifndef GQAC_H
+#define GQAC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define GQAC_VERSION "0.1.0"
+
+typedef struct Arena Arena;
+typedef struct Source Source;
+typedef struct Diag Diag;
+typedef struct Loc Loc;
+typedef struct Expr Expr;
+typedef struct Item Item;
+typedef struct Ast Ast;
+typedef struct Model Model;
+typedef struct Tensor Tensor;
+typedef struct Stats Stats;
+typedef struct Plan Plan;
+
+/* ---- util.c: arena, strings ---- */
+
+/* A per-compilation arena: every AST node, string and IR object lives here
+ * and dies with it, so error paths never leak and never double free. */
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...);
+
+/* Checked unsigned 64-bit arithmetic: false on overflow. */
+bool mul_u64(uint64_t a, uint64_t b, uint64_t *out);
+bool add_u64(uint64_t a, uint64_t b, uint64_t *out);
+
+/* ---- diag.c: sources and diagnostics ---- */
+
+struct Source {
+    const char *name; /* as given on the command line, or "<stdin>" */
+    const char *text; /* NUL-terminated; may contain other NULs, which the lexer rejects */
+    size_t len;
+};
+
+/* 1-based line and column of the first byte, and the column just past the
+ * last byte on the same line (end_col == col: a point). */
+struct Loc {
+    int line, col, end_col;
+};
+
+struct Diag {
+    const Source *src;
+    FILE *out;  /* where messages go (stderr, or a memory stream in tests) */
+    int errors; /* count so far */
+};
+
+void diag_init(Diag *d, const Source *src, FILE *out);
+void diag_error(Diag *d, Loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* An error with no source position: "file: error: msg". */
+void diag_error_file(Diag *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- parser.y + lexer.l: source -> Ast ---- */
+
+typedef enum {
+    EX_INT,    /* ival */
+    EX_FLOAT,  /* fval */
+    EX_BOOL,   /* ival: 0 or 1 */
+    EX_STRING, /* str */
+    EX_NAME,   /* str: a dotted name, e.g. "heads" or "attention.heads" */
+    EX_NEG,    /* -lhs */
+    EX_BINARY, /* lhs op rhs, op one of + - * / */
+} ExprKind;
+
+struct Expr {
+    ExprKind kind;
+    Loc loc; /* the whole expression */
+    char op;
+    Expr *lhs, *rhs;
+    int64_t ival;
+    double fval;
+    const char *str;
+};
+
+/* `key = value` (value != NULL) or `key [kind] { children }` (a block). */
+struct Item {
+    Loc loc;          /* the key */
+    const char *key;
+    const char *kind; /* a block's kind word (`ffn swiglu {`), or NULL */
+    Loc kind_loc;
+    Expr *value;
+    Item *children;
+    bool is_block;
+    Item *next;
+};
+
+struct Ast {
+    const char *name; /* the model's name string, unescaped; NULL if absent */
+    Loc name_loc;
+    Item *items;
+};
+
+/* Parses src; returns NULL only if nothing usable was parsed.  Errors go to
+ * d; the caller checks d->errors. */
+Ast *parse_source(Arena *a, Diag *d);
+
+/* ---- sema.c: Ast -> Model ---- */
+
+typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
+typedef enum { FFN_SWIGLU, FFN_GELU } FfnKind;
+typedef enum { DT_F32, DT_BF16, DT_F16, DT_INT8 } DType;
+
+/* The model IR: every field resolved to a number, with the location that
+ * set it (for diagnostics raised after sema, like size overflows). */
+struct Model {
+    const char *name;
+    Loc name_loc;
+    int64_t vocab, dim, layers, context;
+    int64_t heads, kv_heads, head_dim, hidden;
+    double rope_theta, norm_eps;
+    bool qkv_bias, tied;
+    NormKind norm;
+    FfnKind ffn;
+    DType weight_type, kv_type;
+    Loc loc_vocab, loc_dim, loc_layers, loc_context, loc_heads, loc_kv_heads,
+        loc_head_dim, loc_hidden;
+};
+
+/* Checks ast and fills m; returns false (with errors in d) if it is not a
+ * valid model. */
+bool sema_check(const Ast *ast, Model *m, Diag *d);
+
+/* ---- front.c: the whole front end ---- */
+
+/* Parses and checks d->src into m and s; false if anything was reported. */
+bool front_end(Arena *a, Diag *d, Model *m, Stats *s, int size_bits);
+
+/* ---- ir.c: tensors and derived sizes of a Model ---- */
+
+#define IR_MAX_TENSORS 16
+
+/* One weight tensor, in llama2.c checkpoint order; floats at offset. */
+struct Tensor {
+    const char *name;  /* C identifier, e.g. "wq" */
+    const char *shape; /* for comments: "(layer, dim, heads * head_dim)" */
+    uint64_t count;    /* floats */
+    uint64_t cols;     /* floats in one row: a matrix's input width */
+    uint64_t offset;   /* floats from the start of the weights */
+    bool used;         /* false: in the file for llama2.c compatibility only */
+};
+
+/* Fills t[] (IR_MAX_TENSORS) and returns how many; *total gets the float
+ * count of all tensors.  Needs sizes that ir_stats accepted. */
+int ir_tensors(const Model *m, Tensor *t, uint64_t *total);
+
+struct Stats {
+    uint64_t params;            /* weights the forward pass uses */
+    uint64_t file_floats;       /* floats in the checkpoint (params + unused rope tables) */
+    uint64_t weight_bytes;      /* params at the weight dtype */
+    uint64_t kv_bytes_per_token;
+    uint64_t kv_bytes;          /* at full context */
+    uint64_t arena_bytes;       /* state + scratch + KV cache */
+    uint64_t flops_per_token;   /* one decoded token at full context */
+    uint64_t bytes_per_token;   /* weights + KV read for it at full context */
+};
+
+/* Computes every derived size with overflow checks against 64 bits and
+ * size_bits; on overflow reports at the field that made it too big. */
+bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits);
+size_t dtype_size(DType t);
+const char *dtype_name(DType t);
+/* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
+Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
+
+/* ---- plan.c: Model -> kernel plan ---- */
+
+#define PLAN_MAX_HOLES 64
+
+/* A template hole: a macro the templates use, with its value for this model. */
+typedef struct {
+    const char *name;  /* e.g. "GQ_GROUP" */
+    const char *value; /* C text: "4", "1e-05f" */
+} Hole;
+
+struct Plan {
+    Hole holes[PLAN_MAX_HOLES];
+    int n_holes;
+    int unroll_limit; /* loops marked gqac:unroll with more trips stay loops */
+};
+
+/* prefix: a C identifier (cname_check accepted it). */
+void plan_model(const Model *m, const char *prefix, Plan *p, Arena *a);
+/* A plan for the attention kernel alone (tests, benchmarks). */
+void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
+                    int64_t context, Plan *p, Arena *a);
+const char *plan_hole(const Plan *p, const char *name);
+
+/* ---- emit_c.c: plan + templates -> C ---- */
+
+/* Generated text goes to a growable buffer so a failed write never leaves
+ * half a file behind. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+void buf_puts(Buf *b, const char *s);
+void buf_putn(Buf *b, const char *s, size_t n);
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(Buf *b);
+
+/* Whole model: the .c and the .h (header_name is what the .c includes). */
+void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
+                  Buf *c, Buf *h);
+/* The attention kernel alone, as `void PREFIX_attention(...)`. */
+void emit_c_attention(const Plan *p, const char *prefix, Buf *c);
+
+/* Expands one template: holes from p, gqm_/GQM_ renamed to prefix, loops
+ * marked gqac:unroll unrolled up to p->unroll_limit. */
+void emit_template(Buf *out, const char *tmpl, const Plan *p, const char *prefix);
+
+/* ---- cname.c: input text that reaches C ---- */
+
+/* A C identifier from a model name: lowercased, other bytes to '_'. */
+char *cname_mangle(Arena *a, const char *name);
+/* NULL if s is a usable prefix, else why not. */
+const char *cname_check(const char *s);
+/* s as the body of a C string literal (no quotes): escapes, \?, octal. */
+char *cname_escape(Arena *a, const char *s);
+
+/* ---- templates.c (generated by the Makefile from templates/) ---- */
+
+typedef struct {
+    const char *name; /* file name, e.g. "attention.c" */
+    const char *text;
+} Template;
+
+const char *template_get(const char *name);
+
+/* ---- weights.c: checkpoints the compiler writes ---- */
+
+/* Deterministic random weights for m in llama2.c format. */
+bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
+
+#endif

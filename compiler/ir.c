@@ -1,0 +1,204 @@
+/*
+ * ir.c: what follows from a Model's numbers: its weight tensors in
+ * checkpoint order, and every derived size, each computed with overflow
+ * checks.  Needs: a Model from sema.c.  Provides: the tensor table the
+ * emitter and the weight writer share, and the sizes `gqac info` prints.
+ */
+#include "gqac.h"
+
+#include <string.h>
+
+size_t dtype_size(DType t) {
+    static const size_t sizes[] = {4, 2, 2, 1};
+    return sizes[t];
+}
+
+const char *dtype_name(DType t) {
+    static const char *const names[] = {"f32", "bf16", "f16", "int8"};
+    return names[t];
+}
+
+Model ir_with_kv_heads(const Model *m, int64_t kv_heads) {
+    Model v = *m;
+    v.kv_heads = kv_heads;
+    return v;
+}
+
+static void add_tensor(Tensor *t, int *n, uint64_t *at, const char *name, const char *shape,
+                       uint64_t count, uint64_t cols, bool used) {
+    t[*n] = (Tensor){name, shape, count, cols, *at, used};
+    *at += count;
+    (*n)++;
+}
+
+/* llama2.c's order, then gqac's extension for q/k/v biases (llama2.c has
+ * none): a checkpoint of a bias-free model is exactly a llama2.c file. */
+int ir_tensors(const Model *m, Tensor *t, uint64_t *total) {
+    uint64_t L = (uint64_t)m->layers, D = (uint64_t)m->dim, F = (uint64_t)m->hidden;
+    uint64_t Q = (uint64_t)(m->heads * m->head_dim), KV = (uint64_t)(m->kv_heads * m->head_dim);
+    uint64_t V = (uint64_t)m->vocab, rope = (uint64_t)m->context * (uint64_t)(m->head_dim / 2);
+    uint64_t at = 0;
+    int n = 0;
+    add_tensor(t, &n, &at, "token_embedding", "(vocab, dim)", V * D, D, true);
+    add_tensor(t, &n, &at, "rms_att", "(layer, dim)", L * D, D, true);
+    add_tensor(t, &n, &at, "wq", "(layer, heads * head_dim, dim)", L * Q * D, D, true);
+    add_tensor(t, &n, &at, "wk", "(layer, kv_heads * head_dim, dim)", L * KV * D, D, true);
+    add_tensor(t, &n, &at, "wv", "(layer, kv_heads * head_dim, dim)", L * KV * D, D, true);
+    add_tensor(t, &n, &at, "wo", "(layer, dim, heads * head_dim)", L * D * Q, Q, true);
+    add_tensor(t, &n, &at, "rms_ffn", "(layer, dim)", L * D, D, true);
+    add_tensor(t, &n, &at, "w1", "(layer, hidden, dim)", L * F * D, D, true);
+    add_tensor(t, &n, &at, "w2", "(layer, dim, hidden)", L * D * F, F, true);
+    add_tensor(t, &n, &at, "w3", "(layer, hidden, dim)", L * F * D, D, true);
+    add_tensor(t, &n, &at, "rms_final", "(dim)", D, D, true);
+    add_tensor(t, &n, &at, "freq_cis_real", "(context, head_dim / 2)", rope, (uint64_t)(m->head_dim / 2), false);
+    add_tensor(t, &n, &at, "freq_cis_imag", "(context, head_dim / 2)", rope, (uint64_t)(m->head_dim / 2), false);
+    if (!m->tied)
+        add_tensor(t, &n, &at, "wcls", "(vocab, dim)", V * D, D, true);
+    if (m->qkv_bias) {
+        add_tensor(t, &n, &at, "bq", "(layer, heads * head_dim)", L * Q, Q, true);
+        add_tensor(t, &n, &at, "bk", "(layer, kv_heads * head_dim)", L * KV, KV, true);
+        add_tensor(t, &n, &at, "bv", "(layer, kv_heads * head_dim)", L * KV, KV, true);
+    }
+    *total = at;
+    return n;
+}
+
+/* A product of model fields, checked; on overflow the error points at the
+ * largest factor, the one a user most likely mistyped. */
+typedef struct {
+    Diag *d;
+    const Model *m;
+    uint64_t limit; /* the target's SIZE_MAX */
+    bool ok;
+} Checker;
+
+typedef struct {
+    uint64_t value;
+    Loc loc;
+} Factor;
+
+static uint64_t product(Checker *c, const char *what, const Factor *f, int n) {
+    uint64_t r = 1;
+    int blame = 0;
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        ok = ok && mul_u64(r, f[i].value, &r);
+        if (f[i].value > f[blame].value)
+            blame = i;
+    }
+    if (!ok && c->ok)
+        diag_error(c->d, f[blame].loc, "%s overflows 64 bits", what);
+    c->ok = c->ok && ok;
+    return ok ? r : 0;
+}
+
+static uint64_t sum(Checker *c, const char *what, const uint64_t *v, int n, Loc blame) {
+    uint64_t r = 0;
+    bool ok = true;
+    for (int i = 0; i < n; i++)
+        ok = ok && add_u64(r, v[i], &r);
+    if (!ok && c->ok)
+        diag_error(c->d, blame, "%s overflows 64 bits", what);
+    c->ok = c->ok && ok;
+    return ok ? r : 0;
+}
+
+static void fit_size_t(Checker *c, const char *what, uint64_t v, Loc blame, int size_bits) {
+    if (c->ok && v > c->limit) {
+        diag_error(c->d, blame, "%s (%llu bytes) does not fit the target's %d-bit size_t", what,
+                   (unsigned long long)v, size_bits);
+        c->ok = false;
+    }
+}
+
+/* Each kind of weight as a product of fields; the last factor counts
+ * the matrices of that shape (wq and wo, wk and wv, w1 w2 w3). */
+static void stats_params(Checker *c, const Model *m, Stats *s) {
+    Factor L = {(uint64_t)m->layers, m->loc_layers}, D = {(uint64_t)m->dim, m->loc_dim};
+    Factor H = {(uint64_t)m->heads, m->loc_heads}, K = {(uint64_t)m->kv_heads, m->loc_kv_heads};
+    Factor HD = {(uint64_t)m->head_dim, m->loc_head_dim}, F = {(uint64_t)m->hidden, m->loc_hidden};
+    Factor V = {(uint64_t)m->vocab, m->loc_vocab}, T = {(uint64_t)m->context, m->loc_context};
+    Factor one = {1, m->loc_dim}, two = {2, m->loc_dim}, three = {3, m->loc_dim};
+    Factor half = {(uint64_t)m->head_dim / 2, m->loc_head_dim};
+    Factor emb[] = {V, D, m->tied ? one : two}, q[] = {L, H, HD, D, two}, kv[] = {L, K, HD, D, two};
+    Factor ffn[] = {L, F, D, three}, norms[] = {L, D, two}, rope[] = {two, T, half};
+    Factor bq[] = {L, H, HD, m->qkv_bias ? one : (Factor){0, m->loc_dim}};
+    Factor bkv[] = {L, K, HD, m->qkv_bias ? two : (Factor){0, m->loc_dim}};
+    const char *what = "the parameter count";
+    uint64_t parts[] = {
+        product(c, what, emb, 3), product(c, what, q, 5),   product(c, what, kv, 5),
+        product(c, what, ffn, 4), product(c, what, norms, 3), (uint64_t)m->dim,
+        product(c, what, bq, 4),  product(c, what, bkv, 4),
+    };
+    s->params = sum(c, what, parts, 8, m->loc_dim);
+    uint64_t file[] = {s->params, product(c, "the checkpoint size", rope, 3)};
+    s->file_floats = sum(c, "the checkpoint size", file, 2, m->loc_context);
+    Factor wb[] = {{s->params, m->loc_dim}, {dtype_size(m->weight_type), m->loc_dim}};
+    s->weight_bytes = product(c, "the weight bytes", wb, 2);
+}
+
+/* State, scratch and KV cache: the same formula as the arena layout in
+ * templates/forward.c (a test holds the two equal). */
+static void stats_memory(Checker *c, const Model *m, Stats *s) {
+    Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
+    Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
+    Factor B = {dtype_size(m->kv_type), m->loc_kv_heads};
+    Factor per_token[] = {two, L, K, HD, B};
+    s->kv_bytes_per_token = product(c, "the KV cache size", per_token, 5);
+    Factor all[] = {{s->kv_bytes_per_token, m->loc_context}, {(uint64_t)m->context, m->loc_context}};
+    s->kv_bytes = product(c, "the KV cache size", all, 2);
+    uint64_t q = (uint64_t)(m->heads * m->head_dim), d = (uint64_t)m->dim;
+    if (q > INT32_MAX && c->ok) { /* also bounds kv_heads * head_dim */
+        diag_error(c->d, m->loc_head_dim, "heads * head_dim (%llu) is more than the largest supported %d",
+                   (unsigned long long)q, INT32_MAX);
+        c->ok = false;
+        return;
+    }
+    uint64_t kvd = (uint64_t)(m->kv_heads * m->head_dim), f = (uint64_t)m->hidden;
+#define R16(n) (((n) + 15) / 16 * 16)
+    uint64_t floats = 3 * R16(d) + 2 * R16(f) + 3 * R16(q) + 2 * R16(kvd) + R16((uint64_t)m->head_dim);
+#undef R16
+    uint64_t scratch[] = {4096, 4 * floats, s->kv_bytes};
+    s->arena_bytes = sum(c, "the arena size", scratch, 3, m->loc_context);
+}
+
+static void stats_traffic(Checker *c, const Model *m, Stats *s) {
+    Factor T = {(uint64_t)m->context, m->loc_context}, L = {(uint64_t)m->layers, m->loc_layers};
+    Factor H = {(uint64_t)m->heads, m->loc_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
+    Factor four = {4, m->loc_heads}, two = {2, m->loc_dim};
+    Factor W = {dtype_size(m->weight_type), m->loc_dim};
+    uint64_t table = (uint64_t)m->vocab * (uint64_t)m->dim;
+    /* Every weight but the embedding table is a matrix-vector product
+     * (2 FLOPs a weight); the table is read one row a token unless it is
+     * also the classifier.  Attention: q.k and p.v, 2 FLOPs each, over
+     * every cached position of every head. */
+    Factor matmul[] = {{s->params - table + (m->tied ? table : 0), m->loc_dim}, two};
+    Factor attn[] = {four, L, H, HD, T};
+    Factor read[] = {{s->params - (m->tied ? 0 : table) + (uint64_t)m->dim, m->loc_dim}, W};
+    Factor kv[] = {{s->kv_bytes_per_token, m->loc_context}, T};
+    uint64_t flops[] = {product(c, "the FLOPs per token", matmul, 2),
+                        product(c, "the FLOPs per token", attn, 5)};
+    s->flops_per_token = sum(c, "the FLOPs per token", flops, 2, m->loc_context);
+    uint64_t bytes[] = {product(c, "the bytes per token", read, 2),
+                        product(c, "the bytes per token", kv, 2)};
+    s->bytes_per_token = sum(c, "the bytes per token", bytes, 2, m->loc_context);
+}
+
+bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits) {
+    Checker c = {d, m, size_bits >= 64 ? UINT64_MAX : ((uint64_t)1 << size_bits) - 1, true};
+    memset(s, 0, sizeof *s);
+    stats_params(&c, m, s);
+    if (c.ok)
+        stats_memory(&c, m, s);
+    if (c.ok)
+        stats_traffic(&c, m, s);
+    uint64_t file_bytes = 0;
+    if (c.ok && !mul_u64(s->file_floats, 4, &file_bytes)) {
+        diag_error(d, m->loc_dim, "the checkpoint size overflows 64 bits");
+        c.ok = false;
+    }
+    fit_size_t(&c, "the checkpoint", file_bytes, m->loc_dim, size_bits);
+    fit_size_t(&c, "the KV cache", s->kv_bytes, m->loc_context, size_bits);
+    fit_size_t(&c, "the arena", s->arena_bytes, m->loc_context, size_bits);
+    return c.ok;
+}

@@ -1,0 +1,322 @@
+/*
+ * main.c: the gqac command.  The pipeline, in order:
+ *
+ *   read .gqa -> parse_source -> sema_check -> ir_stats -> plan_model
+ *             -> emit_c_model -> write .c and .h
+ *
+ * Exit status: 0 success, 1 bad input (the .gqa, or a file that cannot be
+ * read or written), 2 bad usage.
+ */
+#include "gqac.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+/* A .gqa larger than this is not a model description. */
+#define MAX_SOURCE (16u << 20)
+
+typedef struct {
+    const char *command; /* "compile", "check", "info", "weights" */
+    const char *input, *output, *header, *prefix;
+    bool with_main, random;
+    uint64_t seed;
+    int size_bits;
+} Options;
+
+static const char usage_text[] =
+    "usage: gqac MODEL.gqa -o MODEL.c [--prefix NAME] [--header FILE.h] [--main]\n"
+    "       gqac check MODEL.gqa\n"
+    "       gqac info MODEL.gqa\n"
+    "       gqac weights --random MODEL.gqa -o WEIGHTS.bin [--seed N]\n"
+    "\n"
+    "Compiles a grouped-query-attention model description to C99.\n"
+    "\n"
+    "  -o FILE          write the C source to FILE and its header beside it\n"
+    "                   (FILE.c -> FILE.h); '-' writes the C to stdout\n"
+    "  --prefix NAME    prefix of the generated symbols (default: from the model's name)\n"
+    "  --header FILE    where the header goes (default: beside -o, or PREFIX.h with -o -)\n"
+    "  --main           add main() calling the runtime's gqr_main (a standalone program)\n"
+    "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
+    "  --seed N         seed of random weights (default 1)\n"
+    "  --help           this text\n"
+    "  --version        gqac's version\n"
+    "\n"
+    "MODEL.gqa may be '-' for standard input.  Exit status: 0 success, 1 bad\n"
+    "input, 2 bad usage.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    fputs("gqac: error: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n(see gqac --help)\n", stderr);
+    return EXIT_USAGE;
+}
+
+static bool parse_number(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return false;
+    unsigned long long v = strtoull(s, &end, 0);
+    *out = v;
+    return errno == 0 && *end == '\0';
+}
+
+/* Returns 0, or an exit status for main. */
+static int parse_args(int argc, char **argv, Options *o) {
+    int i = 1;
+    *o = (Options){.command = "compile", .seed = 1, .size_bits = 64};
+    if (i < argc && (!strcmp(argv[i], "check") || !strcmp(argv[i], "info") ||
+                     !strcmp(argv[i], "weights")))
+        o->command = argv[i++];
+    for (; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
+        bool takes_value = !strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--header") ||
+                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits");
+        if (takes_value && !next)
+            return usage_error("%s needs a value", a);
+        if (!strcmp(a, "-o"))
+            o->output = argv[++i];
+        else if (!strcmp(a, "--prefix"))
+            o->prefix = argv[++i];
+        else if (!strcmp(a, "--header"))
+            o->header = argv[++i];
+        else if (!strcmp(a, "--main"))
+            o->with_main = true;
+        else if (!strcmp(a, "--random"))
+            o->random = true;
+        else if (!strcmp(a, "--seed")) {
+            if (!parse_number(argv[++i], &o->seed))
+                return usage_error("--seed needs a non-negative integer, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--size-bits")) {
+            if (!parse_number(argv[++i], &n) || (n != 32 && n != 64))
+                return usage_error("--size-bits is 32 or 64, not '%s'", argv[i]);
+            o->size_bits = (int)n;
+        } else if (a[0] == '-' && a[1] != '\0')
+            return usage_error("unknown option '%s'", a);
+        else if (o->input)
+            return usage_error("more than one input file ('%s')", a);
+        else
+            o->input = a;
+    }
+    if (!o->input)
+        return usage_error("%s", "no input file");
+    bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights");
+    if (writes && !o->output)
+        return usage_error("%s", "no output file: give -o FILE");
+    if (!strcmp(o->command, "weights") && !o->random)
+        return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
+    return 0;
+}
+
+/* The whole file, NUL-terminated; NULL with a message on failure. */
+static char *read_all(FILE *f, const char *name, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (ferror(f) || n > MAX_SOURCE) {
+            fprintf(stderr, "gqac: error: %s: %s\n", name,
+                    ferror(f) ? strerror(errno) : "larger than 16 MiB; not a model description");
+            free(buf);
+            return NULL;
+        }
+        if (feof(f))
+            break;
+        if (n + 1 == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p)
+                free(buf);
+            buf = p;
+        }
+    }
+    if (buf) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
+
+static char *read_source(const char *path, size_t *len) {
+    if (!strcmp(path, "-"))
+        return read_all(stdin, "<stdin>", len);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "gqac: error: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *text = read_all(f, path, len);
+    fclose(f);
+    return text;
+}
+
+/* Writes via a temporary file and rename, so a failure never leaves half
+ * a file where a build expects a whole one. */
+static bool write_file(const char *path, const char *data, size_t len) {
+    if (!strcmp(path, "-"))
+        return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    snprintf(tmp, n, "%s.tmp~", path);
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    ok = f && fclose(f) == 0 && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) {
+        fprintf(stderr, "gqac: error: cannot write %s: %s\n", path, strerror(errno));
+        remove(tmp);
+    }
+    free(tmp);
+    return ok;
+}
+
+/* FILE.c -> FILE.h; anything else gets .h appended. */
+static char *header_path(Arena *a, const Options *o, const char *prefix) {
+    if (o->header)
+        return arena_printf(a, "%s", o->header);
+    if (!strcmp(o->output, "-"))
+        return arena_printf(a, "%s.h", prefix);
+    size_t n = strlen(o->output);
+    if (n > 2 && !strcmp(o->output + n - 2, ".c"))
+        return arena_printf(a, "%.*s.h", (int)(n - 2), o->output);
+    return arena_printf(a, "%s.h", o->output);
+}
+
+/* The name the .c uses in #include "...", where no escape works. */
+static const char *include_name(const char *header) {
+    const char *base = strrchr(header, '/');
+    base = base ? base + 1 : header;
+    for (const char *p = base; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            return NULL;
+    return base;
+}
+
+static int cmd_compile(const Options *o, const Model *m, Arena *a) {
+    const char *prefix = o->prefix ? o->prefix : cname_mangle(a, m->name), *why;
+    if ((why = cname_check(prefix))) {
+        fprintf(stderr, "gqac: error: prefix '%s' is not usable: %s\n(see gqac --help)\n", prefix, why);
+        return EXIT_USAGE;
+    }
+    const char *header = header_path(a, o, prefix), *inc = include_name(header);
+    if (!inc)
+        return usage_error("the header name '%s' cannot appear in #include", header);
+    Plan p;
+    Buf c = {0}, h = {0};
+    plan_model(m, prefix, &p, a);
+    emit_c_model(&p, prefix, inc, o->with_main, &c, &h);
+    bool ok = write_file(header, h.data, h.len) && write_file(o->output, c.data, c.len);
+    buf_free(&c);
+    buf_free(&h);
+    return ok ? 0 : EXIT_INPUT;
+}
+
+/* 1536 -> "1.50 KiB"; exact below 1 KiB. */
+static const char *human(Arena *a, uint64_t v, const char *unit, int base) {
+    static const char *const scale[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+    static const char *const scale10[] = {"", "k", "M", "G", "T", "P", "E"};
+    double x = (double)v;
+    int i = 0;
+    while (x >= base && i < 6)
+        x /= base, i++;
+    if (i == 0)
+        return arena_printf(a, "%llu %s", (unsigned long long)v, unit);
+    return arena_printf(a, "%.2f %s%s", x, base == 1024 ? scale[i] : scale10[i], unit);
+}
+
+static void info_row(const char *label, const char *const col[3]) {
+    printf("  %-33s %-19s %-19s %s\n", label, col[0], col[1], col[2]);
+}
+
+static int cmd_info(const Options *o, const Model *m, Arena *a) {
+    Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
+    Stats s[3];
+    Diag quiet = {0};
+    for (int i = 0; i < 3; i++)
+        ir_stats(&v[i], &s[i], &quiet, o->size_bits); /* the variants are never larger */
+    printf("%s: model \"%s\": %lld layers, dim %lld, %lld heads, %lld KV heads "
+           "(group size %lld), head_dim %lld, context %lld\n\n",
+           o->input, cname_escape(a, m->name), (long long)m->layers, (long long)m->dim,
+           (long long)m->heads, (long long)m->kv_heads, (long long)(m->heads / m->kv_heads),
+           (long long)m->head_dim, (long long)m->context);
+    const char *col[3];
+    for (int i = 0; i < 3; i++)
+        col[i] = arena_printf(a, i == 0 ? "this (kv_heads %lld)" : i == 1 ? "MHA (kv_heads %lld)" : "MQA (kv_heads %lld)",
+                              (long long)v[i].kv_heads);
+    info_row("", col);
+#define ROW(label, field, unit, base)                                                              \
+    for (int i = 0; i < 3; i++)                                                                    \
+        col[i] = human(a, s[i].field, unit, base);                                                 \
+    info_row(label, col);
+    ROW("parameters", params, "", 1000);
+    ROW("weight bytes", weight_bytes, "B", 1024);
+    ROW("KV cache per token", kv_bytes_per_token, "B", 1024);
+    ROW(arena_printf(a, "KV cache at context %lld", (long long)m->context), kv_bytes, "B", 1024);
+    ROW("instance memory (arena)", arena_bytes, "B", 1024);
+    ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
+    ROW("bytes per token at full context", bytes_per_token, "B", 1024);
+#undef ROW
+    return 0;
+}
+
+static int cmd_weights(const Options *o, const Model *m) {
+    FILE *f = !strcmp(o->output, "-") ? stdout : fopen(o->output, "wb");
+    bool ok = f && weights_write_random(m, o->seed, f);
+    if (f && f != stdout)
+        ok = fclose(f) == 0 && ok;
+    else if (f)
+        ok = fflush(f) == 0 && ok;
+    if (!ok) {
+        fprintf(stderr, "gqac: error: cannot write %s: %s\n", o->output, strerror(errno));
+        return EXIT_INPUT;
+    }
+    return 0;
+}
+
+static int run(const Options *o) {
+    Source src = {!strcmp(o->input, "-") ? "<stdin>" : o->input, NULL, 0};
+    char *text = read_source(o->input, &src.len);
+    if (!text)
+        return EXIT_INPUT;
+    src.text = text;
+    Arena *a = arena_new();
+    Diag d;
+    Model m;
+    Stats s;
+    diag_init(&d, &src, stderr);
+    int rc = EXIT_INPUT;
+    if (front_end(a, &d, &m, &s, o->size_bits)) {
+        if (!strcmp(o->command, "compile"))
+            rc = cmd_compile(o, &m, a);
+        else if (!strcmp(o->command, "info"))
+            rc = cmd_info(o, &m, a);
+        else if (!strcmp(o->command, "weights"))
+            rc = cmd_weights(o, &m);
+        else
+            rc = 0;
+    } else if (d.errors > 1) {
+        fprintf(stderr, "%d errors\n", d.errors);
+    }
+    arena_free(a);
+    free(text);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("gqac %s\n", GQAC_VERSION);
+            return 0;
+        }
+    }
+    Options o;
+    int rc = parse_args(argc, argv, &o);
+    return rc ? rc : run(&o);
+}

@@ -1,0 +1,227 @@
+/*
+ * parser.y: tokens -> Ast.  A pure (reentrant) LALR(1) parser with
+ * locations and LAC, so syntax errors name what was expected where it was
+ * expected.  Needs: lexer.l.  Provides: parse_source().
+ *
+ * The grammar knows only the shape of a file: a model name and nested
+ * `key = expression` items and `name [kind] { ... }` blocks.  Which keys
+ * exist is the schema's business (sema.c), so adding a key never touches
+ * the grammar.  Every node lives in the compilation's arena, which is why
+ * no %destructor is needed: discarded values are freed with the arena.
+ */
+%define api.pure full
+%define api.prefix {gqy}
+%define api.token.prefix {TOK_}
+%define parse.error custom
+%define parse.lac full
+%locations
+%expect 0
+
+%code requires {
+#include "gqac.h"
+typedef void *yyscan_t;
+struct ParseState;
+typedef struct { Item *head, *tail; } ItemList;
+}
+
+%param {yyscan_t scanner}
+%parse-param {struct ParseState *ps}
+
+%union {
+    int64_t ival;
+    double fval;
+    const char *str;
+    Expr *expr;
+    Item *item;
+    ItemList list;
+}
+
+%code {
+#include "parse_state.h"
+#include "lexer.h"
+
+static Expr *new_expr(ParseState *ps, ExprKind kind, YYLTYPE loc);
+static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r);
+static Expr *new_name(ParseState *ps, const char *a, const char *b, YYLTYPE loc);
+static Item *new_item(ParseState *ps, const char *key, YYLTYPE loc);
+static Item *new_block(ParseState *ps, const char *key, YYLTYPE loc, const char *kind,
+                       YYLTYPE kind_loc, ItemList children);
+static ItemList list_append(ItemList l, Item *it);
+static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char *msg);
+}
+
+%token MODEL "'model'"
+%token <str> IDENT "identifier"
+%token <str> STRING "string"
+%token <ival> INT "integer"
+%token <fval> FLOAT "number"
+%token <ival> BOOL "'true' or 'false'"
+%token INVALID "invalid token"
+%token END 0 "end of file"
+
+%type <expr> expr name
+%type <item> item
+%type <list> items
+
+%left '+' '-'
+%left '*' '/'
+%precedence NEG
+
+%%
+
+file
+    : MODEL STRING '{' items '}'
+        { ps->ast->name = $2; ps->ast->name_loc = parse_loc(@2); ps->ast->items = $4.head; }
+    | MODEL error
+        { ps->ast->items = NULL; }
+    ;
+
+items
+    : %empty            { $$ = (ItemList){NULL, NULL}; }
+    | items item        { $$ = list_append($1, $2); }
+    | items error       { $$ = $1; }
+    ;
+
+item
+    : IDENT '=' expr                    { $$ = new_item(ps, $1, @1); $$->value = $3; }
+    | IDENT '{' items '}'               { $$ = new_block(ps, $1, @1, NULL, @1, $3); }
+    | IDENT IDENT '{' items '}'         { $$ = new_block(ps, $1, @1, $2, @2, $4); }
+    ;
+
+expr
+    : INT                   { $$ = new_expr(ps, EX_INT, @1); $$->ival = $1; }
+    | FLOAT                 { $$ = new_expr(ps, EX_FLOAT, @1); $$->fval = $1; }
+    | BOOL                  { $$ = new_expr(ps, EX_BOOL, @1); $$->ival = $1; }
+    | STRING                { $$ = new_expr(ps, EX_STRING, @1); $$->str = $1; }
+    | name
+    | '(' expr ')'          { $$ = $2; }
+    | '-' expr %prec NEG    { $$ = new_expr(ps, EX_NEG, @$); $$->lhs = $2; }
+    | expr '+' expr         { $$ = new_binary(ps, '+', $1, $3); }
+    | expr '-' expr         { $$ = new_binary(ps, '-', $1, $3); }
+    | expr '*' expr         { $$ = new_binary(ps, '*', $1, $3); }
+    | expr '/' expr         { $$ = new_binary(ps, '/', $1, $3); }
+    ;
+
+name
+    : IDENT                 { $$ = new_name(ps, $1, NULL, @1); }
+    | IDENT '.' IDENT       { $$ = new_name(ps, $1, $3, @$); }
+    ;
+
+%%
+
+Loc parse_loc_of(int first_line, int first_column, int last_line, int last_column) {
+    Loc l = {first_line, first_column, last_line == first_line ? last_column : first_column + 1};
+    return l;
+}
+
+void parse_open_brace(ParseState *ps, Loc at) {
+    if (ps->depth < PARSE_MAX_DEPTH)
+        ps->open[ps->depth] = at;
+    ps->depth++;
+}
+
+void parse_close_brace(ParseState *ps) {
+    if (ps->depth > 0)
+        ps->depth--;
+}
+
+static Expr *new_expr(ParseState *ps, ExprKind kind, YYLTYPE loc) {
+    Expr *e = arena_alloc(ps->arena, sizeof *e);
+    e->kind = kind;
+    e->loc = parse_loc(loc);
+    return e;
+}
+
+/* The span runs from the left operand to the right one when both sit on
+ * one line, so the caret underlines the whole expression. */
+static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r) {
+    Expr *e = arena_alloc(ps->arena, sizeof *e);
+    e->kind = EX_BINARY;
+    e->op = op;
+    e->lhs = l;
+    e->rhs = r;
+    e->loc = l->loc;
+    if (r->loc.line == l->loc.line)
+        e->loc.end_col = r->loc.end_col;
+    return e;
+}
+
+static Expr *new_name(ParseState *ps, const char *a, const char *b, YYLTYPE loc) {
+    Expr *e = new_expr(ps, EX_NAME, loc);
+    e->str = b ? arena_printf(ps->arena, "%s.%s", a, b) : a;
+    return e;
+}
+
+static Item *new_item(ParseState *ps, const char *key, YYLTYPE loc) {
+    Item *it = arena_alloc(ps->arena, sizeof *it);
+    it->key = key;
+    it->loc = parse_loc(loc);
+    return it;
+}
+
+static Item *new_block(ParseState *ps, const char *key, YYLTYPE loc, const char *kind,
+                       YYLTYPE kind_loc, ItemList children) {
+    Item *it = new_item(ps, key, loc);
+    it->is_block = true;
+    it->kind = kind;
+    it->kind_loc = parse_loc(kind_loc);
+    it->children = children.head;
+    return it;
+}
+
+static ItemList list_append(ItemList l, Item *it) {
+    if (l.tail)
+        l.tail->next = it;
+    else
+        l.head = it;
+    l.tail = it;
+    return l;
+}
+
+/* "expected '=' or '{' before identifier 'foo'", with a note pointing at
+ * the unclosed '{' when the file ends inside a block. */
+static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ParseState *ps) {
+    (void)scanner;
+    yysymbol_kind_t got = yypcontext_token(ctx);
+    if (got == YYSYMBOL_INVALID)
+        return 0; /* the lexer has said what is wrong */
+    yysymbol_kind_t expected[6];
+    int n = yypcontext_expected_tokens(ctx, expected, 6);
+    Loc at = parse_loc(*yypcontext_location(ctx));
+    if (n == 0 || n > 5) {
+        diag_error(ps->diag, at, "unexpected %s", yysymbol_name(got));
+    } else {
+        char msg[256];
+        size_t len = 0;
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s",
+                                    i == 0 ? "" : i == n - 1 ? " or " : ", ",
+                                    yysymbol_name(expected[i]));
+        diag_error(ps->diag, at, "expected %s before %s", msg, yysymbol_name(got));
+    }
+    if (got == YYSYMBOL_YYEOF && ps->depth > 0 && ps->depth <= PARSE_MAX_DEPTH)
+        diag_note(ps->diag, ps->open[ps->depth - 1], "to match this '{'");
+    return 0;
+}
+
+static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char *msg) {
+    (void)scanner;
+    diag_error(ps->diag, parse_loc(*loc), "%s", msg);
+}
+
+Ast *parse_source(Arena *a, Diag *d) {
+    ParseState ps = {.arena = a, .diag = d, .line = 1, .col = 1};
+    ps.ast = arena_alloc(a, sizeof *ps.ast);
+    yyscan_t scanner;
+    if (gqylex_init_extra(&ps, &scanner) != 0) {
+        diag_error_file(d, "cannot start the scanner (out of memory)");
+        return NULL;
+    }
+    YY_BUFFER_STATE buf = gqy_scan_bytes(d->src->text, (int)d->src->len, scanner);
+    int rc = gqyparse(scanner, &ps);
+    gqy_delete_buffer(buf, scanner);
+    gqylex_destroy(scanner);
+    if (rc != 0 && d->errors == 0)
+        diag_error_file(d, "cannot parse the file");
+    return ps.ast;
+}

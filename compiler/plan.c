@@ -1,0 +1,113 @@
+/*
+ * plan.c: Model -> kernel plan.  Needs: a Model that ir_stats accepted.
+ * Provides: the value of every template hole (templates/shape.h lists
+ * them) and the unroll limit, so the emitter only prints.
+ *
+ * The choices: attention unrolls over the group's query heads (each K/V
+ * row is loaded once and used G times) and over head_dim in GQ_ACC_HEAD
+ * independent accumulators; matrix-vector rows use GQ_ACC_ROW
+ * accumulators.  Loops longer than the unroll limit stay loops: fully
+ * unrolled code that tcc compiles in 0.1 s can cost gcc tens of seconds.
+ */
+#include "gqac.h"
+
+#include <math.h>
+#include <string.h>
+
+#define UNROLL_LIMIT 16
+
+static void hole(Plan *p, const char *name, const char *value) {
+    for (int i = 0; i < p->n_holes; i++)
+        if (!strcmp(p->holes[i].name, name)) {
+            p->holes[i].value = value;
+            return;
+        }
+    if (p->n_holes < PLAN_MAX_HOLES)
+        p->holes[p->n_holes++] = (Hole){name, value};
+}
+
+static void hole_int(Plan *p, Arena *a, const char *name, uint64_t v) {
+    hole(p, name, arena_printf(a, "%llu", (unsigned long long)v));
+}
+
+/* A C floating constant that round-trips: "10000.0", "1e-05f". */
+static const char *c_float(Arena *a, double v, bool single) {
+    char *s = arena_printf(a, single ? "%.9g" : "%.17g", v);
+    bool has_point = strpbrk(s, ".eEn") != NULL;
+    return arena_printf(a, "%s%s%s", s, has_point ? "" : ".0", single ? "f" : "");
+}
+
+/* The most independent accumulators (of 8, 4, 2, 1) that divide every n. */
+static int accumulators(const int64_t *n, int count) {
+    for (int acc = 8; acc > 1; acc /= 2) {
+        bool divides = true;
+        for (int i = 0; i < count; i++)
+            divides = divides && n[i] % acc == 0;
+        if (divides)
+            return acc;
+    }
+    return 1;
+}
+
+static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                       int64_t context) {
+    hole_int(p, a, "GQ_HEADS", (uint64_t)heads);
+    hole_int(p, a, "GQ_KV_HEADS", (uint64_t)kv_heads);
+    hole_int(p, a, "GQ_HEAD_DIM", (uint64_t)head_dim);
+    hole_int(p, a, "GQ_CONTEXT", (uint64_t)context);
+    hole_int(p, a, "GQ_GROUP", (uint64_t)(heads / kv_heads));
+    hole_int(p, a, "GQ_Q_DIM", (uint64_t)(heads * head_dim));
+    hole_int(p, a, "GQ_KV_DIM", (uint64_t)(kv_heads * head_dim));
+    hole(p, "GQ_ATT_SCALE", c_float(a, 1.0 / sqrt((double)head_dim), true));
+    hole_int(p, a, "GQ_ACC_HEAD", (uint64_t)accumulators(&head_dim, 1));
+    p->unroll_limit = UNROLL_LIMIT;
+}
+
+void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t context, Plan *p,
+                    Arena *a) {
+    memset(p, 0, sizeof *p);
+    plan_shape(p, a, heads, kv_heads, head_dim, context);
+}
+
+/* Where each tensor starts; a tied classifier is the embedding, and
+ * absent biases get no macro (their code is compiled out). */
+static void plan_offsets(const Model *m, Plan *p, Arena *a) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total;
+    int n = ir_tensors(m, t, &total);
+    for (int i = 0; i < n; i++)
+        hole_int(p, a, arena_printf(a, "GQ_OFF_%s", t[i].name), t[i].offset);
+    if (m->tied)
+        hole_int(p, a, "GQ_OFF_wcls", t[0].offset);
+    hole_int(p, a, "GQ_N_WEIGHTS", total);
+}
+
+void plan_model(const Model *m, const char *prefix, Plan *p, Arena *a) {
+    Stats s;
+    Diag quiet = {0};
+    ir_stats(m, &s, &quiet, 64); /* checked by the caller already */
+    memset(p, 0, sizeof *p);
+    hole_int(p, a, "GQ_DIM", (uint64_t)m->dim);
+    hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
+    hole_int(p, a, "GQ_LAYERS", (uint64_t)m->layers);
+    hole_int(p, a, "GQ_VOCAB", (uint64_t)m->vocab);
+    plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context);
+    hole_int(p, a, "GQ_TIED", m->tied);
+    hole_int(p, a, "GQ_QKV_BIAS", m->qkv_bias);
+    hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));
+    hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
+    int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
+    hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3));
+    plan_offsets(m, p, a);
+    hole_int(p, a, "GQ_KV_BYTES", s.kv_bytes);
+    hole_int(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
+    hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));
+    hole(p, "GQ_PREFIX", arena_printf(a, "\"%s\"", prefix));
+}
+
+const char *plan_hole(const Plan *p, const char *name) {
+    for (int i = 0; i < p->n_holes; i++)
+        if (!strcmp(p->holes[i].name, name))
+            return p->holes[i].value;
+    return NULL;
+}

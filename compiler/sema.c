@@ -1,0 +1,514 @@
+/*
+ * sema.c: Ast -> Model.  Needs: an Ast from parser.y.  Provides: a Model
+ * whose every field is set, typed and range-checked, or diagnostics.
+ *
+ * The schema is a table: each row a key, the block it lives in, its type,
+ * whether it is required, and where its value goes.  Items are evaluated in
+ * file order, so an expression may name any field set above it
+ * (`head_dim = dim / heads`).  Every problem is reported; sema goes on
+ * after an error so one run shows them all.
+ */
+#include "gqac.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum { V_INT, V_FLOAT, V_BOOL, V_SYMBOL } VType;
+
+typedef struct {
+    VType type;
+    int64_t i;
+    double f;
+    const char *sym;
+} Value;
+
+typedef struct {
+    const char *block; /* "" for the top level */
+    const char *key;
+    VType type;
+    bool required;
+    const char *const *symbols; /* V_SYMBOL: the allowed words */
+} Field;
+
+static const char *const dtypes[] = {"f32", "bf16", "f16", "int8", NULL};
+
+/* Order matters only for messages; sema looks fields up by name. */
+static const Field fields[] = {
+    {"", "vocab", V_INT, true, NULL},
+    {"", "dim", V_INT, true, NULL},
+    {"", "layers", V_INT, true, NULL},
+    {"", "context", V_INT, true, NULL},
+    {"", "tie_embeddings", V_BOOL, false, NULL},
+    {"attention", "heads", V_INT, true, NULL},
+    {"attention", "kv_heads", V_INT, true, NULL},
+    {"attention", "head_dim", V_INT, false, NULL},
+    {"attention", "rope_theta", V_FLOAT, false, NULL},
+    {"attention", "qkv_bias", V_BOOL, false, NULL},
+    {"ffn", "hidden", V_INT, true, NULL},
+    {"norm", "eps", V_FLOAT, false, NULL},
+    {"dtype", "weights", V_SYMBOL, false, dtypes},
+    {"dtype", "kv_cache", V_SYMBOL, false, dtypes},
+};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+/* Blocks and the kind word each takes (NULL: none). */
+typedef struct {
+    const char *name;
+    bool required;
+    const char *const *kinds;
+    const char *const *supported; /* kinds this version can generate */
+} BlockDef;
+
+static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};
+static const char *const ffn_supported[] = {"swiglu", NULL};
+static const char *const norm_kinds[] = {"rmsnorm", "layernorm", NULL};
+static const char *const norm_supported[] = {"rmsnorm", NULL};
+
+static const BlockDef blocks[] = {
+    {"attention", true, NULL, NULL},
+    {"ffn", true, ffn_kinds, ffn_supported},
+    {"norm", false, norm_kinds, norm_supported},
+    {"dtype", false, NULL, NULL},
+};
+#define N_BLOCKS (sizeof blocks / sizeof blocks[0])
+
+/* What has been set so far, by field index. */
+typedef struct {
+    Diag *d;
+    bool set[N_FIELDS];
+    Value val[N_FIELDS];
+    Loc loc[N_FIELDS];
+    const Item *block_item[N_BLOCKS];
+    const char *block; /* the block being checked, "" at top level */
+} Sema;
+
+static const char *type_name(VType t) {
+    static const char *const names[] = {"an integer", "a number", "a boolean", "a word"};
+    return names[t];
+}
+
+static int find_field(const char *block, const char *key) {
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].block, block) && !strcmp(fields[i].key, key))
+            return (int)i;
+    return -1;
+}
+
+static int find_block(const char *name) {
+    for (size_t i = 0; i < N_BLOCKS; i++)
+        if (!strcmp(blocks[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static bool in_list(const char *const *list, const char *s) {
+    for (; list && *list; list++)
+        if (!strcmp(*list, s))
+            return true;
+    return false;
+}
+
+/* Edit distance, for "did you mean"; short strings only. */
+static int distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    int row[32];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest key of this block (or block name at top level), if close. */
+static const char *suggest(const char *block, const char *word) {
+    const char *best = NULL;
+    int best_d = 3;
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        int dist = distance(fields[i].key, word);
+        if (!strcmp(fields[i].block, block) && dist < best_d)
+            best = fields[i].key, best_d = dist;
+    }
+    for (size_t i = 0; i < N_BLOCKS && !*block; i++) {
+        int dist = distance(blocks[i].name, word);
+        if (dist < best_d)
+            best = blocks[i].name, best_d = dist;
+    }
+    return best;
+}
+
+static void list_words(char *buf, size_t n, const char *const *list) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; list[i] && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", i == 0 ? "" : list[i + 1] ? ", " : " or ",
+                                list[i]);
+}
+
+/* ---- expressions ---- */
+
+static bool eval(Sema *s, const Expr *e, Value *out);
+
+/* A name refers to a field set earlier: in the current block, else at the
+ * top level; `block.key` names any block's field. */
+static bool eval_name(Sema *s, const Expr *e, Value *out) {
+    const char *dot = strchr(e->str, '.');
+    int f = -1;
+    if (dot) {
+        char block[64];
+        size_t n = (size_t)(dot - e->str);
+        if (n < sizeof block) {
+            memcpy(block, e->str, n);
+            block[n] = '\0';
+            f = find_field(block, dot + 1);
+        }
+    } else {
+        f = find_field(s->block, e->str);
+        if (f < 0 || !s->set[f])
+            f = find_field("", e->str) >= 0 ? find_field("", e->str) : f;
+    }
+    if (f < 0) {
+        diag_error(s->d, e->loc, "unknown name '%s'", e->str);
+        return false;
+    }
+    if (!s->set[f]) {
+        diag_error(s->d, e->loc, "'%s' is used before it is set", e->str);
+        return false;
+    }
+    *out = s->val[f];
+    return true;
+}
+
+static bool numeric(Sema *s, const Expr *e, const Value *v) {
+    if (v->type == V_INT || v->type == V_FLOAT)
+        return true;
+    diag_error(s->d, e->loc, "arithmetic needs numbers, but this is %s", type_name(v->type));
+    return false;
+}
+
+static bool int_op(Sema *s, const Expr *e, int64_t a, int64_t b, Value *out) {
+    int64_t r = 0;
+    bool ok = true;
+    switch (e->op) {
+    case '+': ok = !__builtin_add_overflow(a, b, &r); break;
+    case '-': ok = !__builtin_sub_overflow(a, b, &r); break;
+    case '*': ok = !__builtin_mul_overflow(a, b, &r); break;
+    default:
+        if (a % b != 0 || (a == INT64_MIN && b == -1)) { /* inexact: a number */
+            out->type = V_FLOAT;
+            out->f = (double)a / (double)b;
+            return true;
+        }
+        r = a / b;
+    }
+    if (!ok) {
+        diag_error(s->d, e->loc, "integer overflow: %lld %c %lld does not fit in 64 bits",
+                   (long long)a, e->op, (long long)b);
+        return false;
+    }
+    out->type = V_INT;
+    out->i = r;
+    return true;
+}
+
+static bool eval_binary(Sema *s, const Expr *e, Value *out) {
+    Value a, b;
+    if (!eval(s, e->lhs, &a) || !eval(s, e->rhs, &b))
+        return false;
+    if (!numeric(s, e->lhs, &a) || !numeric(s, e->rhs, &b))
+        return false;
+    if (e->op == '/' && ((b.type == V_INT && b.i == 0) || (b.type == V_FLOAT && b.f == 0))) {
+        diag_error(s->d, e->rhs->loc, "division by zero");
+        return false;
+    }
+    if (a.type == V_INT && b.type == V_INT)
+        return int_op(s, e, a.i, b.i, out);
+    double x = a.type == V_INT ? (double)a.i : a.f, y = b.type == V_INT ? (double)b.i : b.f;
+    out->type = V_FLOAT;
+    out->f = e->op == '+' ? x + y : e->op == '-' ? x - y : e->op == '*' ? x * y : x / y;
+    if (!isfinite(out->f)) {
+        diag_error(s->d, e->loc, "the result is out of range");
+        return false;
+    }
+    return true;
+}
+
+static bool eval(Sema *s, const Expr *e, Value *out) {
+    memset(out, 0, sizeof *out);
+    switch (e->kind) {
+    case EX_INT: out->type = V_INT, out->i = e->ival; return true;
+    case EX_FLOAT: out->type = V_FLOAT, out->f = e->fval; return true;
+    case EX_BOOL: out->type = V_BOOL, out->i = e->ival; return true;
+    case EX_STRING:
+        diag_error(s->d, e->loc, "a string is allowed only as the model's name");
+        return false;
+    case EX_NAME: return eval_name(s, e, out);
+    case EX_NEG:
+        if (!eval(s, e->lhs, out) || !numeric(s, e->lhs, out))
+            return false;
+        if (out->type == V_FLOAT)
+            out->f = -out->f;
+        else if (out->i == INT64_MIN) {
+            diag_error(s->d, e->loc, "integer overflow in negation");
+            return false;
+        } else
+            out->i = -out->i;
+        return true;
+    case EX_BINARY: return eval_binary(s, e, out);
+    }
+    return false;
+}
+
+/* ---- items ---- */
+
+/* Converts v to the field's type: integral numbers are integers, integers
+ * are numbers; nothing else converts. */
+static bool coerce(Sema *s, const Field *f, const Expr *e, Value *v) {
+    if (f->type == V_SYMBOL) {
+        if (e->kind != EX_NAME || strchr(e->str, '.')) {
+            char words[128];
+            list_words(words, sizeof words, f->symbols);
+            diag_error(s->d, e->loc, "'%s' expects one of %s", f->key, words);
+            return false;
+        }
+        if (!in_list(f->symbols, e->str)) {
+            char words[128];
+            list_words(words, sizeof words, f->symbols);
+            diag_error(s->d, e->loc, "unknown %s '%s' (expected %s)", f->key, e->str, words);
+            return false;
+        }
+        v->type = V_SYMBOL;
+        v->sym = e->str;
+        return true;
+    }
+    if (!eval(s, e, v))
+        return false;
+    if (f->type == V_INT && v->type == V_FLOAT && v->f == floor(v->f) && fabs(v->f) < 9.0e15)
+        v->type = V_INT, v->i = (int64_t)v->f;
+    else if (f->type == V_FLOAT && v->type == V_INT)
+        v->type = V_FLOAT, v->f = (double)v->i;
+    if (v->type == f->type)
+        return true;
+    if (f->type == V_INT && v->type == V_FLOAT)
+        diag_error(s->d, e->loc, "'%s' expects an integer, but this is %g", f->key, v->f);
+    else
+        diag_error(s->d, e->loc, "'%s' expects %s, but this is %s", f->key, type_name(f->type),
+                   type_name(v->type));
+    return false;
+}
+
+static void check_items(Sema *s, const Item *items);
+
+static void check_block(Sema *s, const Item *it) {
+    if (*s->block) {
+        diag_error(s->d, it->loc, "blocks do not nest: '%s' inside '%s'", it->key, s->block);
+        return;
+    }
+    int b = find_block(it->key);
+    if (b < 0) {
+        const char *hint = suggest("", it->key);
+        if (find_field("", it->key) >= 0)
+            diag_error(s->d, it->loc, "'%s' is a key, not a block: write %s = ...", it->key, it->key);
+        else if (hint)
+            diag_error(s->d, it->loc, "unknown block '%s'; did you mean '%s'?", it->key, hint);
+        else
+            diag_error(s->d, it->loc, "unknown block '%s'", it->key);
+        return;
+    }
+    const BlockDef *def = &blocks[b];
+    if (s->block_item[b]) {
+        diag_error(s->d, it->loc, "duplicate block '%s'", it->key);
+        diag_note(s->d, s->block_item[b]->loc, "first defined here");
+        return;
+    }
+    s->block_item[b] = it;
+    char words[128];
+    if (def->kinds && !it->kind) {
+        list_words(words, sizeof words, def->kinds);
+        diag_error(s->d, it->loc, "block '%s' needs a kind (%s): %s %s { ... }", it->key, words,
+                   it->key, def->kinds[0]);
+    } else if (!def->kinds && it->kind) {
+        diag_error(s->d, it->kind_loc, "block '%s' takes no kind", it->key);
+    } else if (def->kinds && !in_list(def->kinds, it->kind)) {
+        list_words(words, sizeof words, def->kinds);
+        diag_error(s->d, it->kind_loc, "unknown %s kind '%s' (expected %s)", it->key, it->kind, words);
+    } else if (def->kinds && !in_list(def->supported, it->kind)) {
+        diag_error(s->d, it->kind_loc, "%s kind '%s' is not supported yet by the code generator",
+                   it->key, it->kind);
+    }
+    s->block = def->name;
+    check_items(s, it->children);
+    s->block = "";
+}
+
+static void check_item(Sema *s, const Item *it) {
+    if (it->is_block) {
+        check_block(s, it);
+        return;
+    }
+    int f = find_field(s->block, it->key);
+    if (f < 0) {
+        const char *hint = suggest(s->block, it->key);
+        const char *where = *s->block ? s->block : "the model";
+        if (!*s->block && find_block(it->key) >= 0)
+            diag_error(s->d, it->loc, "'%s' is a block, not a key: write %s { ... }", it->key, it->key);
+        else if (hint)
+            diag_error(s->d, it->loc, "unknown key '%s' in %s; did you mean '%s'?", it->key, where, hint);
+        else
+            diag_error(s->d, it->loc, "unknown key '%s' in %s", it->key, where);
+        return;
+    }
+    if (s->set[f]) {
+        diag_error(s->d, it->loc, "duplicate key '%s'", it->key);
+        diag_note(s->d, s->loc[f], "first set here");
+        return;
+    }
+    Value v;
+    if (!coerce(s, &fields[f], it->value, &v))
+        return;
+    s->set[f] = true;
+    s->val[f] = v;
+    s->loc[f] = it->value->loc;
+}
+
+static void check_items(Sema *s, const Item *items) {
+    for (const Item *it = items; it; it = it->next)
+        check_item(s, it);
+}
+
+/* ---- the model ---- */
+
+static void check_missing(Sema *s, Loc model_loc) {
+    for (size_t b = 0; b < N_BLOCKS; b++)
+        if (blocks[b].required && !s->block_item[b])
+            diag_error(s->d, model_loc, "missing block '%s'", blocks[b].name);
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        if (!fields[i].required || s->set[i])
+            continue;
+        int b = *fields[i].block ? find_block(fields[i].block) : -1;
+        if (b >= 0 && !s->block_item[b])
+            continue; /* the missing block was reported */
+        Loc at = b >= 0 ? s->block_item[b]->loc : model_loc;
+        diag_error(s->d, at, "missing key '%s'%s%s", fields[i].key, b >= 0 ? " in " : "",
+                   b >= 0 ? fields[i].block : "");
+    }
+}
+
+static int64_t get_int(const Sema *s, const char *block, const char *key, int64_t dflt, Loc *loc) {
+    int f = find_field(block, key);
+    if (loc)
+        *loc = s->loc[f];
+    return s->set[f] ? s->val[f].i : dflt;
+}
+
+static double get_float(const Sema *s, const char *block, const char *key, double dflt) {
+    int f = find_field(block, key);
+    return s->set[f] ? s->val[f].f : dflt;
+}
+
+static DType get_dtype(Sema *s, const char *key) {
+    int f = find_field("dtype", key);
+    if (!s->set[f])
+        return DT_F32;
+    DType t = DT_F32;
+    while (strcmp(dtype_name(t), s->val[f].sym))
+        t++;
+    if (t != DT_F32)
+        diag_error(s->d, s->loc[f], "dtype %s for %s is not supported yet (this version generates f32)",
+                   dtype_name(t), key);
+    return t;
+}
+
+/* Sizes: positive, and small enough for the int positions and token ids
+ * of the generated API. */
+static void check_size(Sema *s, int64_t v, const char *what, Loc loc) {
+    if (v <= 0)
+        diag_error(s->d, loc, "%s must be positive, but it is %lld", what, (long long)v);
+    else if (v > INT32_MAX)
+        diag_error(s->d, loc, "%s is %lld, more than the largest supported %d", what, (long long)v,
+                   INT32_MAX);
+}
+
+static void check_shape(Sema *s, Model *m) {
+    check_size(s, m->vocab, "vocab", m->loc_vocab);
+    check_size(s, m->dim, "dim", m->loc_dim);
+    check_size(s, m->layers, "layers", m->loc_layers);
+    check_size(s, m->context, "context", m->loc_context);
+    check_size(s, m->heads, "heads", m->loc_heads);
+    check_size(s, m->kv_heads, "kv_heads", m->loc_kv_heads);
+    check_size(s, m->head_dim, "head_dim", m->loc_head_dim);
+    check_size(s, m->hidden, "hidden", m->loc_hidden);
+    if (m->heads > 0 && m->kv_heads > 0 && m->heads % m->kv_heads != 0) {
+        diag_error(s->d, m->loc_kv_heads, "kv_heads (%lld) must divide heads (%lld)",
+                   (long long)m->kv_heads, (long long)m->heads);
+    }
+    if (m->head_dim > 0 && m->head_dim % 2 != 0)
+        diag_error(s->d, m->loc_head_dim, "head_dim (%lld) must be even: RoPE rotates pairs",
+                   (long long)m->head_dim);
+    if (!(m->rope_theta > 0))
+        diag_error(s->d, s->loc[find_field("attention", "rope_theta")], "rope_theta must be positive");
+    if (!(m->norm_eps > 0))
+        diag_error(s->d, s->loc[find_field("norm", "eps")], "eps must be positive");
+}
+
+/* head_dim defaults to dim / heads, which must then divide exactly. */
+static void derive_head_dim(Sema *s, Model *m) {
+    int f = find_field("attention", "head_dim");
+    if (s->set[f] || m->heads <= 0 || m->dim <= 0)
+        return;
+    m->loc_head_dim = m->loc_heads;
+    if (m->dim % m->heads != 0) {
+        diag_error(s->d, m->loc_heads,
+                   "head_dim defaults to dim / heads, but dim (%lld) is not a multiple of heads "
+                   "(%lld); set head_dim",
+                   (long long)m->dim, (long long)m->heads);
+        m->head_dim = 2;
+    } else {
+        m->head_dim = m->dim / m->heads;
+    }
+}
+
+bool sema_check(const Ast *ast, Model *m, Diag *d) {
+    Sema s = {.d = d, .block = ""};
+    int errors = d->errors;
+    memset(m, 0, sizeof *m);
+    check_items(&s, ast->items);
+    check_missing(&s, ast->name_loc);
+    if (ast->name && !*ast->name)
+        diag_error(d, ast->name_loc, "the model's name is empty");
+    if (d->errors > errors)
+        return false;
+    m->name = ast->name;
+    m->name_loc = ast->name_loc;
+    m->vocab = get_int(&s, "", "vocab", 0, &m->loc_vocab);
+    m->dim = get_int(&s, "", "dim", 0, &m->loc_dim);
+    m->layers = get_int(&s, "", "layers", 0, &m->loc_layers);
+    m->context = get_int(&s, "", "context", 0, &m->loc_context);
+    m->heads = get_int(&s, "attention", "heads", 0, &m->loc_heads);
+    m->kv_heads = get_int(&s, "attention", "kv_heads", 0, &m->loc_kv_heads);
+    m->head_dim = get_int(&s, "attention", "head_dim", 0, &m->loc_head_dim);
+    m->hidden = get_int(&s, "ffn", "hidden", 0, &m->loc_hidden);
+    m->tied = get_int(&s, "", "tie_embeddings", 0, NULL) != 0;
+    m->qkv_bias = get_int(&s, "attention", "qkv_bias", 0, NULL) != 0;
+    m->rope_theta = get_float(&s, "attention", "rope_theta", 10000.0);
+    m->norm_eps = get_float(&s, "norm", "eps", 1e-5);
+    m->norm = NORM_RMSNORM;
+    m->ffn = FFN_SWIGLU;
+    m->weight_type = get_dtype(&s, "weights");
+    m->kv_type = get_dtype(&s, "kv_cache");
+    derive_head_dim(&s, m);
+    check_shape(&s, m);
+    return d->errors == errors;
+}

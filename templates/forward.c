@@ -1,0 +1,225 @@
+/*
+ * forward.c: one model instance and its forward pass, llama2.c style: the
+ * weights as pointers into the caller's checkpoint, the state as buffers
+ * in the caller's arena, and forward() top to bottom.
+ *
+ * Holes: every GQ_ macro of shape.h.  The gqm_ / GQM_ prefix becomes the
+ * model's prefix.
+ */
+#include "model.h" /* gqac:drop: the generated .c includes its own header first */
+#include "shape.h" /* gqac:drop */
+#include "kernels.c" /* gqac:drop */
+#include "attention.c" /* gqac:drop */
+
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const float *token_embedding; /* (vocab, dim) */
+    const float *rms_att;         /* (layer, dim) */
+    const float *wq;              /* (layer, heads * head_dim, dim) */
+    const float *wk;              /* (layer, kv_heads * head_dim, dim) */
+    const float *wv;              /* (layer, kv_heads * head_dim, dim) */
+    const float *wo;              /* (layer, dim, heads * head_dim) */
+    const float *rms_ffn;         /* (layer, dim) */
+    const float *w1;              /* (layer, hidden, dim) */
+    const float *w2;              /* (layer, dim, hidden) */
+    const float *w3;              /* (layer, hidden, dim) */
+    const float *rms_final;       /* (dim) */
+    const float *wcls;            /* (vocab, dim) */
+    const float *bq;              /* (layer, heads * head_dim), or NULL */
+    const float *bk;              /* (layer, kv_heads * head_dim), or NULL */
+    const float *bv;              /* (layer, kv_heads * head_dim), or NULL */
+} Weights;
+
+struct gqa_state {
+    Weights w;
+    int threads;     /* < 1: OpenMP's default */
+    int n_pos;       /* positions in the KV cache */
+    float *x;        /* (dim) the residual stream */
+    float *xb;       /* (dim) normalized x */
+    float *xb2;      /* (dim) a block's output */
+    float *hb;       /* (hidden) FFN gate */
+    float *hb2;      /* (hidden) FFN up */
+    float *q;        /* (heads * head_dim) */
+    float *k;        /* (kv_heads * head_dim) this position's key */
+    float *v;        /* (kv_heads * head_dim) this position's value */
+    float *att;      /* (heads * head_dim) attention output */
+    float *att_acc;  /* (heads * head_dim) attention accumulators */
+    float *rope;     /* (head_dim) this position's cos and sin */
+    float *key_cache;   /* (layer, kv_heads, context, head_dim) */
+    float *value_cache; /* (layer, kv_heads, context, head_dim) */
+};
+
+/* The arena: the state, then each buffer rounded up to 16 floats so every
+ * one starts on a 64-byte line, then the KV cache.  compiler/ir.c computes
+ * GQ_ARENA_BYTES with the same formula; the check below holds them equal. */
+#define GQ_ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
+#define GQ_STATE_RESERVE 4096
+#define GQ_SCRATCH_FLOATS                                                                       \
+    (3 * GQ_ROUND16(GQ_DIM) + 2 * GQ_ROUND16(GQ_HIDDEN) + 3 * GQ_ROUND16(GQ_Q_DIM) +            \
+     2 * GQ_ROUND16(GQ_KV_DIM) + GQ_ROUND16(GQ_HEAD_DIM))
+
+typedef char gqm_check_arena[GQ_ARENA_BYTES ==
+                                     GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + (size_t)GQ_KV_BYTES
+                                 ? 1
+                                 : -1];
+typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_RESERVE ? 1 : -1];
+
+static float *take(unsigned char **at, size_t floats) {
+    float *p = (float *)(void *)*at;
+    *at += GQ_ROUND16(floats) * sizeof(float);
+    return p;
+}
+
+static void map_weights(Weights *w, const float *p) {
+    w->token_embedding = p + GQ_OFF_token_embedding;
+    w->rms_att = p + GQ_OFF_rms_att;
+    w->wq = p + GQ_OFF_wq;
+    w->wk = p + GQ_OFF_wk;
+    w->wv = p + GQ_OFF_wv;
+    w->wo = p + GQ_OFF_wo;
+    w->rms_ffn = p + GQ_OFF_rms_ffn;
+    w->w1 = p + GQ_OFF_w1;
+    w->w2 = p + GQ_OFF_w2;
+    w->w3 = p + GQ_OFF_w3;
+    w->rms_final = p + GQ_OFF_rms_final;
+    w->wcls = p + GQ_OFF_wcls;
+#if GQ_QKV_BIAS
+    w->bq = p + GQ_OFF_bq;
+    w->bk = p + GQ_OFF_bk;
+    w->bv = p + GQ_OFF_bv;
+#else
+    w->bq = w->bk = w->bv = NULL;
+#endif
+}
+
+int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
+             size_t n_weights) {
+    unsigned char *at = arena;
+    gqa_state *s;
+    if (!out)
+        return GQA_EARG;
+    *out = NULL;
+    if (!arena || arena_bytes < (size_t)GQ_ARENA_BYTES || (uintptr_t)arena % 64 != 0)
+        return GQA_EARENA;
+    if (!weights || n_weights != (size_t)GQ_N_WEIGHTS)
+        return GQA_EWEIGHTS;
+    s = (gqa_state *)arena;
+    memset(s, 0, sizeof *s);
+    map_weights(&s->w, weights);
+    at += GQ_STATE_RESERVE;
+    s->x = take(&at, GQ_DIM);
+    s->xb = take(&at, GQ_DIM);
+    s->xb2 = take(&at, GQ_DIM);
+    s->hb = take(&at, GQ_HIDDEN);
+    s->hb2 = take(&at, GQ_HIDDEN);
+    s->q = take(&at, GQ_Q_DIM);
+    s->att = take(&at, GQ_Q_DIM);
+    s->att_acc = take(&at, GQ_Q_DIM);
+    s->k = take(&at, GQ_KV_DIM);
+    s->v = take(&at, GQ_KV_DIM);
+    s->rope = take(&at, GQ_HEAD_DIM);
+    s->key_cache = take(&at, (size_t)GQ_KV_BYTES / 8);
+    s->value_cache = take(&at, (size_t)GQ_KV_BYTES / 8);
+    *out = s;
+    return GQA_OK;
+}
+
+void gqm_reset(gqa_state *s) {
+    if (s)
+        s->n_pos = 0;
+}
+
+void gqm_set_threads(gqa_state *s, int n) {
+    if (s)
+        s->threads = n;
+}
+
+static int thread_count(const gqa_state *s) {
+#ifdef _OPENMP
+    return s->threads > 0 ? s->threads : omp_get_max_threads();
+#else
+    return s->threads > 0 ? s->threads : 1;
+#endif
+}
+
+/* Adds bias (n,) to x (n,) when the model has biases. */
+static void add_bias(float *x, const float *bias, int n) {
+    if (bias)
+        add_inplace(x, bias, n);
+}
+
+/* q, k, v of this position; k and v go into the cache at pos, each KV
+ * head's rows contiguous so attention streams them. */
+static void attention_block(gqa_state *s, int l, int pos, int threads) {
+    const Weights *w = &s->w;
+    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    int h;
+    rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * GQ_DIM, GQ_DIM);
+    matvec(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, threads);
+    matvec(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
+    matvec(s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
+    add_bias(s->q, w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL, GQ_Q_DIM);
+    add_bias(s->k, w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
+    add_bias(s->v, w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
+    rope(s->q, GQ_HEADS, s->rope);
+    rope(s->k, GQ_KV_HEADS, s->rope);
+    for (h = 0; h < GQ_KV_HEADS; h++) {
+        size_t row = layer_cache + ((size_t)h * GQ_CONTEXT + (size_t)pos) * GQ_HEAD_DIM;
+        memcpy(s->key_cache + row, s->k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM * sizeof(float));
+        memcpy(s->value_cache + row, s->v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM * sizeof(float));
+    }
+    attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
+              s->att_acc, threads);
+    matvec(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, threads);
+    add_inplace(s->x, s->xb2, GQ_DIM);
+}
+
+/* SwiGLU: x += w2 (silu(w1 xb) * (w3 xb)). */
+static void ffn_block(gqa_state *s, int l, int threads) {
+    const Weights *w = &s->w;
+    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
+    rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * GQ_DIM, GQ_DIM);
+    matvec(s->hb, w->w1 + up, s->xb, GQ_DIM, GQ_HIDDEN, threads);
+    matvec(s->hb2, w->w3 + up, s->xb, GQ_DIM, GQ_HIDDEN, threads);
+    swiglu(s->hb, s->hb2, GQ_HIDDEN);
+    matvec(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, threads);
+    add_inplace(s->x, s->xb2, GQ_DIM);
+}
+
+int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
+    int l, threads;
+    if (!s || !logits)
+        return GQA_EARG;
+    if (token < 0 || token >= GQ_VOCAB)
+        return GQA_ETOKEN;
+    if (pos < 0 || pos >= GQ_CONTEXT || pos > s->n_pos)
+        return GQA_EPOS;
+    threads = thread_count(s);
+    memcpy(s->x, s->w.token_embedding + (size_t)token * GQ_DIM, GQ_DIM * sizeof(float));
+    rope_table(s->rope, pos);
+    for (l = 0; l < GQ_LAYERS; l++) {
+        attention_block(s, l, pos, threads);
+        ffn_block(s, l, threads);
+    }
+    rmsnorm(s->x, s->x, s->w.rms_final, GQ_DIM);
+    matvec(logits, s->w.wcls, s->x, GQ_DIM, GQ_VOCAB, threads);
+    s->n_pos = pos + 1;
+    return GQA_OK;
+}
+
+const gqa_model_api gqm_api = {
+    GQ_NAME,
+    GQ_PREFIX,
+    {GQ_DIM, GQ_HIDDEN, GQ_LAYERS, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB, GQ_CONTEXT,
+     GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_THETA, (double)GQ_NORM_EPS},
+    GQ_N_WEIGHTS,
+    GQ_ARENA_BYTES,
+    64,
+    GQ_KV_BYTES,
+    gqm_init,
+    gqm_forward,
+    gqm_reset,
+    gqm_set_threads,
+};

@@ -1,0 +1,55 @@
+/*
+ * The interface of one gqac-generated model.  All memory is the caller's:
+ *
+ *     static float logits[GQM_VOCAB];
+ *     void *arena = aligned_alloc(GQM_ARENA_ALIGN, GQM_ARENA_BYTES);
+ *     gqa_state *s;
+ *     int err = gqm_init(&s, arena, GQM_ARENA_BYTES, weights, GQM_N_WEIGHTS);
+ *     for (pos = 0; !err && pos < n; pos++)
+ *         err = gqm_forward(s, tokens[pos], pos, logits);
+ *
+ * weights are GQM_N_WEIGHTS floats in llama2.c checkpoint order (the file
+ * after its 28-byte header); they are read, never written or copied, and
+ * may be shared by any number of instances.  Functions return GQA_OK or a
+ * GQA_E* code from gqa_api.h; nothing is printed.  Instances are
+ * independent: no globals, so several models and instances can live in one
+ * process and run in separate threads.
+ */
+#ifndef GQM_MODEL_H
+#define GQM_MODEL_H
+
+#include "gqa_api.h" /* gqac:api */
+
+#define GQM_DIM GQ_DIM
+#define GQM_HIDDEN GQ_HIDDEN
+#define GQM_LAYERS GQ_LAYERS
+#define GQM_HEADS GQ_HEADS
+#define GQM_KV_HEADS GQ_KV_HEADS
+#define GQM_HEAD_DIM GQ_HEAD_DIM
+#define GQM_VOCAB GQ_VOCAB
+#define GQM_CONTEXT GQ_CONTEXT
+#define GQM_N_WEIGHTS GQ_N_WEIGHTS           /* floats of weights */
+#define GQM_ARENA_BYTES GQ_ARENA_BYTES       /* bytes of one instance, KV cache included */
+#define GQM_ARENA_ALIGN 64                   /* alignment the arena needs */
+#define GQM_KV_CACHE_BYTES GQ_KV_BYTES       /* the KV cache's share of the arena */
+
+/* The function table below, for code that handles any model. */
+extern const gqa_model_api gqm_api;
+
+/* Lays out an instance in arena (GQM_ARENA_BYTES, aligned to
+ * GQM_ARENA_ALIGN) over weights (GQM_N_WEIGHTS floats) and stores it in *out. */
+int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
+             size_t n_weights);
+
+/* Runs token at position pos and writes GQM_VOCAB logits.  Positions run
+ * 0, 1, 2, ... from init or reset; pos may also repeat or go back, which
+ * drops the later positions. */
+int gqm_forward(gqa_state *s, int token, int pos, float *logits);
+
+/* Forgets all positions. */
+void gqm_reset(gqa_state *s);
+
+/* Threads for forward when compiled with OpenMP; n < 1: OpenMP's default. */
+void gqm_set_threads(gqa_state *s, int n);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * shape.h: the holes of the templates, with the values of a small default
+ * model so that every template compiles, and is tested, on its own.
+ *
+ * In generated code gqac drops this file and defines each GQ_ macro with
+ * the value for the model being compiled (see compiler/plan.c, which sets
+ * every one).  The holes:
+ *
+ *   GQ_DIM GQ_HIDDEN GQ_LAYERS GQ_HEADS GQ_KV_HEADS GQ_HEAD_DIM GQ_VOCAB
+ *   GQ_CONTEXT      the shape
+ *   GQ_GROUP        query heads per KV head: GQ_HEADS / GQ_KV_HEADS
+ *   GQ_Q_DIM        GQ_HEADS * GQ_HEAD_DIM
+ *   GQ_KV_DIM       GQ_KV_HEADS * GQ_HEAD_DIM
+ *   GQ_TIED         1 if the classifier is the token embedding
+ *   GQ_QKV_BIAS     1 if q, k, v have biases
+ *   GQ_ROPE_THETA   RoPE base (double)
+ *   GQ_NORM_EPS     RMSNorm epsilon (float)
+ *   GQ_ATT_SCALE    1 / sqrt(GQ_HEAD_DIM) (float)
+ *   GQ_ACC_HEAD     independent accumulators over head_dim; divides GQ_HEAD_DIM
+ *   GQ_ACC_ROW      independent accumulators in matrix-vector rows; divides
+ *                   GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
+ *   GQ_N_WEIGHTS    floats in the checkpoint after its header
+ *   GQ_OFF_<name>   where tensor <name> starts, in floats
+ *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
+ *   GQ_KV_BYTES     bytes of its KV cache
+ *   GQ_NAME         the model's name, a C string literal
+ *   GQ_PREFIX       the C prefix, a C string literal
+ *
+ * Loops marked gqac:unroll have bounds that are holes or literals; gqac
+ * unrolls them when the bound is small (compiler/plan.c sets the limit).
+ */
+#ifndef GQ_SHAPE_H
+#define GQ_SHAPE_H
+
+#define GQ_DIM 64
+#define GQ_HIDDEN 176
+#define GQ_LAYERS 2
+#define GQ_HEADS 8
+#define GQ_KV_HEADS 2
+#define GQ_HEAD_DIM 8
+#define GQ_VOCAB 96
+#define GQ_CONTEXT 32
+#define GQ_GROUP (GQ_HEADS / GQ_KV_HEADS)
+#define GQ_Q_DIM (GQ_HEADS * GQ_HEAD_DIM)
+#define GQ_KV_DIM (GQ_KV_HEADS * GQ_HEAD_DIM)
+#define GQ_TIED 1
+#define GQ_QKV_BIAS 1
+#define GQ_ROPE_THETA 10000.0
+#define GQ_NORM_EPS 1e-5f
+#define GQ_ATT_SCALE 0.35355339059327373f
+#define GQ_ACC_HEAD 4
+#define GQ_ACC_ROW 8
+
+/* llama2.c's checkpoint order; gqac computes these from its tensor table. */
+#define GQ_OFF_token_embedding 0
+#define GQ_OFF_rms_att (GQ_OFF_token_embedding + GQ_VOCAB * GQ_DIM)
+#define GQ_OFF_wq (GQ_OFF_rms_att + GQ_LAYERS * GQ_DIM)
+#define GQ_OFF_wk (GQ_OFF_wq + GQ_LAYERS * GQ_Q_DIM * GQ_DIM)
+#define GQ_OFF_wv (GQ_OFF_wk + GQ_LAYERS * GQ_KV_DIM * GQ_DIM)
+#define GQ_OFF_wo (GQ_OFF_wv + GQ_LAYERS * GQ_KV_DIM * GQ_DIM)
+#define GQ_OFF_rms_ffn (GQ_OFF_wo + GQ_LAYERS * GQ_DIM * GQ_Q_DIM)
+#define GQ_OFF_w1 (GQ_OFF_rms_ffn + GQ_LAYERS * GQ_DIM)
+#define GQ_OFF_w2 (GQ_OFF_w1 + GQ_LAYERS * GQ_HIDDEN * GQ_DIM)
+#define GQ_OFF_w3 (GQ_OFF_w2 + GQ_LAYERS * GQ_DIM * GQ_HIDDEN)
+#define GQ_OFF_rms_final (GQ_OFF_w3 + GQ_LAYERS * GQ_HIDDEN * GQ_DIM)
+#define GQ_OFF_freq_cis_real (GQ_OFF_rms_final + GQ_DIM)
+#define GQ_OFF_freq_cis_imag (GQ_OFF_freq_cis_real + GQ_CONTEXT * GQ_HEAD_DIM / 2)
+#define GQ_OFF_wcls GQ_OFF_token_embedding
+#define GQ_OFF_bq (GQ_OFF_freq_cis_imag + GQ_CONTEXT * GQ_HEAD_DIM / 2)
+#define GQ_OFF_bk (GQ_OFF_bq + GQ_LAYERS * GQ_Q_DIM)
+#define GQ_OFF_bv (GQ_OFF_bk + GQ_LAYERS * GQ_KV_DIM)
+#define GQ_N_WEIGHTS (GQ_OFF_bv + GQ_LAYERS * GQ_KV_DIM)
+
+#define GQ_KV_BYTES (2 * 4 * GQ_LAYERS * GQ_KV_DIM * GQ_CONTEXT)
+#define GQ_ARENA_BYTES (GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + GQ_KV_BYTES)
+#define GQ_NAME "default"
+#define GQ_PREFIX "gqm"
+
+#endif
