@@ -1,0 +1,222 @@
+/*
+ * checkpoint.c: llama2.c weight files.  The header is checked field by field
+ * against the shape the model was compiled for, and the size to the byte,
+ * because a mismatched file would otherwise run and produce plausible
+ * garbage.  The weights are mapped read-only (free to share between
+ * processes, paged in on demand) or, on request, read into memory that the
+ * kernel may back with 2 MiB pages, which spares TLB misses on big models.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gqr.h"
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Byte by byte, so a big-endian host reads the same numbers. */
+static long long read_le32(const unsigned char *p) {
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    return u <= INT32_MAX ? (long long)u : -(long long)(UINT32_MAX - u) - 1;
+}
+
+static int check_field(const char *name, const char *field, long long found, int want,
+                       char *err, size_t errlen) {
+    if (found == want)
+        return 0;
+    return fail(err, errlen, "%s: %s is %lld in the file, but the model was compiled for %d",
+                name, field, found, want);
+}
+
+static int check_fields(const unsigned char *h, const gqa_model_api *m, const char *name,
+                        char *err, size_t errlen) {
+    static const char *const fields[5] = {"dim", "hidden_dim", "n_layers", "n_heads",
+                                          "n_kv_heads"};
+    const gqa_shape *sh = &m->shape;
+    const int want[5] = {sh->dim, sh->hidden_dim, sh->n_layers, sh->n_heads, sh->n_kv_heads};
+    for (int i = 0; i < 5; i++)
+        if (check_field(name, fields[i], read_le32(h + 4 * i), want[i], err, errlen))
+            return -1;
+    long long vocab = read_le32(h + 20), tokens = vocab < 0 ? -vocab : vocab;
+    if (tokens != sh->vocab_size)
+        return fail(err, errlen,
+                    "%s: vocab_size is %lld in the file (%lld tokens), but the model was "
+                    "compiled for %d", name, vocab, tokens, sh->vocab_size);
+    if ((vocab > 0) != (sh->tied_embeddings != 0))
+        return fail(err, errlen,
+                    "%s: vocab_size is %lld in the file (%s classifier), but the model was "
+                    "compiled with tied_embeddings = %d (%s classifier)",
+                    name, vocab, vocab > 0 ? "shared" : "separate", sh->tied_embeddings,
+                    sh->tied_embeddings ? "shared" : "separate");
+    return check_field(name, "seq_len", read_le32(h + 24), sh->seq_len, err, errlen);
+}
+
+static int check_size(uintmax_t size, const gqa_model_api *m, const char *name, char *err,
+                      size_t errlen) {
+    uintmax_t n = m->n_weights;
+    if (n > (UINTMAX_MAX - GQR_HEADER_BYTES) / 4)
+        return fail(err, errlen, "%s: the model's weight count %ju is too large", name, n);
+    uintmax_t want = GQR_HEADER_BYTES + 4 * n;
+    if (size == want)
+        return 0;
+    return fail(err, errlen, "%s: file is %ju bytes, expected %d + 4 x %ju = %ju bytes (%s)",
+                name, size, GQR_HEADER_BYTES, n, want,
+                size < want ? "truncated?" : "trailing data, or a different model?");
+}
+
+/* Everything but the reading: header fields, then the total size, given the
+ * first min(size, GQR_HEADER_BYTES) bytes and the whole file's size. */
+static int check_all(const unsigned char *h, uintmax_t size, const gqa_model_api *m,
+                     const char *name, char *err, size_t errlen) {
+    if (size == 0)
+        return fail(err, errlen, "%s: file is empty, expected a %d-byte header and weights",
+                    name, GQR_HEADER_BYTES);
+    if (size < GQR_HEADER_BYTES)
+        return fail(err, errlen, "%s: file is %ju bytes, shorter than the %d-byte header",
+                    name, size, GQR_HEADER_BYTES);
+    if (check_fields(h, m, name, err, errlen))
+        return -1;
+    return check_size(size, m, name, err, errlen);
+}
+
+int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
+                                const gqa_model_api *m, const char *name, char *err,
+                                size_t errlen) {
+    if (!m || (!bytes && size))
+        return fail(err, errlen, "%s: no model or no bytes", name ? name : "?");
+    return check_all(bytes, size, m, name ? name : "?", err, errlen);
+}
+
+/* Opens path and checks that it is a regular file; its size in *size. */
+static int open_regular(const char *path, uintmax_t *size, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail(err, errlen, "%s: not a regular file%s", path,
+             S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
+        close(fd);
+        return -1;
+    }
+    *size = (uintmax_t)st.st_size;
+    return fd;
+}
+
+/* Reads exactly n bytes at offset, riding out short reads and EINTR. */
+static int read_at(int fd, void *dst, size_t n, off_t offset, const char *path, char *err,
+                   size_t errlen) {
+    unsigned char *p = dst;
+    while (n) {
+        ssize_t got = pread(fd, p, n, offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return fail(err, errlen, "%s: read failed: %s", path, strerror(errno));
+        if (got == 0)
+            return fail(err, errlen, "%s: file shrank while being read", path);
+        p += got, n -= (size_t)got, offset += got;
+    }
+    return 0;
+}
+
+static int load_mmap(gqr_checkpoint *ck, int fd, size_t size, const char *path, char *err,
+                     size_t errlen) {
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED)
+        return fail(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
+    ck->map = map;
+    ck->weights = (const float *)((const unsigned char *)map + GQR_HEADER_BYTES);
+    return 0;
+}
+
+static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *path,
+                     char *err, size_t errlen) {
+    size_t bytes = n_weights * sizeof(float);
+    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *buf = NULL;
+    if (posix_memalign(&buf, HUGE_PAGE, rounded ? rounded : HUGE_PAGE) != 0)
+        return fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+#ifdef MADV_HUGEPAGE
+    /* Advice only: without transparent huge pages this fails harmlessly. */
+    (void)madvise(buf, rounded, MADV_HUGEPAGE);
+#endif
+    if (read_at(fd, buf, bytes, GQR_HEADER_BYTES, path, err, errlen)) {
+        free(buf);
+        return -1;
+    }
+    ck->buf = buf;
+    ck->weights = buf;
+    return 0;
+}
+
+int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                        int flags, char *err, size_t errlen) {
+    if (!ck)
+        return fail(err, errlen, "%s: no checkpoint to load into", path ? path : "?");
+    memset(ck, 0, sizeof *ck);
+    if (!path || !m)
+        return fail(err, errlen, "%s: no path or no model", path ? path : "?");
+    if (flags != GQR_LOAD_MMAP && flags != GQR_LOAD_READ_HUGEPAGES)
+        return fail(err, errlen, "%s: unknown load flags %d", path, flags);
+    uintmax_t size = 0;
+    int fd = open_regular(path, &size, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (size > SIZE_MAX) {
+        close(fd);
+        return fail(err, errlen, "%s: file is %ju bytes, too large to load here", path, size);
+    }
+    unsigned char h[GQR_HEADER_BYTES];
+    size_t have = size < GQR_HEADER_BYTES ? (size_t)size : GQR_HEADER_BYTES;
+    int rc = read_at(fd, h, have, 0, path, err, errlen);
+    if (rc == 0)
+        rc = check_all(h, size, m, path, err, errlen);
+    if (rc == 0 && flags == GQR_LOAD_MMAP)
+        rc = load_mmap(ck, fd, (size_t)size, path, err, errlen);
+    else if (rc == 0)
+        rc = load_read(ck, fd, m->n_weights, path, err, errlen);
+    close(fd); /* a mapping outlives its descriptor */
+    if (rc != 0)
+        return -1;
+    ck->n_weights = m->n_weights;
+    ck->file_bytes = (size_t)size;
+    return 0;
+}
+
+int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                        char *err, size_t errlen) {
+    return gqr_checkpoint_load(ck, path, m, GQR_LOAD_MMAP, err, errlen);
+}
+
+void gqr_checkpoint_close(gqr_checkpoint *ck) {
+    if (!ck)
+        return;
+    if (ck->map)
+        munmap(ck->map, ck->file_bytes);
+    free(ck->buf);
+    memset(ck, 0, sizeof *ck);
+}

@@ -1,0 +1,121 @@
+/*
+ * gqr.h: the gqac runtime.  Loads weights, samples, generates and runs the
+ * standalone program for any model through its gqa_model_api table, so one
+ * build of the runtime serves every generated model.
+ *
+ * Conventions: every function that can fail returns 0 (or a GQA_* code of
+ * gqa_api.h, GQA_OK being 0) on success; the library never prints, it
+ * hands back codes and messages.  Needs POSIX (mmap, clock_gettime).
+ */
+#ifndef GQR_H
+#define GQR_H
+
+#include <stddef.h>
+
+#include "gqa_api.h"
+
+/* Runtime failures beside gqa_api.h's GQA_* codes (kept clear of them). */
+enum {
+    GQR_ENOMEM = 64 /* an allocation failed */
+};
+
+/* ---- checkpoint.c: llama2.c weights, mapped or read ---- */
+
+/* The file: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads,
+ * n_kv_heads, vocab_size, seq_len; vocab_size < 0 means a separate
+ * classifier follows), then exactly m->n_weights float32 in host order
+ * (little-endian on every host gqac targets today). */
+#define GQR_HEADER_BYTES 28
+
+enum {
+    GQR_LOAD_MMAP = 0,           /* map the file read-only; pages come on demand */
+    GQR_LOAD_READ_HUGEPAGES = 1  /* read into 2 MiB aligned memory advised for huge pages */
+};
+
+typedef struct gqr_checkpoint {
+    const float *weights; /* m->n_weights floats, read-only, until close */
+    size_t n_weights;
+    size_t file_bytes;    /* the whole file, header included */
+    void *map;            /* GQR_LOAD_MMAP: the mapping, else NULL */
+    void *buf;            /* GQR_LOAD_READ_HUGEPAGES: the buffer, else NULL */
+} gqr_checkpoint;
+
+/* Checks a whole file's bytes (size of them; only the header is read) against
+ * the shape m was compiled for.  name prefixes the message.  0 or -1. */
+int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
+                                const gqa_model_api *m, const char *name,
+                                char *err, size_t errlen);
+/* Opens path for m by flags (a GQR_LOAD_* value).  0, or -1 with a message
+ * naming the file, the expected and the found value in err; ck is then
+ * zeroed, so closing it is harmless. */
+int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                        int flags, char *err, size_t errlen);
+/* gqr_checkpoint_load with GQR_LOAD_MMAP. */
+int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                        char *err, size_t errlen);
+/* Releases the weights; safe on a zeroed or already closed checkpoint. */
+void gqr_checkpoint_close(gqr_checkpoint *ck);
+
+/* ---- sampler.c: next token from logits ---- */
+
+typedef struct gqr_candidate { float p; int id; } gqr_candidate;
+
+typedef struct gqr_sampler {
+    int vocab_size;
+    float temperature;        /* 0: greedy */
+    float top_p;              /* 1: plain sampling from the softmax */
+    unsigned long long rng;   /* splitmix64 state: same seed, same tokens, any host */
+    gqr_candidate *cand;      /* vocab_size scratch entries for top-p */
+} gqr_sampler;
+
+/* 0, or -1 (and nothing allocated) when vocab_size <= 0, temperature < 0 or
+ * NaN, or top_p outside (0, 1]. */
+int gqr_sampler_init(gqr_sampler *s, int vocab_size, float temperature, float top_p,
+                     unsigned long long seed);
+/* A token in [0, vocab_size) from vocab_size logits, which it overwrites
+ * with probabilities unless greedy.  Ties in greedy go to the lowest id. */
+int gqr_sample(gqr_sampler *s, float *logits);
+/* Uniform in [0, 1), 24 bits; advances the sampler's stream. */
+float gqr_random_float(gqr_sampler *s);
+void gqr_sampler_free(gqr_sampler *s);
+
+/* ---- arena.c: one model instance's memory ---- */
+
+/* m->arena_bytes zeroed bytes aligned to max(m->arena_align, 64), or NULL
+ * (out of memory, or arena_align not a power of two). */
+void *gqr_arena_alloc(const gqa_model_api *m);
+void gqr_arena_free(void *arena);
+
+/* ---- generate.c: prompt, then sampled tokens ---- */
+
+/* Called with each generated token as soon as it is sampled; pos is the
+ * position it takes in the sequence (n_prompt for the first one). */
+typedef void (*gqr_token_fn)(void *user, int token, int pos);
+
+typedef struct gqr_result {
+    int n_prompt;          /* prompt positions run */
+    int n_generated;       /* tokens handed to on_token */
+    double prompt_seconds; /* forward over the prompt */
+    double gen_seconds;    /* sampling and forward over generated tokens */
+} gqr_result;
+
+/* Runs prompt[0..n_prompt) at positions 0.. through m->forward on s (fresh
+ * from init or reset), then samples up to n_generate tokens, feeding each
+ * back, until n_generate are done or the next one's position would reach
+ * seq_len.  The last generated token is not fed back.  res (may be NULL)
+ * holds what was done even on error.  Returns GQA_OK, forward's code,
+ * GQA_EARG (n_prompt < 1, n_generate < 0, NULL argument, sampler vocab
+ * mismatch), GQA_EPOS (n_prompt > seq_len) or GQR_ENOMEM. */
+int gqr_generate(const gqa_model_api *m, gqa_state *s, gqr_sampler *smp,
+                 const int *prompt, int n_prompt, int n_generate,
+                 gqr_token_fn on_token, void *user, gqr_result *res);
+/* A static description of a GQA_* or GQR_* code. */
+const char *gqr_strerror(int code);
+
+/* ---- cli.c: the standalone program ---- */
+
+/* A whole main(): `return gqr_main(&foo_api, argc, argv);`.  Exit status
+ * 0 success, 1 bad input (weights, tokens), 2 usage; --help lists flags. */
+int gqr_main(const gqa_model_api *m, int argc, char **argv);
+
+#endif

@@ -1,0 +1,18 @@
+/* attention_cases.h: the generated attention kernels of the test matrix
+ * (tests/gen_attention.c writes them; tests/test_kernels.c checks them). */
+#ifndef ATTENTION_CASES_H
+#define ATTENTION_CASES_H
+
+/* q (heads, head_dim), caches (kv_heads, context, head_dim) -> out. */
+typedef void (*AttentionFn)(float *out, const float *q, const float *key_cache,
+                            const float *value_cache, int pos, float *scratch, int threads);
+
+typedef struct {
+    int heads, kv_heads, head_dim;
+    AttentionFn fn;
+} AttentionCase;
+
+extern const AttentionCase attention_cases[]; /* ends with fn == 0 */
+extern const int attention_context;
+
+#endif

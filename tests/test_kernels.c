@@ -1,0 +1,249 @@
+/*
+ * test_kernels.c: the kernels against plain references in double
+ * precision.
+ *
+ * 1. The templates on their own (templates/kernels.c and attention.c with
+ *    shape.h's defaults):
+ *    RMSNorm, matrix-vector, RoPE, SwiGLU, attention.
+ * 2. The attention gqac generates for every shape of the test matrix
+ *    (tests/gen_attention.c) at positions {1, 7, 64, 513}, on one thread
+ *    and on two: max |error| / max |reference| <= 1e-5.
+ *
+ * The reference knows nothing of groups beyond the one rule under test:
+ * query head h reads KV head h / (heads / kv_heads).
+ */
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_cases.h"
+
+/* The templates, compiled here exactly as written. */
+#include "../templates/kernels.c"
+#include "../templates/attention.c"
+
+#define TOLERANCE 1e-5
+
+static unsigned long long rng_state = 42;
+
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng_state >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+static float *random_floats(size_t n, float scale) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = scale * frand();
+    return p;
+}
+
+/* max |got - want| / max |want| */
+static double rel_error(const float *got, const double *want, size_t n) {
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)got[i] - want[i]));
+        mag = fmax(mag, fabs(want[i]));
+    }
+    return mag > 0 ? err / mag : err;
+}
+
+/* ---- the reference ---- */
+
+/* q (heads, hd), caches (kv_heads, context, hd) -> out (heads, hd).
+ * tiled: pair query head h with KV head h % kv_heads, the wrong order,
+ * to show that the tests tell the two apart. */
+static void reference_attention_order(double *out, const float *q, const float *kc,
+                                      const float *vc, int heads, int kv_heads, int hd,
+                                      int context, int pos, int tiled) {
+    double *score = malloc((size_t)(pos + 1) * sizeof *score);
+    for (int h = 0; h < heads; h++) {
+        int kvh = tiled ? h % kv_heads : h / (heads / kv_heads);
+        const float *qh = q + (size_t)h * hd;
+        double max = -INFINITY, sum = 0;
+        for (int t = 0; t <= pos; t++) {
+            const float *k = kc + ((size_t)kvh * context + t) * hd;
+            double s = 0;
+            for (int d = 0; d < hd; d++)
+                s += (double)qh[d] * k[d];
+            score[t] = s / sqrt((double)hd);
+            max = fmax(max, score[t]);
+        }
+        for (int t = 0; t <= pos; t++)
+            sum += score[t] = exp(score[t] - max);
+        for (int d = 0; d < hd; d++) {
+            double o = 0;
+            for (int t = 0; t <= pos; t++)
+                o += score[t] / sum * vc[((size_t)kvh * context + t) * hd + d];
+            out[(size_t)h * hd + d] = o;
+        }
+    }
+    free(score);
+}
+
+static void reference_attention(double *out, const float *q, const float *kc, const float *vc,
+                                int heads, int kv_heads, int hd, int context, int pos) {
+    reference_attention_order(out, q, kc, vc, heads, kv_heads, hd, context, pos, 0);
+}
+
+/* ---- 1. templates ---- */
+
+static void test_template_rmsnorm(void) {
+    float *x = random_floats(GQ_DIM, 2), *w = random_floats(GQ_DIM, 1), out[GQ_DIM];
+    double want[GQ_DIM], ss = 0;
+    for (int i = 0; i < GQ_DIM; i++)
+        ss += (double)x[i] * x[i];
+    for (int i = 0; i < GQ_DIM; i++)
+        want[i] = w[i] * x[i] / sqrt(ss / GQ_DIM + (double)GQ_NORM_EPS);
+    rmsnorm(out, x, w, GQ_DIM);
+    CU_ASSERT(rel_error(out, want, GQ_DIM) <= TOLERANCE);
+    free(x);
+    free(w);
+}
+
+static void test_template_matvec(void) {
+    enum { N = GQ_HIDDEN, D = 40 };
+    float *w = random_floats((size_t)N * D, 1), *x = random_floats(N, 1), out[D];
+    double want[D];
+    for (int i = 0; i < D; i++) {
+        want[i] = 0;
+        for (int j = 0; j < N; j++)
+            want[i] += (double)w[i * N + j] * x[j];
+    }
+    matvec(out, w, x, N, D, 2);
+    CU_ASSERT(rel_error(out, want, D) <= TOLERANCE);
+    free(w);
+    free(x);
+}
+
+/* RoPE at a long position: angles in double, pairs (2i, 2i+1). */
+static void test_template_rope(void) {
+    enum { HEADS = 3, POS = 4097 };
+    float *v = random_floats(HEADS * GQ_HEAD_DIM, 1), table[GQ_HEAD_DIM];
+    double want[HEADS * GQ_HEAD_DIM];
+    for (int h = 0; h < HEADS; h++)
+        for (int i = 0; i < GQ_HEAD_DIM / 2; i++) {
+            double th = POS * pow(GQ_ROPE_THETA, -2.0 * i / GQ_HEAD_DIM);
+            double a = v[h * GQ_HEAD_DIM + 2 * i], b = v[h * GQ_HEAD_DIM + 2 * i + 1];
+            want[h * GQ_HEAD_DIM + 2 * i] = a * cos(th) - b * sin(th);
+            want[h * GQ_HEAD_DIM + 2 * i + 1] = a * sin(th) + b * cos(th);
+        }
+    rope_table(table, POS);
+    rope(v, HEADS, table);
+    CU_ASSERT(rel_error(v, want, HEADS * GQ_HEAD_DIM) <= TOLERANCE);
+    free(v);
+}
+
+static void test_template_swiglu(void) {
+    float *g = random_floats(GQ_HIDDEN, 4), *u = random_floats(GQ_HIDDEN, 1);
+    double want[GQ_HIDDEN];
+    for (int i = 0; i < GQ_HIDDEN; i++)
+        want[i] = g[i] / (1 + exp(-(double)g[i])) * u[i];
+    swiglu(g, u, GQ_HIDDEN);
+    CU_ASSERT(rel_error(g, want, GQ_HIDDEN) <= TOLERANCE);
+    free(g);
+    free(u);
+}
+
+static void test_template_attention(void) {
+    size_t cache = (size_t)GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    float *q = random_floats(GQ_Q_DIM, 3), *kc = random_floats(cache, 1),
+          *vc = random_floats(cache, 1), out[GQ_Q_DIM], scratch[GQ_Q_DIM];
+    double want[GQ_Q_DIM];
+    for (int pos = 0; pos < GQ_CONTEXT; pos += 7) {
+        attention(out, q, kc, vc, pos, scratch, 1);
+        reference_attention(want, q, kc, vc, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT, pos);
+        CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
+    }
+    free(q);
+    free(kc);
+    free(vc);
+}
+
+/* ---- 2. the generated matrix ---- */
+
+static const int positions[] = {1, 7, 64, 513};
+
+/* One shape at every position and thread count; returns the worst error. */
+static double check_case(const AttentionCase *c) {
+    size_t qn = (size_t)c->heads * c->head_dim;
+    size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
+    float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
+    float *out = malloc(qn * sizeof *out), *scratch = malloc(qn * sizeof *scratch);
+    double *want = malloc(qn * sizeof *want), worst = 0;
+    for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++) {
+        reference_attention(want, q, kc, vc, c->heads, c->kv_heads, c->head_dim,
+                            attention_context, positions[p]);
+        for (int threads = 1; threads <= 2; threads++) {
+            memset(out, 0, qn * sizeof *out);
+            c->fn(out, q, kc, vc, positions[p], scratch, threads);
+            worst = fmax(worst, rel_error(out, want, qn));
+        }
+    }
+    free(q), free(kc), free(vc), free(out), free(scratch), free(want);
+    return worst;
+}
+
+static void test_generated_matrix(void) {
+    int n = 0, groups_seen[33] = {0};
+    for (const AttentionCase *c = attention_cases; c->fn; c++, n++) {
+        double err = check_case(c);
+        groups_seen[c->heads / c->kv_heads] = 1;
+        if (err > TOLERANCE)
+            printf("\n  heads %d kv_heads %d head_dim %d: error %.3g > %g", c->heads, c->kv_heads,
+                   c->head_dim, err, TOLERANCE);
+        CU_ASSERT(err <= TOLERANCE);
+    }
+    CU_ASSERT_EQUAL(n, 144);
+    for (int g = 1; g <= 8; g++)
+        CU_ASSERT(groups_seen[g]);
+    CU_ASSERT(groups_seen[16] && groups_seen[32]);
+}
+
+/* The test can fail: the same kernel checked against a reference that
+ * tiles (query head h on KV head h % kv_heads) is far off. */
+static void test_reference_detects_tiling(void) {
+    const AttentionCase *c = attention_cases;
+    while (c->fn && !(c->heads == 8 && c->kv_heads == 2 && c->head_dim == 16))
+        c++;
+    CU_ASSERT_FATAL(c->fn != NULL);
+    size_t qn = 8 * 16, cache = 2 * (size_t)attention_context * 16;
+    float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
+    float out[8 * 16], scratch[8 * 16];
+    double want[8 * 16];
+    c->fn(out, q, kc, vc, 64, scratch, 1);
+    reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 0);
+    CU_ASSERT(rel_error(out, want, qn) <= TOLERANCE);
+    reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 1);
+    CU_ASSERT(rel_error(out, want, qn) > 1e-2);
+    free(q), free(kc), free(vc);
+}
+
+static void test_template_add(void) {
+    float x[3] = {1, 2, 3}, y[3] = {0.5f, -2, 4};
+    add_inplace(x, y, 3);
+    CU_ASSERT(x[0] == 1.5f && x[1] == 0 && x[2] == 7);
+}
+
+int main(void) {
+    CU_pSuite s;
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    s = CU_add_suite("templates", NULL, NULL);
+    CU_add_test(s, "rmsnorm", test_template_rmsnorm);
+    CU_add_test(s, "matvec", test_template_matvec);
+    CU_add_test(s, "rope", test_template_rope);
+    CU_add_test(s, "swiglu", test_template_swiglu);
+    CU_add_test(s, "add", test_template_add);
+    CU_add_test(s, "attention", test_template_attention);
+    s = CU_add_suite("generated attention", NULL, NULL);
+    CU_add_test(s, "144 shapes x 4 positions x 1, 2 threads", test_generated_matrix);
+    CU_add_test(s, "a tiled kernel would fail", test_reference_detects_tiling);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int failed = (int)CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
