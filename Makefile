@@ -67,3 +67,99 @@ $(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h templates/gqa_api.h | $(BUILD)/ob
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqa.a: $(RUNTIME_OBJ)
 	$(AR) rcs $@ $^
+
+# ---- generated code for the tests ----
+# Each test model: its C (prefix = stem) and deterministic random weights.
+define test_model
+$(BUILD)/gen/$(1).c $(BUILD)/gen/$(1).h &: $(2) $(BUILD)/gqac | $(BUILD)/gen
+	$(BUILD)/gqac $(2) -o $(BUILD)/gen/$(1).c --prefix $(1)
+$(BUILD)/gen/$(1).bin: $(2) $(BUILD)/gqac | $(BUILD)/gen
+	$(BUILD)/gqac weights --random $(2) -o $$@ --seed 7
+TEST_MODELS += $(1)
+endef
+$(eval $(call test_model,tiny,examples/tiny.gqa))
+$(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
+$(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
+$(foreach m,g3bias g5 g6mqa g7 g32,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
+
+# Tests build with OpenMP so the threaded paths run; the generated code
+# must also pass the strictest warnings we can ask of it.
+TEST_CFLAGS := $(ALL_CFLAGS) -fopenmp
+GEN_CFLAGS  := $(TEST_CFLAGS) -Wmissing-prototypes -Wstrict-prototypes
+TEST_LIBS   := -lcunit -lm -lpthread -ldl
+
+$(BUILD)/gen_attention: tests/gen_attention.c $(BUILD)/libgqac.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/gen/attention_cases.c: $(BUILD)/gen_attention | $(BUILD)/gen
+	$(BUILD)/gen_attention > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(GEN_CFLAGS) -Itests -I$(BUILD)/gen -c -o $@ $<
+
+$(BUILD)/test_kernels: tests/test_kernels.c tests/attention_cases.h $(TEMPLATES) \
+                       $(BUILD)/gen/attention_cases.o
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TEST_LIBS)
+$(BUILD)/test_model: tests/test_model.c $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
+                     $(TEST_MODELS:%=$(BUILD)/gen/%.bin)
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TEST_LIBS)
+$(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+$(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+
+TESTS := test_front test_kernels test_model test_runtime
+
+# The unit tests, in one build flavour (BUILD picks it).
+check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
+	@set -e; for t in $(TESTS); do \
+	    echo "== $$t ($(BUILD))"; \
+	    GQAC=$(BUILD)/gqac $(BUILD)/$$t; \
+	done
+
+# The same tests with AddressSanitizer and UndefinedBehaviorSanitizer.
+SANITIZE := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+check-asan:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="$(SANITIZE)" check
+
+# libFuzzer over the whole front end, seeded from the examples and the
+# diagnostic cases; FUZZ_SECONDS bounds it.
+FUZZ_SRC := $(COMPILER_SRC:%=compiler/%) $(BUILD)/parser.c $(BUILD)/lexer.c $(BUILD)/templates.c
+$(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -I$(BUILD) \
+	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
+fuzz: $(BUILD)/fuzz_front
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -dict=tests/fuzz_front.dict -print_final_stats=1 \
+	    $(BUILD)/fuzz-corpus examples tests/diag tests/models
+
+deps:
+	@tools/deps.sh test
+
+test: deps
+	$(MAKE) --no-print-directory check
+	$(MAKE) --no-print-directory check-asan
+	$(MAKE) --no-print-directory fuzz
+	@echo "make test: all passed"
+
+# ---- demo ----
+DEMO := $(BUILD)/demo
+demo: all
+	@tools/deps.sh demo
+	@mkdir -p $(DEMO)
+	$(BUILD)/gqac examples/tiny.gqa -o $(DEMO)/tiny.c --main
+	$(BUILD)/gqac weights --random examples/tiny.gqa -o $(DEMO)/tiny.bin --seed 1
+	$(CC) -std=c99 -O2 -fopenmp -Itemplates -o $(DEMO)/tiny $(DEMO)/tiny.c $(BUILD)/libgqa.a -lm
+	$(DEMO)/tiny --weights $(DEMO)/tiny.bin -n 200 --temp 0.8 --seed 1
+	@echo
+	$(BUILD)/gqac info examples/tiny.gqa
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/gqac $(DESTDIR)$(PREFIX)/bin/gqac
+	install -m 644 $(BUILD)/libgqa.a $(DESTDIR)$(PREFIX)/lib/libgqa.a
+	install -m 644 runtime/gqr.h templates/gqa_api.h $(DESTDIR)$(PREFIX)/include/
+
+clean:
+	rm -rf $(BUILD)

@@ -195,23 +195,28 @@ static size_t body_end(const char *s, size_t n, size_t indent) {
 
 static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw);
 
-/* Each copy of the body sits in braces of its own, so declarations in it
- * stay local; the copies' text is expanded again for nested loops. */
+/* A one-line body is copied as it is, the loop variable's value in a
+ * comment; a longer one sits in braces of its own so its declarations stay
+ * local.  The copies' text is expanded again, for nested loops. */
 static void unroll(Buf *out, const Loop *loop, const char *body, size_t n, const Rewrite *rw) {
+    bool one_line = line_len(body, n) == n;
     for (long v = loop->first; v < loop->last; v++) {
         Buf copy = {0};
         char value[24];
-        Rewrite sub = *rw;
+        Rewrite sub = {rw->plan, "gqm", "GQM", false, loop->var, value};
         snprintf(value, sizeof value, "%ld", v);
-        sub.var = loop->var;
-        sub.var_value = value;
-        sub.fill_holes = false;
-        sub.prefix = "gqm";
-        sub.upper_prefix = "GQM";
         rewrite(&copy, body, n, &sub);
-        buf_printf(out, "%*s{ /* %s = %ld */\n", (int)loop->indent, "", loop->var, v);
-        expand(out, copy.data ? copy.data : "", copy.len, rw);
-        buf_printf(out, "%*s}\n", (int)loop->indent, "");
+        if (one_line) {
+            size_t text = copy.len - (copy.len && copy.data[copy.len - 1] == '\n');
+            size_t indent = strspn(copy.data, " ");
+            buf_printf(out, "%*s", (int)loop->indent, "");
+            rewrite(out, copy.data + indent, text - indent, rw);
+            buf_printf(out, " /* %s = %ld */\n", loop->var, v);
+        } else {
+            buf_printf(out, "%*s{ /* %s = %ld */\n", (int)loop->indent, "", loop->var, v);
+            expand(out, copy.data ? copy.data : "", copy.len, rw);
+            buf_printf(out, "%*s}\n", (int)loop->indent, "");
+        }
         buf_free(&copy);
     }
 }

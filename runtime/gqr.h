@@ -69,7 +69,7 @@ typedef struct gqr_sampler {
 } gqr_sampler;
 
 /* 0, or -1 (and nothing allocated) when vocab_size <= 0, temperature < 0 or
- * NaN, or top_p outside (0, 1]. */
+ * not finite, or top_p outside (0, 1] or NaN. */
 int gqr_sampler_init(gqr_sampler *s, int vocab_size, float temperature, float top_p,
                      unsigned long long seed);
 /* A token in [0, vocab_size) from vocab_size logits, which it overwrites

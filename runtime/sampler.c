@@ -16,7 +16,7 @@ int gqr_sampler_init(gqr_sampler *s, int vocab_size, float temperature, float to
         return -1;
     memset(s, 0, sizeof *s);
     /* Written so that NaN fails each test. */
-    if (vocab_size <= 0 || !(temperature >= 0) || !(temperature <= HUGE_VALF) ||
+    if (vocab_size <= 0 || !(temperature >= 0) || !isfinite(temperature) ||
         !(top_p > 0 && top_p <= 1))
         return -1;
     s->cand = malloc((size_t)vocab_size * sizeof *s->cand);

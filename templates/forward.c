@@ -190,7 +190,7 @@ static void ffn_block(gqa_state *s, int l, int threads) {
 
 int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     int l, threads;
-    if (!s || !logits)
+    if (!s)
         return GQA_EARG;
     if (token < 0 || token >= GQ_VOCAB)
         return GQA_ETOKEN;
@@ -203,13 +203,16 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
         attention_block(s, l, pos, threads);
         ffn_block(s, l, threads);
     }
-    rmsnorm(s->x, s->x, s->w.rms_final, GQ_DIM);
-    matvec(logits, s->w.wcls, s->x, GQ_DIM, GQ_VOCAB, threads);
     s->n_pos = pos + 1;
+    if (logits) {
+        rmsnorm(s->x, s->x, s->w.rms_final, GQ_DIM);
+        matvec(logits, s->w.wcls, s->x, GQ_DIM, GQ_VOCAB, threads);
+    }
     return GQA_OK;
 }
 
 const gqa_model_api gqm_api = {
+    GQA_API_VERSION,
     GQ_NAME,
     GQ_PREFIX,
     {GQ_DIM, GQ_HIDDEN, GQ_LAYERS, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB, GQ_CONTEXT,

@@ -48,19 +48,25 @@ typedef struct gqa_shape {
 /* An opaque model instance; each generated model defines it privately. */
 typedef struct gqa_state gqa_state;
 
+/* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
+ * refuse a table built against another layout. */
+#define GQA_API_VERSION 1
+
 typedef struct gqa_model_api {
+    int version;           /* GQA_API_VERSION of the code that built the table */
     const char *name;      /* the model's name from its .gqa file */
     const char *prefix;    /* the C prefix of its symbols */
     gqa_shape shape;
-    size_t n_weights;      /* floats of weights, in llama2.c checkpoint order (after its header) */
+    size_t n_weights;      /* floats of weights (host byte order), in llama2.c checkpoint order */
     size_t arena_bytes;    /* bytes one instance needs: state, scratch and KV cache */
-    size_t arena_align;    /* required alignment of the arena */
+    size_t arena_align;    /* required alignment of the arena, a power of two */
     size_t kv_cache_bytes; /* the KV cache's share of arena_bytes */
     /* Lays an instance out in arena over weights (which must outlive it). */
     int (*init)(gqa_state **out, void *arena, size_t arena_bytes,
                 const float *weights, size_t n_weights);
     /* Runs token at position pos (positions 0..pos-1 must have been run
-     * since init or reset) and writes vocab_size logits. */
+     * since init or reset) and writes vocab_size logits; logits NULL skips
+     * the classifier (a prompt token whose prediction nobody reads). */
     int (*forward)(gqa_state *s, int token, int pos, float *logits);
     /* Forgets every position: the next forward starts at pos 0. */
     void (*reset)(gqa_state *s);

@@ -41,9 +41,10 @@ extern const gqa_model_api gqm_api;
 int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
              size_t n_weights);
 
-/* Runs token at position pos and writes GQM_VOCAB logits.  Positions run
- * 0, 1, 2, ... from init or reset; pos may also repeat or go back, which
- * drops the later positions. */
+/* Runs token at position pos and writes GQM_VOCAB logits (logits NULL:
+ * skip the classifier, for prompt tokens whose prediction nobody reads).
+ * Positions run 0, 1, 2, ... from init or reset; pos may also repeat or go
+ * back, which drops the later positions. */
 int gqm_forward(gqa_state *s, int token, int pos, float *logits);
 
 /* Forgets all positions. */

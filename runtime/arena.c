@@ -1,0 +1,27 @@
+/*
+ * arena.c: the one block of memory a model instance lives in.  Zeroed, so a
+ * fresh instance's KV cache holds no stale numbers, and aligned to at least
+ * a cache line, so no two instances share one.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gqr.h"
+
+void *gqr_arena_alloc(const gqa_model_api *m) {
+    if (!m)
+        return NULL;
+    size_t align = m->arena_align < 64 ? 64 : m->arena_align;
+    if (align & (align - 1))
+        return NULL; /* posix_memalign takes powers of two only */
+    void *p = NULL;
+    size_t bytes = m->arena_bytes ? m->arena_bytes : 1;
+    if (posix_memalign(&p, align, bytes) != 0)
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void gqr_arena_free(void *arena) {
+    free(arena);
+}

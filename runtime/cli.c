@@ -1,0 +1,315 @@
+/*
+ * cli.c: the standalone program, so a generated model's main() is one line.
+ * Token ids go to stdout as they come, everything else to stderr, so the
+ * output can be piped into a detokenizer.  Exit 2 is a misuse of the
+ * command line (fix the command), 1 bad input (fix the files or ids).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gqr.h"
+
+#define PROG "gqac-run"
+#define MIB (1024.0 * 1024.0)
+
+typedef struct options {
+    const char *weights;
+    const char *tokens;     /* the prompt as ids; -p "text" will join it */
+    int n_generate;
+    float temperature, top_p;
+    unsigned long long seed;
+    int seed_given;
+    int threads;            /* -1: leave the model's default */
+    int load_flags;
+} options;
+
+/* What a run holds, released in one place whatever the exit path. */
+typedef struct run {
+    gqr_checkpoint ck;
+    void *arena;
+    gqa_state *state;
+    gqr_sampler sampler;
+    int *prompt;
+    int n_prompt;
+} run;
+
+static void usage(FILE *f, const char *argv0) {
+    fprintf(f,
+            "usage: %s --weights FILE [options]\n"
+            "  --weights FILE     llama2.c checkpoint for this model (required)\n"
+            "  -n N               tokens to generate (default 32; stops at seq_len)\n"
+            "  --temp T           temperature, 0 = greedy (default 1.0)\n"
+            "  --top-p P          nucleus sampling mass in (0, 1] (default 0.9)\n"
+            "  --seed S           random seed (default: from the clock, printed)\n"
+            "  --threads N        forward threads, 0 = OpenMP default\n"
+            "  --tokens I,J,...   prompt as token ids (default: 1)\n"
+            "  --hugepages        read weights into huge-page memory instead of mmap\n"
+            "  --no-hugepages     mmap the weights (default)\n"
+            "  -h, --help         this help\n",
+            argv0);
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, PROG ": error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '" PROG " --help'.\n");
+    return 2;
+}
+
+static int input_error(const char *msg) {
+    fprintf(stderr, PROG ": error: %s\n", msg);
+    return 1;
+}
+
+/* A message into err; -1 for the caller to return. */
+static int say(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seed(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9') /* strtoull would take "-1" as a huge seed */
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int takes_value(const char *flag) {
+    static const char *const flags[] = {"--weights", "--tokens", "-n", "--temp",
+                                        "--top-p", "--seed", "--threads"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strcmp(flag, flags[i]))
+            return 1;
+    return 0;
+}
+
+/* One flag that takes_value() and its value; 0 or an exit status. */
+static int parse_flag(options *o, const char *flag, const char *val) {
+    long l;
+    double d;
+    if (!strcmp(flag, "--weights"))
+        o->weights = val;
+    else if (!strcmp(flag, "--tokens"))
+        o->tokens = val;
+    else if (!strcmp(flag, "-n")) {
+        if (parse_long(val, 0, INT_MAX, &l))
+            return usage_error("-n wants a whole number >= 0, not '%s'", val);
+        o->n_generate = (int)l;
+    } else if (!strcmp(flag, "--temp")) {
+        if (parse_double(val, &d) || d < 0)
+            return usage_error("--temp wants a number >= 0, not '%s'", val);
+        o->temperature = (float)d;
+    } else if (!strcmp(flag, "--top-p")) {
+        if (parse_double(val, &d) || !(d > 0 && d <= 1))
+            return usage_error("--top-p wants a number in (0, 1], not '%s'", val);
+        o->top_p = (float)d;
+    } else if (!strcmp(flag, "--seed")) {
+        if (parse_seed(val, &o->seed))
+            return usage_error("--seed wants a whole number >= 0, not '%s'", val);
+        o->seed_given = 1;
+    } else if (!strcmp(flag, "--threads")) {
+        if (parse_long(val, 0, 4096, &l))
+            return usage_error("--threads wants a whole number in [0, 4096], not '%s'", val);
+        o->threads = (int)l;
+    } else
+        return usage_error("unknown option '%s'", flag);
+    return 0;
+}
+
+/* 0 to run, -1 after --help, else the exit status of a usage error. */
+static int parse_args(options *o, int argc, char **argv) {
+    *o = (options){.tokens = "1", .n_generate = 32, .temperature = 1.0f, .top_p = 0.9f,
+                   .threads = -1, .load_flags = GQR_LOAD_MMAP};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout, argv[0]);
+            return -1;
+        } else if (!strcmp(a, "--hugepages")) {
+            o->load_flags = GQR_LOAD_READ_HUGEPAGES;
+        } else if (!strcmp(a, "--no-hugepages")) {
+            o->load_flags = GQR_LOAD_MMAP;
+        } else if (a[0] != '-') {
+            return usage_error("unexpected argument '%s'", a);
+        } else if (!takes_value(a)) {
+            return usage_error("unknown option '%s'", a);
+        } else if (i + 1 >= argc) {
+            return usage_error("%s needs a value", a);
+        } else {
+            int rc = parse_flag(o, a, argv[++i]);
+            if (rc)
+                return rc;
+        }
+    }
+    if (!o->weights)
+        return usage_error("%s", "--weights FILE is required");
+    return 0;
+}
+
+/* "1,15043,3186" into ids in [0, vocab); 0, or -1 with a message. */
+static int parse_tokens(const char *list, int vocab, run *r, char *err, size_t errlen) {
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    r->prompt = malloc(n * sizeof *r->prompt);
+    if (!r->prompt)
+        return say(err, errlen, "out of memory");
+    const char *p = list;
+    for (r->n_prompt = 0; r->n_prompt < (int)n; r->n_prompt++) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        int starts_ok = isdigit((unsigned char)p[0]) ||
+                        (p[0] == '-' && isdigit((unsigned char)p[1]));
+        if (!starts_ok || errno || (*end && *end != ','))
+            return say(err, errlen,
+                       "--tokens: '%s' is not a comma-separated list of token ids", list);
+        if (v < 0 || v >= vocab)
+            return say(err, errlen, "--tokens: token %ld is outside [0, %d)", v, vocab);
+        r->prompt[r->n_prompt] = (int)v;
+        p = end + (*end == ',');
+    }
+    return 0;
+}
+
+/* The prompt as ids; the place where a tokenizer's -p "text" will go. */
+static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *err,
+                      size_t errlen) {
+    if (parse_tokens(o->tokens, m->shape.vocab_size, r, err, errlen))
+        return -1;
+    if (r->n_prompt > m->shape.seq_len)
+        return say(err, errlen, "--tokens: %d tokens do not fit in seq_len %d", r->n_prompt,
+                   m->shape.seq_len);
+    return 0;
+}
+
+static int start_instance(const gqa_model_api *m, const options *o, run *r, char *err,
+                          size_t errlen) {
+    if (gqr_checkpoint_load(&r->ck, o->weights, m, o->load_flags, err, errlen))
+        return -1;
+    r->arena = gqr_arena_alloc(m);
+    if (!r->arena)
+        return say(err, errlen, "cannot allocate %zu bytes for the model", m->arena_bytes);
+    int rc = m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.n_weights);
+    if (rc != GQA_OK)
+        return say(err, errlen, "model init failed: %s", gqr_strerror(rc));
+    if (o->threads >= 0 && m->set_threads)
+        m->set_threads(r->state, o->threads);
+    if (gqr_sampler_init(&r->sampler, m->shape.vocab_size, o->temperature, o->top_p,
+                         o->seed))
+        return say(err, errlen, "cannot set up the sampler");
+    return 0;
+}
+
+static void end_run(run *r) {
+    gqr_sampler_free(&r->sampler);
+    gqr_arena_free(r->arena);
+    gqr_checkpoint_close(&r->ck);
+    free(r->prompt);
+}
+
+static void print_token(void *user, int token, int pos) {
+    int *count = user;
+    (void)pos;
+    printf(*count ? " %d" : "%d", token);
+    fflush(stdout);
+    ++*count;
+}
+
+static unsigned long long clock_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
+    fprintf(stderr,
+            PROG ": model %s, weights %s (%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
+            m->name ? m->name : "?", o->weights, (double)r->ck.file_bytes / MIB,
+            o->load_flags == GQR_LOAD_MMAP ? "mapped" : "read, huge pages",
+            (double)m->kv_cache_bytes / MIB, o->seed);
+}
+
+static void print_timing(const gqr_result *res) {
+    double pr = res->prompt_seconds, gs = res->gen_seconds;
+    fprintf(stderr, "prompt: %d tok in %.3f s (%.1f tok/s); generated: %d tok in %.3f s "
+            "(%.1f tok/s)\n", res->n_prompt, pr, pr > 0 ? res->n_prompt / pr : 0.0,
+            res->n_generated, gs, gs > 0 ? res->n_generated / gs : 0.0);
+}
+
+static int generate(const gqa_model_api *m, const options *o, run *r) {
+    int count = 0;
+    gqr_result res;
+    int rc = gqr_generate(m, r->state, &r->sampler, r->prompt, r->n_prompt, o->n_generate,
+                          print_token, &count, &res);
+    if (count)
+        printf("\n");
+    fflush(stdout);
+    if (rc != GQA_OK) {
+        fprintf(stderr, PROG ": error: generation stopped after %d prompt and %d generated "
+                "tokens: %s\n", res.n_prompt, res.n_generated, gqr_strerror(rc));
+        return 1;
+    }
+    print_timing(&res);
+    return 0;
+}
+
+int gqr_main(const gqa_model_api *m, int argc, char **argv) {
+    options o;
+    int rc = parse_args(&o, argc, argv);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (m->version != GQA_API_VERSION) {
+        fprintf(stderr, "gqac-run: error: the model was generated for API version %d, this runtime has %d\n",
+                m->version, GQA_API_VERSION);
+        return 1;
+    }
+    if (!o.seed_given)
+        o.seed = clock_seed();
+    run r;
+    memset(&r, 0, sizeof r);
+    char err[512];
+    if (get_prompt(m, &o, &r, err, sizeof err) || start_instance(m, &o, &r, err, sizeof err))
+        rc = input_error(err);
+    else {
+        print_loaded(m, &o, &r);
+        rc = generate(m, &o, &r);
+    }
+    end_run(&r);
+    return rc;
+}

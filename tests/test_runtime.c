@@ -1,0 +1,729 @@
+/*
+ * test_runtime.c: the runtime (the runtime/ sources) against a fake model, so no
+ * generated code is needed.  The fake's forward writes the one-hot logits of
+ * (token + pos) % vocab and checks that positions come in order, so greedy
+ * generation has a sequence known in advance.
+ *
+ * Suites: sampler, generate, checkpoint (files in a mkdtemp directory), cli
+ * (gqr_main with stdout and stderr sent to files).
+ */
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gqr.h"
+
+/* Reports the string that lacks the substring, not just the line. */
+#define HAS(s, sub)                                                              \
+    do {                                                                         \
+        if (!strstr((s), (sub)))                                                 \
+            fprintf(stderr, "\n    '%s' lacks '%s'\n", (s), (sub));             \
+        CU_ASSERT_PTR_NOT_NULL(strstr((s), (sub)));                              \
+    } while (0)
+
+/* ---- the fake model ---- */
+
+#define VOCAB 10
+#define SEQ 16
+#define NW 100
+
+struct gqa_state {
+    int next_pos;  /* the position forward must see next */
+    int fail_at;   /* forward fails at this position with fail_code; -1 never */
+    int fail_code;
+    int n_forward;
+    int fed[SEQ];
+    int threads;
+};
+
+static int fake_init(gqa_state **out, void *arena, size_t bytes, const float *w, size_t n) {
+    if (!out || !arena || bytes < sizeof(gqa_state))
+        return GQA_EARENA;
+    if (!w || n != NW)
+        return GQA_EWEIGHTS;
+    gqa_state *s = arena;
+    memset(s, 0, sizeof *s);
+    s->fail_at = -1;
+    *out = s;
+    return GQA_OK;
+}
+
+static int fake_forward(gqa_state *s, int token, int pos, float *logits) {
+    if (token < 0 || token >= VOCAB)
+        return GQA_ETOKEN;
+    if (pos != s->next_pos || pos >= SEQ)
+        return GQA_EPOS;
+    if (pos == s->fail_at)
+        return s->fail_code;
+    for (int i = 0; logits && i < VOCAB; i++)
+        logits[i] = i == (token + pos) % VOCAB ? 1.0f : 0.0f;
+    s->fed[pos] = token;
+    s->next_pos++;
+    s->n_forward++;
+    return GQA_OK;
+}
+
+static void fake_reset(gqa_state *s) { s->next_pos = 0; }
+static void fake_set_threads(gqa_state *s, int n) { s->threads = n; }
+
+static const gqa_model_api fake_api = {
+    GQA_API_VERSION, "fake", "fake",
+    {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 10000.0, 1e-5},
+    NW, sizeof(gqa_state), 64, 0,
+    fake_init, fake_forward, fake_reset, fake_set_threads,
+};
+
+static const float dummy_weights[NW];
+
+/* ---- sampler ---- */
+
+static void test_sampler_bad_args(void) {
+    gqr_sampler s;
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 0, 1, 0.9f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, -5, 1, 0.9f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, -0.1f, 0.9f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, NAN, 0.9f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, INFINITY, 0.9f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, 1, 0, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, 1, -0.5f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, 1, 1.01f, 1), -1);
+    CU_ASSERT_EQUAL(gqr_sampler_init(&s, 10, 1, NAN, 1), -1);
+    CU_ASSERT_PTR_NULL(s.cand);
+    CU_ASSERT_EQUAL(gqr_sampler_init(NULL, 10, 1, 1, 1), -1);
+    CU_ASSERT_EQUAL_FATAL(gqr_sampler_init(&s, 10, 0, 1, 1), 0);
+    gqr_sampler_free(&s);
+    gqr_sampler_free(&s); /* twice is harmless */
+}
+
+static void test_sampler_greedy(void) {
+    gqr_sampler s;
+    CU_ASSERT_EQUAL_FATAL(gqr_sampler_init(&s, 50, 0, 0.9f, 7), 0);
+    float x[50];
+    for (int trial = 0; trial < 100; trial++) {
+        int want = 0;
+        for (int i = 0; i < 50; i++) {
+            x[i] = (float)((trial * 37 + i * 101) % 113) - 50.0f;
+            if (x[i] > x[want])
+                want = i;
+        }
+        CU_ASSERT_EQUAL(gqr_sample(&s, x), want);
+    }
+    for (int i = 0; i < 50; i++)
+        x[i] = 3;
+    x[17] = x[40] = 4; /* ties go to the lowest id */
+    CU_ASSERT_EQUAL(gqr_sample(&s, x), 17);
+    gqr_sampler_free(&s);
+}
+
+static void test_sampler_seed(void) {
+    gqr_sampler a, b, c;
+    gqr_sampler_init(&a, 8, 1, 0.95f, 42);
+    gqr_sampler_init(&b, 8, 1, 0.95f, 42);
+    gqr_sampler_init(&c, 8, 1, 0.95f, 43);
+    int differ = 0;
+    for (int t = 0; t < 500; t++) {
+        float xa[8], xb[8], xc[8];
+        for (int i = 0; i < 8; i++)
+            xa[i] = xb[i] = xc[i] = (float)(i % 3);
+        int ta = gqr_sample(&a, xa), tb = gqr_sample(&b, xb), tc = gqr_sample(&c, xc);
+        CU_ASSERT_EQUAL(ta, tb);
+        differ += ta != tc;
+    }
+    CU_ASSERT(differ > 0);
+    /* splitmix64 from state 0 gives 0xe220a8397b1dcdaf: the stream is the
+     * same on every host. */
+    gqr_sampler z;
+    gqr_sampler_init(&z, 1, 1, 1, 0);
+    CU_ASSERT_EQUAL(gqr_random_float(&z), (float)0xe220a8 / 16777216.0f);
+    gqr_sampler_free(&a), gqr_sampler_free(&b), gqr_sampler_free(&c), gqr_sampler_free(&z);
+}
+
+static void set_log_probs(float *x, const double *p, int n) {
+    for (int i = 0; i < n; i++)
+        x[i] = (float)log(p[i]);
+}
+
+static void test_sampler_top_p(void) {
+    static const double p[6] = {0.4, 0.3, 0.15, 0.1, 0.04, 0.01};
+    gqr_sampler s;
+    int count[6] = {0};
+    /* Tiny top_p: only the most likely token. */
+    gqr_sampler_init(&s, 6, 1, 1e-3f, 5);
+    for (int t = 0; t < 2000; t++) {
+        float x[6];
+        set_log_probs(x, p, 6);
+        count[gqr_sample(&s, x)]++;
+    }
+    CU_ASSERT_EQUAL(count[0], 2000);
+    gqr_sampler_free(&s);
+    /* top_p 0.6: the nucleus is {0, 1} (0.7 >= 0.6), drawn 4 : 3. */
+    memset(count, 0, sizeof count);
+    gqr_sampler_init(&s, 6, 1, 0.6f, 5);
+    for (int t = 0; t < 20000; t++) {
+        float x[6];
+        set_log_probs(x, p, 6);
+        count[gqr_sample(&s, x)]++;
+    }
+    CU_ASSERT_EQUAL(count[0] + count[1], 20000);
+    CU_ASSERT_DOUBLE_EQUAL(count[0] / 20000.0, 4.0 / 7.0, 0.02);
+    gqr_sampler_free(&s);
+}
+
+/* All equal and top_p < 1/n: no token passes llama2.c's prefilter, which
+ * there reads index -1; here the nucleus is the top token. */
+static void test_sampler_top_p_flat(void) {
+    gqr_sampler s;
+    gqr_sampler_init(&s, 4, 1, 0.05f, 9);
+    for (int t = 0; t < 100; t++) {
+        float x[4] = {2, 2, 2, 2};
+        CU_ASSERT_EQUAL(gqr_sample(&s, x), 0);
+    }
+    gqr_sampler_free(&s);
+    gqr_sampler_init(&s, 1, 1, 0.5f, 9); /* one token, no division by n - 1 = 0 */
+    float one = 3;
+    CU_ASSERT_EQUAL(gqr_sample(&s, &one), 0);
+    gqr_sampler_free(&s);
+}
+
+/* Frequencies against softmax(logits / T) over N draws: the standard error
+ * is at most 0.5 / sqrt(N) ~ 0.0011, so 0.006 is over 5 of them. */
+static void check_distribution(float temperature) {
+    enum { N = 200000, V = 5 };
+    static const double p[V] = {0.1, 0.2, 0.3, 0.25, 0.15};
+    double want[V], sum = 0;
+    for (int i = 0; i < V; i++)
+        sum += want[i] = pow(p[i], 1.0 / temperature);
+    gqr_sampler s;
+    CU_ASSERT_EQUAL_FATAL(gqr_sampler_init(&s, V, temperature, 1, 1234), 0);
+    int count[V] = {0};
+    for (int t = 0; t < N; t++) {
+        float x[V];
+        set_log_probs(x, p, V);
+        count[gqr_sample(&s, x)]++;
+    }
+    for (int i = 0; i < V; i++)
+        CU_ASSERT_DOUBLE_EQUAL((double)count[i] / N, want[i] / sum, 0.006);
+    gqr_sampler_free(&s);
+}
+
+static void test_sampler_distribution(void) {
+    check_distribution(1.0f);
+    check_distribution(2.0f);
+    check_distribution(0.5f);
+}
+
+static void test_sampler_extreme_logits(void) {
+    gqr_sampler s;
+    gqr_sampler_init(&s, 3, 1, 1, 3);
+    int count[3] = {0};
+    for (int t = 0; t < 1000; t++) {
+        float x[3] = {1000, 1000, -1000};
+        count[gqr_sample(&s, x)]++;
+        CU_ASSERT(x[0] == 0.5f && x[2] == 0.0f); /* probabilities, no NaN */
+    }
+    CU_ASSERT_EQUAL(count[2], 0);
+    CU_ASSERT(count[0] > 400 && count[1] > 400);
+    gqr_sampler_free(&s);
+    gqr_sampler_init(&s, 3, 1e-30f, 0.9f, 3); /* x / T would overflow */
+    for (int t = 0; t < 100; t++) {
+        float x[3] = {1, 3, 2};
+        CU_ASSERT_EQUAL(gqr_sample(&s, x), 1);
+    }
+    gqr_sampler_free(&s);
+}
+
+/* ---- generate ---- */
+
+typedef struct seen { int n, token[64], pos[64]; } seen;
+
+static void record(void *user, int token, int pos) {
+    seen *r = user;
+    r->token[r->n] = token;
+    r->pos[r->n++] = pos;
+}
+
+static gqa_state *new_state(void **arena) {
+    gqa_state *s = NULL;
+    *arena = gqr_arena_alloc(&fake_api);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*arena);
+    CU_ASSERT_EQUAL((uintptr_t)*arena % 64, 0);
+    CU_ASSERT_EQUAL_FATAL(fake_init(&s, *arena, fake_api.arena_bytes, dummy_weights, NW), 0);
+    return s;
+}
+
+static void test_generate_greedy(void) {
+    void *arena;
+    gqa_state *s = new_state(&arena);
+    gqr_sampler smp;
+    gqr_sampler_init(&smp, VOCAB, 0, 0.9f, 1);
+    const int prompt[2] = {3, 5};
+    seen r = {0};
+    gqr_result res;
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 5, record, &r, &res), GQA_OK);
+    CU_ASSERT_EQUAL(res.n_prompt, 2);
+    CU_ASSERT_EQUAL(res.n_generated, 5);
+    CU_ASSERT(res.prompt_seconds >= 0 && res.gen_seconds >= 0);
+    CU_ASSERT_EQUAL_FATAL(r.n, 5);
+    int prev = 5;
+    for (int i = 0; i < 5; i++) { /* token at pos p is (token at p-1 + p-1) % V */
+        int pos = 2 + i, want = (prev + pos - 1) % VOCAB;
+        CU_ASSERT_EQUAL(r.pos[i], pos);
+        CU_ASSERT_EQUAL(r.token[i], want);
+        prev = want;
+    }
+    CU_ASSERT_EQUAL(s->n_forward, 2 + 5 - 1); /* the last token is not fed back */
+    CU_ASSERT_EQUAL(s->fed[0], 3);
+    CU_ASSERT_EQUAL(s->fed[1], 5);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(s->fed[2 + i], r.token[i]);
+    /* After reset the same run gives the same tokens, and no callback is fine. */
+    fake_reset(s);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 5, NULL, NULL, &res), 0);
+    CU_ASSERT_EQUAL(res.n_generated, 5);
+    gqr_sampler_free(&smp);
+    gqr_arena_free(arena);
+}
+
+static void test_generate_seq_len(void) {
+    void *arena;
+    gqa_state *s = new_state(&arena);
+    gqr_sampler smp;
+    gqr_sampler_init(&smp, VOCAB, 0, 1, 1);
+    int prompt[SEQ + 1] = {1, 2};
+    seen r = {0};
+    gqr_result res;
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 1000, record, &r, &res), 0);
+    CU_ASSERT_EQUAL(res.n_generated, SEQ - 2);
+    CU_ASSERT_EQUAL(r.n, SEQ - 2);
+    CU_ASSERT_EQUAL(r.pos[r.n - 1], SEQ - 1);
+    /* A prompt that fills the context generates nothing. */
+    fake_reset(s);
+    r.n = 0;
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, SEQ, 5, record, &r, &res), 0);
+    CU_ASSERT_EQUAL(res.n_prompt, SEQ);
+    CU_ASSERT_EQUAL(r.n, 0);
+    fake_reset(s);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, SEQ + 1, 5, record, &r, &res),
+                    GQA_EPOS);
+    CU_ASSERT_EQUAL(s->n_forward, SEQ + SEQ - 1); /* the refused call ran nothing */
+    /* Zero tokens asked: the prompt only. */
+    fake_reset(s);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 0, record, &r, &res), 0);
+    CU_ASSERT_EQUAL(res.n_prompt, 2);
+    CU_ASSERT_EQUAL(res.n_generated, 0);
+    gqr_sampler_free(&smp);
+    gqr_arena_free(arena);
+}
+
+static void test_generate_errors(void) {
+    void *arena;
+    gqa_state *s = new_state(&arena);
+    gqr_sampler smp, wrong;
+    gqr_sampler_init(&smp, VOCAB, 0, 1, 1);
+    gqr_sampler_init(&wrong, VOCAB + 1, 0, 1, 1);
+    const int prompt[2] = {3, 5};
+    seen r = {0};
+    gqr_result res;
+    s->fail_at = 4, s->fail_code = GQA_EWEIGHTS; /* feeding back the token at pos 4 */
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 9, record, &r, &res),
+                    GQA_EWEIGHTS);
+    CU_ASSERT_EQUAL(res.n_prompt, 2);
+    CU_ASSERT_EQUAL(res.n_generated, 3);
+    CU_ASSERT_EQUAL(r.n, 3);
+    fake_reset(s);
+    s->fail_at = 1, s->fail_code = GQA_EARENA; /* in the prompt: nothing generated */
+    r.n = 0;
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 9, record, &r, &res),
+                    GQA_EARENA);
+    CU_ASSERT_EQUAL(res.n_prompt, 1);
+    CU_ASSERT_EQUAL(res.n_generated, 0);
+    CU_ASSERT_EQUAL(r.n, 0);
+    fake_reset(s);
+    const int bad[1] = {VOCAB};
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, bad, 1, 3, NULL, NULL, NULL), GQA_ETOKEN);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 0, 3, NULL, NULL, &res), GQA_EARG);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, -1, NULL, NULL, &res), GQA_EARG);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, NULL, 2, 3, NULL, NULL, &res), GQA_EARG);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, NULL, &smp, prompt, 2, 3, NULL, NULL, &res),
+                    GQA_EARG);
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &wrong, prompt, 2, 3, NULL, NULL, &res),
+                    GQA_EARG);
+    gqr_sampler_free(&smp);
+    gqr_sampler_free(&wrong);
+    gqr_arena_free(arena);
+}
+
+static void test_strerror(void) {
+    HAS(gqr_strerror(GQA_OK), "success");
+    HAS(gqr_strerror(GQA_EARENA), "arena");
+    HAS(gqr_strerror(GQA_EWEIGHTS), "weights");
+    HAS(gqr_strerror(GQA_ETOKEN), "token");
+    HAS(gqr_strerror(GQA_EPOS), "position");
+    HAS(gqr_strerror(GQA_EARG), "argument");
+    HAS(gqr_strerror(GQR_ENOMEM), "memory");
+    HAS(gqr_strerror(-7), "unknown");
+}
+
+static void test_arena(void) {
+    gqa_model_api m = fake_api;
+    m.arena_align = 4096;
+    m.arena_bytes = 10000;
+    unsigned char *a = gqr_arena_alloc(&m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_EQUAL((uintptr_t)a % 4096, 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < m.arena_bytes; i++)
+        nonzero += a[i] != 0;
+    CU_ASSERT_EQUAL(nonzero, 0);
+    gqr_arena_free(a);
+    m.arena_align = 96; /* not a power of two */
+    CU_ASSERT_PTR_NULL(gqr_arena_alloc(&m));
+    CU_ASSERT_PTR_NULL(gqr_arena_alloc(NULL));
+}
+
+/* ---- checkpoint ---- */
+
+static char tmpdir[64];
+static char paths[64][128];
+static int n_paths;
+
+static int files_init(void) {
+    strcpy(tmpdir, "/tmp/gqr_test_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int files_cleanup(void) {
+    for (int i = n_paths - 1; i >= 0; i--)
+        remove(paths[i]);
+    n_paths = 0;
+    return rmdir(tmpdir);
+}
+
+/* A path in the temporary directory, removed at cleanup. */
+static const char *tmp_path(const char *name) {
+    CU_ASSERT_FATAL(n_paths < (int)(sizeof paths / sizeof paths[0]));
+    char *p = paths[n_paths++];
+    snprintf(p, sizeof paths[0], "%s/%s", tmpdir, name);
+    return p;
+}
+
+static void put_le32(unsigned char *p, int32_t v) {
+    uint32_t u = (uint32_t)v;
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+}
+
+/* The fake model's header with field i (0..6) set to v, or none for i < 0. */
+static void make_header(unsigned char *h, int i, int32_t v) {
+    const int32_t f[7] = {8, 16, 2, 4, 2, VOCAB, SEQ}; /* tied: vocab > 0 */
+    for (int k = 0; k < 7; k++)
+        put_le32(h + 4 * k, k == i ? v : f[k]);
+}
+
+/* Header (field i = v), then n_floats floats 0.25 * k. */
+static const char *write_ckpt(const char *name, int i, int32_t v, size_t n_floats) {
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    unsigned char h[GQR_HEADER_BYTES];
+    make_header(h, i, v);
+    fwrite(h, 1, sizeof h, f);
+    for (size_t k = 0; k < n_floats; k++) {
+        float x = 0.25f * (float)k;
+        fwrite(&x, sizeof x, 1, f);
+    }
+    fclose(f);
+    return path;
+}
+
+static const char *write_bytes(const char *name, size_t n) {
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (size_t k = 0; k < n; k++)
+        fputc('x', f);
+    fclose(f);
+    return path;
+}
+
+static void check_loaded(const gqa_model_api *m, const char *path, int flags) {
+    gqr_checkpoint ck;
+    char err[256] = "";
+    CU_ASSERT_EQUAL_FATAL(gqr_checkpoint_load(&ck, path, m, flags, err, sizeof err), 0);
+    CU_ASSERT_STRING_EQUAL(err, "");
+    CU_ASSERT_EQUAL(ck.n_weights, NW);
+    CU_ASSERT_EQUAL(ck.file_bytes, GQR_HEADER_BYTES + 4 * NW);
+    int wrong = 0;
+    for (size_t k = 0; k < NW; k++)
+        wrong += ck.weights[k] != 0.25f * (float)k;
+    CU_ASSERT_EQUAL(wrong, 0);
+    if (flags == GQR_LOAD_READ_HUGEPAGES)
+        CU_ASSERT_EQUAL((uintptr_t)ck.weights % (2u << 20), 0);
+    gqa_state *s = NULL;
+    void *arena = gqr_arena_alloc(m);
+    CU_ASSERT_EQUAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.n_weights), GQA_OK);
+    gqr_arena_free(arena);
+    gqr_checkpoint_close(&ck);
+    CU_ASSERT_PTR_NULL(ck.weights);
+    gqr_checkpoint_close(&ck); /* twice is harmless */
+}
+
+static void test_checkpoint_good(void) {
+    const char *path = write_ckpt("good.bin", -1, 0, NW);
+    check_loaded(&fake_api, path, GQR_LOAD_MMAP);
+    check_loaded(&fake_api, path, GQR_LOAD_READ_HUGEPAGES);
+    gqr_checkpoint ck;
+    char err[256];
+    CU_ASSERT_EQUAL(gqr_checkpoint_open(&ck, path, &fake_api, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(ck.weights[3], 0.75f);
+    gqr_checkpoint_close(&ck);
+    /* An untied model wants vocab_size < 0. */
+    gqa_model_api untied = fake_api;
+    untied.shape.tied_embeddings = 0;
+    path = write_ckpt("untied.bin", 5, -VOCAB, NW);
+    check_loaded(&untied, path, GQR_LOAD_MMAP);
+    check_loaded(&untied, path, GQR_LOAD_READ_HUGEPAGES);
+}
+
+/* Loads path in both modes; each must fail, leave ck zeroed, and say every
+ * string in want (NULL-terminated). */
+static void expect_error(const gqa_model_api *m, const char *path, ...) {
+    for (int flags = GQR_LOAD_MMAP; flags <= GQR_LOAD_READ_HUGEPAGES; flags++) {
+        gqr_checkpoint ck;
+        char err[256] = "";
+        CU_ASSERT_EQUAL(gqr_checkpoint_load(&ck, path, m, flags, err, sizeof err), -1);
+        CU_ASSERT_PTR_NULL(ck.weights);
+        CU_ASSERT_PTR_NULL(ck.map);
+        CU_ASSERT_PTR_NULL(ck.buf);
+        HAS(err, path);
+        va_list ap;
+        va_start(ap, path);
+        for (const char *w; (w = va_arg(ap, const char *));)
+            HAS(err, w);
+        va_end(ap);
+        gqr_checkpoint_close(&ck);
+    }
+}
+
+static void test_checkpoint_fields(void) {
+    static const char *const names[7] = {"dim", "hidden_dim", "n_layers", "n_heads",
+                                         "n_kv_heads", "vocab_size", "seq_len"};
+    static const int32_t found[7] = {9, 32, 3, 8, 1, 11, 2048};
+    static const char *const want[7] = {"compiled for 8", "compiled for 16", "compiled for 2",
+                                        "compiled for 4", "compiled for 2", "compiled for 10",
+                                        "compiled for 16"};
+    for (int i = 0; i < 7; i++) {
+        char name[32], said[64];
+        snprintf(name, sizeof name, "field%d.bin", i);
+        const char *path = write_ckpt(name, i, found[i], NW);
+        snprintf(said, sizeof said, ": %s is %d in the file", names[i], (int)found[i]);
+        expect_error(&fake_api, path, said, want[i], (char *)NULL);
+    }
+    /* The sign of vocab_size against tied_embeddings, both ways. */
+    const char *path = write_ckpt("sign.bin", 5, -VOCAB, NW);
+    expect_error(&fake_api, path, "vocab_size is -10", "separate", "tied_embeddings = 1",
+                 (char *)NULL);
+    gqa_model_api untied = fake_api;
+    untied.shape.tied_embeddings = 0;
+    path = write_ckpt("sign2.bin", -1, 0, NW);
+    expect_error(&untied, path, "vocab_size is 10", "shared", "tied_embeddings = 0",
+                 (char *)NULL);
+    path = write_ckpt("minvocab.bin", 5, INT32_MIN, NW);
+    expect_error(&fake_api, path, "vocab_size is -2147483648", "compiled for 10", (char *)NULL);
+}
+
+static void test_checkpoint_sizes(void) {
+    expect_error(&fake_api, write_ckpt("short.bin", -1, 0, NW - 1), "file is 424 bytes",
+                 "expected 28 + 4 x 100 = 428 bytes", "truncated", (char *)NULL);
+    expect_error(&fake_api, write_ckpt("long.bin", -1, 0, NW + 1), "file is 432 bytes",
+                 "expected 28 + 4 x 100 = 428 bytes", "trailing", (char *)NULL);
+    expect_error(&fake_api, write_ckpt("header.bin", -1, 0, 0), "file is 28 bytes",
+                 "= 428 bytes", (char *)NULL);
+    expect_error(&fake_api, write_bytes("empty.bin", 0), "empty", (char *)NULL);
+    expect_error(&fake_api, write_bytes("ten.bin", 10), "file is 10 bytes", "28-byte header",
+                 (char *)NULL);
+    expect_error(&fake_api, tmp_path("missing.bin"), "cannot open", "No such file",
+                 (char *)NULL);
+    const char *dir = tmp_path("adir");
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+    expect_error(&fake_api, dir, "directory", (char *)NULL);
+}
+
+static void test_checkpoint_bytes(void) {
+    unsigned char buf[GQR_HEADER_BYTES + 4 * NW] = {0};
+    char err[256];
+    make_header(buf, -1, 0);
+    CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, sizeof buf, &fake_api, "mem", err,
+                                                sizeof err), 0);
+    CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 100, &fake_api, "mem", err, sizeof err),
+                    -1);
+    HAS(err, "mem: file is 100 bytes, expected 28 + 4 x 100 = 428 bytes");
+    CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 27, &fake_api, "mem", err, sizeof err),
+                    -1);
+    HAS(err, "27 bytes");
+    CU_ASSERT_EQUAL(gqr_checkpoint_check_header(NULL, 0, &fake_api, "mem", err, sizeof err),
+                    -1);
+    HAS(err, "empty");
+    make_header(buf, 4, 3);
+    CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, sizeof buf, &fake_api, "w.bin", err,
+                                                sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "w.bin: n_kv_heads is 3 in the file, but the model was "
+                                "compiled for 2");
+    /* A short err buffer truncates, it does not overflow. */
+    char tiny[8];
+    gqr_checkpoint_check_header(buf, sizeof buf, &fake_api, "w.bin", tiny, sizeof tiny);
+    CU_ASSERT_STRING_EQUAL(tiny, "w.bin: ");
+}
+
+/* ---- cli ---- */
+
+/* gqr_main(fake) on the NULL-terminated arguments, its stdout and stderr
+ * caught in out and err. */
+static int cli(char *out, char *err, size_t len, ...) {
+    char *argv[32] = {"gqac-run"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, len);
+    while (argc < 31 && (argv[argc] = va_arg(ap, char *)))
+        argc++;
+    va_end(ap);
+    char o_path[128], e_path[128];
+    snprintf(o_path, sizeof o_path, "%s/stdout", tmpdir);
+    snprintf(e_path, sizeof e_path, "%s/stderr", tmpdir);
+    fflush(stdout), fflush(stderr);
+    int o_save = dup(1), e_save = dup(2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(o_path, "w", stdout));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(e_path, "w", stderr));
+    int rc = gqr_main(&fake_api, argc, argv);
+    fflush(stdout), fflush(stderr);
+    dup2(o_save, 1), dup2(e_save, 2);
+    close(o_save), close(e_save);
+    char *dst[2] = {out, err};
+    const char *src[2] = {o_path, e_path};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(src[i], "r");
+        size_t n = f ? fread(dst[i], 1, len - 1, f) : 0;
+        dst[i][n] = 0;
+        if (f)
+            fclose(f);
+        remove(src[i]);
+    }
+    return rc;
+}
+
+static void test_cli_usage(void) {
+    char out[4096], err[4096];
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--help", (char *)NULL), 0);
+    HAS(out, "--weights");
+    HAS(out, "--top-p");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, (char *)NULL), 2);
+    HAS(err, "gqac-run: error: --weights FILE is required");
+    HAS(err, "--help");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--frob", (char *)NULL), 2);
+    HAS(err, "unknown option '--frob'");
+    static const char *const bad[][2] = {
+        {"-n", "abc"}, {"-n", "-1"}, {"-n", "5x"}, {"-n", ""}, {"--temp", "-0.5"},
+        {"--temp", "nan"}, {"--top-p", "0"}, {"--top-p", "1.5"}, {"--seed", "-1"},
+        {"--seed", "99999999999999999999999"}, {"--threads", "-2"}, {"--threads", "1e3"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", bad[i][0], bad[i][1],
+                            (char *)NULL), 2);
+        HAS(err, bad[i][0]);
+    }
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "-n", (char *)NULL), 2);
+    HAS(err, "-n needs a value");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "extra", (char *)NULL), 2);
+    HAS(err, "unexpected argument 'extra'");
+}
+
+static void test_cli_input_errors(void) {
+    char out[4096], err[4096];
+    const char *good = write_ckpt("cli.bin", -1, 0, NW);
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", tmp_path("nope.bin"), (char *)NULL),
+                    1);
+    HAS(err, "gqac-run: error: ");
+    HAS(err, "nope.bin: cannot open");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", write_ckpt("cli2.bin", 1, 17, NW),
+                        (char *)NULL), 1);
+    HAS(err, "hidden_dim is 17 in the file, but the model was compiled for 16");
+    static const char *const bad[] = {"10", "1,,2", "1,", "", "a", "1 2", " 1", "+1", "-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--tokens", bad[i],
+                            (char *)NULL), 1);
+        HAS(err, "gqac-run: error: --tokens");
+        CU_ASSERT_STRING_EQUAL(out, "");
+    }
+    HAS(err, "token -1 is outside [0, 10)");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--tokens",
+                        "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", (char *)NULL), 1);
+    HAS(err, "17 tokens do not fit in seq_len 16");
+}
+
+static void test_cli_run(void) {
+    char out[4096], err[4096];
+    const char *good = write_ckpt("run.bin", -1, 0, NW);
+    for (int huge = 0; huge < 2; huge++) {
+        CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--tokens", "3,5", "-n",
+                            "4", "--temp", "0", "--threads", "2",
+                            huge ? "--hugepages" : "--no-hugepages", (char *)NULL), 0);
+        CU_ASSERT_STRING_EQUAL(out, "6 8 1 5\n");
+        HAS(err, "model fake");
+        HAS(err, "run.bin");
+        HAS(err, huge ? "huge pages" : "mapped");
+        HAS(err, "prompt: 2 tok in ");
+        HAS(err, "generated: 4 tok in ");
+    }
+    /* Defaults: prompt "1", 32 tokens capped by seq_len 16; seeds repeat. */
+    char out2[4096];
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--seed", "7", (char *)NULL),
+                    0);
+    HAS(err, "seed 7");
+    HAS(err, "generated: 15 tok");
+    CU_ASSERT_EQUAL(cli(out2, err, sizeof out2, "--weights", good, "--seed", "7", (char *)NULL),
+                    0);
+    CU_ASSERT_STRING_EQUAL(out, out2);
+}
+
+static void add_file_suites(void) {
+    CU_pSuite s = CU_add_suite("checkpoint", files_init, files_cleanup);
+    CU_add_test(s, "good file, both modes", test_checkpoint_good);
+    CU_add_test(s, "each header field", test_checkpoint_fields);
+    CU_add_test(s, "sizes, missing, directory", test_checkpoint_sizes);
+    CU_add_test(s, "check_header on bytes", test_checkpoint_bytes);
+    s = CU_add_suite("cli", files_init, files_cleanup);
+    CU_add_test(s, "usage errors exit 2", test_cli_usage);
+    CU_add_test(s, "input errors exit 1", test_cli_input_errors);
+    CU_add_test(s, "runs", test_cli_run);
+}
+
+int main(void) {
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("sampler", NULL, NULL);
+    CU_add_test(s, "bad arguments", test_sampler_bad_args);
+    CU_add_test(s, "greedy is argmax", test_sampler_greedy);
+    CU_add_test(s, "seeded streams", test_sampler_seed);
+    CU_add_test(s, "top-p", test_sampler_top_p);
+    CU_add_test(s, "top-p, flat logits", test_sampler_top_p_flat);
+    CU_add_test(s, "distribution", test_sampler_distribution);
+    CU_add_test(s, "extreme logits", test_sampler_extreme_logits);
+    s = CU_add_suite("generate", NULL, NULL);
+    CU_add_test(s, "greedy sequence, streaming", test_generate_greedy);
+    CU_add_test(s, "stops at seq_len", test_generate_seq_len);
+    CU_add_test(s, "errors", test_generate_errors);
+    CU_add_test(s, "strerror", test_strerror);
+    CU_add_test(s, "arena", test_arena);
+    add_file_suites();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
+                      CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}

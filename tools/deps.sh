@@ -1,0 +1,33 @@
+#!/bin/sh
+# deps.sh demo|test: checks what `make demo` or `make test` needs on a
+# Debian machine.  As root it installs what is missing with apt-get;
+# otherwise it names the packages and stops.
+set -u
+need=""
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+want() { need="$need $1"; }
+
+have_cmd make  || want make
+have_cmd gcc   || want gcc
+have_cmd flex  || want flex
+have_cmd bison || want bison
+if [ "${1:-test}" = test ]; then
+    have_cmd clang || want clang
+    have_cmd tcc   || want tcc
+    [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
+    # libFuzzer's runtime ships apart from clang on Debian.
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+        [ "$(uname -m)" != x86_64 ] || want libclang-rt-14-dev
+fi
+[ -z "$need" ] && exit 0
+
+echo "gqac: missing prerequisites:$need"
+if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
+    echo "gqac: installing them with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq $need >/dev/null && exit 0
+    echo "gqac: apt-get failed; install by hand: apt-get install$need" >&2
+    exit 1
+fi
+echo "gqac: install them with: sudo apt-get install$need" >&2
+exit 1
