@@ -1,0 +1,664 @@
+/*
+ * test_front.c: the front end's diagnostics, the C names and strings that
+ * model names become, and the gqac command's exit codes.
+ *
+ *   ./build/test_front [DIAG_DIR [EXAMPLES_DIR]]      (defaults: tests/diag examples)
+ *
+ * DIAG_DIR holds golden cases: each NAME.gqa lists the diagnostics it must
+ * produce, in order, as comment lines
+ *
+ *   # expect: LINE:COL: error: MESSAGE
+ *   # expect: LINE:COL: note: MESSAGE
+ *
+ * (the diagnostic without its leading "FILE:").  A case with no expect
+ * line must be accepted silently.  Files named *.size32.gqa are checked
+ * for a target with a 32-bit size_t.  The gqac binary for the CLI tests is
+ * $GQAC (default build/gqac); scratch files go to a mkdtemp directory.
+ */
+#include "gqac.h"
+
+#include <CUnit/Basic.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *diag_dir = "tests/diag";
+static const char *examples_dir = "examples";
+static const char *gqac = "build/gqac";
+static char tmp_dir[64];
+
+/* ---- helpers ---- */
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} Lines;
+
+static void lines_push(Lines *l, const char *s, size_t n) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v)
+            abort();
+    }
+    l->v[l->n] = malloc(n + 1);
+    if (!l->v[l->n])
+        abort();
+    memcpy(l->v[l->n], s, n);
+    l->v[l->n][n] = '\0';
+    l->n++;
+}
+
+static void lines_free(Lines *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    *l = (Lines){0};
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p)
+                free(buf);
+            buf = p;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        abort();
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static bool write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    bool ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Runs front_end on text; the diagnostics (a malloc'd string) in *out. */
+typedef struct {
+    bool ok;
+    int errors;
+    char *out;
+    Model m;
+    Stats s;
+} FrontResult;
+
+static FrontResult run_front(const char *name, const char *text, size_t len, int size_bits) {
+    FrontResult r = {0};
+    size_t out_len = 0;
+    FILE *mem = open_memstream(&r.out, &out_len);
+    if (!mem)
+        abort();
+    Source src = {name, text, len};
+    Diag d;
+    diag_init(&d, &src, mem);
+    Arena *a = arena_new();
+    r.ok = front_end(a, &d, &r.m, &r.s, size_bits);
+    r.m.name = NULL; /* it lived in the arena */
+    r.errors = d.errors;
+    arena_free(a);
+    fclose(mem);
+    return r;
+}
+
+/* ---- golden diagnostics ---- */
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.gqa files of dir, sorted, NULL-terminated; NULL if dir is unreadable. */
+static char **list_gqa(const char *dir, size_t *count) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    Lines l = {0};
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && !strcmp(e->d_name + n - 4, ".gqa"))
+            lines_push(&l, e->d_name, n);
+    }
+    closedir(d);
+    lines_push(&l, "", 0); /* room for the terminator */
+    free(l.v[--l.n]);
+    l.v[l.n] = NULL;
+    qsort(l.v, l.n, sizeof *l.v, cmp_names);
+    *count = l.n;
+    return l.v;
+}
+
+static void free_list(char **v) {
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* "# expect: X" lines, X collected in order. */
+static void expected_lines(const char *text, size_t len, Lines *exp) {
+    static const char tag[] = "# expect: ";
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        if ((size_t)(eol - p) >= sizeof tag - 1 && !memcmp(p, tag, sizeof tag - 1))
+            lines_push(exp, p + sizeof tag - 1, (size_t)(eol - p) - (sizeof tag - 1));
+        p = eol + 1;
+    }
+}
+
+/* The diagnostic lines of out ("NAME:..."), with "NAME:" and one space
+ * (a diagnostic with no position) stripped. */
+static void actual_lines(const char *out, const char *name, Lines *act) {
+    size_t nlen = strlen(name);
+    for (const char *p = out; *p;) {
+        const char *nl = strchr(p, '\n');
+        const char *eol = nl ? nl : p + strlen(p);
+        if ((size_t)(eol - p) > nlen && !strncmp(p, name, nlen) && p[nlen] == ':') {
+            const char *s = p + nlen + 1;
+            if (*s == ' ')
+                s++;
+            lines_push(act, s, (size_t)(eol - s));
+        }
+        p = *eol ? eol + 1 : eol;
+    }
+}
+
+static void print_lines(const char *title, const Lines *l) {
+    printf("    %s (%zu):\n", title, l->n);
+    for (size_t i = 0; i < l->n; i++)
+        printf("      %s\n", l->v[i]);
+}
+
+static bool check_case(const char *dir, const char *file) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) {
+        printf("\n  %s: cannot read\n", path);
+        return false;
+    }
+    int size_bits = strstr(file, ".size32.") ? 32 : 64;
+    FrontResult r = run_front(path, text, len, size_bits);
+    Lines exp = {0}, act = {0};
+    expected_lines(text, len, &exp);
+    actual_lines(r.out, path, &act);
+    int exp_errors = 0;
+    for (size_t i = 0; i < exp.n; i++) {
+        const char *colon = strstr(exp.v[i], "error: ");
+        const char *note = strstr(exp.v[i], "note: ");
+        if (colon && (!note || colon < note))
+            exp_errors++;
+    }
+    bool same = exp.n == act.n;
+    for (size_t i = 0; same && i < exp.n; i++)
+        same = !strcmp(exp.v[i], act.v[i]);
+    bool ok = same && r.errors == exp_errors && r.ok == (exp_errors == 0);
+    /* A clean case prints nothing at all, not even a stray line. */
+    if (exp.n == 0 && r.out[0] != '\0')
+        ok = false;
+    if (!ok) {
+        printf("\n  FAILED %s (size_bits %d): %d errors counted, %d expected, front_end %s\n", path,
+               size_bits, r.errors, exp_errors, r.ok ? "succeeded" : "failed");
+        print_lines("expected", &exp);
+        print_lines("got", &act);
+        printf("    full output:\n%s", r.out);
+    }
+    lines_free(&exp);
+    lines_free(&act);
+    free(r.out);
+    free(text);
+    return ok;
+}
+
+static void test_golden_cases(void) {
+    size_t n = 0;
+    char **files = list_gqa(diag_dir, &n);
+    CU_ASSERT_PTR_NOT_NULL(files);
+    CU_ASSERT(n >= 50); /* the directory really is the case directory */
+    size_t passed = 0;
+    for (size_t i = 0; files && i < n; i++) {
+        bool ok = check_case(diag_dir, files[i]);
+        CU_ASSERT(ok);
+        passed += ok;
+    }
+    printf("\n  golden cases: %zu of %zu pass ", passed, n);
+    free_list(files);
+}
+
+/* One whole diagnostic, verbatim: the echoed line and the caret line. */
+static void test_full_diagnostic(void) {
+    static const char text[] =
+        "model \"t\" {\n"
+        "    vocab = 32\n"
+        "    dim = 16\n"
+        "    layers = 1\n"
+        "    context = 8\n"
+        "    attention {\n"
+        "        heads = 8\n"
+        "\tkv_heads = 3 # a tab before\n"
+        "        head_dim = 2\n"
+        "    }\n"
+        "    ffn swiglu {\n"
+        "        hidden = 8 * vocab - 3\n"
+        "        hidden = 1\n"
+        "    }\n"
+        "}\n";
+    FrontResult r = run_front("m.gqa", text, sizeof text - 1, 64);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.errors, 1); /* sema stops before the shape checks */
+    static const char want_dup[] =
+        "m.gqa:13:9: error: duplicate key 'hidden'\n"
+        "            hidden = 1\n"
+        "            ^~~~~~\n"
+        "m.gqa:12:18: note: first set here\n"
+        "            hidden = 8 * vocab - 3\n"
+        "                     ^~~~~~~~~~~~~\n";
+    if (strcmp(r.out, want_dup) != 0)
+        printf("\n  got:\n%s  want:\n%s", r.out, want_dup);
+    CU_ASSERT_STRING_EQUAL(r.out, want_dup);
+    free(r.out);
+
+    /* A tab before the span is echoed as a tab in the caret line too. */
+    char *no_dup = strdup(text);
+    char *second = strstr(no_dup, "        hidden = 1\n");
+    memcpy(second, "      # idden = 1\n", 18);
+    r = run_front("m.gqa", no_dup, strlen(no_dup), 64);
+    static const char want_tab[] =
+        "m.gqa:8:13: error: kv_heads (3) must divide heads (8)\n"
+        "    \tkv_heads = 3 # a tab before\n"
+        "    \t           ^\n";
+    if (strcmp(r.out, want_tab) != 0)
+        printf("\n  got:\n%s  want:\n%s", r.out, want_tab);
+    CU_ASSERT_STRING_EQUAL(r.out, want_tab);
+    CU_ASSERT_EQUAL(r.errors, 1);
+    free(r.out);
+    free(no_dup);
+
+    /* A truly empty file: the error is at 1:1 on the (empty) first line. */
+    r = run_front("e.gqa", "", 0, 64);
+    CU_ASSERT_STRING_EQUAL(r.out, "e.gqa:1:1: error: expected 'model' before end of file\n    \n    ^\n");
+    CU_ASSERT_EQUAL(r.errors, 1);
+    free(r.out);
+}
+
+static void test_examples(void) {
+    size_t n = 0;
+    char **files = list_gqa(examples_dir, &n);
+    CU_ASSERT_PTR_NOT_NULL(files);
+    CU_ASSERT(n > 0);
+    for (size_t i = 0; files && i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", examples_dir, files[i]);
+        size_t len;
+        char *text = read_file(path, &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        FrontResult r = run_front(path, text, len, 64);
+        bool ok = r.ok && r.errors == 0 && r.out[0] == '\0';
+        if (!ok)
+            printf("\n  FAILED %s:\n%s", path, r.out);
+        CU_ASSERT(ok);
+        CU_ASSERT(r.s.params > 0);
+        free(r.out);
+        free(text);
+    }
+    free_list(files);
+}
+
+/* ---- cname.c ---- */
+
+static void test_cname_check(void) {
+    CU_ASSERT_PTR_NULL(cname_check("tiny"));
+    CU_ASSERT_PTR_NULL(cname_check("llama_3_2_1b"));
+    CU_ASSERT_PTR_NULL(cname_check("_x"));
+    CU_ASSERT_PTR_NULL(cname_check("gqam"));       /* only gqa_ and gqa itself are taken */
+    CU_ASSERT_PTR_NULL(cname_check("m_int"));
+    CU_ASSERT_PTR_NULL(cname_check("abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv")); /* 48 */
+    CU_ASSERT_PTR_NOT_NULL(cname_check("abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check(""));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("int"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("while"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("restrict"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("__x"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("_X"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("9lives"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("gqa"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("gqr"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("gqa_model"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("gqr_main"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("a-b"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("a b"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("caf\xc3\xa9"));
+    CU_ASSERT_PTR_NOT_NULL(cname_check("x\"y"));
+}
+
+static void test_cname_mangle(void) {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"tiny", "tiny"},
+        {"Llama-3.2-1B", "llama_3_2_1b"},
+        {"Mistral 7B v0.1", "mistral_7b_v0_1"},
+        {"x\"; int evil; /*", "x_int_evil"},
+        {"int", "m_int"},
+        {"INT", "m_int"},
+        {"__x", "m_x"},
+        {"_X", "m_x"},
+        {"7b", "m_7b"},
+        {"gqa", "m_gqa"},
+        {"gqa_x", "m_gqa_x"},
+        {"GQR-runtime", "m_gqr_runtime"},
+        {"caf\xc3\xa9", "caf"},
+        {"\xc3\xa9t\xc3\xa9", "m_t"},
+        {"a\\b?\?=c*/d\ne", "a_b_c_d_e"},
+        {"--", "m"},
+        {"?\??", "m"},
+    };
+    Arena *a = arena_new();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = cname_mangle(a, cases[i].in);
+        if (strcmp(got, cases[i].out) != 0)
+            printf("\n  cname_mangle(\"%s\") = \"%s\", want \"%s\"", cname_escape(a, cases[i].in), got,
+                   cases[i].out);
+        CU_ASSERT_STRING_EQUAL(got, cases[i].out);
+        CU_ASSERT_PTR_NULL(cname_check(got));
+    }
+    /* Whatever the name, the result is a usable prefix. */
+    static const char *const hostile[] = {
+        "", "_", "__", "1", "\x01\x02", "\xff\xfe", "do", "for", "bool", "true",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "9999999999999999999999999999999999999999999999999999999999999999",
+        "_Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "gqa_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        const char *got = cname_mangle(a, hostile[i]);
+        const char *why = cname_check(got);
+        if (why)
+            printf("\n  cname_mangle(\"%s\") = \"%s\": %s", cname_escape(a, hostile[i]), got, why);
+        CU_ASSERT_PTR_NULL(why);
+    }
+    arena_free(a);
+}
+
+static void test_cname_escape_text(void) {
+    Arena *a = arena_new();
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "tiny"), "tiny");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "a\"b"), "a\\\"b");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "a\\b"), "a\\\\b");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "?\?="), "\\?\\?=");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "*/"), "*/");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "a\nb"), "a\\012b");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "\xc3\xa9"), "\\303\\251");
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, "\x7f" "1"), "\\1771"); /* octal is at most 3 digits */
+    CU_ASSERT_STRING_EQUAL(cname_escape(a, ""), "");
+    arena_free(a);
+}
+
+/* Runs cmd through the shell; its exit status, or -1. */
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The escaped literal, compiled by a C compiler, gives back the bytes. */
+static void test_cname_escape_compiles(void) {
+    static const char *const names[] = {
+        "x\"; int evil; /*",
+        "back\\slash\\",
+        "?\?=?\?/?\?'?\?(?\?)?\?!?\?<?\?>?\?-",
+        "*/ /* // \"",
+        "tab\there\nnewline\r\x01\x1b[31m",
+        "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xff\xfe",
+        "\1770123 \\x41 \\101 %s %n", /* DEL, then digits an escape must not swallow */
+        "'single' and `back`",
+    };
+    Arena *a = arena_new();
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char src[256], bin[256], out[256], cmd[2048];
+        snprintf(src, sizeof src, "%s/esc%zu.c", tmp_dir, i);
+        snprintf(bin, sizeof bin, "%s/esc%zu", tmp_dir, i);
+        snprintf(out, sizeof out, "%s/esc%zu.out", tmp_dir, i);
+        char *prog = arena_printf(a,
+                                  "#include <stdio.h>\n"
+                                  "#include <string.h>\n"
+                                  "static const char s[] = \"%s\";\n"
+                                  "int main(void) {\n"
+                                  "    return fwrite(s, 1, strlen(s), stdout) == strlen(s) ? 0 : 1;\n"
+                                  "}\n",
+                                  cname_escape(a, names[i]));
+        CU_ASSERT_FATAL(write_text(src, prog));
+        snprintf(cmd, sizeof cmd, "cc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wtrigraphs -o %s %s && %s > %s",
+                 bin, src, bin, out);
+        int rc = sh(cmd);
+        CU_ASSERT_EQUAL(rc, 0);
+        size_t len = 0;
+        char *got = read_file(out, &len);
+        bool same = got && len == strlen(names[i]) && !memcmp(got, names[i], len);
+        if (!same)
+            printf("\n  escape of name %zu does not round-trip (see %s)", i, src);
+        CU_ASSERT(same);
+        free(got);
+    }
+    arena_free(a);
+}
+
+/* ---- the gqac command ---- */
+
+static const char good_model[] =
+    "model \"%s\" {\n"
+    "    vocab = 32\n"
+    "    dim = 16\n"
+    "    layers = 1\n"
+    "    context = 8\n"
+    "    attention {\n"
+    "        heads = 4\n"
+    "        kv_heads = 2\n"
+    "    }\n"
+    "    ffn swiglu {\n"
+    "        hidden = 32\n"
+    "    }\n"
+    "}\n";
+
+/* "file" in tmp_dir. */
+static char *tmp_path(Arena *a, const char *file) {
+    return arena_printf(a, "%s/%s", tmp_dir, file);
+}
+
+static int gqac_run(Arena *a, const char *args) {
+    return sh(arena_printf(a, "%s %s >%s/cli.out 2>%s/cli.err", gqac, args, tmp_dir, tmp_dir));
+}
+
+/* Hostile names (as .gqa string bodies, escaped for the .gqa lexer) and
+ * the bytes they stand for. */
+static void test_hostile_names_compile(void) {
+    static const struct {
+        const char *gqa, *bytes;
+    } names[] = {
+        {"x\\\"; int evil; /*", "x\"; int evil; /*"},
+        {"*/ #include <stdlib.h> /*", "*/ #include <stdlib.h> /*"},
+        {"?\?=define x ?\?/", "?\?=define x ?\?/"},
+        {"end\\\\", "end\\"},
+        {"line\\nbreak\\tand tab", "line\nbreak\tand tab"},
+        {"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac"},
+        {"int", "int"},
+        {"gqa", "gqa"},
+        {"__reserved", "__reserved"},
+        {"1984", "1984"},
+    };
+    Arena *a = arena_new();
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *gqa = tmp_path(a, arena_printf(a, "hostile%zu.gqa", i));
+        char *c = tmp_path(a, arena_printf(a, "hostile%zu.c", i));
+        CU_ASSERT_FATAL(write_text(gqa, arena_printf(a, good_model, names[i].gqa)));
+        int rc = gqac_run(a, arena_printf(a, "%s -o %s", gqa, c));
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc != 0) {
+            printf("\n  gqac failed on hostile name %zu", i);
+            continue;
+        }
+        int cc = sh(arena_printf(a, "cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wtrigraphs -c "
+                                    "-o hostile%zu.o hostile%zu.c",
+                                 tmp_dir, i, i));
+        CU_ASSERT_EQUAL(cc, 0);
+        if (cc != 0)
+            printf("\n  the C for hostile name %zu does not compile: %s", i, c);
+        size_t len;
+        char *text = read_file(c, &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        char *def = arena_printf(a, "#define GQ_NAME \"%s\"\n", cname_escape(a, names[i].bytes));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, def));
+        /* The name's raw text never reaches the C. */
+        if (strchr(names[i].bytes, '"'))
+            CU_ASSERT_PTR_NULL(strstr(text, names[i].bytes));
+        free(text);
+    }
+    /* Link one and read the api's .name back: the string equals the name. */
+    static const char reader[] =
+        "#include <stdio.h>\n"
+        "#include <string.h>\n"
+        "#include \"hostile0.h\"\n"
+        "int main(void) {\n"
+        "    const char *want = \"x\\\"; int evil; /*\";\n"
+        "    return strcmp(x_int_evil_api.name, want) == 0 ? 0 : 1;\n"
+        "}\n";
+    CU_ASSERT_FATAL(write_text(tmp_path(a, "reader.c"), reader));
+    int rc = sh(arena_printf(a, "cd %s && gcc -std=c99 -w -c reader.c -o reader.o 2>reader.err && "
+                                "gcc reader.o hostile0.o -o reader -lm -lpthread 2>>reader.err && ./reader",
+                             tmp_dir));
+    if (rc != 0)
+        printf("\n  reading the api name back failed (%d): see %s/reader.err", rc, tmp_dir);
+    CU_ASSERT_EQUAL(rc, 0);
+    arena_free(a);
+}
+
+static void test_cli_exit_codes(void) {
+    Arena *a = arena_new();
+    char *good = tmp_path(a, "good.gqa"), *bad = tmp_path(a, "bad.gqa");
+    char *out = tmp_path(a, "out.c"), *hdr = tmp_path(a, "out.h");
+    CU_ASSERT_FATAL(write_text(good, arena_printf(a, good_model, "cli")));
+    CU_ASSERT_FATAL(write_text(bad, "model \"bad\" {\n    vocab = 32\n}\n"));
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", good, out)), 0);
+    CU_ASSERT(exists(out) && exists(hdr));
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s", good)), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "info %s", good)), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --size-bits 32 %s", good)), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check - < %s", good)), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, "--help"), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, "-h"), 0);
+    CU_ASSERT_EQUAL(gqac_run(a, "--version"), 0);
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s", bad)), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "info %s", bad)), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s/no-such-file.gqa", tmp_dir)), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s/no-such-file.gqa -o %s/x.c", tmp_dir, tmp_dir)), 1);
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --frobnicate %s", good)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s", good)), 2); /* no -o */
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o", good)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --prefix 9bad", good, out)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --prefix int", good, out)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --prefix gqa_x", good, out)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --size-bits 7 %s", good)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --size-bits -64 %s", good)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s %s", good, good)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, "check"), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, ""), 2);
+
+    /* Failed compiles leave no files, and none half written. */
+    const char *fails[] = {
+        "%s -o %s/f0.c",                 /* bad .gqa */
+        "%s -o %s/f0.c --prefix 9bad",   /* bad prefix */
+    };
+    for (int i = 0; i < 2; i++) {
+        const char *in = i == 0 ? bad : good;
+        int rc = gqac_run(a, arena_printf(a, fails[i], in, tmp_dir));
+        CU_ASSERT_NOT_EQUAL(rc, 0);
+        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.c")));
+        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.h")));
+        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.c.tmp~")));
+        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.h.tmp~")));
+    }
+    /* A failed compile leaves an earlier good output alone. */
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", good, out)), 0);
+    size_t before_len, after_len;
+    char *before = read_file(out, &before_len);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", bad, out)), 1);
+    char *after = read_file(out, &after_len);
+    CU_ASSERT(before && after && before_len == after_len && !memcmp(before, after, before_len));
+    free(before);
+    free(after);
+    /* An unwritable output directory: exit 1, nothing left behind. */
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s/no-such-dir/x.c", good, tmp_dir)), 1);
+    arena_free(a);
+}
+
+/* ---- main ---- */
+
+static void remove_tmp(void) {
+    if (tmp_dir[0] && !getenv("KEEP_TMP")) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", tmp_dir);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1)
+        diag_dir = argv[1];
+    if (argc > 2)
+        examples_dir = argv[2];
+    if (getenv("GQAC") && *getenv("GQAC"))
+        gqac = getenv("GQAC");
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_front.XXXXXX");
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite diag = CU_add_suite("diagnostics", NULL, NULL);
+    CU_pSuite cname = CU_add_suite("cname", NULL, NULL);
+    CU_pSuite cli = CU_add_suite("cli", NULL, NULL);
+    if (!diag || !cname || !cli ||
+        !CU_add_test(diag, "golden cases", test_golden_cases) ||
+        !CU_add_test(diag, "one diagnostic verbatim", test_full_diagnostic) ||
+        !CU_add_test(diag, "examples are clean", test_examples) ||
+        !CU_add_test(cname, "cname_check", test_cname_check) ||
+        !CU_add_test(cname, "cname_mangle", test_cname_mangle) ||
+        !CU_add_test(cname, "cname_escape", test_cname_escape_text) ||
+        !CU_add_test(cname, "cname_escape round-trips through cc", test_cname_escape_compiles) ||
+        !CU_add_test(cli, "hostile model names compile", test_hostile_names_compile) ||
+        !CU_add_test(cli, "exit codes and partial files", test_cli_exit_codes)) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    remove_tmp();
+    return failed ? 1 : 0;
+}
