@@ -16,8 +16,7 @@ void diag_init(Diag *d, const Source *src, FILE *out) {
     d->errors = 0;
 }
 
-/* The text of line `line` (1-based): start and length, without newline. */
-static const char *line_text(const Source *s, int line, size_t *len) {
+const char *diag_line(const Source *s, int line, size_t *len) {
     const char *p = s->text, *end = s->text + s->len;
     for (int l = 1; l < line && p < end; l++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -34,7 +33,7 @@ static const char *line_text(const Source *s, int line, size_t *len) {
  * control bytes print as '?' so a hostile file cannot drive the terminal. */
 static void show_line(Diag *d, Loc loc) {
     size_t len;
-    const char *text = line_text(d->src, loc.line, &len);
+    const char *text = diag_line(d->src, loc.line, &len);
     if (!text || loc.col < 1)
         return;
     fputs("    ", d->out);

@@ -72,6 +72,9 @@ void diag_error(Diag *d, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void diag_note(Diag *d, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The text of line `line` (1-based) and its length without the newline;
+ * NULL past the end. */
+const char *diag_line(const Source *s, int line, size_t *len);
 /* An error with no source position: "file: error: msg". */
 void diag_error_file(Diag *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

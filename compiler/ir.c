@@ -134,7 +134,7 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
     uint64_t file[] = {s->params, product(c, "the checkpoint size", rope, 3)};
     s->file_floats = sum(c, "the checkpoint size", file, 2, m->loc_context);
     Factor wb[] = {{s->params, m->loc_dim}, {dtype_size(m->weight_type), m->loc_dim}};
-    s->weight_bytes = product(c, "the weight bytes", wb, 2);
+    s->weight_bytes = product(c, "the weight size", wb, 2);
 }
 
 /* State, scratch and KV cache: the same formula as the arena layout in
@@ -148,12 +148,6 @@ static void stats_memory(Checker *c, const Model *m, Stats *s) {
     Factor all[] = {{s->kv_bytes_per_token, m->loc_context}, {(uint64_t)m->context, m->loc_context}};
     s->kv_bytes = product(c, "the KV cache size", all, 2);
     uint64_t q = (uint64_t)(m->heads * m->head_dim), d = (uint64_t)m->dim;
-    if (q > INT32_MAX && c->ok) { /* also bounds kv_heads * head_dim */
-        diag_error(c->d, m->loc_head_dim, "heads * head_dim (%llu) is more than the largest supported %d",
-                   (unsigned long long)q, INT32_MAX);
-        c->ok = false;
-        return;
-    }
     uint64_t kvd = (uint64_t)(m->kv_heads * m->head_dim), f = (uint64_t)m->hidden;
 #define R16(n) (((n) + 15) / 16 * 16)
     uint64_t floats = 3 * R16(d) + 2 * R16(f) + 3 * R16(q) + 2 * R16(kvd) + R16((uint64_t)m->head_dim);
@@ -176,18 +170,31 @@ static void stats_traffic(Checker *c, const Model *m, Stats *s) {
     Factor attn[] = {four, L, H, HD, T};
     Factor read[] = {{s->params - (m->tied ? 0 : table) + (uint64_t)m->dim, m->loc_dim}, W};
     Factor kv[] = {{s->kv_bytes_per_token, m->loc_context}, T};
-    uint64_t flops[] = {product(c, "the FLOPs per token", matmul, 2),
-                        product(c, "the FLOPs per token", attn, 5)};
-    s->flops_per_token = sum(c, "the FLOPs per token", flops, 2, m->loc_context);
-    uint64_t bytes[] = {product(c, "the bytes per token", read, 2),
-                        product(c, "the bytes per token", kv, 2)};
-    s->bytes_per_token = sum(c, "the bytes per token", bytes, 2, m->loc_context);
+    uint64_t flops[] = {product(c, "the FLOP count per token", matmul, 2),
+                        product(c, "the FLOP count per token", attn, 5)};
+    s->flops_per_token = sum(c, "the FLOP count per token", flops, 2, m->loc_context);
+    uint64_t bytes[] = {product(c, "the byte count per token", read, 2),
+                        product(c, "the byte count per token", kv, 2)};
+    s->bytes_per_token = sum(c, "the byte count per token", bytes, 2, m->loc_context);
+}
+
+/* The widest activation, heads * head_dim, is an array extent of its own,
+ * and every later size multiplies it. */
+static void check_width(Checker *c, const Model *m) {
+    uint64_t q = (uint64_t)m->heads * (uint64_t)m->head_dim;
+    if (q > INT32_MAX) {
+        diag_error(c->d, m->loc_head_dim, "heads * head_dim (%llu) is more than the largest supported %d",
+                   (unsigned long long)q, INT32_MAX);
+        c->ok = false;
+    }
 }
 
 bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits) {
     Checker c = {d, m, size_bits >= 64 ? UINT64_MAX : ((uint64_t)1 << size_bits) - 1, true};
     memset(s, 0, sizeof *s);
-    stats_params(&c, m, s);
+    check_width(&c, m);
+    if (c.ok)
+        stats_params(&c, m, s);
     if (c.ok)
         stats_memory(&c, m, s);
     if (c.ok)

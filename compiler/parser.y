@@ -42,6 +42,7 @@ typedef struct { Item *head, *tail; } ItemList;
 
 static Expr *new_expr(ParseState *ps, ExprKind kind, YYLTYPE loc);
 static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r);
+static Expr *with_loc(ParseState *ps, const Expr *e, YYLTYPE loc);
 static Expr *new_name(ParseState *ps, const char *a, const char *b, YYLTYPE loc);
 static Item *new_item(ParseState *ps, const char *key, YYLTYPE loc);
 static Item *new_block(ParseState *ps, const char *key, YYLTYPE loc, const char *kind,
@@ -55,7 +56,7 @@ static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char 
 %token <str> STRING "string"
 %token <ival> INT "integer"
 %token <fval> FLOAT "number"
-%token <ival> BOOL "'true' or 'false'"
+%token <ival> BOOL "boolean"
 %token INVALID "invalid token"
 %token END 0 "end of file"
 
@@ -94,7 +95,7 @@ expr
     | BOOL                  { $$ = new_expr(ps, EX_BOOL, @1); $$->ival = $1; }
     | STRING                { $$ = new_expr(ps, EX_STRING, @1); $$->str = $1; }
     | name
-    | '(' expr ')'          { $$ = $2; }
+    | '(' expr ')'          { $$ = with_loc(ps, $2, @$); }
     | '-' expr %prec NEG    { $$ = new_expr(ps, EX_NEG, @$); $$->lhs = $2; }
     | expr '+' expr         { $$ = new_binary(ps, '+', $1, $3); }
     | expr '-' expr         { $$ = new_binary(ps, '-', $1, $3); }
@@ -130,6 +131,14 @@ static Expr *new_expr(ParseState *ps, ExprKind kind, YYLTYPE loc) {
     e->kind = kind;
     e->loc = parse_loc(loc);
     return e;
+}
+
+/* A parenthesized expression: the same node, spanning its parentheses. */
+static Expr *with_loc(ParseState *ps, const Expr *e, YYLTYPE loc) {
+    Expr *copy = arena_alloc(ps->arena, sizeof *copy);
+    *copy = *e;
+    copy->loc = parse_loc(loc);
+    return copy;
 }
 
 /* The span runs from the left operand to the right one when both sit on
@@ -178,35 +187,58 @@ static ItemList list_append(ItemList l, Item *it) {
     return l;
 }
 
-/* "expected '=' or '{' before identifier 'foo'", with a note pointing at
- * the unclosed '{' when the file ends inside a block. */
+/* How a token reads in a message: its text for words and literals
+ * ("'foo'"), its name otherwise ("'{'", "end of file"). */
+static void describe(char *out, size_t size, ParseState *ps, yysymbol_kind_t sym, Loc at) {
+    bool literal = sym == YYSYMBOL_IDENT || sym == YYSYMBOL_INT || sym == YYSYMBOL_FLOAT ||
+                   sym == YYSYMBOL_BOOL || sym == YYSYMBOL_MODEL;
+    size_t len;
+    const char *line = literal ? diag_line(ps->diag->src, at.line, &len) : NULL;
+    int n = at.end_col - at.col;
+    if (line && n > 0 && n <= 40 && (size_t)(at.end_col - 1) <= len)
+        snprintf(out, size, "'%.*s'", n, line + at.col - 1);
+    else
+        snprintf(out, size, "%s", yysymbol_name(sym));
+}
+
+/* "expected '=' or '{' before 'foo'", "expected an expression before '}'",
+ * with a note pointing at the unclosed '{' when the file ends in a block. */
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ParseState *ps) {
     (void)scanner;
     yysymbol_kind_t got = yypcontext_token(ctx);
     if (got == YYSYMBOL_INVALID)
         return 0; /* the lexer has said what is wrong */
-    yysymbol_kind_t expected[6];
-    int n = yypcontext_expected_tokens(ctx, expected, 6);
+    yysymbol_kind_t expected[8];
+    int n = yypcontext_expected_tokens(ctx, expected, 8);
     Loc at = parse_loc(*yypcontext_location(ctx));
-    if (n == 0 || n > 5) {
-        diag_error(ps->diag, at, "unexpected %s", yysymbol_name(got));
+    char seen[64], msg[256];
+    size_t len = 0;
+    bool expression = false;
+    describe(seen, sizeof seen, ps, got, at);
+    for (int i = 0; i < n; i++)
+        expression = expression || expected[i] == YYSYMBOL_INT;
+    if (expression) {
+        diag_error(ps->diag, at, "expected an expression before %s", seen);
+    } else if (n == 0 || n > 5) {
+        diag_error(ps->diag, at, "unexpected %s", seen);
     } else {
-        char msg[256];
-        size_t len = 0;
         for (int i = 0; i < n; i++)
             len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s",
                                     i == 0 ? "" : i == n - 1 ? " or " : ", ",
                                     yysymbol_name(expected[i]));
-        diag_error(ps->diag, at, "expected %s before %s", msg, yysymbol_name(got));
+        diag_error(ps->diag, at, "expected %s before %s", msg, seen);
     }
     if (got == YYSYMBOL_YYEOF && ps->depth > 0 && ps->depth <= PARSE_MAX_DEPTH)
         diag_note(ps->diag, ps->open[ps->depth - 1], "to match this '{'");
     return 0;
 }
 
+/* Bison's only other message is stack exhaustion, which only parentheses
+ * nested thousands deep can cause. */
 static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char *msg) {
     (void)scanner;
-    diag_error(ps->diag, parse_loc(*loc), "%s", msg);
+    (void)msg;
+    diag_error(ps->diag, parse_loc(*loc), "expression nested too deeply");
 }
 
 Ast *parse_source(Arena *a, Diag *d) {
@@ -218,10 +250,8 @@ Ast *parse_source(Arena *a, Diag *d) {
         return NULL;
     }
     YY_BUFFER_STATE buf = gqy_scan_bytes(d->src->text, (int)d->src->len, scanner);
-    int rc = gqyparse(scanner, &ps);
+    gqyparse(scanner, &ps); /* every failure has been reported */
     gqy_delete_buffer(buf, scanner);
     gqylex_destroy(scanner);
-    if (rc != 0 && d->errors == 0)
-        diag_error_file(d, "cannot parse the file");
     return ps.ast;
 }

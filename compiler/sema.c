@@ -76,10 +76,13 @@ static const BlockDef blocks[] = {
 typedef struct {
     Diag *d;
     bool set[N_FIELDS];
+    bool bad[N_FIELDS]; /* set, but to a value already reported as wrong */
     Value val[N_FIELDS];
-    Loc loc[N_FIELDS];
+    Loc loc[N_FIELDS];     /* the value */
+    Loc key_loc[N_FIELDS]; /* the key */
     const Item *block_item[N_BLOCKS];
     const char *block; /* the block being checked, "" at top level */
+    bool head_dim_derived;
 } Sema;
 
 static const char *type_name(VType t) {
@@ -187,6 +190,8 @@ static bool eval_name(Sema *s, const Expr *e, Value *out) {
         diag_error(s->d, e->loc, "'%s' is used before it is set", e->str);
         return false;
     }
+    if (s->bad[f])
+        return false; /* its error is out already; one is enough */
     *out = s->val[f];
     return true;
 }
@@ -286,7 +291,8 @@ static bool coerce(Sema *s, const Field *f, const Expr *e, Value *v) {
         if (!in_list(f->symbols, e->str)) {
             char words[128];
             list_words(words, sizeof words, f->symbols);
-            diag_error(s->d, e->loc, "unknown %s '%s' (expected %s)", f->key, e->str, words);
+            diag_error(s->d, e->loc, "unknown %s '%s' for %s (expected %s)", f->block, e->str, f->key,
+                       words);
             return false;
         }
         v->type = V_SYMBOL;
@@ -295,14 +301,19 @@ static bool coerce(Sema *s, const Field *f, const Expr *e, Value *v) {
     }
     if (!eval(s, e, v))
         return false;
-    if (f->type == V_INT && v->type == V_FLOAT && v->f == floor(v->f) && fabs(v->f) < 9.0e15)
+    if (f->type == V_INT && v->type == V_FLOAT && v->f == floor(v->f)) {
+        if (fabs(v->f) >= 9.0e15) { /* past this, doubles skip integers */
+            diag_error(s->d, e->loc, "'%s' expects an integer, but %.17g is too large for one", f->key, v->f);
+            return false;
+        }
         v->type = V_INT, v->i = (int64_t)v->f;
+    }
     else if (f->type == V_FLOAT && v->type == V_INT)
         v->type = V_FLOAT, v->f = (double)v->i;
     if (v->type == f->type)
         return true;
     if (f->type == V_INT && v->type == V_FLOAT)
-        diag_error(s->d, e->loc, "'%s' expects an integer, but this is %g", f->key, v->f);
+        diag_error(s->d, e->loc, "'%s' expects an integer, but this is %.17g", f->key, v->f);
     else
         diag_error(s->d, e->loc, "'%s' expects %s, but this is %s", f->key, type_name(f->type),
                    type_name(v->type));
@@ -372,15 +383,15 @@ static void check_item(Sema *s, const Item *it) {
     }
     if (s->set[f]) {
         diag_error(s->d, it->loc, "duplicate key '%s'", it->key);
-        diag_note(s->d, s->loc[f], "first set here");
+        diag_note(s->d, s->key_loc[f], "first set here");
         return;
     }
-    Value v;
-    if (!coerce(s, &fields[f], it->value, &v))
-        return;
+    Value v = {0};
     s->set[f] = true;
+    s->bad[f] = !coerce(s, &fields[f], it->value, &v);
     s->val[f] = v;
     s->loc[f] = it->value->loc;
+    s->key_loc[f] = it->loc;
 }
 
 static void check_items(Sema *s, const Item *items) {
@@ -454,7 +465,11 @@ static void check_shape(Sema *s, Model *m) {
         diag_error(s->d, m->loc_kv_heads, "kv_heads (%lld) must divide heads (%lld)",
                    (long long)m->kv_heads, (long long)m->heads);
     }
-    if (m->head_dim > 0 && m->head_dim % 2 != 0)
+    if (m->head_dim > 0 && m->head_dim % 2 != 0 && s->head_dim_derived)
+        diag_error(s->d, m->loc_head_dim,
+                   "head_dim defaults to dim / heads = %lld, which must be even (RoPE rotates "
+                   "pairs); set head_dim", (long long)m->head_dim);
+    else if (m->head_dim > 0 && m->head_dim % 2 != 0)
         diag_error(s->d, m->loc_head_dim, "head_dim (%lld) must be even: RoPE rotates pairs",
                    (long long)m->head_dim);
     if (!(m->rope_theta > 0))
@@ -463,12 +478,18 @@ static void check_shape(Sema *s, Model *m) {
         diag_error(s->d, s->loc[find_field("norm", "eps")], "eps must be positive");
 }
 
-/* head_dim defaults to dim / heads, which must then divide exactly. */
+/* head_dim defaults to dim / heads, which must then divide exactly.  With
+ * dim or heads out of range (reported by check_shape) it is a placeholder. */
 static void derive_head_dim(Sema *s, Model *m) {
     int f = find_field("attention", "head_dim");
-    if (s->set[f] || m->heads <= 0 || m->dim <= 0)
+    if (s->set[f])
         return;
     m->loc_head_dim = m->loc_heads;
+    if (m->heads <= 0 || m->dim <= 0 || m->heads > INT32_MAX || m->dim > INT32_MAX) {
+        m->head_dim = 2;
+        return;
+    }
+    s->head_dim_derived = true;
     if (m->dim % m->heads != 0) {
         diag_error(s->d, m->loc_heads,
                    "head_dim defaults to dim / heads, but dim (%lld) is not a multiple of heads "

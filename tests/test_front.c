@@ -271,9 +271,9 @@ static void test_full_diagnostic(void) {
         "m.gqa:13:9: error: duplicate key 'hidden'\n"
         "            hidden = 1\n"
         "            ^~~~~~\n"
-        "m.gqa:12:18: note: first set here\n"
+        "m.gqa:12:9: note: first set here\n"
         "            hidden = 8 * vocab - 3\n"
-        "                     ^~~~~~~~~~~~~\n";
+        "            ^~~~~~\n";
     if (strcmp(r.out, want_dup) != 0)
         printf("\n  got:\n%s  want:\n%s", r.out, want_dup);
     CU_ASSERT_STRING_EQUAL(r.out, want_dup);
