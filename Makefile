@@ -129,9 +129,12 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
 fuzz: $(BUILD)/fuzz_front
 	@mkdir -p $(BUILD)/fuzz-corpus
-	$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	@echo "fuzzing the front end for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz.log)"
+	@$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 	    -dict=tests/fuzz_front.dict -print_final_stats=1 \
-	    $(BUILD)/fuzz-corpus examples tests/diag tests/models
+	    $(BUILD)/fuzz-corpus examples tests/diag tests/models > $(BUILD)/fuzz.log 2>&1 || \
+	    { tail -60 $(BUILD)/fuzz.log; exit 1; }
+	@grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz.log
 
 deps:
 	@tools/deps.sh test
