@@ -452,6 +452,26 @@ static void check_size(Sema *s, int64_t v, const char *what, Loc loc) {
                    INT32_MAX);
 }
 
+/* The error, and a note listing the group counts that would work: the
+ * divisors of heads, found in pairs up to its square root. */
+static void kv_heads_error(Sema *s, const Model *m) {
+    int64_t low[24], high[24];
+    int n = 0;
+    char list[512];
+    size_t len = 0;
+    diag_error(s->d, m->loc_kv_heads, "kv_heads (%lld) must divide heads (%lld)",
+               (long long)m->kv_heads, (long long)m->heads);
+    for (int64_t k = 1; k * k <= m->heads && n < 24; k++)
+        if (m->heads % k == 0)
+            low[n] = k, high[n++] = m->heads / k;
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%lld", i ? ", " : "", (long long)low[i]);
+    for (int i = n - 1; i >= 0; i--)
+        if (high[i] != low[i])
+            len += (size_t)snprintf(list + len, sizeof list - len, ", %lld", (long long)high[i]);
+    diag_note(s->d, m->loc_kv_heads, "kv_heads may be one of: %s", list);
+}
+
 static void check_shape(Sema *s, Model *m) {
     check_size(s, m->vocab, "vocab", m->loc_vocab);
     check_size(s, m->dim, "dim", m->loc_dim);
@@ -461,10 +481,8 @@ static void check_shape(Sema *s, Model *m) {
     check_size(s, m->kv_heads, "kv_heads", m->loc_kv_heads);
     check_size(s, m->head_dim, "head_dim", m->loc_head_dim);
     check_size(s, m->hidden, "hidden", m->loc_hidden);
-    if (m->heads > 0 && m->kv_heads > 0 && m->heads % m->kv_heads != 0) {
-        diag_error(s->d, m->loc_kv_heads, "kv_heads (%lld) must divide heads (%lld)",
-                   (long long)m->kv_heads, (long long)m->heads);
-    }
+    if (m->heads > 0 && m->kv_heads > 0 && m->heads % m->kv_heads != 0)
+        kv_heads_error(s, m);
     if (m->head_dim > 0 && m->head_dim % 2 != 0 && s->head_dim_derived)
         diag_error(s->d, m->loc_head_dim,
                    "head_dim defaults to dim / heads = %lld, which must be even (RoPE rotates "
