@@ -287,6 +287,9 @@ static void test_full_diagnostic(void) {
     static const char want_tab[] =
         "m.gqa:8:13: error: kv_heads (3) must divide heads (8)\n"
         "    \tkv_heads = 3 # a tab before\n"
+        "    \t           ^\n"
+        "m.gqa:8:13: note: kv_heads may be one of: 1, 2, 4, 8\n"
+        "    \tkv_heads = 3 # a tab before\n"
         "    \t           ^\n";
     if (strcmp(r.out, want_tab) != 0)
         printf("\n  got:\n%s  want:\n%s", r.out, want_tab);
