@@ -26,7 +26,8 @@ COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(RUNTIME_SRC))
 TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h templates/parallel.h \
-                templates/kernels.c templates/attention.c templates/forward.c
+                templates/mathlib.c templates/gqmath.h templates/kernels.c templates/attention.c \
+                templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
 .PHONY: all demo test check check-asan fuzz install clean deps
@@ -72,7 +73,7 @@ $(BUILD)/libgqa.a: $(RUNTIME_OBJ)
 # Each test model: its C (prefix = stem) and deterministic random weights.
 define test_model
 $(BUILD)/gen/$(1).c $(BUILD)/gen/$(1).h &: $(2) $(BUILD)/gqac | $(BUILD)/gen
-	$(BUILD)/gqac $(2) -o $(BUILD)/gen/$(1).c --prefix $(1)
+	$(BUILD)/gqac $(2) -o $(BUILD)/gen/$(1).c --prefix $(1) $(3)
 $(BUILD)/gen/$(1).bin: $(2) $(BUILD)/gqac | $(BUILD)/gen
 	$(BUILD)/gqac weights --random $(2) -o $$@ --seed 7
 TEST_MODELS += $(1)
@@ -80,6 +81,7 @@ endef
 $(eval $(call test_model,tiny,examples/tiny.gqa))
 $(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
 $(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
+$(eval $(call test_model,tiny_fs,examples/tiny.gqa,--target freestanding))
 $(foreach m,g3bias g5 g6mqa g7 g32,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
 
 # Tests build with OpenMP so the threaded paths run; the generated code

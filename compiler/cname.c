@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const keywords[] = {
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
@@ -39,7 +40,7 @@ const char *cname_check(const char *s) {
             return "it may hold only letters, digits and '_'";
     if (s[0] == '_' && (s[1] == '_' || isupper((unsigned char)s[1])))
         return "names starting with '__' or '_' and a capital are reserved for C";
-    if (!strncmp(s, "gqa_", 4) || !strncmp(s, "gqr_", 4) || !strcmp(s, "gqa") || !strcmp(s, "gqr"))
+    if ((!strncasecmp(s, "gqa", 3) || !strncasecmp(s, "gqr", 3)) && (s[3] == '\0' || s[3] == '_'))
         return "the gqa and gqr prefixes belong to gqac's API and runtime";
     if (is_keyword(s))
         return "it is a C keyword";

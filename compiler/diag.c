@@ -29,6 +29,9 @@ const char *diag_line(const Source *s, int line, size_t *len) {
     return p;
 }
 
+/* Lines longer than this are echoed as a window around the caret. */
+#define WINDOW 120
+
 /* Echoes the line (tabs kept so the caret lines up) and marks the span;
  * control bytes print as '?' so a hostile file cannot drive the terminal. */
 static void show_line(Diag *d, Loc loc) {
@@ -36,21 +39,30 @@ static void show_line(Diag *d, Loc loc) {
     const char *text = diag_line(d->src, loc.line, &len);
     if (!text || loc.col < 1)
         return;
-    fputs("    ", d->out);
-    for (size_t i = 0; i < len; i++) {
+    size_t col = (size_t)loc.col - 1, first = col > WINDOW / 2 ? col - WINDOW / 2 : 0;
+    size_t last = len - first > WINDOW ? first + WINDOW : len;
+    size_t end = loc.end_col > loc.col ? (size_t)loc.end_col - 1 : col + 1;
+    fputs(first > 0 ? "    ..." : "    ", d->out);
+    for (size_t i = first; i < last; i++) {
         unsigned char c = (unsigned char)text[i];
         fputc(c == '\t' || c >= 0x20 ? c : '?', d->out);
     }
-    fputs("\n    ", d->out);
-    for (int i = 1; i < loc.col; i++)
-        fputc((size_t)i <= len && text[i - 1] == '\t' ? '\t' : ' ', d->out);
+    fputs(last < len ? "...\n    " : "\n    ", d->out);
+    if (first > 0)
+        fputs("   ", d->out);
+    for (size_t i = first; i < col; i++)
+        fputc(i < len && text[i] == '\t' ? '\t' : ' ', d->out);
     fputc('^', d->out);
-    for (int i = loc.col + 1; i < loc.end_col; i++)
+    for (size_t i = col + 1; i < end && i < last; i++)
         fputc('~', d->out);
     fputc('\n', d->out);
 }
 
+/* A Diag with no stream counts errors and prints nothing (for sizes that
+ * a caller computes only to show, like gqac info's variants). */
 static void report(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap) {
+    if (!d->out)
+        return;
     fprintf(d->out, "%s:%d:%d: %s: ", d->src->name, loc.line, loc.col, kind);
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);
@@ -74,10 +86,12 @@ void diag_note(Diag *d, Loc loc, const char *fmt, ...) {
 
 void diag_error_file(Diag *d, const char *fmt, ...) {
     va_list ap;
+    d->errors++;
+    if (!d->out)
+        return;
     va_start(ap, fmt);
     fprintf(d->out, "%s: error: ", d->src->name);
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);
     va_end(ap);
-    d->errors++;
 }

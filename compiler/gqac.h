@@ -63,7 +63,7 @@ struct Loc {
 
 struct Diag {
     const Source *src;
-    FILE *out;  /* where messages go (stderr, or a memory stream in tests) */
+    FILE *out;  /* where messages go (stderr, a memory stream in tests); NULL: nowhere */
     int errors; /* count so far */
 };
 
@@ -94,6 +94,7 @@ typedef enum {
 struct Expr {
     ExprKind kind;
     Loc loc; /* the whole expression */
+    int depth; /* of the tree below, bounded so that evaluation cannot exhaust the stack */
     char op;
     Expr *lhs, *rhs;
     int64_t ival;
@@ -201,17 +202,23 @@ typedef struct {
     const char *value; /* C text: "4", "1e-05f" */
 } Hole;
 
+typedef enum {
+    TARGET_HOSTED,       /* libc, libm, OpenMP when the compiler has it */
+    TARGET_FREESTANDING, /* nothing but <stddef.h>, <stdint.h>, <float.h> */
+} Target;
+
 struct Plan {
     Hole holes[PLAN_MAX_HOLES];
     int n_holes;
     int unroll_limit; /* loops marked gqac:unroll with more trips stay loops */
+    Target target;
 };
 
 /* prefix: a C identifier (cname_check accepted it). */
-void plan_model(const Model *m, const char *prefix, Plan *p, Arena *a);
+void plan_model(const Model *m, const char *prefix, Target target, Plan *p, Arena *a);
 /* A plan for the attention kernel alone (tests, benchmarks). */
 void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
-                    int64_t context, Plan *p, Arena *a);
+                    int64_t context, Target target, Plan *p, Arena *a);
 const char *plan_hole(const Plan *p, const char *name);
 
 /* ---- emit_c.c: plan + templates -> C ---- */

@@ -137,8 +137,9 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
     s->weight_bytes = product(c, "the weight size", wb, 2);
 }
 
-/* State, scratch and KV cache: the same formula as the arena layout in
- * templates/forward.c (a test holds the two equal). */
+/* State, scratch and KV cache, each rounded up to 16 elements: the same
+ * formula as the arena layout in templates/forward.c, which checks, as it
+ * compiles, that the two agree. */
 static void stats_memory(Checker *c, const Model *m, Stats *s) {
     Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
@@ -151,8 +152,10 @@ static void stats_memory(Checker *c, const Model *m, Stats *s) {
     uint64_t kvd = (uint64_t)(m->kv_heads * m->head_dim), f = (uint64_t)m->hidden;
 #define R16(n) (((n) + 15) / 16 * 16)
     uint64_t floats = 3 * R16(d) + 2 * R16(f) + 3 * R16(q) + 2 * R16(kvd) + R16((uint64_t)m->head_dim);
+    uint64_t cache = s->kv_bytes / (2 * dtype_size(m->kv_type)); /* one of K, V, in elements */
+    Factor rounded[] = {{R16(cache), m->loc_context}, {2 * dtype_size(m->kv_type), m->loc_context}};
 #undef R16
-    uint64_t scratch[] = {4096, 4 * floats, s->kv_bytes};
+    uint64_t scratch[] = {4096, 4 * floats, product(c, "the arena size", rounded, 2)};
     s->arena_bytes = sum(c, "the arena size", scratch, 3, m->loc_context);
 }
 
@@ -201,6 +204,10 @@ bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits) {
         stats_traffic(&c, m, s);
     uint64_t file_bytes = 0;
     if (c.ok && !mul_u64(s->file_floats, 4, &file_bytes)) {
+        diag_error(d, m->loc_dim, "the checkpoint size overflows 64 bits");
+        c.ok = false;
+    }
+    if (c.ok && !add_u64(file_bytes, 28, &file_bytes)) { /* llama2.c's header */
         diag_error(d, m->loc_dim, "the checkpoint size overflows 64 bits");
         c.ok = false;
     }

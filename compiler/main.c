@@ -9,9 +9,11 @@
  */
 #include "gqac.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
@@ -22,6 +24,7 @@ typedef struct {
     const char *command; /* "compile", "check", "info", "weights" */
     const char *input, *output, *header, *prefix;
     bool with_main, random;
+    Target target;
     uint64_t seed;
     int size_bits;
 } Options;
@@ -39,6 +42,7 @@ static const char usage_text[] =
     "  --prefix NAME    prefix of the generated symbols (default: from the model's name)\n"
     "  --header FILE    where the header goes (default: beside -o, or PREFIX.h with -o -)\n"
     "  --main           add main() calling the runtime's gqr_main (a standalone program)\n"
+    "  --target T       hosted (default: libc, libm, OpenMP) or freestanding (none of them)\n"
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
     "  --seed N         seed of random weights (default 1)\n"
     "  --help           this text\n"
@@ -75,7 +79,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t n;
         bool takes_value = !strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--header") ||
-                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits");
+                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits") || !strcmp(a, "--target");
         if (takes_value && !next)
             return usage_error("%s needs a value", a);
         if (!strcmp(a, "-o"))
@@ -86,6 +90,12 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->header = argv[++i];
         else if (!strcmp(a, "--main"))
             o->with_main = true;
+        else if (!strcmp(a, "--target")) {
+            const char *t = argv[++i];
+            if (strcmp(t, "hosted") && strcmp(t, "freestanding"))
+                return usage_error("--target is hosted or freestanding, not '%s'", t);
+            o->target = !strcmp(t, "freestanding") ? TARGET_FREESTANDING : TARGET_HOSTED;
+        }
         else if (!strcmp(a, "--random"))
             o->random = true;
         else if (!strcmp(a, "--seed")) {
@@ -107,6 +117,8 @@ static int parse_args(int argc, char **argv, Options *o) {
     bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights");
     if (writes && !o->output)
         return usage_error("%s", "no output file: give -o FILE");
+    if (o->with_main && o->target == TARGET_FREESTANDING)
+        return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
     if (!strcmp(o->command, "weights") && !o->random)
         return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
     return 0;
@@ -153,23 +165,47 @@ static char *read_source(const char *path, size_t *len) {
     return text;
 }
 
-/* Writes via a temporary file and rename, so a failure never leaves half
- * a file where a build expects a whole one. */
-static bool write_file(const char *path, const char *data, size_t len) {
-    if (!strcmp(path, "-"))
-        return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    snprintf(tmp, n, "%s.tmp~", path);
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, len, f) == len;
+/* Output goes to a temporary file beside its destination and is renamed
+ * into place only when every file of the run has been written, so a
+ * failure never leaves half a file, or a new header beside an old .c. */
+typedef struct {
+    const char *path;
+    char tmp[4096];
+    const char *data;
+    size_t len;
+} Output;
+
+/* path.tmpPID~: unique per process, so concurrent runs do not collide. */
+static bool tmp_name(char *tmp, size_t size, const char *path) {
+    if ((size_t)snprintf(tmp, size, "%s.tmp%ld~", path, (long)getpid()) < size)
+        return true;
+    errno = ENAMETOOLONG;
+    return false;
+}
+
+static bool write_tmp(Output *o) {
+    if (!strcmp(o->path, "-"))
+        return fwrite(o->data, 1, o->len, stdout) == o->len && fflush(stdout) == 0;
+    if (!tmp_name(o->tmp, sizeof o->tmp, o->path))
+        return false;
+    FILE *f = fopen(o->tmp, "wb");
+    bool ok = f && fwrite(o->data, 1, o->len, f) == o->len;
     ok = f && fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        fprintf(stderr, "gqac: error: cannot write %s: %s\n", path, strerror(errno));
-        remove(tmp);
-    }
-    free(tmp);
+    return ok;
+}
+
+static bool write_files(Output *out, int n) {
+    bool ok = true;
+    int i;
+    for (i = 0; i < n && ok; i++)
+        if (!(ok = write_tmp(&out[i])))
+            fprintf(stderr, "gqac: error: cannot write %s: %s\n", out[i].path, strerror(errno));
+    for (int j = 0; j < n && ok; j++)
+        if (strcmp(out[j].path, "-") && !(ok = rename(out[j].tmp, out[j].path) == 0))
+            fprintf(stderr, "gqac: error: cannot write %s: %s\n", out[j].path, strerror(errno));
+    for (int j = 0; j < n; j++)
+        if (strcmp(out[j].path, "-") && out[j].tmp[0])
+            remove(out[j].tmp); /* after a rename: nothing there */
     return ok;
 }
 
@@ -185,12 +221,15 @@ static char *header_path(Arena *a, const Options *o, const char *prefix) {
     return arena_printf(a, "%s.h", o->output);
 }
 
-/* The name the .c uses in #include "...", where no escape works. */
+/* The name the .c uses in #include "...", where no escape works and a
+ * '?' could start a trigraph: letters, digits and ._+- only. */
 static const char *include_name(const char *header) {
     const char *base = strrchr(header, '/');
     base = base ? base + 1 : header;
+    if (!*base)
+        return NULL;
     for (const char *p = base; *p; p++)
-        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+        if (!isalnum((unsigned char)*p) && !strchr("._+-", *p))
             return NULL;
     return base;
 }
@@ -206,9 +245,10 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a) {
         return usage_error("the header name '%s' cannot appear in #include", header);
     Plan p;
     Buf c = {0}, h = {0};
-    plan_model(m, prefix, &p, a);
+    plan_model(m, prefix, o->target, &p, a);
     emit_c_model(&p, prefix, inc, o->with_main, &c, &h);
-    bool ok = write_file(header, h.data, h.len) && write_file(o->output, c.data, c.len);
+    Output files[] = {{header, "", h.data, h.len}, {o->output, "", c.data, c.len}};
+    bool ok = write_files(files, 2);
     buf_free(&c);
     buf_free(&h);
     return ok ? 0 : EXIT_INPUT;
@@ -234,9 +274,11 @@ static void info_row(const char *label, const char *const col[3]) {
 static int cmd_info(const Options *o, const Model *m, Arena *a) {
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
     Stats s[3];
-    Diag quiet = {0};
-    for (int i = 0; i < 3; i++)
-        ir_stats(&v[i], &s[i], &quiet, o->size_bits); /* the variants are never larger */
+    bool fits[3];
+    for (int i = 0; i < 3; i++) { /* MHA's sizes may not fit where the model's do */
+        Diag quiet = {0};
+        fits[i] = ir_stats(&v[i], &s[i], &quiet, o->size_bits);
+    }
     printf("%s: model \"%s\": %lld layers, dim %lld, %lld heads, %lld KV heads "
            "(group size %lld), head_dim %lld, context %lld\n\n",
            o->input, cname_escape(a, m->name), (long long)m->layers, (long long)m->dim,
@@ -249,7 +291,7 @@ static int cmd_info(const Options *o, const Model *m, Arena *a) {
     info_row("", col);
 #define ROW(label, field, unit, base)                                                              \
     for (int i = 0; i < 3; i++)                                                                    \
-        col[i] = human(a, s[i].field, unit, base);                                                 \
+        col[i] = fits[i] ? human(a, s[i].field, unit, base) : "too large";                         \
     info_row(label, col);
     ROW("parameters", params, "", 1000);
     ROW("weight bytes", weight_bytes, "B", 1024);
@@ -259,18 +301,23 @@ static int cmd_info(const Options *o, const Model *m, Arena *a) {
     ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
     ROW("bytes per token at full context", bytes_per_token, "B", 1024);
 #undef ROW
-    return 0;
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EXIT_INPUT;
 }
 
+/* Streamed (a checkpoint may be gigabytes) to a temporary file, renamed
+ * into place when whole. */
 static int cmd_weights(const Options *o, const Model *m) {
-    FILE *f = !strcmp(o->output, "-") ? stdout : fopen(o->output, "wb");
+    bool to_stdout = !strcmp(o->output, "-");
+    char tmp[4096] = "";
+    FILE *f = to_stdout ? stdout : tmp_name(tmp, sizeof tmp, o->output) ? fopen(tmp, "wb") : NULL;
     bool ok = f && weights_write_random(m, o->seed, f);
-    if (f && f != stdout)
-        ok = fclose(f) == 0 && ok;
-    else if (f)
-        ok = fflush(f) == 0 && ok;
+    if (f)
+        ok = (to_stdout ? fflush(f) == 0 : fclose(f) == 0) && ok;
+    ok = ok && (to_stdout || rename(tmp, o->output) == 0);
     if (!ok) {
         fprintf(stderr, "gqac: error: cannot write %s: %s\n", o->output, strerror(errno));
+        if (tmp[0])
+            remove(tmp);
         return EXIT_INPUT;
     }
     return 0;

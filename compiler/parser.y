@@ -43,6 +43,7 @@ typedef struct { Item *head, *tail; } ItemList;
 static Expr *new_expr(ParseState *ps, ExprKind kind, YYLTYPE loc);
 static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r);
 static Expr *with_loc(ParseState *ps, const Expr *e, YYLTYPE loc);
+static void check_depth(ParseState *ps, Expr *e, int below);
 static Expr *new_name(ParseState *ps, const char *a, const char *b, YYLTYPE loc);
 static Item *new_item(ParseState *ps, const char *key, YYLTYPE loc);
 static Item *new_block(ParseState *ps, const char *key, YYLTYPE loc, const char *kind,
@@ -96,7 +97,7 @@ expr
     | STRING                { $$ = new_expr(ps, EX_STRING, @1); $$->str = $1; }
     | name
     | '(' expr ')'          { $$ = with_loc(ps, $2, @$); }
-    | '-' expr %prec NEG    { $$ = new_expr(ps, EX_NEG, @$); $$->lhs = $2; }
+    | '-' expr %prec NEG    { $$ = new_expr(ps, EX_NEG, @$); $$->lhs = $2; check_depth(ps, $$, $2->depth); }
     | expr '+' expr         { $$ = new_binary(ps, '+', $1, $3); }
     | expr '-' expr         { $$ = new_binary(ps, '-', $1, $3); }
     | expr '*' expr         { $$ = new_binary(ps, '*', $1, $3); }
@@ -143,6 +144,16 @@ static Expr *with_loc(ParseState *ps, const Expr *e, YYLTYPE loc) {
 
 /* The span runs from the left operand to the right one when both sit on
  * one line, so the caret underlines the whole expression. */
+/* Bison's stack bounds nesting by parentheses, but not a long chain like
+ * 1+1+1+..., whose left-deep tree sema would walk recursively. */
+#define MAX_EXPR_DEPTH 256
+
+static void check_depth(ParseState *ps, Expr *e, int below) {
+    e->depth = below + 1;
+    if (e->depth == MAX_EXPR_DEPTH)
+        diag_error(ps->diag, e->loc, "expression nested too deeply");
+}
+
 static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r) {
     Expr *e = arena_alloc(ps->arena, sizeof *e);
     e->kind = EX_BINARY;
@@ -152,6 +163,7 @@ static Expr *new_binary(ParseState *ps, char op, Expr *l, Expr *r) {
     e->loc = l->loc;
     if (r->loc.line == l->loc.line)
         e->loc.end_col = r->loc.end_col;
+    check_depth(ps, e, l->depth > r->depth ? l->depth : r->depth);
     return e;
 }
 

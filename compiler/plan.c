@@ -12,6 +12,7 @@
 #include "gqac.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define UNROLL_LIMIT 16
@@ -22,8 +23,11 @@ static void hole(Plan *p, const char *name, const char *value) {
             p->holes[i].value = value;
             return;
         }
-    if (p->n_holes < PLAN_MAX_HOLES)
-        p->holes[p->n_holes++] = (Hole){name, value};
+    if (p->n_holes == PLAN_MAX_HOLES) { /* a gqac bug: raise PLAN_MAX_HOLES */
+        fputs("gqac: internal error: too many template holes\n", stderr);
+        abort();
+    }
+    p->holes[p->n_holes++] = (Hole){name, value};
 }
 
 static void hole_int(Plan *p, Arena *a, const char *name, uint64_t v) {
@@ -49,8 +53,25 @@ static int accumulators(const int64_t *n, int count) {
     return 1;
 }
 
+/* Each RoPE pair's angle per position in turns, scaled by 2^64, so that
+ * freestanding code gets pos * angle mod one turn exactly from integer
+ * arithmetic. */
+static const char *rope_steps(Arena *a, int64_t head_dim, double theta) {
+    char *list = arena_alloc(a, (size_t)head_dim / 2 * 24 + 3), *o = list;
+    *o++ = '{';
+    for (int64_t i = 0; i < head_dim / 2; i++) {
+        double turns = pow(theta, -(double)(2 * i) / (double)head_dim) / (2 * 3.14159265358979323846);
+        o += sprintf(o, "%s0x%016llxull", i ? ", " : "", (unsigned long long)ldexp(turns, 64));
+    }
+    *o++ = '}';
+    *o = '\0';
+    return list;
+}
+
 static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                       int64_t context) {
+                       int64_t context, Target target) {
+    p->target = target;
+    hole_int(p, a, "GQ_FREESTANDING", target == TARGET_FREESTANDING);
     hole_int(p, a, "GQ_HEADS", (uint64_t)heads);
     hole_int(p, a, "GQ_KV_HEADS", (uint64_t)kv_heads);
     hole_int(p, a, "GQ_HEAD_DIM", (uint64_t)head_dim);
@@ -63,10 +84,10 @@ static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64
     p->unroll_limit = UNROLL_LIMIT;
 }
 
-void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t context, Plan *p,
-                    Arena *a) {
+void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t context,
+                    Target target, Plan *p, Arena *a) {
     memset(p, 0, sizeof *p);
-    plan_shape(p, a, heads, kv_heads, head_dim, context);
+    plan_shape(p, a, heads, kv_heads, head_dim, context, target);
 }
 
 /* Where each tensor starts; a tied classifier is the embedding, and
@@ -82,16 +103,18 @@ static void plan_offsets(const Model *m, Plan *p, Arena *a) {
     hole_int(p, a, "GQ_N_WEIGHTS", total);
 }
 
-void plan_model(const Model *m, const char *prefix, Plan *p, Arena *a) {
+void plan_model(const Model *m, const char *prefix, Target target, Plan *p, Arena *a) {
     Stats s;
     Diag quiet = {0};
-    ir_stats(m, &s, &quiet, 64); /* checked by the caller already */
+    ir_stats(m, &s, &quiet, 64); /* the caller's front_end accepted these sizes */
     memset(p, 0, sizeof *p);
     hole_int(p, a, "GQ_DIM", (uint64_t)m->dim);
     hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
     hole_int(p, a, "GQ_LAYERS", (uint64_t)m->layers);
     hole_int(p, a, "GQ_VOCAB", (uint64_t)m->vocab);
-    plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context);
+    plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, target);
+    if (target == TARGET_FREESTANDING)
+        hole(p, "GQ_ROPE_STEPS", rope_steps(a, m->head_dim, m->rope_theta));
     hole_int(p, a, "GQ_TIED", m->tied);
     hole_int(p, a, "GQ_QKV_BIAS", m->qkv_bias);
     hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));

@@ -10,6 +10,7 @@
  */
 #include "gqac.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -211,7 +212,7 @@ static bool int_op(Sema *s, const Expr *e, int64_t a, int64_t b, Value *out) {
     case '-': ok = !__builtin_sub_overflow(a, b, &r); break;
     case '*': ok = !__builtin_mul_overflow(a, b, &r); break;
     default:
-        if (a % b != 0 || (a == INT64_MIN && b == -1)) { /* inexact: a number */
+        if ((a == INT64_MIN && b == -1) || a % b != 0) { /* inexact or too big: a number */
             out->type = V_FLOAT;
             out->f = (double)a / (double)b;
             return true;
@@ -453,19 +454,23 @@ static void check_size(Sema *s, int64_t v, const char *what, Loc loc) {
 }
 
 /* The error, and a note listing the group counts that would work: the
- * divisors of heads, found in pairs up to its square root. */
+ * divisors of heads, found in pairs up to its square root (heads is at
+ * most 2^31 here, so that is at most 46341 steps). */
 static void kv_heads_error(Sema *s, const Model *m) {
-    int64_t low[24], high[24];
+    enum { MAX_PAIRS = 24 };
+    int64_t low[MAX_PAIRS], high[MAX_PAIRS];
     int n = 0;
-    char list[512];
+    char list[MAX_PAIRS * 2 * 13 + 8];
     size_t len = 0;
     diag_error(s->d, m->loc_kv_heads, "kv_heads (%lld) must divide heads (%lld)",
                (long long)m->kv_heads, (long long)m->heads);
-    for (int64_t k = 1; k * k <= m->heads && n < 24; k++)
+    for (int64_t k = 1; k <= m->heads / k && n < MAX_PAIRS; k++)
         if (m->heads % k == 0)
             low[n] = k, high[n++] = m->heads / k;
     for (int i = 0; i < n; i++)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%lld", i ? ", " : "", (long long)low[i]);
+    if (n == MAX_PAIRS)
+        len += (size_t)snprintf(list + len, sizeof list - len, ", ...");
     for (int i = n - 1; i >= 0; i--)
         if (high[i] != low[i])
             len += (size_t)snprintf(list + len, sizeof list - len, ", %lld", (long long)high[i]);
@@ -481,7 +486,7 @@ static void check_shape(Sema *s, Model *m) {
     check_size(s, m->kv_heads, "kv_heads", m->loc_kv_heads);
     check_size(s, m->head_dim, "head_dim", m->loc_head_dim);
     check_size(s, m->hidden, "hidden", m->loc_hidden);
-    if (m->heads > 0 && m->kv_heads > 0 && m->heads % m->kv_heads != 0)
+    if (m->heads > 0 && m->kv_heads > 0 && m->heads <= INT32_MAX && m->heads % m->kv_heads != 0)
         kv_heads_error(s, m);
     if (m->head_dim > 0 && m->head_dim % 2 != 0 && s->head_dim_derived)
         diag_error(s->d, m->loc_head_dim,
@@ -494,6 +499,8 @@ static void check_shape(Sema *s, Model *m) {
         diag_error(s->d, s->loc[find_field("attention", "rope_theta")], "rope_theta must be positive");
     if (!(m->norm_eps > 0))
         diag_error(s->d, s->loc[find_field("norm", "eps")], "eps must be positive");
+    else if (m->norm_eps < FLT_MIN || m->norm_eps > FLT_MAX) /* the kernels add it in float */
+        diag_error(s->d, s->loc[find_field("norm", "eps")], "eps (%g) is outside float's range", m->norm_eps);
 }
 
 /* head_dim defaults to dim / heads, which must then divide exactly.  With

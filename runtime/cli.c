@@ -257,10 +257,18 @@ static unsigned long long clock_seed(void) {
     return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
+/* A model's name is arbitrary text: control bytes print as '?' so that it
+ * cannot drive the terminal. */
+static void print_name(const char *name) {
+    for (const char *p = name ? name : "?"; *p; p++)
+        fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
+}
+
 static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
-    fprintf(stderr,
-            PROG ": model %s, weights %s (%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
-            m->name ? m->name : "?", o->weights, (double)r->ck.file_bytes / MIB,
+    fputs(PROG ": model ", stderr);
+    print_name(m->name);
+    fprintf(stderr, ", weights %s (%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
+            o->weights, (double)r->ck.file_bytes / MIB,
             o->load_flags == GQR_LOAD_MMAP ? "mapped" : "read, huge pages",
             (double)m->kv_cache_bytes / MIB, o->seed);
 }

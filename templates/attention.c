@@ -13,8 +13,9 @@
  */
 #include "shape.h" /* gqac:drop */
 #include "parallel.h" /* gqac:drop */
+#include "gqmath.h" /* gqac:drop */
 
-#include <math.h>
+#include <float.h>
 #include <stddef.h>
 
 /* One group: q (GQ_GROUP, GQ_HEAD_DIM) against k, v (pos + 1, GQ_HEAD_DIM)
@@ -25,7 +26,7 @@ static void attend_group(float *out, const float *q, const float *k, const float
     float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP], acc[GQ_ACC_HEAD];
     int d, t;
     for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-        m[g] = -INFINITY;
+        m[g] = -FLT_MAX;
         l[g] = 0.0f;
         for (d = 0; d < GQ_HEAD_DIM; d++)
             o[g * GQ_HEAD_DIM + d] = 0.0f;
@@ -49,13 +50,13 @@ static void attend_group(float *out, const float *q, const float *k, const float
         for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
             float p;
             if (score[g] > m[g]) { /* a new maximum: rescale what came before */
-                float c = expf(m[g] - score[g]);
+                float c = GQ_EXPF(m[g] - score[g]);
                 l[g] *= c;
                 for (d = 0; d < GQ_HEAD_DIM; d++)
                     o[g * GQ_HEAD_DIM + d] *= c;
                 m[g] = score[g];
             }
-            p = expf(score[g] - m[g]);
+            p = GQ_EXPF(score[g] - m[g]);
             l[g] += p;
             for (d = 0; d < GQ_HEAD_DIM; d++)
                 o[g * GQ_HEAD_DIM + d] += p * vt[d];
@@ -76,7 +77,7 @@ static void attention(float *out, const float *q, const float *key_cache,
                       const float *value_cache, int pos, float *scratch, int threads) {
     int h;
     (void)threads;
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((long)pos * GQ_KV_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)pos * GQ_KV_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
     for (h = 0; h < GQ_KV_HEADS; h++) {
         size_t group = (size_t)h * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)h * GQ_CONTEXT * GQ_HEAD_DIM;
         attend_group(out + group, q + group, key_cache + cache, value_cache + cache, pos,

@@ -12,7 +12,6 @@
 #include "attention.c" /* gqac:drop */
 
 #include <stdint.h>
-#include <string.h>
 
 typedef struct {
     const float *token_embedding; /* (vocab, dim) */
@@ -60,8 +59,10 @@ struct gqa_state {
     (3 * GQ_ROUND16(GQ_DIM) + 2 * GQ_ROUND16(GQ_HIDDEN) + 3 * GQ_ROUND16(GQ_Q_DIM) +            \
      2 * GQ_ROUND16(GQ_KV_DIM) + GQ_ROUND16(GQ_HEAD_DIM))
 
-typedef char gqm_check_arena[GQ_ARENA_BYTES ==
-                                     GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + (size_t)GQ_KV_BYTES
+#define GQ_CACHE_FLOATS ((size_t)GQ_KV_BYTES / (2 * sizeof(float))) /* each of K and V */
+
+typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS +
+                                                   2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS)
                                  ? 1
                                  : -1];
 typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_RESERVE ? 1 : -1];
@@ -106,7 +107,8 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weig
     if (!weights || n_weights != (size_t)GQ_N_WEIGHTS)
         return GQA_EWEIGHTS;
     s = (gqa_state *)arena;
-    memset(s, 0, sizeof *s);
+    s->threads = 0;
+    s->n_pos = 0;
     map_weights(&s->w, weights);
     at += GQ_STATE_RESERVE;
     s->x = take(&at, GQ_DIM);
@@ -120,8 +122,8 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weig
     s->k = take(&at, GQ_KV_DIM);
     s->v = take(&at, GQ_KV_DIM);
     s->rope = take(&at, GQ_HEAD_DIM);
-    s->key_cache = take(&at, (size_t)GQ_KV_BYTES / 8);
-    s->value_cache = take(&at, (size_t)GQ_KV_BYTES / 8);
+    s->key_cache = take(&at, GQ_CACHE_FLOATS);
+    s->value_cache = take(&at, GQ_CACHE_FLOATS);
     *out = s;
     return GQA_OK;
 }
@@ -137,7 +139,7 @@ void gqm_set_threads(gqa_state *s, int n) {
 }
 
 static int thread_count(const gqa_state *s) {
-#ifdef _OPENMP
+#if GQ_OPENMP
     return s->threads > 0 ? s->threads : omp_get_max_threads();
 #else
     return s->threads > 0 ? s->threads : 1;
@@ -167,8 +169,8 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
     rope(s->k, GQ_KV_HEADS, s->rope);
     for (h = 0; h < GQ_KV_HEADS; h++) {
         size_t row = layer_cache + ((size_t)h * GQ_CONTEXT + (size_t)pos) * GQ_HEAD_DIM;
-        memcpy(s->key_cache + row, s->k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM * sizeof(float));
-        memcpy(s->value_cache + row, s->v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM * sizeof(float));
+        copy_floats(s->key_cache + row, s->k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
+        copy_floats(s->value_cache + row, s->v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
     }
     attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
               s->att_acc, threads);
@@ -197,7 +199,7 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     if (pos < 0 || pos >= GQ_CONTEXT || pos > s->n_pos)
         return GQA_EPOS;
     threads = thread_count(s);
-    memcpy(s->x, s->w.token_embedding + (size_t)token * GQ_DIM, GQ_DIM * sizeof(float));
+    copy_floats(s->x, s->w.token_embedding + (size_t)token * GQ_DIM, GQ_DIM);
     rope_table(s->rope, pos);
     for (l = 0; l < GQ_LAYERS; l++) {
         attention_block(s, l, pos, threads);

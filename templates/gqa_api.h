@@ -25,7 +25,7 @@ enum {
     GQA_EARENA = 1,   /* arena NULL, too small or misaligned */
     GQA_EWEIGHTS = 2, /* weights NULL, or not the float count the model needs */
     GQA_ETOKEN = 3,   /* token outside [0, vocab_size) */
-    GQA_EPOS = 4,     /* position outside [0, seq_len) */
+    GQA_EPOS = 4,     /* position outside [0, seq_len), or past the next unrun one */
     GQA_EARG = 5      /* some other NULL or out-of-range argument */
 };
 

@@ -2,7 +2,7 @@
  * The interface of one gqac-generated model.  All memory is the caller's:
  *
  *     static float logits[GQM_VOCAB];
- *     void *arena = aligned_alloc(GQM_ARENA_ALIGN, GQM_ARENA_BYTES);
+ *     void *arena = aligned_alloc(GQM_ARENA_ALIGN, GQM_ARENA_BYTES); (C11; or posix_memalign)
  *     gqa_state *s;
  *     int err = gqm_init(&s, arena, GQM_ARENA_BYTES, weights, GQM_N_WEIGHTS);
  *     for (pos = 0; !err && pos < n; pos++)
@@ -29,7 +29,7 @@
 #define GQM_VOCAB GQ_VOCAB
 #define GQM_CONTEXT GQ_CONTEXT
 #define GQM_N_WEIGHTS GQ_N_WEIGHTS           /* floats of weights */
-#define GQM_ARENA_BYTES GQ_ARENA_BYTES       /* bytes of one instance, KV cache included */
+#define GQM_ARENA_BYTES GQ_ARENA_BYTES       /* bytes of one instance, KV cache included; a multiple of 64 */
 #define GQM_ARENA_ALIGN 64                   /* alignment the arena needs */
 #define GQM_KV_CACHE_BYTES GQ_KV_BYTES       /* the KV cache's share of the arena */
 

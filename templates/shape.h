@@ -25,6 +25,9 @@
  *   GQ_KV_BYTES     bytes of its KV cache
  *   GQ_NAME         the model's name, a C string literal
  *   GQ_PREFIX       the C prefix, a C string literal
+ *   GQ_FREESTANDING 1: no libc, libm or OpenMP (gqac --target freestanding)
+ *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
+ *                   in turns scaled by 2^64 (uint64_t initializer)
  *
  * Loops marked gqac:unroll have bounds that are holes or literals; gqac
  * unrolls them when the bound is small (compiler/plan.c sets the limit).
@@ -72,8 +75,13 @@
 #define GQ_N_WEIGHTS (GQ_OFF_bv + GQ_LAYERS * GQ_KV_DIM)
 
 #define GQ_KV_BYTES (2 * 4 * GQ_LAYERS * GQ_KV_DIM * GQ_CONTEXT)
-#define GQ_ARENA_BYTES (GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + GQ_KV_BYTES)
+#define GQ_ARENA_BYTES (GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS))
 #define GQ_NAME "default"
 #define GQ_PREFIX "gqm"
+#ifndef GQ_FREESTANDING /* a test may build the templates both ways */
+#define GQ_FREESTANDING 0
+#endif
+#define GQ_ROPE_STEPS \
+    {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 
 #endif

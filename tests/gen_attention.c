@@ -21,7 +21,7 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     Plan p;
     Buf unit = {0};
     const char *prefix = arena_printf(a, "att_%d_%d_%d", heads, kv_heads, head_dim);
-    plan_attention(heads, kv_heads, head_dim, CONTEXT, &p, a);
+    plan_attention(heads, kv_heads, head_dim, CONTEXT, TARGET_HOSTED, &p, a);
     emit_c_attention(&p, prefix, &unit);
     buf_printf(out, "#define attend_group %s_group\n#define attention %s_impl\n", prefix, prefix);
     buf_putn(out, unit.data, unit.len);

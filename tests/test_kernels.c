@@ -23,6 +23,7 @@
 /* The templates, compiled here exactly as written. */
 #include "../templates/kernels.c"
 #include "../templates/attention.c"
+#include "../templates/mathlib.c"
 
 #define TOLERANCE 1e-5
 
@@ -221,10 +222,48 @@ static void test_reference_detects_tiling(void) {
     free(q), free(kc), free(vc);
 }
 
-static void test_template_add(void) {
+static void test_template_add_copy(void) {
     float x[3] = {1, 2, 3}, y[3] = {0.5f, -2, 4};
     add_inplace(x, y, 3);
     CU_ASSERT(x[0] == 1.5f && x[1] == 0 && x[2] == 7);
+    copy_floats(y, x, 2);
+    CU_ASSERT(y[0] == 1.5f && y[1] == 0 && y[2] == 4);
+}
+
+/* ---- mathlib.c, the freestanding target's math, against libm ---- */
+
+static void test_mathlib_expf(void) {
+    double worst = 0;
+    for (float x = -87.3f; x <= 88.3f; x += 0.00731f) {
+        double want = exp((double)x);
+        worst = fmax(worst, fabs(gq_expf(x) - want) / want);
+    }
+    printf(" [max rel. error %.2g]", worst);
+    CU_ASSERT(worst < 4e-7);
+    CU_ASSERT(gq_expf(-200.0f) == 0.0f);
+    CU_ASSERT(gq_expf(200.0f) > 3e38f);
+}
+
+static void test_mathlib_rsqrtf(void) {
+    double worst = 0;
+    for (float x = 1e-30f; x < 1e30f; x *= 1.0137f) {
+        double want = 1 / sqrt((double)x);
+        worst = fmax(worst, fabs(gq_rsqrtf(x) - want) / want);
+    }
+    printf(" [max rel. error %.2g]", worst);
+    CU_ASSERT(worst < 2e-7);
+}
+
+static void test_mathlib_sincos(void) {
+    double worst = 0;
+    for (int i = 0; i < (1 << 20); i++) {
+        float t = (float)i / (float)(1 << 20), sn, cs;
+        double a = 2 * 3.14159265358979323846 * t;
+        gq_sincos_turn(t, &sn, &cs);
+        worst = fmax(worst, fmax(fabs(sn - sin(a)), fabs(cs - cos(a))));
+    }
+    printf(" [max abs. error %.2g]", worst);
+    CU_ASSERT(worst < 2e-7);
 }
 
 int main(void) {
@@ -236,8 +275,12 @@ int main(void) {
     CU_add_test(s, "matvec", test_template_matvec);
     CU_add_test(s, "rope", test_template_rope);
     CU_add_test(s, "swiglu", test_template_swiglu);
-    CU_add_test(s, "add", test_template_add);
+    CU_add_test(s, "add, copy", test_template_add_copy);
     CU_add_test(s, "attention", test_template_attention);
+    s = CU_add_suite("mathlib (freestanding)", NULL, NULL);
+    CU_add_test(s, "expf", test_mathlib_expf);
+    CU_add_test(s, "1 / sqrtf", test_mathlib_rsqrtf);
+    CU_add_test(s, "sin, cos of turns", test_mathlib_sincos);
     s = CU_add_suite("generated attention", NULL, NULL);
     CU_add_test(s, "144 shapes x 4 positions x 1, 2 threads", test_generated_matrix);
     CU_add_test(s, "a tiled kernel would fail", test_reference_detects_tiling);
