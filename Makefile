@@ -5,8 +5,10 @@
 #   make test       unit tests, the same under ASan+UBSan, bounded fuzzing
 #   make install    PREFIX=/usr/local
 #
-# Prerequisites (Debian 12): gcc flex bison libcunit1-dev, and for the
-# tests clang tcc valgrind; `make deps` checks them.
+# Prerequisites (Debian 12): gcc flex bison, and for the tests clang tcc
+# libcunit1-dev libclang-rt-14-dev; `make deps` checks them.  The cross
+# tests want gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf),
+# gcc-arm-none-eabi and qemu-user, and say so when they are missing.
 
 CC      ?= gcc
 CC      := $(if $(filter default,$(origin CC)),gcc,$(CC))
@@ -20,7 +22,7 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
               -Icompiler -Itemplates -Iruntime -I$(BUILD)
 LDLIBS  := -lm
 
-COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c cname.c weights.c
+COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
@@ -30,7 +32,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo test check check-asan fuzz install clean deps
+.PHONY: all demo test check check-asan check-cross fuzz install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -138,12 +140,18 @@ fuzz: $(BUILD)/fuzz_front
 	    { tail -60 $(BUILD)/fuzz.log; exit 1; }
 	@grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz.log
 
+# The tiny model for aarch64, armhf, riscv64 and s390x under qemu-user,
+# and freestanding for a Cortex-M4 (tests/cross.sh says what it skips).
+check-cross: $(BUILD)/gqac
+	GQAC=$(BUILD)/gqac BUILD=$(BUILD) sh tests/cross.sh
+
 deps:
 	@tools/deps.sh test
 
 test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory check-asan
+	$(MAKE) --no-print-directory check-cross
 	$(MAKE) --no-print-directory fuzz
 	@echo "make test: all passed"
 

@@ -207,6 +207,12 @@ typedef enum {
     TARGET_FREESTANDING, /* nothing but <stddef.h>, <stdint.h>, <float.h> */
 } Target;
 
+/* What the user asked of the generated code beyond the model. */
+typedef struct {
+    Target target;
+    bool embed_weights; /* the weights are compiled in, one object a tensor */
+} CodeOptions;
+
 struct Plan {
     Hole holes[PLAN_MAX_HOLES];
     int n_holes;
@@ -215,7 +221,7 @@ struct Plan {
 };
 
 /* prefix: a C identifier (cname_check accepted it). */
-void plan_model(const Model *m, const char *prefix, Target target, Plan *p, Arena *a);
+void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a);
 /* A plan for the attention kernel alone (tests, benchmarks). */
 void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
                     int64_t context, Target target, Plan *p, Arena *a);
@@ -267,5 +273,17 @@ const char *template_get(const char *name);
 
 /* Deterministic random weights for m in llama2.c format. */
 bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
+
+/* ---- emit_weights.c: a checkpoint as C ---- */
+
+/* Files of embedded weights: each holds whole tensors, up to about this
+ * many floats, so each compiles in seconds. */
+#define EMBED_FLOATS_PER_FILE (4u << 20)
+
+/* Reads the llama2.c checkpoint at path, checks it against m, and writes
+ * its tensors as C into bufs (one per file; *n_bufs of them, at most
+ * max_bufs).  Errors go to d, naming the file. */
+bool emit_weights(const Model *m, const char *prefix, const char *header_name, const char *path,
+                  Buf *bufs, int max_bufs, int *n_bufs, Diag *d);
 
 #endif

@@ -22,9 +22,9 @@ enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
 typedef struct {
     const char *command; /* "compile", "check", "info", "weights" */
-    const char *input, *output, *header, *prefix;
+    const char *input, *output, *header, *prefix, *embed;
     bool with_main, random;
-    Target target;
+    CodeOptions code;
     uint64_t seed;
     int size_bits;
 } Options;
@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  --header FILE    where the header goes (default: beside -o, or PREFIX.h with -o -)\n"
     "  --main           add main() calling the runtime's gqr_main (a standalone program)\n"
     "  --target T       hosted (default: libc, libm, OpenMP) or freestanding (none of them)\n"
+    "  --embed-weights W  compile the checkpoint W in: FILE_weights.c (and _1.c, ...) beside\n"
+    "                   FILE.c, and PREFIX_init_embedded needs no file\n"
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
     "  --seed N         seed of random weights (default 1)\n"
     "  --help           this text\n"
@@ -79,7 +81,8 @@ static int parse_args(int argc, char **argv, Options *o) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t n;
         bool takes_value = !strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--header") ||
-                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits") || !strcmp(a, "--target");
+                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits") || !strcmp(a, "--target") ||
+                           !strcmp(a, "--embed-weights");
         if (takes_value && !next)
             return usage_error("%s needs a value", a);
         if (!strcmp(a, "-o"))
@@ -94,7 +97,10 @@ static int parse_args(int argc, char **argv, Options *o) {
             const char *t = argv[++i];
             if (strcmp(t, "hosted") && strcmp(t, "freestanding"))
                 return usage_error("--target is hosted or freestanding, not '%s'", t);
-            o->target = !strcmp(t, "freestanding") ? TARGET_FREESTANDING : TARGET_HOSTED;
+            o->code.target = !strcmp(t, "freestanding") ? TARGET_FREESTANDING : TARGET_HOSTED;
+        } else if (!strcmp(a, "--embed-weights")) {
+            o->embed = argv[++i];
+            o->code.embed_weights = true;
         }
         else if (!strcmp(a, "--random"))
             o->random = true;
@@ -117,7 +123,9 @@ static int parse_args(int argc, char **argv, Options *o) {
     bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights");
     if (writes && !o->output)
         return usage_error("%s", "no output file: give -o FILE");
-    if (o->with_main && o->target == TARGET_FREESTANDING)
+    if (o->embed && writes && !strcmp(o->output, "-"))
+        return usage_error("%s", "--embed-weights writes files beside -o FILE.c: give a file, not -");
+    if (o->with_main && o->code.target == TARGET_FREESTANDING)
         return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
     if (!strcmp(o->command, "weights") && !o->random)
         return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
@@ -234,7 +242,18 @@ static const char *include_name(const char *header) {
     return base;
 }
 
-static int cmd_compile(const Options *o, const Model *m, Arena *a) {
+/* FILE.c -> FILE_weights.c, FILE_weights_1.c, ... */
+static const char *weights_path(Arena *a, const char *output, int i) {
+    size_t n = strlen(output);
+    if (n > 2 && !strcmp(output + n - 2, ".c"))
+        n -= 2;
+    return i == 0 ? arena_printf(a, "%.*s_weights.c", (int)n, output)
+                  : arena_printf(a, "%.*s_weights_%d.c", (int)n, output, i);
+}
+
+#define MAX_WEIGHT_FILES 256
+
+static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
     const char *prefix = o->prefix ? o->prefix : cname_mangle(a, m->name), *why;
     if ((why = cname_check(prefix))) {
         fprintf(stderr, "gqac: error: prefix '%s' is not usable: %s\n(see gqac --help)\n", prefix, why);
@@ -244,13 +263,20 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a) {
     if (!inc)
         return usage_error("the header name '%s' cannot appear in #include", header);
     Plan p;
-    Buf c = {0}, h = {0};
-    plan_model(m, prefix, o->target, &p, a);
-    emit_c_model(&p, prefix, inc, o->with_main, &c, &h);
-    Output files[] = {{header, "", h.data, h.len}, {o->output, "", c.data, c.len}};
-    bool ok = write_files(files, 2);
-    buf_free(&c);
-    buf_free(&h);
+    static Buf bufs[MAX_WEIGHT_FILES + 2];
+    static Output files[MAX_WEIGHT_FILES + 2];
+    int n_weights = 0;
+    plan_model(m, prefix, o->code, &p, a);
+    emit_c_model(&p, prefix, inc, o->with_main, &bufs[1], &bufs[0]);
+    bool ok = !o->embed ||
+              emit_weights(m, prefix, inc, o->embed, bufs + 2, MAX_WEIGHT_FILES, &n_weights, d);
+    for (int i = 0; i < 2 + n_weights; i++) {
+        const char *path = i == 0 ? header : i == 1 ? o->output : weights_path(a, o->output, i - 2);
+        files[i] = (Output){path, "", bufs[i].data, bufs[i].len};
+    }
+    ok = ok && write_files(files, 2 + n_weights);
+    for (int i = 0; i < 2 + n_weights; i++)
+        buf_free(&bufs[i]);
     return ok ? 0 : EXIT_INPUT;
 }
 
@@ -337,7 +363,7 @@ static int run(const Options *o) {
     int rc = EXIT_INPUT;
     if (front_end(a, &d, &m, &s, o->size_bits)) {
         if (!strcmp(o->command, "compile"))
-            rc = cmd_compile(o, &m, a);
+            rc = cmd_compile(o, &m, a, &d);
         else if (!strcmp(o->command, "info"))
             rc = cmd_info(o, &m, a);
         else if (!strcmp(o->command, "weights"))

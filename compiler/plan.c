@@ -90,20 +90,25 @@ void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t c
     plan_shape(p, a, heads, kv_heads, head_dim, context, target);
 }
 
-/* Where each tensor starts; a tied classifier is the embedding, and
- * absent biases get no macro (their code is compiled out). */
-static void plan_offsets(const Model *m, Plan *p, Arena *a) {
+/* Where each tensor starts (and, when compiled in, its size); a tied
+ * classifier is the embedding, and absent biases get no macro (their code
+ * is compiled out). */
+static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
     Tensor t[IR_MAX_TENSORS];
     uint64_t total;
     int n = ir_tensors(m, t, &total);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         hole_int(p, a, arena_printf(a, "GQ_OFF_%s", t[i].name), t[i].offset);
+        if (embedded && t[i].used)
+            hole_int(p, a, arena_printf(a, "GQ_SIZE_%s", t[i].name), t[i].count);
+    }
     if (m->tied)
         hole_int(p, a, "GQ_OFF_wcls", t[0].offset);
     hole_int(p, a, "GQ_N_WEIGHTS", total);
 }
 
-void plan_model(const Model *m, const char *prefix, Target target, Plan *p, Arena *a) {
+void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
+    Target target = opt.target;
     Stats s;
     Diag quiet = {0};
     ir_stats(m, &s, &quiet, 64); /* the caller's front_end accepted these sizes */
@@ -121,7 +126,8 @@ void plan_model(const Model *m, const char *prefix, Target target, Plan *p, Aren
     hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
     hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3));
-    plan_offsets(m, p, a);
+    hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
+    plan_offsets(m, opt.embed_weights, p, a);
     hole_int(p, a, "GQ_KV_BYTES", s.kv_bytes);
     hole_int(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
     hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));

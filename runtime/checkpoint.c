@@ -153,6 +153,23 @@ static int load_mmap(gqr_checkpoint *ck, int fd, size_t size, const char *path, 
     return 0;
 }
 
+/* The file's floats are little-endian; a big-endian host swaps each one
+ * after reading (and so never maps the file). */
+static int host_is_big_endian(void) {
+    const uint32_t probe = 1;
+    unsigned char first;
+    memcpy(&first, &probe, 1);
+    return first == 0;
+}
+
+static void swap_words(void *p, size_t n) {
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++, b += 4) {
+        unsigned char t0 = b[0], t1 = b[1];
+        b[0] = b[3], b[1] = b[2], b[2] = t1, b[3] = t0;
+    }
+}
+
 static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *path,
                      char *err, size_t errlen) {
     size_t bytes = n_weights * sizeof(float);
@@ -168,6 +185,8 @@ static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *p
         free(buf);
         return -1;
     }
+    if (host_is_big_endian())
+        swap_words(buf, n_weights);
     ck->buf = buf;
     ck->weights = buf;
     return 0;
@@ -195,7 +214,7 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     int rc = read_at(fd, h, have, 0, path, err, errlen);
     if (rc == 0)
         rc = check_all(h, size, m, path, err, errlen);
-    if (rc == 0 && flags == GQR_LOAD_MMAP)
+    if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())
         rc = load_mmap(ck, fd, (size_t)size, path, err, errlen);
     else if (rc == 0)
         rc = load_read(ck, fd, m->n_weights, path, err, errlen);

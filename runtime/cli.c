@@ -43,7 +43,8 @@ typedef struct run {
 static void usage(FILE *f, const char *argv0) {
     fprintf(f,
             "usage: %s --weights FILE [options]\n"
-            "  --weights FILE     llama2.c checkpoint for this model (required)\n"
+            "  --weights FILE     llama2.c checkpoint for this model (required unless the\n"
+            "                     weights were compiled in with gqac --embed-weights)\n"
             "  -n N               tokens to generate (default 32; stops at seq_len)\n"
             "  --temp T           temperature, 0 = greedy (default 1.0)\n"
             "  --top-p P          nucleus sampling mass in (0, 1] (default 0.9)\n"
@@ -176,8 +177,6 @@ static int parse_args(options *o, int argc, char **argv) {
                 return rc;
         }
     }
-    if (!o->weights)
-        return usage_error("%s", "--weights FILE is required");
     return 0;
 }
 
@@ -218,14 +217,16 @@ static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *er
     return 0;
 }
 
+/* Weights from --weights, or else the ones compiled into the program. */
 static int start_instance(const gqa_model_api *m, const options *o, run *r, char *err,
                           size_t errlen) {
-    if (gqr_checkpoint_load(&r->ck, o->weights, m, o->load_flags, err, errlen))
+    if (o->weights && gqr_checkpoint_load(&r->ck, o->weights, m, o->load_flags, err, errlen))
         return -1;
     r->arena = gqr_arena_alloc(m);
     if (!r->arena)
         return say(err, errlen, "cannot allocate %zu bytes for the model", m->arena_bytes);
-    int rc = m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.n_weights);
+    int rc = o->weights ? m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.n_weights)
+                        : m->init_embedded(&r->state, r->arena, m->arena_bytes);
     if (rc != GQA_OK)
         return say(err, errlen, "model init failed: %s", gqr_strerror(rc));
     if (o->threads >= 0 && m->set_threads)
@@ -268,8 +269,8 @@ static void print_loaded(const gqa_model_api *m, const options *o, const run *r)
     fputs(PROG ": model ", stderr);
     print_name(m->name);
     fprintf(stderr, ", weights %s (%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
-            o->weights, (double)r->ck.file_bytes / MIB,
-            o->load_flags == GQR_LOAD_MMAP ? "mapped" : "read, huge pages",
+            o->weights ? o->weights : "compiled in", (double)r->ck.file_bytes / MIB,
+            !o->weights ? "no file" : r->ck.map ? "mapped" : "read, huge pages",
             (double)m->kv_cache_bytes / MIB, o->seed);
 }
 
@@ -302,6 +303,8 @@ int gqr_main(const gqa_model_api *m, int argc, char **argv) {
     int rc = parse_args(&o, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (!o.weights && !m->init_embedded)
+        return usage_error("%s", "--weights FILE is required");
     if (m->version != GQA_API_VERSION) {
         fprintf(stderr, "gqac-run: error: the model was generated for API version %d, this runtime has %d\n",
                 m->version, GQA_API_VERSION);

@@ -23,8 +23,8 @@ enum {
 
 /* The file: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads,
  * n_kv_heads, vocab_size, seq_len; vocab_size < 0 means a separate
- * classifier follows), then exactly m->n_weights float32 in host order
- * (little-endian on every host gqac targets today). */
+ * classifier follows), then exactly m->n_weights little-endian float32.
+ * A big-endian host reads and byte-swaps them instead of mapping. */
 #define GQR_HEADER_BYTES 28
 
 enum {

@@ -95,21 +95,66 @@ static void map_weights(Weights *w, const float *p) {
 #endif
 }
 
-int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
-             size_t n_weights) {
+#if GQ_EMBEDDED
+/* Each tensor compiled in as its own object (the weights .c files gqac
+ * writes); bits, not float literals, so that every compiler reads the
+ * exact values at a fraction of the cost.  Reading the float member of
+ * the union reinterprets the bits, as C99 allows. */
+#define GQ_EMBED(name) \
+    extern const union gqm_w_##name { uint32_t bits[GQ_SIZE_##name]; float f[GQ_SIZE_##name]; } gqm_w_##name
+GQ_EMBED(token_embedding);
+GQ_EMBED(rms_att);
+GQ_EMBED(wq);
+GQ_EMBED(wk);
+GQ_EMBED(wv);
+GQ_EMBED(wo);
+GQ_EMBED(rms_ffn);
+GQ_EMBED(w1);
+GQ_EMBED(w2);
+GQ_EMBED(w3);
+GQ_EMBED(rms_final);
+#if !GQ_TIED
+GQ_EMBED(wcls);
+#endif
+#if GQ_QKV_BIAS
+GQ_EMBED(bq);
+GQ_EMBED(bk);
+GQ_EMBED(bv);
+#endif
+
+static void map_embedded(Weights *w) {
+    w->token_embedding = gqm_w_token_embedding.f;
+    w->rms_att = gqm_w_rms_att.f;
+    w->wq = gqm_w_wq.f;
+    w->wk = gqm_w_wk.f;
+    w->wv = gqm_w_wv.f;
+    w->wo = gqm_w_wo.f;
+    w->rms_ffn = gqm_w_rms_ffn.f;
+    w->w1 = gqm_w_w1.f;
+    w->w2 = gqm_w_w2.f;
+    w->w3 = gqm_w_w3.f;
+    w->rms_final = gqm_w_rms_final.f;
+#if GQ_TIED
+    w->wcls = gqm_w_token_embedding.f;
+#else
+    w->wcls = gqm_w_wcls.f;
+#endif
+#if GQ_QKV_BIAS
+    w->bq = gqm_w_bq.f;
+    w->bk = gqm_w_bk.f;
+    w->bv = gqm_w_bv.f;
+#else
+    w->bq = w->bk = w->bv = NULL;
+#endif
+}
+#endif
+
+/* The state at the start of the arena, then its buffers. */
+static gqa_state *lay_out(void *arena) {
     unsigned char *at = arena;
-    gqa_state *s;
-    if (!out)
-        return GQA_EARG;
-    *out = NULL;
-    if (!arena || arena_bytes < (size_t)GQ_ARENA_BYTES || (uintptr_t)arena % 64 != 0)
-        return GQA_EARENA;
-    if (!weights || n_weights != (size_t)GQ_N_WEIGHTS)
-        return GQA_EWEIGHTS;
-    s = (gqa_state *)arena;
+    gqa_state *s = (gqa_state *)arena;
     s->threads = 0;
     s->n_pos = 0;
-    map_weights(&s->w, weights);
     at += GQ_STATE_RESERVE;
     s->x = take(&at, GQ_DIM);
     s->xb = take(&at, GQ_DIM);
@@ -124,9 +169,40 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weig
     s->rope = take(&at, GQ_HEAD_DIM);
     s->key_cache = take(&at, GQ_CACHE_FLOATS);
     s->value_cache = take(&at, GQ_CACHE_FLOATS);
-    *out = s;
+    return s;
+}
+
+static int check_arena(gqa_state **out, void *arena, size_t arena_bytes) {
+    if (!out)
+        return GQA_EARG;
+    *out = NULL;
+    if (!arena || arena_bytes < (size_t)GQ_ARENA_BYTES || (uintptr_t)arena % 64 != 0)
+        return GQA_EARENA;
     return GQA_OK;
 }
+
+int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
+             size_t n_weights) {
+    int err = check_arena(out, arena, arena_bytes);
+    if (err)
+        return err;
+    if (!weights || n_weights != (size_t)GQ_N_WEIGHTS)
+        return GQA_EWEIGHTS;
+    *out = lay_out(arena);
+    map_weights(&(*out)->w, weights);
+    return GQA_OK;
+}
+
+#if GQ_EMBEDDED
+int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes) {
+    int err = check_arena(out, arena, arena_bytes);
+    if (err)
+        return err;
+    *out = lay_out(arena);
+    map_embedded(&(*out)->w);
+    return GQA_OK;
+}
+#endif
 
 void gqm_reset(gqa_state *s) {
     if (s)
@@ -227,4 +303,9 @@ const gqa_model_api gqm_api = {
     gqm_forward,
     gqm_reset,
     gqm_set_threads,
+#if GQ_EMBEDDED
+    gqm_init_embedded,
+#else
+    NULL,
+#endif
 };

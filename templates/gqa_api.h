@@ -73,6 +73,9 @@ typedef struct gqa_model_api {
     /* Threads used by forward when built with OpenMP (ignored otherwise);
      * n < 1 means the OpenMP default. */
     void (*set_threads)(gqa_state *s, int n);
+    /* init over the weights compiled into the program (gqac
+     * --embed-weights), or NULL when there are none. */
+    int (*init_embedded)(gqa_state **out, void *arena, size_t arena_bytes);
 } gqa_model_api;
 
 #endif

@@ -47,6 +47,12 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weig
  * back, which drops the later positions. */
 int gqm_forward(gqa_state *s, int token, int pos, float *logits);
 
+#if GQ_EMBEDDED
+/* gqm_init over the weights compiled in with the model (gqac
+ * --embed-weights): no file, no I/O. */
+int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes);
+#endif
+
 /* Forgets all positions. */
 void gqm_reset(gqa_state *s);
 

@@ -26,6 +26,8 @@
  *   GQ_NAME         the model's name, a C string literal
  *   GQ_PREFIX       the C prefix, a C string literal
  *   GQ_FREESTANDING 1: no libc, libm or OpenMP (gqac --target freestanding)
+ *   GQ_EMBEDDED     1: the weights are compiled in (gqac --embed-weights)
+ *   GQ_SIZE_<name>  floats of tensor <name> (embedded weights only)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
  *                   in turns scaled by 2^64 (uint64_t initializer)
  *
@@ -81,6 +83,7 @@
 #ifndef GQ_FREESTANDING /* a test may build the templates both ways */
 #define GQ_FREESTANDING 0
 #endif
+#define GQ_EMBEDDED 0
 #define GQ_ROPE_STEPS \
     {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 

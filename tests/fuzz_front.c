@@ -61,7 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort(); /* the mangled prefix must be usable as is */
         Plan p;
         Buf c = {0}, h = {0};
-        plan_model(&m, prefix, size > 0 && (data[0] & 2) ? TARGET_FREESTANDING : TARGET_HOSTED, &p, a);
+        CodeOptions opt = {size > 0 && (data[0] & 2) ? TARGET_FREESTANDING : TARGET_HOSTED,
+                           size > 0 && (data[0] & 4)};
+        plan_model(&m, prefix, opt, &p, a);
         emit_c_model(&p, prefix, "fuzz.h", size > 1 && (data[1] & 1), &c, &h);
         if (!c.data || !h.data || strlen(c.data) != c.len || strlen(h.data) != h.len)
             abort(); /* generated C is text: no NUL inside */

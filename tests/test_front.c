@@ -600,8 +600,7 @@ static void test_cli_exit_codes(void) {
         CU_ASSERT_NOT_EQUAL(rc, 0);
         CU_ASSERT_FALSE(exists(tmp_path(a, "f0.c")));
         CU_ASSERT_FALSE(exists(tmp_path(a, "f0.h")));
-        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.c.tmp~")));
-        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.h.tmp~")));
+        CU_ASSERT_NOT_EQUAL(sh(arena_printf(a, "ls %s | grep -q tmp", tmp_dir)), 0);
     }
     /* A failed compile leaves an earlier good output alone. */
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", good, out)), 0);
@@ -614,6 +613,40 @@ static void test_cli_exit_codes(void) {
     free(after);
     /* An unwritable output directory: exit 1, nothing left behind. */
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s/no-such-dir/x.c", good, tmp_dir)), 1);
+    arena_free(a);
+}
+
+/* --target and --embed-weights: their usage errors, a checkpoint that does
+ * not match the model (named, and nothing written), and the files a good
+ * embedding writes. */
+static void test_cli_targets_and_embedding(void) {
+    Arena *a = arena_new();
+    char *good = tmp_path(a, "emb.gqa"), *other = tmp_path(a, "other.gqa");
+    char *w = tmp_path(a, "emb.bin"), *w_other = tmp_path(a, "other.bin"), *out = tmp_path(a, "emb.c");
+    CU_ASSERT_FATAL(write_text(good, arena_printf(a, good_model, "emb")));
+    CU_ASSERT_FATAL(write_text(other, "model \"other\" { vocab = 32 dim = 8 layers = 1 context = 8\n"
+                                      "  attention { heads = 2 kv_heads = 1 } ffn swiglu { hidden = 8 } }\n"));
+    CU_ASSERT_EQUAL_FATAL(gqac_run(a, arena_printf(a, "weights --random %s -o %s", good, w)), 0);
+    CU_ASSERT_EQUAL_FATAL(gqac_run(a, arena_printf(a, "weights --random %s -o %s", other, w_other)), 0);
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target bogus", good, out)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target freestanding --main", good, out)), 2);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o - --embed-weights %s", good, w)), 2);
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --embed-weights %s", good, out, w_other)), 1);
+    size_t err_len;
+    char *err = read_file(tmp_path(a, "cli.err"), &err_len);
+    CU_ASSERT(err && strstr(err, "in the file, but the model has"));
+    free(err);
+    CU_ASSERT_FALSE(exists(out) || exists(tmp_path(a, "emb_weights.c")));
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --embed-weights %s/none.bin", good, out, tmp_dir)), 1);
+
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target freestanding --embed-weights %s",
+                                             good, out, w)), 0);
+    CU_ASSERT(exists(out) && exists(tmp_path(a, "emb.h")) && exists(tmp_path(a, "emb_weights.c")));
+    CU_ASSERT_EQUAL(sh(arena_printf(a, "cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror "
+                                       "-ffreestanding -c emb.c emb_weights.c", tmp_dir)), 0);
+    CU_ASSERT_NOT_EQUAL(sh(arena_printf(a, "ls %s | grep -q tmp", tmp_dir)), 0);
     arena_free(a);
 }
 
@@ -654,7 +687,8 @@ int main(int argc, char **argv) {
         !CU_add_test(cname, "cname_escape", test_cname_escape_text) ||
         !CU_add_test(cname, "cname_escape round-trips through cc", test_cname_escape_compiles) ||
         !CU_add_test(cli, "hostile model names compile", test_hostile_names_compile) ||
-        !CU_add_test(cli, "exit codes and partial files", test_cli_exit_codes)) {
+        !CU_add_test(cli, "exit codes and partial files", test_cli_exit_codes) ||
+        !CU_add_test(cli, "targets and embedded weights", test_cli_targets_and_embedding)) {
         CU_cleanup_registry();
         return 1;
     }
