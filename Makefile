@@ -84,6 +84,7 @@ $(eval $(call test_model,tiny,examples/tiny.gqa))
 $(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
 $(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
 $(eval $(call test_model,tiny_fs,examples/tiny.gqa,--target freestanding))
+$(eval $(call test_model,tiny_rt,examples/tiny.gqa,--target freestanding --rope-table))
 $(foreach m,g3bias g5 g6mqa g7 g32,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
 
 # Tests build with OpenMP so the threaded paths run; the generated code

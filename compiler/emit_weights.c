@@ -10,10 +10,14 @@
  * literals; clang takes 1.9 s.  Integers are also byte-order free, so one
  * file serves little- and big-endian targets.  Tensors are never split;
  * files hold whole tensors up to EMBED_FLOATS_PER_FILE floats.
+ *
+ * The RoPE table (gqac --rope-table) is data of the same kind: computed
+ * here in double, so a target without a double FPU gets exact angles.
  */
 #include "gqac.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 static uint32_t get_u32(const unsigned char *p) {
@@ -65,6 +69,30 @@ static bool emit_tensor(Buf *b, const char *prefix, const Tensor *t, FILE *f) {
     }
     buf_puts(b, "}};\n");
     return true;
+}
+
+static uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+void emit_rope_table(const Model *m, Buf *c) {
+    int64_t half = m->head_dim / 2;
+    uint64_t n = (uint64_t)m->context * (uint64_t)m->head_dim;
+    buf_printf(c, "\n#include <stdint.h>\n\n"
+                  "/* RoPE for every position: (context, head_dim), cos of each pair, then sin. */\n"
+                  "static const union { uint32_t bits[%llu]; float f[%llu]; } gq_rope = {{\n",
+               (unsigned long long)n, (unsigned long long)n);
+    for (int64_t pos = 0; pos < m->context; pos++) {
+        for (int64_t i = 0; i < m->head_dim; i++) {
+            double freq = pow(m->rope_theta, -(double)(2 * (i % half)) / (double)m->head_dim);
+            double angle = (double)pos * freq;
+            float v = (float)(i < half ? cos(angle) : sin(angle));
+            buf_printf(c, "0x%08lxu,%s", (unsigned long)float_bits(v), i + 1 < m->head_dim ? " " : "\n");
+        }
+    }
+    buf_puts(c, "}};\n");
 }
 
 bool emit_weights(const Model *m, const char *prefix, const char *header_name, const char *path,

@@ -211,6 +211,7 @@ typedef enum {
 typedef struct {
     Target target;
     bool embed_weights; /* the weights are compiled in, one object a tensor */
+    bool rope_table;    /* RoPE's cos and sin for every position, computed by gqac */
 } CodeOptions;
 
 struct Plan {
@@ -218,6 +219,7 @@ struct Plan {
     int n_holes;
     int unroll_limit; /* loops marked gqac:unroll with more trips stay loops */
     Target target;
+    const Model *rope_table; /* the model whose RoPE table to emit, or NULL */
 };
 
 /* prefix: a C identifier (cname_check accepted it). */
@@ -285,5 +287,7 @@ bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
  * max_bufs).  Errors go to d, naming the file. */
 bool emit_weights(const Model *m, const char *prefix, const char *header_name, const char *path,
                   Buf *bufs, int max_bufs, int *n_bufs, Diag *d);
+/* RoPE's cos and sin for every position of m, as the object gq_rope. */
+void emit_rope_table(const Model *m, Buf *c);
 
 #endif

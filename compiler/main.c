@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  --header FILE    where the header goes (default: beside -o, or PREFIX.h with -o -)\n"
     "  --main           add main() calling the runtime's gqr_main (a standalone program)\n"
     "  --target T       hosted (default: libc, libm, OpenMP) or freestanding (none of them)\n"
+    "  --rope-table     RoPE's cos and sin for every position as a table in the C\n"
+    "                   (context x head_dim floats), computed by gqac in double\n"
     "  --embed-weights W  compile the checkpoint W in: FILE_weights.c (and _1.c, ...) beside\n"
     "                   FILE.c, and PREFIX_init_embedded needs no file\n"
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
@@ -102,6 +104,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->embed = argv[++i];
             o->code.embed_weights = true;
         }
+        else if (!strcmp(a, "--rope-table"))
+            o->code.rope_table = true;
         else if (!strcmp(a, "--random"))
             o->random = true;
         else if (!strcmp(a, "--seed")) {

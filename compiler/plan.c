@@ -127,6 +127,8 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
     hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3));
     hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
+    hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);
+    p->rope_table = opt.rope_table ? m : NULL;
     plan_offsets(m, opt.embed_weights, p, a);
     hole_int(p, a, "GQ_KV_BYTES", s.kv_bytes);
     hole_int(p, a, "GQ_ARENA_BYTES", s.arena_bytes);

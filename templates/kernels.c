@@ -3,7 +3,7 @@
  * attention: RMSNorm, matrix-vector products, RoPE, SwiGLU.
  *
  * Holes: GQ_ACC_ROW, GQ_HEAD_DIM, GQ_ROPE_THETA, GQ_NORM_EPS,
- * GQ_FREESTANDING and GQ_ROPE_STEPS (shape.h).
+ * GQ_FREESTANDING, GQ_ROPE_STEPS and GQ_ROPE_TABLE (shape.h).
  * Each kernel's first comment states its shapes.  Sizes arrive as
  * arguments but every call passes constants, so an optimizing compiler
  * specializes the static functions per call site.
@@ -61,7 +61,14 @@ static void matvec(float *out, const float *w, const float *x, int n, int d, int
  * double; freestanding code, which may have no double FPU, counts in
  * fixed-point turns (pos * step mod 2^64 is exact) and takes the sine of
  * the fraction. */
-#if GQ_FREESTANDING
+#if GQ_ROPE_TABLE
+/* gq_rope: every position's table, computed by gqac (--rope-table). */
+static void rope_table(float *table, int pos) {
+    int i;
+    for (i = 0; i < GQ_HEAD_DIM; i++)
+        table[i] = gq_rope.f[(size_t)pos * GQ_HEAD_DIM + (size_t)i];
+}
+#elif GQ_FREESTANDING
 static void rope_table(float *table, int pos) {
     static const uint64_t steps[GQ_HEAD_DIM / 2] = GQ_ROPE_STEPS;
     int i;

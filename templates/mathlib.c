@@ -9,7 +9,8 @@
  *   gq_rsqrtf       relative error < 2e-7 (three Newton steps)
  *   gq_sincos_turn  absolute error < 2e-7 for sin and cos of 2 pi t
  *
- * Holes: none.  Type punning goes through a union, which C99 allows.
+ * Holes: GQ_ROPE_TABLE (with a precomputed RoPE table there is no sine to
+ * take).  Type punning goes through a union, which C99 allows.
  */
 #include <stdint.h>
 
@@ -49,6 +50,7 @@ static float gq_rsqrtf(float x) {
     return y;
 }
 
+#if !GQ_ROPE_TABLE
 /* sin and cos of 2 pi t for t in [0, 1): the quadrant from t, then Taylor
  * polynomials on [0, pi / 2) of degree 11 and 12 (remainders below 1e-8). */
 static void gq_sincos_turn(float t, float *s, float *c) {
@@ -64,3 +66,4 @@ static void gq_sincos_turn(float t, float *s, float *c) {
     default: *s = -cs, *c = sn; break;
     }
 }
+#endif

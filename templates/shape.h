@@ -28,6 +28,8 @@
  *   GQ_FREESTANDING 1: no libc, libm or OpenMP (gqac --target freestanding)
  *   GQ_EMBEDDED     1: the weights are compiled in (gqac --embed-weights)
  *   GQ_SIZE_<name>  floats of tensor <name> (embedded weights only)
+ *   GQ_ROPE_TABLE   1: RoPE's cos and sin for every position come from the
+ *                   table gq_rope that gqac computed (--rope-table)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
  *                   in turns scaled by 2^64 (uint64_t initializer)
  *
@@ -84,6 +86,7 @@
 #define GQ_FREESTANDING 0
 #endif
 #define GQ_EMBEDDED 0
+#define GQ_ROPE_TABLE 0
 #define GQ_ROPE_STEPS \
     {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 

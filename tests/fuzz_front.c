@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Plan p;
         Buf c = {0}, h = {0};
         CodeOptions opt = {size > 0 && (data[0] & 2) ? TARGET_FREESTANDING : TARGET_HOSTED,
-                           size > 0 && (data[0] & 4)};
+                           size > 0 && (data[0] & 4), false};
         plan_model(&m, prefix, opt, &p, a);
         emit_c_model(&p, prefix, "fuzz.h", size > 1 && (data[1] & 1), &c, &h);
         if (!c.data || !h.data || strlen(c.data) != c.len || strlen(h.data) != h.len)
