@@ -256,6 +256,7 @@ static const char *weights_path(Arena *a, const char *output, int i) {
 }
 
 #define MAX_WEIGHT_FILES 256
+#define MAX_ROPE_TABLE (16u << 20) /* floats: 64 MiB of table is past any small target */
 
 static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
     const char *prefix = o->prefix ? o->prefix : cname_mangle(a, m->name), *why;
@@ -266,6 +267,12 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
     const char *header = header_path(a, o, prefix), *inc = include_name(header);
     if (!inc)
         return usage_error("the header name '%s' cannot appear in #include", header);
+    uint64_t table = (uint64_t)m->context * (uint64_t)m->head_dim;
+    if (o->code.rope_table && table > MAX_ROPE_TABLE) {
+        fprintf(stderr, "gqac: error: --rope-table would be %llu floats (context x head_dim), more than "
+                        "the %u it allows; leave it out\n", (unsigned long long)table, MAX_ROPE_TABLE);
+        return EXIT_USAGE;
+    }
     Plan p;
     static Buf bufs[MAX_WEIGHT_FILES + 2];
     static Output files[MAX_WEIGHT_FILES + 2];
