@@ -195,6 +195,7 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
 /* ---- plan.c: Model -> kernel plan ---- */
 
 #define PLAN_MAX_HOLES 64
+#define PLAN_SPLIT 8 /* most spans a KV head's positions are cut into (GQ_SPLIT) */
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {

@@ -81,6 +81,7 @@ static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64
     hole_int(p, a, "GQ_KV_DIM", (uint64_t)(kv_heads * head_dim));
     hole(p, "GQ_ATT_SCALE", c_float(a, 1.0 / sqrt((double)head_dim), true));
     hole_int(p, a, "GQ_ACC_HEAD", (uint64_t)accumulators(&head_dim, 1));
+    hole_int(p, a, "GQ_SPLIT", PLAN_SPLIT);
     p->unroll_limit = UNROLL_LIMIT;
 }
 

@@ -9,7 +9,7 @@
  * GQA's smaller KV cache pay off as time, not only as memory.
  *
  * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ACC_HEAD,
- * GQ_ATT_SCALE (shape.h).
+ * GQ_ATT_SCALE, GQ_SPLIT (shape.h).
  */
 #include "shape.h" /* gqac:drop */
 #include "parallel.h" /* gqac:drop */
@@ -18,12 +18,18 @@
 #include <float.h>
 #include <stddef.h>
 
-/* One group: q (GQ_GROUP, GQ_HEAD_DIM) against k, v (pos + 1, GQ_HEAD_DIM)
- * -> out (GQ_GROUP, GQ_HEAD_DIM).  o holds the unnormalized outputs, m
- * and l each head's running maximum score and softmax denominator. */
-static void attend_group(float *out, const float *q, const float *k, const float *v, int pos,
-                         float *o) {
+/* A part: the unnormalized result of one group over a span of positions,
+ * o (GQ_GROUP, GQ_HEAD_DIM), then m (GQ_GROUP), each head's largest score,
+ * then l (GQ_GROUP), its softmax denominator relative to m. */
+#define GQ_PART (GQ_GROUP * GQ_HEAD_DIM + 2 * GQ_GROUP)
+
+/* Positions t0 .. t1 - 1 of one group: q (GQ_GROUP, GQ_HEAD_DIM) against
+ * k, v (positions, GQ_HEAD_DIM) -> part, in one pass with an online
+ * softmax.  m, l and the scores stay in locals (registers once unrolled). */
+static void attend_span(float *part, const float *q, const float *k, const float *v, int t0,
+                        int t1) {
     float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP], acc[GQ_ACC_HEAD];
+    float *o = part;
     int d, t;
     for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
         m[g] = -FLT_MAX;
@@ -31,7 +37,7 @@ static void attend_group(float *out, const float *q, const float *k, const float
         for (d = 0; d < GQ_HEAD_DIM; d++)
             o[g * GQ_HEAD_DIM + d] = 0.0f;
     }
-    for (t = 0; t <= pos; t++) {
+    for (t = t0; t < t1; t++) {
         const float *kt = k + (size_t)t * GQ_HEAD_DIM, *vt = v + (size_t)t * GQ_HEAD_DIM;
         for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
             for (int u = 0; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
@@ -63,24 +69,64 @@ static void attend_group(float *out, const float *q, const float *k, const float
         }
     }
     for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-        float inv = 1.0f / l[g];
-        for (d = 0; d < GQ_HEAD_DIM; d++)
-            out[g * GQ_HEAD_DIM + d] = o[g * GQ_HEAD_DIM + d] * inv;
+        part[GQ_GROUP * GQ_HEAD_DIM + g] = m[g];
+        part[GQ_GROUP * GQ_HEAD_DIM + GQ_GROUP + g] = l[g];
     }
+}
+
+/* n parts of one group (GQ_PART floats apart) -> out (GQ_GROUP,
+ * GQ_HEAD_DIM): each part's sums rescaled to the largest maximum. */
+static void merge_parts(float *out, const float *parts, int n) {
+    int g, d, c;
+    for (g = 0; g < GQ_GROUP; g++) {
+        float top = -FLT_MAX, denom = 0.0f;
+        for (c = 0; c < n; c++)
+            if (parts[c * GQ_PART + GQ_GROUP * GQ_HEAD_DIM + g] > top)
+                top = parts[c * GQ_PART + GQ_GROUP * GQ_HEAD_DIM + g];
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[g * GQ_HEAD_DIM + d] = 0.0f;
+        for (c = 0; c < n; c++) {
+            const float *part = parts + c * GQ_PART;
+            float w = GQ_EXPF(part[GQ_GROUP * GQ_HEAD_DIM + g] - top);
+            denom += w * part[GQ_GROUP * GQ_HEAD_DIM + GQ_GROUP + g];
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                out[g * GQ_HEAD_DIM + d] += w * part[g * GQ_HEAD_DIM + d];
+        }
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[g * GQ_HEAD_DIM + d] /= denom;
+    }
+}
+
+/* Spans of positions shorter than this are not worth a thread. */
+#define GQ_SPAN_MIN 64
+
+/* How many spans each KV head's positions are cut into: enough that every
+ * thread has work when there are fewer KV heads than threads (MQA above
+ * all), at most GQ_SPLIT, and no span shorter than GQ_SPAN_MIN. */
+static int span_count(int n, int threads) {
+    int spans = (threads + GQ_KV_HEADS - 1) / GQ_KV_HEADS;
+    if (spans > GQ_SPLIT)
+        spans = GQ_SPLIT;
+    if (spans > n / GQ_SPAN_MIN)
+        spans = n / GQ_SPAN_MIN;
+    return spans < 1 ? 1 : spans;
 }
 
 /* q (GQ_HEADS, GQ_HEAD_DIM), key_cache and value_cache (GQ_KV_HEADS,
  * GQ_CONTEXT, GQ_HEAD_DIM) of one layer with positions 0..pos filled
- * -> out (GQ_HEADS, GQ_HEAD_DIM).  scratch: GQ_HEADS * GQ_HEAD_DIM floats.
- * KV heads run across threads. */
+ * -> out (GQ_HEADS, GQ_HEAD_DIM).  scratch: GQ_KV_HEADS * GQ_SPLIT parts.
+ * (KV head, span) pairs run across threads, flash-decoding style, and
+ * their parts merge at the end. */
 static void attention(float *out, const float *q, const float *key_cache,
                       const float *value_cache, int pos, float *scratch, int threads) {
-    int h;
-    (void)threads;
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)pos * GQ_KV_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
-    for (h = 0; h < GQ_KV_HEADS; h++) {
-        size_t group = (size_t)h * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)h * GQ_CONTEXT * GQ_HEAD_DIM;
-        attend_group(out + group, q + group, key_cache + cache, value_cache + cache, pos,
-                     scratch + group);
+    int n = pos + 1, spans = span_count(n, threads), items = GQ_KV_HEADS * spans, i, h;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * GQ_KV_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    for (i = 0; i < items; i++) {
+        int kv = i / spans, span = i % spans;
+        size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CONTEXT * GQ_HEAD_DIM;
+        attend_span(scratch + (size_t)i * GQ_PART, q + group, key_cache + cache, value_cache + cache,
+                    (int)((long long)n * span / spans), (int)((long long)n * (span + 1) / spans));
     }
+    for (h = 0; h < GQ_KV_HEADS; h++)
+        merge_parts(out + (size_t)h * GQ_GROUP * GQ_HEAD_DIM, scratch + (size_t)h * spans * GQ_PART, spans);
 }

@@ -44,7 +44,7 @@ struct gqa_state {
     float *k;        /* (kv_heads * head_dim) this position's key */
     float *v;        /* (kv_heads * head_dim) this position's value */
     float *att;      /* (heads * head_dim) attention output */
-    float *att_acc;  /* (heads * head_dim) attention accumulators */
+    float *att_acc;  /* (kv_heads * split, part) attention's partial results */
     float *rope;     /* (head_dim) this position's cos and sin */
     float *key_cache;   /* (layer, kv_heads, context, head_dim) */
     float *value_cache; /* (layer, kv_heads, context, head_dim) */
@@ -56,8 +56,9 @@ struct gqa_state {
 #define GQ_ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
 #define GQ_STATE_RESERVE 4096
 #define GQ_SCRATCH_FLOATS                                                                       \
-    (3 * GQ_ROUND16(GQ_DIM) + 2 * GQ_ROUND16(GQ_HIDDEN) + 3 * GQ_ROUND16(GQ_Q_DIM) +            \
-     2 * GQ_ROUND16(GQ_KV_DIM) + GQ_ROUND16(GQ_HEAD_DIM))
+    (3 * GQ_ROUND16(GQ_DIM) + 2 * GQ_ROUND16(GQ_HIDDEN) + 2 * GQ_ROUND16(GQ_Q_DIM) +            \
+     GQ_ROUND16(GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)) + 2 * GQ_ROUND16(GQ_KV_DIM) +               \
+     GQ_ROUND16(GQ_HEAD_DIM))
 
 #define GQ_CACHE_FLOATS ((size_t)GQ_KV_BYTES / (2 * sizeof(float))) /* each of K and V */
 
@@ -163,7 +164,7 @@ static gqa_state *lay_out(void *arena) {
     s->hb2 = take(&at, GQ_HIDDEN);
     s->q = take(&at, GQ_Q_DIM);
     s->att = take(&at, GQ_Q_DIM);
-    s->att_acc = take(&at, GQ_Q_DIM);
+    s->att_acc = take(&at, GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS));
     s->k = take(&at, GQ_KV_DIM);
     s->v = take(&at, GQ_KV_DIM);
     s->rope = take(&at, GQ_HEAD_DIM);

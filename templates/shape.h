@@ -17,6 +17,7 @@
  *   GQ_NORM_EPS     RMSNorm epsilon (float)
  *   GQ_ATT_SCALE    1 / sqrt(GQ_HEAD_DIM) (float)
  *   GQ_ACC_HEAD     independent accumulators over head_dim; divides GQ_HEAD_DIM
+ *   GQ_SPLIT        most spans one KV head's positions are cut into for threads
  *   GQ_ACC_ROW      independent accumulators in matrix-vector rows; divides
  *                   GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
  *   GQ_N_WEIGHTS    floats in the checkpoint after its header
@@ -56,6 +57,7 @@
 #define GQ_NORM_EPS 1e-5f
 #define GQ_ATT_SCALE 0.35355339059327373f
 #define GQ_ACC_HEAD 4
+#define GQ_SPLIT 8
 #define GQ_ACC_ROW 8
 
 /* llama2.c's checkpoint order; gqac computes these from its tensor table. */

@@ -17,15 +17,22 @@
 static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
+static const char *const statics[] = {"attend_span", "merge_parts", "span_count", "attention", NULL};
+
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim) {
     Plan p;
     Buf unit = {0};
     const char *prefix = arena_printf(a, "att_%d_%d_%d", heads, kv_heads, head_dim);
     plan_attention(heads, kv_heads, head_dim, CONTEXT, TARGET_HOSTED, &p, a);
     emit_c_attention(&p, prefix, &unit);
-    buf_printf(out, "#define attend_group %s_group\n#define attention %s_impl\n", prefix, prefix);
+    /* Each unit's static functions and local macros, renamed and undefined
+     * so that 144 units share one file. */
+    for (int i = 0; statics[i]; i++)
+        buf_printf(out, "#define %s %s_static_%s\n", statics[i], prefix, statics[i]);
     buf_putn(out, unit.data, unit.len);
-    buf_puts(out, "#undef attend_group\n#undef attention\n\n");
+    for (int i = 0; statics[i]; i++)
+        buf_printf(out, "#undef %s\n", statics[i]);
+    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n\n");
     buf_printf(table, "    {%d, %d, %d, %s_attention},\n", heads, kv_heads, head_dim, prefix);
     buf_free(&unit);
 }

@@ -6,8 +6,9 @@
  *    shape.h's defaults):
  *    RMSNorm, matrix-vector, RoPE, SwiGLU, attention.
  * 2. The attention gqac generates for every shape of the test matrix
- *    (tests/gen_attention.c) at positions {1, 7, 64, 513}, on one thread
- *    and on two: max |error| / max |reference| <= 1e-5.
+ *    (tests/gen_attention.c) at positions {1, 7, 64, 513}, on 1, 2, 3 and
+ *    8 threads (long contexts then split across threads and merge):
+ *    max |error| / max |reference| <= 1e-5.
  *
  * The reference knows nothing of groups beyond the one rule under test:
  * query head h reads KV head h / (heads / kv_heads).
@@ -151,7 +152,7 @@ static void test_template_swiglu(void) {
 static void test_template_attention(void) {
     size_t cache = (size_t)GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
     float *q = random_floats(GQ_Q_DIM, 3), *kc = random_floats(cache, 1),
-          *vc = random_floats(cache, 1), out[GQ_Q_DIM], scratch[GQ_Q_DIM];
+          *vc = random_floats(cache, 1), out[GQ_Q_DIM], scratch[GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)];
     double want[GQ_Q_DIM];
     for (int pos = 0; pos < GQ_CONTEXT; pos += 7) {
         attention(out, q, kc, vc, pos, scratch, 1);
@@ -166,18 +167,23 @@ static void test_template_attention(void) {
 /* ---- 2. the generated matrix ---- */
 
 static const int positions[] = {1, 7, 64, 513};
+/* 1: one span per KV head; more: positions split across threads (up to 8
+ * spans) and merged. */
+static const int thread_counts[] = {1, 2, 3, 8};
 
 /* One shape at every position and thread count; returns the worst error. */
 static double check_case(const AttentionCase *c) {
     size_t qn = (size_t)c->heads * c->head_dim;
     size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
     float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
-    float *out = malloc(qn * sizeof *out), *scratch = malloc(qn * sizeof *scratch);
+    /* Attention's scratch: up to 8 parts per KV head (GQ_SPLIT in the kernels). */
+    float *out = malloc(qn * sizeof *out), *scratch = malloc(8 * (qn + 2 * (size_t)c->heads) * sizeof *scratch);
     double *want = malloc(qn * sizeof *want), worst = 0;
     for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++) {
         reference_attention(want, q, kc, vc, c->heads, c->kv_heads, c->head_dim,
                             attention_context, positions[p]);
-        for (int threads = 1; threads <= 2; threads++) {
+        for (size_t i = 0; i < sizeof thread_counts / sizeof thread_counts[0]; i++) {
+            int threads = thread_counts[i];
             memset(out, 0, qn * sizeof *out);
             c->fn(out, q, kc, vc, positions[p], scratch, threads);
             worst = fmax(worst, rel_error(out, want, qn));
@@ -212,7 +218,7 @@ static void test_reference_detects_tiling(void) {
     CU_ASSERT_FATAL(c->fn != NULL);
     size_t qn = 8 * 16, cache = 2 * (size_t)attention_context * 16;
     float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
-    float out[8 * 16], scratch[8 * 16];
+    float out[8 * 16], scratch[8 * (8 * 16 + 2 * 8)];
     double want[8 * 16];
     c->fn(out, q, kc, vc, 64, scratch, 1);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 0);
@@ -282,7 +288,7 @@ int main(void) {
     CU_add_test(s, "1 / sqrtf", test_mathlib_rsqrtf);
     CU_add_test(s, "sin, cos of turns", test_mathlib_sincos);
     s = CU_add_suite("generated attention", NULL, NULL);
-    CU_add_test(s, "144 shapes x 4 positions x 1, 2 threads", test_generated_matrix);
+    CU_add_test(s, "144 shapes x 4 positions x 1, 2, 3, 8 threads", test_generated_matrix);
     CU_add_test(s, "a tiled kernel would fail", test_reference_detects_tiling);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
