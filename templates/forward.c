@@ -210,6 +210,15 @@ void gqm_reset(gqa_state *s) {
         s->n_pos = 0;
 }
 
+int gqm_seek(gqa_state *s, int n_pos) {
+    if (!s)
+        return GQA_EARG;
+    if (n_pos < 0 || n_pos > GQ_CONTEXT)
+        return GQA_EPOS;
+    s->n_pos = n_pos;
+    return GQA_OK;
+}
+
 void gqm_set_threads(gqa_state *s, int n) {
     if (s)
         s->threads = n;
@@ -303,6 +312,7 @@ const gqa_model_api gqm_api = {
     gqm_init,
     gqm_forward,
     gqm_reset,
+    gqm_seek,
     gqm_set_threads,
 #if GQ_EMBEDDED
     gqm_init_embedded,

@@ -70,6 +70,10 @@ typedef struct gqa_model_api {
     int (*forward)(gqa_state *s, int token, int pos, float *logits);
     /* Forgets every position: the next forward starts at pos 0. */
     void (*reset)(gqa_state *s);
+    /* Declares positions 0..n_pos-1 present in the KV cache, as they are
+     * in the arena (a cache restored from elsewhere, or a benchmark of a
+     * step at a given context); GQA_EPOS outside [0, seq_len]. */
+    int (*seek)(gqa_state *s, int n_pos);
     /* Threads used by forward when built with OpenMP (ignored otherwise);
      * n < 1 means the OpenMP default. */
     void (*set_threads)(gqa_state *s, int n);

@@ -56,6 +56,10 @@ int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes);
 /* Forgets all positions. */
 void gqm_reset(gqa_state *s);
 
+/* Declares positions 0..n_pos-1 present in the KV cache as the arena
+ * holds it (a restored cache, or measuring a step at a given context). */
+int gqm_seek(gqa_state *s, int n_pos);
+
 /* Threads for forward when compiled with OpenMP; n < 1: OpenMP's default. */
 void gqm_set_threads(gqa_state *s, int n);
 

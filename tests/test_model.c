@@ -392,6 +392,12 @@ static void test_api_errors(void) {
     for (int pos = 0; pos < TINY_CONTEXT; pos++)
         CU_ASSERT_EQUAL(tiny_forward(s, 1, pos, logits), GQA_OK);
     CU_ASSERT_EQUAL(tiny_forward(s, 1, TINY_CONTEXT, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_seek(s, TINY_CONTEXT + 1), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_seek(s, -1), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_seek(NULL, 0), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_seek(s, 5), GQA_OK); /* back to 5 positions: 6 and on fail, 5 runs */
+    CU_ASSERT_EQUAL(tiny_forward(s, 1, 6, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward(s, 1, 5, logits), GQA_OK);
     free(arena), free(f.data);
 }
 
