@@ -2,7 +2,8 @@
 #
 #   make            build/gqac and build/libgqa.a (the runtime)
 #   make demo       compile the tiny example, make weights, generate tokens
-#   make test       unit tests, the same under ASan+UBSan, bounded fuzzing
+#   make test       unit tests, the same under ASan+UBSan, cross-CPU tests, bounded fuzzing
+#   make bench      speed against the machine's bandwidth and FMA peak
 #   make install    PREFIX=/usr/local
 #
 # Prerequisites (Debian 12): gcc flex bison, and for the tests clang tcc
@@ -32,7 +33,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo test check check-asan check-cross fuzz install clean deps
+.PHONY: all demo test check check-asan check-cross fuzz bench install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -167,6 +168,23 @@ demo: all
 	$(DEMO)/tiny --weights $(DEMO)/tiny.bin -n 200 --temp 0.8 --seed 1
 	@echo
 	$(BUILD)/gqac info examples/tiny.gqa
+
+# ---- bench (not part of make test; run it on a quiet machine) ----
+BENCH := $(BUILD)/bench
+# -ffp-contract=fast: ISO C mode otherwise forbids fusing a * b + c into FMA.
+BENCH_CFLAGS := -std=c99 -O3 -march=native -ffp-contract=fast -fopenmp -Wall -Wextra -Werror \
+                -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Itests -I$(BENCH)
+# 32 query heads over 32, 16, 8, 4 KV heads (G = 1, 2, 4, 8), head_dim 64 and 128.
+BENCH_SHAPES := 32:32:64 32:16:64 32:8:64 32:4:64 32:32:128 32:16:128 32:8:128 32:4:128
+bench: $(BUILD)/gqac $(BUILD)/gen_attention
+	@mkdir -p $(BENCH)
+	$(BUILD)/gen_attention 32768 $(BENCH_SHAPES) > $(BENCH)/attention_cases.c
+	$(BUILD)/gqac bench/gqa-100m.gqa -o $(BENCH)/bench_100m.c --prefix bench_100m
+	$(BUILD)/gqac examples/tinyllama-1.1b.gqa -o $(BENCH)/tinyllama.c --prefix tinyllama
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH)/bench bench/bench.c $(BENCH)/attention_cases.c \
+	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c -lm -ldl
+	tcc -shared -o $(BENCH)/bench_100m_tcc.so $(BENCH)/bench_100m.c -lm
+	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
 
 # ---- install ----
 install: all

@@ -194,8 +194,9 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
 
 /* ---- plan.c: Model -> kernel plan ---- */
 
-#define PLAN_MAX_HOLES 64
-#define PLAN_SPLIT 8 /* most spans a KV head's positions are cut into (GQ_SPLIT) */
+#define PLAN_MAX_HOLES 96
+#define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
+#define PLAN_BATCH 16 /* tokens per prompt block (GQ_BATCH); the arena holds one */
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {

@@ -152,8 +152,11 @@ static void stats_memory(Checker *c, const Model *m, Stats *s) {
     uint64_t kvd = (uint64_t)(m->kv_heads * m->head_dim), f = (uint64_t)m->hidden;
 #define R16(n) (((n) + 15) / 16 * 16)
     uint64_t parts = PLAN_SPLIT * (q + 2 * (uint64_t)m->heads); /* attention's partial results */
-    uint64_t floats = 3 * R16(d) + 2 * R16(f) + 2 * R16(q) + R16(parts) + 2 * R16(kvd) +
-                      R16((uint64_t)m->head_dim);
+    /* One prompt block's activations (a decoded token uses their first
+     * row), then attention's partial results; every width is below 2^31,
+     * so each term is below 2^40 and the sum needs no overflow check. */
+    uint64_t floats = 3 * R16(PLAN_BATCH * d) + 2 * R16(PLAN_BATCH * f) + 2 * R16(PLAN_BATCH * q) +
+                      R16(parts) + 2 * R16(PLAN_BATCH * kvd) + R16(PLAN_BATCH * (uint64_t)m->head_dim);
     uint64_t cache = s->kv_bytes / (2 * dtype_size(m->kv_type)); /* one of K, V, in elements */
     Factor rounded[] = {{R16(cache), m->loc_context}, {2 * dtype_size(m->kv_type), m->loc_context}};
 #undef R16

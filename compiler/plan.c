@@ -6,8 +6,14 @@
  * The choices: attention unrolls over the group's query heads (each K/V
  * row is loaded once and used G times) and over head_dim in GQ_ACC_HEAD
  * independent accumulators; matrix-vector rows use GQ_ACC_ROW
- * accumulators.  Loops longer than the unroll limit stay loops: fully
- * unrolled code that tcc compiles in 0.1 s can cost gcc tens of seconds.
+ * accumulators.  The prompt runs in blocks of GQ_BATCH tokens whose matrix
+ * products (matmul) work on register tiles of GQ_TILE_ROWS weight rows by
+ * GQ_TILE_TOKENS tokens, GQ_ACC_TILE accumulators along n for each pair.
+ * 4 x 4 x 4 is 16 vectors of accumulators: with AVX2 gcc -O2 keeps them
+ * in 8 ymm registers; plain SSE2 spills a few (3 x 4 would not), so these
+ * are the numbers to tune.  Loops longer than the unroll limit stay loops:
+ * fully unrolled code that tcc compiles in 0.1 s can cost gcc tens of
+ * seconds.
  */
 #include "gqac.h"
 
@@ -16,7 +22,8 @@
 #include <string.h>
 
 #define UNROLL_LIMIT 16
-
+#define PLAN_TILE_ROWS 4
+#define PLAN_TILE_TOKENS 4
 static void hole(Plan *p, const char *name, const char *value) {
     for (int i = 0; i < p->n_holes; i++)
         if (!strcmp(p->holes[i].name, name)) {
@@ -41,9 +48,10 @@ static const char *c_float(Arena *a, double v, bool single) {
     return arena_printf(a, "%s%s%s", s, has_point ? "" : ".0", single ? "f" : "");
 }
 
-/* The most independent accumulators (of 8, 4, 2, 1) that divide every n. */
-static int accumulators(const int64_t *n, int count) {
-    for (int acc = 8; acc > 1; acc /= 2) {
+/* The most independent accumulators (of most, most / 2, ..., 1; most a
+ * power of two) that divide every n. */
+static int accumulators(const int64_t *n, int count, int most) {
+    for (int acc = most; acc > 1; acc /= 2) {
         bool divides = true;
         for (int i = 0; i < count; i++)
             divides = divides && n[i] % acc == 0;
@@ -80,7 +88,7 @@ static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64
     hole_int(p, a, "GQ_Q_DIM", (uint64_t)(heads * head_dim));
     hole_int(p, a, "GQ_KV_DIM", (uint64_t)(kv_heads * head_dim));
     hole(p, "GQ_ATT_SCALE", c_float(a, 1.0 / sqrt((double)head_dim), true));
-    hole_int(p, a, "GQ_ACC_HEAD", (uint64_t)accumulators(&head_dim, 1));
+    hole_int(p, a, "GQ_ACC_HEAD", (uint64_t)accumulators(&head_dim, 1, 8));
     hole_int(p, a, "GQ_SPLIT", PLAN_SPLIT);
     p->unroll_limit = UNROLL_LIMIT;
 }
@@ -126,7 +134,11 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));
     hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
-    hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3));
+    hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 8));
+    hole_int(p, a, "GQ_ACC_TILE", (uint64_t)accumulators(widths, 3, 4));
+    hole_int(p, a, "GQ_TILE_ROWS", PLAN_TILE_ROWS);
+    hole_int(p, a, "GQ_TILE_TOKENS", PLAN_TILE_TOKENS);
+    hole_int(p, a, "GQ_BATCH", PLAN_BATCH);
     hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
     hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);
     p->rope_table = opt.rope_table ? m : NULL;

@@ -1,7 +1,8 @@
 /*
- * generate.c: the loop every front end shares: the prompt one position at a
- * time, then sample, stream, feed back.  Prompt and generation are timed
- * apart because they scale differently (a batched prompt path may come).
+ * generate.c: the loop every front end shares: the prompt in one batched
+ * call (one position at a time where a model has no batch path), then
+ * sample, stream, feed back.  Prompt and generation are timed apart because
+ * they scale differently.
  */
 #include <stdlib.h>
 #include <time.h>
@@ -25,12 +26,20 @@ static int check_args(const gqa_model_api *m, gqa_state *s, const gqr_sampler *s
     return GQA_OK;
 }
 
-/* Every prompt token through forward; only the last one needs logits, so
- * the others skip the classifier. */
+/* The whole prompt through forward_batch, which runs all of it or none and
+ * writes the last token's logits; without it, every prompt token through
+ * forward, the classifier skipped but for the last one. */
 static int run_prompt(const gqa_model_api *m, gqa_state *s, const int *prompt, int n_prompt,
                       float *logits, gqr_result *res) {
     double t0 = now_seconds();
     int rc = GQA_OK;
+    if (m->forward_batch) {
+        rc = m->forward_batch(s, prompt, n_prompt, 0, logits);
+        if (rc == GQA_OK)
+            res->n_prompt = n_prompt;
+        res->prompt_seconds = now_seconds() - t0;
+        return rc;
+    }
     for (int pos = 0; pos < n_prompt && rc == GQA_OK; pos++) {
         rc = m->forward(s, prompt[pos], pos, pos + 1 == n_prompt ? logits : NULL);
         if (rc == GQA_OK)

@@ -99,7 +99,8 @@ typedef struct gqr_result {
     double gen_seconds;    /* sampling and forward over generated tokens */
 } gqr_result;
 
-/* Runs prompt[0..n_prompt) at positions 0.. through m->forward on s (fresh
+/* Runs prompt[0..n_prompt) at positions 0.. through m->forward_batch (or
+ * m->forward token by token where the model has none) on s (fresh
  * from init or reset), then samples up to n_generate tokens, feeding each
  * back, until n_generate are done or the next one's position would reach
  * seq_len.  The last generated token is not fed back.  res (may be NULL)

@@ -1,7 +1,9 @@
 /*
  * forward.c: one model instance and its forward pass, llama2.c style: the
  * weights as pointers into the caller's checkpoint, the state as buffers
- * in the caller's arena, and forward() top to bottom.
+ * in the caller's arena, and forward() top to bottom; forward_batch() is
+ * the same pass over a block of prompt tokens at a time, its projections
+ * matrix-matrix products that read each weight once per block.
  *
  * Holes: every GQ_ macro of shape.h.  The gqm_ / GQM_ prefix becomes the
  * model's prefix.
@@ -35,17 +37,19 @@ struct gqa_state {
     Weights w;
     int threads;     /* < 1: OpenMP's default */
     int n_pos;       /* positions in the KV cache */
-    float *x;        /* (dim) the residual stream */
-    float *xb;       /* (dim) normalized x */
-    float *xb2;      /* (dim) a block's output */
-    float *hb;       /* (hidden) FFN gate */
-    float *hb2;      /* (hidden) FFN up */
-    float *q;        /* (heads * head_dim) */
-    float *k;        /* (kv_heads * head_dim) this position's key */
-    float *v;        /* (kv_heads * head_dim) this position's value */
-    float *att;      /* (heads * head_dim) attention output */
+    /* Activations, one row per token of a prompt block (GQ_BATCH rows);
+     * forward() uses the first row. */
+    float *x;        /* (batch, dim) the residual stream */
+    float *xb;       /* (batch, dim) normalized x */
+    float *xb2;      /* (batch, dim) a block's output */
+    float *hb;       /* (batch, hidden) FFN gate */
+    float *hb2;      /* (batch, hidden) FFN up */
+    float *q;        /* (batch, heads * head_dim) */
+    float *k;        /* (batch, kv_heads * head_dim) the position's key */
+    float *v;        /* (batch, kv_heads * head_dim) the position's value */
+    float *att;      /* (batch, heads * head_dim) attention output */
     float *att_acc;  /* (kv_heads * split, part) attention's partial results */
-    float *rope;     /* (head_dim) this position's cos and sin */
+    float *rope;     /* (batch, head_dim) the position's cos and sin */
     float *key_cache;   /* (layer, kv_heads, context, head_dim) */
     float *value_cache; /* (layer, kv_heads, context, head_dim) */
 };
@@ -55,10 +59,11 @@ struct gqa_state {
  * GQ_ARENA_BYTES with the same formula; the check below holds them equal. */
 #define GQ_ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
 #define GQ_STATE_RESERVE 4096
+#define GQ_ROWS(n) ((size_t)GQ_BATCH * (size_t)(n)) /* a prompt block's rows of n */
 #define GQ_SCRATCH_FLOATS                                                                       \
-    (3 * GQ_ROUND16(GQ_DIM) + 2 * GQ_ROUND16(GQ_HIDDEN) + 2 * GQ_ROUND16(GQ_Q_DIM) +            \
-     GQ_ROUND16(GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)) + 2 * GQ_ROUND16(GQ_KV_DIM) +               \
-     GQ_ROUND16(GQ_HEAD_DIM))
+    (3 * GQ_ROUND16(GQ_ROWS(GQ_DIM)) + 2 * GQ_ROUND16(GQ_ROWS(GQ_HIDDEN)) +                     \
+     2 * GQ_ROUND16(GQ_ROWS(GQ_Q_DIM)) + GQ_ROUND16(GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)) +     \
+     2 * GQ_ROUND16(GQ_ROWS(GQ_KV_DIM)) + GQ_ROUND16(GQ_ROWS(GQ_HEAD_DIM)))
 
 #define GQ_CACHE_FLOATS ((size_t)GQ_KV_BYTES / (2 * sizeof(float))) /* each of K and V */
 
@@ -157,17 +162,17 @@ static gqa_state *lay_out(void *arena) {
     s->threads = 0;
     s->n_pos = 0;
     at += GQ_STATE_RESERVE;
-    s->x = take(&at, GQ_DIM);
-    s->xb = take(&at, GQ_DIM);
-    s->xb2 = take(&at, GQ_DIM);
-    s->hb = take(&at, GQ_HIDDEN);
-    s->hb2 = take(&at, GQ_HIDDEN);
-    s->q = take(&at, GQ_Q_DIM);
-    s->att = take(&at, GQ_Q_DIM);
+    s->x = take(&at, GQ_ROWS(GQ_DIM));
+    s->xb = take(&at, GQ_ROWS(GQ_DIM));
+    s->xb2 = take(&at, GQ_ROWS(GQ_DIM));
+    s->hb = take(&at, GQ_ROWS(GQ_HIDDEN));
+    s->hb2 = take(&at, GQ_ROWS(GQ_HIDDEN));
+    s->q = take(&at, GQ_ROWS(GQ_Q_DIM));
+    s->att = take(&at, GQ_ROWS(GQ_Q_DIM));
     s->att_acc = take(&at, GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS));
-    s->k = take(&at, GQ_KV_DIM);
-    s->v = take(&at, GQ_KV_DIM);
-    s->rope = take(&at, GQ_HEAD_DIM);
+    s->k = take(&at, GQ_ROWS(GQ_KV_DIM));
+    s->v = take(&at, GQ_ROWS(GQ_KV_DIM));
+    s->rope = take(&at, GQ_ROWS(GQ_HEAD_DIM));
     s->key_cache = take(&at, GQ_CACHE_FLOATS);
     s->value_cache = take(&at, GQ_CACHE_FLOATS);
     return s;
@@ -238,12 +243,22 @@ static void add_bias(float *x, const float *bias, int n) {
         add_inplace(x, bias, n);
 }
 
-/* q, k, v of this position; k and v go into the cache at pos, each KV
- * head's rows contiguous so attention streams them. */
+/* k, v (GQ_KV_DIM,) of position pos into layer l's cache, each KV head's
+ * rows contiguous so attention streams them. */
+static void cache_kv(gqa_state *s, int l, int pos, const float *k, const float *v) {
+    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    int h;
+    for (h = 0; h < GQ_KV_HEADS; h++) {
+        size_t row = layer_cache + ((size_t)h * GQ_CONTEXT + (size_t)pos) * GQ_HEAD_DIM;
+        copy_floats(s->key_cache + row, k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
+        copy_floats(s->value_cache + row, v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
+    }
+}
+
+/* q, k, v of this position; k and v go into the cache at pos. */
 static void attention_block(gqa_state *s, int l, int pos, int threads) {
     const Weights *w = &s->w;
     size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
-    int h;
     rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * GQ_DIM, GQ_DIM);
     matvec(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, threads);
     matvec(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
@@ -253,11 +268,7 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
     add_bias(s->v, w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
     rope(s->q, GQ_HEADS, s->rope);
     rope(s->k, GQ_KV_HEADS, s->rope);
-    for (h = 0; h < GQ_KV_HEADS; h++) {
-        size_t row = layer_cache + ((size_t)h * GQ_CONTEXT + (size_t)pos) * GQ_HEAD_DIM;
-        copy_floats(s->key_cache + row, s->k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
-        copy_floats(s->value_cache + row, s->v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
-    }
+    cache_kv(s, l, pos, s->k, s->v);
     attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
               s->att_acc, threads);
     matvec(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, threads);
@@ -299,6 +310,102 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     return GQA_OK;
 }
 
+/* ---- a block of prompt tokens ---- */
+
+/* The attention half of layer l for the b tokens in x, at positions p0 ..
+ * p0 + b - 1: the projections as matrix products over the block (each
+ * packs its input into a buffer that is free at that point), every
+ * token's k and v into the cache, then each token's attention over the
+ * positions up to its own (the cache beyond them, this block's later
+ * tokens, is not read). */
+static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
+    const Weights *w = &s->w;
+    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    const float *bq = w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL;
+    const float *bk = w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL;
+    const float *bv = w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL;
+    int t;
+    for (t = 0; t < b; t++)
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_att + (size_t)l * GQ_DIM,
+                GQ_DIM);
+    matmul(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, b, s->xb2, threads);
+    matmul(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
+    matmul(s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
+    for (t = 0; t < b; t++) {
+        float *q = s->q + (size_t)t * GQ_Q_DIM, *k = s->k + (size_t)t * GQ_KV_DIM;
+        float *v = s->v + (size_t)t * GQ_KV_DIM;
+        const float *table = s->rope + (size_t)t * GQ_HEAD_DIM;
+        add_bias(q, bq, GQ_Q_DIM);
+        add_bias(k, bk, GQ_KV_DIM);
+        add_bias(v, bv, GQ_KV_DIM);
+        rope(q, GQ_HEADS, table);
+        rope(k, GQ_KV_HEADS, table);
+        cache_kv(s, l, p0 + t, k, v);
+    }
+    for (t = 0; t < b; t++)
+        attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM, s->key_cache + layer_cache,
+                  s->value_cache + layer_cache, p0 + t, s->att_acc, threads);
+    matmul(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, b, s->q, threads);
+    for (t = 0; t < b; t++)
+        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+}
+
+/* ffn_block for the b tokens in x. */
+static void ffn_batch(gqa_state *s, int l, int b, int threads) {
+    const Weights *w = &s->w;
+    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
+    int t;
+    for (t = 0; t < b; t++)
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_ffn + (size_t)l * GQ_DIM,
+                GQ_DIM);
+    matmul(s->hb, w->w1 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
+    matmul(s->hb2, w->w3 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
+    for (t = 0; t < b; t++)
+        swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
+    matmul(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, b, s->hb2, threads);
+    for (t = 0; t < b; t++)
+        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+}
+
+/* tokens[0 .. b) (b <= GQ_BATCH) at positions p0 .. p0 + b - 1 through
+ * every layer; the residual stream of token t is left in row t of x. */
+static void forward_block(gqa_state *s, const int *tokens, int b, int p0, int threads) {
+    int t, l;
+    for (t = 0; t < b; t++) {
+        copy_floats(s->x + (size_t)t * GQ_DIM, s->w.token_embedding + (size_t)tokens[t] * GQ_DIM,
+                    GQ_DIM);
+        rope_table(s->rope + (size_t)t * GQ_HEAD_DIM, p0 + t);
+    }
+    for (l = 0; l < GQ_LAYERS; l++) {
+        attention_batch(s, l, b, p0, threads);
+        ffn_batch(s, l, b, threads);
+    }
+}
+
+int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *logits) {
+    int i, b = 1, threads;
+    float *last;
+    if (!s || !tokens || n < 1)
+        return GQA_EARG;
+    if (pos < 0 || pos > s->n_pos || n > GQ_CONTEXT - pos)
+        return GQA_EPOS;
+    for (i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB)
+            return GQA_ETOKEN;
+    threads = thread_count(s);
+    for (i = 0; i < n; i += b) {
+        b = n - i < GQ_BATCH ? n - i : GQ_BATCH;
+        forward_block(s, tokens + i, b, pos + i, threads);
+    }
+    s->n_pos = pos + n;
+    if (logits) {
+        last = s->x + (size_t)(b - 1) * GQ_DIM; /* the last block's last token */
+        rmsnorm(last, last, s->w.rms_final, GQ_DIM);
+        matvec(logits, s->w.wcls, last, GQ_DIM, GQ_VOCAB, threads);
+    }
+    return GQA_OK;
+}
+
 const gqa_model_api gqm_api = {
     GQA_API_VERSION,
     GQ_NAME,
@@ -311,6 +418,7 @@ const gqa_model_api gqm_api = {
     GQ_KV_BYTES,
     gqm_init,
     gqm_forward,
+    gqm_forward_batch,
     gqm_reset,
     gqm_seek,
     gqm_set_threads,

@@ -50,7 +50,7 @@ typedef struct gqa_state gqa_state;
 
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 1
+#define GQA_API_VERSION 2
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
@@ -68,6 +68,14 @@ typedef struct gqa_model_api {
      * since init or reset) and writes vocab_size logits; logits NULL skips
      * the classifier (a prompt token whose prediction nobody reads). */
     int (*forward)(gqa_state *s, int token, int pos, float *logits);
+    /* Runs tokens[0..n) at positions pos .. pos + n - 1, as n calls of
+     * forward would (the same rules: pos <= the positions run, pos + n <=
+     * seq_len, n >= 1), and writes the logits of the last token only (NULL
+     * skips them).  Prompt processing: blocks of tokens go through every
+     * layer together, as matrix-matrix products that read the weights once
+     * per block.  GQA_EARG, GQA_EPOS or GQA_ETOKEN (any token) change
+     * nothing.  NULL in a table that has no batch path: call forward. */
+    int (*forward_batch)(gqa_state *s, const int *tokens, int n, int pos, float *logits);
     /* Forgets every position: the next forward starts at pos 0. */
     void (*reset)(gqa_state *s);
     /* Declares positions 0..n_pos-1 present in the KV cache, as they are

@@ -8,6 +8,8 @@
  *     for (pos = 0; !err && pos < n; pos++)
  *         err = gqm_forward(s, tokens[pos], pos, logits);
  *
+ * or, for a prompt, err = gqm_forward_batch(s, tokens, n, 0, logits).
+ *
  * weights are GQM_N_WEIGHTS floats in llama2.c checkpoint order (the file
  * after its 28-byte header); they are read, never written or copied, and
  * may be shared by any number of instances.  Functions return GQA_OK or a
@@ -32,6 +34,7 @@
 #define GQM_ARENA_BYTES GQ_ARENA_BYTES       /* bytes of one instance, KV cache included; a multiple of 64 */
 #define GQM_ARENA_ALIGN 64                   /* alignment the arena needs */
 #define GQM_KV_CACHE_BYTES GQ_KV_BYTES       /* the KV cache's share of the arena */
+#define GQM_BATCH GQ_BATCH                   /* tokens per block of gqm_forward_batch */
 
 /* The function table below, for code that handles any model. */
 extern const gqa_model_api gqm_api;
@@ -46,6 +49,18 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weig
  * Positions run 0, 1, 2, ... from init or reset; pos may also repeat or go
  * back, which drops the later positions. */
 int gqm_forward(gqa_state *s, int token, int pos, float *logits);
+
+/* A prompt: tokens[0..n) at positions pos .. pos + n - 1, leaving the KV
+ * cache and the positions run as n calls of gqm_forward would, and
+ * GQM_VOCAB logits of the last token only (logits NULL: none).  The same
+ * position rules: n >= 1, pos at most the positions run so far, pos + n
+ * <= GQM_CONTEXT.  The tokens go through the layers in blocks of
+ * GQM_BATCH, each projection a matrix-matrix product that reads every
+ * weight once per block instead of once per token.  The logits agree
+ * with a loop over gqm_forward to rounding (sums taken in another order).
+ * Errors change nothing: GQA_EARG (s or tokens NULL, n < 1), GQA_EPOS,
+ * GQA_ETOKEN (any token outside [0, GQM_VOCAB)). */
+int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *logits);
 
 #if GQ_EMBEDDED
 /* gqm_init over the weights compiled in with the model (gqac

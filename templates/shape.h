@@ -20,6 +20,12 @@
  *   GQ_SPLIT        most spans one KV head's positions are cut into for threads
  *   GQ_ACC_ROW      independent accumulators in matrix-vector rows; divides
  *                   GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
+ *   GQ_BATCH        tokens per block of forward_batch (the prompt's
+ *                   matrix-matrix products); the arena holds one block
+ *   GQ_TILE_ROWS    matrix rows of matmul's register tile
+ *   GQ_TILE_TOKENS  tokens of matmul's register tile
+ *   GQ_ACC_TILE     accumulators along n of each (row, token) pair of the
+ *                   tile; divides GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
  *   GQ_N_WEIGHTS    floats in the checkpoint after its header
  *   GQ_OFF_<name>   where tensor <name> starts, in floats
  *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
@@ -59,6 +65,10 @@
 #define GQ_ACC_HEAD 4
 #define GQ_SPLIT 8
 #define GQ_ACC_ROW 8
+#define GQ_BATCH 16
+#define GQ_TILE_ROWS 4
+#define GQ_TILE_TOKENS 4
+#define GQ_ACC_TILE 4
 
 /* llama2.c's checkpoint order; gqac computes these from its tensor table. */
 #define GQ_OFF_token_embedding 0

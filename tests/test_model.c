@@ -9,8 +9,9 @@
  * reads those files on its own and computes in double precision, in the
  * plainest way: no groups but the rule query head h -> KV head h / G.
  *
- * Also: independence of instances (interleaved, and in two threads), the
- * API's error codes, and the generated C of every example compiled by gcc,
+ * Also: forward_batch (a prompt in blocks) against forward token by token,
+ * independence of instances (interleaved, and in two threads), the API's
+ * error codes, and the generated C of every example compiled by gcc,
  * clang and tcc without a warning, the tcc build giving the same logits.
  */
 #include <CUnit/Basic.h>
@@ -420,6 +421,174 @@ static void test_rewind(void) {
     free(a.arena), free(f.data);
 }
 
+/* ---- forward_batch ---- */
+
+#define BATCH_TOLERANCE 1e-4 /* batched vs token by token, relative to max |logit| */
+
+static double rel_error_f(const float *got, const float *want, int n) {
+    double err = 0, mag = 0;
+    for (int i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)got[i] - want[i]));
+        mag = fmax(mag, fabs((double)want[i]));
+    }
+    return err / mag;
+}
+
+/* 37 tokens in one batch from position 0 (two whole blocks and a partial
+ * one, whatever the block size up to 16), 20 more continuing at 37, then
+ * one forward: each step's logits against an instance that ran every
+ * token through forward.  Models with less context take half of it and
+ * one more, then the rest but one (24: 13 and 10).  Returns the worst
+ * relative difference. */
+static double check_batch(const TestModel *m, int threads) {
+    enum { MAX_VOCAB = 4096, MAX_TOTAL = 58 };
+    int tokens[MAX_TOTAL];
+    const gqa_model_api *api = m->api;
+    int vocab = api->shape.vocab_size, context = api->shape.seq_len;
+    int first = 37, second = 20;
+    static float got[MAX_VOCAB], want[MAX_VOCAB];
+    double worst = 0;
+    File f;
+    Instance a, b;
+    if (context < MAX_TOTAL) {
+        first = context / 2 + 1;
+        second = context - first - 1;
+    }
+    int total = first + second + 1;
+    CU_ASSERT_FATAL(vocab <= MAX_VOCAB && api->forward_batch != NULL);
+    CU_ASSERT_FATAL(context >= total && total <= MAX_TOTAL);
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    CU_ASSERT_FATAL(instance_new(&a, api, &f) == GQA_OK);
+    CU_ASSERT_FATAL(instance_new(&b, api, &f) == GQA_OK);
+    api->set_threads(a.s, threads);
+    api->set_threads(b.s, threads);
+    for (int i = 0; i < total; i++)
+        tokens[i] = token_at(i + 3, vocab);
+    /* the first batch */
+    CU_ASSERT_EQUAL(api->forward_batch(a.s, tokens, first, 0, got), GQA_OK);
+    for (int pos = 0; pos < first; pos++)
+        CU_ASSERT_EQUAL(api->forward(b.s, tokens[pos], pos, pos + 1 == first ? want : NULL), GQA_OK);
+    worst = fmax(worst, rel_error_f(got, want, vocab));
+    /* the second, continuing at position first */
+    CU_ASSERT_EQUAL(api->forward_batch(a.s, tokens + first, second, first, got), GQA_OK);
+    for (int pos = first; pos < first + second; pos++)
+        CU_ASSERT_EQUAL(api->forward(b.s, tokens[pos], pos, want), GQA_OK);
+    worst = fmax(worst, rel_error_f(got, want, vocab));
+    /* one decoded token over the batched KV cache */
+    CU_ASSERT_EQUAL(api->forward(a.s, tokens[total - 1], total - 1, got), GQA_OK);
+    CU_ASSERT_EQUAL(api->forward(b.s, tokens[total - 1], total - 1, want), GQA_OK);
+    worst = fmax(worst, rel_error_f(got, want, vocab));
+    free(a.arena), free(b.arena), free(f.data);
+    return worst;
+}
+
+static void test_batch_models(void) {
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t i = 0; i < N_MODELS; i++) {
+            double err = check_batch(&models[i], threads);
+            if (err > BATCH_TOLERANCE)
+                printf("\n  %s, %d threads: batch differs by %.3g > %g", models[i].stem, threads, err,
+                       BATCH_TOLERANCE);
+            CU_ASSERT(err <= BATCH_TOLERANCE);
+        }
+}
+
+/* The batched path is not a detour through forward: a block of tokens
+ * against the double-precision reference. */
+static void test_batch_reference(void) {
+    enum { N = 21 };
+    for (size_t i = 0; i < N_MODELS; i++) {
+        const TestModel *m = &models[i];
+        File f;
+        Instance in;
+        Ref r;
+        int tokens[N], vocab = m->api->shape.vocab_size;
+        CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+        gqa_shape shape = ref_shape(m, &f);
+        CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
+        ref_init(&r, &shape, f.data);
+        float *logits = malloc(sizeof(float) * (size_t)vocab);
+        double *want = malloc(sizeof(double) * (size_t)vocab);
+        for (int pos = 0; pos < N; pos++) {
+            tokens[pos] = token_at(pos, vocab);
+            ref_forward(&r, tokens[pos], pos, want);
+        }
+        CU_ASSERT_EQUAL(m->api->forward_batch(in.s, tokens, N, 0, logits), GQA_OK);
+        double err = rel_error(logits, want, vocab);
+        if (err > TOLERANCE)
+            printf("\n  %s: batch error %.3g > %g", m->stem, err, TOLERANCE);
+        CU_ASSERT(err <= TOLERANCE);
+        free(logits), free(want), free(in.arena), free(f.data);
+        ref_free(&r);
+    }
+}
+
+/* n = 1 is forward, at every position of a short sequence, for every model. */
+static void test_batch_one(void) {
+    enum { N = 6, MAX_VOCAB = 4096 };
+    static float got[MAX_VOCAB], want[MAX_VOCAB];
+    for (size_t i = 0; i < N_MODELS; i++) {
+        const gqa_model_api *api = models[i].api;
+        int vocab = api->shape.vocab_size;
+        File f;
+        Instance a, b;
+        CU_ASSERT_FATAL(load(&f, models[i].stem) == 0);
+        CU_ASSERT_FATAL(instance_new(&a, api, &f) == GQA_OK);
+        CU_ASSERT_FATAL(instance_new(&b, api, &f) == GQA_OK);
+        for (int pos = 0; pos < N; pos++) {
+            int tok = token_at(pos, vocab);
+            CU_ASSERT_EQUAL(api->forward_batch(a.s, &tok, 1, pos, got), GQA_OK);
+            CU_ASSERT_EQUAL(api->forward(b.s, tok, pos, want), GQA_OK);
+            CU_ASSERT(rel_error_f(got, want, vocab) <= 1e-6);
+        }
+        free(a.arena), free(b.arena), free(f.data);
+    }
+}
+
+/* Bad arguments give their codes and change nothing: afterwards the
+ * instance still accepts exactly the next position it accepted before. */
+static void test_batch_errors(void) {
+    enum { V = TINY_VOCAB, C = TINY_CONTEXT };
+    static float logits[V], first[V], again[V];
+    int tokens[C + 1];
+    File f;
+    Instance a;
+    CU_ASSERT_FATAL(load(&f, "tiny") == 0);
+    CU_ASSERT_FATAL(instance_new(&a, &tiny_api, &f) == GQA_OK);
+    for (int i = 0; i <= C; i++)
+        tokens[i] = token_at(i, V);
+    CU_ASSERT_EQUAL(tiny_api.forward_batch, tiny_forward_batch);
+    CU_ASSERT_EQUAL(tiny_forward_batch(NULL, tokens, 3, 0, logits), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, NULL, 3, 0, logits), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 0, 0, logits), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, -1, 0, logits), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 3, 1, logits), GQA_EPOS); /* 0 not run yet */
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 3, -1, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, C + 1, 0, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 5, 0, NULL), GQA_OK); /* no classifier */
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens + 5, 3, 5, first), GQA_OK); /* 8 run */
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, C - 8 + 1, 8, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 1, 9, logits), GQA_EPOS);
+    /* a bad token anywhere: nothing runs, so 8 positions stay */
+    tokens[10] = -1;
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens + 8, 4, 8, logits), GQA_ETOKEN);
+    tokens[10] = V;
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens + 8, 4, 8, logits), GQA_ETOKEN);
+    tokens[8] = V + 7;
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens + 8, 1, 8, logits), GQA_ETOKEN);
+    tokens[8] = token_at(8, V), tokens[10] = token_at(10, V);
+    CU_ASSERT_EQUAL(tiny_forward(a.s, 1, 9, logits), GQA_EPOS); /* still 8, not 9 or 12 */
+    /* going back: position 5 again replaces what came after, as forward does */
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens + 5, 3, 5, again), GQA_OK);
+    CU_ASSERT(memcmp(first, again, sizeof first) == 0);
+    /* the whole context in one call, and then nothing more fits */
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, C, 0, logits), GQA_OK);
+    CU_ASSERT_EQUAL(tiny_forward(a.s, 1, C, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 1, C, logits), GQA_EPOS);
+    CU_ASSERT_EQUAL(tiny_forward(a.s, 1, C - 1, logits), GQA_OK);
+    free(a.arena), free(f.data);
+}
+
 /* ---- the generated C under three compilers ---- */
 
 static const char *gqac = "build/gqac";
@@ -500,6 +669,11 @@ int main(int argc, char **argv) {
     CU_add_test(s, "instances in two threads", test_instances_in_threads);
     CU_add_test(s, "API errors", test_api_errors);
     CU_add_test(s, "going back a position", test_rewind);
+    s = CU_add_suite("forward_batch", NULL, NULL);
+    CU_add_test(s, "10 models: batches vs forward, 1 and 2 threads", test_batch_models);
+    CU_add_test(s, "10 models: a batch against the reference", test_batch_reference);
+    CU_add_test(s, "n = 1 is forward", test_batch_one);
+    CU_add_test(s, "errors change nothing", test_batch_errors);
     s = CU_add_suite("compilers", NULL, NULL);
     CU_add_test(s, "examples with gcc, clang, tcc", test_examples_compile);
     CU_add_test(s, "tcc build matches", test_tcc_build_matches);

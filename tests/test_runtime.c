@@ -76,7 +76,7 @@ static const gqa_model_api fake_api = {
     GQA_API_VERSION, "fake", "fake",
     {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 10000.0, 1e-5},
     NW, sizeof(gqa_state), 64, 0,
-    fake_init, fake_forward, fake_reset, NULL, fake_set_threads, NULL,
+    fake_init, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
 };
 
 static const float dummy_weights[NW];
