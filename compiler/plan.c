@@ -134,7 +134,7 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));
     hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
-    hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 8));
+    hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 32));
     hole_int(p, a, "GQ_ACC_TILE", (uint64_t)accumulators(widths, 3, 4));
     hole_int(p, a, "GQ_TILE_ROWS", PLAN_TILE_ROWS);
     hole_int(p, a, "GQ_TILE_TOKENS", PLAN_TILE_TOKENS);

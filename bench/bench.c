@@ -1,0 +1,424 @@
+/*
+ * bench.c: `make bench`.  Measures, in one run, the machine (read
+ * bandwidth, peak FMA throughput) and gqac's generated code against it:
+ * decode attention against a generic implementation, a whole decode step
+ * of two models against the memory roofline, prompt processing, threads,
+ * and the same code built by tcc.  Every figure is the median of repeated
+ * runs; every ratio is taken within this run.  Prints a table and writes
+ * build/bench.json (or the path in argv[1]).
+ *
+ * Run it on a quiet machine: on two cores a second busy process halves
+ * the threaded figures.  argv[3], if given, names the sections to run
+ * ("attention,decode,prefill"; the machine is always measured).
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "attention_cases.h"
+#include "gqa_api.h"
+
+extern const gqa_model_api bench_100m_api, tinyllama_api;
+
+#define REPEATS 5
+
+static FILE *json;
+static int json_items; /* items written in the current JSON list */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Memory advised for transparent huge pages, filled with small values. */
+static float *big_buffer(size_t n, unsigned seed) {
+    size_t bytes = (n * sizeof(float) + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+    void *p = NULL;
+    if (posix_memalign(&p, 2u << 20, bytes) != 0) {
+        fprintf(stderr, "bench: cannot allocate %zu MiB\n", bytes >> 20);
+        exit(1);
+    }
+    madvise(p, bytes, MADV_HUGEPAGE);
+    float *f = p;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = (uint32_t)(i * 2654435761u) ^ seed;
+        x ^= x >> 13, x *= 0x5bd1e995u, x ^= x >> 15;
+        f[i] = ((float)(x >> 8) / 16777216.0f - 0.5f) * 0.05f;
+    }
+    return f;
+}
+
+/* ---- 1. the machine ---- */
+
+static volatile double sink;
+
+/* GB/s of a dot product over two buffers far larger than the caches.
+ * STREAM_LANES separate sums, so the compiler vectorizes it without
+ * reassociating (one serial sum would measure the adder, not memory). */
+#define STREAM_LANES 64
+static double stream_read(const float *a, const float *b, size_t n, int threads) {
+    double t[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        double t0 = now(), total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+        {
+            float acc[STREAM_LANES] = {0};
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < n; i += STREAM_LANES)
+                for (int k = 0; k < STREAM_LANES; k++)
+                    acc[k] += a[i + k] * b[i + k];
+            for (int k = 0; k < STREAM_LANES; k++)
+                total += acc[k];
+        }
+        t[r] = now() - t0;
+        sink = total;
+    }
+    return 2.0 * (double)n * sizeof(float) / median(t, REPEATS) / 1e9;
+}
+
+/* GFLOP/s of independent fused multiply-adds on registers: 96 lanes of
+ * accumulators, enough chains to hide the FMA latency at any width. */
+#define PEAK_LANES 96
+static double peak_gflops(int threads) {
+    const long iters = 20000000;
+    double t[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        double t0 = now();
+#pragma omp parallel num_threads(threads)
+        {
+            float acc[PEAK_LANES], x = 0.999999f, y = 1e-7f;
+            for (int k = 0; k < PEAK_LANES; k++)
+                acc[k] = (float)k;
+            for (long i = 0; i < iters; i++)
+                for (int k = 0; k < PEAK_LANES; k++)
+                    acc[k] = acc[k] * x + y;
+            float s = 0;
+            for (int k = 0; k < PEAK_LANES; k++)
+                s += acc[k];
+            sink = s;
+        }
+        t[r] = now() - t0;
+    }
+    return 2.0 * PEAK_LANES * (double)iters * threads / median(t, REPEATS) / 1e9;
+}
+
+/* ---- 2. decode attention ---- */
+
+/* The usual decode attention, llama2.c's: every query head reads its own
+ * K and V rows (KV head h / G), two passes, shapes known only at run time. */
+static void generic_attention(float *out, const float *q, const float *kc, const float *vc,
+                              int heads, int kv_heads, int hd, int ctx, int pos, float *att,
+                              int threads) {
+    int group = heads / kv_heads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int h = 0; h < heads; h++) {
+        const float *qh = q + (size_t)h * hd;
+        const float *k = kc + (size_t)(h / group) * ctx * hd, *v = vc + (size_t)(h / group) * ctx * hd;
+        float *a = att + (size_t)h * ctx, max = -INFINITY, sum = 0;
+        for (int t = 0; t <= pos; t++) {
+            float s = 0;
+            for (int d = 0; d < hd; d++)
+                s += qh[d] * k[(size_t)t * hd + d];
+            a[t] = s / sqrtf((float)hd);
+            max = a[t] > max ? a[t] : max;
+        }
+        for (int t = 0; t <= pos; t++)
+            sum += a[t] = expf(a[t] - max);
+        for (int d = 0; d < hd; d++)
+            out[(size_t)h * hd + d] = 0;
+        for (int t = 0; t <= pos; t++)
+            for (int d = 0; d < hd; d++)
+                out[(size_t)h * hd + d] += a[t] / sum * v[(size_t)t * hd + d];
+    }
+}
+
+static void json_open_list(const char *name) {
+    fprintf(json, ",\n  \"%s\": [", name);
+    json_items = 0;
+}
+
+static void json_close_list(void) {
+    fprintf(json, "\n  ]");
+}
+
+static void bench_attention(const double stream[3], const double peak[3]) {
+    static const int contexts[] = {512, 2048, 8192, 32768};
+    int ctx = attention_context;
+    size_t cache = (size_t)32 * ctx * 128; /* the largest: 32 KV heads of 128 */
+    float *kc = big_buffer(cache, 1), *vc = big_buffer(cache, 2), *q = big_buffer(32 * 128, 3);
+    float *out = malloc(32 * 128 * sizeof(float)), *att = malloc((size_t)32 * ctx * sizeof(float));
+    float *scratch = malloc(8 * (32 * 128 + 64) * sizeof(float));
+    printf("\n2. Decode attention, 32 query heads, one new token\n");
+    printf("   %2s %4s %6s %3s | %9s %7s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
+           "%strm", "%bound", "generic", "speedup");
+    json_open_list("attention");
+    for (const AttentionCase *c = attention_cases; c->fn; c++) {
+        int group = c->heads / c->kv_heads;
+        for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
+            int T = contexts[i];
+            for (int threads = 1; threads <= 2; threads++) {
+                double ts[REPEATS], tg[REPEATS];
+                for (int r = 0; r < REPEATS; r++) {
+                    double t0 = now();
+                    c->fn(out, q, kc, vc, T - 1, scratch, threads);
+                    ts[r] = now() - t0;
+                    t0 = now();
+                    generic_attention(out, q, kc, vc, c->heads, c->kv_heads, c->head_dim, ctx,
+                                      T - 1, att, threads);
+                    tg[r] = now() - t0;
+                }
+                double t = median(ts, REPEATS), g = median(tg, REPEATS);
+                double bytes = 2.0 * c->kv_heads * c->head_dim * (double)T * 4;
+                double flops = 4.0 * c->heads * c->head_dim * (double)T;
+                double bound = fmax(bytes / (stream[threads] * 1e9), flops / (peak[threads] * 1e9));
+                double gbps = bytes / t / 1e9;
+                printf("   %2d %4d %6d %3d | %9.3f %7.1f %5.0f%% %6.0f%% | %9.3f %7.2fx\n", group,
+                       c->head_dim, T, threads, t * 1e3, gbps, 100 * gbps / stream[threads],
+                       100 * bound / t, g * 1e3, g / t);
+                fprintf(json,
+                        "%s\n    {\"G\": %d, \"head_dim\": %d, \"T\": %d, \"threads\": %d, \"ms\": %.4f, "
+                        "\"gbps\": %.2f, \"pct_of_stream\": %.1f, \"pct_of_bound\": %.1f, "
+                        "\"generic_ms\": %.4f, \"speedup_vs_generic\": %.2f}",
+                        json_items++ ? "," : "", group, c->head_dim, T, threads, t * 1e3, gbps,
+                        100 * gbps / stream[threads], 100 * bound / t, g * 1e3, g / t);
+            }
+        }
+    }
+    json_close_list();
+    free(kc), free(vc), free(q), free(out), free(att), free(scratch);
+}
+
+/* ---- 3 to 6. whole models ---- */
+
+typedef struct {
+    const char *name;
+    const gqa_model_api *api;
+    const char *compiler;
+} Model;
+
+/* Bytes one decoded token touches at context ctx: every weight but the
+ * unused RoPE tables and all but one row of an untied embedding, and the
+ * whole KV cache up to ctx. */
+static double bytes_per_token(const gqa_model_api *m, int ctx) {
+    const gqa_shape *s = &m->shape;
+    double table = (double)s->vocab_size * s->dim;
+    double weights = (double)m->n_weights - (double)s->seq_len * s->head_dim -
+                     (s->tied_embeddings ? 0 : table) + s->dim;
+    return 4 * weights + 2.0 * 4 * s->n_layers * s->n_kv_heads * s->head_dim * (double)ctx;
+}
+
+typedef struct {
+    void *arena;
+    gqa_state *s;
+    float *logits;
+} Instance;
+
+static void instance(Instance *in, const gqa_model_api *m, const float *w) {
+    if (posix_memalign(&in->arena, 64, m->arena_bytes) != 0) {
+        fprintf(stderr, "bench: cannot allocate %s's arena\n", m->name);
+        exit(1);
+    }
+    memset(in->arena, 0, m->arena_bytes); /* a KV cache of zeros, not stale floats */
+    if (m->init(&in->s, in->arena, m->arena_bytes, w, m->n_weights) != GQA_OK) {
+        fprintf(stderr, "bench: cannot start %s\n", m->name);
+        exit(1);
+    }
+    in->logits = malloc(sizeof(float) * (size_t)m->shape.vocab_size);
+}
+
+static void instance_free(Instance *in) {
+    free(in->arena);
+    free(in->logits);
+}
+
+/* Seconds of one decode step at context ctx (the cache's contents do
+ * not change the work, so seek stands in for filling it). */
+static double decode_step(const gqa_model_api *m, Instance *in, int ctx, int threads, int repeats) {
+    double t[REPEATS];
+    m->set_threads(in->s, threads);
+    for (int r = 0; r < repeats; r++) {
+        m->seek(in->s, ctx - 1);
+        double t0 = now();
+        m->forward(in->s, 1, ctx - 1, in->logits);
+        t[r] = now() - t0;
+    }
+    return median(t, repeats);
+}
+
+static void bench_decode(const Model *models, int n_models, float *const *weights,
+                         const double stream[3]) {
+    static const int contexts[] = {256, 2048};
+    printf("\n3. Whole decode step, random weights, f32 (5, 6: threads, compilers)\n");
+    printf("   %-14s %-5s %5s %3s | %9s %8s %9s\n", "model", "cc", "ctx", "thr", "ms/tok", "tok/s",
+           "%roofline");
+    json_open_list("decode");
+    for (int i = 0; i < n_models; i++) {
+        const gqa_model_api *m = models[i].api;
+        Instance in;
+        instance(&in, m, weights[i]);
+        for (size_t c = 0; c < 2; c++)
+            for (int threads = 1; threads <= 2; threads++) {
+                int repeats = m->n_weights > 500000000u ? 3 : REPEATS;
+                if (!strcmp(models[i].compiler, "tcc") && threads == 2)
+                    continue; /* tcc has no OpenMP */
+                double t = decode_step(m, &in, contexts[c], threads, repeats);
+                double roof = bytes_per_token(m, contexts[c]) / (stream[threads] * 1e9);
+                printf("   %-14s %-5s %5d %3d | %9.2f %8.2f %8.0f%%\n", models[i].name,
+                       models[i].compiler, contexts[c], threads, t * 1e3, 1 / t, 100 * roof / t);
+                fprintf(json,
+                        "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"context\": %d, "
+                        "\"threads\": %d, \"tok_s\": %.3f, \"pct_of_roofline\": %.1f}",
+                        json_items++ ? "," : "", models[i].name, models[i].compiler, contexts[c],
+                        threads, 1 / t, 100 * roof / t);
+            }
+        instance_free(&in);
+    }
+    json_close_list();
+}
+
+/* FLOPs of a prompt of n tokens with the batched path: every layer
+ * weight twice a token, attention 4 x heads x head_dim a position pair
+ * (causal: n (n + 1) / 2 pairs), the classifier once. */
+static double prefill_flops(const gqa_model_api *m, int n) {
+    const gqa_shape *s = &m->shape;
+    double table = (double)s->vocab_size * s->dim;
+    double layers = (double)m->n_weights - (double)s->seq_len * s->head_dim - table -
+                    (s->tied_embeddings ? 0 : table) - s->dim;
+    double attention = 4.0 * s->n_layers * s->n_heads * s->head_dim * n * (n + 1) / 2.0;
+    return 2 * layers * n + attention + 2 * table;
+}
+
+static int prompt_token(int i, int vocab) {
+    return (i * 7919 + 13) % vocab;
+}
+
+/* Seconds to run n prompt tokens from position 0: batched, or one at a
+ * time (only the last computing logits, as generate does). */
+static double prefill(const gqa_model_api *m, Instance *in, const int *tokens, int n, int batched,
+                      int repeats) {
+    double t[REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        m->reset(in->s);
+        double t0 = now();
+        if (batched)
+            m->forward_batch(in->s, tokens, n, 0, in->logits);
+        else
+            for (int i = 0; i < n; i++)
+                m->forward(in->s, tokens[i], i, i + 1 == n ? in->logits : NULL);
+        t[r] = now() - t0;
+    }
+    return median(t, repeats);
+}
+
+static void bench_prefill(const Model *models, int n_models, float *const *weights,
+                          const double peak[3]) {
+    enum { N = 256 };
+    int tokens[N];
+    printf("\n4. Prefill of a %d-token prompt\n", N);
+    printf("   %-14s %-5s %3s | %9s %9s %7s | %12s %8s\n", "model", "cc", "thr", "tok/s", "GFLOP/s",
+           "%peak", "1-by-1 tok/s", "speedup");
+    json_open_list("prefill");
+    for (int i = 0; i < n_models; i++) {
+        const gqa_model_api *m = models[i].api;
+        Instance in;
+        instance(&in, m, weights[i]);
+        for (int k = 0; k < N; k++)
+            tokens[k] = prompt_token(k, m->shape.vocab_size);
+        for (int threads = 1; threads <= 2; threads++) {
+            int big = m->n_weights > 500000000u;
+            if (!strcmp(models[i].compiler, "tcc") && threads == 2)
+                continue;
+            m->set_threads(in.s, threads);
+            double tb = prefill(m, &in, tokens, N, 1, big ? 1 : 3);
+            double t1 = prefill(m, &in, tokens, N, 0, 1);
+            double gflops = prefill_flops(m, N) / tb / 1e9;
+            printf("   %-14s %-5s %3d | %9.1f %9.1f %6.0f%% | %12.1f %7.1fx\n", models[i].name,
+                   models[i].compiler, threads, N / tb, gflops, 100 * gflops / peak[threads],
+                   N / t1, t1 / tb);
+            fprintf(json,
+                    "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"tokens\": %d, \"threads\": %d, "
+                    "\"tok_s\": %.2f, \"gflops\": %.2f, \"pct_of_peak\": %.1f, "
+                    "\"speedup_vs_token_by_token\": %.2f}",
+                    json_items++ ? "," : "", models[i].name, models[i].compiler, N, threads, N / tb,
+                    gflops, 100 * gflops / peak[threads], t1 / tb);
+        }
+        instance_free(&in);
+    }
+    json_close_list();
+}
+
+/* The 100M model's C, built by tcc as a shared object: what the libtcc
+ * JIT will run. */
+static const gqa_model_api *load_tcc(const char *so) {
+    void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    const gqa_model_api *m = lib ? dlsym(lib, "bench_100m_api") : NULL;
+    if (!m)
+        fprintf(stderr, "bench: no tcc build (%s): %s\n", so, dlerror());
+    return m;
+}
+
+int main(int argc, char **argv) {
+    const char *out = argc > 1 ? argv[1] : "build/bench.json";
+    const char *tcc_so = argc > 2 ? argv[2] : "build/bench/bench_100m_tcc.so";
+    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill";
+    int cores = omp_get_max_threads() > 2 ? 2 : omp_get_max_threads();
+    double stream[3], peak[3];
+    json = fopen(out, "w");
+    if (!json) {
+        perror(out);
+        return 1;
+    }
+    size_t n = (size_t)64 << 20; /* two 256 MiB buffers */
+    float *a = big_buffer(n, 7), *b = big_buffer(n, 8);
+    printf("1. The machine (%d threads)\n", cores);
+    for (int threads = 1; threads <= 2; threads++) {
+        stream[threads] = stream_read(a, b, n, threads);
+        peak[threads] = peak_gflops(threads);
+        printf("   %d thread%s: read bandwidth %6.1f GB/s, peak FMA %7.1f GFLOP/s\n", threads,
+               threads > 1 ? "s" : " ", stream[threads], peak[threads]);
+    }
+    free(a), free(b);
+    fprintf(json, "{\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"
+                  "  \"peak_gflops\": %.1f, \"peak_gflops_1thread\": %.1f",
+            stream[2], stream[1], peak[2], peak[1]);
+
+    if (strstr(sections, "attention"))
+        bench_attention(stream, peak);
+
+    const gqa_model_api *tcc = load_tcc(tcc_so);
+    Model models[] = {{"gqa-100m", &bench_100m_api, "gcc"},
+                      {"tinyllama-1.1b", &tinyllama_api, "gcc"},
+                      {"gqa-100m", tcc, "tcc"}};
+    int n_models = tcc ? 3 : 2;
+    float *weights[3];
+    weights[0] = big_buffer(bench_100m_api.n_weights, 11);
+    weights[1] = big_buffer(tinyllama_api.n_weights, 12);
+    weights[2] = weights[0];
+    if (strstr(sections, "decode"))
+        bench_decode(models, n_models, weights, stream);
+    if (strstr(sections, "prefill"))
+        bench_prefill(models, n_models, weights, peak);
+    free(weights[0]), free(weights[1]);
+    fprintf(json, "\n}\n");
+    fclose(json);
+    printf("\nwrote %s\n", out);
+    return 0;
+}
