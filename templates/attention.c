@@ -17,28 +17,40 @@
 
 #include <float.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A part: the unnormalized result of one group over a span of positions,
  * o (GQ_GROUP, GQ_HEAD_DIM), then m (GQ_GROUP), each head's largest score,
  * then l (GQ_GROUP), its softmax denominator relative to m. */
 #define GQ_PART (GQ_GROUP * GQ_HEAD_DIM + 2 * GQ_GROUP)
 
-/* Positions t0 .. t1 - 1 of one group: q (GQ_GROUP, GQ_HEAD_DIM) against
- * k, v (positions, GQ_HEAD_DIM) -> part, in one pass with an online
- * softmax.  m, l and the scores stay in locals (registers once unrolled). */
-static void attend_span(float *part, const float *q, const float *k, const float *v, int t0,
-                        int t1) {
-    float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP], acc[GQ_ACC_HEAD];
-    float *o = part;
-    int d, t;
-    for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-        m[g] = -FLT_MAX;
-        l[g] = 0.0f;
-        for (d = 0; d < GQ_HEAD_DIM; d++)
-            o[g * GQ_HEAD_DIM + d] = 0.0f;
-    }
-    for (t = t0; t < t1; t++) {
-        const float *kt = k + (size_t)t * GQ_HEAD_DIM, *vt = v + (size_t)t * GQ_HEAD_DIM;
+/* Positions scored together: one maximum, at most one rescale, and a
+ * vectorizable exponential per block instead of per position. */
+#define GQ_BLOCK 16
+
+/* e^x for -87 <= x <= 0 (a score minus its running maximum), without
+ * branches or library calls so that a block of them vectorizes: 2^k e^r,
+ * r's exponential a degree-7 polynomial (relative error below 2e-7). */
+static float softmax_exp(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } scale;
+    float k, r;
+    x = x < -87.0f ? -87.0f : x;
+    k = (float)(int)(x * 1.44269504f - 0.5f);
+    r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
+    scale.u = (uint32_t)((int)k + 127) << 23;
+    return scale.f * (1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040))))))));
+}
+
+/* q (GQ_GROUP, GQ_HEAD_DIM) . the K rows tb .. tb + nb - 1 -> score
+ * (GQ_GROUP, GQ_BLOCK), each K row loaded once for the whole group. */
+static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *q, const float *k, int tb, int nb) {
+    float acc[GQ_ACC_HEAD];
+    int d, j;
+    for (j = 0; j < nb; j++) {
+        const float *kt = k + (size_t)(tb + j) * GQ_HEAD_DIM;
         for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
             for (int u = 0; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
                 acc[u] = 0.0f;
@@ -51,21 +63,57 @@ static void attend_span(float *part, const float *q, const float *k, const float
             for (int u = 1; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
                 acc[0] += acc[u];
             }
-            score[g] = acc[0] * GQ_ATT_SCALE;
+            score[g][j] = acc[0] * GQ_ATT_SCALE;
         }
+    }
+}
+
+/* One head of the group over a block: scores to weights relative to the
+ * running maximum m (rescaling o and l when it grows), then o += weights
+ * . V rows. */
+static void absorb_block(float *o, float *m, float *l, float *score, const float *v, int tb, int nb) {
+    float top = *m, sum = 0.0f;
+    int d, j;
+    for (j = 0; j < nb; j++)
+        top = score[j] > top ? score[j] : top;
+    if (top > *m) { /* a new maximum: rescale what came before */
+        float c = softmax_exp(*m - top);
+        *l *= c;
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            o[d] *= c;
+        *m = top;
+    }
+    for (j = 0; j < nb; j++) {
+        score[j] = softmax_exp(score[j] - top);
+        sum += score[j];
+    }
+    *l += sum;
+    for (j = 0; j < nb; j++) {
+        const float *vt = v + (size_t)(tb + j) * GQ_HEAD_DIM;
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            o[d] += score[j] * vt[d];
+    }
+}
+
+/* Positions t0 .. t1 - 1 of one group: q (GQ_GROUP, GQ_HEAD_DIM) against
+ * k, v (positions, GQ_HEAD_DIM) -> part, in one pass over K and V with an
+ * online softmax kept per block. */
+static void attend_span(float *part, const float *q, const float *k, const float *v, int t0,
+                        int t1) {
+    float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP][GQ_BLOCK];
+    float *o = part;
+    int d, tb;
+    for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
+        m[g] = -FLT_MAX;
+        l[g] = 0.0f;
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            o[g * GQ_HEAD_DIM + d] = 0.0f;
+    }
+    for (tb = t0; tb < t1; tb += GQ_BLOCK) {
+        int nb = t1 - tb < GQ_BLOCK ? t1 - tb : GQ_BLOCK;
+        score_block(score, q, k, tb, nb);
         for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-            float p;
-            if (score[g] > m[g]) { /* a new maximum: rescale what came before */
-                float c = GQ_EXPF(m[g] - score[g]);
-                l[g] *= c;
-                for (d = 0; d < GQ_HEAD_DIM; d++)
-                    o[g * GQ_HEAD_DIM + d] *= c;
-                m[g] = score[g];
-            }
-            p = GQ_EXPF(score[g] - m[g]);
-            l[g] += p;
-            for (d = 0; d < GQ_HEAD_DIM; d++)
-                o[g * GQ_HEAD_DIM + d] += p * vt[d];
+            absorb_block(o + g * GQ_HEAD_DIM, &m[g], &l[g], score[g], v, tb, nb);
         }
     }
     for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */

@@ -20,7 +20,8 @@
 static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
-static const char *const statics[] = {"attend_span", "merge_parts", "span_count", "attention", NULL};
+static const char *const statics[] = {"softmax_exp", "score_block", "absorb_block", "attend_span",
+                                      "merge_parts", "span_count", "attention", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
@@ -36,7 +37,7 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     buf_putn(out, unit.data, unit.len);
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
-    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n\n");
+    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n\n");
     buf_printf(table, "    {%d, %d, %d, %s_attention},\n", heads, kv_heads, head_dim, prefix);
     buf_free(&unit);
 }
