@@ -160,6 +160,12 @@ static int span_count(int n, int threads) {
     return spans < 1 ? 1 : spans;
 }
 
+/* floor(n * span / spans) in int arithmetic: 64-bit division would call a
+ * library routine that a freestanding 32-bit target does not have. */
+static int span_start(int n, int span, int spans) {
+    return n / spans * span + n % spans * span / spans;
+}
+
 /* q (GQ_HEADS, GQ_HEAD_DIM), key_cache and value_cache (GQ_KV_HEADS,
  * GQ_CONTEXT, GQ_HEAD_DIM) of one layer with positions 0..pos filled
  * -> out (GQ_HEADS, GQ_HEAD_DIM).  scratch: GQ_KV_HEADS * GQ_SPLIT parts.
@@ -173,7 +179,7 @@ static void attention(float *out, const float *q, const float *key_cache,
         int kv = i / spans, span = i % spans;
         size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CONTEXT * GQ_HEAD_DIM;
         attend_span(scratch + (size_t)i * GQ_PART, q + group, key_cache + cache, value_cache + cache,
-                    (int)((long long)n * span / spans), (int)((long long)n * (span + 1) / spans));
+                    span_start(n, span, spans), span_start(n, span + 1, spans));
     }
     for (h = 0; h < GQ_KV_HEADS; h++)
         merge_parts(out + (size_t)h * GQ_GROUP * GQ_HEAD_DIM, scratch + (size_t)h * spans * GQ_PART, spans);

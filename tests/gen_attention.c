@@ -21,7 +21,7 @@ static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
 static const char *const statics[] = {"softmax_exp", "score_block", "absorb_block", "attend_span",
-                                      "merge_parts", "span_count", "attention", NULL};
+                                      "merge_parts", "span_count", "span_start", "attention", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
