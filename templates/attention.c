@@ -46,7 +46,8 @@ static float softmax_exp(float x) {
 
 /* q (GQ_GROUP, GQ_HEAD_DIM) . the K rows tb .. tb + nb - 1 -> score
  * (GQ_GROUP, GQ_BLOCK), each K row loaded once for the whole group. */
-static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *q, const float *k, int tb, int nb) {
+static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *restrict q,
+                        const float *restrict k, int tb, int nb) {
     float acc[GQ_ACC_HEAD];
     int d, j;
     for (j = 0; j < nb; j++) {
@@ -71,7 +72,8 @@ static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *q, const f
 /* One head of the group over a block: scores to weights relative to the
  * running maximum m (rescaling o and l when it grows), then o += weights
  * . V rows. */
-static void absorb_block(float *o, float *m, float *l, float *score, const float *v, int tb, int nb) {
+static void absorb_block(float *restrict o, float *restrict m, float *restrict l,
+                         float *restrict score, const float *restrict v, int tb, int nb) {
     float top = *m, sum = 0.0f;
     int d, j;
     for (j = 0; j < nb; j++)
@@ -98,8 +100,8 @@ static void absorb_block(float *o, float *m, float *l, float *score, const float
 /* Positions t0 .. t1 - 1 of one group: q (GQ_GROUP, GQ_HEAD_DIM) against
  * k, v (positions, GQ_HEAD_DIM) -> part, in one pass over K and V with an
  * online softmax kept per block. */
-static void attend_span(float *part, const float *q, const float *k, const float *v, int t0,
-                        int t1) {
+static void attend_span(float *restrict part, const float *restrict q, const float *restrict k,
+                        const float *restrict v, int t0, int t1) {
     float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP][GQ_BLOCK];
     float *o = part;
     int d, tb;
