@@ -100,8 +100,7 @@ void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t c
 }
 
 /* Where each tensor starts (and, when compiled in, its size); a tied
- * classifier is the embedding, and absent biases get no macro (their code
- * is compiled out). */
+ * classifier and absent biases get no macro (their code is compiled out). */
 static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
     Tensor t[IR_MAX_TENSORS];
     uint64_t total;
@@ -111,8 +110,6 @@ static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
         if (embedded && t[i].used)
             hole_int(p, a, arena_printf(a, "GQ_SIZE_%s", t[i].name), t[i].count);
     }
-    if (m->tied)
-        hole_int(p, a, "GQ_OFF_wcls", t[0].offset);
     hole_int(p, a, "GQ_N_WEIGHTS", total);
 }
 

@@ -79,28 +79,6 @@ static float *take(unsigned char **at, size_t floats) {
     return p;
 }
 
-static void map_weights(Weights *w, const float *p) {
-    w->token_embedding = p + GQ_OFF_token_embedding;
-    w->rms_att = p + GQ_OFF_rms_att;
-    w->wq = p + GQ_OFF_wq;
-    w->wk = p + GQ_OFF_wk;
-    w->wv = p + GQ_OFF_wv;
-    w->wo = p + GQ_OFF_wo;
-    w->rms_ffn = p + GQ_OFF_rms_ffn;
-    w->w1 = p + GQ_OFF_w1;
-    w->w2 = p + GQ_OFF_w2;
-    w->w3 = p + GQ_OFF_w3;
-    w->rms_final = p + GQ_OFF_rms_final;
-    w->wcls = p + GQ_OFF_wcls;
-#if GQ_QKV_BIAS
-    w->bq = p + GQ_OFF_bq;
-    w->bk = p + GQ_OFF_bk;
-    w->bv = p + GQ_OFF_bv;
-#else
-    w->bq = w->bk = w->bv = NULL;
-#endif
-}
-
 #if GQ_EMBEDDED
 /* Each tensor compiled in as its own object (the weights .c files gqac
  * writes); bits, not float literals, so that every compiler reads the
@@ -127,33 +105,37 @@ GQ_EMBED(bq);
 GQ_EMBED(bk);
 GQ_EMBED(bv);
 #endif
-
-static void map_embedded(Weights *w) {
-    w->token_embedding = gqm_w_token_embedding.f;
-    w->rms_att = gqm_w_rms_att.f;
-    w->wq = gqm_w_wq.f;
-    w->wk = gqm_w_wk.f;
-    w->wv = gqm_w_wv.f;
-    w->wo = gqm_w_wo.f;
-    w->rms_ffn = gqm_w_rms_ffn.f;
-    w->w1 = gqm_w_w1.f;
-    w->w2 = gqm_w_w2.f;
-    w->w3 = gqm_w_w3.f;
-    w->rms_final = gqm_w_rms_final.f;
-#if GQ_TIED
-    w->wcls = gqm_w_token_embedding.f;
+/* A tensor in the checkpoint p, or, with p NULL, the one compiled in. */
+#define GQ_TENSOR(name) (p ? p + GQ_OFF_##name : gqm_w_##name.f)
 #else
-    w->wcls = gqm_w_wcls.f;
+#define GQ_TENSOR(name) (p + GQ_OFF_##name)
+#endif
+
+static void map_weights(Weights *w, const float *p) {
+    w->token_embedding = GQ_TENSOR(token_embedding);
+    w->rms_att = GQ_TENSOR(rms_att);
+    w->wq = GQ_TENSOR(wq);
+    w->wk = GQ_TENSOR(wk);
+    w->wv = GQ_TENSOR(wv);
+    w->wo = GQ_TENSOR(wo);
+    w->rms_ffn = GQ_TENSOR(rms_ffn);
+    w->w1 = GQ_TENSOR(w1);
+    w->w2 = GQ_TENSOR(w2);
+    w->w3 = GQ_TENSOR(w3);
+    w->rms_final = GQ_TENSOR(rms_final);
+#if GQ_TIED
+    w->wcls = w->token_embedding;
+#else
+    w->wcls = GQ_TENSOR(wcls);
 #endif
 #if GQ_QKV_BIAS
-    w->bq = gqm_w_bq.f;
-    w->bk = gqm_w_bk.f;
-    w->bv = gqm_w_bv.f;
+    w->bq = GQ_TENSOR(bq);
+    w->bk = GQ_TENSOR(bk);
+    w->bv = GQ_TENSOR(bv);
 #else
     w->bq = w->bk = w->bv = NULL;
 #endif
 }
-#endif
 
 /* The state at the start of the arena, then its buffers. */
 static gqa_state *lay_out(void *arena) {
@@ -205,7 +187,7 @@ int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes) {
     if (err)
         return err;
     *out = lay_out(arena);
-    map_embedded(&(*out)->w);
+    map_weights(&(*out)->w, NULL);
     return GQA_OK;
 }
 #endif

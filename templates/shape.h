@@ -84,7 +84,6 @@
 #define GQ_OFF_rms_final (GQ_OFF_w3 + GQ_LAYERS * GQ_HIDDEN * GQ_DIM)
 #define GQ_OFF_freq_cis_real (GQ_OFF_rms_final + GQ_DIM)
 #define GQ_OFF_freq_cis_imag (GQ_OFF_freq_cis_real + GQ_CONTEXT * GQ_HEAD_DIM / 2)
-#define GQ_OFF_wcls GQ_OFF_token_embedding
 #define GQ_OFF_bq (GQ_OFF_freq_cis_imag + GQ_CONTEXT * GQ_HEAD_DIM / 2)
 #define GQ_OFF_bk (GQ_OFF_bq + GQ_LAYERS * GQ_Q_DIM)
 #define GQ_OFF_bv (GQ_OFF_bk + GQ_LAYERS * GQ_KV_DIM)
