@@ -86,7 +86,8 @@ $(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
 $(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
 $(eval $(call test_model,tiny_fs,examples/tiny.gqa,--target freestanding))
 $(eval $(call test_model,tiny_rt,examples/tiny.gqa,--target freestanding --rope-table))
-$(foreach m,g3bias g5 g6mqa g7 g32,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
+$(foreach m,g3bias g5 g6mqa g7 g32 halves llama3,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
+$(eval $(call test_model,llama3_fs,tests/models/llama3.gqa,--target freestanding))
 
 # Tests build with OpenMP so the threaded paths run; the generated code
 # must also pass the strictest warnings we can ask of it.

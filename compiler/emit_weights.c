@@ -86,8 +86,7 @@ void emit_rope_table(const Model *m, Buf *c) {
                (unsigned long long)n, (unsigned long long)n);
     for (int64_t pos = 0; pos < m->context; pos++) {
         for (int64_t i = 0; i < m->head_dim; i++) {
-            double freq = pow(m->rope_theta, -(double)(2 * (i % half)) / (double)m->head_dim);
-            double angle = (double)pos * freq;
+            double angle = (double)pos * ir_rope_freq(m, i % half);
             float v = (float)(i < half ? cos(angle) : sin(angle));
             buf_printf(c, "0x%08lxu,%s", (unsigned long)float_bits(v), i + 1 < m->head_dim ? " " : "\n");
         }

@@ -138,6 +138,10 @@ struct Model {
     int64_t vocab, dim, layers, context;
     int64_t heads, kv_heads, head_dim, hidden;
     double rope_theta, norm_eps;
+    bool rope_halves; /* pairs (i, i + head_dim/2), not (2i, 2i+1) */
+    bool rope_llama3; /* Llama 3's frequency scaling, by the four below */
+    double rope_factor, rope_low_freq, rope_high_freq;
+    int64_t rope_original_context;
     bool qkv_bias, tied;
     NormKind norm;
     FfnKind ffn;
@@ -191,6 +195,9 @@ size_t dtype_size(DType t);
 const char *dtype_name(DType t);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
+/* RoPE's angle per position of pair i (radians), Llama 3 scaling applied:
+ * the one definition behind every way the code gets its angles. */
+double ir_rope_freq(const Model *m, int64_t i);
 
 /* ---- plan.c: Model -> kernel plan ---- */
 

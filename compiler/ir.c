@@ -6,6 +6,8 @@
  */
 #include "gqac.h"
 
+#include <math.h>
+
 #include <string.h>
 
 size_t dtype_size(DType t) {
@@ -22,6 +24,22 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads) {
     Model v = *m;
     v.kv_heads = kv_heads;
     return v;
+}
+
+/* Llama 3 (Hugging Face's _compute_llama3_parameters): long wavelengths
+ * slowed by factor, short ones kept, a linear blend between. */
+double ir_rope_freq(const Model *m, int64_t i) {
+    const double pi = 3.14159265358979323846;
+    double freq = pow(m->rope_theta, -(double)(2 * i) / (double)m->head_dim);
+    if (!m->rope_llama3)
+        return freq;
+    double old = (double)m->rope_original_context, wavelen = 2 * pi / freq;
+    if (wavelen > old / m->rope_low_freq)
+        return freq / m->rope_factor;
+    if (wavelen < old / m->rope_high_freq)
+        return freq;
+    double smooth = (old / wavelen - m->rope_low_freq) / (m->rope_high_freq - m->rope_low_freq);
+    return (1 - smooth) * freq / m->rope_factor + smooth * freq;
 }
 
 static void add_tensor(Tensor *t, int *n, uint64_t *at, const char *name, const char *shape,

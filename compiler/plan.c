@@ -64,13 +64,25 @@ static int accumulators(const int64_t *n, int count, int most) {
 /* Each RoPE pair's angle per position in turns, scaled by 2^64, so that
  * freestanding code gets pos * angle mod one turn exactly from integer
  * arithmetic. */
-static const char *rope_steps(Arena *a, int64_t head_dim, double theta) {
-    char *list = arena_alloc(a, (size_t)head_dim / 2 * 24 + 3), *o = list;
+static const char *rope_steps(Arena *a, const Model *m) {
+    char *list = arena_alloc(a, (size_t)m->head_dim / 2 * 24 + 3), *o = list;
     *o++ = '{';
-    for (int64_t i = 0; i < head_dim / 2; i++) {
-        double turns = pow(theta, -(double)(2 * i) / (double)head_dim) / (2 * 3.14159265358979323846);
+    for (int64_t i = 0; i < m->head_dim / 2; i++) {
+        double turns = ir_rope_freq(m, i) / (2 * 3.14159265358979323846);
         o += sprintf(o, "%s0x%016llxull", i ? ", " : "", (unsigned long long)ldexp(turns, 64));
     }
+    *o++ = '}';
+    *o = '\0';
+    return list;
+}
+
+/* Each RoPE pair's angle per position in radians, for hosted code, which
+ * multiplies by the position in double. */
+static const char *rope_freqs(Arena *a, const Model *m) {
+    char *list = arena_alloc(a, (size_t)m->head_dim / 2 * 27 + 3), *o = list;
+    *o++ = '{';
+    for (int64_t i = 0; i < m->head_dim / 2; i++)
+        o += sprintf(o, "%s%.17g", i ? ", " : "", ir_rope_freq(m, i));
     *o++ = '}';
     *o = '\0';
     return list;
@@ -125,7 +137,10 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_int(p, a, "GQ_VOCAB", (uint64_t)m->vocab);
     plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, target);
     if (target == TARGET_FREESTANDING)
-        hole(p, "GQ_ROPE_STEPS", rope_steps(a, m->head_dim, m->rope_theta));
+        hole(p, "GQ_ROPE_STEPS", rope_steps(a, m));
+    else
+        hole(p, "GQ_ROPE_FREQS", rope_freqs(a, m));
+    hole_int(p, a, "GQ_ROPE_HALVES", m->rope_halves);
     hole_int(p, a, "GQ_TIED", m->tied);
     hole_int(p, a, "GQ_QKV_BIAS", m->qkv_bias);
     hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));

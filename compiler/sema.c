@@ -32,6 +32,10 @@ typedef struct {
 } Field;
 
 static const char *const dtypes[] = {"f32", "bf16", "f16", "int8", NULL};
+/* Which dimensions RoPE rotates together: (2i, 2i+1) as Meta's Llama,
+ * llama2.c and GGUF-llama store q and k, or (i, i + head_dim/2) as Hugging
+ * Face and GGUF-qwen2 do. */
+static const char *const rope_pairs[] = {"adjacent", "halves", NULL};
 
 /* Order matters only for messages; sema looks fields up by name. */
 static const Field fields[] = {
@@ -45,10 +49,15 @@ static const Field fields[] = {
     {"attention", "head_dim", V_INT, false, NULL},
     {"attention", "rope_theta", V_FLOAT, false, NULL},
     {"attention", "qkv_bias", V_BOOL, false, NULL},
+    {"attention", "rope_pairs", V_SYMBOL, false, rope_pairs},
     {"ffn", "hidden", V_INT, true, NULL},
     {"norm", "eps", V_FLOAT, false, NULL},
     {"dtype", "weights", V_SYMBOL, false, dtypes},
     {"dtype", "kv_cache", V_SYMBOL, false, dtypes},
+    {"rope_scaling", "factor", V_FLOAT, true, NULL},
+    {"rope_scaling", "low_freq_factor", V_FLOAT, true, NULL},
+    {"rope_scaling", "high_freq_factor", V_FLOAT, true, NULL},
+    {"rope_scaling", "original_context", V_INT, true, NULL},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -64,12 +73,14 @@ static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};
 static const char *const ffn_supported[] = {"swiglu", NULL};
 static const char *const norm_kinds[] = {"rmsnorm", "layernorm", NULL};
 static const char *const norm_supported[] = {"rmsnorm", NULL};
+static const char *const scaling_kinds[] = {"llama3", NULL};
 
 static const BlockDef blocks[] = {
     {"attention", true, NULL, NULL},
     {"ffn", true, ffn_kinds, ffn_supported},
     {"norm", false, norm_kinds, norm_supported},
     {"dtype", false, NULL, NULL},
+    {"rope_scaling", false, scaling_kinds, scaling_kinds},
 };
 #define N_BLOCKS (sizeof blocks / sizeof blocks[0])
 
@@ -430,6 +441,11 @@ static double get_float(const Sema *s, const char *block, const char *key, doubl
     return s->set[f] ? s->val[f].f : dflt;
 }
 
+static const char *get_symbol(const Sema *s, const char *block, const char *key, const char *dflt) {
+    int f = find_field(block, key);
+    return s->set[f] ? s->val[f].sym : dflt;
+}
+
 static DType get_dtype(Sema *s, const char *key) {
     int f = find_field("dtype", key);
     if (!s->set[f])
@@ -477,6 +493,26 @@ static void kv_heads_error(Sema *s, const Model *m) {
     diag_note(s->d, m->loc_kv_heads, "kv_heads may be one of: %s", list);
 }
 
+/* Llama 3's frequency bands: wavelengths past original_context /
+ * low_freq_factor are slowed by factor, those under original_context /
+ * high_freq_factor kept, and the band between blended; so the bands must
+ * be in order and the factor must slow, not speed up. */
+static void check_rope_scaling(Sema *s, const Model *m) {
+    Loc factor = s->loc[find_field("rope_scaling", "factor")];
+    Loc low = s->loc[find_field("rope_scaling", "low_freq_factor")];
+    Loc high = s->loc[find_field("rope_scaling", "high_freq_factor")];
+    if (!(m->rope_factor >= 1))
+        diag_error(s->d, factor, "factor (%g) must be at least 1: it divides the low frequencies",
+                   m->rope_factor);
+    if (!(m->rope_low_freq > 0))
+        diag_error(s->d, low, "low_freq_factor must be positive");
+    else if (!(m->rope_high_freq > m->rope_low_freq))
+        diag_error(s->d, high, "high_freq_factor (%g) must be larger than low_freq_factor (%g)",
+                   m->rope_high_freq, m->rope_low_freq);
+    check_size(s, m->rope_original_context, "original_context",
+               s->loc[find_field("rope_scaling", "original_context")]);
+}
+
 static void check_shape(Sema *s, Model *m) {
     check_size(s, m->vocab, "vocab", m->loc_vocab);
     check_size(s, m->dim, "dim", m->loc_dim);
@@ -497,6 +533,8 @@ static void check_shape(Sema *s, Model *m) {
                    (long long)m->head_dim);
     if (!(m->rope_theta > 0))
         diag_error(s->d, s->loc[find_field("attention", "rope_theta")], "rope_theta must be positive");
+    if (m->rope_llama3)
+        check_rope_scaling(s, m);
     if (!(m->norm_eps > 0))
         diag_error(s->d, s->loc[find_field("norm", "eps")], "eps must be positive");
     else if (m->norm_eps < FLT_MIN || m->norm_eps > FLT_MAX) /* the kernels add it in float */
@@ -549,6 +587,12 @@ bool sema_check(const Ast *ast, Model *m, Diag *d) {
     m->tied = get_int(&s, "", "tie_embeddings", 0, NULL) != 0;
     m->qkv_bias = get_int(&s, "attention", "qkv_bias", 0, NULL) != 0;
     m->rope_theta = get_float(&s, "attention", "rope_theta", 10000.0);
+    m->rope_halves = get_symbol(&s, "attention", "rope_pairs", "adjacent")[0] == 'h';
+    m->rope_llama3 = s.block_item[find_block("rope_scaling")] != NULL;
+    m->rope_factor = get_float(&s, "rope_scaling", "factor", 1.0);
+    m->rope_low_freq = get_float(&s, "rope_scaling", "low_freq_factor", 1.0);
+    m->rope_high_freq = get_float(&s, "rope_scaling", "high_freq_factor", 4.0);
+    m->rope_original_context = get_int(&s, "rope_scaling", "original_context", 1, NULL);
     m->norm_eps = get_float(&s, "norm", "eps", 1e-5);
     m->norm = NORM_RMSNORM;
     m->ffn = FFN_SWIGLU;

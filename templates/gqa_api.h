@@ -41,6 +41,9 @@ typedef struct gqa_shape {
     int seq_len;         /* maximum context */
     int tied_embeddings; /* 1: the output classifier is the token embedding */
     int qkv_bias;        /* 1: q, k and v projections have biases */
+    int rope_halves;     /* 1: RoPE rotates dimensions (i, i + head_dim/2) of
+                          * each head, as Hugging Face stores q and k; 0: (2i,
+                          * 2i+1), as Meta, llama2.c and GGUF-llama do */
     double rope_theta;
     double norm_eps;
 } gqa_shape;
@@ -50,7 +53,7 @@ typedef struct gqa_state gqa_state;
 
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 2
+#define GQA_API_VERSION 3
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */

@@ -3,7 +3,7 @@
  * RMSNorm, matrix products (one token, or a block of tokens), RoPE, SwiGLU.
  *
  * Holes: GQ_ACC_ROW, GQ_TILE_ROWS, GQ_TILE_TOKENS, GQ_ACC_TILE, GQ_HEAD_DIM,
- * GQ_ROPE_THETA, GQ_NORM_EPS, GQ_FREESTANDING, GQ_ROPE_STEPS and
+ * GQ_ROPE_FREQS, GQ_ROPE_HALVES, GQ_NORM_EPS, GQ_FREESTANDING, GQ_ROPE_STEPS and
  * GQ_ROPE_TABLE (shape.h).
  * Each kernel's first comment states its shapes.  Sizes arrive as
  * arguments but every call passes constants, so an optimizing compiler
@@ -186,27 +186,35 @@ static void rope_table(float *table, int pos) {
 }
 #else
 static void rope_table(float *table, int pos) {
+    static const double freqs[GQ_HEAD_DIM / 2] = GQ_ROPE_FREQS;
     int i;
     for (i = 0; i < GQ_HEAD_DIM / 2; i++) {
-        double freq = pow(GQ_ROPE_THETA, -(double)(2 * i) / (double)GQ_HEAD_DIM);
-        double angle = (double)pos * freq;
+        double angle = (double)pos * freqs[i];
         table[i] = (float)cos(angle);
         table[GQ_HEAD_DIM / 2 + i] = (float)sin(angle);
     }
 }
 #endif
 
-/* v (n_heads, GQ_HEAD_DIM) rotated in place: adjacent pairs (2i, 2i+1) of
- * each head by the angles in table, as Meta's Llama and llama2.c do. */
+/* v (n_heads, GQ_HEAD_DIM) rotated in place by the angles in table, pair i
+ * of each head being (2i, 2i+1) as Meta's Llama and llama2.c store q and
+ * k, or (i, i + GQ_HEAD_DIM/2) as Hugging Face does (GQ_ROPE_HALVES). */
+#if GQ_ROPE_HALVES
+#define GQ_PAIR_A(i) (i)
+#define GQ_PAIR_B(i) ((i) + GQ_HEAD_DIM / 2)
+#else
+#define GQ_PAIR_A(i) (2 * (i))
+#define GQ_PAIR_B(i) (2 * (i) + 1)
+#endif
 static void rope(float *v, int n_heads, const float *table) {
     int h, i;
     for (h = 0; h < n_heads; h++) {
         float *p = v + (size_t)h * GQ_HEAD_DIM;
         for (i = 0; i < GQ_HEAD_DIM / 2; i++) {
             float c = table[i], s = table[GQ_HEAD_DIM / 2 + i];
-            float a = p[2 * i], b = p[2 * i + 1];
-            p[2 * i] = a * c - b * s;
-            p[2 * i + 1] = a * s + b * c;
+            float a = p[GQ_PAIR_A(i)], b = p[GQ_PAIR_B(i)];
+            p[GQ_PAIR_A(i)] = a * c - b * s;
+            p[GQ_PAIR_B(i)] = a * s + b * c;
         }
     }
 }

@@ -13,7 +13,10 @@
  *   GQ_KV_DIM       GQ_KV_HEADS * GQ_HEAD_DIM
  *   GQ_TIED         1 if the classifier is the token embedding
  *   GQ_QKV_BIAS     1 if q, k, v have biases
- *   GQ_ROPE_THETA   RoPE base (double)
+ *   GQ_ROPE_THETA   RoPE base (double), for the shape table
+ *   GQ_ROPE_FREQS   hosted only: each RoPE pair's angle per position in
+ *                   radians, scaling applied (double initializer)
+ *   GQ_ROPE_HALVES  1: RoPE pairs (i, i + head_dim/2), 0: (2i, 2i+1)
  *   GQ_NORM_EPS     RMSNorm epsilon (float)
  *   GQ_ATT_SCALE    1 / sqrt(GQ_HEAD_DIM) (float)
  *   GQ_ACC_HEAD     independent accumulators over head_dim; divides GQ_HEAD_DIM
@@ -60,6 +63,8 @@
 #define GQ_TIED 1
 #define GQ_QKV_BIAS 1
 #define GQ_ROPE_THETA 10000.0
+#define GQ_ROPE_FREQS {1.0, 0.10000000000000001, 0.01, 0.001}
+#define GQ_ROPE_HALVES 0
 #define GQ_NORM_EPS 1e-5f
 #define GQ_ATT_SCALE 0.35355339059327373f
 #define GQ_ACC_HEAD 4

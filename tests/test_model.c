@@ -34,6 +34,9 @@
 #include "tiny_fs.h"
 #include "tiny_mqa.h"
 #include "tiny_rt.h"
+#include "halves.h"
+#include "llama3.h"
+#include "llama3_fs.h"
 
 #define TOLERANCE 1e-4 /* float model vs double reference, relative to max |logit| */
 
@@ -44,15 +47,25 @@ typedef struct {
     const char *stem; /* build/gen/STEM.bin holds its weights */
     int head_dim, qkv_bias;
     double rope_theta, norm_eps;
+    int rope_halves;
+    double factor, low_freq, high_freq, original_context; /* Llama 3 scaling; factor 0: none */
 } TestModel;
 
 static const TestModel models[] = {
-    {&tiny_api, "tiny", 8, 0, 10000, 1e-5},       {&tiny_mha_api, "tiny_mha", 8, 0, 10000, 1e-5},
-    {&tiny_mqa_api, "tiny_mqa", 8, 0, 10000, 1e-5}, {&g3bias_api, "g3bias", 12, 1, 500000, 1e-6},
-    {&g5_api, "g5", 6, 0, 10000, 1e-5},           {&g7_api, "g7", 4, 0, 10000, 1e-5},
-    {&g6mqa_api, "g6mqa", 8, 0, 10000, 1e-5},     {&g32_api, "g32", 4, 0, 10000, 1e-5},
-    {&tiny_fs_api, "tiny_fs", 8, 0, 10000, 1e-5}, /* --target freestanding: mathlib.c's math */
-    {&tiny_rt_api, "tiny_rt", 8, 0, 10000, 1e-5}, /* the same with --rope-table */
+    /* api, stem, head_dim, qkv_bias, theta, eps, halves, factor, low, high, original */
+    {&tiny_api, "tiny", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&tiny_mha_api, "tiny_mha", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&tiny_mqa_api, "tiny_mqa", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&g3bias_api, "g3bias", 12, 1, 500000, 1e-6, 0, 0, 0, 0, 0},
+    {&g5_api, "g5", 6, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&g7_api, "g7", 4, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&g6mqa_api, "g6mqa", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&g32_api, "g32", 4, 0, 10000, 1e-5, 0, 0, 0, 0, 0},
+    {&tiny_fs_api, "tiny_fs", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0}, /* --target freestanding: mathlib.c's math */
+    {&tiny_rt_api, "tiny_rt", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0}, /* the same with --rope-table */
+    {&halves_api, "halves", 16, 1, 10000, 1e-5, 1, 0, 0, 0, 0},
+    {&llama3_api, "llama3", 16, 0, 10000, 1e-5, 0, 8, 1, 4, 32},
+    {&llama3_fs_api, "llama3_fs", 16, 0, 10000, 1e-5, 0, 8, 1, 4, 32},
 };
 #define N_MODELS (sizeof models / sizeof models[0])
 
@@ -86,6 +99,7 @@ static int load(File *f, const char *stem) {
 
 typedef struct {
     gqa_shape s;
+    const TestModel *m;
     const float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
     const float *bq, *bk, *bv;
     double *kc, *vc; /* (layer, context, kv_heads * head_dim) */
@@ -101,15 +115,16 @@ static const float *take(const float **p, size_t n) {
 static gqa_shape ref_shape(const TestModel *m, const File *f) {
     gqa_shape s = {f->header[0], f->header[1], f->header[2], f->header[3], f->header[4],
                    m->head_dim, abs(f->header[5]), f->header[6], f->header[5] > 0, m->qkv_bias,
-                   m->rope_theta, m->norm_eps};
+                   m->rope_halves, m->rope_theta, m->norm_eps};
     return s;
 }
 
-static void ref_init(Ref *r, const gqa_shape *s, const float *w) {
+static void ref_init(Ref *r, const TestModel *m, const gqa_shape *s, const float *w) {
     size_t L = (size_t)s->n_layers, D = (size_t)s->dim, F = (size_t)s->hidden_dim;
     size_t Q = (size_t)s->n_heads * s->head_dim, KV = (size_t)s->n_kv_heads * s->head_dim;
     size_t V = (size_t)s->vocab_size;
     r->s = *s;
+    r->m = m;
     r->emb = take(&w, V * D);
     r->rms_att = take(&w, L * D);
     r->wq = take(&w, L * Q * D);
@@ -153,13 +168,30 @@ static void ref_rmsnorm(double *out, const double *x, const float *w, int n, dou
         out[i] = w[i] * x[i] * ss;
 }
 
-static void ref_rope(double *v, int heads, int hd, int pos, double theta) {
+/* Llama 3's scaled frequency, after Meta's apply_scaling in llama3's model.py. */
+static double ref_freq(const TestModel *m, int i, int hd) {
+    double freq = pow(m->rope_theta, -2.0 * i / hd);
+    if (m->factor == 0)
+        return freq;
+    double wavelen = 2 * 3.14159265358979323846 / freq;
+    double low_wavelen = m->original_context / m->low_freq, high_wavelen = m->original_context / m->high_freq;
+    if (wavelen < high_wavelen)
+        return freq;
+    if (wavelen > low_wavelen)
+        return freq / m->factor;
+    double smooth = (m->original_context / wavelen - m->low_freq) / (m->high_freq - m->low_freq);
+    return (1 - smooth) * freq / m->factor + smooth * freq;
+}
+
+static void ref_rope(const TestModel *m, double *v, int heads, int hd, int pos) {
     for (int h = 0; h < heads; h++)
         for (int i = 0; i < hd / 2; i++) {
-            double a = pos * pow(theta, -2.0 * i / hd), *p = v + h * hd + 2 * i;
-            double x = p[0], y = p[1];
-            p[0] = x * cos(a) - y * sin(a);
-            p[1] = x * sin(a) + y * cos(a);
+            double a = pos * ref_freq(m, i, hd);
+            double *x = v + h * hd + (m->rope_halves ? i : 2 * i);
+            double *y = m->rope_halves ? x + hd / 2 : x + 1;
+            double x0 = *x, y0 = *y;
+            *x = x0 * cos(a) - y0 * sin(a);
+            *y = x0 * sin(a) + y0 * cos(a);
         }
 }
 
@@ -203,8 +235,8 @@ static void ref_forward(Ref *r, int token, int pos, double *logits) {
         ref_matvec(q, r->wq + (size_t)l * Q * D, xb, D, Q, r->bq ? r->bq + (size_t)l * Q : NULL);
         ref_matvec(k, r->wk + (size_t)l * KV * D, xb, D, KV, r->bk ? r->bk + (size_t)l * KV : NULL);
         ref_matvec(v, r->wv + (size_t)l * KV * D, xb, D, KV, r->bv ? r->bv + (size_t)l * KV : NULL);
-        ref_rope(q, s->n_heads, s->head_dim, pos, s->rope_theta);
-        ref_rope(k, s->n_kv_heads, s->head_dim, pos, s->rope_theta);
+        ref_rope(r->m, q, s->n_heads, s->head_dim, pos);
+        ref_rope(r->m, k, s->n_kv_heads, s->head_dim, pos);
         memcpy(r->kc + ((size_t)l * s->seq_len + pos) * KV, k, sizeof(double) * KV);
         memcpy(r->vc + ((size_t)l * s->seq_len + pos) * KV, v, sizeof(double) * KV);
         ref_attention(r, l, pos, q, att);
@@ -272,10 +304,11 @@ static double check_model(const TestModel *m, int n, int threads) {
     CU_ASSERT(api->head_dim == s->head_dim && api->vocab_size == s->vocab_size);
     CU_ASSERT(api->seq_len == s->seq_len && api->tied_embeddings == s->tied_embeddings);
     CU_ASSERT(api->qkv_bias == s->qkv_bias && api->rope_theta == s->rope_theta);
+    CU_ASSERT(api->rope_halves == s->rope_halves);
     CU_ASSERT(fabs(api->norm_eps - s->norm_eps) < 1e-12);
     CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
     m->api->set_threads(in.s, threads);
-    ref_init(&r, s, f.data);
+    ref_init(&r, m, s, f.data);
     float *logits = malloc(sizeof(float) * (size_t)s->vocab_size);
     double *want = malloc(sizeof(double) * (size_t)s->vocab_size);
     for (int pos = 0; pos < n && pos < s->seq_len; pos++) {
@@ -506,7 +539,7 @@ static void test_batch_reference(void) {
         CU_ASSERT_FATAL(load(&f, m->stem) == 0);
         gqa_shape shape = ref_shape(m, &f);
         CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
-        ref_init(&r, &shape, f.data);
+        ref_init(&r, m, &shape, f.data);
         float *logits = malloc(sizeof(float) * (size_t)vocab);
         double *want = malloc(sizeof(double) * (size_t)vocab);
         for (int pos = 0; pos < N; pos++) {
@@ -663,15 +696,15 @@ int main(int argc, char **argv) {
     if (!mkdtemp(tmp_dir) || CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     s = CU_add_suite("whole models", NULL, NULL);
-    CU_add_test(s, "10 models against the reference", test_models_against_reference);
+    CU_add_test(s, "every test model against the reference", test_models_against_reference);
     CU_add_test(s, "tiny: full context, 2 threads", test_full_context);
     CU_add_test(s, "instances interleaved", test_instances_independent);
     CU_add_test(s, "instances in two threads", test_instances_in_threads);
     CU_add_test(s, "API errors", test_api_errors);
     CU_add_test(s, "going back a position", test_rewind);
     s = CU_add_suite("forward_batch", NULL, NULL);
-    CU_add_test(s, "10 models: batches vs forward, 1 and 2 threads", test_batch_models);
-    CU_add_test(s, "10 models: a batch against the reference", test_batch_reference);
+    CU_add_test(s, "every test model: batches vs forward, 1 and 2 threads", test_batch_models);
+    CU_add_test(s, "every test model: a batch against the reference", test_batch_reference);
     CU_add_test(s, "n = 1 is forward", test_batch_one);
     CU_add_test(s, "errors change nothing", test_batch_errors);
     s = CU_add_suite("compilers", NULL, NULL);

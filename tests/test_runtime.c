@@ -74,7 +74,7 @@ static void fake_set_threads(gqa_state *s, int n) { s->threads = n; }
 
 static const gqa_model_api fake_api = {
     GQA_API_VERSION, "fake", "fake",
-    {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 10000.0, 1e-5},
+    {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5},
     NW, sizeof(gqa_state), 64, 0,
     fake_init, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
 };
