@@ -16,14 +16,15 @@ CC      := $(if $(filter default,$(origin CC)),gcc,$(CC))
 PREFIX  ?= /usr/local
 BUILD   ?= build
 FUZZ_SECONDS ?= 60
+FUZZ_FORMAT_SECONDS ?= 30
 
 WARN    := -std=c99 -Wall -Wextra -Wpedantic -Wshadow -Wundef -Wmissing-declarations -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
               -Icompiler -Itemplates -Iruntime -I$(BUILD)
-LDLIBS  := -lm
+LDLIBS  := -lm -lcjson
 
-COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c
+COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
@@ -63,7 +64,8 @@ $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 	$(AR) rcs $@ $^
-$(BUILD)/gqac: $(BUILD)/obj/main.o $(BUILD)/libgqac.a
+# formats.c reads and writes through the runtime, so it stays out of libgqac.a.
+$(BUILD)/gqac: $(BUILD)/obj/main.o $(BUILD)/obj/formats.o $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- the runtime ----
@@ -86,14 +88,15 @@ $(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
 $(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
 $(eval $(call test_model,tiny_fs,examples/tiny.gqa,--target freestanding))
 $(eval $(call test_model,tiny_rt,examples/tiny.gqa,--target freestanding --rope-table))
-$(foreach m,g3bias g5 g6mqa g7 g32 halves llama3,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
+$(foreach m,g3bias g3nobias g5 g6mqa g7 g32 halves llama3 llama3_x4 tiny_halves,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
 $(eval $(call test_model,llama3_fs,tests/models/llama3.gqa,--target freestanding))
+$(eval $(call test_model,fortune,examples/fortune.gqa))
 
 # Tests build with OpenMP so the threaded paths run; the generated code
 # must also pass the strictest warnings we can ask of it.
 TEST_CFLAGS := $(ALL_CFLAGS) -fopenmp
 GEN_CFLAGS  := $(TEST_CFLAGS) -Wmissing-prototypes -Wstrict-prototypes
-TEST_LIBS   := -lcunit -lm -lpthread -ldl
+TEST_LIBS   := -lcunit -lm -lpthread -ldl -lcjson
 
 $(BUILD)/gen_attention: tests/gen_attention.c $(BUILD)/libgqac.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -108,12 +111,22 @@ $(BUILD)/test_kernels: tests/test_kernels.c tests/attention_cases.h $(TEMPLATES)
 $(BUILD)/test_model: tests/test_model.c $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                      $(TEST_MODELS:%=$(BUILD)/gen/%.bin)
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TEST_LIBS)
+CONVERT_MODELS := tiny tiny_halves g3bias g3nobias halves llama3 llama3_x4 fortune
+$(BUILD)/test_convert: tests/test_convert.c $(CONVERT_MODELS:%=$(BUILD)/gen/%.o) $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $^ $(TEST_LIBS)
 $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+$(BUILD)/obj/rt_tokenizer.o: runtime/tokenizer.h runtime/unicode_tables.h
+$(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o)
+$(TF_OBJ): runtime/tensorfile.h
+$(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
 
-TESTS := test_front test_kernels test_model test_runtime
+TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats
 
 # The unit tests, in one build flavour (BUILD picks it).
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
@@ -134,7 +147,15 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -I$(BUILD) \
 	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
-fuzz: $(BUILD)/fuzz_front
+# libFuzzer over the tensor file readers, each seeded with files its writer
+# made; FUZZ_FORMAT_SECONDS bounds each.
+TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
+$(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
+                                              runtime/tensorfile.h | $(BUILD)/obj
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
+	    -o $@ $< $(TF_SRC) -lcjson -lm
+fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzzing the front end for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz.log)"
 	@$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
@@ -142,6 +163,15 @@ fuzz: $(BUILD)/fuzz_front
 	    $(BUILD)/fuzz-corpus examples tests/diag tests/models > $(BUILD)/fuzz.log 2>&1 || \
 	    { tail -60 $(BUILD)/fuzz.log; exit 1; }
 	@grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz.log
+	@for f in gguf safetensors; do \
+	    mkdir -p $(BUILD)/fuzz-corpus-$$f; \
+	    echo "fuzzing the $$f reader for $(FUZZ_FORMAT_SECONDS) s (log: $(BUILD)/fuzz_$$f.log)"; \
+	    $(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_FORMAT_SECONDS) -max_len=4096 -timeout=10 \
+	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz_$$f- \
+	        $(BUILD)/fuzz-corpus-$$f tests/fuzz/$$f > $(BUILD)/fuzz_$$f.log 2>&1 || \
+	        { tail -60 $(BUILD)/fuzz_$$f.log; exit 1; }; \
+	    grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz_$$f.log; \
+	done
 
 # The tiny model for aarch64, armhf, riscv64 and s390x under qemu-user,
 # and freestanding for a Cortex-M4 (tests/cross.sh says what it skips).

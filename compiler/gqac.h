@@ -199,6 +199,25 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
  * the one definition behind every way the code gets its angles. */
 double ir_rope_freq(const Model *m, int64_t i);
 
+/* ---- formats.c: the runtime's file formats in gqac (linked into gqac
+ * only, with libgqa.a) ---- */
+
+/* A .gqa at output ("-": stdout) from a config.json (or a folder with one),
+ * a GGUF file or a llama2.c checkpoint; an exit status. */
+int import_command(const char *input, const char *output, Arena *a);
+/* Random weights (weights_fill_random's) of m written to output as format
+ * "gguf" or "safetensors", tensors stored as dtype "f32", "f16" or "bf16";
+ * an exit status. */
+int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
+                  const char *output);
+
+/* ---- run.c: gqac run ---- */
+
+/* Compiles m (read from model_path) into a cached program and replaces
+ * this process with it, passing argv[0..argc); returns only on failure,
+ * with an exit status. */
+int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a);
+
 /* ---- plan.c: Model -> kernel plan ---- */
 
 #define PLAN_MAX_HOLES 96
@@ -284,6 +303,9 @@ const char *template_get(const char *name);
 
 /* Deterministic random weights for m in llama2.c format. */
 bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
+/* The same values into out (the checkpoint's float count, ir_tensors'
+ * total), for writers of other formats. */
+void weights_fill_random(const Model *m, uint64_t seed, float *out);
 
 /* ---- emit_weights.c: a checkpoint as C ---- */
 

@@ -23,17 +23,22 @@ enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 typedef struct {
     const char *command; /* "compile", "check", "info", "weights" */
     const char *input, *output, *header, *prefix, *embed;
+    const char *format, *dtype; /* weights: bin, gguf or safetensors; f32, f16 or bf16 */
     bool with_main, random;
     CodeOptions code;
     uint64_t seed;
     int size_bits;
+    int n_rest;   /* run: the program's flags after the model */
+    char **rest;
 } Options;
 
 static const char usage_text[] =
     "usage: gqac MODEL.gqa -o MODEL.c [--prefix NAME] [--header FILE.h] [--main]\n"
     "       gqac check MODEL.gqa\n"
     "       gqac info MODEL.gqa\n"
-    "       gqac weights --random MODEL.gqa -o WEIGHTS.bin [--seed N]\n"
+    "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
+    "       gqac run MODEL.gqa --weights W [-p PROMPT] [program flags]\n"
+    "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
     "\n"
     "Compiles a grouped-query-attention model description to C99.\n"
     "\n"
@@ -49,8 +54,14 @@ static const char usage_text[] =
     "                   FILE.c, and PREFIX_init_embedded needs no file\n"
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
     "  --seed N         seed of random weights (default 1)\n"
+    "  --format F       weights file format: bin (llama2.c, default), gguf or safetensors\n"
+    "  --dtype T        gguf and safetensors tensors as f32 (default), f16 or bf16\n"
     "  --help           this text\n"
     "  --version        gqac's version\n"
+    "\n"
+    "gqac run compiles MODEL.gqa with the system C compiler ($CC, else cc) into\n"
+    "a program cached by content hash ($GQAC_CACHE, else ~/.cache/gqac) and runs\n"
+    "it with the flags that follow; `gqac run MODEL.gqa --help` lists them.\n"
     "\n"
     "MODEL.gqa may be '-' for standard input.  Exit status: 0 success, 1 bad\n"
     "input, 2 bad usage.\n";
@@ -75,16 +86,23 @@ static bool parse_number(const char *s, uint64_t *out) {
 /* Returns 0, or an exit status for main. */
 static int parse_args(int argc, char **argv, Options *o) {
     int i = 1;
-    *o = (Options){.command = "compile", .seed = 1, .size_bits = 64};
+    *o = (Options){.command = "compile", .seed = 1, .size_bits = 64, .format = "bin", .dtype = "f32"};
+    if (argc > 1 && !strcmp(argv[1], "run")) {
+        if (argc < 3 || argv[2][0] == '-')
+            return usage_error("%s", "gqac run needs the model first: gqac run MODEL.gqa [flags]");
+        o->command = "run", o->input = argv[2], o->n_rest = argc - 3, o->rest = argv + 3;
+        return 0;
+    }
     if (i < argc && (!strcmp(argv[i], "check") || !strcmp(argv[i], "info") ||
-                     !strcmp(argv[i], "weights")))
+                     !strcmp(argv[i], "weights") || !strcmp(argv[i], "import")))
         o->command = argv[i++];
     for (; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t n;
         bool takes_value = !strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--header") ||
                            !strcmp(a, "--seed") || !strcmp(a, "--size-bits") || !strcmp(a, "--target") ||
-                           !strcmp(a, "--embed-weights");
+                           !strcmp(a, "--embed-weights") || !strcmp(a, "--format") ||
+                           !strcmp(a, "--dtype");
         if (takes_value && !next)
             return usage_error("%s needs a value", a);
         if (!strcmp(a, "-o"))
@@ -103,6 +121,15 @@ static int parse_args(int argc, char **argv, Options *o) {
         } else if (!strcmp(a, "--embed-weights")) {
             o->embed = argv[++i];
             o->code.embed_weights = true;
+        }
+        else if (!strcmp(a, "--format")) {
+            o->format = argv[++i];
+            if (strcmp(o->format, "bin") && strcmp(o->format, "gguf") && strcmp(o->format, "safetensors"))
+                return usage_error("--format is bin, gguf or safetensors, not '%s'", o->format);
+        } else if (!strcmp(a, "--dtype")) {
+            o->dtype = argv[++i];
+            if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "f16") && strcmp(o->dtype, "bf16"))
+                return usage_error("--dtype is f32, f16 or bf16, not '%s'", o->dtype);
         }
         else if (!strcmp(a, "--rope-table"))
             o->code.rope_table = true;
@@ -124,7 +151,8 @@ static int parse_args(int argc, char **argv, Options *o) {
     }
     if (!o->input)
         return usage_error("%s", "no input file");
-    bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights");
+    bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights") ||
+                  !strcmp(o->command, "import");
     if (writes && !o->output)
         return usage_error("%s", "no output file: give -o FILE");
     if (o->embed && writes && !strcmp(o->output, "-"))
@@ -344,6 +372,11 @@ static int cmd_info(const Options *o, const Model *m, Arena *a) {
 /* Streamed (a checkpoint may be gigabytes) to a temporary file, renamed
  * into place when whole. */
 static int cmd_weights(const Options *o, const Model *m) {
+    if (strcmp(o->format, "bin"))
+        return !strcmp(o->output, "-") ? usage_error("--format %s writes a file, not '-'", o->format)
+                                       : export_random(m, o->seed, o->format, o->dtype, o->output);
+    if (strcmp(o->dtype, "f32"))
+        return usage_error("%s", "a llama2.c checkpoint (--format bin) holds f32 only");
     bool to_stdout = !strcmp(o->output, "-");
     char tmp[4096] = "";
     FILE *f = to_stdout ? stdout : tmp_name(tmp, sizeof tmp, o->output) ? fopen(tmp, "wb") : NULL;
@@ -361,6 +394,12 @@ static int cmd_weights(const Options *o, const Model *m) {
 }
 
 static int run(const Options *o) {
+    if (!strcmp(o->command, "import")) {
+        Arena *a = arena_new();
+        int rc = import_command(o->input, o->output, a);
+        arena_free(a);
+        return rc;
+    }
     Source src = {!strcmp(o->input, "-") ? "<stdin>" : o->input, NULL, 0};
     char *text = read_source(o->input, &src.len);
     if (!text)
@@ -379,6 +418,8 @@ static int run(const Options *o) {
             rc = cmd_info(o, &m, a);
         else if (!strcmp(o->command, "weights"))
             rc = cmd_weights(o, &m);
+        else if (!strcmp(o->command, "run"))
+            rc = run_command(&m, o->input, o->n_rest, o->rest, a);
         else
             rc = 0;
     } else if (d.errors > 1) {
@@ -390,7 +431,9 @@ static int run(const Options *o) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
+    /* run's flags after the model belong to the program */
+    int own = argc > 2 && !strcmp(argv[1], "run") ? 2 : argc;
+    for (int i = 1; i < own; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage_text, stdout);
             return 0;

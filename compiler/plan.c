@@ -138,8 +138,7 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, target);
     if (target == TARGET_FREESTANDING)
         hole(p, "GQ_ROPE_STEPS", rope_steps(a, m));
-    else
-        hole(p, "GQ_ROPE_FREQS", rope_freqs(a, m));
+    hole(p, "GQ_ROPE_FREQS", rope_freqs(a, m));
     hole_int(p, a, "GQ_ROPE_HALVES", m->rope_halves);
     hole_int(p, a, "GQ_TIED", m->tied);
     hole_int(p, a, "GQ_QKV_BIAS", m->qkv_bias);

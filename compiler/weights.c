@@ -62,6 +62,15 @@ static bool write_tensor(const Tensor *t, uint64_t *state, FILE *f) {
     return true;
 }
 
+void weights_fill_random(const Model *m, uint64_t seed, float *out) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total, state = seed;
+    int n = ir_tensors(m, t, &total);
+    for (int i = 0; i < n; i++)
+        for (uint64_t j = 0; j < t[i].count; j++)
+            *out++ = sample(&t[i], &state);
+}
+
 bool weights_write_random(const Model *m, uint64_t seed, FILE *f) {
     Tensor t[IR_MAX_TENSORS];
     uint64_t total, state = seed;

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "gqr.h"
 
@@ -24,4 +25,18 @@ void *gqr_arena_alloc(const gqa_model_api *m) {
 
 void gqr_arena_free(void *arena) {
     free(arena);
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *gqr_pages_alloc(size_t bytes) {
+    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *buf = NULL;
+    if (posix_memalign(&buf, HUGE_PAGE, rounded ? rounded : HUGE_PAGE) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    /* Advice only: without transparent huge pages this fails harmlessly. */
+    (void)madvise(buf, rounded, MADV_HUGEPAGE);
+#endif
+    return buf;
 }

@@ -1,5 +1,6 @@
 /*
- * checkpoint.c: llama2.c weight files.  The header is checked field by field
+ * checkpoint.c: weight files.  GGUF and safetensors go to convert.c; the
+ * rest of this file is llama2.c's format.  The header is checked field by field
  * against the shape the model was compiled for, and the size to the byte,
  * because a mismatched file would otherwise run and produce plausible
  * garbage.  The weights are mapped read-only (free to share between
@@ -18,8 +19,6 @@
 #include <unistd.h>
 
 #include "gqr.h"
-
-#define HUGE_PAGE ((size_t)2 << 20)
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
@@ -173,14 +172,9 @@ static void swap_words(void *p, size_t n) {
 static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *path,
                      char *err, size_t errlen) {
     size_t bytes = n_weights * sizeof(float);
-    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    void *buf = NULL;
-    if (posix_memalign(&buf, HUGE_PAGE, rounded ? rounded : HUGE_PAGE) != 0)
+    void *buf = gqr_pages_alloc(bytes);
+    if (!buf)
         return fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
-#ifdef MADV_HUGEPAGE
-    /* Advice only: without transparent huge pages this fails harmlessly. */
-    (void)madvise(buf, rounded, MADV_HUGEPAGE);
-#endif
     if (read_at(fd, buf, bytes, GQR_HEADER_BYTES, path, err, errlen)) {
         free(buf);
         return -1;
@@ -190,6 +184,22 @@ static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *p
     ck->buf = buf;
     ck->weights = buf;
     return 0;
+}
+
+/* GGUF's magic, a JSON index, or safetensors' header length followed by
+ * its JSON object.  A llama2.c header is seven small integers: its first
+ * eight bytes as a length would be past the end of any file. */
+static int named_tensors(const unsigned char *h, size_t have, uintmax_t size) {
+    uint64_t len = 0;
+    if (have >= 4 && !memcmp(h, "GGUF", 4))
+        return 1;
+    if (have >= 1 && h[0] == '{')
+        return 1;
+    if (have < 9)
+        return 0;
+    for (int i = 7; i >= 0; i--)
+        len = len << 8 | h[i];
+    return h[8] == '{' && len <= size - 8;
 }
 
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
@@ -212,6 +222,13 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     unsigned char h[GQR_HEADER_BYTES];
     size_t have = size < GQR_HEADER_BYTES ? (size_t)size : GQR_HEADER_BYTES;
     int rc = read_at(fd, h, have, 0, path, err, errlen);
+    if (rc == 0 && named_tensors(h, have, size)) {
+        close(fd);
+        rc = gqr_convert_load(ck, path, m, err, errlen);
+        if (rc)
+            memset(ck, 0, sizeof *ck);
+        return rc;
+    }
     if (rc == 0)
         rc = check_all(h, size, m, path, err, errlen);
     if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())

@@ -1,8 +1,8 @@
 /*
  * cli.c: the standalone program, so a generated model's main() is one line.
- * Token ids go to stdout as they come, everything else to stderr, so the
- * output can be piped into a detokenizer.  Exit 2 is a misuse of the
- * command line (fix the command), 1 bad input (fix the files or ids).
+ * Text (or, without a tokenizer, token ids) goes to stdout as it comes,
+ * everything else to stderr.  Exit 2 is a misuse of the command line (fix
+ * the command), 1 bad input (fix the files, prompt or ids).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,13 +15,16 @@
 #include <time.h>
 
 #include "gqr.h"
+#include "tokenizer.h"
 
 #define PROG "gqac-run"
 #define MIB (1024.0 * 1024.0)
 
 typedef struct options {
     const char *weights;
-    const char *tokens;     /* the prompt as ids; -p "text" will join it */
+    const char *tokenizer;  /* tokenizer.bin or tokenizer.json; GGUF weights carry one */
+    const char *prompt;     /* -p: text, encoded with BOS */
+    const char *tokens;     /* --tokens: the prompt as ids */
     int n_generate;
     float temperature, top_p;
     unsigned long long seed;
@@ -33,6 +36,8 @@ typedef struct options {
 /* What a run holds, released in one place whatever the exit path. */
 typedef struct run {
     gqr_checkpoint ck;
+    gqr_tokenizer *tok;     /* NULL: ids in and out */
+    int prev;               /* the token before the one being printed */
     void *arena;
     gqa_state *state;
     gqr_sampler sampler;
@@ -43,14 +48,18 @@ typedef struct run {
 static void usage(FILE *f, const char *argv0) {
     fprintf(f,
             "usage: %s --weights FILE [options]\n"
-            "  --weights FILE     llama2.c checkpoint for this model (required unless the\n"
-            "                     weights were compiled in with gqac --embed-weights)\n"
-            "  -n N               tokens to generate (default 32; stops at seq_len)\n"
+            "  --weights FILE     weights for this model: llama2.c .bin, GGUF, .safetensors or\n"
+            "                     model.safetensors.index.json (required unless the weights\n"
+            "                     were compiled in with gqac --embed-weights)\n"
+            "  --tokenizer FILE   llama2.c tokenizer.bin or Hugging Face tokenizer.json\n"
+            "                     (default: the one in a GGUF file; none: ids in and out)\n"
+            "  -p TEXT            prompt text (needs a tokenizer); BOS is put first\n"
+            "  -n N               tokens to generate (default 32; stops at seq_len or EOS)\n"
             "  --temp T           temperature, 0 = greedy (default 1.0)\n"
             "  --top-p P          nucleus sampling mass in (0, 1] (default 0.9)\n"
             "  --seed S           random seed (default: from the clock, printed)\n"
             "  --threads N        forward threads, 0 = OpenMP default\n"
-            "  --tokens I,J,...   prompt as token ids (default: 1)\n"
+            "  --tokens I,J,...   prompt as token ids (default: BOS, or 1 without a tokenizer)\n"
             "  --hugepages        read weights into huge-page memory instead of mmap\n"
             "  --no-hugepages     mmap the weights (default)\n"
             "  -h, --help         this help\n",
@@ -111,8 +120,8 @@ static int parse_seed(const char *s, unsigned long long *out) {
 }
 
 static int takes_value(const char *flag) {
-    static const char *const flags[] = {"--weights", "--tokens", "-n", "--temp",
-                                        "--top-p", "--seed", "--threads"};
+    static const char *const flags[] = {"--weights", "--tokens", "-n", "--temp", "--top-p",
+                                        "--seed", "--threads", "--tokenizer", "-p"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strcmp(flag, flags[i]))
             return 1;
@@ -125,6 +134,10 @@ static int parse_flag(options *o, const char *flag, const char *val) {
     double d;
     if (!strcmp(flag, "--weights"))
         o->weights = val;
+    else if (!strcmp(flag, "--tokenizer"))
+        o->tokenizer = val;
+    else if (!strcmp(flag, "-p"))
+        o->prompt = val;
     else if (!strcmp(flag, "--tokens"))
         o->tokens = val;
     else if (!strcmp(flag, "-n")) {
@@ -154,7 +167,7 @@ static int parse_flag(options *o, const char *flag, const char *val) {
 
 /* 0 to run, -1 after --help, else the exit status of a usage error. */
 static int parse_args(options *o, int argc, char **argv) {
-    *o = (options){.tokens = "1", .n_generate = 32, .temperature = 1.0f, .top_p = 0.9f,
+    *o = (options){.n_generate = 32, .temperature = 1.0f, .top_p = 0.9f,
                    .threads = -1, .load_flags = GQR_LOAD_MMAP};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -206,16 +219,53 @@ static int parse_tokens(const char *list, int vocab, run *r, char *err, size_t e
     return 0;
 }
 
-/* The prompt as ids; the place where a tokenizer's -p "text" will go. */
-static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *err,
-                      size_t errlen) {
-    if (parse_tokens(o->tokens, m->shape.vocab_size, r, err, errlen))
-        return -1;
+static int fits(const gqa_model_api *m, const run *r, char *err, size_t errlen) {
     if (r->n_prompt > m->shape.seq_len)
-        return say(err, errlen, "--tokens: %d tokens do not fit in seq_len %d", r->n_prompt,
+        return say(err, errlen, "the prompt's %d tokens do not fit in seq_len %d", r->n_prompt,
                    m->shape.seq_len);
     return 0;
 }
+
+/* --tokenizer FILE, else the vocabulary of GGUF weights, else none. */
+static int load_tokenizer(const gqa_model_api *m, const options *o, run *r, char *err,
+                          size_t errlen) {
+    if (o->tokenizer)
+        return gqr_tokenizer_load(&r->tok, o->tokenizer, m->shape.vocab_size, err, errlen);
+    if (o->weights && r->ck.format == GQR_FORMAT_GGUF)
+        return gqr_gguf_tokenizer(&r->tok, o->weights, m->shape.vocab_size, err, errlen);
+    return 0;
+}
+
+/* -p's text through the tokenizer, BOS first. */
+static int encode_prompt(const char *text, run *r, char *err, size_t errlen) {
+    int n = 0;
+    size_t len = strlen(text);
+    gqr_tokenizer_encode(r->tok, text, len, 1, NULL, 0, &n, NULL, 0);
+    r->prompt = malloc(sizeof *r->prompt * (size_t)(n > 0 ? n : 1));
+    if (!r->prompt)
+        return say(err, errlen, "out of memory");
+    if (gqr_tokenizer_encode(r->tok, text, len, 1, r->prompt, n, &r->n_prompt, err, errlen))
+        return -1;
+    return r->n_prompt > 0 ? 0 : say(err, errlen, "-p: the prompt encodes to no tokens");
+}
+
+/* The prompt as ids: -p's text, --tokens' ids, or BOS alone. */
+static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *err,
+                      size_t errlen) {
+    char bos[16] = "1";
+    if (o->prompt && o->tokens)
+        return say(err, errlen, "-p and --tokens both give the prompt: choose one");
+    if (o->prompt && !r->tok)
+        return say(err, errlen, "-p needs a tokenizer: give --tokenizer FILE (or GGUF weights)");
+    if (o->prompt)
+        return encode_prompt(o->prompt, r, err, errlen) ? -1 : fits(m, r, err, errlen);
+    if (r->tok && gqr_tokenizer_bos(r->tok) >= 0)
+        snprintf(bos, sizeof bos, "%d", gqr_tokenizer_bos(r->tok));
+    if (parse_tokens(o->tokens ? o->tokens : bos, m->shape.vocab_size, r, err, errlen))
+        return -1;
+    return fits(m, r, err, errlen);
+}
+
 
 /* Weights from --weights, or else the ones compiled into the program. */
 static int start_instance(const gqa_model_api *m, const options *o, run *r, char *err,
@@ -238,18 +288,51 @@ static int start_instance(const gqa_model_api *m, const options *o, run *r, char
 }
 
 static void end_run(run *r) {
+    gqr_tokenizer_free(r->tok);
     gqr_sampler_free(&r->sampler);
     gqr_arena_free(r->arena);
     gqr_checkpoint_close(&r->ck);
     free(r->prompt);
 }
 
-static void print_token(void *user, int token, int pos) {
-    int *count = user;
+/* A piece's bytes, but not the control bytes a model might produce (they
+ * could drive the terminal): a single-byte piece below space other than a
+ * newline or tab is dropped, as llama2.c's safe_printf does. */
+static void print_piece(const char *p, size_t len) {
+    if (len == 1 && (unsigned char)p[0] < 0x20 && p[0] != '\n' && p[0] != '\t')
+        return;
+    if (len == 1 && p[0] == 0x7f)
+        return;
+    fwrite(p, 1, len, stdout);
+}
+
+static int print_token(void *user, int token, int pos) {
+    run *r = user;
     (void)pos;
-    printf(*count ? " %d" : "%d", token);
+    if (r->tok && token == gqr_tokenizer_eos(r->tok))
+        return 1;
+    if (r->tok) {
+        size_t len = 0;
+        const char *piece = gqr_tokenizer_decode(r->tok, r->prev, token, &len);
+        print_piece(piece, len);
+    } else {
+        printf(r->prev >= 0 ? " %d" : "%d", token);
+    }
+    r->prev = token;
     fflush(stdout);
-    ++*count;
+    return 0;
+}
+
+/* The prompt as the tokenizer reads it back, so that the output reads on. */
+static void print_prompt(run *r) {
+    r->prev = -1;
+    for (int i = 0; r->tok && i < r->n_prompt; i++) {
+        size_t len = 0;
+        const char *piece = gqr_tokenizer_decode(r->tok, r->prev, r->prompt[i], &len);
+        print_piece(piece, len);
+        r->prev = r->prompt[i];
+    }
+    fflush(stdout);
 }
 
 static unsigned long long clock_seed(void) {
@@ -266,12 +349,18 @@ static void print_name(const char *name) {
 }
 
 static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
+    static const char *const formats[] = {"llama2.c", "GGUF", "safetensors"};
     fputs(PROG ": model ", stderr);
     print_name(m->name);
-    fprintf(stderr, ", weights %s (%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
-            o->weights ? o->weights : "compiled in", (double)r->ck.file_bytes / MIB,
-            !o->weights ? "no file" : r->ck.map ? "mapped" : "read, huge pages",
+    fprintf(stderr, ", weights %s (%s%s%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
+            o->weights ? o->weights : "compiled in", o->weights ? formats[r->ck.format] : "",
+            o->weights ? ", " : "", (double)r->ck.file_bytes / MIB,
+            !o->weights ? "no file" : r->ck.map ? "mapped" : r->ck.format ? "converted" : "read, huge pages",
             (double)m->kv_cache_bytes / MIB, o->seed);
+    if (r->tok)
+        fprintf(stderr, PROG ": tokenizer %s (%d tokens), prompt %d tokens\n",
+                o->tokenizer ? o->tokenizer : "from the GGUF file", gqr_tokenizer_vocab_size(r->tok),
+                r->n_prompt);
 }
 
 static void print_timing(const gqr_result *res) {
@@ -282,11 +371,11 @@ static void print_timing(const gqr_result *res) {
 }
 
 static int generate(const gqa_model_api *m, const options *o, run *r) {
-    int count = 0;
     gqr_result res;
+    print_prompt(r);
     int rc = gqr_generate(m, r->state, &r->sampler, r->prompt, r->n_prompt, o->n_generate,
-                          print_token, &count, &res);
-    if (count)
+                          print_token, r, &res);
+    if (res.n_generated || r->tok)
         printf("\n");
     fflush(stdout);
     if (rc != GQA_OK) {
@@ -315,7 +404,8 @@ int gqr_main(const gqa_model_api *m, int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     char err[512];
-    if (get_prompt(m, &o, &r, err, sizeof err) || start_instance(m, &o, &r, err, sizeof err))
+    if (start_instance(m, &o, &r, err, sizeof err) || load_tokenizer(m, &o, &r, err, sizeof err) ||
+        get_prompt(m, &o, &r, err, sizeof err))
         rc = input_error(err);
     else {
         print_loaded(m, &o, &r);

@@ -61,8 +61,8 @@ static int run_generation(const gqa_model_api *m, gqa_state *s, gqr_sampler *smp
     for (; pos < end; pos++) {
         int token = gqr_sample(smp, logits);
         res->n_generated++;
-        if (on_token)
-            on_token(user, token, pos);
+        if (on_token && on_token(user, token, pos))
+            break;
         if (pos + 1 < end && (rc = m->forward(s, token, pos, logits)) != GQA_OK)
             break;
     }

@@ -19,9 +19,18 @@ enum {
     GQR_ENOMEM = 64 /* an allocation failed */
 };
 
-/* ---- checkpoint.c: llama2.c weights, mapped or read ---- */
+/* ---- checkpoint.c: weights of any format, mapped, read or converted ---- */
 
-/* The file: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads,
+/* Formats, told apart by content: a GGUF file (v2 or v3), a safetensors
+ * file or the model.safetensors.index.json of a sharded set, or else a
+ * llama2.c checkpoint.  The first two are converted (convert.c). */
+enum {
+    GQR_FORMAT_LLAMA2C = 0,
+    GQR_FORMAT_GGUF = 1,
+    GQR_FORMAT_SAFETENSORS = 2
+};
+
+/* A llama2.c file: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads,
  * n_kv_heads, vocab_size, seq_len; vocab_size < 0 means a separate
  * classifier follows), then exactly m->n_weights little-endian float32.
  * A big-endian host reads and byte-swaps them instead of mapping. */
@@ -35,9 +44,10 @@ enum {
 typedef struct gqr_checkpoint {
     const float *weights; /* m->n_weights floats, read-only, until close */
     size_t n_weights;
-    size_t file_bytes;    /* the whole file, header included */
+    size_t file_bytes;    /* the whole file, header included (converted: the tensors' bytes) */
+    int format;           /* GQR_FORMAT_* */
     void *map;            /* GQR_LOAD_MMAP: the mapping, else NULL */
-    void *buf;            /* GQR_LOAD_READ_HUGEPAGES: the buffer, else NULL */
+    void *buf;            /* read or converted: the buffer, else NULL */
 } gqr_checkpoint;
 
 /* Checks a whole file's bytes (size of them; only the header is read) against
@@ -45,8 +55,9 @@ typedef struct gqr_checkpoint {
 int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
                                 const gqa_model_api *m, const char *name,
                                 char *err, size_t errlen);
-/* Opens path for m by flags (a GQR_LOAD_* value).  0, or -1 with a message
- * naming the file, the expected and the found value in err; ck is then
+/* Opens path for m by flags (a GQR_LOAD_* value; converted formats are
+ * always read into huge-page memory).  0, or -1 with a message naming the
+ * file (and tensor), the expected and the found value in err; ck is then
  * zeroed, so closing it is harmless. */
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         int flags, char *err, size_t errlen);
@@ -55,6 +66,33 @@ int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_ap
                         char *err, size_t errlen);
 /* Releases the weights; safe on a zeroed or already closed checkpoint. */
 void gqr_checkpoint_close(gqr_checkpoint *ck);
+
+/* ---- convert.c: GGUF and safetensors to the model's layout and back ---- */
+
+/* Tensor names: GGUF's (token_embd.weight, blk.N.attn_q.weight, ...) or
+ * Hugging Face's (model.embed_tokens.weight, model.layers.N.self_attn.
+ * q_proj.weight, ...), F32, F16 or BF16.  q and k rows are reordered when
+ * the file pairs RoPE's dimensions otherwise than the model (Hugging
+ * Face: halves; GGUF llama: adjacent; GGUF qwen2: halves).  Called by
+ * gqr_checkpoint_load; ck->buf holds the floats. */
+int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                     char *err, size_t errlen);
+/* Writes m->n_weights floats of weights (the model's layout) to path as a
+ * GQR_FORMAT_GGUF (with llama.* or qwen2.* metadata) or
+ * GQR_FORMAT_SAFETENSORS file, tensors stored as dtype (tensorfile.h's
+ * GQR_DT_*). */
+int gqr_convert_write(const char *path, int format, int dtype, const gqa_model_api *m,
+                      const float *weights, char *err, size_t errlen);
+
+/* ---- gguf_tokenizer.c: the tokenizer inside a GGUF file ---- */
+
+struct gqr_tokenizer; /* tokenizer.h */
+
+/* Builds *out (tokenizer.h) from path's tokenizer.ggml.* metadata: a
+ * SentencePiece ("llama") or byte-level BPE ("gpt2") vocabulary, checked
+ * against vocab_size (0: not checked). */
+int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_size, char *err,
+                       size_t errlen);
 
 /* ---- sampler.c: next token from logits ---- */
 
@@ -85,12 +123,16 @@ void gqr_sampler_free(gqr_sampler *s);
  * (out of memory, or arena_align not a power of two). */
 void *gqr_arena_alloc(const gqa_model_api *m);
 void gqr_arena_free(void *arena);
+/* bytes of memory aligned to 2 MiB and advised for transparent huge pages
+ * (decode reads the weights faster from them); free() releases it. */
+void *gqr_pages_alloc(size_t bytes);
 
 /* ---- generate.c: prompt, then sampled tokens ---- */
 
 /* Called with each generated token as soon as it is sampled; pos is the
- * position it takes in the sequence (n_prompt for the first one). */
-typedef void (*gqr_token_fn)(void *user, int token, int pos);
+ * position it takes in the sequence (n_prompt for the first one).
+ * Nonzero stops the generation there (an end-of-sequence token). */
+typedef int (*gqr_token_fn)(void *user, int token, int pos);
 
 typedef struct gqr_result {
     int n_prompt;          /* prompt positions run */
@@ -102,8 +144,8 @@ typedef struct gqr_result {
 /* Runs prompt[0..n_prompt) at positions 0.. through m->forward_batch (or
  * m->forward token by token where the model has none) on s (fresh
  * from init or reset), then samples up to n_generate tokens, feeding each
- * back, until n_generate are done or the next one's position would reach
- * seq_len.  The last generated token is not fed back.  res (may be NULL)
+ * back, until n_generate are done, on_token asks to stop, or the next
+ * one's position would reach seq_len.  The last generated token is not fed back.  res (may be NULL)
  * holds what was done even on error.  Returns GQA_OK, forward's code,
  * GQA_EARG (n_prompt < 1, n_generate < 0, NULL argument, sampler vocab
  * mismatch), GQA_EPOS (n_prompt > seq_len) or GQR_ENOMEM. */

@@ -394,6 +394,7 @@ const gqa_model_api gqm_api = {
     GQ_PREFIX,
     {GQ_DIM, GQ_HIDDEN, GQ_LAYERS, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB, GQ_CONTEXT,
      GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_HALVES, GQ_ROPE_THETA, (double)GQ_NORM_EPS},
+    gq_rope_freqs,
     GQ_N_WEIGHTS,
     GQ_ARENA_BYTES,
     64,

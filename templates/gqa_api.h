@@ -53,13 +53,16 @@ typedef struct gqa_state gqa_state;
 
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 3
+#define GQA_API_VERSION 4
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
     const char *name;      /* the model's name from its .gqa file */
     const char *prefix;    /* the C prefix of its symbols */
     gqa_shape shape;
+    /* RoPE angle per position of each of the head_dim / 2 pairs, in radians,
+     * scaling applied: what a loader checks a file's frequencies against. */
+    const double *rope_freqs;
     size_t n_weights;      /* floats of weights (host byte order), in llama2.c checkpoint order */
     size_t arena_bytes;    /* bytes one instance needs: state, scratch and KV cache */
     size_t arena_align;    /* required alignment of the arena, a power of two */

@@ -167,6 +167,9 @@ static void matvec(float *out, const float *w, const float *x, int n, int d, int
  * double; freestanding code, which may have no double FPU, counts in
  * fixed-point turns (pos * step mod 2^64 is exact) and takes the sine of
  * the fraction. */
+/* Computed by gqac in double precision (compiler/ir.c, ir_rope_freq). */
+static const double gq_rope_freqs[GQ_HEAD_DIM / 2] = GQ_ROPE_FREQS;
+
 #if GQ_ROPE_TABLE
 /* gq_rope: every position's table, computed by gqac (--rope-table). */
 static void rope_table(float *table, int pos) {
@@ -186,10 +189,9 @@ static void rope_table(float *table, int pos) {
 }
 #else
 static void rope_table(float *table, int pos) {
-    static const double freqs[GQ_HEAD_DIM / 2] = GQ_ROPE_FREQS;
     int i;
     for (i = 0; i < GQ_HEAD_DIM / 2; i++) {
-        double angle = (double)pos * freqs[i];
+        double angle = (double)pos * gq_rope_freqs[i];
         table[i] = (float)cos(angle);
         table[GQ_HEAD_DIM / 2 + i] = (float)sin(angle);
     }

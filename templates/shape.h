@@ -14,8 +14,8 @@
  *   GQ_TIED         1 if the classifier is the token embedding
  *   GQ_QKV_BIAS     1 if q, k, v have biases
  *   GQ_ROPE_THETA   RoPE base (double), for the shape table
- *   GQ_ROPE_FREQS   hosted only: each RoPE pair's angle per position in
- *                   radians, scaling applied (double initializer)
+ *   GQ_ROPE_FREQS   each RoPE pair's angle per position in radians,
+ *                   scaling applied (double initializer)
  *   GQ_ROPE_HALVES  1: RoPE pairs (i, i + head_dim/2), 0: (2i, 2i+1)
  *   GQ_NORM_EPS     RMSNorm epsilon (float)
  *   GQ_ATT_SCALE    1 / sqrt(GQ_HEAD_DIM) (float)

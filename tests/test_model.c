@@ -35,6 +35,8 @@
 #include "tiny_mqa.h"
 #include "tiny_rt.h"
 #include "halves.h"
+#include "tiny_halves.h"
+#include "g3nobias.h"
 #include "llama3.h"
 #include "llama3_fs.h"
 
@@ -64,6 +66,8 @@ static const TestModel models[] = {
     {&tiny_fs_api, "tiny_fs", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0}, /* --target freestanding: mathlib.c's math */
     {&tiny_rt_api, "tiny_rt", 8, 0, 10000, 1e-5, 0, 0, 0, 0, 0}, /* the same with --rope-table */
     {&halves_api, "halves", 16, 1, 10000, 1e-5, 1, 0, 0, 0, 0},
+    {&tiny_halves_api, "tiny_halves", 8, 0, 10000, 1e-5, 1, 0, 0, 0, 0},
+    {&g3nobias_api, "g3nobias", 12, 0, 500000, 1e-6, 0, 0, 0, 0, 0},
     {&llama3_api, "llama3", 16, 0, 10000, 1e-5, 0, 8, 1, 4, 32},
     {&llama3_fs_api, "llama3_fs", 16, 0, 10000, 1e-5, 0, 8, 1, 4, 32},
 };

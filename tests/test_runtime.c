@@ -72,9 +72,12 @@ static int fake_forward(gqa_state *s, int token, int pos, float *logits) {
 static void fake_reset(gqa_state *s) { s->next_pos = 0; }
 static void fake_set_threads(gqa_state *s, int n) { s->threads = n; }
 
+static const double fake_freqs[1] = {1.0};
+
 static const gqa_model_api fake_api = {
     GQA_API_VERSION, "fake", "fake",
     {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5},
+    fake_freqs,
     NW, sizeof(gqa_state), 64, 0,
     fake_init, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
 };
@@ -240,12 +243,13 @@ static void test_sampler_extreme_logits(void) {
 
 /* ---- generate ---- */
 
-typedef struct seen { int n, token[64], pos[64]; } seen;
+typedef struct seen { int n, token[64], pos[64], stop_after; } seen;
 
-static void record(void *user, int token, int pos) {
+static int record(void *user, int token, int pos) {
     seen *r = user;
     r->token[r->n] = token;
     r->pos[r->n++] = pos;
+    return r->n == r->stop_after;
 }
 
 static gqa_state *new_state(void **arena) {
@@ -286,6 +290,14 @@ static void test_generate_greedy(void) {
     fake_reset(s);
     CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 5, NULL, NULL, &res), 0);
     CU_ASSERT_EQUAL(res.n_generated, 5);
+    /* A callback that asks to stop (an end token) ends it there, unfed. */
+    fake_reset(s);
+    s->n_forward = 0;
+    seen stop = {.stop_after = 3};
+    CU_ASSERT_EQUAL(gqr_generate(&fake_api, s, &smp, prompt, 2, 5, record, &stop, &res), 0);
+    CU_ASSERT_EQUAL(res.n_generated, 3);
+    CU_ASSERT_EQUAL(stop.n, 3);
+    CU_ASSERT_EQUAL(s->n_forward, 2 + 3 - 1);
     gqr_sampler_free(&smp);
     gqr_arena_free(arena);
 }

@@ -11,6 +11,8 @@ have_cmd make  || want make
 have_cmd gcc   || want gcc
 have_cmd flex  || want flex
 have_cmd bison || want bison
+# The runtime reads safetensors headers and tokenizer.json with cJSON.
+[ -f /usr/include/cjson/cJSON.h ] || want libcjson-dev
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
     have_cmd tcc   || want tcc

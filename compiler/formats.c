@@ -1,0 +1,515 @@
+/*
+ * formats.c: the checkpoint formats in gqac.  Needs: cJSON for Hugging
+ * Face's config.json, the runtime's tensorfile.h and convert.c.  Provides:
+ * `gqac import FILE -o MODEL.gqa`, a model description from a config.json
+ * (or the folder holding one), a GGUF file, or a llama2.c checkpoint's
+ * header; and `gqac weights --random --format gguf|safetensors`.
+ *
+ * Architectures: llama (Llama 2 and 3, TinyLlama), mistral, qwen2.  A key
+ * the importer does not know may change the model, so it is an error that
+ * names it; the keys that cannot (token ids, dtypes, training settings)
+ * are listed as known and ignored.
+ */
+#include "gqac.h"
+#include "gqr.h"
+#include "tensorfile.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { EXIT_INPUT = 1 };
+
+/* What a .gqa says, gathered from any source. */
+typedef struct {
+    char name[128];
+    const char *source;  /* the format, for the header comment */
+    char note[256];      /* a comment line for the reader, or "" */
+    long long vocab, dim, layers, context, heads, kv_heads, head_dim, hidden;
+    double theta, eps;
+    bool tied, bias, halves;
+    bool llama3;
+    double factor, low_freq, high_freq;
+    long long original_context;
+} Imported;
+
+typedef struct {
+    const char *path;
+    char *err;
+    size_t errlen;
+} Ctx;
+
+static int fail(Ctx *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(c->err, c->errlen, "%s: ", c->path);
+    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- config.json ---- */
+
+/* Keys that change nothing gqac generates. */
+static const char *const ignored_keys[] = {
+    "_name_or_path", "architectures", "model_type", "bos_token_id", "eos_token_id",
+    "pad_token_id", "torch_dtype", "transformers_version", "use_cache", "initializer_range",
+    "attention_dropout", "pretraining_tp", "max_window_layers", "use_sliding_window",
+    "hidden_act", "sliding_window", "attention_bias", "mlp_bias", "rope_scaling", "head_dim",
+    "num_key_value_heads", "rope_theta", "rms_norm_eps", "tie_word_embeddings",
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "max_position_embeddings", NULL};
+
+static bool known_key(const char *k) {
+    for (int i = 0; ignored_keys[i]; i++)
+        if (!strcmp(k, ignored_keys[i]))
+            return true;
+    return false;
+}
+
+static int json_int(Ctx *c, const cJSON *o, const char *key, bool required, long long dflt,
+                    long long *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = dflt;
+        return required ? fail(c, "missing key '%s'", key) : 0;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+        v->valuedouble > 2147483647.0)
+        return fail(c, "'%s' must be a positive integer", key);
+    *out = (long long)v->valuedouble;
+    return 0;
+}
+
+static int json_num(Ctx *c, const cJSON *o, const char *key, double dflt, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+        return fail(c, "'%s' must be a positive number", key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static bool json_true(const cJSON *o, const char *key) {
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+static const char *json_str(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int config_rope_scaling(Ctx *c, const cJSON *o, Imported *m) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs))
+        return 0;
+    const char *type = json_str(rs, "rope_type") ? json_str(rs, "rope_type") : json_str(rs, "type");
+    if (!type || strcmp(type, "llama3"))
+        return fail(c, "rope_scaling of type '%s' is not supported (supported: llama3)",
+                    type ? type : "(none)");
+    m->llama3 = true;
+    return json_num(c, rs, "factor", 0, &m->factor) ||
+           json_num(c, rs, "low_freq_factor", 0, &m->low_freq) ||
+           json_num(c, rs, "high_freq_factor", 0, &m->high_freq) ||
+           json_int(c, rs, "original_max_position_embeddings", true, 0, &m->original_context);
+}
+
+/* Settings gqac cannot generate, each named. */
+static int config_unsupported(Ctx *c, const cJSON *o, const char *arch) {
+    const char *act = json_str(o, "hidden_act");
+    if (act && strcmp(act, "silu"))
+        return fail(c, "hidden_act '%s' is not supported (gqac generates SwiGLU with silu)", act);
+    if (json_true(o, "mlp_bias"))
+        return fail(c, "mlp_bias = true is not supported (FFN biases)");
+    if (strcmp(arch, "qwen2") && json_true(o, "attention_bias"))
+        return fail(c, "attention_bias = true is not supported for %s (it biases o_proj too)", arch);
+    for (const cJSON *k = o->child; k; k = k->next)
+        if (!known_key(k->string))
+            return fail(c, "key '%s' is not understood by gqac import (it may change the model)",
+                        k->string);
+    return 0;
+}
+
+static const char *config_arch(const cJSON *o) {
+    const char *type = json_str(o, "model_type");
+    static const char *const archs[] = {"llama", "mistral", "qwen2", NULL};
+    for (int i = 0; type && archs[i]; i++)
+        if (!strcmp(type, archs[i]))
+            return archs[i];
+    return type ? type : "(no model_type)";
+}
+
+/* Mistral's sliding window is the whole attention span when the context
+ * is no longer than the window: the import caps the context there. */
+static int config_window(Ctx *c, const cJSON *o, const char *arch, Imported *m) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "sliding_window");
+    bool used = strcmp(arch, "qwen2") ? true : json_true(o, "use_sliding_window");
+    if (!used || !w || cJSON_IsNull(w))
+        return 0;
+    if (!cJSON_IsNumber(w) || w->valuedouble < 1)
+        return fail(c, "'sliding_window' must be a positive integer");
+    if (w->valuedouble < (double)m->context) {
+        snprintf(m->note, sizeof m->note,
+                 "context capped at the sliding window (%lld of %lld): within it, sliding-window "
+                 "attention is full attention", (long long)w->valuedouble, m->context);
+        m->context = (long long)w->valuedouble;
+    }
+    return 0;
+}
+
+static int config_fields(Ctx *c, const cJSON *o, const char *arch, Imported *m) {
+    if (json_int(c, o, "vocab_size", true, 0, &m->vocab) ||
+        json_int(c, o, "hidden_size", true, 0, &m->dim) ||
+        json_int(c, o, "num_hidden_layers", true, 0, &m->layers) ||
+        json_int(c, o, "max_position_embeddings", true, 0, &m->context) ||
+        json_int(c, o, "num_attention_heads", true, 0, &m->heads) ||
+        json_int(c, o, "num_key_value_heads", false, m->heads, &m->kv_heads) ||
+        json_int(c, o, "intermediate_size", true, 0, &m->hidden) ||
+        json_int(c, o, "head_dim", false, m->dim / m->heads, &m->head_dim) ||
+        json_num(c, o, "rope_theta", 10000.0, &m->theta) ||
+        json_num(c, o, "rms_norm_eps", 1e-6, &m->eps))
+        return -1;
+    m->tied = json_true(o, "tie_word_embeddings");
+    m->bias = !strcmp(arch, "qwen2");
+    m->halves = true; /* Hugging Face's q and k rows */
+    return config_rope_scaling(c, o, m) || config_window(c, o, arch, m);
+}
+
+static int import_config(Ctx *c, const char *text, Imported *m) {
+    cJSON *o = cJSON_Parse(text);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return fail(c, "not a JSON object (a Hugging Face config.json was expected)");
+    }
+    const char *arch = config_arch(o), *name = json_str(o, "_name_or_path");
+    int rc = 0;
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2"))
+        rc = fail(c, "unsupported architecture '%s' (supported: llama, mistral, qwen2)", arch);
+    rc = rc ? rc : config_unsupported(c, o, arch);
+    rc = rc ? rc : config_fields(c, o, arch, m);
+    snprintf(m->name, sizeof m->name, "%s", name && *name ? name : arch);
+    m->source = "a Hugging Face config.json";
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- GGUF ---- */
+
+static int gguf_int(Ctx *c, const gqr_tensorfile *tf, const char *arch, const char *key,
+                    bool required, long long dflt, long long *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    const gqr_gguf_value *v = gqr_gguf_get(tf, full);
+    int64_t i;
+    *out = dflt;
+    if (!v)
+        return required ? fail(c, "missing metadata key '%s'", full) : 0;
+    if (gqr_gguf_int(v, &i) || i < 1 || i > 2147483647)
+        return fail(c, "metadata '%s' must be a positive integer", full);
+    *out = (long long)i;
+    return 0;
+}
+
+static int gguf_num(Ctx *c, const gqr_tensorfile *tf, const char *arch, const char *key,
+                    double dflt, double *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    const gqr_gguf_value *v = gqr_gguf_get(tf, full);
+    *out = dflt;
+    if (v && (gqr_gguf_float(v, out) || !(*out > 0)))
+        return fail(c, "metadata '%s' must be a positive number", full);
+    return 0;
+}
+
+/* vocab_size is optional in GGUF; the token list or the embedding says it. */
+static long long gguf_vocab(const gqr_tensorfile *tf, long long dflt) {
+    const gqr_gguf_value *tokens = gqr_gguf_get(tf, "tokenizer.ggml.tokens");
+    const gqr_tensor *emb = gqr_tf_find(tf, "token_embd.weight");
+    if (tokens)
+        return (long long)gqr_gguf_array_len(tokens);
+    return emb && emb->n_dims == 2 ? (long long)emb->dims[0] : dflt;
+}
+
+static int gguf_fields(Ctx *c, const gqr_tensorfile *tf, const char *arch, Imported *m) {
+    long long rope_dims = 0;
+    if (gguf_int(c, tf, arch, "embedding_length", true, 0, &m->dim) ||
+        gguf_int(c, tf, arch, "block_count", true, 0, &m->layers) ||
+        gguf_int(c, tf, arch, "context_length", true, 0, &m->context) ||
+        gguf_int(c, tf, arch, "feed_forward_length", true, 0, &m->hidden) ||
+        gguf_int(c, tf, arch, "attention.head_count", true, 0, &m->heads) ||
+        gguf_int(c, tf, arch, "attention.head_count_kv", false, m->heads, &m->kv_heads) ||
+        gguf_int(c, tf, arch, "attention.key_length", false, m->dim / m->heads, &m->head_dim) ||
+        gguf_int(c, tf, arch, "rope.dimension_count", false, m->head_dim, &rope_dims) ||
+        gguf_int(c, tf, arch, "vocab_size", false, gguf_vocab(tf, 0), &m->vocab) ||
+        gguf_num(c, tf, arch, "rope.freq_base", 10000.0, &m->theta) ||
+        gguf_num(c, tf, arch, "attention.layer_norm_rms_epsilon", 1e-5, &m->eps))
+        return -1;
+    if (m->vocab < 1)
+        return fail(c, "no vocabulary size: neither %s.vocab_size, tokenizer.ggml.tokens nor "
+                    "token_embd.weight", arch);
+    if (rope_dims != m->head_dim)
+        return fail(c, "RoPE rotates %lld of head_dim %lld dimensions; partial rotation is not "
+                    "supported", rope_dims, m->head_dim);
+    if (gqr_tf_find(tf, "rope_freqs.weight"))
+        return fail(c, "the file holds Llama 3's RoPE scaling as a table (rope_freqs.weight), "
+                    "whose parameters cannot be recovered from it; import the model's "
+                    "config.json, or add its rope_scaling llama3 block by hand (loading the "
+                    "file checks the block against the table)");
+    m->tied = !gqr_tf_find(tf, "output.weight");
+    m->bias = gqr_tf_find(tf, "blk.0.attn_q.bias") != NULL;
+    m->halves = !strcmp(arch, "qwen2"); /* GGUF's llama converter reorders q and k */
+    return 0;
+}
+
+static int import_gguf(Ctx *c, Imported *m) {
+    gqr_tensorfile *tf = NULL;
+    if (gqr_tf_open(&tf, c->path, c->err, c->errlen))
+        return -1;
+    const gqr_gguf_value *a = gqr_gguf_get(tf, "general.architecture");
+    const gqr_gguf_value *n = gqr_gguf_get(tf, "general.name");
+    size_t len = 0;
+    const char *arch = a ? gqr_gguf_string(a, &len) : NULL;
+    char archz[32] = "";
+    snprintf(archz, sizeof archz, "%.*s", arch ? (int)(len < 31 ? len : 31) : 0, arch ? arch : "");
+    int rc;
+    if (strcmp(archz, "llama") && strcmp(archz, "qwen2"))
+        rc = fail(c, "unsupported architecture '%s' (supported: llama, qwen2)",
+                  *archz ? archz : "(no general.architecture)");
+    else
+        rc = gguf_fields(c, tf, archz, m);
+    const char *name = n ? gqr_gguf_string(n, &len) : NULL;
+    snprintf(m->name, sizeof m->name, "%.*s", name ? (int)(len < 127 ? len : 127) : 0, name ? name : "");
+    if (!*m->name)
+        snprintf(m->name, sizeof m->name, "%s", archz);
+    m->source = "a GGUF file";
+    gqr_tf_close(tf);
+    return rc;
+}
+
+/* ---- llama2.c ---- */
+
+static int import_llama2c(Ctx *c, const unsigned char *h, size_t size, Imported *m) {
+    int32_t f[7];
+    for (int i = 0; i < 7; i++)
+        f[i] = (int32_t)((uint32_t)h[4 * i] | (uint32_t)h[4 * i + 1] << 8 |
+                         (uint32_t)h[4 * i + 2] << 16 | (uint32_t)h[4 * i + 3] << 24);
+    if (size < 28 || f[0] < 1 || f[1] < 1 || f[2] < 1 || f[3] < 1 || f[4] < 1 || f[5] == 0 ||
+        f[6] < 1 || f[0] % f[3] || f[3] % f[4])
+        return fail(c, "not a GGUF file, a safetensors config.json or a llama2.c checkpoint "
+                    "(its header would be 7 positive integers: dim, hidden_dim, n_layers, "
+                    "n_heads, n_kv_heads, vocab_size, seq_len)");
+    *m = (Imported){.dim = f[0], .hidden = f[1], .layers = f[2], .heads = f[3], .kv_heads = f[4],
+                    .vocab = f[5] < 0 ? -(long long)f[5] : f[5], .context = f[6],
+                    .head_dim = f[0] / f[3], .theta = 10000.0, .eps = 1e-5, .tied = f[5] > 0};
+    const char *base = strrchr(c->path, '/');
+    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : c->path);
+    m->source = "a llama2.c checkpoint";
+    return 0;
+}
+
+/* ---- writing ---- */
+
+/* The name as a .gqa string: quotes and backslashes escaped, control
+ * bytes dropped (the lexer takes only four escapes). */
+static void put_name(Buf *b, const char *name) {
+    buf_puts(b, "\"");
+    for (const char *p = name; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if ((unsigned char)*p >= 0x20 && *p != 0x7f)
+            buf_putn(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+/* The shortest decimal that reads back as v: 1e-05, not
+ * 1.0000000000000001e-05, and 500000, not 5e+05. */
+static const char *num(char out[32], double v) {
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(out, 32, "%.0f", v);
+        return out;
+    }
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, 32, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    return out;
+}
+
+static void write_gqa(Buf *b, const Imported *m, const char *path) {
+    char n1[32], n2[32], n3[32];
+    buf_printf(b, "# Imported by gqac import from %s", m->source);
+    buf_puts(b, " (");
+    for (const char *p = path; *p; p++) /* a comment ends at a newline */
+        buf_putn(b, (unsigned char)*p < 0x20 ? "?" : p, 1);
+    buf_puts(b, ").\n");
+    if (*m->note)
+        buf_printf(b, "# Note: %s.\n", m->note);
+    buf_puts(b, "model ");
+    put_name(b, m->name);
+    buf_printf(b, " {\n    vocab   = %lld\n    dim     = %lld\n    layers  = %lld\n"
+                  "    context = %lld\n    tie_embeddings = %s\n\n",
+               m->vocab, m->dim, m->layers, m->context, m->tied ? "true" : "false");
+    buf_printf(b, "    attention {\n        heads      = %lld\n        kv_heads   = %lld\n"
+                  "        head_dim   = %lld\n        rope_theta = %s\n        rope_pairs = %s\n",
+               m->heads, m->kv_heads, m->head_dim, num(n1, m->theta), m->halves ? "halves" : "adjacent");
+    if (m->bias)
+        buf_puts(b, "        qkv_bias   = true\n");
+    buf_puts(b, "    }\n\n");
+    if (m->llama3)
+        buf_printf(b, "    rope_scaling llama3 {\n        factor           = %s\n"
+                      "        low_freq_factor  = %s\n        high_freq_factor = %s\n"
+                      "        original_context = %lld\n    }\n\n",
+                   num(n1, m->factor), num(n2, m->low_freq), num(n3, m->high_freq),
+                   m->original_context);
+    buf_printf(b, "    ffn swiglu {\n        hidden = %lld\n    }\n\n", m->hidden);
+    buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n}\n", num(n1, m->eps));
+}
+
+/* ---- the command ---- */
+
+static char *read_file(Ctx *c, size_t *size) {
+    FILE *f = fopen(c->path, "rb");
+    if (!f) {
+        fail(c, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    /* A header is all that is read of a binary file; a config.json is small. */
+    n = buf ? fread(buf, 1, cap, f) : 0;
+    fclose(f);
+    if (!buf) {
+        fail(c, "out of memory");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *size = n;
+    return buf;
+}
+
+/* A config.json by its name or by its first character: a llama2.c header
+ * starts with dim, a small integer, whose low byte is rarely '{' or '['
+ * and never in the files that also end in .json. */
+static bool looks_json(const char *path, const char *head, size_t size) {
+    size_t n = strlen(path), skip = strspn(head, " \t\r\n");
+    return (n >= 5 && !strcmp(path + n - 5, ".json")) ||
+           (skip < size && (head[skip] == '{' || head[skip] == '['));
+}
+
+static int import_any(Ctx *c, Imported *m) {
+    size_t size = 0;
+    char *head = read_file(c, &size);
+    if (!head)
+        return -1;
+    int rc;
+    if (size >= 4 && !memcmp(head, "GGUF", 4))
+        rc = import_gguf(c, m);
+    else if (looks_json(c->path, head, size))
+        rc = size == 1 << 16 ? fail(c, "larger than 64 KiB: not a config.json")
+                             : import_config(c, head, m);
+    else
+        rc = import_llama2c(c, (unsigned char *)head, size, m);
+    free(head);
+    return rc;
+}
+
+/* What was imported must be a model gqac accepts: the description runs
+ * through the front end, its errors pointing into the text about to be
+ * written. */
+static bool check_output(const Buf *b, const char *output, Arena *a) {
+    Source src = {output, b->data, b->len};
+    Diag d;
+    Model m;
+    Stats s;
+    diag_init(&d, &src, stderr);
+    if (front_end(a, &d, &m, &s, 64))
+        return true;
+    fprintf(stderr, "gqac: error: the imported model is not one gqac can compile (above)\n");
+    return false;
+}
+
+int import_command(const char *input, const char *output, Arena *a) {
+    struct stat st;
+    const char *path = input;
+    if (stat(input, &st) == 0 && S_ISDIR(st.st_mode))
+        path = arena_printf(a, "%s/config.json", input);
+    char err[512];
+    Ctx c = {path, err, sizeof err};
+    Imported m = {0};
+    if (import_any(&c, &m)) {
+        fprintf(stderr, "gqac: error: %s\n", err);
+        return EXIT_INPUT;
+    }
+    Buf b = {0};
+    write_gqa(&b, &m, path);
+    if (!check_output(&b, output, a)) {
+        buf_free(&b);
+        return EXIT_INPUT;
+    }
+    FILE *f = strcmp(output, "-") ? fopen(output, "wb") : stdout;
+    bool ok = f && fwrite(b.data, 1, b.len, f) == b.len;
+    ok = f && (f == stdout ? fflush(f) == 0 : fclose(f) == 0) && ok;
+    buf_free(&b);
+    if (!ok) {
+        fprintf(stderr, "gqac: error: cannot write %s: %s\n", output, strerror(errno));
+        return EXIT_INPUT;
+    }
+    return 0;
+}
+
+/* ---- random weights in other formats ---- */
+
+/* The table the runtime's writer reads: the shape, as generated code
+ * would describe it. */
+static gqa_model_api api_of(const Model *m, uint64_t n_weights, const double *freqs) {
+    gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, (size_t)n_weights, 0, 64, 0,
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
+                            (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
+                            m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps};
+    return api;
+}
+
+static int dtype_of(const char *name) {
+    return !strcmp(name, "f32") ? GQR_DT_F32 : !strcmp(name, "f16") ? GQR_DT_F16
+         : !strcmp(name, "bf16") ? GQR_DT_BF16 : -1;
+}
+
+int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
+                  const char *output) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total;
+    ir_tensors(m, t, &total);
+    if (total > SIZE_MAX / sizeof(float)) {
+        fprintf(stderr, "gqac: error: the model's weights do not fit in memory here\n");
+        return EXIT_INPUT;
+    }
+    float *w = malloc((size_t)total * sizeof *w);
+    double *freqs = malloc((size_t)m->head_dim / 2 * sizeof *freqs);
+    if (!w || !freqs) {
+        free(w);
+        fprintf(stderr, "gqac: error: cannot allocate %llu floats of weights\n",
+                (unsigned long long)total);
+        return EXIT_INPUT;
+    }
+    weights_fill_random(m, seed, w);
+    for (int64_t i = 0; i < m->head_dim / 2; i++)
+        freqs[i] = ir_rope_freq(m, (int)i);
+    gqa_model_api api = api_of(m, total, freqs);
+    char err[512];
+    int fmt = !strcmp(format, "gguf") ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
+    int rc = gqr_convert_write(output, fmt, dtype_of(dtype), &api, w, err, sizeof err);
+    free(w);
+    free(freqs);
+    if (rc)
+        fprintf(stderr, "gqac: error: %s\n", err);
+    return rc ? EXIT_INPUT : 0;
+}

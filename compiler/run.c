@@ -1,0 +1,191 @@
+/*
+ * run.c: `gqac run MODEL.gqa [program flags]`.  Needs: the front end, the
+ * planner and the C emitter, a system C compiler and the runtime library
+ * libgqa.a.  Provides: the model compiled ahead of time into a program
+ * (gqac --main), cached under a hash of everything that went into it, and
+ * run with the flags that follow the model (the program's own: --weights,
+ * --tokenizer, -p, -n, ...), so `gqac run` and a program built by hand
+ * behave the same.
+ *
+ * The cache: $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac;
+ * one folder per key, filled beside its final name and renamed into place,
+ * so concurrent runs never see half a build.
+ */
+#include "gqac.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+#define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-fopenmp"
+
+typedef struct {
+    const char *cc;      /* the C compiler: $CC or cc */
+    const char *runtime; /* libgqa.a */
+    const char *dir;     /* the cache folder of this build */
+    Arena *a;
+} Build;
+
+/* FNV-1a, 64 bits: a cache key, not a defence against forgery (the cache
+ * is the user's own folder). */
+static uint64_t hash(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+    return hash(h, s, strlen(s) + 1);
+}
+
+/* libgqa.a beside the gqac being run (the build tree), or in ../lib (an
+ * installed gqac), unless $GQAC_RUNTIME names it. */
+static const char *find_runtime(Arena *a) {
+    const char *env = getenv("GQAC_RUNTIME");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    const char *candidates[] = {arena_printf(a, "%s/libgqa.a", exe),
+                                arena_printf(a, "%s/../lib/libgqa.a", exe)};
+    for (int i = 0; i < 2; i++)
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    return NULL;
+}
+
+static const char *cache_root(Arena *a) {
+    const char *dir = getenv("GQAC_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (dir && *dir)
+        return dir;
+    if (xdg && *xdg)
+        return arena_printf(a, "%s/gqac", xdg);
+    return arena_printf(a, "%s/.cache/gqac", home && *home ? home : "/tmp");
+}
+
+static bool make_dirs(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        bool ok = mkdir(path, 0777) == 0 || errno == EEXIST;
+        *p = '/';
+        if (!ok)
+            return false;
+    }
+    return mkdir(path, 0777) == 0 || errno == EEXIST;
+}
+
+static bool write_file(const char *path, const Buf *b) {
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(b->data, 1, b->len, f) == b->len;
+    return f && fclose(f) == 0 && ok;
+}
+
+/* Runs argv to completion; true if it exited 0. */
+static bool spawn(char *const argv[]) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "gqac: error: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static bool compile(const Build *b, const char *tmp) {
+    char *src = arena_printf(b->a, "%s/model.c", tmp), *out = arena_printf(b->a, "%s/model", tmp);
+    char *argv[] = {(char *)b->cc, CFLAGS_AOT, "-o", out, src, (char *)b->runtime,
+                    "-lcjson", "-lm", NULL};
+    return spawn(argv);
+}
+
+/* Generates, writes and compiles into a fresh folder beside the cache
+ * entry, then renames it into place. */
+static int build(Build *b, const Buf *c, const Buf *h) {
+    char *tmp = arena_printf(b->a, "%s.tmp%ld", b->dir, (long)getpid());
+    const char *path = arena_printf(b->a, "%s/model.c", tmp);
+    if (!make_dirs(tmp)) {
+        fprintf(stderr, "gqac: error: cannot create %s: %s\n", tmp, strerror(errno));
+        return EXIT_INPUT;
+    }
+    bool ok = write_file(path, c);
+    ok = ok && write_file(path = arena_printf(b->a, "%s/model.h", tmp), h);
+    if (!ok) {
+        fprintf(stderr, "gqac: error: cannot write %s: %s\n", path, strerror(errno));
+        return EXIT_INPUT;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!compile(b, tmp)) {
+        fprintf(stderr, "gqac: error: %s failed on the generated code (a gqac bug); it is kept "
+                        "in %s\n", b->cc, tmp);
+        return EXIT_INPUT;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rename(tmp, b->dir) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
+        fprintf(stderr, "gqac: error: cannot rename %s: %s\n", tmp, strerror(errno));
+        return EXIT_INPUT;
+    }
+    fprintf(stderr, "gqac: compiled with %s -O3 -march=native in %.1f s (cached in %s)\n", b->cc,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, b->dir);
+    return 0;
+}
+
+/* The key covers the generated code, the compiler and its flags, and the
+ * runtime library (its size and time), so a rebuilt runtime rebuilds. */
+static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
+    struct stat st;
+    uint64_t k = hash_str(0xcbf29ce484222325ull, GQAC_VERSION);
+    k = hash(hash(k, c->data, c->len), h->data, h->len);
+    k = hash_str(hash_str(hash_str(k, b->cc), b->runtime), "-O3 -march=native -fopenmp");
+    if (stat(b->runtime, &st) == 0) {
+        int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
+        k = hash(k, stamp, sizeof stamp);
+    }
+    return k;
+}
+
+int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a) {
+    Build b = {getenv("CC") && *getenv("CC") ? getenv("CC") : "cc", find_runtime(a), NULL, a};
+    if (!b.runtime) {
+        fprintf(stderr, "gqac: error: cannot find the runtime library libgqa.a beside gqac or in "
+                        "../lib; set GQAC_RUNTIME to its path\n");
+        return EXIT_INPUT;
+    }
+    Plan p;
+    Buf c = {0}, h = {0};
+    plan_model(m, "model", (CodeOptions){0}, &p, a);
+    emit_c_model(&p, "model", "model.h", true, &c, &h);
+    b.dir = arena_printf(a, "%s/%016llx", cache_root(a), (unsigned long long)build_key(&b, &c, &h));
+    char *bin = arena_printf(a, "%s/model", b.dir);
+    int rc = access(bin, X_OK) == 0 ? 0 : build(&b, &c, &h);
+    buf_free(&c), buf_free(&h);
+    if (rc)
+        return rc;
+    char **args = arena_alloc(a, sizeof *args * (size_t)(argc + 2));
+    args[0] = bin;
+    for (int i = 0; i < argc; i++)
+        args[i + 1] = argv[i];
+    args[argc + 1] = NULL;
+    fflush(NULL);
+    execv(bin, args);
+    fprintf(stderr, "gqac: error: cannot run %s (from %s): %s\n", bin, model_path, strerror(errno));
+    return EXIT_INPUT;
+}

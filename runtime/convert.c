@@ -1,0 +1,360 @@
+/*
+ * convert.c: checkpoints of named tensors (GGUF, safetensors) to the
+ * model's layout and back.  Needs: tensorfile.h's directories and writers.
+ * Provides: the float array a generated model's init takes (llama2.c's
+ * order, layers stacked), converted from F16/BF16 and with q and k rows
+ * reordered when the file pairs RoPE's dimensions otherwise than the model.
+ *
+ * Every tensor the model needs must be in the file with its exact shape,
+ * and every tensor in the file must be one the model uses: a Qwen2 file's
+ * biases quietly dropped by a bias-free model would be a wrong answer, not
+ * an error, otherwise.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gqr.h"
+#include "tensorfile.h"
+
+/* One tensor of the model's layout: its names in the two families of files
+ * (%d is the layer), its rows and columns, whether it is per layer, and
+ * the heads its rows form when RoPE rotates them (0: not rotated). */
+typedef struct {
+    const char *gguf, *hf;
+    int64_t rows, cols;
+    int per_layer;
+    int rope_heads;
+    int present;
+} Slot;
+
+enum { N_SLOTS = 17, NAME_MAX_LEN = 96 };
+
+/* llama2.c's order (ir.c's tensor table): the offsets follow from it.  The
+ * two RoPE tables of llama2.c have no file name: they are zeros here. */
+static int slots(const gqa_shape *s, Slot *t) {
+    int64_t D = s->dim, F = s->hidden_dim, V = s->vocab_size, hd = s->head_dim;
+    int64_t Q = (int64_t)s->n_heads * hd, KV = (int64_t)s->n_kv_heads * hd;
+    int64_t rope = (int64_t)s->seq_len * (hd / 2);
+    Slot all[N_SLOTS] = {
+        {"token_embd.weight", "model.embed_tokens.weight", V, D, 0, 0, 1},
+        {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", 1, D, 1, 0, 1},
+        {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", Q, D, 1, s->n_heads, 1},
+        {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", KV, D, 1, s->n_kv_heads, 1},
+        {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", KV, D, 1, 0, 1},
+        {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", D, Q, 1, 0, 1},
+        {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", 1, D, 1, 0, 1},
+        {"blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", F, D, 1, 0, 1},
+        {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", D, F, 1, 0, 1},
+        {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", F, D, 1, 0, 1},
+        {"output_norm.weight", "model.norm.weight", 1, D, 0, 0, 1},
+        {NULL, NULL, 1, rope, 0, 0, 1},
+        {NULL, NULL, 1, rope, 0, 0, 1},
+        {"output.weight", "lm_head.weight", V, D, 0, 0, !s->tied_embeddings},
+        {"blk.%d.attn_q.bias", "model.layers.%d.self_attn.q_proj.bias", 1, Q, 1, s->n_heads, s->qkv_bias},
+        {"blk.%d.attn_k.bias", "model.layers.%d.self_attn.k_proj.bias", 1, KV, 1, s->n_kv_heads, s->qkv_bias},
+        {"blk.%d.attn_v.bias", "model.layers.%d.self_attn.v_proj.bias", 1, KV, 1, 0, s->qkv_bias},
+    };
+    memcpy(t, all, sizeof all);
+    return N_SLOTS;
+}
+
+static const char *slot_name(const Slot *t, int format, int layer, char *buf) {
+    snprintf(buf, NAME_MAX_LEN, format == GQR_TF_GGUF ? t->gguf : t->hf, layer);
+    return buf;
+}
+
+/* Element count of one layer's tensor, and its file shape: a vector is
+ * one-dimensional in both families. */
+static uint64_t slot_elems(const Slot *t) {
+    return (uint64_t)t->rows * (uint64_t)t->cols;
+}
+
+/* Where row r of a head (of head_dim rows) sits when RoPE's pairs change
+ * from one pairing to the other: pair i's two members are (2i, 2i+1) when
+ * adjacent, (i, i + head_dim/2) when split into halves.  This is Hugging
+ * Face's permute() of q and k, and its inverse. */
+static int64_t pair_row(int64_t r, int64_t head_dim, int from_halves, int to_halves) {
+    int64_t h = r / head_dim, in = r % head_dim, half = head_dim / 2;
+    if (from_halves == to_halves)
+        return r;
+    int64_t i = from_halves ? in % half : in / 2, j = from_halves ? in / half : in % 2;
+    return h * head_dim + (to_halves ? j * half + i : 2 * i + j);
+}
+
+/* Which RoPE pairing a file's q and k rows follow: Hugging Face's
+ * checkpoints split halves; GGUF's llama converter reorders them to
+ * adjacent pairs, its qwen2 one leaves them as they are. */
+static int file_halves(const gqr_tensorfile *tf) {
+    if (gqr_tf_format(tf) == GQR_TF_SAFETENSORS)
+        return 1;
+    const gqr_gguf_value *arch = gqr_gguf_get(tf, "general.architecture");
+    size_t len = 0;
+    const char *a = arch ? gqr_gguf_string(arch, &len) : NULL;
+    return a && len == 5 && !memcmp(a, "qwen2", 5);
+}
+
+static int check_shape(const gqr_tensor *t, const Slot *s, const char *path, char *err,
+                       size_t errlen) {
+    int vector = s->rows == 1;
+    uint64_t want0 = vector ? (uint64_t)s->cols : (uint64_t)s->rows;
+    int ok = vector ? t->n_dims == 1 && t->dims[0] == want0
+                    : t->n_dims == 2 && t->dims[0] == want0 && t->dims[1] == (uint64_t)s->cols;
+    if (ok)
+        return 0;
+    char found[96] = "[";
+    for (int d = 0; d < t->n_dims && d < 4; d++)
+        snprintf(found + strlen(found), sizeof found - strlen(found), "%s%llu", d ? ", " : "",
+                 (unsigned long long)t->dims[d]);
+    strcat(found, "]");
+    if (vector)
+        return gqr_tf_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld]", path,
+                    t->name, found, (long long)s->cols);
+    return gqr_tf_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld, %lld]", path,
+                t->name, found, (long long)s->rows, (long long)s->cols);
+}
+
+/* One layer's tensor into dst, rows reordered where RoPE's pairing differs. */
+static void copy_tensor(const gqr_tensor *t, const Slot *s, const gqa_shape *m, int from_halves,
+                        float *dst) {
+    if (!s->rope_heads || from_halves == m->rope_halves) {
+        gqr_tf_read_f32(t, 0, slot_elems(s), dst);
+        return;
+    }
+    int64_t n = s->rope_heads * (int64_t)m->head_dim, width = s->rows == 1 ? 1 : s->cols;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t src = pair_row(r, m->head_dim, m->rope_halves, from_halves);
+        gqr_tf_read_f32(t, (uint64_t)(src * width), (uint64_t)width, dst + r * width);
+    }
+}
+
+/* A tied model with a file that carries its own classifier: fine only when
+ * that classifier is the embedding, byte for byte. */
+static int check_tied(const gqr_tensorfile *tf, const gqa_shape *m, const char *path, char *err,
+                      size_t errlen) {
+    const char *cls = gqr_tf_format(tf) == GQR_TF_GGUF ? "output.weight" : "lm_head.weight";
+    const char *emb = gqr_tf_format(tf) == GQR_TF_GGUF ? "token_embd.weight" : "model.embed_tokens.weight";
+    const gqr_tensor *c = gqr_tf_find(tf, cls), *e = gqr_tf_find(tf, emb);
+    if (!m->tied_embeddings || !c)
+        return 0;
+    if (e && c->dtype == e->dtype && c->n_bytes == e->n_bytes && !memcmp(c->data, e->data, c->n_bytes))
+        return 1;
+    return gqr_tf_fail(err, errlen, "%s: the file has a classifier '%s' apart from the embedding, but the "
+                "model ties them (tie_embeddings = true); set tie_embeddings = false", path, cls);
+}
+
+/* Tensors a model never reads that converters are known to leave in. */
+static int ignorable(const char *name) {
+    size_t n = strlen(name);
+    const char *inv = "rotary_emb.inv_freq";
+    return n >= strlen(inv) && !strcmp(name + n - strlen(inv), inv);
+}
+
+static int is_expected(const char *name, const Slot *t, int n, int format, int layers) {
+    char buf[NAME_MAX_LEN];
+    for (int i = 0; i < n; i++) {
+        if (!t[i].gguf || !t[i].present)
+            continue;
+        for (int l = 0; l < (t[i].per_layer ? layers : 1); l++)
+            if (!strcmp(name, slot_name(&t[i], format, l, buf)))
+                return 1;
+    }
+    return 0;
+}
+
+/* theta^(-2i/head_dim): pair i's angle per position before any scaling. */
+static double base_freq(const gqa_shape *s, int i) {
+    return pow(s->rope_theta, -2.0 * i / s->head_dim);
+}
+
+/* llama.cpp stores Llama 3's frequency scaling as a tensor of one factor
+ * per RoPE pair that divides the base angle.  The model's angles are
+ * compiled in, so the file's must agree with them, to float precision. */
+static int check_rope_freqs(const gqr_tensorfile *tf, const gqa_model_api *m, const char *path,
+                            char *err, size_t errlen) {
+    const gqr_tensor *t = gqr_tf_find(tf, "rope_freqs.weight");
+    int pairs = m->shape.head_dim / 2;
+    if (!t)
+        return 0;
+    if (t->n_dims != 1 || t->dims[0] != (uint64_t)pairs)
+        return gqr_tf_fail(err, errlen, "%s: tensor 'rope_freqs.weight' has %llu elements in %d dims, "
+                    "the model has %d RoPE pairs", path, (unsigned long long)t->n_elems,
+                    t->n_dims, pairs);
+    for (int i = 0; i < pairs; i++) {
+        float f;
+        gqr_tf_read_f32(t, (uint64_t)i, 1, &f);
+        double file = base_freq(&m->shape, i) / f, model = m->rope_freqs[i];
+        if (!(fabs(file - model) <= 1e-5 * model))
+            return gqr_tf_fail(err, errlen, "%s: 'rope_freqs.weight' scales RoPE pair %d to %.9g rad per "
+                        "position, the model to %.9g: the .gqa's rope_scaling differs from the "
+                        "file's", path, i, file, model);
+    }
+    return 0;
+}
+
+static int check_unused(const gqr_tensorfile *tf, const Slot *t, int n, const gqa_shape *m,
+                        int tied_copy, const char *path, char *err, size_t errlen) {
+    int format = gqr_tf_format(tf);
+    for (int i = 0; i < gqr_tf_count(tf); i++) {
+        const char *name = gqr_tf_tensor(tf, i)->name;
+        if (is_expected(name, t, n, format, m->n_layers) || ignorable(name) ||
+            (format == GQR_TF_GGUF && !strcmp(name, "rope_freqs.weight")))
+            continue;
+        if (tied_copy && (!strcmp(name, "output.weight") || !strcmp(name, "lm_head.weight")))
+            continue;
+        return gqr_tf_fail(err, errlen, "%s: tensor '%s' is not part of the model (%s); is the file of "
+                    "another architecture?", path, name,
+                    strstr(name, ".bias") ? "the model has no q/k/v biases: qkv_bias = true?"
+                                          : "no such tensor in this model");
+    }
+    return 0;
+}
+
+static int fill(float *dst, const gqr_tensorfile *tf, const gqa_model_api *api, const char *path,
+                char *err, size_t errlen) {
+    const gqa_shape *m = &api->shape;
+    Slot t[N_SLOTS];
+    int n = slots(m, t), format = gqr_tf_format(tf), halves = file_halves(tf);
+    char buf[NAME_MAX_LEN];
+    for (int i = 0; i < n; i++) {
+        int layers = t[i].per_layer ? m->n_layers : 1;
+        uint64_t elems = slot_elems(&t[i]);
+        if (!t[i].present)
+            continue;
+        for (int l = 0; l < layers; l++, dst += elems) {
+            if (!t[i].gguf) {
+                memset(dst, 0, elems * sizeof *dst);
+                continue;
+            }
+            const gqr_tensor *x = gqr_tf_find(tf, slot_name(&t[i], format, l, buf));
+            if (!x)
+                return gqr_tf_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", path, buf);
+            if (check_shape(x, &t[i], path, err, errlen))
+                return -1;
+            copy_tensor(x, &t[i], m, halves, dst);
+        }
+    }
+    int tied_copy = check_tied(tf, m, path, err, errlen);
+    if (tied_copy < 0 || check_rope_freqs(tf, api, path, err, errlen))
+        return -1;
+    return check_unused(tf, t, n, m, tied_copy, path, err, errlen);
+}
+
+int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m, char *err,
+                     size_t errlen) {
+    gqr_tensorfile *tf = NULL;
+    if (gqr_tf_open(&tf, path, err, errlen))
+        return -1;
+    size_t bytes = m->n_weights * sizeof(float);
+    float *buf = gqr_pages_alloc(bytes);
+    int rc = buf ? fill(buf, tf, m, path, err, errlen)
+                 : gqr_tf_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+    ck->format = gqr_tf_format(tf) == GQR_TF_GGUF ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
+    for (int i = 0; i < gqr_tf_count(tf); i++)
+        ck->file_bytes += gqr_tf_tensor(tf, i)->n_bytes;
+    gqr_tf_close(tf);
+    if (rc) {
+        free(buf);
+        return -1;
+    }
+    ck->buf = buf;
+    ck->weights = buf;
+    ck->n_weights = m->n_weights;
+    return 0;
+}
+
+/* ---- writing ---- */
+
+/* The architecture a GGUF file declares decides its RoPE pairing (see
+ * file_halves): Qwen2 for a model with q/k/v biases, else Llama. */
+static const char *gguf_arch(const gqa_shape *s) {
+    return s->qkv_bias ? "qwen2" : "llama";
+}
+
+static int set_gguf_metadata(gqr_tf_writer *w, const gqa_shape *s, const char *name) {
+    const char *arch = gguf_arch(s);
+    char key[64];
+    int rc = gqr_tf_writer_set_string(w, "general.architecture", arch);
+    rc |= gqr_tf_writer_set_string(w, "general.name", name);
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, arch), key)
+    rc |= gqr_tf_writer_set_u32(w, KEY("context_length"), (uint32_t)s->seq_len);
+    rc |= gqr_tf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)s->dim);
+    rc |= gqr_tf_writer_set_u32(w, KEY("block_count"), (uint32_t)s->n_layers);
+    rc |= gqr_tf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)s->hidden_dim);
+    rc |= gqr_tf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)s->n_heads);
+    rc |= gqr_tf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)s->n_kv_heads);
+    rc |= gqr_tf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)s->head_dim);
+    rc |= gqr_tf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)s->head_dim);
+    rc |= gqr_tf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)s->head_dim);
+    rc |= gqr_tf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)s->vocab_size);
+    rc |= gqr_tf_writer_set_f32(w, KEY("rope.freq_base"), (float)s->rope_theta);
+    rc |= gqr_tf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)s->norm_eps);
+#undef KEY
+    return rc;
+}
+
+/* One layer's tensor from src in the file's row order. */
+static int add_tensor(gqr_tf_writer *w, const Slot *t, const char *name, const gqa_shape *m,
+                      int to_halves, int dtype, const float *src, float *tmp) {
+    uint64_t dims[2] = {(uint64_t)t->rows, (uint64_t)t->cols};
+    int vector = t->rows == 1;
+    if (t->rope_heads && to_halves != m->rope_halves) {
+        int64_t n = t->rope_heads * (int64_t)m->head_dim, width = vector ? 1 : t->cols;
+        for (int64_t r = 0; r < n; r++)
+            memcpy(tmp + r * width, src + pair_row(r, m->head_dim, to_halves, m->rope_halves) * width,
+                   (size_t)width * sizeof *tmp);
+        src = tmp;
+    }
+    return gqr_tf_writer_add(w, name, dtype, vector ? 1 : 2, vector ? dims + 1 : dims, src);
+}
+
+/* As llama.cpp writes a scaled model (see check_rope_freqs); nothing for
+ * one whose angles are the base ones. */
+static int add_rope_freqs(gqr_tf_writer *w, const gqa_model_api *m) {
+    int pairs = m->shape.head_dim / 2, scaled = 0, rc = 0;
+    float *f = malloc((size_t)pairs * sizeof *f);
+    if (!f)
+        return -1;
+    for (int i = 0; i < pairs; i++) {
+        f[i] = (float)(base_freq(&m->shape, i) / m->rope_freqs[i]);
+        scaled |= f[i] != 1.0f;
+    }
+    uint64_t dims[1] = {(uint64_t)pairs};
+    if (scaled)
+        rc = gqr_tf_writer_add(w, "rope_freqs.weight", GQR_DT_F32, 1, dims, f);
+    free(f);
+    return rc;
+}
+
+int gqr_convert_write(const char *path, int format, int dtype, const gqa_model_api *m,
+                      const float *weights, char *err, size_t errlen) {
+    const gqa_shape *s = &m->shape;
+    int tf_format = format == GQR_FORMAT_GGUF ? GQR_TF_GGUF : GQR_TF_SAFETENSORS;
+    int halves = tf_format == GQR_TF_GGUF ? !strcmp(gguf_arch(s), "qwen2") : 1;
+    Slot t[N_SLOTS];
+    int n = slots(s, t), rc = 0;
+    gqr_tf_writer *w = gqr_tf_writer_new(tf_format);
+    float *tmp = malloc((size_t)s->n_heads * (size_t)s->head_dim * (size_t)s->dim * sizeof *tmp);
+    if (!w || !tmp)
+        rc = gqr_tf_fail(err, errlen, "%s: out of memory", path);
+    if (!rc && tf_format == GQR_TF_GGUF && set_gguf_metadata(w, s, m->name))
+        rc = gqr_tf_fail(err, errlen, "%s: cannot set the GGUF metadata", path);
+    if (!rc && tf_format == GQR_TF_GGUF && add_rope_freqs(w, m))
+        rc = gqr_tf_fail(err, errlen, "%s: cannot add tensor 'rope_freqs.weight'", path);
+    char buf[NAME_MAX_LEN];
+    for (int i = 0; i < n && !rc; i++) {
+        uint64_t elems = slot_elems(&t[i]);
+        for (int l = 0; l < (t[i].per_layer ? s->n_layers : 1) && t[i].present && !rc; l++) {
+            const char *name = t[i].gguf ? slot_name(&t[i], tf_format, l, buf) : NULL;
+            if (name && add_tensor(w, &t[i], name, s, halves, dtype, weights, tmp))
+                rc = gqr_tf_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
+            weights += elems;
+        }
+    }
+    if (!rc)
+        rc = gqr_tf_writer_write(w, path, err, errlen);
+    gqr_tf_writer_free(w);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,353 @@
+/*
+ * test_convert.c: the same weights through every file format, and the
+ * model descriptions gqac imports.  Runs build/gqac (or $GQAC) to write
+ * the files, loads them with the runtime into generated models, and
+ * compares logits with those of the llama2.c checkpoint:
+ *
+ *   - GGUF and safetensors in f32 hold the very floats of the .bin, so the
+ *     logits must be identical, bit for bit;
+ *   - f16 and bf16 round each weight: GGUF and safetensors of one dtype
+ *     must agree with each other exactly, and with the f32 logits closely;
+ *   - Hugging Face's q/k row order: the adjacent-pair model loading a
+ *     safetensors file (written in HF's order, reordered back at load) is
+ *     identical to the .bin, and a halves model fed the same file as it
+ *     stands computes the same function (equal within float rounding).
+ */
+#include <CUnit/Basic.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "gqr.h"
+#include "tokenizer.h"
+#include "fortune.h"
+#include "g3bias.h"
+#include "g3nobias.h"
+#include "halves.h"
+#include "llama3.h"
+#include "llama3_x4.h"
+#include "tiny.h"
+#include "tiny_halves.h"
+
+static const char *gqac = "build/gqac";
+static char tmp_dir[] = "/tmp/gqac-convert-XXXXXX";
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+static const char *tmp(const char *name) {
+    static char path[8][512];
+    static int next;
+    char *p = path[next++ % 8];
+    snprintf(p, 512, "%s/%s", tmp_dir, name);
+    return p;
+}
+
+enum { N_POS = 12 };
+
+/* Logits of positions 0..N_POS-1 of a fixed token sequence, or NULL (with
+ * the loader's message printed) if the file does not load. */
+static float *run_file(const gqa_model_api *m, const char *path) {
+    gqr_checkpoint ck;
+    char err[512];
+    if (gqr_checkpoint_load(&ck, path, m, GQR_LOAD_MMAP, err, sizeof err)) {
+        printf("\n  %s\n", err);
+        return NULL;
+    }
+    void *arena = gqr_arena_alloc(m);
+    gqa_state *s;
+    int V = m->shape.vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)(N_POS * V));
+    CU_ASSERT_FATAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.n_weights) == GQA_OK);
+    for (int pos = 0; pos < N_POS; pos++)
+        CU_ASSERT(m->forward(s, (pos * 131 + 7) % V, pos, logits + (size_t)pos * V) == GQA_OK);
+    gqr_arena_free(arena);
+    gqr_checkpoint_close(&ck);
+    return logits;
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)a[i] - b[i]));
+        mag = fmax(mag, fabs((double)b[i]));
+    }
+    return err / mag;
+}
+
+/* gqac weights --random in FORMAT and DTYPE for the model in gqa. */
+static const char *write_weights(const char *gqa, const char *stem, const char *format,
+                                 const char *dtype) {
+    const char *path = tmp(stem);
+    int rc = sh("%s weights --random %s --seed 7 --format %s --dtype %s -o %s", gqac, gqa, format,
+                dtype, path);
+    CU_ASSERT_EQUAL(rc, 0);
+    return path;
+}
+
+static void check_formats(const gqa_model_api *m, const char *gqa) {
+    size_t n = (size_t)N_POS * (size_t)m->shape.vocab_size;
+    const char *bin = write_weights(gqa, "w.bin", "bin", "f32");
+    float *want = run_file(m, bin);
+    float *gguf = run_file(m, write_weights(gqa, "w.gguf", "gguf", "f32"));
+    float *st = run_file(m, write_weights(gqa, "w.safetensors", "safetensors", "f32"));
+    float *gguf16 = run_file(m, write_weights(gqa, "w16.gguf", "gguf", "f16"));
+    float *st16 = run_file(m, write_weights(gqa, "w16.safetensors", "safetensors", "f16"));
+    float *bf = run_file(m, write_weights(gqa, "wb.safetensors", "safetensors", "bf16"));
+    CU_ASSERT_FATAL(want && gguf && st && gguf16 && st16 && bf);
+    CU_ASSERT(memcmp(want, gguf, n * sizeof *want) == 0);
+    CU_ASSERT(memcmp(want, st, n * sizeof *want) == 0);
+    CU_ASSERT(memcmp(gguf16, st16, n * sizeof *want) == 0);
+    /* f16 keeps 11 significant bits, bf16 8: the logits move accordingly */
+    CU_ASSERT(max_rel_diff(gguf16, want, n) < 1e-2);
+    CU_ASSERT(max_rel_diff(bf, want, n) < 5e-2);
+    CU_ASSERT(max_rel_diff(bf, want, n) > 0); /* the rounding did happen */
+    free(want), free(gguf), free(st), free(gguf16), free(st16), free(bf);
+}
+
+static void test_tiny_formats(void) { check_formats(&tiny_api, "examples/tiny.gqa"); }
+static void test_g3bias_formats(void) { check_formats(&g3bias_api, "tests/models/g3bias.gqa"); }
+static void test_halves_formats(void) { check_formats(&halves_api, "tests/models/halves.gqa"); }
+
+/* The same function in both RoPE layouts. */
+static void test_hf_permutation(void) {
+    size_t n = (size_t)N_POS * (size_t)tiny_api.shape.vocab_size;
+    const char *st = write_weights("examples/tiny.gqa", "p.safetensors", "safetensors", "f32");
+    float *adjacent = run_file(&tiny_api, write_weights("examples/tiny.gqa", "p.bin", "bin", "f32"));
+    float *halves = run_file(&tiny_halves_api, st);
+    CU_ASSERT_FATAL(adjacent && halves);
+    double diff = max_rel_diff(halves, adjacent, n);
+    CU_ASSERT(diff < 1e-5);
+    CU_ASSERT(memcmp(halves, adjacent, n * sizeof *halves) != 0 || diff == 0);
+    /* and without the reordering the halves model would compute another function */
+    float *wrong = run_file(&tiny_halves_api, write_weights("examples/tiny.gqa", "p2.bin", "bin", "f32"));
+    CU_ASSERT_FATAL(wrong != NULL);
+    CU_ASSERT(max_rel_diff(wrong, adjacent, n) > 1e-3);
+    free(adjacent), free(halves), free(wrong);
+}
+
+/* A file of another model is refused, naming the tensor and both shapes. */
+static void expect_error(const gqa_model_api *m, const char *path, const char *want) {
+    gqr_checkpoint ck;
+    char err[512] = "";
+    CU_ASSERT(gqr_checkpoint_load(&ck, path, m, GQR_LOAD_MMAP, err, sizeof err) != 0);
+    if (!strstr(err, want))
+        printf("\n  expected '%s' in: %s\n", want, err);
+    CU_ASSERT(strstr(err, want) != NULL);
+    CU_ASSERT(ck.weights == NULL);
+}
+
+static void test_mismatches(void) {
+    const char *g3 = write_weights("tests/models/g3bias.gqa", "g3.gguf", "gguf", "f32");
+    const char *tiny = write_weights("examples/tiny.gqa", "t.safetensors", "safetensors", "f16");
+    expect_error(&tiny_api, g3, "has shape [300, 48], the model expects [512, 64]");
+    expect_error(&g3bias_api, tiny, "has shape [512, 64], the model expects [300, 48]");
+    /* biases where the model has none, and the other way round */
+    const char *nb = write_weights("tests/models/g3nobias.gqa", "nb.gguf", "gguf", "f32");
+    expect_error(&g3nobias_api, g3, "tensor 'blk.0.attn_q.bias' is not part of the model");
+    expect_error(&g3bias_api, nb, "tensor 'blk.0.attn_q.bias' is missing");
+    FILE *f = fopen(tmp("junk.gguf"), "wb");
+    fwrite("GGUF\x01\x00\x00\x00", 1, 8, f);
+    fclose(f);
+    expect_error(&tiny_api, tmp("junk.gguf"), "version 1");
+}
+
+/* Llama 3's scaling travels in GGUF as llama.cpp's rope_freqs.weight: the
+ * model that wrote it loads it, one with other scaling is refused. */
+static void test_rope_freqs(void) {
+    const char *gqa = "tests/models/llama3.gqa";
+    check_formats(&llama3_api, gqa);
+    const char *gguf = write_weights(gqa, "l3.gguf", "gguf", "f32");
+    CU_ASSERT_EQUAL(sh("%s import %s -o %s 2> %s", gqac, gguf, tmp("l3.gqa"), tmp("err.txt")),
+                    1 << 8);
+    CU_ASSERT_EQUAL(sh("grep -q 'rope_freqs.weight' %s", tmp("err.txt")), 0);
+    expect_error(&llama3_x4_api, gguf, "'rope_freqs.weight' scales RoPE pair 1 to");
+    /* a file without the table is taken at the model's word (older llama.cpp files) */
+    float *a = run_file(&llama3_x4_api, write_weights(gqa, "l3.safetensors", "safetensors", "f32"));
+    CU_ASSERT(a != NULL);
+    free(a);
+}
+
+/* ---- the trained example against PyTorch ---- */
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return cJSON_Parse(buf);
+}
+
+static int json_ints(const cJSON *a, int *out, int cap) {
+    int n = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) if (n < cap) out[n++] = x->valueint;
+    return n;
+}
+
+/* examples/fortune/reference.json is what tools/train_fortune.py's PyTorch
+ * model computed for its prompt: the ids sentencepiece gave it, the five
+ * best logits after it, and twenty greedy tokens.  The generated code, the
+ * tokenizer and `gqac run` must give the same. */
+static void test_fortune_reference(void) {
+    cJSON *ref = read_json("examples/fortune/reference.json");
+    CU_ASSERT_FATAL(ref != NULL);
+    int want[64], got[64], n_want, n_got = 0;
+    n_want = json_ints(cJSON_GetObjectItem(ref, "prompt_ids"), want, 64);
+    gqr_tokenizer *tok;
+    char err[256];
+    const char *prompt = cJSON_GetObjectItem(ref, "prompt")->valuestring;
+    CU_ASSERT_FATAL(gqr_tokenizer_load(&tok, "examples/fortune/tokenizer.bin", 512, err, sizeof err) == 0);
+    CU_ASSERT(gqr_tokenizer_encode(tok, prompt, strlen(prompt), 1, got, 64, &n_got, err, sizeof err) == 0);
+    CU_ASSERT(n_got == n_want && memcmp(got, want, sizeof *got * (size_t)n_want) == 0);
+    gqr_tokenizer_free(tok);
+
+    gqr_checkpoint ck;
+    CU_ASSERT_FATAL(gqr_checkpoint_load(&ck, "examples/fortune/fortune.bin", &fortune_api,
+                                        GQR_LOAD_MMAP, err, sizeof err) == 0);
+    void *arena = gqr_arena_alloc(&fortune_api);
+    gqa_state *s;
+    float logits[512];
+    CU_ASSERT_FATAL(fortune_api.init(&s, arena, fortune_api.arena_bytes, ck.weights, ck.n_weights) == GQA_OK);
+    for (int pos = 0; pos < n_want; pos++)
+        CU_ASSERT(fortune_api.forward(s, want[pos], pos, logits) == GQA_OK);
+    const cJSON *top = cJSON_GetObjectItem(ref, "last_position_top5");
+    int ids[5];
+    json_ints(cJSON_GetObjectItem(top, "ids"), ids, 5);
+    const cJSON *l;
+    int i = 0;
+    cJSON_ArrayForEach(l, cJSON_GetObjectItem(top, "logits")) {
+        /* float32 both sides, summed in other orders: 1e-4 of the scale */
+        CU_ASSERT(fabs(logits[ids[i]] - l->valuedouble) < 1e-4 * fabs(l->valuedouble) + 1e-4);
+        i++;
+    }
+    gqr_arena_free(arena);
+    gqr_checkpoint_close(&ck);
+
+    char tokens[512] = "";
+    for (i = 0; i < n_want; i++)
+        snprintf(tokens + strlen(tokens), sizeof tokens - strlen(tokens), "%s%d", i ? "," : "", want[i]);
+    CU_ASSERT_EQUAL(sh("%s run examples/fortune.gqa --weights examples/fortune/fortune.bin "
+                       "--tokens %s -n 20 --temp 0 > %s 2> /dev/null", gqac, tokens, tmp("greedy.txt")), 0);
+    FILE *f = fopen(tmp("greedy.txt"), "r");
+    int greedy[20], n_greedy = json_ints(cJSON_GetObjectItem(ref, "greedy_20_ids"), greedy, 20);
+    CU_ASSERT_FATAL(f != NULL && n_greedy == 20);
+    for (i = 0; i < 20; i++) {
+        int id = -1;
+        CU_ASSERT(fscanf(f, "%d", &id) == 1 && id == greedy[i]);
+    }
+    fclose(f);
+    cJSON_Delete(ref);
+}
+
+/* ---- gqac import ---- */
+
+/* The imported description, compared with the golden file beside it. */
+static void check_import(const char *stem) {
+    char golden[256], json[256];
+    snprintf(json, sizeof json, "tests/import/%s.json", stem);
+    snprintf(golden, sizeof golden, "tests/import/%s.gqa", stem);
+    CU_ASSERT_EQUAL(sh("%s import %s -o %s", gqac, json, tmp("imported.gqa")), 0);
+    int same = sh("cmp -s %s %s", golden, tmp("imported.gqa")) == 0;
+    if (!same)
+        sh("diff -u %s %s", golden, tmp("imported.gqa"));
+    CU_ASSERT(same);
+}
+
+static void test_import_configs(void) {
+    check_import("tinyllama-1.1b");
+    check_import("llama-3.2-1b");
+    check_import("mistral-7b");
+    check_import("qwen2.5-0.5b");
+}
+
+/* gqac info of the original and of what came back through a weights file:
+ * the same shape, line for line after the first (which names the file). */
+static void check_round_trip(const char *gqa, const char *format) {
+    const char *w = write_weights(gqa, format[0] == 'g' ? "rt.gguf" : "rt.bin", format, "f32");
+    CU_ASSERT_EQUAL(sh("%s import %s -o %s", gqac, w, tmp("rt.gqa")), 0);
+    CU_ASSERT_EQUAL(sh("%s info %s | tail -n +2 > %s", gqac, gqa, tmp("a.txt")), 0);
+    CU_ASSERT_EQUAL(sh("%s info %s | tail -n +2 > %s", gqac, tmp("rt.gqa"), tmp("b.txt")), 0);
+    int same = sh("cmp -s %s %s", tmp("a.txt"), tmp("b.txt")) == 0;
+    if (!same)
+        sh("diff -u %s %s", tmp("a.txt"), tmp("b.txt"));
+    CU_ASSERT(same);
+}
+
+static void test_import_round_trip(void) {
+    check_round_trip("examples/tiny.gqa", "gguf");
+    check_round_trip("tests/models/g3bias.gqa", "gguf");
+    check_round_trip("examples/tiny.gqa", "bin");
+}
+
+/* A bad config.json: exit status 1 and the message naming the problem. */
+static void expect_import_error(const char *json, const char *want) {
+    FILE *f = fopen(tmp("bad.json"), "w");
+    fputs(json, f);
+    fclose(f);
+    int rc = sh("%s import %s -o %s 2> %s", gqac, tmp("bad.json"), tmp("bad.gqa"), tmp("err.txt"));
+    CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "grep -qF \"%s\" %s", want, tmp("err.txt"));
+    int found = system(cmd) == 0;
+    if (!found)
+        sh("echo '  expected: %s'; cat %s", want, tmp("err.txt"));
+    CU_ASSERT(found);
+}
+
+#define BASE "\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, " \
+             "\"intermediate_size\": 128, \"vocab_size\": 100, \"max_position_embeddings\": 64"
+
+static void test_import_errors(void) {
+    expect_import_error("{\"model_type\": \"gpt2\", " BASE "}",
+                        "unsupported architecture 'gpt2' (supported: llama, mistral, qwen2)");
+    expect_import_error("{\"model_type\": \"llama\", \"num_experts\": 8, " BASE "}",
+                        "key 'num_experts' is not understood");
+    expect_import_error("{\"model_type\": \"llama\", \"rope_scaling\": {\"rope_type\": \"yarn\", "
+                        "\"factor\": 4}, " BASE "}",
+                        "rope_scaling of type 'yarn' is not supported");
+    expect_import_error("{\"model_type\": \"llama\", \"hidden_act\": \"gelu\", " BASE "}",
+                        "hidden_act 'gelu' is not supported");
+    expect_import_error("{\"model_type\": \"llama\", \"hidden_size\": 64}", "missing key");
+    expect_import_error("{\"model_type\": \"llama\", \"num_key_value_heads\": 3, " BASE "}",
+                        "kv_heads (3) must divide heads (4)");
+    expect_import_error("[1, 2", "not a JSON object");
+}
+
+int main(void) {
+    if (getenv("GQAC"))
+        gqac = getenv("GQAC");
+    if (!mkdtemp(tmp_dir) || CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("formats", NULL, NULL);
+    CU_add_test(s, "tiny: bin, GGUF, safetensors; f32, f16, bf16", test_tiny_formats);
+    CU_add_test(s, "g3bias (biases, separate classifier)", test_g3bias_formats);
+    CU_add_test(s, "halves (Hugging Face's RoPE pairs)", test_halves_formats);
+    CU_add_test(s, "Llama 3 RoPE scaling in GGUF (rope_freqs.weight)", test_rope_freqs);
+    CU_add_test(s, "fortune: PyTorch's logits, tokens and greedy text", test_fortune_reference);
+    CU_add_test(s, "q/k rows in both RoPE layouts", test_hf_permutation);
+    CU_add_test(s, "files of another model", test_mismatches);
+    s = CU_add_suite("import", NULL, NULL);
+    CU_add_test(s, "config.json of four published models", test_import_configs);
+    CU_add_test(s, "GGUF and llama2.c headers round trip", test_import_round_trip);
+    CU_add_test(s, "bad config.json", test_import_errors);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int failed = (int)CU_get_number_of_failures();
+    CU_cleanup_registry();
+    sh("rm -rf %s", tmp_dir);
+    return failed ? 1 : 0;
+}
