@@ -132,13 +132,14 @@ TESTS := test_front test_kernels test_model test_runtime test_convert test_token
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
 	@set -e; for t in $(TESTS); do \
 	    echo "== $$t ($(BUILD))"; \
-	    GQAC=$(BUILD)/gqac $(BUILD)/$$t; \
+	    GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache GQAC_CFLAGS="$(RUN_CFLAGS)" \
+	        $(BUILD)/$$t; \
 	done
 
 # The same tests with AddressSanitizer and UndefinedBehaviorSanitizer.
 SANITIZE := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 check-asan:
-	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="$(SANITIZE)" check
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="$(SANITIZE)" RUN_CFLAGS="$(SANITIZE)" check
 
 # libFuzzer over the whole front end, seeded from the examples and the
 # diagnostic cases; FUZZ_SECONDS bounds it.
@@ -148,14 +149,20 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -I$(BUILD) \
 	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
 # libFuzzer over the tensor file readers, each seeded with files its writer
-# made; FUZZ_FORMAT_SECONDS bounds each.
+# made, and over the tokenizers' encode and decode; FUZZ_FORMAT_SECONDS
+# bounds each.
 TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
 $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
                                               runtime/tensorfile.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm
-fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors
+$(BUILD)/fuzz_tokenizer: tests/fuzz_tokenizer.c runtime/tokenizer.c runtime/tokenizer.h \
+                         runtime/unicode_tables.h | $(BUILD)/obj
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c99 \
+	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime \
+	    -o $@ tests/fuzz_tokenizer.c runtime/tokenizer.c -lcjson -lm
+fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors $(BUILD)/fuzz_tokenizer
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzzing the front end for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz.log)"
 	@$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
@@ -163,9 +170,9 @@ fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors
 	    $(BUILD)/fuzz-corpus examples tests/diag tests/models > $(BUILD)/fuzz.log 2>&1 || \
 	    { tail -60 $(BUILD)/fuzz.log; exit 1; }
 	@grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz.log
-	@for f in gguf safetensors; do \
+	@for f in gguf safetensors tokenizer; do \
 	    mkdir -p $(BUILD)/fuzz-corpus-$$f; \
-	    echo "fuzzing the $$f reader for $(FUZZ_FORMAT_SECONDS) s (log: $(BUILD)/fuzz_$$f.log)"; \
+	    echo "fuzzing $$f for $(FUZZ_FORMAT_SECONDS) s (log: $(BUILD)/fuzz_$$f.log)"; \
 	    $(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_FORMAT_SECONDS) -max_len=4096 -timeout=10 \
 	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz_$$f- \
 	        $(BUILD)/fuzz-corpus-$$f tests/fuzz/$$f > $(BUILD)/fuzz_$$f.log 2>&1 || \
@@ -189,16 +196,16 @@ test: deps
 	@echo "make test: all passed"
 
 # ---- demo ----
-DEMO := $(BUILD)/demo
-demo: all
+# The trained example (examples/fortune): compiled through cc by gqac run,
+# then text from a prompt; and what gqac says of its shape and groupings.
+demo:
 	@tools/deps.sh demo
-	@mkdir -p $(DEMO)
-	$(BUILD)/gqac examples/tiny.gqa -o $(DEMO)/tiny.c --main
-	$(BUILD)/gqac weights --random examples/tiny.gqa -o $(DEMO)/tiny.bin --seed 1
-	$(CC) -std=c99 -O2 -fopenmp -Itemplates -o $(DEMO)/tiny $(DEMO)/tiny.c $(BUILD)/libgqa.a -lm
-	$(DEMO)/tiny --weights $(DEMO)/tiny.bin -n 200 --temp 0.8 --seed 1
+	@$(MAKE) --no-print-directory all
+	GQAC_CACHE=$(BUILD)/run-cache $(BUILD)/gqac run examples/fortune.gqa \
+	    --weights examples/fortune/fortune.bin --tokenizer examples/fortune/tokenizer.bin \
+	    -p "The meaning of life is" -n 200 --temp 0.8 --seed 42
 	@echo
-	$(BUILD)/gqac info examples/tiny.gqa
+	$(BUILD)/gqac info examples/fortune.gqa
 
 # ---- bench (not part of make test; run it on a quiet machine) ----
 BENCH := $(BUILD)/bench

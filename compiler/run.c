@@ -7,6 +7,10 @@
  * --tokenizer, -p, -n, ...), so `gqac run` and a program built by hand
  * behave the same.
  *
+ * The compiler is $CC (else cc) with -O3 -march=native -fopenmp and then
+ * $GQAC_CFLAGS, split at spaces (a sanitizer build of gqac passes its
+ * flags on, so that the program links with its runtime library).
+ *
  * The cache: $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac;
  * one folder per key, filled beside its final name and renamed into place,
  * so concurrent runs never see half a build.
@@ -26,8 +30,11 @@ enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
 #define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-fopenmp"
 
+enum { MAX_EXTRA_FLAGS = 32 };
+
 typedef struct {
     const char *cc;      /* the C compiler: $CC or cc */
+    const char *extra;   /* $GQAC_CFLAGS, or "" */
     const char *runtime; /* libgqa.a */
     const char *dir;     /* the cache folder of this build */
     Arena *a;
@@ -111,8 +118,21 @@ static bool spawn(char *const argv[]) {
 
 static bool compile(const Build *b, const char *tmp) {
     char *src = arena_printf(b->a, "%s/model.c", tmp), *out = arena_printf(b->a, "%s/model", tmp);
-    char *argv[] = {(char *)b->cc, CFLAGS_AOT, "-o", out, src, (char *)b->runtime,
-                    "-lcjson", "-lm", NULL};
+    char *head[] = {(char *)b->cc, CFLAGS_AOT};
+    char *tail[] = {"-o", out, src, (char *)b->runtime, "-lcjson", "-lm", NULL};
+    char *argv[sizeof head / sizeof *head + MAX_EXTRA_FLAGS + sizeof tail / sizeof *tail];
+    int n = 0;
+    for (size_t i = 0; i < sizeof head / sizeof *head; i++)
+        argv[n++] = head[i];
+    char *extra = arena_printf(b->a, "%s", b->extra);
+    for (char *f = strtok(extra, " \t"); f; f = strtok(NULL, " \t")) {
+        if (n == (int)(sizeof head / sizeof *head) + MAX_EXTRA_FLAGS) {
+            fprintf(stderr, "gqac: error: GQAC_CFLAGS has more than %d flags\n", MAX_EXTRA_FLAGS);
+            return false;
+        }
+        argv[n++] = f;
+    }
+    memcpy(argv + n, tail, sizeof tail);
     return spawn(argv);
 }
 
@@ -143,7 +163,8 @@ static int build(Build *b, const Buf *c, const Buf *h) {
         fprintf(stderr, "gqac: error: cannot rename %s: %s\n", tmp, strerror(errno));
         return EXIT_INPUT;
     }
-    fprintf(stderr, "gqac: compiled with %s -O3 -march=native in %.1f s (cached in %s)\n", b->cc,
+    fprintf(stderr, "gqac: compiled with %s -O3 -march=native%s%s in %.1f s (cached in %s)\n",
+            b->cc, *b->extra ? " " : "", b->extra,
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, b->dir);
     return 0;
 }
@@ -155,6 +176,7 @@ static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     uint64_t k = hash_str(0xcbf29ce484222325ull, GQAC_VERSION);
     k = hash(hash(k, c->data, c->len), h->data, h->len);
     k = hash_str(hash_str(hash_str(k, b->cc), b->runtime), "-O3 -march=native -fopenmp");
+    k = hash_str(k, b->extra);
     if (stat(b->runtime, &st) == 0) {
         int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
         k = hash(k, stamp, sizeof stamp);
@@ -163,7 +185,8 @@ static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
 }
 
 int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a) {
-    Build b = {getenv("CC") && *getenv("CC") ? getenv("CC") : "cc", find_runtime(a), NULL, a};
+    const char *cc = getenv("CC"), *extra = getenv("GQAC_CFLAGS");
+    Build b = {cc && *cc ? cc : "cc", extra ? extra : "", find_runtime(a), NULL, a};
     if (!b.runtime) {
         fprintf(stderr, "gqac: error: cannot find the runtime library libgqa.a beside gqac or in "
                         "../lib; set GQAC_RUNTIME to its path\n");

@@ -7,11 +7,51 @@
  * the JSON; numbers there are doubles, exact for integers below 2^53,
  * which bounds any real file.
  */
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tensorfile.h"
+
+#ifdef GQR_NO_CJSON
+/* A runtime built for a target without cJSON: GGUF and llama2.c files
+ * still load; every safetensors entry point says why it cannot. */
+#define NO_JSON "safetensors needs JSON, and this runtime was built without cJSON (GQR_NO_CJSON)"
+
+int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
+                 char *err, size_t errlen) {
+    (void)tf, (void)p, (void)size;
+    return gqr_tf_fail(err, errlen, "%s: not a GGUF file, and %s", file, NO_JSON);
+}
+void gqr_st_free_meta(gqr_tensorfile *tf) { (void)tf; }
+const char *gqr_st_meta(const gqr_tensorfile *tf, const char *key) {
+    (void)tf, (void)key;
+    return NULL;
+}
+int gqr_st_is_index(const unsigned char *p, size_t size, const char *path) {
+    (void)p, (void)size, (void)path;
+    return 0;
+}
+int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
+                      size_t size, char *err, size_t errlen) {
+    (void)tf, (void)p, (void)size;
+    return gqr_tf_fail(err, errlen, "%s: %s", path, NO_JSON);
+}
+int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value) {
+    (void)w, (void)key, (void)value;
+    return -1;
+}
+void gqr_st_writer_free(gqr_tf_writer *w) { (void)w; }
+int gqr_st_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
+    (void)w;
+    return gqr_tf_fail(err, errlen, "%s: %s", path, NO_JSON);
+}
+int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,
+                                uint64_t max_shard_bytes, char *err, size_t errlen) {
+    (void)w, (void)max_shard_bytes;
+    return gqr_tf_fail(err, errlen, "%s: %s", index_path, NO_JSON);
+}
+#else
+#include <cjson/cJSON.h>
 
 enum { MAX_HEADER = 100000000 }; /* the reference implementation's limit */
 #define MAX_EXACT 9007199254740992.0 /* 2^53 */
@@ -511,3 +551,5 @@ int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,
     free(start);
     return rc;
 }
+
+#endif /* GQR_NO_CJSON */

@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "tokenizer.h"
 #include "unicode_tables.h"
 
@@ -455,12 +453,14 @@ static int has_bar(const char *p, size_t n) {
 /* Copies pieces, scores and types, and works out the decoded bytes. */
 static int copy_tokens(gqr_tokenizer *t, const gqr_vocab_spec *s) {
     size_t total = 0;
+    if (s->n_tokens < 0)
+        return -1;
     for (int i = 0; i < s->n_tokens; i++) {
         if (s->piece_lens[i] >= (SIZE_MAX - total) / 2)
             return -1;
         total += 2 * (s->piece_lens[i] + 1);
     }
-    t->tok = calloc((unsigned)s->n_tokens, sizeof *t->tok);
+    t->tok = calloc((size_t)s->n_tokens, sizeof *t->tok);
     t->chars = malloc(total);
     if (!t->tok || !t->chars)
         return -1;
@@ -1125,6 +1125,16 @@ static int load_bin(gqr_tokenizer **out, const char *path, const unsigned char *
 
 /* ---- tokenizer.json ---- */
 
+#ifdef GQR_NO_CJSON
+static int load_json(gqr_tokenizer **out, const char *path, const char *text, size_t size,
+                     int vocab_size, char *err, size_t errlen) {
+    (void)out, (void)text, (void)size, (void)vocab_size;
+    return fail(err, errlen, "%s: tokenizer.json needs JSON, and this runtime was built without "
+                "cJSON (GQR_NO_CJSON)", path);
+}
+#else
+#include <cjson/cJSON.h>
+
 /* The regexes of the Split pre-tokenizers we scan by hand, as JSON holds them. */
 static const char *const pre_regex[] = {
     [GQR_PRE_LLAMA3] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
@@ -1394,6 +1404,8 @@ static int load_json(gqr_tokenizer **out, const char *path, const char *text, si
     cJSON_Delete(root);
     return rc;
 }
+
+#endif /* GQR_NO_CJSON */
 
 /* JSON starts with '{' (after any whitespace) and holds no NUL; tokenizer.bin
  * starts with a small little-endian int32, so its fourth byte is 0. */

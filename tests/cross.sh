@@ -1,7 +1,8 @@
 #!/bin/sh
 # cross.sh: the tiny example model built for other CPUs and run under
 # qemu-user, against the host's logits (max |diff| / max |host| <= 1e-5),
-# with weights loaded from the same file and compiled in; then the
+# with weights loaded from the same llama2.c file, from the same f16 GGUF
+# file (little-endian, decoded byte by byte) and compiled in; then the
 # freestanding build linked for a Cortex-M4 with nothing undefined.
 #
 # A missing cross compiler or qemu is a skip, said as such; under CI
@@ -24,12 +25,15 @@ missing() {
 # the freestanding one for the microcontroller.
 $gqac examples/tiny.gqa -o "$out/tiny.c" --prefix tiny &&
 $gqac weights --random examples/tiny.gqa -o "$out/tiny.bin" --seed 3 &&
+$gqac weights --random examples/tiny.gqa -o "$out/tiny.gguf" --seed 3 --format gguf --dtype f16 &&
 $gqac examples/tiny.gqa -o "$out/tiny_e.c" --prefix tiny_e --embed-weights "$out/tiny.bin" &&
 $gqac examples/tiny.gqa -o "$out/tiny_m4.c" --prefix tiny_m4 --target freestanding \
       --embed-weights "$out/tiny.bin" || { say "cross: gqac failed"; exit 1; }
 
+# Debian ships cJSON for the host only: the targets get the runtime
+# without it (GQR_NO_CJSON: no safetensors or tokenizer.json).
 FLAGS="-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
-       -Itemplates -Iruntime -I$out"
+       -DGQR_NO_CJSON -Itemplates -Iruntime -I$out"
 build_driver() { # CC OUT MODEL_SOURCES... (static: qemu-user then needs no target libc)
     cc=$1 exe=$2 api=$3
     shift 3
@@ -46,25 +50,28 @@ compare() {
 }
 
 say "cross: host reference"
-build_driver cc "$out/host" tiny_api "$out/tiny.c" && "$out/host" "$out/tiny.bin" > "$out/host.txt" ||
-    { say "cross: the host build failed"; exit 1; }
+build_driver cc "$out/host" tiny_api "$out/tiny.c" && "$out/host" "$out/tiny.bin" > "$out/host.txt" &&
+    "$out/host" "$out/tiny.gguf" > "$out/host-gguf.txt" || { say "cross: the host build failed"; exit 1; }
 
 for target in aarch64-linux-gnu:aarch64 arm-linux-gnueabihf:arm riscv64-linux-gnu:riscv64 \
               s390x-linux-gnu:s390x; do
     triple=${target%%:*} arch=${target##*:}
     if ! command -v "$triple-gcc" > /dev/null; then missing "$arch" "$triple-gcc" "gcc-$triple"; continue; fi
     if ! command -v "qemu-$arch" > /dev/null; then missing "$arch" "qemu-$arch" qemu-user; continue; fi
-    for mode in file embedded; do
-        exe=$out/$arch-$mode
+    for mode in file gguf embedded; do
+        exe=$out/$arch-$mode want=$out/host.txt
         if [ $mode = file ]; then
             build_driver "$triple-gcc" "$exe" tiny_api "$out/tiny.c" &&
                 "qemu-$arch" "$exe" "$out/tiny.bin" > "$exe.txt"
+        elif [ $mode = gguf ]; then
+            want=$out/host-gguf.txt
+            "qemu-$arch" "$out/$arch-file" "$out/tiny.gguf" > "$exe.txt"
         else
             build_driver "$triple-gcc" "$exe" tiny_e_api "$out/tiny_e.c" "$out/tiny_e_weights.c" &&
                 "qemu-$arch" "$exe" > "$exe.txt"
         fi
         if [ $? -ne 0 ]; then bad "$arch, weights $mode: build or run failed"; continue; fi
-        if err=$(compare "$out/host.txt" "$exe.txt"); then ok "$arch, weights $mode: logits within $err of the host's"
+        if err=$(compare "$want" "$exe.txt"); then ok "$arch, weights $mode: logits within $err of the host's"
         else bad "$arch, weights $mode: logits off by ${err:-?} (limit 1e-5)"; fi
     done
 done
