@@ -24,7 +24,8 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
               -Icompiler -Itemplates -Iruntime -I$(BUILD)
 LDLIBS  := -lm -lcjson
 
-COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c
+COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c \
+                cache.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
@@ -64,9 +65,16 @@ $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 	$(AR) rcs $@ $^
-# formats.c reads and writes through the runtime, so it stays out of libgqac.a.
-$(BUILD)/gqac: $(BUILD)/obj/main.o $(BUILD)/obj/formats.o $(BUILD)/libgqac.a $(BUILD)/libgqa.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# formats.c reads and writes through the runtime, and the JIT links libtcc
+# (static, not PIC) and libdl: they stay out of libgqac.a, in gqac alone.
+# libtcc1.a and tcc's headers: where Debian's tcc put them.
+TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
+                                                         /usr/local/lib/tcc/libtcc1.a))))
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,formats.o jit.o jit_tcc.o jit_cc.o)
+GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
+$(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
+$(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
 
 # ---- the runtime ----
 $(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h templates/gqa_api.h | $(BUILD)/obj

@@ -271,7 +271,8 @@ void buf_putn(Buf *b, const char *s, size_t n);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(Buf *b);
 
-/* Whole model: the .c and the .h (header_name is what the .c includes). */
+/* Whole model: the .c and the .h (header_name is what the .c includes;
+ * NULL puts the header's text in the .c, one file for a JIT). */
 void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
                   Buf *c, Buf *h);
 /* The attention kernel alone, as `void PREFIX_attention(...)`. */
@@ -320,5 +321,103 @@ bool emit_weights(const Model *m, const char *prefix, const char *header_name, c
                   Buf *bufs, int max_bufs, int *n_bufs, Diag *d);
 /* RoPE's cos and sin for every position of m, as the object gq_rope. */
 void emit_rope_table(const Model *m, Buf *c);
+
+/* ---- cache.c: the folder of compiled code; child processes ---- */
+
+#define CACHE_SEED 0xcbf29ce484222325ull
+/* Content keys: cache_hash(CACHE_SEED, ...) chained over every input. */
+uint64_t cache_hash(uint64_t h, const void *data, size_t n);
+uint64_t cache_hash_str(uint64_t h, const char *s); /* the NUL included */
+/* $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac. */
+const char *cache_root(Arena *a);
+/* mkdir -p; path is modified and restored. */
+bool cache_make_dirs(char *path);
+bool cache_write_file(const char *path, const Buf *b);
+/* Runs argv (searched in PATH) to the end: its exit status, 127 when it
+ * could not be run, -1 when it died or fork failed.  quiet: its stderr to
+ * /dev/null. */
+int cache_spawn(char *const argv[], bool quiet);
+
+/* ---- jit.c: generated code compiled and loaded in this process ---- */
+
+/* A backend turns a kernel plan into loaded code.  The C backends emit C
+ * from the plan and compile it (tcc in memory, cc to a shared object);
+ * an LLVM backend will build its IR from the same plan, behind the same
+ * three functions, so callers never change. */
+typedef struct {
+    const char *name;
+    const char *about; /* one line for --help and reports */
+    /* Compiles p (whose prefix is "model") and returns a handle, or NULL
+     * with a message in err; a compile error keeps the generated source
+     * on disk and names it. */
+    void *(*compile)(const Plan *p, Arena *a, char *err, size_t errlen);
+    void *(*symbol)(void *handle, const char *name);
+    void (*release)(void *handle);
+} JitBackend;
+
+extern const JitBackend jit_tcc, jit_cc;
+
+/* "tcc" or "cc"; NULL for anything else. */
+const JitBackend *jit_backend(const char *name);
+
+typedef struct JitModel JitModel;
+struct gqa_model_api; /* templates/gqa_api.h */
+
+/* Plans and compiles m with b: the model's function table in *api (its
+ * version checked), valid until jit_free.  NULL with a message in err.
+ * Thread-safe: the tcc backend serializes its compilations (libtcc keeps
+ * global state), the cc backend needs no lock. */
+JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
+                      char *err, size_t errlen);
+void jit_free(JitModel *j);
+/* For backends: the source of a failed compile written to a fresh
+ * temporary folder; its path (or why there is none). */
+const char *jit_keep_source(const Buf *c, Arena *a);
+
+/* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
+
+/* One measured variant of the model: its kv_heads, and what it costs and
+ * loses.  NAN in ppl and kl when there was no eval text. */
+typedef struct {
+    int kv_heads;
+    double *ms_per_token;      /* median decode latency at each of the report's contexts */
+    double kv_bytes_per_token; /* the KV cache's growth per position */
+    double kv_bytes_full;      /* the KV cache at the model's full context */
+    double memory_bytes;       /* weights plus one instance's arena */
+    double ppl;                /* teacher-forced perplexity on the eval text */
+    double kl;                 /* mean KL(original || variant) per token, nats */
+    bool pareto;               /* set by report_mark */
+} TuneRow;
+
+typedef struct {
+    const char *model_name;  /* the .gqa's model name (any bytes: escape when printing) */
+    const char *backend;     /* the JIT backend the timings come from: "cc" or "tcc" */
+    const char *eval_path;   /* NULL when there was no eval text */
+    int heads, original_kv;  /* the original model's query and KV heads */
+    int n_contexts;
+    const int *contexts;     /* the decode contexts timed, ascending */
+    int n_rows;
+    TuneRow *rows;           /* by kv_heads, descending; one has kv_heads == original_kv */
+    double max_ppl_increase; /* the quality budget as a fraction (0.05 for 5%); < 0: none */
+    int recommended;         /* set by report_mark: a row index, or -1 */
+} TuneReport;
+
+/* Marks the Pareto-optimal rows and picks the recommendation.  Costs are
+ * latency at the longest context and, as quality, perplexity (or, with no
+ * eval text, KV bytes per token): a row is on the front when no other row
+ * is at least as good in both and better in one.  The recommendation, with
+ * a budget, is the fastest row whose ppl is within it of the original's
+ * (ties: fewer KV bytes); without a budget or an eval text, none (-1). */
+void report_mark(TuneReport *r);
+/* The table for a terminal: one row per variant, Pareto rows starred, the
+ * recommendation and why (or why there is none) below it. */
+void report_table(const TuneReport *r, FILE *out);
+/* Files; 0, or -1 with a message naming the path in err. */
+int report_json(const TuneReport *r, const char *path, char *err, size_t errlen);
+int report_csv(const TuneReport *r, const char *path, char *err, size_t errlen);
+/* Latency at the longest context (x) against perplexity (y; KV bytes per
+ * token when there was no eval text), a point per variant labelled with
+ * its kv_heads, the Pareto front joined, the recommendation ringed. */
+int report_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
 
 #endif

@@ -8,6 +8,7 @@
  * read or written), 2 bad usage.
  */
 #include "gqac.h"
+#include "gqr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -28,6 +29,7 @@ typedef struct {
     CodeOptions code;
     uint64_t seed;
     int size_bits;
+    const char *jit; /* run: a JIT backend instead of a cached program, or NULL */
     int n_rest;   /* run: the program's flags after the model */
     char **rest;
 } Options;
@@ -37,7 +39,7 @@ static const char usage_text[] =
     "       gqac check MODEL.gqa\n"
     "       gqac info MODEL.gqa\n"
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
-    "       gqac run MODEL.gqa --weights W [-p PROMPT] [program flags]\n"
+    "       gqac run MODEL.gqa [--jit tcc|cc] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
     "\n"
     "Compiles a grouped-query-attention model description to C99.\n"
@@ -62,6 +64,8 @@ static const char usage_text[] =
     "gqac run compiles MODEL.gqa with the system C compiler ($CC, else cc) into\n"
     "a program cached by content hash ($GQAC_CACHE, else ~/.cache/gqac) and runs\n"
     "it with the flags that follow; `gqac run MODEL.gqa --help` lists them.\n"
+    "--jit (right after the model) compiles it in this process instead: tcc\n"
+    "(libtcc, milliseconds, unoptimized) or cc (a cached shared object).\n"
     "\n"
     "MODEL.gqa may be '-' for standard input.  Exit status: 0 success, 1 bad\n"
     "input, 2 bad usage.\n";
@@ -83,6 +87,25 @@ static bool parse_number(const char *s, uint64_t *out) {
     return errno == 0 && *end == '\0';
 }
 
+/* gqac run --jit: the model compiled in this process and run by the
+ * runtime's own main, as the cached program would run it. */
+static int cmd_jit_run(const Options *o, const Model *m, Arena *a) {
+    const gqa_model_api *api;
+    char err[1024];
+    JitModel *j = jit_compile(m, jit_backend(o->jit), &api, err, sizeof err);
+    if (!j) {
+        fprintf(stderr, "gqac: error: %s\n", err);
+        return EXIT_INPUT;
+    }
+    char **args = arena_alloc(a, sizeof *args * (size_t)(o->n_rest + 2));
+    args[0] = arena_printf(a, "gqac run --jit %s", o->jit);
+    memcpy(args + 1, o->rest, sizeof *args * (size_t)o->n_rest);
+    args[o->n_rest + 1] = NULL;
+    int rc = gqr_main(api, o->n_rest + 1, args);
+    jit_free(j);
+    return rc;
+}
+
 /* Returns 0, or an exit status for main. */
 static int parse_args(int argc, char **argv, Options *o) {
     int i = 1;
@@ -91,6 +114,11 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (argc < 3 || argv[2][0] == '-')
             return usage_error("%s", "gqac run needs the model first: gqac run MODEL.gqa [flags]");
         o->command = "run", o->input = argv[2], o->n_rest = argc - 3, o->rest = argv + 3;
+        if (o->n_rest > 0 && !strcmp(o->rest[0], "--jit")) {
+            if (o->n_rest < 2 || !jit_backend(o->rest[1]))
+                return usage_error("--jit wants tcc or cc, not '%s'", o->n_rest < 2 ? "" : o->rest[1]);
+            o->jit = o->rest[1], o->n_rest -= 2, o->rest += 2;
+        }
         return 0;
     }
     if (i < argc && (!strcmp(argv[i], "check") || !strcmp(argv[i], "info") ||
@@ -419,7 +447,7 @@ static int run(const Options *o) {
         else if (!strcmp(o->command, "weights"))
             rc = cmd_weights(o, &m);
         else if (!strcmp(o->command, "run"))
-            rc = run_command(&m, o->input, o->n_rest, o->rest, a);
+            rc = o->jit ? cmd_jit_run(o, &m, a) : run_command(&m, o->input, o->n_rest, o->rest, a);
         else
             rc = 0;
     } else if (d.errors > 1) {

@@ -40,19 +40,6 @@ typedef struct {
     Arena *a;
 } Build;
 
-/* FNV-1a, 64 bits: a cache key, not a defence against forgery (the cache
- * is the user's own folder). */
-static uint64_t hash(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static uint64_t hash_str(uint64_t h, const char *s) {
-    return hash(h, s, strlen(s) + 1);
-}
-
 /* libgqa.a beside the gqac being run (the build tree), or in ../lib (an
  * installed gqac), unless $GQAC_RUNTIME names it. */
 static const char *find_runtime(Arena *a) {
@@ -74,48 +61,6 @@ static const char *find_runtime(Arena *a) {
     return NULL;
 }
 
-static const char *cache_root(Arena *a) {
-    const char *dir = getenv("GQAC_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (dir && *dir)
-        return dir;
-    if (xdg && *xdg)
-        return arena_printf(a, "%s/gqac", xdg);
-    return arena_printf(a, "%s/.cache/gqac", home && *home ? home : "/tmp");
-}
-
-static bool make_dirs(char *path) {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        bool ok = mkdir(path, 0777) == 0 || errno == EEXIST;
-        *p = '/';
-        if (!ok)
-            return false;
-    }
-    return mkdir(path, 0777) == 0 || errno == EEXIST;
-}
-
-static bool write_file(const char *path, const Buf *b) {
-    FILE *f = fopen(path, "wb");
-    bool ok = f && fwrite(b->data, 1, b->len, f) == b->len;
-    return f && fclose(f) == 0 && ok;
-}
-
-/* Runs argv to completion; true if it exited 0. */
-static bool spawn(char *const argv[]) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execvp(argv[0], argv);
-        fprintf(stderr, "gqac: error: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0)
-        return false;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 static bool compile(const Build *b, const char *tmp) {
     char *src = arena_printf(b->a, "%s/model.c", tmp), *out = arena_printf(b->a, "%s/model", tmp);
     char *head[] = {(char *)b->cc, CFLAGS_AOT};
@@ -133,7 +78,7 @@ static bool compile(const Build *b, const char *tmp) {
         argv[n++] = f;
     }
     memcpy(argv + n, tail, sizeof tail);
-    return spawn(argv);
+    return cache_spawn(argv, false) == 0;
 }
 
 /* Generates, writes and compiles into a fresh folder beside the cache
@@ -141,12 +86,12 @@ static bool compile(const Build *b, const char *tmp) {
 static int build(Build *b, const Buf *c, const Buf *h) {
     char *tmp = arena_printf(b->a, "%s.tmp%ld", b->dir, (long)getpid());
     const char *path = arena_printf(b->a, "%s/model.c", tmp);
-    if (!make_dirs(tmp)) {
+    if (!cache_make_dirs(tmp)) {
         fprintf(stderr, "gqac: error: cannot create %s: %s\n", tmp, strerror(errno));
         return EXIT_INPUT;
     }
-    bool ok = write_file(path, c);
-    ok = ok && write_file(path = arena_printf(b->a, "%s/model.h", tmp), h);
+    bool ok = cache_write_file(path, c);
+    ok = ok && cache_write_file(path = arena_printf(b->a, "%s/model.h", tmp), h);
     if (!ok) {
         fprintf(stderr, "gqac: error: cannot write %s: %s\n", path, strerror(errno));
         return EXIT_INPUT;
@@ -173,13 +118,13 @@ static int build(Build *b, const Buf *c, const Buf *h) {
  * runtime library (its size and time), so a rebuilt runtime rebuilds. */
 static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     struct stat st;
-    uint64_t k = hash_str(0xcbf29ce484222325ull, GQAC_VERSION);
-    k = hash(hash(k, c->data, c->len), h->data, h->len);
-    k = hash_str(hash_str(hash_str(k, b->cc), b->runtime), "-O3 -march=native -fopenmp");
-    k = hash_str(k, b->extra);
+    uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
+    k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
+    k = cache_hash_str(cache_hash_str(cache_hash_str(k, b->cc), b->runtime), "-O3 -march=native -fopenmp");
+    k = cache_hash_str(k, b->extra);
     if (stat(b->runtime, &st) == 0) {
         int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
-        k = hash(k, stamp, sizeof stamp);
+        k = cache_hash(k, stamp, sizeof stamp);
     }
     return k;
 }

@@ -1,0 +1,73 @@
+/*
+ * cache.c: gqac's folder of compiled code, and running the C compiler.
+ * Needs: POSIX (fork, exec, mkdir).  Provides: content keys, the cache's
+ * root, whole-file writes and child processes, for gqac run's programs
+ * and the cc JIT's shared objects.
+ *
+ * The root: $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac.
+ * Entries are filled beside their final name and renamed into place, so
+ * concurrent gqac runs never see half a build.
+ */
+#include "gqac.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* FNV-1a, 64 bits: a cache key, not a defence against forgery (the cache
+ * is the user's own folder). */
+uint64_t cache_hash(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+uint64_t cache_hash_str(uint64_t h, const char *s) {
+    return cache_hash(h, s, strlen(s) + 1);
+}
+
+const char *cache_root(Arena *a) {
+    const char *dir = getenv("GQAC_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (dir && *dir)
+        return dir;
+    if (xdg && *xdg)
+        return arena_printf(a, "%s/gqac", xdg);
+    return arena_printf(a, "%s/.cache/gqac", home && *home ? home : "/tmp");
+}
+
+bool cache_make_dirs(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        bool ok = mkdir(path, 0777) == 0 || errno == EEXIST;
+        *p = '/';
+        if (!ok)
+            return false;
+    }
+    return mkdir(path, 0777) == 0 || errno == EEXIST;
+}
+
+bool cache_write_file(const char *path, const Buf *b) {
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(b->data, 1, b->len, f) == b->len;
+    return f && fclose(f) == 0 && ok;
+}
+
+int cache_spawn(char *const argv[], bool quiet) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (quiet && !freopen("/dev/null", "w", stderr))
+            _exit(126);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -1,0 +1,66 @@
+/*
+ * jit.c: a model compiled and loaded in this process.  Needs: the planner
+ * and a backend (jit_tcc.c, jit_cc.c).  Provides: the same function table
+ * (gqa_model_api) that ahead-of-time code exports, so the runtime, gqac run
+ * and gqac tune use JIT code exactly as they use a linked model.
+ */
+#include "gqac.h"
+#include "gqa_api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct JitModel {
+    const JitBackend *backend;
+    void *handle;
+};
+
+const JitBackend *jit_backend(const char *name) {
+    static const JitBackend *const all[] = {&jit_tcc, &jit_cc};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (!strcmp(name, all[i]->name))
+            return all[i];
+    return NULL;
+}
+
+JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api **api, char *err,
+                      size_t errlen) {
+    Arena *a = arena_new();
+    Plan p;
+    plan_model(m, "model", (CodeOptions){0}, &p, a);
+    void *handle = b->compile(&p, a, err, errlen);
+    arena_free(a);
+    if (!handle)
+        return NULL;
+    const gqa_model_api *t = b->symbol(handle, "model_api");
+    if (!t || t->version != GQA_API_VERSION) {
+        snprintf(err, errlen, "%s JIT: the compiled code has %s (gqac expects API version %d)",
+                 b->name, t ? "another API version" : "no model_api table", GQA_API_VERSION);
+        b->release(handle);
+        return NULL;
+    }
+    JitModel *j = malloc(sizeof *j);
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        b->release(handle);
+        return NULL;
+    }
+    *j = (JitModel){b, handle};
+    *api = t;
+    return j;
+}
+
+void jit_free(JitModel *j) {
+    if (j)
+        j->backend->release(j->handle);
+    free(j);
+}
+
+/* The source of a failed compile, kept for the bug report. */
+const char *jit_keep_source(const Buf *c, Arena *a) {
+    char *dir = arena_printf(a, "%s/gqac-jit-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir))
+        return "(nowhere: cannot create a temporary folder)";
+    char *path = arena_printf(a, "%s/model.c", dir);
+    return cache_write_file(path, c) ? path : "(nowhere: cannot write it)";
+}
