@@ -70,7 +70,7 @@ $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,formats.o jit.o jit_tcc.o jit_cc.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,formats.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
@@ -134,7 +134,16 @@ $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
 
-TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats
+$(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
+                   $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/tiny.bin $(BUILD)/gen/tiny_mha.bin
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o \
+	    $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
+
+$(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+
+TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
+         test_jit test_report
 
 # The unit tests, in one build flavour (BUILD picks it).
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)

@@ -343,17 +343,10 @@ static const char *num(char out[32], double v) {
     return out;
 }
 
-static void write_gqa(Buf *b, const Imported *m, const char *path) {
+static void write_body(Buf *b, const char *name, const Imported *m) {
     char n1[32], n2[32], n3[32];
-    buf_printf(b, "# Imported by gqac import from %s", m->source);
-    buf_puts(b, " (");
-    for (const char *p = path; *p; p++) /* a comment ends at a newline */
-        buf_putn(b, (unsigned char)*p < 0x20 ? "?" : p, 1);
-    buf_puts(b, ").\n");
-    if (*m->note)
-        buf_printf(b, "# Note: %s.\n", m->note);
     buf_puts(b, "model ");
-    put_name(b, m->name);
+    put_name(b, name);
     buf_printf(b, " {\n    vocab   = %lld\n    dim     = %lld\n    layers  = %lld\n"
                   "    context = %lld\n    tie_embeddings = %s\n\n",
                m->vocab, m->dim, m->layers, m->context, m->tied ? "true" : "false");
@@ -371,6 +364,33 @@ static void write_gqa(Buf *b, const Imported *m, const char *path) {
                    m->original_context);
     buf_printf(b, "    ffn swiglu {\n        hidden = %lld\n    }\n\n", m->hidden);
     buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n}\n", num(n1, m->eps));
+}
+
+/* A comment line: bytes that would end it or confuse a terminal become '?'. */
+static void put_comment(Buf *b, const char *text) {
+    buf_puts(b, "# ");
+    for (const char *p = text; *p; p++)
+        buf_putn(b, (unsigned char)*p < 0x20 ? "?" : p, 1);
+    buf_puts(b, "\n");
+}
+
+static void write_gqa(Buf *b, const Imported *m, const char *path, Arena *a) {
+    put_comment(b, arena_printf(a, "Imported by gqac import from %s (%s).", m->source, path));
+    if (*m->note)
+        put_comment(b, arena_printf(a, "Note: %s.", m->note));
+    write_body(b, m->name, m);
+}
+
+void gqa_source(Buf *b, const Model *m, const char *comment) {
+    Imported x = {.vocab = m->vocab, .dim = m->dim, .layers = m->layers, .context = m->context,
+                  .heads = m->heads, .kv_heads = m->kv_heads, .head_dim = m->head_dim,
+                  .hidden = m->hidden, .theta = m->rope_theta, .eps = m->norm_eps,
+                  .tied = m->tied, .bias = m->qkv_bias, .halves = m->rope_halves,
+                  .llama3 = m->rope_llama3, .factor = m->rope_factor,
+                  .low_freq = m->rope_low_freq, .high_freq = m->rope_high_freq,
+                  .original_context = m->rope_original_context};
+    put_comment(b, comment);
+    write_body(b, m->name, &x);
 }
 
 /* ---- the command ---- */
@@ -449,7 +469,7 @@ int import_command(const char *input, const char *output, Arena *a) {
         return EXIT_INPUT;
     }
     Buf b = {0};
-    write_gqa(&b, &m, path);
+    write_gqa(&b, &m, path, a);
     if (!check_output(&b, output, a)) {
         buf_free(&b);
         return EXIT_INPUT;

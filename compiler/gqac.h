@@ -302,6 +302,8 @@ const char *template_get(const char *name);
 
 /* ---- weights.c: checkpoints the compiler writes ---- */
 
+/* The floats w (ir_tensors' total) as m's llama2.c checkpoint. */
+bool weights_write(const Model *m, const float *w, FILE *f);
 /* Deterministic random weights for m in llama2.c format. */
 bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
 /* The same values into out (the checkpoint's float count, ir_tensors'
@@ -321,6 +323,12 @@ bool emit_weights(const Model *m, const char *prefix, const char *header_name, c
                   Buf *bufs, int max_bufs, int *n_bufs, Diag *d);
 /* RoPE's cos and sin for every position of m, as the object gq_rope. */
 void emit_rope_table(const Model *m, Buf *c);
+
+/* ---- formats.c, continued: needs Buf ---- */
+
+/* m as .gqa text, after a comment line (any bytes; control bytes become
+ * '?'): what gqac import writes, and gqac tune --emit. */
+void gqa_source(Buf *b, const Model *m, const char *comment);
 
 /* ---- cache.c: the folder of compiled code; child processes ---- */
 
@@ -374,6 +382,17 @@ void jit_free(JitModel *j);
  * temporary folder; its path (or why there is none). */
 const char *jit_keep_source(const Buf *c, Arena *a);
 
+/* ---- tune.c: gqac tune ---- */
+
+/* gqac tune MODEL.gqa FLAGS (argv: the flags after the model): every
+ * candidate kv_heads compiled, its weights mean-pooled, timed and scored;
+ * the report printed and written.  An exit status. */
+int tune_command(const Model *m, int argc, char **argv, Arena *a);
+/* from's weights src (ir_tensors' layout) as to's, a model that differs
+ * only in kv_heads, which divides from's: each K and V head (and bias) of
+ * to is the mean of the from heads its group covers. */
+void tune_convert(const Model *from, const float *src, const Model *to, float *dst);
+
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 
 /* One measured variant of the model: its kv_heads, and what it costs and
@@ -391,10 +410,10 @@ typedef struct {
 
 typedef struct {
     const char *model_name;  /* the .gqa's model name (any bytes: escape when printing) */
-    const char *backend;     /* the JIT backend the timings come from: "cc" or "tcc" */
+    const char *backend;     /* the JIT backend the timings come from: "cc" or "tcc", not NULL */
     const char *eval_path;   /* NULL when there was no eval text */
     int heads, original_kv;  /* the original model's query and KV heads */
-    int n_contexts;
+    int n_contexts;          /* >= 1 */
     const int *contexts;     /* the decode contexts timed, ascending */
     int n_rows;
     TuneRow *rows;           /* by kv_heads, descending; one has kv_heads == original_kv */
@@ -407,7 +426,8 @@ typedef struct {
  * eval text, KV bytes per token): a row is on the front when no other row
  * is at least as good in both and better in one.  The recommendation, with
  * a budget, is the fastest row whose ppl is within it of the original's
- * (ties: fewer KV bytes); without a budget or an eval text, none (-1). */
+ * (ties: fewer KV bytes), which may be the original itself; without a
+ * budget or an eval text, none (-1). */
 void report_mark(TuneReport *r);
 /* The table for a terminal: one row per variant, Pareto rows starred, the
  * recommendation and why (or why there is none) below it. */

@@ -41,6 +41,9 @@ static const char usage_text[] =
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
     "       gqac run MODEL.gqa [--jit tcc|cc] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
+    "       gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048]\n"
+    "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc]\n"
+    "                 [--runs N] [--threads N] [--eval-tokens N] [--out PREFIX] [--emit DIR]\n"
     "\n"
     "Compiles a grouped-query-attention model description to C99.\n"
     "\n"
@@ -110,6 +113,12 @@ static int cmd_jit_run(const Options *o, const Model *m, Arena *a) {
 static int parse_args(int argc, char **argv, Options *o) {
     int i = 1;
     *o = (Options){.command = "compile", .seed = 1, .size_bits = 64, .format = "bin", .dtype = "f32"};
+    if (argc > 1 && !strcmp(argv[1], "tune")) {
+        if (argc < 3 || argv[2][0] == '-')
+            return usage_error("%s", "gqac tune needs the model first: gqac tune MODEL.gqa --weights W");
+        o->command = "tune", o->input = argv[2], o->n_rest = argc - 3, o->rest = argv + 3;
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "run")) {
         if (argc < 3 || argv[2][0] == '-')
             return usage_error("%s", "gqac run needs the model first: gqac run MODEL.gqa [flags]");
@@ -448,6 +457,8 @@ static int run(const Options *o) {
             rc = cmd_weights(o, &m);
         else if (!strcmp(o->command, "run"))
             rc = o->jit ? cmd_jit_run(o, &m, a) : run_command(&m, o->input, o->n_rest, o->rest, a);
+        else if (!strcmp(o->command, "tune"))
+            rc = tune_command(&m, o->n_rest, o->rest, a);
         else
             rc = 0;
     } else if (d.errors > 1) {

@@ -71,16 +71,37 @@ void weights_fill_random(const Model *m, uint64_t seed, float *out) {
             *out++ = sample(&t[i], &state);
 }
 
-bool weights_write_random(const Model *m, uint64_t seed, FILE *f) {
-    Tensor t[IR_MAX_TENSORS];
-    uint64_t total, state = seed;
-    int n = ir_tensors(m, t, &total);
+static bool write_header(const Model *m, FILE *f) {
     int64_t header[7] = {m->dim, m->hidden, m->layers, m->heads, m->kv_heads,
                          m->tied ? m->vocab : -m->vocab, m->context};
     unsigned char bytes[28];
     for (int i = 0; i < 7; i++)
         put_u32(bytes + 4 * i, (uint32_t)header[i]);
-    if (fwrite(bytes, 1, sizeof bytes, f) != sizeof bytes)
+    return fwrite(bytes, 1, sizeof bytes, f) == sizeof bytes;
+}
+
+bool weights_write(const Model *m, const float *w, FILE *f) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total;
+    ir_tensors(m, t, &total);
+    if (!write_header(m, f))
+        return false;
+    unsigned char buf[4096];
+    for (uint64_t i = 0; i < total; i += sizeof buf / 4) {
+        size_t n = total - i < sizeof buf / 4 ? (size_t)(total - i) : sizeof buf / 4;
+        for (size_t j = 0; j < n; j++)
+            put_f32(buf + 4 * j, w[i + j]);
+        if (fwrite(buf, 4, n, f) != n)
+            return false;
+    }
+    return true;
+}
+
+bool weights_write_random(const Model *m, uint64_t seed, FILE *f) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total, state = seed;
+    int n = ir_tensors(m, t, &total);
+    if (!write_header(m, f))
         return false;
     for (int i = 0; i < n; i++)
         if (!write_tensor(&t[i], &state, f))

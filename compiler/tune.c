@@ -1,0 +1,459 @@
+/*
+ * tune.c: `gqac tune MODEL.gqa --weights W [...]`, the KV-head trade-off
+ * measured.  Needs: the JIT (one compiled variant per candidate kv_heads),
+ * the runtime (weights, tokenizer) and report.c.  Provides: for each
+ * candidate, the weights converted by mean-pooling K and V heads (Ainslie
+ * et al. 2023, "GQA", section 2.1), decode latency at each context, memory,
+ * and, on an eval text, perplexity and the KL divergence from the original.
+ *
+ *   gqac tune M.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048]
+ *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
+ *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
+ *             [--emit DIR]
+ */
+#include "gqac.h"
+#include "gqr.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_LIST = 64 };
+
+typedef struct {
+    const char *weights, *eval, *tokenizer, *jit, *out, *emit;
+    int kv[MAX_LIST], n_kv;
+    int contexts[MAX_LIST], n_contexts;
+    int eval_tokens, runs, threads;
+    double max_ppl_increase;
+} TuneOptions;
+
+/* One candidate: its model, code, weights and instance. */
+typedef struct {
+    Model m;
+    JitModel *jit;
+    const gqa_model_api *api;
+    float *weights;
+    void *arena;
+    gqa_state *s;
+} Variant;
+
+static int usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "gqac tune: error: ");
+    fprintf(stderr, fmt, arg);
+    fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048] [--eval TEXT "
+          "--tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
+          stderr);
+    return EXIT_USAGE;
+}
+
+/* "1,2,4" into out[], each in [lo, hi]; false on anything else. */
+static bool int_list(const char *s, int *out, int *n, int lo, int hi) {
+    *n = 0;
+    while (*s && *n < MAX_LIST) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < lo || v > hi || (*end && *end != ','))
+            return false;
+        out[(*n)++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return *n > 0 && !*s;
+}
+
+/* "5%" or "0.05". */
+static bool fraction(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end != s && *end == '%' && !end[1])
+        v /= 100, end++;
+    *out = v;
+    return end != s && !*end && v >= 0 && v < 1e6;
+}
+
+static int parse(int argc, char **argv, TuneOptions *o) {
+    *o = (TuneOptions){.jit = "cc", .out = "tune", .eval_tokens = 4096, .runs = 15,
+                       .max_ppl_increase = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!v)
+            return usage("%s needs a value", f);
+        if (!strcmp(f, "--weights")) o->weights = v;
+        else if (!strcmp(f, "--eval")) o->eval = v;
+        else if (!strcmp(f, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(f, "--out")) o->out = v;
+        else if (!strcmp(f, "--emit")) o->emit = v;
+        else if (!strcmp(f, "--jit")) ok = jit_backend(o->jit = v) != NULL;
+        else if (!strcmp(f, "--kv-heads")) ok = int_list(v, o->kv, &o->n_kv, 1, 1 << 20);
+        else if (!strcmp(f, "--context")) ok = int_list(v, o->contexts, &o->n_contexts, 1, 1 << 30);
+        else if (!strcmp(f, "--eval-tokens")) ok = int_list(v, &o->eval_tokens, &(int){0}, 2, 1 << 30);
+        else if (!strcmp(f, "--runs")) ok = int_list(v, &o->runs, &(int){0}, 1, 10000);
+        else if (!strcmp(f, "--threads")) ok = int_list(v, &o->threads, &(int){0}, 0, 4096);
+        else if (!strcmp(f, "--max-ppl-increase")) ok = fraction(v, &o->max_ppl_increase);
+        else return usage("unknown flag '%s'", f);
+        if (!ok)
+            return usage(!strcmp(f, "--jit") ? "--jit wants cc or tcc, not '%s'"
+                                             : "bad value '%s' (see the usage below)", v);
+        i++;
+    }
+    if (!o->weights)
+        return usage("%s", "--weights FILE is required");
+    if (o->eval && !o->tokenizer)
+        return usage("%s", "--eval needs --tokenizer (the text is tokenized as the model reads it)");
+    return 0;
+}
+
+/* The candidates: given, or every divisor of heads that divides the
+ * original kv_heads (pooling merges heads; it cannot split them). */
+static int candidates(const Model *m, TuneOptions *o) {
+    if (o->n_kv == 0)
+        for (int k = (int)m->kv_heads; k >= 1; k--)
+            if (m->kv_heads % k == 0 && o->n_kv < MAX_LIST)
+                o->kv[o->n_kv++] = k;
+    for (int i = 0; i < o->n_kv; i++) {
+        int k = o->kv[i];
+        if (m->heads % k || m->kv_heads % k) {
+            fprintf(stderr, "gqac tune: error: --kv-heads %d: a variant's kv_heads must divide "
+                    "heads (%lld) and the original kv_heads (%lld), whose heads it pools\n", k,
+                    (long long)m->heads, (long long)m->kv_heads);
+            return EXIT_USAGE;
+        }
+    }
+    /* descending, without repeats: the original first */
+    for (int i = 0; i < o->n_kv; i++)
+        for (int j = i + 1; j < o->n_kv; j++)
+            if (o->kv[j] > o->kv[i]) {
+                int t = o->kv[i];
+                o->kv[i] = o->kv[j], o->kv[j] = t;
+            }
+    int n = 0;
+    for (int i = 0; i < o->n_kv; i++)
+        if (!n || o->kv[n - 1] != o->kv[i])
+            o->kv[n++] = o->kv[i];
+    o->n_kv = n;
+    return 0;
+}
+
+static int check_contexts(const Model *m, TuneOptions *o) {
+    if (o->n_contexts == 0) {
+        o->contexts[0] = (int)(m->context / 4 > 0 ? m->context / 4 : 1);
+        o->contexts[1] = (int)m->context;
+        o->n_contexts = o->contexts[0] == o->contexts[1] ? 1 : 2;
+    }
+    for (int i = 0; i < o->n_contexts; i++)
+        if (o->contexts[i] > m->context || (i && o->contexts[i] <= o->contexts[i - 1])) {
+            fprintf(stderr, "gqac tune: error: --context wants ascending lengths up to the "
+                    "model's context (%lld); %d is not\n", (long long)m->context, o->contexts[i]);
+            return EXIT_USAGE;
+        }
+    return 0;
+}
+
+/* ---- progress, on a terminal only ---- */
+
+static void progress(int done, int total, const char *what) {
+    if (!isatty(2))
+        return;
+    int width = 30, filled = total ? done * width / total : width;
+    fprintf(stderr, "\r\033[Kgqac tune [%.*s%*s] %3d%% %s", filled,
+            "##############################", width - filled, "", total ? done * 100 / total : 100,
+            what);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+/* ---- the conversion ---- */
+
+/* Each K and V projection head of the variant is the mean of the r
+ * original heads it replaces (query heads j*G .. j*G + G - 1 read both,
+ * so the groups stay aligned); biases alike; every other tensor is the
+ * original's. */
+void tune_convert(const Model *from, const float *src, const Model *to, float *dst) {
+    Tensor a[IR_MAX_TENSORS], b[IR_MAX_TENSORS];
+    uint64_t total;
+    int n = ir_tensors(from, a, &total);
+    ir_tensors(to, b, &total);
+    int64_t r = from->kv_heads / to->kv_heads;
+    for (int i = 0; i < n; i++) {
+        const char *name = a[i].name;
+        bool kv = !strcmp(name, "wk") || !strcmp(name, "wv") || !strcmp(name, "bk") ||
+                  !strcmp(name, "bv");
+        if (!kv || r == 1) {
+            memcpy(dst + b[i].offset, src + a[i].offset, a[i].count * sizeof *dst);
+            continue;
+        }
+        /* per layer, kv_heads blocks of `block` floats (head_dim rows) */
+        uint64_t block = b[i].count / (uint64_t)to->layers / (uint64_t)to->kv_heads;
+        for (uint64_t h = 0; h < (uint64_t)(to->layers * to->kv_heads); h++)
+            for (uint64_t e = 0; e < block; e++) {
+                double sum = 0;
+                for (int64_t k = 0; k < r; k++)
+                    sum += src[a[i].offset + (h * (uint64_t)r + (uint64_t)k) * block + e];
+                dst[b[i].offset + h * block + e] = (float)(sum / (double)r);
+            }
+    }
+}
+
+/* ---- variants ---- */
+
+static bool make_variant(Variant *v, const Model *m, int kv, const float *orig, const JitBackend *b,
+                         int threads) {
+    char err[1024];
+    v->m = *m;
+    v->m.kv_heads = kv;
+    v->jit = jit_compile(&v->m, b, &v->api, err, sizeof err);
+    if (!v->jit) {
+        fprintf(stderr, "\ngqac tune: error: kv_heads %d: %s\n", kv, err);
+        return false;
+    }
+    v->weights = gqr_pages_alloc(v->api->n_weights * sizeof(float));
+    v->arena = gqr_arena_alloc(v->api);
+    if (!v->weights || !v->arena) {
+        fprintf(stderr, "\ngqac tune: error: kv_heads %d: out of memory\n", kv);
+        return false;
+    }
+    tune_convert(m, orig, &v->m, v->weights);
+    if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->weights, v->api->n_weights)) {
+        fprintf(stderr, "\ngqac tune: error: kv_heads %d: init failed\n", kv);
+        return false;
+    }
+    v->api->set_threads(v->s, threads);
+    return true;
+}
+
+static void free_variant(Variant *v) {
+    jit_free(v->jit);
+    free(v->weights);
+    gqr_arena_free(v->arena);
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median time of one decode step with context - 1 positions cached:
+ * seek says they are there (their values do not change the time). */
+static double latency_ms(Variant *v, int context, int runs, float *logits) {
+    double t[10000 + 2];
+    for (int i = 0; i < runs + 2; i++) {
+        v->api->seek(v->s, context - 1);
+        double t0 = now();
+        v->api->forward(v->s, 1, context - 1, logits);
+        t[i] = (now() - t0) * 1e3;
+    }
+    qsort(t + 2, (size_t)runs, sizeof *t, by_value); /* the first two warm the caches */
+    return t[2 + runs / 2];
+}
+
+/* ---- quality ---- */
+
+static void log_softmax(const float *x, int n, double *out) {
+    double max = x[0], sum = 0;
+    for (int i = 1; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)x[i] - max);
+    double log_sum = max + log(sum);
+    for (int i = 0; i < n; i++)
+        out[i] = (double)x[i] - log_sum;
+}
+
+/* The eval text's ids, at most max of them, or NULL (said why). */
+static int *eval_ids(const TuneOptions *o, int vocab, int *n, int *bos) {
+    char err[512];
+    gqr_tokenizer *tok = NULL;
+    FILE *f = fopen(o->eval, "rb");
+    char *text = NULL;
+    size_t len = 0;
+    int *ids = NULL;
+    if (!f || fseek(f, 0, SEEK_END) || (long)(len = (size_t)ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
+        !(text = malloc(len + 1)) || fread(text, 1, len, f) != len) {
+        fprintf(stderr, "gqac tune: error: cannot read %s: %s\n", o->eval, strerror(errno));
+    } else if (gqr_tokenizer_load(&tok, o->tokenizer, vocab, err, sizeof err) ||
+               (gqr_tokenizer_encode(tok, text, len, 0, NULL, 0, n, err, sizeof err) && *n == 0) ||
+               !(ids = malloc(sizeof *ids * (size_t)(*n ? *n : 1))) ||
+               gqr_tokenizer_encode(tok, text, len, 0, ids, *n, n, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: %s\n", ids || tok ? err : "out of memory");
+        free(ids);
+        ids = NULL;
+    } else {
+        *n = *n < o->eval_tokens ? *n : o->eval_tokens;
+        *bos = gqr_tokenizer_bos(tok);
+    }
+    if (f)
+        fclose(f);
+    free(text);
+    gqr_tokenizer_free(tok);
+    return ids;
+}
+
+/* Teacher-forced: windows of the context, each after BOS, run through
+ * every variant in step; variant 0 (the original) is the reference of KL. */
+static bool evaluate(Variant *v, int nv, const int *ids, int n, int bos, TuneRow *rows) {
+    int V = v[0].api->shape.vocab_size, ctx = v[0].api->shape.seq_len;
+    float *logits = malloc(sizeof *logits * (size_t)V);
+    double *p = malloc(sizeof *p * (size_t)V), *q = malloc(sizeof *q * (size_t)V);
+    int *window = malloc(sizeof *window * (size_t)ctx);
+    bool ok = logits && p && q && window;
+    long scored = 0;
+    for (int w = 0, len; ok && w < n; w += len) {
+        int L = 0;
+        if (bos >= 0)
+            window[L++] = bos;
+        for (len = 0; L < ctx && w + len < n; len++)
+            window[L++] = ids[w + len];
+        if (len == 0)
+            break; /* a context of 1: nothing to predict */
+        for (int i = 0; i < nv; i++)
+            v[i].api->reset(v[i].s);
+        for (int t = 0; t + 1 < L && ok; t++, scored++)
+            for (int i = 0; i < nv && ok; i++) {
+                ok = v[i].api->forward(v[i].s, window[t], t, logits) == GQA_OK;
+                log_softmax(logits, V, i ? q : p);
+                rows[i].ppl -= (i ? q : p)[window[t + 1]];
+                for (int k = 0; i && k < V; k++)
+                    rows[i].kl += exp(p[k]) * (p[k] - q[k]);
+            }
+        progress(w + len, n, "evaluating");
+    }
+    for (int i = 0; i < nv; i++) {
+        rows[i].ppl = scored ? exp(rows[i].ppl / (double)scored) : NAN;
+        rows[i].kl = scored ? rows[i].kl / (double)scored : NAN;
+    }
+    free(logits), free(p), free(q), free(window);
+    return ok;
+}
+
+/* ---- the command ---- */
+
+/* The recommended variant as DIR/NAME-kvN.gqa and .bin, for gqac -o. */
+static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Arena *a) {
+    if (r->recommended < 0) {
+        fprintf(stderr, "gqac tune: error: --emit: nothing to emit without a recommendation "
+                        "(give --eval, --tokenizer and --max-ppl-increase)\n");
+        return EXIT_INPUT;
+    }
+    const Variant *best = &v[r->recommended];
+    char *stem = arena_printf(a, "%s/%s-kv%lld", o->emit, cname_mangle(a, best->m.name),
+                              (long long)best->m.kv_heads);
+    char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
+    Buf b = {0};
+    gqa_source(&b, &best->m, arena_printf(a, "kv_heads %lld of the model in %s, chosen by gqac "
+                                             "tune; weights: K and V heads mean-pooled",
+                                          (long long)best->m.kv_heads, o->weights));
+    FILE *f = NULL;
+    bool ok = cache_make_dirs(arena_printf(a, "%s", o->emit)) && cache_write_file(gqa, &b) &&
+              (f = fopen(bin, "wb")) && weights_write(&best->m, best->weights, f);
+    ok = f && fclose(f) == 0 && ok;
+    buf_free(&b);
+    if (!ok) {
+        fprintf(stderr, "gqac tune: error: cannot write %s: %s\n", stem, strerror(errno));
+        return EXIT_INPUT;
+    }
+    printf("wrote %s and %s\n", gqa, bin);
+    return 0;
+}
+
+static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
+    char err[512];
+    const char *json = arena_printf(a, "%s.json", o->out), *csv = arena_printf(a, "%s.csv", o->out),
+               *svg = arena_printf(a, "%s.svg", o->out);
+    if (report_json(r, json, err, sizeof err) || report_csv(r, csv, err, sizeof err) ||
+        report_svg(r, svg, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: %s\n", err);
+        return EXIT_INPUT;
+    }
+    printf("wrote %s, %s and %s\n", json, csv, svg);
+    return 0;
+}
+
+/* The original's weights, checked by the original's own code. */
+static bool load(const Model *m, const TuneOptions *o, const JitBackend *b, gqr_checkpoint *ck) {
+    const gqa_model_api *api;
+    char err[1024];
+    JitModel *j = jit_compile(m, b, &api, err, sizeof err);
+    bool ok = j && gqr_checkpoint_load(ck, o->weights, api, GQR_LOAD_MMAP, err, sizeof err) == 0;
+    if (!ok)
+        fprintf(stderr, "gqac tune: error: %s\n", err);
+    jit_free(j);
+    return ok;
+}
+
+static void measure(Variant *v, TuneRow *row, const TuneOptions *o, double *ms, float *logits) {
+    const gqa_model_api *api = v->api;
+    row->kv_heads = (int)v->m.kv_heads;
+    row->ms_per_token = ms;
+    row->kv_bytes_per_token = (double)api->kv_cache_bytes / api->shape.seq_len;
+    row->kv_bytes_full = (double)api->kv_cache_bytes;
+    row->memory_bytes = (double)api->n_weights * sizeof(float) + (double)api->arena_bytes;
+    row->ppl = row->kl = o->eval ? 0 : NAN;
+    for (int c = 0; c < o->n_contexts; c++)
+        ms[c] = latency_ms(v, o->contexts[c], o->runs, logits);
+}
+
+static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena *a) {
+    const JitBackend *b = jit_backend(o->jit);
+    gqr_checkpoint ck;
+    if (!load(m, o, b, &ck))
+        return EXIT_INPUT;
+    float *logits = malloc(sizeof *logits * (size_t)m->vocab);
+    double *ms = arena_alloc(a, sizeof *ms * (size_t)(o->n_kv * o->n_contexts));
+    int rc = logits ? 0 : EXIT_INPUT;
+    for (int i = 0; i < o->n_kv && !rc; i++) {
+        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s), converting, timing", o->kv[i], b->name));
+        if (!make_variant(&v[i], m, o->kv[i], ck.weights, b, o->threads))
+            rc = EXIT_INPUT;
+        else
+            measure(&v[i], &rows[i], o, ms + i * o->n_contexts, logits);
+    }
+    progress(o->n_kv, o->n_kv, "timed");
+    gqr_checkpoint_close(&ck);
+    free(logits);
+    if (rc || !o->eval)
+        return rc;
+    int n = 0, bos = -1, *ids = eval_ids(o, (int)m->vocab, &n, &bos);
+    rc = ids && evaluate(v, o->n_kv, ids, n, bos, rows) ? 0 : EXIT_INPUT;
+    free(ids);
+    return rc;
+}
+
+int tune_command(const Model *m, int argc, char **argv, Arena *a) {
+    TuneOptions o;
+    int rc = parse(argc, argv, &o);
+    if (!rc && o.n_kv < MAX_LIST)
+        o.kv[o.n_kv++] = (int)m->kv_heads; /* the original: the reference of KL */
+    rc = rc ? rc : candidates(m, &o);
+    rc = rc ? rc : check_contexts(m, &o);
+    if (rc)
+        return rc;
+    Variant *v = calloc((size_t)o.n_kv, sizeof *v);
+    TuneRow *rows = calloc((size_t)o.n_kv, sizeof *rows);
+    rc = v && rows ? tune(m, &o, v, rows, a) : EXIT_INPUT;
+    if (!rc) {
+        TuneReport r = {m->name, o.jit, o.eval, (int)m->heads, (int)m->kv_heads, o.n_contexts,
+                        o.contexts, o.n_kv, rows, o.max_ppl_increase, -1};
+        report_mark(&r);
+        report_table(&r, stdout);
+        rc = write_reports(&o, &r, a);
+        if (!rc && o.emit)
+            rc = emit(&o, &r, v, a);
+    }
+    for (int i = 0; v && i < o.n_kv; i++)
+        free_variant(&v[i]);
+    free(v), free(rows);
+    return rc;
+}

@@ -1,0 +1,291 @@
+/*
+ * test_jit.c: the JIT backends and gqac tune's weight conversion.
+ *
+ *   - tcc and cc JIT code give the logits of the ahead-of-time code on the
+ *     same weights (max |diff| / max |logit| <= 1e-5; cc -O3 -march=native
+ *     may vectorize differently, tcc does not optimize);
+ *   - a compile error in generated code names the backend and keeps the
+ *     source (a bad GQAC_TCC_LIB, a missing compiler: clear errors);
+ *   - the mean-pooling conversion: identity at the original kv_heads; at
+ *     other groupings the GQA variant equals the MHA model whose K and V
+ *     heads were each replaced by their group's mean (an independent
+ *     construction here, run through the MHA code path);
+ *   - gqac tune end to end on the tiny models: table, JSON, CSV and SVG
+ *     written and well-formed, --emit's files compile and load; bad
+ *     arguments give exit status 2 and a message, missing weights 1.
+ */
+#include <CUnit/Basic.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "gqac.h"
+#include "gqa_api.h"
+#include "gqr.h"
+#include "tiny.h"
+#include "tiny_mha.h"
+
+enum { N_POS = 16 };
+
+static const char *gqac = "build/gqac";
+static char tmp_dir[] = "/tmp/gqac-jit-XXXXXX";
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *tmp(const char *name) {
+    static char path[8][512];
+    static int next;
+    char *p = path[next++ % 8];
+    snprintf(p, 512, "%s/%s", tmp_dir, name);
+    return p;
+}
+
+static bool load_model(const char *path, Model *m, Arena *a) {
+    FILE *f = fopen(path, "rb");
+    static char text[1 << 16];
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    Source src = {path, text, n};
+    Diag d;
+    Stats s;
+    diag_init(&d, &src, stderr);
+    return n > 0 && front_end(a, &d, m, &s, 64);
+}
+
+/* Logits of N_POS positions of a fixed token sequence. */
+static float *logits_of(const gqa_model_api *api, const float *w) {
+    int V = api->shape.vocab_size;
+    float *out = malloc(sizeof *out * (size_t)(N_POS * V));
+    void *arena = gqr_arena_alloc(api);
+    gqa_state *s;
+    CU_ASSERT_FATAL(out && arena && api->init(&s, arena, api->arena_bytes, w, api->n_weights) == GQA_OK);
+    for (int pos = 0; pos < N_POS; pos++)
+        CU_ASSERT(api->forward(s, (pos * 37 + 3) % V, pos, out + (size_t)pos * V) == GQA_OK);
+    gqr_arena_free(arena);
+    return out;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)a[i] - b[i]));
+        mag = fmax(mag, fabs((double)b[i]));
+    }
+    return err / mag;
+}
+
+/* ---- the backends ---- */
+
+static void check_backend(const char *name) {
+    Arena *a = arena_new();
+    Model m;
+    CU_ASSERT_FATAL(load_model("examples/tiny.gqa", &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    JitModel *j = jit_compile(&m, jit_backend(name), &api, err, sizeof err);
+    if (!j)
+        printf("\n  %s\n", err);
+    CU_ASSERT_FATAL(j != NULL);
+    CU_ASSERT_EQUAL(api->n_weights, tiny_api.n_weights);
+    CU_ASSERT_EQUAL(api->arena_bytes, tiny_api.arena_bytes);
+    gqr_checkpoint ck;
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny.bin", api, err, sizeof err) == 0);
+    float *want = logits_of(&tiny_api, ck.weights), *got = logits_of(api, ck.weights);
+    double d = rel_diff(got, want, (size_t)N_POS * (size_t)api->shape.vocab_size);
+    printf(" [%s: %.2g] ", name, d);
+    CU_ASSERT(d <= 1e-5);
+    free(want), free(got);
+    gqr_checkpoint_close(&ck);
+    jit_free(j);
+    arena_free(a);
+}
+
+static void test_tcc(void) { check_backend("tcc"); }
+static void test_cc(void) { check_backend("cc"); }
+
+static void test_backend_errors(void) {
+    Arena *a = arena_new();
+    Model m;
+    CU_ASSERT_FATAL(load_model("examples/tiny.gqa", &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    CU_ASSERT(jit_backend("llvm") == NULL);
+    setenv("GQAC_TCC_LIB", tmp_dir, 1);
+    CU_ASSERT(jit_compile(&m, &jit_tcc, &api, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "libtcc1.a is not in") != NULL);
+    unsetenv("GQAC_TCC_LIB");
+    setenv("CC", "/nonexistent/cc", 1);
+    setenv("GQAC_CACHE", tmp("cache"), 1);
+    CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "no C compiler") != NULL);
+    /* a compiler that rejects everything stands for a broken emitter */
+    setenv("CC", "false", 1);
+    CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "a gqac bug; the source is kept in") != NULL);
+    unsetenv("CC");
+    unsetenv("GQAC_CACHE");
+    arena_free(a);
+}
+
+/* ---- the conversion ---- */
+
+/* The independent construction: MHA weights whose K and V heads are
+ * their group's mean, repeated G times. */
+static void pool_in_place(const Model *m, float *w, int kv) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total;
+    int n = ir_tensors(m, t, &total);
+    int64_t G = m->kv_heads / kv, hd = m->head_dim;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(t[i].name, "wk") && strcmp(t[i].name, "wv"))
+            continue;
+        for (int64_t l = 0; l < m->layers; l++)
+            for (int64_t g = 0; g < kv; g++)
+                for (int64_t e = 0; e < hd * m->dim; e++) {
+                    float *base = w + t[i].offset + (uint64_t)((l * m->kv_heads + g * G) * hd * m->dim + e);
+                    double sum = 0;
+                    for (int64_t k = 0; k < G; k++)
+                        sum += base[k * hd * m->dim];
+                    for (int64_t k = 0; k < G; k++)
+                        base[k * hd * m->dim] = (float)(sum / (double)G);
+                }
+    }
+}
+
+static void test_conversion(void) {
+    Arena *a = arena_new();
+    Model mha;
+    CU_ASSERT_FATAL(load_model("examples/tiny-mha.gqa", &mha, a));
+    gqr_checkpoint ck;
+    char err[512];
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny_mha.bin", &tiny_mha_api, err, sizeof err) == 0);
+    size_t nw = tiny_mha_api.n_weights, V = (size_t)mha.vocab;
+    float *same = malloc(nw * sizeof *same), *pooled = malloc(nw * sizeof *pooled);
+    tune_convert(&mha, ck.weights, &mha, same);
+    CU_ASSERT(memcmp(same, ck.weights, nw * sizeof *same) == 0);
+    float *want_mha = logits_of(&tiny_mha_api, ck.weights);
+    for (int kv = 4; kv >= 1; kv /= 2) {
+        Model var = mha;
+        var.kv_heads = kv;
+        const gqa_model_api *api;
+        JitModel *j = jit_compile(&var, &jit_tcc, &api, err, sizeof err);
+        CU_ASSERT_FATAL(j != NULL);
+        float *w = malloc(api->n_weights * sizeof *w);
+        tune_convert(&mha, ck.weights, &var, w);
+        memcpy(pooled, ck.weights, nw * sizeof *pooled);
+        pool_in_place(&mha, pooled, kv);
+        float *got = logits_of(api, w), *want = logits_of(&tiny_mha_api, pooled);
+        double d = rel_diff(got, want, N_POS * V);
+        printf(" [kv %d: %.2g]", kv, d);
+        CU_ASSERT(d <= 1e-5);
+        CU_ASSERT(rel_diff(got, want_mha, N_POS * V) > 1e-3); /* pooling did change the model */
+        free(got), free(want), free(w);
+        jit_free(j);
+    }
+    free(want_mha), free(same), free(pooled);
+    gqr_checkpoint_close(&ck);
+    arena_free(a);
+}
+
+/* ---- gqac tune ---- */
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return cJSON_Parse(buf);
+}
+
+static int count_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void test_tune(void) {
+    CU_ASSERT_EQUAL(sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, tmp("w.bin")), 0);
+    /* random weights, real text: the fortune tokenizer has the tiny model's 512 ids */
+    int rc = sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 1,2,4 "
+                "--context 16,64 --runs 3 --eval examples/fortune/eval.txt "
+                "--tokenizer examples/fortune/tokenizer.bin --eval-tokens 300 --jit tcc "
+                "--max-ppl-increase 50%% --out %s --emit %s > %s",
+                tmp("cache"), gqac, tmp("w.bin"), tmp("t"), tmp("emit"), tmp("table.txt"));
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    cJSON *j = read_json(tmp("t.json"));
+    CU_ASSERT_FATAL(j != NULL);
+    cJSON *vars = cJSON_GetObjectItem(j, "variants");
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(vars), 4); /* 8 (the original), 4, 2, 1 */
+    const cJSON *v;
+    int pareto = 0;
+    cJSON_ArrayForEach(v, vars) {
+        double ppl = cJSON_GetObjectItem(v, "perplexity")->valuedouble;
+        CU_ASSERT(ppl > 1 && ppl < 1e6);
+        pareto += cJSON_IsTrue(cJSON_GetObjectItem(v, "pareto"));
+    }
+    CU_ASSERT(pareto >= 1);
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL(count_lines(tmp("t.csv")), 5);
+    CU_ASSERT_EQUAL(sh("grep -q '</svg>' %s && grep -c '<circle' %s > /dev/null", tmp("t.svg"), tmp("t.svg")), 0);
+    CU_ASSERT_EQUAL(sh("grep -q 'kv_heads' %s", tmp("table.txt")), 0);
+    /* what --emit wrote compiles and its weights load */
+    CU_ASSERT_EQUAL(sh("for g in %s/*.gqa; do %s run \"$g\" --jit tcc --weights \"${g%%.gqa}.bin\" "
+                       "-n 4 --temp 0 > /dev/null 2>&1 || exit 1; done", tmp("emit"), gqac), 0);
+}
+
+static void test_tune_errors(void) {
+    const char *w = tmp("w.bin");
+    CU_ASSERT_EQUAL(sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, w), 0);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --kv-heads 3 2> %s", gqac, w, tmp("e")), 2);
+    CU_ASSERT_EQUAL(sh("grep -q 'must divide heads' %s", tmp("e")), 0);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --kv-heads 2 2> %s", gqac, tmp("e")), 2);
+    CU_ASSERT_EQUAL(sh("grep -q -- '--weights FILE is required' %s", tmp("e")), 0);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s/none.bin --jit tcc 2> %s", gqac,
+                       tmp_dir, tmp("e")), 1);
+    CU_ASSERT_EQUAL(sh("grep -q 'none.bin' %s", tmp("e")), 0);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --context 9999 2> %s", gqac, w, tmp("e")), 2);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --jit llvm 2> %s", gqac, w, tmp("e")), 2);
+    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --eval x.txt 2> %s", gqac, w, tmp("e")), 2);
+}
+
+int main(void) {
+    if (getenv("GQAC"))
+        gqac = getenv("GQAC");
+    if (!mkdtemp(tmp_dir) || CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("jit", NULL, NULL);
+    CU_add_test(s, "tcc: the AOT code's logits", test_tcc);
+    CU_add_test(s, "cc: the AOT code's logits", test_cc);
+    CU_add_test(s, "backend errors", test_backend_errors);
+    s = CU_add_suite("tune", NULL, NULL);
+    CU_add_test(s, "mean-pooling against the MHA path", test_conversion);
+    CU_add_test(s, "gqac tune end to end", test_tune);
+    CU_add_test(s, "bad arguments", test_tune_errors);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int failed = (int)CU_get_number_of_failures();
+    CU_cleanup_registry();
+    sh("rm -rf %s", tmp_dir);
+    return failed ? 1 : 0;
+}
