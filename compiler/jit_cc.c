@@ -64,7 +64,10 @@ static void *cc_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen) {
     char *so = arena_printf(a, "%s/model.so", dir);
     void *handle = NULL;
     if (access(so, R_OK) == 0 || build(dir, &c, a, err, errlen)) {
-        handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+        /* Never unmapped: libgomp, which the object brings in, keeps its
+         * worker threads after the model is released, and they would wake
+         * in unmapped code. */
+        handle = dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (!handle)
             snprintf(err, errlen, "cc JIT: cannot load %s: %s", so, dlerror());
     }

@@ -110,13 +110,17 @@ static int parse(int argc, char **argv, TuneOptions *o) {
     return 0;
 }
 
-/* The candidates: given, or every divisor of heads that divides the
- * original kv_heads (pooling merges heads; it cannot split them). */
+/* The candidates: given, or every divisor of the original kv_heads
+ * (pooling merges heads; it cannot split them); and always the original,
+ * the reference of KL. */
 static int candidates(const Model *m, TuneOptions *o) {
     if (o->n_kv == 0)
-        for (int k = (int)m->kv_heads; k >= 1; k--)
-            if (m->kv_heads % k == 0 && o->n_kv < MAX_LIST)
+        for (int k = (int)m->kv_heads - 1; k >= 1; k--)
+            if (m->kv_heads % k == 0 && o->n_kv < MAX_LIST - 1)
                 o->kv[o->n_kv++] = k;
+    if (o->n_kv == MAX_LIST)
+        o->n_kv--;
+    o->kv[o->n_kv++] = (int)m->kv_heads;
     for (int i = 0; i < o->n_kv; i++) {
         int k = o->kv[i];
         if (m->heads % k || m->kv_heads % k) {
@@ -245,18 +249,34 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The median time of one decode step with context - 1 positions cached:
- * seek says they are there (their values do not change the time). */
-static double latency_ms(Variant *v, int context, int runs, float *logits) {
-    double t[10000 + 2];
-    for (int i = 0; i < runs + 2; i++) {
-        v->api->seek(v->s, context - 1);
-        double t0 = now();
-        v->api->forward(v->s, 1, context - 1, logits);
-        t[i] = (now() - t0) * 1e3;
+/* One decode step with context - 1 positions cached, in ms: seek says
+ * they are there (their values do not change the time). */
+static double step_ms(Variant *v, int context, float *logits) {
+    v->api->seek(v->s, context - 1);
+    double t0 = now();
+    v->api->forward(v->s, 1, context - 1, logits);
+    return (now() - t0) * 1e3;
+}
+
+/* The median step of each variant at each context into ms[variant *
+ * n_contexts + c].  Rounds visit every variant in turn, so a machine that
+ * drifts (other tenants, clocks) drifts under all of them alike; the
+ * first two rounds warm the caches and are dropped. */
+static bool time_all(Variant *v, int nv, const TuneOptions *o, double *ms, float *logits) {
+    int rounds = o->runs + 2;
+    double *t = malloc(sizeof *t * (size_t)(nv * rounds));
+    for (int c = 0; t && c < o->n_contexts; c++) {
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < nv; i++)
+                t[i * rounds + r] = step_ms(&v[i], o->contexts[c], logits);
+        for (int i = 0; i < nv; i++) {
+            qsort(t + i * rounds + 2, (size_t)o->runs, sizeof *t, by_value);
+            ms[i * o->n_contexts + c] = t[i * rounds + 2 + o->runs / 2];
+        }
+        progress(c + 1, o->n_contexts, "timing");
     }
-    qsort(t + 2, (size_t)runs, sizeof *t, by_value); /* the first two warm the caches */
-    return t[2 + runs / 2];
+    free(t);
+    return t != NULL;
 }
 
 /* ---- quality ---- */
@@ -393,7 +413,7 @@ static bool load(const Model *m, const TuneOptions *o, const JitBackend *b, gqr_
     return ok;
 }
 
-static void measure(Variant *v, TuneRow *row, const TuneOptions *o, double *ms, float *logits) {
+static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, double *ms) {
     const gqa_model_api *api = v->api;
     row->kv_heads = (int)v->m.kv_heads;
     row->ms_per_token = ms;
@@ -401,8 +421,6 @@ static void measure(Variant *v, TuneRow *row, const TuneOptions *o, double *ms, 
     row->kv_bytes_full = (double)api->kv_cache_bytes;
     row->memory_bytes = (double)api->n_weights * sizeof(float) + (double)api->arena_bytes;
     row->ppl = row->kl = o->eval ? 0 : NAN;
-    for (int c = 0; c < o->n_contexts; c++)
-        ms[c] = latency_ms(v, o->contexts[c], o->runs, logits);
 }
 
 static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena *a) {
@@ -414,14 +432,16 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena
     double *ms = arena_alloc(a, sizeof *ms * (size_t)(o->n_kv * o->n_contexts));
     int rc = logits ? 0 : EXIT_INPUT;
     for (int i = 0; i < o->n_kv && !rc; i++) {
-        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s), converting, timing", o->kv[i], b->name));
+        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s), converting", o->kv[i], b->name));
         if (!make_variant(&v[i], m, o->kv[i], ck.weights, b, o->threads))
             rc = EXIT_INPUT;
         else
-            measure(&v[i], &rows[i], o, ms + i * o->n_contexts, logits);
+            describe(&v[i], &rows[i], o, ms + i * o->n_contexts);
     }
-    progress(o->n_kv, o->n_kv, "timed");
+    progress(o->n_kv, o->n_kv, "compiled");
     gqr_checkpoint_close(&ck);
+    if (!rc && !time_all(v, o->n_kv, o, ms, logits))
+        rc = EXIT_INPUT;
     free(logits);
     if (rc || !o->eval)
         return rc;
@@ -434,8 +454,6 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena
 int tune_command(const Model *m, int argc, char **argv, Arena *a) {
     TuneOptions o;
     int rc = parse(argc, argv, &o);
-    if (!rc && o.n_kv < MAX_LIST)
-        o.kv[o.n_kv++] = (int)m->kv_heads; /* the original: the reference of KL */
     rc = rc ? rc : candidates(m, &o);
     rc = rc ? rc : check_contexts(m, &o);
     if (rc)

@@ -176,7 +176,9 @@ static int span_start(int n, int span, int spans) {
 static void attention(float *out, const float *q, const float *key_cache,
                       const float *value_cache, int pos, float *scratch, int threads) {
     int n = pos + 1, spans = span_count(n, threads), items = GQ_KV_HEADS * spans, i, h;
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * GQ_KV_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    /* The work is every query head's, G per KV row read: a group-blind
+     * threshold left GQA's attention on one thread. */
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
     for (i = 0; i < items; i++) {
         int kv = i / spans, span = i % spans;
         size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CONTEXT * GQ_HEAD_DIM;

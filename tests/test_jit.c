@@ -249,6 +249,11 @@ static void test_tune(void) {
     CU_ASSERT_EQUAL(count_lines(tmp("t.csv")), 5);
     CU_ASSERT_EQUAL(sh("grep -q '</svg>' %s && grep -c '<circle' %s > /dev/null", tmp("t.svg"), tmp("t.svg")), 0);
     CU_ASSERT_EQUAL(sh("grep -q 'kv_heads' %s", tmp("table.txt")), 0);
+    /* cc, two threads: libgomp's workers outlive each released variant */
+    CU_ASSERT_EQUAL(sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 4 "
+                       "--context 8,200 --runs 2 --threads 2 --jit cc --out %s > /dev/null",
+                       tmp("cache"), gqac, tmp("w.bin"), tmp("cc")), 0);
+    CU_ASSERT_EQUAL(count_lines(tmp("cc.csv")), 3);
     /* what --emit wrote compiles and its weights load */
     CU_ASSERT_EQUAL(sh("for g in %s/*.gqa; do %s run \"$g\" --jit tcc --weights \"${g%%.gqa}.bin\" "
                        "-n 4 --temp 0 > /dev/null 2>&1 || exit 1; done", tmp("emit"), gqac), 0);
