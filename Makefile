@@ -1,13 +1,13 @@
 # gqac: a compiler from .gqa model descriptions to specialized C.
 #
 #   make            build/gqac and build/libgqa.a (the runtime)
-#   make demo       compile the tiny example, make weights, generate tokens
+#   make demo       compile the trained example and generate text with it
 #   make test       unit tests, the same under ASan+UBSan, cross-CPU tests, bounded fuzzing
 #   make bench      speed against the machine's bandwidth and FMA peak
 #   make install    PREFIX=/usr/local
 #
-# Prerequisites (Debian 12): gcc flex bison, and for the tests clang tcc
-# libcunit1-dev libclang-rt-14-dev; `make deps` checks them.  The cross
+# Prerequisites (Debian 12): gcc flex bison libcjson-dev tcc libtcc-dev, and
+# for the tests clang libcunit1-dev libclang-rt-14-dev; `make deps` checks them.  The cross
 # tests want gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf),
 # gcc-arm-none-eabi and qemu-user, and say so when they are missing.
 

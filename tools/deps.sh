@@ -13,9 +13,11 @@ have_cmd flex  || want flex
 have_cmd bison || want bison
 # The runtime reads safetensors headers and tokenizer.json with cJSON.
 [ -f /usr/include/cjson/cJSON.h ] || want libcjson-dev
+# gqac links libtcc (its in-process JIT), which needs tcc's libtcc1.a.
+[ -f /usr/include/libtcc.h ] || want libtcc-dev
+have_cmd tcc || want tcc
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
-    have_cmd tcc   || want tcc
     [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
     # libFuzzer's runtime ships apart from clang on Debian.
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
