@@ -28,16 +28,23 @@
  * vectorizable exponential per block instead of per position. */
 #define GQ_BLOCK 16
 
-/* e^x for -87 <= x <= 0 (a score minus its running maximum), without
- * branches or library calls so that a block of them vectorizes: 2^k e^r,
- * r's exponential a degree-7 polynomial (relative error below 2e-7). */
+/* e^x for x <= 0 (a score minus its running maximum; below -87 it gives
+ * e^-87, which next to e^0 from the maximum is nothing), without branches or library calls so that a block of them
+ * vectorizes: 2^k e^r, r's exponential a degree-7 polynomial (relative
+ * error below 2e-7).  The clamp to -87 is done on the bits, as integers:
+ * a float comparison may trap, which stops gcc from turning it into a
+ * select, and the loop would stay scalar. */
 static float softmax_exp(float x) {
     union {
         float f;
         uint32_t u;
-    } scale;
+    } b, scale;
+    uint32_t below;
     float k, r;
-    x = x < -87.0f ? -87.0f : x;
+    b.f = x;
+    below = 0u - (uint32_t)((b.u & 0x7fffffffu) > 0x42ae0000u); /* |x| > 87 */
+    b.u = (b.u & ~below) | (0xc2ae0000u & below);                 /* -87 */
+    x = b.f;
     k = (float)(int)(x * 1.44269504f - 0.5f);
     r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
     scale.u = (uint32_t)((int)k + 127) << 23;
@@ -61,8 +68,12 @@ static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *restrict q
                     acc[u] += q[g * GQ_HEAD_DIM + d + u] * kt[d + u];
                 }
             }
-            for (int u = 1; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
-                acc[0] += acc[u];
+            /* A tree of halves: each level is one vector add, where a
+             * running sum would be GQ_ACC_HEAD - 1 scalar ones. */
+            for (int w = GQ_ACC_HEAD / 2; w > 0; w /= 2) {
+                for (int u = 0; u < w; u++) {
+                    acc[u] += acc[u + w];
+                }
             }
             score[g][j] = acc[0] * GQ_ATT_SCALE;
         }
@@ -78,8 +89,10 @@ static void absorb_block(float *restrict o, float *restrict m, float *restrict l
     int d, j;
     for (j = 0; j < nb; j++)
         top = score[j] > top ? score[j] : top;
-    if (top > *m) { /* a new maximum: rescale what came before */
-        float c = softmax_exp(*m - top);
+    if (top > *m) { /* a new maximum: rescale what came before (a second
+                       * inlined softmax_exp here stops gcc vectorizing the
+                       * block's) */
+        float c = GQ_EXPF(*m - top);
         *l *= c;
         for (d = 0; d < GQ_HEAD_DIM; d++)
             o[d] *= c;
@@ -90,6 +103,23 @@ static void absorb_block(float *restrict o, float *restrict m, float *restrict l
         sum += score[j];
     }
     *l += sum;
+    if (nb == GQ_BLOCK) {
+        /* A whole block: each o[d] takes the block's rows in registers, one
+         * load and one store instead of one per row, in four independent
+         * sums so that the FMAs do not wait on each other. */
+        const float *vb = v + (size_t)tb * GQ_HEAD_DIM;
+        for (d = 0; d < GQ_HEAD_DIM; d++) {
+            float a0 = o[d], a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            for (j = 0; j < GQ_BLOCK; j += 4) {
+                a0 += score[j] * vb[j * GQ_HEAD_DIM + d];
+                a1 += score[j + 1] * vb[(j + 1) * GQ_HEAD_DIM + d];
+                a2 += score[j + 2] * vb[(j + 2) * GQ_HEAD_DIM + d];
+                a3 += score[j + 3] * vb[(j + 3) * GQ_HEAD_DIM + d];
+            }
+            o[d] = (a0 + a1) + (a2 + a3);
+        }
+        return;
+    }
     for (j = 0; j < nb; j++) {
         const float *vt = v + (size_t)(tb + j) * GQ_HEAD_DIM;
         for (d = 0; d < GQ_HEAD_DIM; d++)
