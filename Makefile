@@ -120,8 +120,11 @@ $(BUILD)/test_model: tests/test_model.c $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                      $(TEST_MODELS:%=$(BUILD)/gen/%.bin)
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TEST_LIBS)
 CONVERT_MODELS := tiny tiny_halves g3bias g3nobias halves llama3 llama3_x4 fortune
-$(BUILD)/test_convert: tests/test_convert.c $(CONVERT_MODELS:%=$(BUILD)/gen/%.o) $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $^ $(TEST_LIBS)
+# What the tests that run commands and compare files share.
+TESTING := tests/testing.c tests/testing.h
+$(BUILD)/test_convert: tests/test_convert.c $(TESTING) $(CONVERT_MODELS:%=$(BUILD)/gen/%.o) \
+                       $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
 $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
@@ -134,13 +137,13 @@ $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
 
-$(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
+$(BUILD)/test_jit: tests/test_jit.c $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
                    $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/tiny.bin $(BUILD)/gen/tiny_mha.bin
-	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o \
-	    $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< tests/testing.c $(BUILD)/gen/tiny.o \
+	    $(BUILD)/gen/tiny_mha.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
-$(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o
-	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+$(BUILD)/test_report: tests/test_report.c $(TESTING) $(BUILD)/obj/report.o
+	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.o,$^) $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_jit test_report

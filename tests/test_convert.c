@@ -16,11 +16,9 @@
 #include <CUnit/Basic.h>
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "gqr.h"
 #include "tokenizer.h"
@@ -32,28 +30,9 @@
 #include "llama3_x4.h"
 #include "tiny.h"
 #include "tiny_halves.h"
+#include "testing.h"
 
 static const char *gqac = "build/gqac";
-static char tmp_dir[] = "/tmp/gqac-convert-XXXXXX";
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static const char *tmp(const char *name) {
-    static char path[8][512];
-    static int next;
-    char *p = path[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
-
 enum { N_POS = 12 };
 
 /* Logits of positions 0..N_POS-1 of a fixed token sequence, or NULL (with
@@ -77,20 +56,11 @@ static float *run_file(const gqa_model_api *m, const char *path) {
     return logits;
 }
 
-static double max_rel_diff(const float *a, const float *b, size_t n) {
-    double err = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        err = fmax(err, fabs((double)a[i] - b[i]));
-        mag = fmax(mag, fabs((double)b[i]));
-    }
-    return err / mag;
-}
-
 /* gqac weights --random in FORMAT and DTYPE for the model in gqa. */
 static const char *write_weights(const char *gqa, const char *stem, const char *format,
                                  const char *dtype) {
-    const char *path = tmp(stem);
-    int rc = sh("%s weights --random %s --seed 7 --format %s --dtype %s -o %s", gqac, gqa, format,
+    const char *path = test_tmp(stem);
+    int rc = test_sh("%s weights --random %s --seed 7 --format %s --dtype %s -o %s", gqac, gqa, format,
                 dtype, path);
     CU_ASSERT_EQUAL(rc, 0);
     return path;
@@ -110,9 +80,9 @@ static void check_formats(const gqa_model_api *m, const char *gqa) {
     CU_ASSERT(memcmp(want, st, n * sizeof *want) == 0);
     CU_ASSERT(memcmp(gguf16, st16, n * sizeof *want) == 0);
     /* f16 keeps 11 significant bits, bf16 8: the logits move accordingly */
-    CU_ASSERT(max_rel_diff(gguf16, want, n) < 1e-2);
-    CU_ASSERT(max_rel_diff(bf, want, n) < 5e-2);
-    CU_ASSERT(max_rel_diff(bf, want, n) > 0); /* the rounding did happen */
+    CU_ASSERT(test_rel_diff(gguf16, want, n) < 1e-2);
+    CU_ASSERT(test_rel_diff(bf, want, n) < 5e-2);
+    CU_ASSERT(test_rel_diff(bf, want, n) > 0); /* the rounding did happen */
     free(want), free(gguf), free(st), free(gguf16), free(st16), free(bf);
 }
 
@@ -127,13 +97,13 @@ static void test_hf_permutation(void) {
     float *adjacent = run_file(&tiny_api, write_weights("examples/tiny.gqa", "p.bin", "bin", "f32"));
     float *halves = run_file(&tiny_halves_api, st);
     CU_ASSERT_FATAL(adjacent && halves);
-    double diff = max_rel_diff(halves, adjacent, n);
+    double diff = test_rel_diff(halves, adjacent, n);
     CU_ASSERT(diff < 1e-5);
     CU_ASSERT(memcmp(halves, adjacent, n * sizeof *halves) != 0 || diff == 0);
     /* and without the reordering the halves model would compute another function */
     float *wrong = run_file(&tiny_halves_api, write_weights("examples/tiny.gqa", "p2.bin", "bin", "f32"));
     CU_ASSERT_FATAL(wrong != NULL);
-    CU_ASSERT(max_rel_diff(wrong, adjacent, n) > 1e-3);
+    CU_ASSERT(test_rel_diff(wrong, adjacent, n) > 1e-3);
     free(adjacent), free(halves), free(wrong);
 }
 
@@ -157,10 +127,10 @@ static void test_mismatches(void) {
     const char *nb = write_weights("tests/models/g3nobias.gqa", "nb.gguf", "gguf", "f32");
     expect_error(&g3nobias_api, g3, "tensor 'blk.0.attn_q.bias' is not part of the model");
     expect_error(&g3bias_api, nb, "tensor 'blk.0.attn_q.bias' is missing");
-    FILE *f = fopen(tmp("junk.gguf"), "wb");
+    FILE *f = fopen(test_tmp("junk.gguf"), "wb");
     fwrite("GGUF\x01\x00\x00\x00", 1, 8, f);
     fclose(f);
-    expect_error(&tiny_api, tmp("junk.gguf"), "version 1");
+    expect_error(&tiny_api, test_tmp("junk.gguf"), "version 1");
 }
 
 /* Llama 3's scaling travels in GGUF as llama.cpp's rope_freqs.weight: the
@@ -169,9 +139,9 @@ static void test_rope_freqs(void) {
     const char *gqa = "tests/models/llama3.gqa";
     check_formats(&llama3_api, gqa);
     const char *gguf = write_weights(gqa, "l3.gguf", "gguf", "f32");
-    CU_ASSERT_EQUAL(sh("%s import %s -o %s 2> %s", gqac, gguf, tmp("l3.gqa"), tmp("err.txt")),
-                    1 << 8);
-    CU_ASSERT_EQUAL(sh("grep -q 'rope_freqs.weight' %s", tmp("err.txt")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s import %s -o %s 2> %s", gqac, gguf, test_tmp("l3.gqa"), test_tmp("err.txt")),
+                    1);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'rope_freqs.weight' %s", test_tmp("err.txt")), 0);
     expect_error(&llama3_x4_api, gguf, "'rope_freqs.weight' scales RoPE pair 1 to");
     /* a file without the table is taken at the model's word (older llama.cpp files) */
     float *a = run_file(&llama3_x4_api, write_weights(gqa, "l3.safetensors", "safetensors", "f32"));
@@ -180,16 +150,6 @@ static void test_rope_freqs(void) {
 }
 
 /* ---- the trained example against PyTorch ---- */
-
-static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    static char buf[1 << 16];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return cJSON_Parse(buf);
-}
 
 static int json_ints(const cJSON *a, int *out, int cap) {
     int n = 0;
@@ -203,7 +163,7 @@ static int json_ints(const cJSON *a, int *out, int cap) {
  * best logits after it, and twenty greedy tokens.  The generated code, the
  * tokenizer and `gqac run` must give the same. */
 static void test_fortune_reference(void) {
-    cJSON *ref = read_json("examples/fortune/reference.json");
+    cJSON *ref = test_read_json("examples/fortune/reference.json");
     CU_ASSERT_FATAL(ref != NULL);
     int want[64], got[64], n_want, n_got = 0;
     n_want = json_ints(cJSON_GetObjectItem(ref, "prompt_ids"), want, 64);
@@ -240,9 +200,9 @@ static void test_fortune_reference(void) {
     char tokens[512] = "";
     for (i = 0; i < n_want; i++)
         snprintf(tokens + strlen(tokens), sizeof tokens - strlen(tokens), "%s%d", i ? "," : "", want[i]);
-    CU_ASSERT_EQUAL(sh("%s run examples/fortune.gqa --weights examples/fortune/fortune.bin "
-                       "--tokens %s -n 20 --temp 0 > %s 2> /dev/null", gqac, tokens, tmp("greedy.txt")), 0);
-    FILE *f = fopen(tmp("greedy.txt"), "r");
+    CU_ASSERT_EQUAL(test_sh("%s run examples/fortune.gqa --weights examples/fortune/fortune.bin "
+                       "--tokens %s -n 20 --temp 0 > %s 2> /dev/null", gqac, tokens, test_tmp("greedy.txt")), 0);
+    FILE *f = fopen(test_tmp("greedy.txt"), "r");
     int greedy[20], n_greedy = json_ints(cJSON_GetObjectItem(ref, "greedy_20_ids"), greedy, 20);
     CU_ASSERT_FATAL(f != NULL && n_greedy == 20);
     for (i = 0; i < 20; i++) {
@@ -260,10 +220,10 @@ static void check_import(const char *stem) {
     char golden[256], json[256];
     snprintf(json, sizeof json, "tests/import/%s.json", stem);
     snprintf(golden, sizeof golden, "tests/import/%s.gqa", stem);
-    CU_ASSERT_EQUAL(sh("%s import %s -o %s", gqac, json, tmp("imported.gqa")), 0);
-    int same = sh("cmp -s %s %s", golden, tmp("imported.gqa")) == 0;
+    CU_ASSERT_EQUAL(test_sh("%s import %s -o %s", gqac, json, test_tmp("imported.gqa")), 0);
+    int same = test_sh("cmp -s %s %s", golden, test_tmp("imported.gqa")) == 0;
     if (!same)
-        sh("diff -u %s %s", golden, tmp("imported.gqa"));
+        test_sh("diff -u %s %s", golden, test_tmp("imported.gqa"));
     CU_ASSERT(same);
 }
 
@@ -278,12 +238,12 @@ static void test_import_configs(void) {
  * the same shape, line for line after the first (which names the file). */
 static void check_round_trip(const char *gqa, const char *format) {
     const char *w = write_weights(gqa, format[0] == 'g' ? "rt.gguf" : "rt.bin", format, "f32");
-    CU_ASSERT_EQUAL(sh("%s import %s -o %s", gqac, w, tmp("rt.gqa")), 0);
-    CU_ASSERT_EQUAL(sh("%s info %s | tail -n +2 > %s", gqac, gqa, tmp("a.txt")), 0);
-    CU_ASSERT_EQUAL(sh("%s info %s | tail -n +2 > %s", gqac, tmp("rt.gqa"), tmp("b.txt")), 0);
-    int same = sh("cmp -s %s %s", tmp("a.txt"), tmp("b.txt")) == 0;
+    CU_ASSERT_EQUAL(test_sh("%s import %s -o %s", gqac, w, test_tmp("rt.gqa")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s info %s | tail -n +2 > %s", gqac, gqa, test_tmp("a.txt")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s info %s | tail -n +2 > %s", gqac, test_tmp("rt.gqa"), test_tmp("b.txt")), 0);
+    int same = test_sh("cmp -s %s %s", test_tmp("a.txt"), test_tmp("b.txt")) == 0;
     if (!same)
-        sh("diff -u %s %s", tmp("a.txt"), tmp("b.txt"));
+        test_sh("diff -u %s %s", test_tmp("a.txt"), test_tmp("b.txt"));
     CU_ASSERT(same);
 }
 
@@ -295,16 +255,14 @@ static void test_import_round_trip(void) {
 
 /* A bad config.json: exit status 1 and the message naming the problem. */
 static void expect_import_error(const char *json, const char *want) {
-    FILE *f = fopen(tmp("bad.json"), "w");
+    FILE *f = fopen(test_tmp("bad.json"), "w");
     fputs(json, f);
     fclose(f);
-    int rc = sh("%s import %s -o %s 2> %s", gqac, tmp("bad.json"), tmp("bad.gqa"), tmp("err.txt"));
-    CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "grep -qF \"%s\" %s", want, tmp("err.txt"));
-    int found = system(cmd) == 0;
+    int rc = test_sh("%s import %s -o %s 2> %s", gqac, test_tmp("bad.json"), test_tmp("bad.gqa"), test_tmp("err.txt"));
+    CU_ASSERT(rc == 1);
+    int found = test_sh("grep -qF \"%s\" %s", want, test_tmp("err.txt")) == 0;
     if (!found)
-        sh("echo '  expected: %s'; cat %s", want, tmp("err.txt"));
+        test_sh("echo '  expected: %s'; cat %s", want, test_tmp("err.txt"));
     CU_ASSERT(found);
 }
 
@@ -330,7 +288,7 @@ static void test_import_errors(void) {
 int main(void) {
     if (getenv("GQAC"))
         gqac = getenv("GQAC");
-    if (!mkdtemp(tmp_dir) || CU_initialize_registry() != CUE_SUCCESS)
+    if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("formats", NULL, NULL);
     CU_add_test(s, "tiny: bin, GGUF, safetensors; f32, f16, bf16", test_tiny_formats);
@@ -348,6 +306,5 @@ int main(void) {
     CU_basic_run_tests();
     int failed = (int)CU_get_number_of_failures();
     CU_cleanup_registry();
-    sh("rm -rf %s", tmp_dir);
     return failed ? 1 : 0;
 }

@@ -17,42 +17,20 @@
 #include <CUnit/Basic.h>
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "gqac.h"
 #include "gqa_api.h"
 #include "gqr.h"
 #include "tiny.h"
 #include "tiny_mha.h"
+#include "testing.h"
 
 enum { N_POS = 16 };
 
 static const char *gqac = "build/gqac";
-static char tmp_dir[] = "/tmp/gqac-jit-XXXXXX";
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static const char *tmp(const char *name) {
-    static char path[8][512];
-    static int next;
-    char *p = path[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
-
 static bool load_model(const char *path, Model *m, Arena *a) {
     FILE *f = fopen(path, "rb");
     static char text[1 << 16];
@@ -80,15 +58,6 @@ static float *logits_of(const gqa_model_api *api, const float *w) {
     return out;
 }
 
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double err = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        err = fmax(err, fabs((double)a[i] - b[i]));
-        mag = fmax(mag, fabs((double)b[i]));
-    }
-    return err / mag;
-}
-
 /* ---- the backends ---- */
 
 static void check_backend(const char *name) {
@@ -106,7 +75,7 @@ static void check_backend(const char *name) {
     gqr_checkpoint ck;
     CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny.bin", api, err, sizeof err) == 0);
     float *want = logits_of(&tiny_api, ck.weights), *got = logits_of(api, ck.weights);
-    double d = rel_diff(got, want, (size_t)N_POS * (size_t)api->shape.vocab_size);
+    double d = test_rel_diff(got, want, (size_t)N_POS * (size_t)api->shape.vocab_size);
     printf(" [%s: %.2g] ", name, d);
     CU_ASSERT(d <= 1e-5);
     free(want), free(got);
@@ -125,12 +94,12 @@ static void test_backend_errors(void) {
     const gqa_model_api *api;
     char err[1024] = "";
     CU_ASSERT(jit_backend("llvm") == NULL);
-    setenv("GQAC_TCC_LIB", tmp_dir, 1);
+    setenv("GQAC_TCC_LIB", test_dir(), 1);
     CU_ASSERT(jit_compile(&m, &jit_tcc, &api, err, sizeof err) == NULL);
     CU_ASSERT(strstr(err, "libtcc1.a is not in") != NULL);
     unsetenv("GQAC_TCC_LIB");
     setenv("CC", "/nonexistent/cc", 1);
-    setenv("GQAC_CACHE", tmp("cache"), 1);
+    setenv("GQAC_CACHE", test_tmp("cache"), 1);
     CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
     CU_ASSERT(strstr(err, "no C compiler") != NULL);
     /* a compiler that rejects everything stands for a broken emitter */
@@ -190,10 +159,10 @@ static void test_conversion(void) {
         memcpy(pooled, ck.weights, nw * sizeof *pooled);
         pool_in_place(&mha, pooled, kv);
         float *got = logits_of(api, w), *want = logits_of(&tiny_mha_api, pooled);
-        double d = rel_diff(got, want, N_POS * V);
+        double d = test_rel_diff(got, want, N_POS * V);
         printf(" [kv %d: %.2g]", kv, d);
         CU_ASSERT(d <= 1e-5);
-        CU_ASSERT(rel_diff(got, want_mha, N_POS * V) > 1e-3); /* pooling did change the model */
+        CU_ASSERT(test_rel_diff(got, want_mha, N_POS * V) > 1e-3); /* pooling did change the model */
         free(got), free(want), free(w);
         jit_free(j);
     }
@@ -203,16 +172,6 @@ static void test_conversion(void) {
 }
 
 /* ---- gqac tune ---- */
-
-static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    static char buf[1 << 16];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return cJSON_Parse(buf);
-}
 
 static int count_lines(const char *path) {
     FILE *f = fopen(path, "r");
@@ -225,15 +184,15 @@ static int count_lines(const char *path) {
 }
 
 static void test_tune(void) {
-    CU_ASSERT_EQUAL(sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, tmp("w.bin")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, test_tmp("w.bin")), 0);
     /* random weights, real text: the fortune tokenizer has the tiny model's 512 ids */
-    int rc = sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 1,2,4 "
+    int rc = test_sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 1,2,4 "
                 "--context 16,64 --runs 3 --eval examples/fortune/eval.txt "
                 "--tokenizer examples/fortune/tokenizer.bin --eval-tokens 300 --jit tcc "
                 "--max-ppl-increase 50%% --out %s --emit %s > %s",
-                tmp("cache"), gqac, tmp("w.bin"), tmp("t"), tmp("emit"), tmp("table.txt"));
+                test_tmp("cache"), gqac, test_tmp("w.bin"), test_tmp("t"), test_tmp("emit"), test_tmp("table.txt"));
     CU_ASSERT_EQUAL_FATAL(rc, 0);
-    cJSON *j = read_json(tmp("t.json"));
+    cJSON *j = test_read_json(test_tmp("t.json"));
     CU_ASSERT_FATAL(j != NULL);
     cJSON *vars = cJSON_GetObjectItem(j, "variants");
     CU_ASSERT_EQUAL(cJSON_GetArraySize(vars), 4); /* 8 (the original), 4, 2, 1 */
@@ -246,38 +205,38 @@ static void test_tune(void) {
     }
     CU_ASSERT(pareto >= 1);
     cJSON_Delete(j);
-    CU_ASSERT_EQUAL(count_lines(tmp("t.csv")), 5);
-    CU_ASSERT_EQUAL(sh("grep -q '</svg>' %s && grep -c '<circle' %s > /dev/null", tmp("t.svg"), tmp("t.svg")), 0);
-    CU_ASSERT_EQUAL(sh("grep -q 'kv_heads' %s", tmp("table.txt")), 0);
+    CU_ASSERT_EQUAL(count_lines(test_tmp("t.csv")), 5);
+    CU_ASSERT_EQUAL(test_sh("grep -q '</svg>' %s && grep -c '<circle' %s > /dev/null", test_tmp("t.svg"), test_tmp("t.svg")), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'kv_heads' %s", test_tmp("table.txt")), 0);
     /* cc, two threads: libgomp's workers outlive each released variant */
-    CU_ASSERT_EQUAL(sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 4 "
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 4 "
                        "--context 8,200 --runs 2 --threads 2 --jit cc --out %s > /dev/null",
-                       tmp("cache"), gqac, tmp("w.bin"), tmp("cc")), 0);
-    CU_ASSERT_EQUAL(count_lines(tmp("cc.csv")), 3);
+                       test_tmp("cache"), gqac, test_tmp("w.bin"), test_tmp("cc")), 0);
+    CU_ASSERT_EQUAL(count_lines(test_tmp("cc.csv")), 3);
     /* what --emit wrote compiles and its weights load */
-    CU_ASSERT_EQUAL(sh("for g in %s/*.gqa; do %s run \"$g\" --jit tcc --weights \"${g%%.gqa}.bin\" "
-                       "-n 4 --temp 0 > /dev/null 2>&1 || exit 1; done", tmp("emit"), gqac), 0);
+    CU_ASSERT_EQUAL(test_sh("for g in %s/*.gqa; do %s run \"$g\" --jit tcc --weights \"${g%%.gqa}.bin\" "
+                       "-n 4 --temp 0 > /dev/null 2>&1 || exit 1; done", test_tmp("emit"), gqac), 0);
 }
 
 static void test_tune_errors(void) {
-    const char *w = tmp("w.bin");
-    CU_ASSERT_EQUAL(sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, w), 0);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --kv-heads 3 2> %s", gqac, w, tmp("e")), 2);
-    CU_ASSERT_EQUAL(sh("grep -q 'must divide heads' %s", tmp("e")), 0);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --kv-heads 2 2> %s", gqac, tmp("e")), 2);
-    CU_ASSERT_EQUAL(sh("grep -q -- '--weights FILE is required' %s", tmp("e")), 0);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s/none.bin --jit tcc 2> %s", gqac,
-                       tmp_dir, tmp("e")), 1);
-    CU_ASSERT_EQUAL(sh("grep -q 'none.bin' %s", tmp("e")), 0);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --context 9999 2> %s", gqac, w, tmp("e")), 2);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --jit llvm 2> %s", gqac, w, tmp("e")), 2);
-    CU_ASSERT_EQUAL(sh("%s tune examples/tiny-mha.gqa --weights %s --eval x.txt 2> %s", gqac, w, tmp("e")), 2);
+    const char *w = test_tmp("w.bin");
+    CU_ASSERT_EQUAL(test_sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, w), 0);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --kv-heads 3 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'must divide heads' %s", test_tmp("e")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --kv-heads 2 2> %s", gqac, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("grep -q -- '--weights FILE is required' %s", test_tmp("e")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s/none.bin --jit tcc 2> %s", gqac,
+                       test_dir(), test_tmp("e")), 1);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'none.bin' %s", test_tmp("e")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --context 9999 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --jit llvm 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --eval x.txt 2> %s", gqac, w, test_tmp("e")), 2);
 }
 
 int main(void) {
     if (getenv("GQAC"))
         gqac = getenv("GQAC");
-    if (!mkdtemp(tmp_dir) || CU_initialize_registry() != CUE_SUCCESS)
+    if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("jit", NULL, NULL);
     CU_add_test(s, "tcc: the AOT code's logits", test_tcc);
@@ -291,6 +250,5 @@ int main(void) {
     CU_basic_run_tests();
     int failed = (int)CU_get_number_of_failures();
     CU_cleanup_registry();
-    sh("rm -rf %s", tmp_dir);
     return failed ? 1 : 0;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "gqac.h"
+#include "testing.h"
 
 /* Reports the string that lacks the substring, not just the line. */
 #define HAS(s, sub)                                                              \
@@ -295,29 +296,6 @@ static void test_table_control_bytes(void) {
 
 /* ---- files ---- */
 
-static char tmpdir[64];
-static char paths[64][128];
-static int n_paths;
-
-static int files_init(void) {
-    strcpy(tmpdir, "/tmp/gqac_report_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int files_cleanup(void) {
-    for (int i = n_paths - 1; i >= 0; i--)
-        remove(paths[i]);
-    n_paths = 0;
-    return rmdir(tmpdir);
-}
-
-/* A path in the temporary directory, removed at cleanup. */
-static const char *tmp_path(const char *name) {
-    CU_ASSERT_FATAL(n_paths < (int)(sizeof paths / sizeof paths[0]));
-    char *p = paths[n_paths++];
-    snprintf(p, sizeof paths[0], "%s/%s", tmpdir, name);
-    return p;
-}
 
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -334,7 +312,7 @@ static char *read_text(const char *path) {
 
 static cJSON *json_of(const TuneReport *r, const char *name) {
     char err[256] = "";
-    const char *path = tmp_path(name);
+    const char *path = test_tmp(name);
     CU_ASSERT_EQUAL_FATAL(report_json(r, path, err, sizeof err), 0);
     char *text = read_text(path);
     cJSON *root = cJSON_Parse(text);
@@ -421,7 +399,7 @@ static void test_csv(void) {
     TuneReport *r = fixture(&fx, mixed, 4, 0.05);
     report_mark(r);
     char err[256];
-    const char *path = tmp_path("a.csv");
+    const char *path = test_tmp("a.csv");
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
     char *text = read_text(path);
     CU_ASSERT_EQUAL(count(text, "\n"), 5);
@@ -445,7 +423,7 @@ static void test_csv(void) {
 
 static char *svg_of(const TuneReport *r, const char *name) {
     char err[256] = "";
-    const char *path = tmp_path(name);
+    const char *path = test_tmp(name);
     CU_ASSERT_EQUAL_FATAL(report_svg(r, path, err, sizeof err), 0);
     return read_text(path);
 }
@@ -659,7 +637,7 @@ static void test_rename_fails(void) {
     Fixture fx;
     TuneReport *r = fixture(&fx, mixed, 4, 0.05);
     report_mark(r);
-    const char *dir = tmp_path("adir");
+    const char *dir = test_tmp("adir");
     CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
     expect_unwritable(r, dir);
     char tmp[256];
@@ -673,7 +651,7 @@ static void test_overwrite(void) {
     TuneReport *r = fixture(&fx, mixed, 4, 0.05);
     report_mark(r);
     char err[256];
-    const char *path = tmp_path("o.csv");
+    const char *path = test_tmp("o.csv");
     CU_ASSERT_EQUAL(report_csv(r, path, err, sizeof err), 0);
     r = fixture(&fx, mixed, 1, -1);
     report_mark(r);
@@ -701,7 +679,7 @@ int main(void) {
     CU_add_test(s, "no eval text", test_table_without_ppl);
     CU_add_test(s, "why no recommendation", test_table_reasons);
     CU_add_test(s, "control bytes", test_table_control_bytes);
-    s = CU_add_suite("files", files_init, files_cleanup);
+    s = CU_add_suite("files", NULL, NULL);
     CU_add_test(s, "json fields", test_json_fields);
     CU_add_test(s, "json nulls", test_json_nulls);
     CU_add_test(s, "json name", test_json_name);
