@@ -108,8 +108,11 @@ static void matmul_tile(float *out, const float *wp, const float *xp, int kc, in
     }
     for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
         for (int t = 0; t < GQ_TILE_TOKENS; t++) { /* gqac:unroll */
-            for (int u = 1; u < GQ_ACC_TILE; u++) { /* gqac:unroll */
-                acc[r][t][0] += acc[r][t][u];
+            /* a tree of halves: vector adds, not GQ_ACC_TILE - 1 scalar ones */
+            for (int w = GQ_ACC_TILE / 2; w > 0; w /= 2) {
+                for (int u = 0; u < w; u++) {
+                    acc[r][t][u] += acc[r][t][u + w];
+                }
             }
             out[(size_t)t * (size_t)d + (size_t)r] += acc[r][t][0];
         }
