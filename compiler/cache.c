@@ -30,6 +30,24 @@ uint64_t cache_hash_str(uint64_t h, const char *s) {
     return cache_hash(h, s, strlen(s) + 1);
 }
 
+/* -march=native code is for this CPU: a cache shared between machines (a
+ * network home) must not hand one machine's build to another.  On Linux
+ * the first processor's model name and feature flags say which it is;
+ * elsewhere the key has no CPU part. */
+uint64_t cache_hash_cpu(uint64_t h) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    int found = 0;
+    while (f && found < 2 && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) || !strncmp(line, "flags", 5)) {
+            h = cache_hash_str(h, line);
+            found++;
+        }
+    if (f)
+        fclose(f);
+    return h;
+}
+
 const char *cache_root(Arena *a) {
     const char *dir = getenv("GQAC_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (dir && *dir)

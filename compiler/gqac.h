@@ -336,6 +336,9 @@ void gqa_source(Buf *b, const Model *m, const char *comment);
 /* Content keys: cache_hash(CACHE_SEED, ...) chained over every input. */
 uint64_t cache_hash(uint64_t h, const void *data, size_t n);
 uint64_t cache_hash_str(uint64_t h, const char *s); /* the NUL included */
+/* The CPU's model and features (Linux; nothing elsewhere): -march=native
+ * builds are only for the machine that made them. */
+uint64_t cache_hash_cpu(uint64_t h);
 /* $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac. */
 const char *cache_root(Arena *a);
 /* mkdir -p; path is modified and restored. */

@@ -60,6 +60,7 @@ static void *cc_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen) {
     uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
     k = cache_hash(k, c.data, c.len);
     k = cache_hash_str(cache_hash_str(k, compiler()), "-O3 -march=native -fPIC -shared -fopenmp");
+    k = cache_hash_cpu(k);
     char *dir = arena_printf(a, "%s/jit-%016llx", cache_root(a), (unsigned long long)k);
     char *so = arena_printf(a, "%s/model.so", dir);
     void *handle = NULL;

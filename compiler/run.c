@@ -122,6 +122,7 @@ static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
     k = cache_hash_str(cache_hash_str(cache_hash_str(k, b->cc), b->runtime), "-O3 -march=native -fopenmp");
     k = cache_hash_str(k, b->extra);
+    k = cache_hash_cpu(k);
     if (stat(b->runtime, &st) == 0) {
         int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
         k = cache_hash(k, stamp, sizeof stamp);
