@@ -70,6 +70,16 @@ bool cache_make_dirs(char *path) {
     return mkdir(path, 0777) == 0 || errno == EEXIST;
 }
 
+char *cache_stage(const char *dir, Arena *a) {
+    char *tmp = arena_printf(a, "%s.tmp%ld", dir, (long)getpid());
+    return cache_make_dirs(tmp) ? tmp : NULL;
+}
+
+bool cache_publish(const char *tmp, const char *dir) {
+    /* a concurrent run that got there first built the same thing */
+    return rename(tmp, dir) == 0 || errno == EEXIST || errno == ENOTEMPTY;
+}
+
 bool cache_write_file(const char *path, const Buf *b) {
     FILE *f = fopen(path, "wb");
     bool ok = f && fwrite(b->data, 1, b->len, f) == b->len;

@@ -343,6 +343,12 @@ uint64_t cache_hash_cpu(uint64_t h);
 const char *cache_root(Arena *a);
 /* mkdir -p; path is modified and restored. */
 bool cache_make_dirs(char *path);
+/* An entry is built in a fresh folder beside its final name dir
+ * (dir.tmpPID, made; NULL if it cannot be), then renamed into place:
+ * concurrent runs never see half a build.  publish is also true when a
+ * concurrent run published dir first. */
+char *cache_stage(const char *dir, Arena *a);
+bool cache_publish(const char *tmp, const char *dir);
 bool cache_write_file(const char *path, const Buf *b);
 /* Runs argv (searched in PATH) to the end: its exit status, 127 when it
  * could not be run, -1 when it died or fork failed.  quiet: its stderr to

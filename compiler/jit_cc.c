@@ -27,14 +27,15 @@ static int run_cc(const char *so, const char *src, bool openmp, bool quiet) {
     return cache_spawn(openmp ? with : without, quiet);
 }
 
-/* Builds dir/model.so from c: in a folder beside dir, renamed into place. */
+/* Builds dir/model.so from c (cache_stage, cache_publish). */
 static bool build(const char *dir, const Buf *c, Arena *a, char *err, size_t errlen) {
-    char *tmp = arena_printf(a, "%s.tmp%ld", dir, (long)getpid());
-    char *src = arena_printf(a, "%s/model.c", tmp), *so = arena_printf(a, "%s/model.so", tmp);
-    if (!cache_make_dirs(tmp) || !cache_write_file(src, c)) {
-        snprintf(err, errlen, "cc JIT: cannot write %s: %s", src, strerror(errno));
+    char *tmp = cache_stage(dir, a);
+    char *src = tmp ? arena_printf(a, "%s/model.c", tmp) : NULL;
+    if (!tmp || !cache_write_file(src, c)) {
+        snprintf(err, errlen, "cc JIT: cannot write beside %s: %s", dir, strerror(errno));
         return false;
     }
+    char *so = arena_printf(a, "%s/model.so", tmp);
     /* Without OpenMP when the compiler has none: a quiet first try. */
     int rc = run_cc(so, src, true, true);
     if (rc != 0 && rc != 127)
@@ -47,7 +48,7 @@ static bool build(const char *dir, const Buf *c, Arena *a, char *err, size_t err
                  "kept in %s", compiler(), src);
     if (rc != 0)
         return false;
-    if (rename(tmp, dir) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
+    if (!cache_publish(tmp, dir)) {
         snprintf(err, errlen, "cc JIT: cannot rename %s: %s", tmp, strerror(errno));
         return false;
     }

@@ -11,9 +11,7 @@
  * $GQAC_CFLAGS, split at spaces (a sanitizer build of gqac passes its
  * flags on, so that the program links with its runtime library).
  *
- * The cache: $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac;
- * one folder per key, filled beside its final name and renamed into place,
- * so concurrent runs never see half a build.
+ * The cache (cache.c): one folder per key.
  */
 #include "gqac.h"
 
@@ -84,12 +82,12 @@ static bool compile(const Build *b, const char *tmp) {
 /* Generates, writes and compiles into a fresh folder beside the cache
  * entry, then renames it into place. */
 static int build(Build *b, const Buf *c, const Buf *h) {
-    char *tmp = arena_printf(b->a, "%s.tmp%ld", b->dir, (long)getpid());
-    const char *path = arena_printf(b->a, "%s/model.c", tmp);
-    if (!cache_make_dirs(tmp)) {
-        fprintf(stderr, "gqac: error: cannot create %s: %s\n", tmp, strerror(errno));
+    char *tmp = cache_stage(b->dir, b->a);
+    if (!tmp) {
+        fprintf(stderr, "gqac: error: cannot create a folder beside %s: %s\n", b->dir, strerror(errno));
         return EXIT_INPUT;
     }
+    const char *path = arena_printf(b->a, "%s/model.c", tmp);
     bool ok = cache_write_file(path, c);
     ok = ok && cache_write_file(path = arena_printf(b->a, "%s/model.h", tmp), h);
     if (!ok) {
@@ -104,7 +102,7 @@ static int build(Build *b, const Buf *c, const Buf *h) {
         return EXIT_INPUT;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (rename(tmp, b->dir) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
+    if (!cache_publish(tmp, b->dir)) {
         fprintf(stderr, "gqac: error: cannot rename %s: %s\n", tmp, strerror(errno));
         return EXIT_INPUT;
     }

@@ -207,25 +207,28 @@ void tune_convert(const Model *from, const float *src, const Model *to, float *d
 
 /* ---- variants ---- */
 
-static bool make_variant(Variant *v, const Model *m, int kv, const float *orig, const JitBackend *b,
-                         int threads) {
+static bool compile_variant(Variant *v, const Model *m, int kv, const JitBackend *b) {
     char err[1024];
     v->m = *m;
     v->m.kv_heads = kv;
     v->jit = jit_compile(&v->m, b, &v->api, err, sizeof err);
-    if (!v->jit) {
+    if (!v->jit)
         fprintf(stderr, "\ngqac tune: error: kv_heads %d: %s\n", kv, err);
-        return false;
-    }
+    return v->jit != NULL;
+}
+
+/* The variant's weights converted from the original's, and an instance. */
+static bool set_up_variant(Variant *v, const Model *m, const float *orig, int threads) {
+    int kv = (int)v->m.kv_heads;
     v->weights = gqr_pages_alloc(v->api->n_weights * sizeof(float));
     v->arena = gqr_arena_alloc(v->api);
     if (!v->weights || !v->arena) {
-        fprintf(stderr, "\ngqac tune: error: kv_heads %d: out of memory\n", kv);
+        fprintf(stderr, "gqac tune: error: kv_heads %d: out of memory\n", kv);
         return false;
     }
     tune_convert(m, orig, &v->m, v->weights);
     if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->weights, v->api->n_weights)) {
-        fprintf(stderr, "\ngqac tune: error: kv_heads %d: init failed\n", kv);
+        fprintf(stderr, "gqac tune: error: kv_heads %d: init failed\n", kv);
         return false;
     }
     v->api->set_threads(v->s, threads);
@@ -401,18 +404,6 @@ static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
     return 0;
 }
 
-/* The original's weights, checked by the original's own code. */
-static bool load(const Model *m, const TuneOptions *o, const JitBackend *b, gqr_checkpoint *ck) {
-    const gqa_model_api *api;
-    char err[1024];
-    JitModel *j = jit_compile(m, b, &api, err, sizeof err);
-    bool ok = j && gqr_checkpoint_load(ck, o->weights, api, GQR_LOAD_MMAP, err, sizeof err) == 0;
-    if (!ok)
-        fprintf(stderr, "gqac tune: error: %s\n", err);
-    jit_free(j);
-    return ok;
-}
-
 static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, double *ms) {
     const gqa_model_api *api = v->api;
     row->kv_heads = (int)v->m.kv_heads;
@@ -423,22 +414,31 @@ static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, doubl
     row->ppl = row->kl = o->eval ? 0 : NAN;
 }
 
+/* v[0] is the original (candidates() sorts it first): its own code checks
+ * the weights file, and every variant is converted from what it loaded. */
 static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena *a) {
     const JitBackend *b = jit_backend(o->jit);
+    char err[1024];
     gqr_checkpoint ck;
-    if (!load(m, o, b, &ck))
+    for (int i = 0; i < o->n_kv; i++) {
+        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s)", o->kv[i], b->name));
+        if (!compile_variant(&v[i], m, o->kv[i], b))
+            return EXIT_INPUT;
+    }
+    progress(o->n_kv, o->n_kv, "compiled");
+    if (gqr_checkpoint_load(&ck, o->weights, v[0].api, GQR_LOAD_MMAP, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: %s\n", err);
         return EXIT_INPUT;
+    }
     float *logits = malloc(sizeof *logits * (size_t)m->vocab);
     double *ms = arena_alloc(a, sizeof *ms * (size_t)(o->n_kv * o->n_contexts));
     int rc = logits ? 0 : EXIT_INPUT;
     for (int i = 0; i < o->n_kv && !rc; i++) {
-        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s), converting", o->kv[i], b->name));
-        if (!make_variant(&v[i], m, o->kv[i], ck.weights, b, o->threads))
+        if (!set_up_variant(&v[i], m, ck.weights, o->threads))
             rc = EXIT_INPUT;
         else
             describe(&v[i], &rows[i], o, ms + i * o->n_contexts);
     }
-    progress(o->n_kv, o->n_kv, "compiled");
     gqr_checkpoint_close(&ck);
     if (!rc && !time_all(v, o->n_kv, o, ms, logits))
         rc = EXIT_INPUT;
