@@ -150,6 +150,22 @@ static void generic_attention(float *out, const float *q, const float *kc, const
     }
 }
 
+/* kc, vc (kv_heads, ctx, head_dim) -> the caches in c's layout. */
+static void store_caches(const AttentionCase *c, float *key_cache, float *value_cache,
+                         const float *kc, const float *vc, int ctx) {
+    size_t width = (size_t)c->kv_heads * c->head_dim;
+    float *k = malloc(width * sizeof *k), *v = malloc(width * sizeof *v);
+    for (int t = 0; t < ctx; t++) {
+        for (int h = 0; h < c->kv_heads; h++)
+            for (int d = 0; d < c->head_dim; d++) {
+                k[h * c->head_dim + d] = kc[((size_t)h * ctx + t) * c->head_dim + d];
+                v[h * c->head_dim + d] = vc[((size_t)h * ctx + t) * c->head_dim + d];
+            }
+        c->store(key_cache, value_cache, t, k, v);
+    }
+    free(k), free(v);
+}
+
 static void json_open_list(const char *name) {
     fprintf(json, ",\n  \"%s\": [", name);
     json_items = 0;
@@ -163,7 +179,10 @@ static void bench_attention(const double stream[3], const double peak[3]) {
     static const int contexts[] = {512, 2048, 8192, 32768};
     int ctx = attention_context;
     size_t cache = (size_t)32 * ctx * 128; /* the largest: 32 KV heads of 128 */
+    /* kc, vc: (kv_heads, ctx, head_dim), as the generic kernel reads them;
+     * key_cache, value_cache: the same through each kernel's kv_store. */
     float *kc = big_buffer(cache, 1), *vc = big_buffer(cache, 2), *q = big_buffer(32 * 128, 3);
+    float *key_cache = big_buffer(cache + 32 * 16 * 128, 4), *value_cache = big_buffer(cache + 32 * 16 * 128, 5);
     float *out = malloc(32 * 128 * sizeof(float)), *att = malloc((size_t)32 * ctx * sizeof(float));
     float *scratch = malloc(8 * (32 * 128 + 64) * sizeof(float));
     printf("\n2. Decode attention, 32 query heads, one new token\n");
@@ -172,13 +191,14 @@ static void bench_attention(const double stream[3], const double peak[3]) {
     json_open_list("attention");
     for (const AttentionCase *c = attention_cases; c->fn; c++) {
         int group = c->heads / c->kv_heads;
+        store_caches(c, key_cache, value_cache, kc, vc, ctx);
         for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
             int T = contexts[i];
             for (int threads = 1; threads <= 2; threads++) {
                 double ts[REPEATS], tg[REPEATS];
                 for (int r = 0; r < REPEATS; r++) {
                     double t0 = now();
-                    c->fn(out, q, kc, vc, T - 1, scratch, threads);
+                    c->fn(out, q, key_cache, value_cache, T - 1, scratch, threads);
                     ts[r] = now() - t0;
                     t0 = now();
                     generic_attention(out, q, kc, vc, c->heads, c->kv_heads, c->head_dim, ctx,
@@ -203,7 +223,7 @@ static void bench_attention(const double stream[3], const double peak[3]) {
         }
     }
     json_close_list();
-    free(kc), free(vc), free(q), free(out), free(att), free(scratch);
+    free(kc), free(vc), free(key_cache), free(value_cache), free(q), free(out), free(att), free(scratch);
 }
 
 /* ---- 3 to 6. whole models ---- */

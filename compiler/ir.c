@@ -175,10 +175,10 @@ static void stats_memory(Checker *c, const Model *m, Stats *s) {
      * so each term is below 2^40 and the sum needs no overflow check. */
     uint64_t floats = 3 * R16(PLAN_BATCH * d) + 2 * R16(PLAN_BATCH * f) + 2 * R16(PLAN_BATCH * q) +
                       R16(parts) + 2 * R16(PLAN_BATCH * kvd) + R16(PLAN_BATCH * (uint64_t)m->head_dim);
-    uint64_t cache = s->kv_bytes / (2 * dtype_size(m->kv_type)); /* one of K, V, in elements */
-    Factor rounded[] = {{R16(cache), m->loc_context}, {2 * dtype_size(m->kv_type), m->loc_context}};
+    /* Attention keeps whole blocks of 16 positions (templates/attention.c). */
+    Factor cache[] = {{s->kv_bytes_per_token, m->loc_context}, {R16((uint64_t)m->context), m->loc_context}};
 #undef R16
-    uint64_t scratch[] = {4096, 4 * floats, product(c, "the arena size", rounded, 2)};
+    uint64_t scratch[] = {4096, 4 * floats, product(c, "the arena size", cache, 2)};
     s->arena_bytes = sum(c, "the arena size", scratch, 3, m->loc_context);
 }
 

@@ -4,12 +4,21 @@
  * Query head h reads KV head h / GQ_GROUP: consecutive query heads share a
  * KV head, as in Llama's repeat_kv and llama2.c.  For each KV head the
  * cached K and V rows are streamed once, in one pass with an online
- * softmax, and each row serves all GQ_GROUP query heads of the group while
- * it is in registers or L1.  That single read per group is what makes
+ * softmax, and each block of rows serves all GQ_GROUP query heads of the
+ * group while it is in L1.  That single read per group is what makes
  * GQA's smaller KV cache pay off as time, not only as memory.
  *
- * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ACC_HEAD,
- * GQ_ATT_SCALE, GQ_SPLIT (shape.h).
+ * The cache is this file's to lay out (kv_store writes it).  Each KV
+ * head's positions are contiguous.  V rows are stored as they come; K is
+ * stored in blocks of GQ_BLOCK positions, each block transposed to
+ * (GQ_HEAD_DIM, GQ_BLOCK).  Then a block's scores for one query head are
+ * GQ_HEAD_DIM multiply-adds of a q element (broadcast) by GQ_BLOCK
+ * positions (one vector): no horizontal sums, which in row order cost as
+ * much as the dot products themselves once G query heads share a row.
+ *
+ * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ATT_HEADS,
+ * GQ_ATT_SPLIT, GQ_ATT_LANES, GQ_ATT_VECS, GQ_ATT_SCALE, GQ_SPLIT
+ * (shape.h).
  */
 #include "shape.h" /* gqac:drop */
 #include "parallel.h" /* gqac:drop */
@@ -19,26 +28,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Positions per K block, scored together: one vector of scores per query
+ * head, one maximum, at most one rescale and a vectorized exponential per
+ * block instead of per position. */
+#define GQ_BLOCK 16
+
+/* Positions each KV head has room for: whole blocks. */
+#define GQ_CACHE_POSITIONS ((GQ_CONTEXT + GQ_BLOCK - 1) / GQ_BLOCK * GQ_BLOCK)
+
+/* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches,
+ * (GQ_KV_HEADS, GQ_CACHE_POSITIONS, GQ_HEAD_DIM) floats each. */
+static void kv_store(float *key_cache, float *value_cache, int pos, const float *k, const float *v) {
+    size_t in_block = (size_t)(pos / GQ_BLOCK) * GQ_BLOCK * GQ_HEAD_DIM + (size_t)(pos % GQ_BLOCK);
+    int h, d;
+    for (h = 0; h < GQ_KV_HEADS; h++) {
+        size_t head = (size_t)h * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
+        for (d = 0; d < GQ_HEAD_DIM; d++) {
+            key_cache[head + in_block + (size_t)d * GQ_BLOCK] = k[h * GQ_HEAD_DIM + d];
+            value_cache[head + (size_t)pos * GQ_HEAD_DIM + (size_t)d] = v[h * GQ_HEAD_DIM + d];
+        }
+    }
+}
+
 /* A part: the unnormalized result of one group over a span of positions,
  * o (GQ_GROUP, GQ_HEAD_DIM), then m (GQ_GROUP), each head's largest score,
  * then l (GQ_GROUP), its softmax denominator relative to m. */
 #define GQ_PART (GQ_GROUP * GQ_HEAD_DIM + 2 * GQ_GROUP)
 
-/* Positions scored together: one maximum, at most one rescale, and a
- * vectorizable exponential per block instead of per position. */
-#define GQ_BLOCK 16
-
-/* e^x for x <= 0 (a score minus its running maximum; below -87 it gives
- * e^-87, which next to e^0 from the maximum is nothing), without branches or library calls so that a block of them
- * vectorizes: 2^k e^r, r's exponential a degree-7 polynomial (relative
- * error below 2e-7).  The clamp to -87 is done on the bits, as integers:
- * a float comparison may trap, which stops gcc from turning it into a
- * select, and the loop would stay scalar. */
-static float softmax_exp(float x) {
+/* e^x for x <= 0 (a score minus its running maximum), 0 below -87 (where
+ * e^x next to the maximum's e^0 is nothing), without branches or library
+ * calls so that a block of them vectorizes: 2^k e^r, r's exponential a
+ * degree-7 polynomial (relative error below 2e-7).  The cut at -87 is done
+ * on the bits, as integers: a float comparison may trap, which stops gcc
+ * from turning it into a select, and the loop would stay scalar. */
+static inline float softmax_exp(float x) {
     union {
         float f;
         uint32_t u;
-    } b, scale;
+    } b, e;
     uint32_t below;
     float k, r;
     b.f = x;
@@ -47,110 +74,172 @@ static float softmax_exp(float x) {
     x = b.f;
     k = (float)(int)(x * 1.44269504f - 0.5f);
     r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
-    scale.u = (uint32_t)((int)k + 127) << 23;
-    return scale.f * (1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040))))))));
+    e.u = (uint32_t)((int)k + 127) << 23;
+    e.f *= 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    e.u &= ~below;
+    return e.f;
 }
 
-/* q (GQ_GROUP, GQ_HEAD_DIM) . the K rows tb .. tb + nb - 1 -> score
- * (GQ_GROUP, GQ_BLOCK), each K row loaded once for the whole group. */
+/* q (GQ_GROUP, GQ_HEAD_DIM) . the K block kb (GQ_HEAD_DIM, GQ_BLOCK) ->
+ * score (GQ_GROUP, GQ_BLOCK), GQ_ATT_HEADS query heads at a time, each
+ * with GQ_ATT_SPLIT sums over alternate elements of head_dim: enough
+ * independent vector sums that the multiply-adds do not wait on each
+ * other, few enough to stay in registers.  The heads' statements sit
+ * inside the loop over the block's positions, so that gcc vectorizes that
+ * loop whole and keeps each sum in one register. */
 static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *restrict q,
-                        const float *restrict k, int tb, int nb) {
-    float acc[GQ_ACC_HEAD];
-    int d, j;
-    for (j = 0; j < nb; j++) {
-        const float *kt = k + (size_t)(tb + j) * GQ_HEAD_DIM;
-        for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-            for (int u = 0; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
-                acc[u] = 0.0f;
-            }
-            for (d = 0; d < GQ_HEAD_DIM; d += GQ_ACC_HEAD) {
-                for (int u = 0; u < GQ_ACC_HEAD; u++) { /* gqac:unroll */
-                    acc[u] += q[g * GQ_HEAD_DIM + d + u] * kt[d + u];
+                        const float *restrict kb) {
+    float acc[GQ_ATT_SPLIT][GQ_ATT_HEADS][GQ_BLOCK], qd[GQ_ATT_SPLIT][GQ_ATT_HEADS];
+    int g0, d, j;
+    for (g0 = 0; g0 < GQ_GROUP; g0 += GQ_ATT_HEADS) {
+        const float *qg = q + (size_t)g0 * GQ_HEAD_DIM;
+        for (j = 0; j < GQ_BLOCK; j++) {
+            for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                    acc[s][g][j] = 0.0f;
                 }
             }
-            /* A tree of halves: each level is one vector add, where a
-             * running sum would be GQ_ACC_HEAD - 1 scalar ones. */
-            for (int w = GQ_ACC_HEAD / 2; w > 0; w /= 2) {
-                for (int u = 0; u < w; u++) {
-                    acc[u] += acc[u + w];
+        }
+        for (d = 0; d < GQ_HEAD_DIM; d += GQ_ATT_SPLIT) {
+            for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                    qd[s][g] = qg[g * GQ_HEAD_DIM + d + s];
                 }
             }
-            score[g][j] = acc[0] * GQ_ATT_SCALE;
+            for (j = 0; j < GQ_BLOCK; j++) {
+                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                        acc[s][g][j] += qd[s][g] * kb[(d + s) * GQ_BLOCK + j];
+                    }
+                }
+            }
+        }
+        for (j = 0; j < GQ_BLOCK; j++) {
+            for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                float sum = 0.0f;
+                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                    sum += acc[s][g][j];
+                }
+                score[g0 + g][j] = sum * GQ_ATT_SCALE;
+            }
         }
     }
 }
 
-/* One head of the group over a block: scores to weights relative to the
- * running maximum m (rescaling o and l when it grows), then o += weights
- * . V rows. */
-static void absorb_block(float *restrict o, float *restrict m, float *restrict l,
-                         float *restrict score, const float *restrict v, int tb, int nb) {
-    float top = *m, sum = 0.0f;
-    int d, j;
-    for (j = 0; j < nb; j++)
-        top = score[j] > top ? score[j] : top;
-    if (top > *m) { /* a new maximum: rescale what came before (a second
-                       * inlined softmax_exp here stops gcc vectorizing the
-                       * block's) */
-        float c = GQ_EXPF(*m - top);
-        *l *= c;
-        for (d = 0; d < GQ_HEAD_DIM; d++)
-            o[d] *= c;
-        *m = top;
-    }
-    for (j = 0; j < nb; j++) {
-        score[j] = softmax_exp(score[j] - top);
-        sum += score[j];
-    }
-    *l += sum;
-    if (nb == GQ_BLOCK) {
-        /* A whole block: each o[d] takes the block's rows in registers, one
-         * load and one store instead of one per row, in four independent
-         * sums so that the FMAs do not wait on each other. */
-        const float *vb = v + (size_t)tb * GQ_HEAD_DIM;
-        for (d = 0; d < GQ_HEAD_DIM; d++) {
-            float a0 = o[d], a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-            for (j = 0; j < GQ_BLOCK; j += 4) {
-                a0 += score[j] * vb[j * GQ_HEAD_DIM + d];
-                a1 += score[j + 1] * vb[(j + 1) * GQ_HEAD_DIM + d];
-                a2 += score[j + 2] * vb[(j + 2) * GQ_HEAD_DIM + d];
-                a3 += score[j + 3] * vb[(j + 3) * GQ_HEAD_DIM + d];
-            }
-            o[d] = (a0 + a1) + (a2 + a3);
+/* The group's scores of a block, nb positions of them -> softmax weights
+ * relative to each head's running maximum m (0 from position nb on),
+ * added lane by lane to the head's sums l (GQ_GROUP, GQ_BLOCK).  Only
+ * when a score passes its head's maximum is the block's maximum taken and
+ * what came before (o, l) rescaled: after the first blocks that is rare,
+ * and the common path has no horizontal operation at all. */
+static void weigh_block(float score[GQ_GROUP][GQ_BLOCK], float *restrict o, float *restrict m,
+                        float l[GQ_GROUP][GQ_BLOCK], int nb) {
+    int above = 0, g, j, d;
+    for (g = 0; g < GQ_GROUP; g++)
+        for (j = nb; j < GQ_BLOCK; j++)
+            score[g][j] = -FLT_MAX;
+    for (g = 0; g < GQ_GROUP; g++)
+        for (j = 0; j < GQ_BLOCK; j++)
+            above |= score[g][j] > m[g];
+    if (above) {
+        for (g = 0; g < GQ_GROUP; g++) {
+            float top = m[g], c;
+            for (j = 0; j < GQ_BLOCK; j++)
+                top = score[g][j] > top ? score[g][j] : top;
+            if (top == m[g])
+                continue;
+            /* (a second inlined softmax_exp here stops gcc vectorizing
+             * the block's) */
+            c = GQ_EXPF(m[g] - top);
+            for (j = 0; j < GQ_BLOCK; j++)
+                l[g][j] *= c;
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                o[g * GQ_HEAD_DIM + d] *= c;
+            m[g] = top;
         }
-        return;
     }
-    for (j = 0; j < nb; j++) {
-        const float *vt = v + (size_t)(tb + j) * GQ_HEAD_DIM;
-        for (d = 0; d < GQ_HEAD_DIM; d++)
-            o[d] += score[j] * vt[d];
+    for (g = 0; g < GQ_GROUP; g++) {
+        float top = m[g];
+        for (j = 0; j < GQ_BLOCK; j++) {
+            score[g][j] = softmax_exp(score[g][j] - top);
+            l[g][j] += score[g][j];
+        }
     }
 }
 
-/* Positions t0 .. t1 - 1 of one group: q (GQ_GROUP, GQ_HEAD_DIM) against
- * k, v (positions, GQ_HEAD_DIM) -> part, in one pass over K and V with an
- * online softmax kept per block. */
+/* o (GQ_GROUP, GQ_HEAD_DIM) += weights (GQ_GROUP, GQ_BLOCK) . the nb V
+ * rows vb.  Tiles of GQ_ATT_HEADS heads by GQ_ATT_VECS x GQ_ATT_LANES
+ * columns sit in registers while the block's rows stream past, each V
+ * element loaded once per tile and used by every head of it.  As in
+ * score_block, the tile's statements sit inside the loop over lanes,
+ * which gcc vectorizes whole. */
+static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
+                         const float *restrict vb, int nb) {
+    float acc[GQ_ATT_VECS][GQ_ATT_HEADS][GQ_ATT_LANES], p[GQ_ATT_HEADS];
+    int g0, c0, j, u;
+    for (g0 = 0; g0 < GQ_GROUP; g0 += GQ_ATT_HEADS) {
+        float *og = o + (size_t)g0 * GQ_HEAD_DIM;
+        for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_ATT_VECS * GQ_ATT_LANES) {
+            for (u = 0; u < GQ_ATT_LANES; u++) {
+                for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
+                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                        acc[c][g][u] = og[g * GQ_HEAD_DIM + c0 + c * GQ_ATT_LANES + u];
+                    }
+                }
+            }
+            for (j = 0; j < nb; j++) {
+                const float *vr = vb + (size_t)j * GQ_HEAD_DIM + c0;
+                for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                    p[g] = weights[g0 + g][j];
+                }
+                for (u = 0; u < GQ_ATT_LANES; u++) {
+                    for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
+                        for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                            acc[c][g][u] += p[g] * vr[c * GQ_ATT_LANES + u];
+                        }
+                    }
+                }
+            }
+            for (u = 0; u < GQ_ATT_LANES; u++) {
+                for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
+                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                        og[g * GQ_HEAD_DIM + c0 + c * GQ_ATT_LANES + u] = acc[c][g][u];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Blocks b0 .. b1 - 1 of one group, positions below n only: q (GQ_GROUP,
+ * GQ_HEAD_DIM) against k and v (one KV head's caches) -> part, in one
+ * pass over K and V with an online softmax kept per block. */
 static void attend_span(float *restrict part, const float *restrict q, const float *restrict k,
-                        const float *restrict v, int t0, int t1) {
-    float m[GQ_GROUP], l[GQ_GROUP], score[GQ_GROUP][GQ_BLOCK];
+                        const float *restrict v, int b0, int b1, int n) {
+    float m[GQ_GROUP], l[GQ_GROUP][GQ_BLOCK], score[GQ_GROUP][GQ_BLOCK];
     float *o = part;
-    int d, tb;
-    for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
+    int g, d, j, b;
+    for (g = 0; g < GQ_GROUP; g++) {
         m[g] = -FLT_MAX;
-        l[g] = 0.0f;
+        for (j = 0; j < GQ_BLOCK; j++)
+            l[g][j] = 0.0f;
         for (d = 0; d < GQ_HEAD_DIM; d++)
             o[g * GQ_HEAD_DIM + d] = 0.0f;
     }
-    for (tb = t0; tb < t1; tb += GQ_BLOCK) {
-        int nb = t1 - tb < GQ_BLOCK ? t1 - tb : GQ_BLOCK;
-        score_block(score, q, k, tb, nb);
-        for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
-            absorb_block(o + g * GQ_HEAD_DIM, &m[g], &l[g], score[g], v, tb, nb);
-        }
+    for (b = b0; b < b1; b++) {
+        int t = b * GQ_BLOCK, nb = n - t < GQ_BLOCK ? n - t : GQ_BLOCK;
+        /* The last block's positions from n on were never written: their
+         * scores are computed (one vector either way) but not used. */
+        score_block(score, q, k + (size_t)t * GQ_HEAD_DIM);
+        weigh_block(score, o, m, l, nb);
+        update_block(o, score, v + (size_t)t * GQ_HEAD_DIM, nb);
     }
-    for (int g = 0; g < GQ_GROUP; g++) { /* gqac:unroll */
+    for (g = 0; g < GQ_GROUP; g++) {
+        float sum = 0.0f;
+        for (j = 0; j < GQ_BLOCK; j++)
+            sum += l[g][j];
         part[GQ_GROUP * GQ_HEAD_DIM + g] = m[g];
-        part[GQ_GROUP * GQ_HEAD_DIM + GQ_GROUP + g] = l[g];
+        part[GQ_GROUP * GQ_HEAD_DIM + GQ_GROUP + g] = sum;
     }
 }
 
@@ -180,9 +269,9 @@ static void merge_parts(float *out, const float *parts, int n) {
 /* Spans of positions shorter than this are not worth a thread. */
 #define GQ_SPAN_MIN 64
 
-/* How many spans each KV head's positions are cut into: enough that every
- * thread has work when there are fewer KV heads than threads (MQA above
- * all), at most GQ_SPLIT, and no span shorter than GQ_SPAN_MIN. */
+/* How many spans each KV head's n positions are cut into: enough that
+ * every thread has work when there are fewer KV heads than threads (MQA
+ * above all), at most GQ_SPLIT, and no span shorter than GQ_SPAN_MIN. */
 static int span_count(int n, int threads) {
     int spans = (threads + GQ_KV_HEADS - 1) / GQ_KV_HEADS;
     if (spans > GQ_SPLIT)
@@ -198,22 +287,22 @@ static int span_start(int n, int span, int spans) {
     return n / spans * span + n % spans * span / spans;
 }
 
-/* q (GQ_HEADS, GQ_HEAD_DIM), key_cache and value_cache (GQ_KV_HEADS,
- * GQ_CONTEXT, GQ_HEAD_DIM) of one layer with positions 0..pos filled
- * -> out (GQ_HEADS, GQ_HEAD_DIM).  scratch: GQ_KV_HEADS * GQ_SPLIT parts.
- * (KV head, span) pairs run across threads, flash-decoding style, and
- * their parts merge at the end. */
+/* q (GQ_HEADS, GQ_HEAD_DIM) and one layer's caches (kv_store's layout)
+ * with positions 0..pos filled -> out (GQ_HEADS, GQ_HEAD_DIM).  scratch:
+ * GQ_KV_HEADS * GQ_SPLIT parts.  (KV head, span of blocks) pairs run
+ * across threads, flash-decoding style, and their parts merge at the end. */
 static void attention(float *out, const float *q, const float *key_cache,
                       const float *value_cache, int pos, float *scratch, int threads) {
-    int n = pos + 1, spans = span_count(n, threads), items = GQ_KV_HEADS * spans, i, h;
+    int n = pos + 1, blocks = (n + GQ_BLOCK - 1) / GQ_BLOCK, spans = span_count(n, threads);
+    int items = GQ_KV_HEADS * spans, i, h;
     /* The work is every query head's, G per KV row read: a group-blind
      * threshold left GQA's attention on one thread. */
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
     for (i = 0; i < items; i++) {
         int kv = i / spans, span = i % spans;
-        size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CONTEXT * GQ_HEAD_DIM;
+        size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
         attend_span(scratch + (size_t)i * GQ_PART, q + group, key_cache + cache, value_cache + cache,
-                    span_start(n, span, spans), span_start(n, span + 1, spans));
+                    span_start(blocks, span, spans), span_start(blocks, span + 1, spans), n);
     }
     for (h = 0; h < GQ_KV_HEADS; h++)
         merge_parts(out + (size_t)h * GQ_GROUP * GQ_HEAD_DIM, scratch + (size_t)h * spans * GQ_PART, spans);

@@ -50,8 +50,8 @@ struct gqa_state {
     float *att;      /* (batch, heads * head_dim) attention output */
     float *att_acc;  /* (kv_heads * split, part) attention's partial results */
     float *rope;     /* (batch, head_dim) the position's cos and sin */
-    float *key_cache;   /* (layer, kv_heads, context, head_dim) */
-    float *value_cache; /* (layer, kv_heads, context, head_dim) */
+    float *key_cache;   /* (layer, ...) each layer's in kv_store's layout */
+    float *value_cache; /* (layer, ...) */
 };
 
 /* The arena: the state, then each buffer rounded up to 16 floats so every
@@ -65,7 +65,10 @@ struct gqa_state {
      2 * GQ_ROUND16(GQ_ROWS(GQ_Q_DIM)) + GQ_ROUND16(GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)) +     \
      2 * GQ_ROUND16(GQ_ROWS(GQ_KV_DIM)) + GQ_ROUND16(GQ_ROWS(GQ_HEAD_DIM)))
 
-#define GQ_CACHE_FLOATS ((size_t)GQ_KV_BYTES / (2 * sizeof(float))) /* each of K and V */
+/* Each of K and V: attention.c's layout, every layer's positions rounded
+ * up to whole blocks. */
+#define GQ_LAYER_CACHE ((size_t)GQ_KV_HEADS * GQ_CACHE_POSITIONS * GQ_HEAD_DIM)
+#define GQ_CACHE_FLOATS (GQ_LAYERS * GQ_LAYER_CACHE)
 
 typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS +
                                                    2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS)
@@ -225,22 +228,10 @@ static void add_bias(float *x, const float *bias, int n) {
         add_inplace(x, bias, n);
 }
 
-/* k, v (GQ_KV_DIM,) of position pos into layer l's cache, each KV head's
- * rows contiguous so attention streams them. */
-static void cache_kv(gqa_state *s, int l, int pos, const float *k, const float *v) {
-    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
-    int h;
-    for (h = 0; h < GQ_KV_HEADS; h++) {
-        size_t row = layer_cache + ((size_t)h * GQ_CONTEXT + (size_t)pos) * GQ_HEAD_DIM;
-        copy_floats(s->key_cache + row, k + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
-        copy_floats(s->value_cache + row, v + (size_t)h * GQ_HEAD_DIM, GQ_HEAD_DIM);
-    }
-}
-
 /* q, k, v of this position; k and v go into the cache at pos. */
 static void attention_block(gqa_state *s, int l, int pos, int threads) {
     const Weights *w = &s->w;
-    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
     rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * GQ_DIM, GQ_DIM);
     matvec(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, threads);
     matvec(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
@@ -250,7 +241,7 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
     add_bias(s->v, w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
     rope(s->q, GQ_HEADS, s->rope);
     rope(s->k, GQ_KV_HEADS, s->rope);
-    cache_kv(s, l, pos, s->k, s->v);
+    kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, pos, s->k, s->v);
     attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
               s->att_acc, threads);
     matvec(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, threads);
@@ -302,7 +293,7 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
  * tokens, is not read). */
 static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
     const Weights *w = &s->w;
-    size_t layer_cache = (size_t)l * GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
     const float *bq = w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL;
     const float *bk = w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL;
     const float *bv = w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL;
@@ -322,7 +313,7 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
         add_bias(v, bv, GQ_KV_DIM);
         rope(q, GQ_HEADS, table);
         rope(k, GQ_KV_HEADS, table);
-        cache_kv(s, l, p0 + t, k, v);
+        kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, k, v);
     }
     for (t = 0; t < b; t++)
         attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM, s->key_cache + layer_cache,

@@ -19,7 +19,14 @@
  *   GQ_ROPE_HALVES  1: RoPE pairs (i, i + head_dim/2), 0: (2i, 2i+1)
  *   GQ_NORM_EPS     RMSNorm epsilon (float)
  *   GQ_ATT_SCALE    1 / sqrt(GQ_HEAD_DIM) (float)
- *   GQ_ACC_HEAD     independent accumulators over head_dim; divides GQ_HEAD_DIM
+ *   GQ_ATT_HEADS    query heads attention's register tiles take together;
+ *                   divides GQ_GROUP
+ *   GQ_ATT_SPLIT    independent sums per head over head_dim in attention's
+ *                   scores; divides GQ_HEAD_DIM
+ *   GQ_ATT_LANES    lanes of attention's update tile (a vector's worth of
+ *                   V columns); divides GQ_HEAD_DIM
+ *   GQ_ATT_VECS     vectors of lanes in the update tile; GQ_ATT_VECS *
+ *                   GQ_ATT_LANES divides GQ_HEAD_DIM
  *   GQ_SPLIT        most spans one KV head's positions are cut into for threads
  *   GQ_ACC_ROW      independent accumulators in matrix-vector rows; divides
  *                   GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
@@ -32,7 +39,8 @@
  *   GQ_N_WEIGHTS    floats in the checkpoint after its header
  *   GQ_OFF_<name>   where tensor <name> starts, in floats
  *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
- *   GQ_KV_BYTES     bytes of its KV cache
+ *   GQ_KV_BYTES     bytes of its KV cache at full context (the arena rounds
+ *                   each KV head's positions up to attention's blocks)
  *   GQ_NAME         the model's name, a C string literal
  *   GQ_PREFIX       the C prefix, a C string literal
  *   GQ_FREESTANDING 1: no libc, libm or OpenMP (gqac --target freestanding)
@@ -67,7 +75,10 @@
 #define GQ_ROPE_HALVES 0
 #define GQ_NORM_EPS 1e-5f
 #define GQ_ATT_SCALE 0.35355339059327373f
-#define GQ_ACC_HEAD 4
+#define GQ_ATT_HEADS 4
+#define GQ_ATT_SPLIT 2
+#define GQ_ATT_LANES 8
+#define GQ_ATT_VECS 1
 #define GQ_SPLIT 8
 #define GQ_ACC_ROW 8
 #define GQ_BATCH 16

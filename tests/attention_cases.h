@@ -3,13 +3,17 @@
 #ifndef ATTENTION_CASES_H
 #define ATTENTION_CASES_H
 
-/* q (heads, head_dim), caches (kv_heads, context, head_dim) -> out. */
+/* q (heads, head_dim), caches in the kernel's layout -> out. */
 typedef void (*AttentionFn)(float *out, const float *q, const float *key_cache,
                             const float *value_cache, int pos, float *scratch, int threads);
+/* k, v (kv_heads, head_dim) of position pos -> the caches. */
+typedef void (*KvStoreFn)(float *key_cache, float *value_cache, int pos, const float *k,
+                          const float *v);
 
 typedef struct {
     int heads, kv_heads, head_dim;
     AttentionFn fn;
+    KvStoreFn store;
 } AttentionCase;
 
 extern const AttentionCase attention_cases[]; /* ends with fn == 0 */

@@ -20,8 +20,9 @@
 static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
-static const char *const statics[] = {"softmax_exp", "score_block", "absorb_block", "attend_span",
-                                      "merge_parts", "span_count", "span_start", "attention", NULL};
+static const char *const statics[] = {"kv_store",   "softmax_exp", "score_block", "weigh_block",
+                                      "update_block", "attend_span", "merge_parts", "span_count",
+                                      "span_start", "attention",    NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
@@ -37,8 +38,9 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     buf_putn(out, unit.data, unit.len);
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
-    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n\n");
-    buf_printf(table, "    {%d, %d, %d, %s_attention},\n", heads, kv_heads, head_dim, prefix);
+    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_CACHE_POSITIONS\n\n");
+    buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store},\n", heads, kv_heads, head_dim, prefix,
+               prefix);
     buf_free(&unit);
 }
 
@@ -67,7 +69,7 @@ int main(int argc, char **argv) {
         }
         emit_case(a, &out, &table, heads, kv, hd, context);
     }
-    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0},\n};\n", out.data,
+    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0, 0},\n};\n", out.data,
            table.data ? table.data : "");
     printf("const int attention_context = %d;\n", context);
     buf_free(&out);

@@ -11,7 +11,11 @@
  *    max |error| / max |reference| <= 1e-5.
  *
  * The reference knows nothing of groups beyond the one rule under test:
- * query head h reads KV head h / (heads / kv_heads).
+ * query head h reads KV head h / (heads / kv_heads).  It reads K and V as
+ * (kv_heads, context, head_dim) arrays; the kernels get them through their
+ * own kv_store, into caches whose other positions hold large values (as
+ * stale ones would after a seek back) so that a kernel which used a
+ * position it was not given would fail.
  */
 #include <CUnit/Basic.h>
 #include <math.h>
@@ -90,6 +94,29 @@ static void reference_attention(double *out, const float *q, const float *kc, co
     reference_attention_order(out, q, kc, vc, heads, kv_heads, hd, context, pos, 0);
 }
 
+/* The reference's kc, vc (kv_heads, context, hd), positions 0..pos ->
+ * key_cache, value_cache (floats each, first all 1000) through store. */
+static void fill_caches(KvStoreFn store, float *key_cache, float *value_cache, size_t floats,
+                        const float *kc, const float *vc, int kv_heads, int hd, int context, int pos) {
+    float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
+    for (size_t i = 0; i < floats; i++)
+        key_cache[i] = value_cache[i] = 1000.0f;
+    for (int t = 0; t <= pos; t++) {
+        for (int h = 0; h < kv_heads; h++)
+            for (int d = 0; d < hd; d++) {
+                k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
+                v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
+            }
+        store(key_cache, value_cache, t, k, v);
+    }
+    free(k), free(v);
+}
+
+/* Floats of one of a kernel's caches: positions rounded up to its blocks. */
+static size_t cache_floats(int kv_heads, int hd, int context) {
+    return (size_t)kv_heads * (size_t)((context + GQ_BLOCK - 1) / GQ_BLOCK * GQ_BLOCK) * (size_t)hd;
+}
+
 /* ---- 1. templates ---- */
 
 static void test_template_rmsnorm(void) {
@@ -151,17 +178,19 @@ static void test_template_swiglu(void) {
 
 static void test_template_attention(void) {
     size_t cache = (size_t)GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
+    size_t floats = cache_floats(GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT);
     float *q = random_floats(GQ_Q_DIM, 3), *kc = random_floats(cache, 1),
           *vc = random_floats(cache, 1), out[GQ_Q_DIM], scratch[GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)];
+    float *key_cache = malloc(floats * sizeof(float)), *value_cache = malloc(floats * sizeof(float));
     double want[GQ_Q_DIM];
     for (int pos = 0; pos < GQ_CONTEXT; pos += 7) {
-        attention(out, q, kc, vc, pos, scratch, 1);
+        fill_caches(kv_store, key_cache, value_cache, floats, kc, vc, GQ_KV_HEADS, GQ_HEAD_DIM,
+                    GQ_CONTEXT, pos);
+        attention(out, q, key_cache, value_cache, pos, scratch, 1);
         reference_attention(want, q, kc, vc, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT, pos);
         CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
     }
-    free(q);
-    free(kc);
-    free(vc);
+    free(q), free(kc), free(vc), free(key_cache), free(value_cache);
 }
 
 /* ---- 2. the generated matrix ---- */
@@ -175,21 +204,25 @@ static const int thread_counts[] = {1, 2, 3, 8};
 static double check_case(const AttentionCase *c) {
     size_t qn = (size_t)c->heads * c->head_dim;
     size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
+    size_t floats = cache_floats(c->kv_heads, c->head_dim, attention_context);
     float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
+    float *key_cache = malloc(floats * sizeof(float)), *value_cache = malloc(floats * sizeof(float));
     /* Attention's scratch: up to 8 parts per KV head (GQ_SPLIT in the kernels). */
     float *out = malloc(qn * sizeof *out), *scratch = malloc(8 * (qn + 2 * (size_t)c->heads) * sizeof *scratch);
     double *want = malloc(qn * sizeof *want), worst = 0;
     for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++) {
         reference_attention(want, q, kc, vc, c->heads, c->kv_heads, c->head_dim,
                             attention_context, positions[p]);
+        fill_caches(c->store, key_cache, value_cache, floats, kc, vc, c->kv_heads, c->head_dim,
+                    attention_context, positions[p]);
         for (size_t i = 0; i < sizeof thread_counts / sizeof thread_counts[0]; i++) {
             int threads = thread_counts[i];
             memset(out, 0, qn * sizeof *out);
-            c->fn(out, q, kc, vc, positions[p], scratch, threads);
+            c->fn(out, q, key_cache, value_cache, positions[p], scratch, threads);
             worst = fmax(worst, rel_error(out, want, qn));
         }
     }
-    free(q), free(kc), free(vc), free(out), free(scratch), free(want);
+    free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(scratch), free(want);
     return worst;
 }
 
@@ -216,16 +249,18 @@ static void test_reference_detects_tiling(void) {
     while (c->fn && !(c->heads == 8 && c->kv_heads == 2 && c->head_dim == 16))
         c++;
     CU_ASSERT_FATAL(c->fn != NULL);
-    size_t qn = 8 * 16, cache = 2 * (size_t)attention_context * 16;
+    size_t qn = 8 * 16, cache = 2 * (size_t)attention_context * 16, floats = cache_floats(2, 16, attention_context);
     float *q = random_floats(qn, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
+    float *key_cache = malloc(floats * sizeof(float)), *value_cache = malloc(floats * sizeof(float));
     float out[8 * 16], scratch[8 * (8 * 16 + 2 * 8)];
     double want[8 * 16];
-    c->fn(out, q, kc, vc, 64, scratch, 1);
+    fill_caches(c->store, key_cache, value_cache, floats, kc, vc, 2, 16, attention_context, 64);
+    c->fn(out, q, key_cache, value_cache, 64, scratch, 1);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 0);
     CU_ASSERT(rel_error(out, want, qn) <= TOLERANCE);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 1);
     CU_ASSERT(rel_error(out, want, qn) > 1e-2);
-    free(q), free(kc), free(vc);
+    free(q), free(kc), free(vc), free(key_cache), free(value_cache);
 }
 
 static void test_template_add_copy(void) {
