@@ -222,7 +222,7 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
 
 #define PLAN_MAX_HOLES 96
 #define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
-#define PLAN_BATCH 16 /* tokens per prompt block (GQ_BATCH); the arena holds one */
+#define PLAN_BATCH 64 /* tokens per prompt block (GQ_BATCH); the arena holds one */
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {

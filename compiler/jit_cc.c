@@ -1,6 +1,7 @@
 /*
  * jit_cc.c: the cc backend: the system C compiler ($CC, else cc) builds the
- * generated C with -O3 -march=native, and OpenMP where the compiler has it,
+ * generated C with -O3 -march=native -ffp-contract=fast (FMA, as in
+ * run.c), and OpenMP where the compiler has it,
  * into a shared object that dlopen loads.  Objects are cached (cache.c)
  * under a key of the source, the compiler and the flags, so a model is
  * compiled once per machine and loads in milliseconds afterwards.
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CC_FLAGS "-std=c99", "-O3", "-march=native", "-fPIC", "-shared"
+#define CC_FLAGS "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fPIC", "-shared"
 
 static const char *compiler(void) {
     const char *cc = getenv("CC");
@@ -60,7 +61,7 @@ static void *cc_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen) {
     emit_c_model(p, "model", NULL, false, &c, &h);
     uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
     k = cache_hash(k, c.data, c.len);
-    k = cache_hash_str(cache_hash_str(k, compiler()), "-O3 -march=native -fPIC -shared -fopenmp");
+    k = cache_hash_str(cache_hash_str(k, compiler()), "-O3 -march=native -ffp-contract=fast -fPIC -shared -fopenmp");
     k = cache_hash_cpu(k);
     char *dir = arena_printf(a, "%s/jit-%016llx", cache_root(a), (unsigned long long)k);
     char *so = arena_printf(a, "%s/model.so", dir);

@@ -21,12 +21,12 @@
 #include <string.h>
 
 #define UNROLL_LIMIT 16
-/* matmul's register tile: 4 rows x 8 tokens x GQ_ACC_TILE (8) accumulators.
- * Measured by make bench's prefill (AVX-512, 2 cores): against 4 x 4 x 4,
- * TinyLlama's 256-token prompt went from 27% to 37% of peak FMA on one
- * thread; 16 accumulators, or 8 rows, were slower. */
-#define PLAN_TILE_ROWS 4
-#define PLAN_TILE_TOKENS 8
+/* matmul's register tile: 8 rows x 2 vectors of 16 tokens, 16 AVX-512
+ * accumulators; each step loads 2 vectors of tokens and broadcasts 8
+ * weights for 16 FMAs. */
+#define PLAN_TILE_ROWS 8
+#define PLAN_TILE_VECS 2
+#define PLAN_LANES 16
 static void hole(Plan *p, const char *name, const char *value) {
     for (int i = 0; i < p->n_holes; i++)
         if (!strcmp(p->holes[i].name, name)) {
@@ -175,9 +175,9 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
     hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 32));
-    hole_int(p, a, "GQ_ACC_TILE", (uint64_t)accumulators(widths, 3, 8));
     hole_int(p, a, "GQ_TILE_ROWS", PLAN_TILE_ROWS);
-    hole_int(p, a, "GQ_TILE_TOKENS", PLAN_TILE_TOKENS);
+    hole_int(p, a, "GQ_TILE_VECS", PLAN_TILE_VECS);
+    hole_int(p, a, "GQ_LANES", PLAN_LANES);
     hole_int(p, a, "GQ_BATCH", PLAN_BATCH);
     hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
     hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);

@@ -2,7 +2,7 @@
  * kernels.c: the kernels of the forward pass other than attention:
  * RMSNorm, matrix products (one token, or a block of tokens), RoPE, SwiGLU.
  *
- * Holes: GQ_ACC_ROW, GQ_TILE_ROWS, GQ_TILE_TOKENS, GQ_ACC_TILE, GQ_HEAD_DIM,
+ * Holes: GQ_ACC_ROW, GQ_TILE_ROWS, GQ_TILE_VECS, GQ_LANES, GQ_BATCH, GQ_HEAD_DIM,
  * GQ_ROPE_FREQS, GQ_ROPE_HALVES, GQ_NORM_EPS, GQ_FREESTANDING, GQ_ROPE_STEPS and
  * GQ_ROPE_TABLE (shape.h).
  * Each kernel's first comment states its shapes.  Sizes arrive as
@@ -47,114 +47,93 @@ static float dot_row(const float *w, const float *x, int n) {
     return acc[0];
 }
 
-/* Columns of W packed at a time, GQ_TILE_ROWS rows of them on the stack
- * (2 KB for 4 rows).  A multiple of GQ_ACC_TILE; small enough that the
- * tiny test models' FFN (hidden 176) takes two chunks, the last partial. */
-#define GQ_PACK_COLS 128
-
-/* matmul's operands are packed so that each GQ_ACC_TILE columns of a tile's
- * rows (or tokens) lie together: gcc vectorizes the tile's independent
- * accumulators only when the loads of a step come from one array each. */
-
-/* Rows of W (GQ_TILE_ROWS, row stride n), columns j0 .. j0 + kc -> wp
- * (kc / GQ_ACC_TILE, GQ_TILE_ROWS, GQ_ACC_TILE). */
-static void pack_rows(float *wp, const float *w, int n, int j0, int kc) {
-    int j, r, u;
-    for (j = 0; j < kc; j += GQ_ACC_TILE)
-        for (r = 0; r < GQ_TILE_ROWS; r++)
-            for (u = 0; u < GQ_ACC_TILE; u++)
-                wp[(size_t)j * GQ_TILE_ROWS + (size_t)(r * GQ_ACC_TILE + u)] =
-                    w[(size_t)r * (size_t)n + (size_t)(j0 + j + u)];
+/* X (b, n), one token per row -> xt (n, GQ_BATCH): column k of X becomes
+ * row k of xt, the tokens side by side, zeros from b on. */
+static void pack_tokens(float *xt, const float *x, int n, int b) {
+    int k, t;
+    for (t = 0; t < GQ_BATCH; t++)
+        for (k = 0; k < n; k++)
+            xt[(size_t)k * GQ_BATCH + (size_t)t] = t < b ? x[(size_t)t * (size_t)n + (size_t)k] : 0.0f;
 }
 
-/* X (tiles * GQ_TILE_TOKENS, n) -> xp (tiles, n / GQ_ACC_TILE,
- * GQ_TILE_TOKENS, GQ_ACC_TILE). */
-static void pack_tokens(float *xp, const float *x, int n, int tiles) {
-    int i, j, t, u;
-    for (i = 0; i < tiles; i++)
-        for (j = 0; j < n; j += GQ_ACC_TILE)
-            for (t = 0; t < GQ_TILE_TOKENS; t++)
-                for (u = 0; u < GQ_ACC_TILE; u++)
-                    xp[((size_t)i * (size_t)n + (size_t)j) * GQ_TILE_TOKENS +
-                       (size_t)(t * GQ_ACC_TILE + u)] =
-                        x[((size_t)i * GQ_TILE_TOKENS + (size_t)t) * (size_t)n + (size_t)(j + u)];
-}
-
-/* The register tile: kc packed columns of GQ_TILE_ROWS rows (wp) against
- * GQ_TILE_TOKENS tokens (xp) -> added to out (GQ_TILE_TOKENS, row stride
- * d): out[t * d + r] += W row r . X row t.  Every (row, token) pair has
- * GQ_ACC_TILE independent accumulators, a vector once gcc vectorizes the
- * unrolled lanes; each load of W serves GQ_TILE_TOKENS tokens, each load
- * of X GQ_TILE_ROWS rows.  kc % GQ_ACC_TILE == 0. */
-static void matmul_tile(float *out, const float *wp, const float *xp, int kc, int d) {
-    float acc[GQ_TILE_ROWS][GQ_TILE_TOKENS][GQ_ACC_TILE];
-    int j;
-    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-        for (int t = 0; t < GQ_TILE_TOKENS; t++) { /* gqac:unroll */
-            for (int u = 0; u < GQ_ACC_TILE; u++) { /* gqac:unroll */
-                acc[r][t][u] = 0.0f;
-            }
-        }
-    }
-    for (j = 0; j < kc; j += GQ_ACC_TILE) {
-        const float *a = wp + (size_t)j * GQ_TILE_ROWS, *c = xp + (size_t)j * GQ_TILE_TOKENS;
+/* The register tile: GQ_TILE_ROWS rows of W (row stride n) against
+ * GQ_TILE_VECS x GQ_LANES tokens of xt (row stride GQ_BATCH) -> out, its
+ * first b tokens (row stride d).  Each step along n multiplies one W
+ * element per row, broadcast, by a vector of tokens: the outer-product
+ * form, with no horizontal sums; each load of xt serves GQ_TILE_ROWS rows.
+ * The tile's statements sit inside the loop over lanes, which gcc
+ * vectorizes whole, keeping each accumulator in a register. */
+static void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b) {
+    float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], wk[GQ_TILE_ROWS];
+    float tile[GQ_TILE_ROWS][GQ_TILE_VECS * GQ_LANES];
+    int k, u, t;
+    for (u = 0; u < GQ_LANES; u++) {
         for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            for (int t = 0; t < GQ_TILE_TOKENS; t++) { /* gqac:unroll */
-                for (int u = 0; u < GQ_ACC_TILE; u++) { /* gqac:unroll */
-                    acc[r][t][u] += a[r * GQ_ACC_TILE + u] * c[t * GQ_ACC_TILE + u];
+            for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+                acc[r][c][u] = 0.0f;
+            }
+        }
+    }
+    for (k = 0; k < n; k++) {
+        const float *xk = xt + (size_t)k * GQ_BATCH;
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            wk[r] = w[(size_t)r * (size_t)n + (size_t)k];
+        }
+        for (u = 0; u < GQ_LANES; u++) {
+            for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+                for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+                    acc[r][c][u] += wk[r] * xk[c * GQ_LANES + u];
                 }
             }
         }
     }
-    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-        for (int t = 0; t < GQ_TILE_TOKENS; t++) { /* gqac:unroll */
-            /* a tree of halves: vector adds, not GQ_ACC_TILE - 1 scalar ones */
-            for (int w = GQ_ACC_TILE / 2; w > 0; w /= 2) {
-                for (int u = 0; u < w; u++) {
-                    acc[r][t][u] += acc[r][t][u + w];
-                }
+    /* out is (token, row): through a buffer, so that acc is only ever read
+     * whole vectors at a time and can live in registers */
+    for (u = 0; u < GQ_LANES; u++) {
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+                tile[r][c * GQ_LANES + u] = acc[r][c][u];
             }
-            out[(size_t)t * (size_t)d + (size_t)r] += acc[r][t][0];
+        }
+    }
+    for (t = 0; t < b; t++) {
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            out[(size_t)t * (size_t)d + (size_t)r] = tile[r][t];
         }
     }
 }
 
-/* W (d, n) @ X (b, n)^T -> out (b, d), X and out one token per row.  Tiles
- * of GQ_TILE_ROWS rows go across threads.  A tile's rows are packed
- * GQ_PACK_COLS columns at a time and meet every whole group of
- * GQ_TILE_TOKENS tokens (packed once, into pack: b * n floats, or NULL
- * when b < GQ_TILE_TOKENS) while they are in L1, so each row of W comes
- * from memory once per call, not once per token.  Tokens and rows left
- * over take one dot_row each (all of them when b < GQ_TILE_TOKENS, which
- * makes b = 1 exactly matvec).  n % GQ_ACC_ROW == 0, n % GQ_ACC_TILE == 0. */
+/* Tokens of one register tile. */
+#define GQ_TILE_TOKENS (GQ_TILE_VECS * GQ_LANES)
+
+/* W (d, n) @ X (b, n)^T -> out (b, d), X and out one token per row.  X is
+ * packed once, transposed (into pack: n * GQ_BATCH floats); tiles of
+ * GQ_TILE_ROWS rows go across threads, and each meets every tile of
+ * tokens while its rows are in cache, so each row of W comes from memory
+ * once per call, not once per token.  Rows left over take one dot_row per
+ * token, as do all rows when b < GQ_LANES (b = 1 is exactly matvec).
+ * n % GQ_ACC_ROW == 0. */
 static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
                    int threads) {
-    int i, tiles = (d + GQ_TILE_ROWS - 1) / GQ_TILE_ROWS, whole = b / GQ_TILE_TOKENS * GQ_TILE_TOKENS;
+    int i, tiled = b < GQ_LANES ? 0 : d / GQ_TILE_ROWS, tiles = tiled + (d - tiled * GQ_TILE_ROWS);
     (void)threads;
-    if (whole > 0)
-        pack_tokens(pack, x, n, whole / GQ_TILE_TOKENS);
+    if (tiled > 0)
+        pack_tokens(pack, x, n, b);
+    /* items: the tiled tiles, then each row left over */
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * d * b >= GQ_PARALLEL_MIN)")
     for (i = 0; i < tiles; i++) {
-        float wp[GQ_TILE_ROWS * GQ_PACK_COLS];
-        int row = i * GQ_TILE_ROWS, end = d - row < GQ_TILE_ROWS ? d : row + GQ_TILE_ROWS;
-        int t = 0, r, j0, kc;
-        if (end - row == GQ_TILE_ROWS && whole > 0) {
-            for (t = 0; t < whole; t++)
-                for (r = row; r < end; r++)
-                    out[(size_t)t * (size_t)d + (size_t)r] = 0.0f;
-            for (j0 = 0; j0 < n; j0 += kc) {
-                kc = n - j0 < GQ_PACK_COLS ? n - j0 : GQ_PACK_COLS;
-                pack_rows(wp, w + (size_t)row * (size_t)n, n, j0, kc);
-                for (t = 0; t < whole; t += GQ_TILE_TOKENS) /* pack_tokens' tile t / GQ_TILE_TOKENS */
-                    matmul_tile(out + (size_t)t * (size_t)d + (size_t)row, wp,
-                                pack + (size_t)t * (size_t)n + (size_t)j0 * GQ_TILE_TOKENS, kc, d);
-            }
-            t = whole;
+        int t;
+        if (i < tiled) {
+            int row = i * GQ_TILE_ROWS;
+            for (t = 0; t < b; t += GQ_TILE_TOKENS)
+                matmul_tile(out + (size_t)t * (size_t)d + (size_t)row, w + (size_t)row * (size_t)n,
+                            pack + t, n, d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
+        } else {
+            int row = tiled * GQ_TILE_ROWS + (i - tiled);
+            for (t = 0; t < b; t++)
+                out[(size_t)t * (size_t)d + (size_t)row] =
+                    dot_row(w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n);
         }
-        for (; t < b; t++)
-            for (r = row; r < end; r++)
-                out[(size_t)t * (size_t)d + (size_t)r] =
-                    dot_row(w + (size_t)r * (size_t)n, x + (size_t)t * (size_t)n, n);
     }
 }
 

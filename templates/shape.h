@@ -33,9 +33,9 @@
  *   GQ_BATCH        tokens per block of forward_batch (the prompt's
  *                   matrix-matrix products); the arena holds one block
  *   GQ_TILE_ROWS    matrix rows of matmul's register tile
- *   GQ_TILE_TOKENS  tokens of matmul's register tile
- *   GQ_ACC_TILE     accumulators along n of each (row, token) pair of the
- *                   tile; divides GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
+ *   GQ_TILE_VECS    vectors of tokens in matmul's register tile
+ *   GQ_LANES        a vector's floats (16 for AVX-512); GQ_TILE_VECS *
+ *                   GQ_LANES divides GQ_BATCH
  *   GQ_N_WEIGHTS    floats in the checkpoint after its header
  *   GQ_OFF_<name>   where tensor <name> starts, in floats
  *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
@@ -83,8 +83,8 @@
 #define GQ_ACC_ROW 8
 #define GQ_BATCH 16
 #define GQ_TILE_ROWS 4
-#define GQ_TILE_TOKENS 4
-#define GQ_ACC_TILE 4
+#define GQ_TILE_VECS 1
+#define GQ_LANES 8
 
 /* llama2.c's checkpoint order; gqac computes these from its tensor table. */
 #define GQ_OFF_token_embedding 0
