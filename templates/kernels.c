@@ -41,8 +41,12 @@ static float dot_row(const float *w, const float *x, int n) {
             acc[u] += w[j + u] * x[j + u];
         }
     }
-    for (int u = 1; u < GQ_ACC_ROW; u++) { /* gqac:unroll */
-        acc[0] += acc[u];
+    /* a tree of halves: a vector add a level, where a running sum would be
+     * GQ_ACC_ROW - 1 dependent scalar adds at the end of every row */
+    for (int half = GQ_ACC_ROW / 2; half > 0; half /= 2) {
+        for (int u = 0; u < half; u++) {
+            acc[u] += acc[u + half];
+        }
     }
     return acc[0];
 }
