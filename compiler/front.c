@@ -8,5 +8,5 @@ bool front_end(Arena *a, Diag *d, Model *m, Stats *s, int size_bits) {
     Ast *ast = parse_source(a, d);
     if (!ast || d->errors > 0)
         return false;
-    return sema_check(ast, m, d) && ir_stats(m, s, d, size_bits);
+    return sema_check(ast, m, d) && ir_stats(m, s, d, size_bits, PLAN_BATCH);
 }

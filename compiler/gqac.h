@@ -189,8 +189,10 @@ struct Stats {
 };
 
 /* Computes every derived size with overflow checks against 64 bits and
- * size_bits; on overflow reports at the field that made it too big. */
-bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits);
+ * size_bits; on overflow reports at the field that made it too big.  The
+ * arena holds one prompt block of batch tokens (PLAN_BATCH is the largest
+ * the plan chooses, so checks made with it hold for every target). */
+bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch);
 size_t dtype_size(DType t);
 const char *dtype_name(DType t);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
@@ -223,6 +225,7 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
 #define PLAN_MAX_HOLES 96
 #define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
 #define PLAN_BATCH 64 /* tokens per prompt block (GQ_BATCH); the arena holds one */
+#define PLAN_BATCH_SMALL 16 /* the same on freestanding targets, where memory is scarce */
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {

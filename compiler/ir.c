@@ -158,7 +158,7 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
 /* State, scratch and KV cache, each rounded up to 16 elements: the same
  * formula as the arena layout in templates/forward.c, which checks, as it
  * compiles, that the two agree. */
-static void stats_memory(Checker *c, const Model *m, Stats *s) {
+static void stats_memory(Checker *c, const Model *m, Stats *s, uint64_t batch) {
     Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
     Factor B = {dtype_size(m->kv_type), m->loc_kv_heads};
@@ -173,8 +173,8 @@ static void stats_memory(Checker *c, const Model *m, Stats *s) {
     /* One prompt block's activations (a decoded token uses their first
      * row), then attention's partial results; every width is below 2^31,
      * so each term is below 2^40 and the sum needs no overflow check. */
-    uint64_t floats = 3 * R16(PLAN_BATCH * d) + 2 * R16(PLAN_BATCH * f) + 2 * R16(PLAN_BATCH * q) +
-                      R16(parts) + 2 * R16(PLAN_BATCH * kvd) + R16(PLAN_BATCH * (uint64_t)m->head_dim);
+    uint64_t floats = 3 * R16(batch * d) + 2 * R16(batch * f) + 2 * R16(batch * q) + R16(parts) +
+                      2 * R16(batch * kvd) + R16(batch * (uint64_t)m->head_dim);
     /* Attention keeps whole blocks of 16 positions (templates/attention.c). */
     Factor cache[] = {{s->kv_bytes_per_token, m->loc_context}, {R16((uint64_t)m->context), m->loc_context}};
 #undef R16
@@ -215,14 +215,14 @@ static void check_width(Checker *c, const Model *m) {
     }
 }
 
-bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits) {
+bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch) {
     Checker c = {d, m, size_bits >= 64 ? UINT64_MAX : ((uint64_t)1 << size_bits) - 1, true};
     memset(s, 0, sizeof *s);
     check_width(&c, m);
     if (c.ok)
         stats_params(&c, m, s);
     if (c.ok)
-        stats_memory(&c, m, s);
+        stats_memory(&c, m, s, (uint64_t)batch);
     if (c.ok)
         stats_traffic(&c, m, s);
     uint64_t file_bytes = 0;

@@ -379,7 +379,7 @@ static int cmd_info(const Options *o, const Model *m, Arena *a) {
     bool fits[3];
     for (int i = 0; i < 3; i++) { /* MHA's sizes may not fit where the model's do */
         Diag quiet = {0};
-        fits[i] = ir_stats(&v[i], &s[i], &quiet, o->size_bits);
+        fits[i] = ir_stats(&v[i], &s[i], &quiet, o->size_bits, PLAN_BATCH);
     }
     printf("%s: model \"%s\": %lld layers, dim %lld, %lld heads, %lld KV heads "
            "(group size %lld), head_dim %lld, context %lld\n\n",

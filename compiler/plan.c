@@ -156,9 +156,10 @@ static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
 
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
     Target target = opt.target;
+    int batch = target == TARGET_FREESTANDING ? PLAN_BATCH_SMALL : PLAN_BATCH;
     Stats s;
     Diag quiet = {0};
-    ir_stats(m, &s, &quiet, 64); /* the caller's front_end accepted these sizes */
+    ir_stats(m, &s, &quiet, 64, batch); /* the caller's front_end accepted these sizes */
     memset(p, 0, sizeof *p);
     hole_int(p, a, "GQ_DIM", (uint64_t)m->dim);
     hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
@@ -176,9 +177,10 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
     hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 32));
     hole_int(p, a, "GQ_TILE_ROWS", PLAN_TILE_ROWS);
-    hole_int(p, a, "GQ_TILE_VECS", PLAN_TILE_VECS);
+    /* a tile's tokens must divide the block's */
+    hole_int(p, a, "GQ_TILE_VECS", (uint64_t)(batch / PLAN_LANES < PLAN_TILE_VECS ? batch / PLAN_LANES : PLAN_TILE_VECS));
     hole_int(p, a, "GQ_LANES", PLAN_LANES);
-    hole_int(p, a, "GQ_BATCH", PLAN_BATCH);
+    hole_int(p, a, "GQ_BATCH", (uint64_t)batch);
     hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
     hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);
     p->rope_table = opt.rope_table ? m : NULL;

@@ -76,8 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (dn) {
             diag_init(&quiet, &src, dn);
             Model mha = ir_with_kv_heads(&m, m.heads), mqa = ir_with_kv_heads(&m, 1);
-            (void)ir_stats(&mha, &vs, &quiet, size_bits);
-            (void)ir_stats(&mqa, &vs, &quiet, size_bits);
+            (void)ir_stats(&mha, &vs, &quiet, size_bits, PLAN_BATCH);
+            (void)ir_stats(&mqa, &vs, &quiet, size_bits, PLAN_BATCH);
         }
     }
 
