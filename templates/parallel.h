@@ -1,7 +1,8 @@
 /*
  * parallel.h: OpenMP when the C compiler has it and the target is hosted,
  * plain loops otherwise; a build without -fopenmp gives the same results
- * on one thread.  Holes: GQ_FREESTANDING.
+ * on one thread.  And GQ_PREFETCH, a cache hint where the compiler has
+ * one.  Holes: GQ_FREESTANDING.
  */
 #ifndef GQ_PARALLEL_H
 #define GQ_PARALLEL_H
@@ -13,6 +14,14 @@
 #else
 #define GQ_OPENMP 0
 #define GQ_OMP(directive)
+#endif
+
+/* Asks for the cache line at p ahead of its use: gcc's and clang's hint,
+ * nothing under other compilers (the results are the same). */
+#if defined(__GNUC__) && !defined(__TINYC__)
+#define GQ_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define GQ_PREFETCH(p) ((void)(p))
 #endif
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
