@@ -323,6 +323,11 @@ void emit_c_attention(const Plan *p, const char *prefix, Buf *c) {
     buf_printf(c, "void %s_attention(float *out, const float *q, const float *key_cache,\n"
                   "    const float *value_cache, int pos, float *scratch, int threads) {\n"
                   "    attention(out, q, key_cache, value_cache, pos, scratch, threads);\n}\n", prefix);
+    buf_printf(c, "\nvoid %s_attention_prompt(float *out, const float *q, const float *key_cache,\n"
+                  "    const float *value_cache, int p0, int b, int threads);\n", prefix);
+    buf_printf(c, "void %s_attention_prompt(float *out, const float *q, const float *key_cache,\n"
+                  "    const float *value_cache, int p0, int b, int threads) {\n"
+                  "    attention_prompt(out, q, key_cache, value_cache, p0, b, threads);\n}\n", prefix);
     buf_printf(c, "\nvoid %s_kv_store(float *key_cache, float *value_cache, int pos, const float *k,\n"
                   "    const float *v);\n", prefix);
     buf_printf(c, "void %s_kv_store(float *key_cache, float *value_cache, int pos, const float *k,\n"

@@ -278,8 +278,9 @@ void buf_free(Buf *b);
  * NULL puts the header's text in the .c, one file for a JIT). */
 void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
                   Buf *c, Buf *h);
-/* The attention kernel alone, as `void PREFIX_attention(...)`, and
- * `PREFIX_kv_store(...)`, which writes the cache in the kernel's layout. */
+/* The attention kernel alone, as `void PREFIX_attention(...)` (one
+ * token), `PREFIX_attention_prompt(...)` (a block of a prompt's tokens),
+ * and `PREFIX_kv_store(...)`, which writes the cache in their layout. */
 void emit_c_attention(const Plan *p, const char *prefix, Buf *c);
 
 /* Expands one template: holes from p, gqm_/GQM_ renamed to prefix, loops

@@ -228,12 +228,13 @@ static void prefetch_block(const float *k, const float *v, int b) {
 }
 
 /* Blocks b0 .. b1 - 1 of one group, positions below n only: q (GQ_GROUP,
- * GQ_HEAD_DIM) against k and v (one KV head's caches) -> part, in one
- * pass over K and V with an online softmax kept per block. */
-static void attend_span(float *restrict part, const float *restrict q, const float *restrict k,
-                        const float *restrict v, int b0, int b1, int n) {
+ * GQ_HEAD_DIM) against k and v (one KV head's caches) -> o (GQ_GROUP,
+ * GQ_HEAD_DIM), unnormalized, and ml: each head's largest score m, then
+ * its softmax denominator l relative to m.  One pass over K and V with an
+ * online softmax kept per block. */
+static void attend_span(float *restrict o, float *restrict ml, const float *restrict q,
+                        const float *restrict k, const float *restrict v, int b0, int b1, int n) {
     float m[GQ_GROUP], l[GQ_GROUP][GQ_BLOCK], score[GQ_GROUP][GQ_BLOCK];
-    float *o = part;
     int g, d, j, b;
     for (g = 0; g < GQ_GROUP; g++) {
         m[g] = -FLT_MAX;
@@ -256,8 +257,8 @@ static void attend_span(float *restrict part, const float *restrict q, const flo
         float sum = 0.0f;
         for (j = 0; j < GQ_BLOCK; j++)
             sum += l[g][j];
-        part[GQ_GROUP * GQ_HEAD_DIM + g] = m[g];
-        part[GQ_GROUP * GQ_HEAD_DIM + GQ_GROUP + g] = sum;
+        ml[g] = m[g];
+        ml[GQ_GROUP + g] = sum;
     }
 }
 
@@ -319,9 +320,34 @@ static void attention(float *out, const float *q, const float *key_cache,
     for (i = 0; i < items; i++) {
         int kv = i / spans, span = i % spans;
         size_t group = (size_t)kv * GQ_GROUP * GQ_HEAD_DIM, cache = (size_t)kv * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
-        attend_span(scratch + (size_t)i * GQ_PART, q + group, key_cache + cache, value_cache + cache,
+        float *part = scratch + (size_t)i * GQ_PART;
+        attend_span(part, part + GQ_GROUP * GQ_HEAD_DIM, q + group, key_cache + cache, value_cache + cache,
                     span_start(blocks, span, spans), span_start(blocks, span + 1, spans), n);
     }
     for (h = 0; h < GQ_KV_HEADS; h++)
         merge_parts(out + (size_t)h * GQ_GROUP * GQ_HEAD_DIM, scratch + (size_t)h * spans * GQ_PART, spans);
+}
+
+/* The attention of b consecutive tokens of a prompt, at positions p0 ..
+ * p0 + b - 1, with the caches filled up to the last: q (b, GQ_HEADS *
+ * GQ_HEAD_DIM) -> out (the same).  (token, KV head) pairs go across
+ * threads in one parallel region, each pair one span (there are enough of
+ * them to share out); interleaved, since later tokens have more positions
+ * to read. */
+static void attention_prompt(float *out, const float *q, const float *key_cache,
+                             const float *value_cache, int p0, int b, int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static, 1) if((double)b * (p0 + b) * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    for (i = 0; i < b * GQ_KV_HEADS; i++) {
+        int t = i / GQ_KV_HEADS, kv = i % GQ_KV_HEADS, n = p0 + t + 1, g, d;
+        size_t group = (size_t)t * GQ_HEADS * GQ_HEAD_DIM + (size_t)kv * GQ_GROUP * GQ_HEAD_DIM;
+        size_t cache = (size_t)kv * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
+        float ml[2 * GQ_GROUP];
+        attend_span(out + group, ml, q + group, key_cache + cache, value_cache + cache, 0,
+                    (n + GQ_BLOCK - 1) / GQ_BLOCK, n);
+        for (g = 0; g < GQ_GROUP; g++)
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                out[group + (size_t)(g * GQ_HEAD_DIM + d)] /= ml[GQ_GROUP + g];
+    }
 }

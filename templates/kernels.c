@@ -17,17 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* x (n,), weight (n,) -> out (n,); out may be x. */
-static void rmsnorm(float *out, const float *x, const float *weight, int n) {
-    float ss = 0.0f;
-    int i;
-    for (i = 0; i < n; i++)
-        ss += x[i] * x[i];
-    ss = GQ_RSQRTF(ss / (float)n + GQ_NORM_EPS);
-    for (i = 0; i < n; i++)
-        out[i] = weight[i] * (ss * x[i]);
-}
-
 /* One row: w (n,) . x (n,), in GQ_ACC_ROW independent accumulators so the
  * adds do not wait on each other (and vectorize). n % GQ_ACC_ROW == 0. */
 static float dot_row(const float *w, const float *x, int n) {
@@ -51,13 +40,21 @@ static float dot_row(const float *w, const float *x, int n) {
     return acc[0];
 }
 
-/* X (b, n), one token per row -> xt (n, GQ_BATCH): column k of X becomes
- * row k of xt, the tokens side by side, zeros from b on. */
-static void pack_tokens(float *xt, const float *x, int n, int b) {
-    int k, t;
+/* x (n,), weight (n,) -> out (n,); out may be x.  n % GQ_ACC_ROW == 0. */
+static void rmsnorm(float *out, const float *x, const float *weight, int n) {
+    float scale = GQ_RSQRTF(dot_row(x, x, n) / (float)n + GQ_NORM_EPS);
+    int i;
+    for (i = 0; i < n; i++)
+        out[i] = weight[i] * (scale * x[i]);
+}
+
+/* Column k of X (b, n), one token per row -> row k of xt (n, GQ_BATCH):
+ * the tokens side by side, zeros from b on.  Column by column, xt is
+ * written in order and the b rows of x being read stay in L1 a line each. */
+static void pack_column(float *xt, const float *x, int n, int b, int k) {
+    int t;
     for (t = 0; t < GQ_BATCH; t++)
-        for (k = 0; k < n; k++)
-            xt[(size_t)k * GQ_BATCH + (size_t)t] = t < b ? x[(size_t)t * (size_t)n + (size_t)k] : 0.0f;
+        xt[(size_t)k * GQ_BATCH + (size_t)t] = t < b ? x[(size_t)t * (size_t)n + (size_t)k] : 0.0f;
 }
 
 /* The register tile: GQ_TILE_ROWS rows of W (row stride n) against
@@ -119,24 +116,31 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
  * n % GQ_ACC_ROW == 0. */
 static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
                    int threads) {
-    int i, tiled = b < GQ_LANES ? 0 : d / GQ_TILE_ROWS, tiles = tiled + (d - tiled * GQ_TILE_ROWS);
+    int tiled = b < GQ_LANES ? 0 : d / GQ_TILE_ROWS, tiles = tiled + (d - tiled * GQ_TILE_ROWS);
     (void)threads;
-    if (tiled > 0)
-        pack_tokens(pack, x, n, b);
-    /* items: the tiled tiles, then each row left over */
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)n * d * b >= GQ_PARALLEL_MIN)")
-    for (i = 0; i < tiles; i++) {
-        int t;
-        if (i < tiled) {
-            int row = i * GQ_TILE_ROWS;
-            for (t = 0; t < b; t += GQ_TILE_TOKENS)
-                matmul_tile(out + (size_t)t * (size_t)d + (size_t)row, w + (size_t)row * (size_t)n,
-                            pack + t, n, d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
-        } else {
-            int row = tiled * GQ_TILE_ROWS + (i - tiled);
-            for (t = 0; t < b; t++)
-                out[(size_t)t * (size_t)d + (size_t)row] =
-                    dot_row(w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n);
+    /* One parallel region: the packing, then the tiled tiles and each row
+     * left over. */
+    GQ_OMP("omp parallel num_threads(threads) if((double)n * d * b >= GQ_PARALLEL_MIN)")
+    {
+        int i, k, t;
+        if (tiled > 0) {
+            GQ_OMP("omp for schedule(static)")
+            for (k = 0; k < n; k++)
+                pack_column(pack, x, n, b, k);
+        }
+        GQ_OMP("omp for schedule(static)")
+        for (i = 0; i < tiles; i++) {
+            if (i < tiled) {
+                int row = i * GQ_TILE_ROWS;
+                for (t = 0; t < b; t += GQ_TILE_TOKENS)
+                    matmul_tile(out + (size_t)t * (size_t)d + (size_t)row, w + (size_t)row * (size_t)n,
+                                pack + t, n, d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
+            } else {
+                int row = tiled * GQ_TILE_ROWS + (i - tiled);
+                for (t = 0; t < b; t++)
+                    out[(size_t)t * (size_t)d + (size_t)row] =
+                        dot_row(w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n);
+            }
         }
     }
 }

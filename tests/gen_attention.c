@@ -22,7 +22,7 @@ static const int head_dims[] = {8, 16, 64, 128};
 
 static const char *const statics[] = {"kv_store",   "softmax_exp", "score_block", "weigh_block",
                                       "update_block", "attend_span", "merge_parts", "span_count",
-                                      "span_start", "attention",    "prefetch_block", NULL};
+                                      "span_start", "attention",    "prefetch_block", "attention_prompt", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
@@ -39,8 +39,8 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
     buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_CACHE_POSITIONS\n#undef GQ_AHEAD\n\n");
-    buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store},\n", heads, kv_heads, head_dim, prefix,
-               prefix);
+    buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt},\n", heads,
+               kv_heads, head_dim, prefix, prefix, prefix);
     buf_free(&unit);
 }
 
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
         }
         emit_case(a, &out, &table, heads, kv, hd, context);
     }
-    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0, 0},\n};\n", out.data,
+    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0, 0, 0},\n};\n", out.data,
            table.data ? table.data : "");
     printf("const int attention_context = %d;\n", context);
     buf_free(&out);

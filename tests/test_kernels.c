@@ -7,7 +7,8 @@
  *    RMSNorm, matrix-vector, RoPE, SwiGLU, attention.
  * 2. The attention gqac generates for every shape of the test matrix
  *    (tests/gen_attention.c) at positions {1, 7, 64, 513}, on 1, 2, 3 and
- *    8 threads (long contexts then split across threads and merge):
+ *    8 threads (long contexts then split across threads and merge), and
+ *    for a prompt's block of tokens at once:
  *    max |error| / max |reference| <= 1e-5.
  *
  * The reference knows nothing of groups beyond the one rule under test:
@@ -189,6 +190,8 @@ static void test_template_attention(void) {
         attention(out, q, key_cache, value_cache, pos, scratch, 1);
         reference_attention(want, q, kc, vc, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT, pos);
         CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
+        attention_prompt(out, q, key_cache, value_cache, pos, 1, 1); /* the prompt path, one token */
+        CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache);
 }
@@ -200,7 +203,34 @@ static const int positions[] = {1, 7, 64, 513};
  * spans) and merged. */
 static const int thread_counts[] = {1, 2, 3, 8};
 
-/* One shape at every position and thread count; returns the worst error. */
+/* A prompt's block of PROMPT tokens at positions PROMPT_AT .. (across
+ * blocks of 16), each with its own q, on 1, 2 and 3 threads: each token
+ * against the reference at its own position.  Returns the worst error. */
+enum { PROMPT = 37, PROMPT_AT = 6 };
+static double check_prompt(const AttentionCase *c) {
+    size_t qn = (size_t)c->heads * c->head_dim;
+    size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
+    size_t floats = cache_floats(c->kv_heads, c->head_dim, attention_context);
+    float *q = random_floats(qn * PROMPT, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
+    float *key_cache = malloc(floats * sizeof(float)), *value_cache = malloc(floats * sizeof(float));
+    float *out = malloc(qn * PROMPT * sizeof *out);
+    double *want = malloc(qn * sizeof *want), worst = 0;
+    fill_caches(c->store, key_cache, value_cache, floats, kc, vc, c->kv_heads, c->head_dim,
+                attention_context, PROMPT_AT + PROMPT - 1);
+    for (int threads = 1; threads <= 3; threads++) {
+        c->prompt(out, q, key_cache, value_cache, PROMPT_AT, PROMPT, threads);
+        for (int t = 0; t < PROMPT; t++) {
+            reference_attention(want, q + t * qn, kc, vc, c->heads, c->kv_heads, c->head_dim,
+                                attention_context, PROMPT_AT + t);
+            worst = fmax(worst, rel_error(out + t * qn, want, qn));
+        }
+    }
+    free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(want);
+    return worst;
+}
+
+/* One shape at every position and thread count, and check_prompt; returns
+ * the worst error. */
 static double check_case(const AttentionCase *c) {
     size_t qn = (size_t)c->heads * c->head_dim;
     size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
@@ -223,7 +253,7 @@ static double check_case(const AttentionCase *c) {
         }
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(scratch), free(want);
-    return worst;
+    return fmax(worst, check_prompt(c));
 }
 
 static void test_generated_matrix(void) {
