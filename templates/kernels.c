@@ -128,7 +128,7 @@ static void matmul(float *out, const float *w, const float *x, int n, int d, int
             for (k = 0; k < n; k++)
                 pack_column(pack, x, n, b, k);
         }
-        GQ_OMP("omp for schedule(static)")
+        GQ_OMP("omp for schedule(static) nowait") /* the region's end waits */
         for (i = 0; i < tiles; i++) {
             if (i < tiled) {
                 int row = i * GQ_TILE_ROWS;
