@@ -3,16 +3,15 @@
  * Provides: the value of every template hole (templates/shape.h lists
  * them) and the unroll limit, so the emitter only prints.
  *
- * The choices: attention's register tiles span the group's query heads
- * (each K/V row is loaded once and used G times); matrix-vector rows use GQ_ACC_ROW
- * accumulators.  The prompt runs in blocks of GQ_BATCH tokens whose matrix
- * products (matmul) work on register tiles of GQ_TILE_ROWS weight rows by
- * GQ_TILE_TOKENS tokens, GQ_ACC_TILE accumulators along n for each pair.
- * 4 x 4 x 4 is 16 vectors of accumulators: with AVX2 gcc -O2 keeps them
- * in 8 ymm registers; plain SSE2 spills a few (3 x 4 would not), so these
- * are the numbers to tune.  Loops longer than the unroll limit stay loops:
- * fully unrolled code that tcc compiles in 0.1 s can cost gcc tens of
- * seconds.
+ * The choices are register tiles, sized for AVX-512 (16-float vectors, 32
+ * registers): attention's span the group's query heads (each K/V vector
+ * is loaded once and used by every head of the tile); matrix-vector rows
+ * use GQ_ACC_ROW accumulators; the prompt runs in blocks of GQ_BATCH
+ * tokens whose matrix products (matmul) work on tiles of GQ_TILE_ROWS
+ * weight rows by GQ_TILE_VECS vectors of GQ_LANES tokens.  AVX2 has half
+ * the registers and spills some of these, SSE2 more; the results are the
+ * same.  Loops longer than the unroll limit stay loops: fully unrolled
+ * code that tcc compiles in 0.1 s can cost gcc tens of seconds.
  */
 #include "gqac.h"
 

@@ -108,7 +108,8 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
 #define GQ_TILE_TOKENS (GQ_TILE_VECS * GQ_LANES)
 
 /* W (d, n) @ X (b, n)^T -> out (b, d), X and out one token per row.  X is
- * packed once, transposed (into pack: n * GQ_BATCH floats); tiles of
+ * packed once, transposed (into pack: n * GQ_BATCH floats, unused and
+ * may be NULL when b < GQ_LANES); tiles of
  * GQ_TILE_ROWS rows go across threads, and each meets every tile of
  * tokens while its rows are in cache, so each row of W comes from memory
  * once per call, not once per token.  Rows left over take one dot_row per
