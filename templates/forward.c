@@ -315,8 +315,16 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
         rope(k, GQ_KV_HEADS, table);
         kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, k, v);
     }
-    attention_prompt(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, p0, b,
-                     threads);
+    if (b * GQ_KV_HEADS >= threads) {
+        attention_prompt(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, p0,
+                         b, threads);
+    } else { /* too few (token, KV head) pairs to share out: split each
+              * token's positions across threads instead */
+        for (t = 0; t < b; t++)
+            attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM,
+                      s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, s->att_acc,
+                      threads);
+    }
     matmul(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, b, s->q, threads);
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
