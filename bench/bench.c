@@ -182,22 +182,6 @@ static void generic_attention(float *out, const float *q, const float *kc, const
     }
 }
 
-/* kc, vc (kv_heads, ctx, head_dim) -> the caches in c's layout. */
-static void store_caches(const AttentionCase *c, float *key_cache, float *value_cache,
-                         const float *kc, const float *vc, int ctx) {
-    size_t width = (size_t)c->kv_heads * c->head_dim;
-    float *k = malloc(width * sizeof *k), *v = malloc(width * sizeof *v);
-    for (int t = 0; t < ctx; t++) {
-        for (int h = 0; h < c->kv_heads; h++)
-            for (int d = 0; d < c->head_dim; d++) {
-                k[h * c->head_dim + d] = kc[((size_t)h * ctx + t) * c->head_dim + d];
-                v[h * c->head_dim + d] = vc[((size_t)h * ctx + t) * c->head_dim + d];
-            }
-        c->store(key_cache, value_cache, t, k, v);
-    }
-    free(k), free(v);
-}
-
 static void json_open_list(const char *name) {
     fprintf(json, ",\n  \"%s\": [", name);
     json_items = 0;
@@ -223,7 +207,8 @@ static void bench_attention(const double stream[3], const double peak[3]) {
     json_open_list("attention");
     for (const AttentionCase *c = attention_cases; c->fn; c++) {
         int group = c->heads / c->kv_heads;
-        store_caches(c, key_cache, value_cache, kc, vc, ctx);
+        attention_cases_fill(c->store, key_cache, value_cache, kc, vc, c->kv_heads, c->head_dim, ctx,
+                             ctx - 1);
         for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
             int T = contexts[i];
             for (int threads = 1; threads <= 2; threads++) {

@@ -30,6 +30,12 @@ uint64_t cache_hash_str(uint64_t h, const char *s) {
     return cache_hash(h, s, strlen(s) + 1);
 }
 
+uint64_t cache_hash_strs(uint64_t h, const char *const *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        h = cache_hash_str(h, s[i]);
+    return h;
+}
+
 /* -march=native code is for this CPU: a cache shared between machines (a
  * network home) must not hand one machine's build to another.  On Linux
  * the first processor's model name and feature flags say which it is;

@@ -341,6 +341,7 @@ void gqa_source(Buf *b, const Model *m, const char *comment);
 /* Content keys: cache_hash(CACHE_SEED, ...) chained over every input. */
 uint64_t cache_hash(uint64_t h, const void *data, size_t n);
 uint64_t cache_hash_str(uint64_t h, const char *s); /* the NUL included */
+uint64_t cache_hash_strs(uint64_t h, const char *const *s, size_t n); /* a list: compiler flags */
 /* The CPU's model and features (Linux; nothing elsewhere): -march=native
  * builds are only for the machine that made them. */
 uint64_t cache_hash_cpu(uint64_t h);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define CC_FLAGS "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fPIC", "-shared"
+/* The cache key's: the object is built with OpenMP where the compiler has it. */
+static const char *const key_flags[] = {CC_FLAGS, "-fopenmp"};
 
 static const char *compiler(void) {
     const char *cc = getenv("CC");
@@ -61,7 +63,7 @@ static void *cc_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen) {
     emit_c_model(p, "model", NULL, false, &c, &h);
     uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
     k = cache_hash(k, c.data, c.len);
-    k = cache_hash_str(cache_hash_str(k, compiler()), "-O3 -march=native -ffp-contract=fast -fPIC -shared -fopenmp");
+    k = cache_hash_strs(cache_hash_str(k, compiler()), key_flags, sizeof key_flags / sizeof *key_flags);
     k = cache_hash_cpu(k);
     char *dir = arena_printf(a, "%s/jit-%016llx", cache_root(a), (unsigned long long)k);
     char *so = arena_printf(a, "%s/model.so", dir);

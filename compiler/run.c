@@ -29,6 +29,7 @@
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
 #define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"
+static const char *const aot_flags[] = {CFLAGS_AOT}; /* for the cache key */
 
 enum { MAX_EXTRA_FLAGS = 32 };
 
@@ -120,7 +121,8 @@ static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     struct stat st;
     uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
     k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
-    k = cache_hash_str(cache_hash_str(cache_hash_str(k, b->cc), b->runtime), "-O3 -march=native -ffp-contract=fast -fopenmp");
+    k = cache_hash_str(cache_hash_str(k, b->cc), b->runtime);
+    k = cache_hash_strs(k, aot_flags, sizeof aot_flags / sizeof *aot_flags);
     k = cache_hash_str(k, b->extra);
     k = cache_hash_cpu(k);
     if (stat(b->runtime, &st) == 0) {

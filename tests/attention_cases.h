@@ -3,6 +3,8 @@
 #ifndef ATTENTION_CASES_H
 #define ATTENTION_CASES_H
 
+#include <stdlib.h>
+
 /* q (heads, head_dim), caches in the kernel's layout -> out. */
 typedef void (*AttentionFn)(float *out, const float *q, const float *key_cache,
                             const float *value_cache, int pos, float *scratch, int threads);
@@ -23,5 +25,23 @@ typedef struct {
 
 extern const AttentionCase attention_cases[]; /* ends with fn == 0 */
 extern const int attention_context;
+
+/* Positions 0..last of kc, vc (kv_heads, context, head_dim), the plain
+ * layout that references read -> key_cache, value_cache in the kernel's
+ * own layout, through its store. */
+static inline void attention_cases_fill(KvStoreFn store, float *key_cache, float *value_cache,
+                                        const float *kc, const float *vc, int kv_heads, int hd,
+                                        int context, int last) {
+    float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
+    for (int t = 0; t <= last; t++) {
+        for (int h = 0; h < kv_heads; h++)
+            for (int d = 0; d < hd; d++) {
+                k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
+                v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
+            }
+        store(key_cache, value_cache, t, k, v);
+    }
+    free(k), free(v);
+}
 
 #endif

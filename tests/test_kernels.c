@@ -99,18 +99,9 @@ static void reference_attention(double *out, const float *q, const float *kc, co
  * key_cache, value_cache (floats each, first all 1000) through store. */
 static void fill_caches(KvStoreFn store, float *key_cache, float *value_cache, size_t floats,
                         const float *kc, const float *vc, int kv_heads, int hd, int context, int pos) {
-    float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
     for (size_t i = 0; i < floats; i++)
         key_cache[i] = value_cache[i] = 1000.0f;
-    for (int t = 0; t <= pos; t++) {
-        for (int h = 0; h < kv_heads; h++)
-            for (int d = 0; d < hd; d++) {
-                k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
-                v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
-            }
-        store(key_cache, value_cache, t, k, v);
-    }
-    free(k), free(v);
+    attention_cases_fill(store, key_cache, value_cache, kc, vc, kv_heads, hd, context, pos);
 }
 
 /* Floats of one of a kernel's caches: positions rounded up to its blocks. */
