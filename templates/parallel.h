@@ -26,6 +26,9 @@
 #define GQ_PREFETCH(p) ((void)(p))
 #endif
 
+/* Floats in a cache line (64 bytes): one GQ_PREFETCH's worth. */
+#define GQ_LINE 16
+
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define GQ_PARALLEL_MIN 32768
 
