@@ -106,7 +106,8 @@ static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *restrict q
                 for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
                     qd[s][g] = qg[g * GQ_HEAD_DIM + d + s];
                 }
-                GQ_PREFETCH(next + (size_t)(d + s) * GQ_BLOCK);
+                for (j = 0; j < GQ_BLOCK; j += GQ_LINE)
+                    GQ_PREFETCH(next + (size_t)(d + s) * GQ_BLOCK + j);
             }
             for (j = 0; j < GQ_BLOCK; j++) {
                 for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
