@@ -285,6 +285,13 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
 
 /* ---- a block of prompt tokens ---- */
 
+/* Whether a block's per-token steps (norms, RoPE and the cache, SwiGLU,
+ * residual adds) over rows of width floats go across threads: each costs
+ * a few multiply-adds an element, counted as 4 against GQ_PARALLEL_MIN.
+ * Left on one thread, they kept the other one waiting for ~7% of a
+ * prompt. */
+#define GQ_TOKENS_PARALLEL(b, width) ((double)(b) * (width) * 4 >= GQ_PARALLEL_MIN)
+
 /* The attention half of layer l for the b tokens in x, at positions p0 ..
  * p0 + b - 1: the projections as matrix products over the block (each
  * packs its input into a buffer that is free at that point), every
@@ -298,12 +305,14 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
     const float *bk = w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL;
     const float *bv = w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL;
     int t;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_att + (size_t)l * GQ_DIM,
                 GQ_DIM);
     matmul(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, b, s->xb2, threads);
     matmul(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
     matmul(s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_Q_DIM))")
     for (t = 0; t < b; t++) {
         float *q = s->q + (size_t)t * GQ_Q_DIM, *k = s->k + (size_t)t * GQ_KV_DIM;
         float *v = s->v + (size_t)t * GQ_KV_DIM;
@@ -326,6 +335,7 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
                       threads);
     }
     matmul(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, b, s->q, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
 }
@@ -335,14 +345,17 @@ static void ffn_batch(gqa_state *s, int l, int b, int threads) {
     const Weights *w = &s->w;
     size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
     int t;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_ffn + (size_t)l * GQ_DIM,
                 GQ_DIM);
     matmul(s->hb, w->w1 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
     matmul(s->hb2, w->w3 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_HIDDEN))")
     for (t = 0; t < b; t++)
         swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
     matmul(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, b, s->hb2, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
 }
