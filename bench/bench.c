@@ -401,7 +401,7 @@ static void bench_prefill(const Model *models, int n_models, float *const *weigh
             if (!strcmp(models[i].compiler, "tcc") && threads == 2)
                 continue;
             m->set_threads(in.s, threads);
-            double tb = prefill(m, &in, tokens, N, 1, big ? 1 : 3);
+            double tb = prefill(m, &in, tokens, N, 1, big ? 1 : REPEATS);
             double t1 = prefill(m, &in, tokens, N, 0, 1);
             double gflops = prefill_flops(m, N) / tb / 1e9;
             printf("   %-14s %-5s %3d | %9.1f %9.1f %6.0f%% | %12.1f %7.1fx\n", models[i].name,
