@@ -17,9 +17,9 @@
 #endif
 
 /* Asks for the cache line at p ahead of its use, into L2 (prefetcht1 on
- * x86: measured a few percent faster than into L1, whose few fill buffers
- * the kernel's own loads need): gcc's and clang's hint, nothing under
- * other compilers (the results are the same). */
+ * x86, measured a few percent faster for attention than into L1): gcc's
+ * and clang's hint, nothing under other compilers (the results are the
+ * same). */
 #if defined(__GNUC__) && !defined(__TINYC__)
 #define GQ_PREFETCH(p) __builtin_prefetch(p, 0, 2)
 #else
