@@ -29,7 +29,7 @@
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
 #define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"
-static const char *const aot_flags[] = {CFLAGS_AOT}; /* for the cache key */
+static const char *const aot_flags[] = {CFLAGS_AOT}; /* for the cache key and the message */
 
 enum { MAX_EXTRA_FLAGS = 32 };
 
@@ -109,8 +109,10 @@ static int build(Build *b, const Buf *c, const Buf *h) {
         fprintf(stderr, "gqac: error: cannot rename %s: %s\n", tmp, strerror(errno));
         return EXIT_INPUT;
     }
-    fprintf(stderr, "gqac: compiled with %s -O3 -march=native%s%s in %.1f s (cached in %s)\n",
-            b->cc, *b->extra ? " " : "", b->extra,
+    fprintf(stderr, "gqac: compiled with %s", b->cc);
+    for (size_t i = 0; i < sizeof aot_flags / sizeof *aot_flags; i++)
+        fprintf(stderr, " %s", aot_flags[i]);
+    fprintf(stderr, "%s%s in %.1f s (cached in %s)\n", *b->extra ? " " : "", b->extra,
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, b->dir);
     return 0;
 }
