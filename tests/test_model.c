@@ -475,8 +475,8 @@ static double rel_error_f(const float *got, const float *want, int n) {
  * partial one, whose last register tile is partial too), 20 more
  * continuing at 150, then one forward: each step's logits against an
  * instance that ran every token through forward.  Models with less
- * context take half of it and one more, then the rest but one (24: 13 and
- * 10, fewer tokens than a vector, which take matmul's row-by-row path).
+ * context take half of it and one more, then the rest but one (32: 17 and
+ * 14, fewer tokens than a vector, which take matmul's row-by-row path).
  * Returns the worst relative difference. */
 static double check_batch(const TestModel *m, int threads) {
     enum { MAX_VOCAB = 4096, MAX_TOTAL = 171 };
