@@ -20,9 +20,9 @@
 static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
-static const char *const statics[] = {"kv_store",   "softmax_exp", "score_block", "weigh_block",
+static const char *const statics[] = {"kv_store",     "softmax_exp", "score_block", "weigh_block",
                                       "update_block", "attend_span", "merge_parts", "span_count",
-                                      "span_start", "attention",    "prefetch_block", "attention_prompt", NULL};
+                                      "span_start",   "attention",   "attention_prompt", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
