@@ -10,6 +10,7 @@
  */
 #include "gqac.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,30 @@ char *cache_stage(const char *dir, Arena *a) {
     return cache_make_dirs(tmp) ? tmp : NULL;
 }
 
+/* Removes the staged folder tmp and its files (a build makes no
+ * subfolders). */
+static void discard(const char *tmp) {
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    char path[4096];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", tmp, e->d_name) < sizeof path)
+            unlink(path);
+    if (d)
+        closedir(d);
+    rmdir(tmp);
+}
+
 bool cache_publish(const char *tmp, const char *dir) {
-    /* a concurrent run that got there first built the same thing */
-    return rename(tmp, dir) == 0 || errno == EEXIST || errno == ENOTEMPTY;
+    if (rename(tmp, dir) == 0)
+        return true;
+    if (errno != EEXIST && errno != ENOTEMPTY)
+        return false;
+    /* A concurrent run got there first and built the same thing: its
+     * entry stays, this one's copy goes. */
+    discard(tmp);
+    return true;
 }
 
 bool cache_write_file(const char *path, const Buf *b) {

@@ -352,7 +352,7 @@ bool cache_make_dirs(char *path);
 /* An entry is built in a fresh folder beside its final name dir
  * (dir.tmpPID, made; NULL if it cannot be), then renamed into place:
  * concurrent runs never see half a build.  publish is also true when a
- * concurrent run published dir first. */
+ * concurrent run published dir first; tmp is then removed. */
 char *cache_stage(const char *dir, Arena *a);
 bool cache_publish(const char *tmp, const char *dir);
 bool cache_write_file(const char *path, const Buf *b);

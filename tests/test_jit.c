@@ -6,6 +6,8 @@
  *     may vectorize differently, tcc does not optimize);
  *   - a compile error in generated code names the backend and keeps the
  *     source (a bad GQAC_TCC_LIB, a missing compiler: clear errors);
+ *   - the cache: a run that loses the race to publish an entry keeps the
+ *     winner's and removes its own staging folder;
  *   - the mean-pooling conversion: identity at the original kv_heads; at
  *     other groupings the GQA variant equals the MHA model whose K and V
  *     heads were each replaced by their group's mean (an independent
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gqac.h"
 #include "gqa_api.h"
@@ -108,6 +111,41 @@ static void test_backend_errors(void) {
     CU_ASSERT(strstr(err, "a gqac bug; the source is kept in") != NULL);
     unsetenv("CC");
     unsetenv("GQAC_CACHE");
+    arena_free(a);
+}
+
+/* The cache's publish: the first run's entry is renamed into place; a
+ * run that loses the race to a concurrent one keeps that one's entry and
+ * leaves no staging folder behind. */
+static void test_cache_publish(void) {
+    Arena *a = arena_new();
+    Buf first = {0}, second = {0};
+    buf_puts(&first, "first");
+    buf_puts(&second, "second");
+    char *dir = arena_printf(a, "%s/entry", test_tmp("publish"));
+    CU_ASSERT_FATAL(cache_make_dirs(arena_printf(a, "%s", test_tmp("publish"))));
+    char *tmp = cache_stage(dir, a), *tmp2;
+    CU_ASSERT_FATAL(tmp != NULL);
+    CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.c", tmp), &first));
+    CU_ASSERT(cache_publish(tmp, dir));
+    CU_ASSERT(access(tmp, F_OK) != 0);
+    /* the loser: the same name staged again (as another process would) */
+    tmp2 = cache_stage(dir, a);
+    CU_ASSERT_FATAL(tmp2 != NULL);
+    CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.c", tmp2), &second));
+    CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.so", tmp2), &second));
+    CU_ASSERT(cache_publish(tmp2, dir));
+    CU_ASSERT(access(tmp2, F_OK) != 0);
+    FILE *f = fopen(arena_printf(a, "%s/model.c", dir), "r");
+    char got[16] = "";
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT(fgets(got, sizeof got, f) != NULL);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(got, "first");
+    /* a failure that is not a lost race is reported */
+    CU_ASSERT(!cache_publish(arena_printf(a, "%s/none", test_tmp("publish")), dir));
+    buf_free(&first);
+    buf_free(&second);
     arena_free(a);
 }
 
@@ -242,6 +280,7 @@ int main(void) {
     CU_add_test(s, "tcc: the AOT code's logits", test_tcc);
     CU_add_test(s, "cc: the AOT code's logits", test_cc);
     CU_add_test(s, "backend errors", test_backend_errors);
+    CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
     s = CU_add_suite("tune", NULL, NULL);
     CU_add_test(s, "mean-pooling against the MHA path", test_conversion);
     CU_add_test(s, "gqac tune end to end", test_tune);
