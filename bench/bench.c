@@ -157,6 +157,11 @@ static void measure_machine(const float *a, const float *b, size_t n, double str
         printf("   %d thread%s: read bandwidth %6.1f GB/s, peak FMA %7.1f GFLOP/s (best so far)\n",
                threads, threads > 1 ? "s" : " ", stream[threads], peak[threads]);
     }
+    /* Register-only FMAs scale with cores unless something else holds one. */
+    if (omp_get_max_threads() > 1 && peak[2] < 1.5 * peak[1])
+        printf("   warning: 2 threads reached only %.2fx the FMA rate of one: another process (or the "
+               "host) holds a core, and the 2-thread figures below are not meaningful\n",
+               peak[2] / peak[1]);
 }
 
 /* ---- 2. decode attention ---- */
@@ -198,6 +203,59 @@ static void json_close_list(void) {
     fprintf(json, "\n  ]");
 }
 
+/* A reference for decode attention at G 4 and 8: its bytes and its
+ * multiply-adds with nothing else.  read_fma_G reads n floats in blocks of
+ * 2,048 (a K or V block at head_dim 128), asking for each line of the next
+ * block as it reads one (attention.c's prefetch), and multiplies each
+ * float into G sums, as a group's G query heads do with each K and V
+ * element: no softmax, no dependences between blocks, registers only.
+ * The arithmetic hides the reads only as far as one core keeps enough
+ * lines in flight while it computes; this measures how far that is, so a
+ * kernel's percentage of the bound can be read against it.  (At G 1-2 the
+ * same loop ran slower than the kernel itself: no reference there.) */
+#define READ_FMA_BLOCK 2048
+#if defined(__GNUC__)
+#define READ_AHEAD(p) __builtin_prefetch(p, 0, 2)
+#else
+#define READ_AHEAD(p) ((void)(p))
+#endif
+#define READ_FMA_KERNEL(G)                                                     \
+    static float read_fma_##G(const float *x, size_t n) {                      \
+        float acc[G][16] = {{0}}, s = 0;                                       \
+        for (size_t b = 0; b < n; b += READ_FMA_BLOCK) {                       \
+            const float *next = x + (b + READ_FMA_BLOCK < n ? b + READ_FMA_BLOCK : b); \
+            for (size_t i = 0; i < READ_FMA_BLOCK; i += 16) {                  \
+                READ_AHEAD(next + i);                                          \
+                for (int g = 0; g < G; g++)                                    \
+                    for (int k = 0; k < 16; k++)                               \
+                        acc[g][k] += x[b + i + k] * (1.0f + 0.001f * (float)g); \
+            }                                                                  \
+        }                                                                      \
+        for (int g = 0; g < G; g++)                                            \
+            for (int k = 0; k < 16; k++)                                       \
+                s += acc[g][k];                                                \
+        return s;                                                              \
+    }
+READ_FMA_KERNEL(4)
+READ_FMA_KERNEL(8)
+
+/* GB/s of read_fma_G over the first n floats of a (cut into one part per
+ * thread), each run after reading a and b whole (see bench_attention). */
+static double read_fma(int group, const float *a, const float *b, size_t n_all, size_t n, int threads) {
+    float (*kernel)(const float *, size_t) = group == 4 ? read_fma_4 : read_fma_8;
+    size_t part = n / (size_t)threads / READ_FMA_BLOCK * READ_FMA_BLOCK;
+    double t[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        sink = read_both(a, b, n_all, 2);
+        double t0 = now(), s = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : s)
+        s += kernel(a + (size_t)omp_get_thread_num() * part, part);
+        t[r] = now() - t0;
+        sink = s;
+    }
+    return (double)part * threads * sizeof(float) / median(t, REPEATS) / 1e9;
+}
+
 /* Each timed call starts with the caches holding none of its K and V, as
  * in a decode step, where the rest of the layer's weights (and every other
  * layer's) pass through the caches between one layer's attention and the
@@ -217,6 +275,17 @@ static void bench_attention(const double stream[3], const double peak[3], const 
     float *out = malloc(32 * 128 * sizeof(float)), *att = malloc((size_t)32 * ctx * sizeof(float));
     float *scratch = malloc(8 * (32 * 128 + 64) * sizeof(float));
     printf("\n2. Decode attention, 32 query heads, one new token\n");
+    printf("   Reference: 32 MiB read with G multiply-adds per float and nothing else:\n");
+    json_open_list("read_fma");
+    for (int group = 4; group <= 8; group *= 2)
+        for (int threads = 1; threads <= 2; threads++) {
+            double gbps = read_fma(group, a, b, n, (size_t)8 << 20, threads);
+            printf("   G %d, %d thread%s: %6.1f GB/s, %3.0f%% of the read bandwidth\n", group, threads,
+                   threads > 1 ? "s" : " ", gbps, 100 * gbps / stream[threads]);
+            fprintf(json, "%s\n    {\"G\": %d, \"threads\": %d, \"gbps\": %.2f, \"pct_of_stream\": %.1f}",
+                    json_items++ ? "," : "", group, threads, gbps, 100 * gbps / stream[threads]);
+        }
+    json_close_list();
     printf("   %2s %4s %6s %3s | %9s %7s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
            "%strm", "%bound", "generic", "speedup");
     json_open_list("attention");
