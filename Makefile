@@ -126,16 +126,16 @@ $(BUILD)/test_convert: tests/test_convert.c $(TESTING) $(CONVERT_MODELS:%=$(BUIL
                        $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
 $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a
-	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
 $(BUILD)/obj/rt_tokenizer.o: runtime/tokenizer.h runtime/unicode_tables.h
 $(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
 TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o)
 $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
 
 $(BUILD)/test_jit: tests/test_jit.c $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
                    $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/tiny.bin $(BUILD)/gen/tiny_mha.bin
@@ -147,6 +147,7 @@ $(BUILD)/test_report: tests/test_report.c $(TESTING) $(BUILD)/obj/report.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_jit test_report
+$(TESTS:%=$(BUILD)/%): tests/cunit_run.h
 
 # The unit tests, in one build flavour (BUILD picks it).
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cunit_run.h"
 #include "gqr.h"
 #include "tokenizer.h"
 #include "fortune.h"
@@ -302,9 +303,5 @@ int main(void) {
     CU_add_test(s, "config.json of four published models", test_import_configs);
     CU_add_test(s, "GGUF and llama2.c headers round trip", test_import_round_trip);
     CU_add_test(s, "bad config.json", test_import_errors);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

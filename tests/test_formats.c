@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cunit_run.h"
 #include "tensorfile.h"
 
 /* Reports the string that lacks the substring, not just the line. */
@@ -895,10 +896,5 @@ int main(void) {
     CU_add_test(s, "every prefix fails", test_gguf_prefixes);
     s = CU_add_suite("malformed safetensors", NULL, NULL);
     CU_add_test(s, "each class of error, every prefix", test_st_malformed);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-                      CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

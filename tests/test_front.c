@@ -15,6 +15,7 @@
  * for a target with a 32-bit size_t.  The gqac binary for the CLI tests is
  * $GQAC (default build/gqac); scratch files go to a mkdtemp directory.
  */
+#include "cunit_run.h"
 #include "gqac.h"
 
 #include <CUnit/Basic.h>
@@ -692,10 +693,7 @@ int main(int argc, char **argv) {
         CU_cleanup_registry();
         return 1;
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
+    int failed = cunit_run();
     remove_tmp();
-    return failed ? 1 : 0;
+    return failed;
 }

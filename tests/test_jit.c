@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cunit_run.h"
 #include "gqac.h"
 #include "gqa_api.h"
 #include "gqr.h"
@@ -285,9 +286,5 @@ int main(void) {
     CU_add_test(s, "mean-pooling against the MHA path", test_conversion);
     CU_add_test(s, "gqac tune end to end", test_tune);
     CU_add_test(s, "bad arguments", test_tune_errors);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cunit_run.h"
 #include "attention_cases.h"
 
 /* The templates, compiled here exactly as written. */
@@ -346,9 +347,5 @@ int main(void) {
     s = CU_add_suite("generated attention", NULL, NULL);
     CU_add_test(s, "144 shapes x 4 positions x 1, 2, 3, 8 threads", test_generated_matrix);
     CU_add_test(s, "a tiled kernel would fail", test_reference_detects_tiling);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cunit_run.h"
 #include "g32.h"
 #include "g3bias.h"
 #include "g5.h"
@@ -719,10 +720,7 @@ int main(int argc, char **argv) {
     s = CU_add_suite("compilers", NULL, NULL);
     CU_add_test(s, "examples with gcc, clang, tcc", test_examples_compile);
     CU_add_test(s, "tcc build matches", test_tcc_build_matches);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
+    int failed = cunit_run();
     sh("rm -rf %s", tmp_dir);
-    return failed ? 1 : 0;
+    return failed;
 }

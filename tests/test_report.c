@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cunit_run.h"
 #include "gqac.h"
 #include "testing.h"
 
@@ -695,10 +696,5 @@ int main(void) {
     CU_add_test(s, "unwritable path", test_unwritable);
     CU_add_test(s, "rename fails", test_rename_fails);
     CU_add_test(s, "overwrite", test_overwrite);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-                      CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

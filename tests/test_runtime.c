@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cunit_run.h"
 #include "gqr.h"
 
 /* Reports the string that lacks the substring, not just the line. */
@@ -732,10 +733,5 @@ int main(void) {
     CU_add_test(s, "strerror", test_strerror);
     CU_add_test(s, "arena", test_arena);
     add_file_suites();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-                      CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return cunit_run();
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cunit_run.h"
 #include "tokenizer.h"
 
 #define LLAMA2_BIN "../shared/data/tokenizer.bin"
@@ -858,12 +859,8 @@ int main(void) {
     s = CU_add_suite("files", NULL, NULL);
     CU_add_test(s, "tokenizer.bin", test_files_bin);
     CU_add_test(s, "tokenizer.json", test_files_json);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-                      CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
+    int failed = cunit_run();
     gqr_tokenizer_free(llama2);
     remove_tmp();
-    return failed ? 1 : 0;
+    return failed;
 }
