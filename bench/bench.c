@@ -4,7 +4,8 @@
  * decode attention against a generic implementation, a whole decode step
  * of two models against the memory roofline, prompt processing, threads,
  * and the same code built by tcc.  Every figure is the median of repeated
- * runs; every ratio is taken within this run.  Prints a table and writes
+ * runs; every ratio is taken within this run, against the bandwidth or
+ * peak measured in the same seconds.  Prints a table and writes
  * build/bench.json (or the path in argv[1]).
  *
  * Run it on a quiet machine: on two cores a second busy process halves
@@ -90,15 +91,20 @@ static double read_both(const float *a, const float *b, size_t n, int threads) {
     return total;
 }
 
-/* GB/s of read_both. */
+/* GB/s of one read_both: a sample of the bandwidth, and the caches
+ * emptied of whatever came before. */
+static double timed_read(const float *a, const float *b, size_t n, int threads) {
+    double t0 = now();
+    sink = read_both(a, b, n, threads);
+    return 2.0 * (double)n * sizeof(float) / (now() - t0) / 1e9;
+}
+
+/* The median of REPEATS samples. */
 static double stream_read(const float *a, const float *b, size_t n, int threads) {
-    double t[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
-        double t0 = now();
-        sink = read_both(a, b, n, threads);
-        t[r] = now() - t0;
-    }
-    return 2.0 * (double)n * sizeof(float) / median(t, REPEATS) / 1e9;
+    double gbps[REPEATS];
+    for (int r = 0; r < REPEATS; r++)
+        gbps[r] = timed_read(a, b, n, threads);
+    return median(gbps, REPEATS);
 }
 
 /* Seconds for iters steps of `lanes` independent fused multiply-adds on
@@ -144,10 +150,11 @@ static double peak_gflops(int threads) {
 }
 
 /* Measures the machine's bandwidth and peak on 1 and 2 threads (a and b:
- * n floats each) and raises stream and peak to them.  Called before each
- * section: a shared VM's speed drifts, and a machine measured while slow
- * would make later figures look better than they are; the best seen so
- * far is the bound every later ratio is taken against. */
+ * n floats each) and raises stream and peak to them (the best of the run,
+ * for the record; attention's FLOP bound).  The bounds of the rows are
+ * measured with the rows: a shared VM's speed drifts within a run, and a
+ * bound measured minutes away flattered or wronged what it was set
+ * against by 10-30%. */
 static void measure_machine(const float *a, const float *b, size_t n, double stream[3],
                             double peak[3], const char *heading) {
     printf("%s\n", heading);
@@ -240,19 +247,22 @@ READ_FMA_KERNEL(4)
 READ_FMA_KERNEL(8)
 
 /* GB/s of read_fma_G over the first n floats of a (cut into one part per
- * thread), each run after reading a and b whole (see bench_attention). */
-static double read_fma(int group, const float *a, const float *b, size_t n_all, size_t n, int threads) {
+ * thread), each run after reading a and b whole (see bench_attention),
+ * and in *stream those reads' bandwidth. */
+static double read_fma(int group, const float *a, const float *b, size_t n_all, size_t n, int threads,
+                       double *stream) {
     float (*kernel)(const float *, size_t) = group == 4 ? read_fma_4 : read_fma_8;
     size_t part = n / (size_t)threads / READ_FMA_BLOCK * READ_FMA_BLOCK;
-    double t[REPEATS];
+    double t[REPEATS], bw[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
-        sink = read_both(a, b, n_all, 2);
+        bw[r] = timed_read(a, b, n_all, threads);
         double t0 = now(), s = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : s)
         s += kernel(a + (size_t)omp_get_thread_num() * part, part);
         t[r] = now() - t0;
         sink = s;
     }
+    *stream = median(bw, REPEATS);
     return (double)part * threads * sizeof(float) / median(t, REPEATS) / 1e9;
 }
 
@@ -262,9 +272,11 @@ static double read_fma(int group, const float *a, const float *b, size_t n_all, 
  * next token's: the buffers a and b (far larger than the last-level
  * cache) are read first.  Without this, the smaller caches (33 MB at G=8,
  * T=8192) stayed partly in this machine's 260 MB L3 between repetitions,
- * and the kernels' figures went past the DRAM bound they are set against. */
-static void bench_attention(const double stream[3], const double peak[3], const float *a,
-                            const float *b, size_t n) {
+ * and the kernels' figures went past the DRAM bound they are set against.
+ * That read, on the kernel's threads, is timed too: its median is the
+ * bandwidth of the row's bound, measured in the same seconds as the
+ * kernel, since this VM's bandwidth drifts by 10-30% within a run. */
+static void bench_attention(const double peak[3], const float *a, const float *b, size_t n) {
     static const int contexts[] = {512, 2048, 8192, 32768};
     int ctx = attention_context;
     size_t cache = (size_t)32 * ctx * 128; /* the largest: 32 KV heads of 128 */
@@ -279,15 +291,17 @@ static void bench_attention(const double stream[3], const double peak[3], const 
     json_open_list("read_fma");
     for (int group = 4; group <= 8; group *= 2)
         for (int threads = 1; threads <= 2; threads++) {
-            double gbps = read_fma(group, a, b, n, (size_t)8 << 20, threads);
-            printf("   G %d, %d thread%s: %6.1f GB/s, %3.0f%% of the read bandwidth\n", group, threads,
-                   threads > 1 ? "s" : " ", gbps, 100 * gbps / stream[threads]);
-            fprintf(json, "%s\n    {\"G\": %d, \"threads\": %d, \"gbps\": %.2f, \"pct_of_stream\": %.1f}",
-                    json_items++ ? "," : "", group, threads, gbps, 100 * gbps / stream[threads]);
+            double stream, gbps = read_fma(group, a, b, n, (size_t)8 << 20, threads, &stream);
+            printf("   G %d, %d thread%s: %6.1f GB/s, %3.0f%% of the read bandwidth (%.1f GB/s)\n", group,
+                   threads, threads > 1 ? "s" : " ", gbps, 100 * gbps / stream, stream);
+            fprintf(json,
+                    "%s\n    {\"G\": %d, \"threads\": %d, \"gbps\": %.2f, \"stream_gbps\": %.2f, "
+                    "\"pct_of_stream\": %.1f}",
+                    json_items++ ? "," : "", group, threads, gbps, stream, 100 * gbps / stream);
         }
     json_close_list();
-    printf("   %2s %4s %6s %3s | %9s %7s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
-           "%strm", "%bound", "generic", "speedup");
+    printf("   %2s %4s %6s %3s | %9s %7s %6s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
+           "read", "%read", "%bound", "generic", "speedup");
     json_open_list("attention");
     for (const AttentionCase *c = attention_cases; c->fn; c++) {
         int group = c->heads / c->kv_heads;
@@ -296,9 +310,9 @@ static void bench_attention(const double stream[3], const double peak[3], const 
         for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
             int T = contexts[i];
             for (int threads = 1; threads <= 2; threads++) {
-                double ts[REPEATS], tg[REPEATS];
+                double ts[REPEATS], tg[REPEATS], bw[REPEATS];
                 for (int r = 0; r < REPEATS; r++) {
-                    sink = read_both(a, b, n, 2);
+                    bw[r] = timed_read(a, b, n, threads);
                     double t0 = now();
                     c->fn(out, q, key_cache, value_cache, T - 1, scratch, threads);
                     ts[r] = now() - t0;
@@ -308,20 +322,20 @@ static void bench_attention(const double stream[3], const double peak[3], const 
                                       T - 1, att, threads);
                     tg[r] = now() - t0;
                 }
-                double t = median(ts, REPEATS), g = median(tg, REPEATS);
+                double t = median(ts, REPEATS), g = median(tg, REPEATS), stream = median(bw, REPEATS);
                 double bytes = 2.0 * c->kv_heads * c->head_dim * (double)T * 4;
                 double flops = 4.0 * c->heads * c->head_dim * (double)T;
-                double bound = fmax(bytes / (stream[threads] * 1e9), flops / (peak[threads] * 1e9));
+                double bound = fmax(bytes / (stream * 1e9), flops / (peak[threads] * 1e9));
                 double gbps = bytes / t / 1e9;
-                printf("   %2d %4d %6d %3d | %9.3f %7.1f %5.0f%% %6.0f%% | %9.3f %7.2fx\n", group,
-                       c->head_dim, T, threads, t * 1e3, gbps, 100 * gbps / stream[threads],
+                printf("   %2d %4d %6d %3d | %9.3f %7.1f %6.1f %5.0f%% %6.0f%% | %9.3f %7.2fx\n", group,
+                       c->head_dim, T, threads, t * 1e3, gbps, stream, 100 * gbps / stream,
                        100 * bound / t, g * 1e3, g / t);
                 fprintf(json,
                         "%s\n    {\"G\": %d, \"head_dim\": %d, \"T\": %d, \"threads\": %d, \"ms\": %.4f, "
-                        "\"gbps\": %.2f, \"pct_of_stream\": %.1f, \"pct_of_bound\": %.1f, "
-                        "\"generic_ms\": %.4f, \"speedup_vs_generic\": %.2f}",
-                        json_items++ ? "," : "", group, c->head_dim, T, threads, t * 1e3, gbps,
-                        100 * gbps / stream[threads], 100 * bound / t, g * 1e3, g / t);
+                        "\"gbps\": %.2f, \"stream_gbps\": %.2f, \"pct_of_stream\": %.1f, "
+                        "\"pct_of_bound\": %.1f, \"generic_ms\": %.4f, \"speedup_vs_generic\": %.2f}",
+                        json_items++ ? "," : "", group, c->head_dim, T, threads, t * 1e3, gbps, stream,
+                        100 * gbps / stream, 100 * bound / t, g * 1e3, g / t);
             }
         }
     }
@@ -373,25 +387,31 @@ static void instance_free(Instance *in) {
 }
 
 /* Seconds of one decode step at context ctx (the cache's contents do
- * not change the work, so seek stands in for filling it). */
-static double decode_step(const gqa_model_api *m, Instance *in, int ctx, int threads, int repeats) {
-    double t[REPEATS];
+ * not change the work, so seek stands in for filling it).  Each step
+ * follows a timed read of a and b on the same threads, which leaves none
+ * of the model in the caches and gives in *stream the bandwidth of the
+ * same seconds. */
+static double decode_step(const gqa_model_api *m, Instance *in, int ctx, int threads, int repeats,
+                          const float *a, const float *b, size_t n, double *stream) {
+    double t[REPEATS], bw[REPEATS];
     m->set_threads(in->s, threads);
     for (int r = 0; r < repeats; r++) {
         m->seek(in->s, ctx - 1);
+        bw[r] = timed_read(a, b, n, threads);
         double t0 = now();
         m->forward(in->s, 1, ctx - 1, in->logits);
         t[r] = now() - t0;
     }
+    *stream = median(bw, repeats);
     return median(t, repeats);
 }
 
-static void bench_decode(const Model *models, int n_models, float *const *weights,
-                         const double stream[3]) {
+static void bench_decode(const Model *models, int n_models, float *const *weights, const float *a,
+                         const float *b, size_t n) {
     static const int contexts[] = {256, 2048};
     printf("\n3. Whole decode step, random weights, f32 (5, 6: threads, compilers)\n");
-    printf("   %-14s %-5s %5s %3s | %9s %8s %9s\n", "model", "cc", "ctx", "thr", "ms/tok", "tok/s",
-           "%roofline");
+    printf("   %-14s %-5s %5s %3s | %9s %8s %6s %9s\n", "model", "cc", "ctx", "thr", "ms/tok", "tok/s",
+           "read", "%roofline");
     json_open_list("decode");
     for (int i = 0; i < n_models; i++) {
         const gqa_model_api *m = models[i].api;
@@ -402,15 +422,15 @@ static void bench_decode(const Model *models, int n_models, float *const *weight
                 int repeats = m->n_weights > 500000000u ? 3 : REPEATS;
                 if (!strcmp(models[i].compiler, "tcc") && threads == 2)
                     continue; /* tcc has no OpenMP */
-                double t = decode_step(m, &in, contexts[c], threads, repeats);
-                double roof = bytes_per_token(m, contexts[c]) / (stream[threads] * 1e9);
-                printf("   %-14s %-5s %5d %3d | %9.2f %8.2f %8.0f%%\n", models[i].name,
-                       models[i].compiler, contexts[c], threads, t * 1e3, 1 / t, 100 * roof / t);
+                double stream, t = decode_step(m, &in, contexts[c], threads, repeats, a, b, n, &stream);
+                double roof = bytes_per_token(m, contexts[c]) / (stream * 1e9);
+                printf("   %-14s %-5s %5d %3d | %9.2f %8.2f %6.1f %8.0f%%\n", models[i].name,
+                       models[i].compiler, contexts[c], threads, t * 1e3, 1 / t, stream, 100 * roof / t);
                 fprintf(json,
                         "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"context\": %d, "
-                        "\"threads\": %d, \"tok_s\": %.3f, \"pct_of_roofline\": %.1f}",
+                        "\"threads\": %d, \"tok_s\": %.3f, \"stream_gbps\": %.2f, \"pct_of_roofline\": %.1f}",
                         json_items++ ? "," : "", models[i].name, models[i].compiler, contexts[c],
-                        threads, 1 / t, 100 * roof / t);
+                        threads, 1 / t, stream, 100 * roof / t);
             }
         instance_free(&in);
     }
@@ -451,13 +471,14 @@ static double prefill(const gqa_model_api *m, Instance *in, const int *tokens, i
     return median(t, repeats);
 }
 
-static void bench_prefill(const Model *models, int n_models, float *const *weights,
-                          const double peak[3]) {
+/* Each row's peak is measured just before it, as attention's and
+ * decode's bandwidth is measured with them. */
+static void bench_prefill(const Model *models, int n_models, float *const *weights) {
     enum { N = 256 };
     int tokens[N];
     printf("\n4. Prefill of a %d-token prompt\n", N);
-    printf("   %-14s %-5s %3s | %9s %9s %7s | %12s %8s\n", "model", "cc", "thr", "tok/s", "GFLOP/s",
-           "%peak", "1-by-1 tok/s", "speedup");
+    printf("   %-14s %-5s %3s | %9s %9s %6s %7s | %12s %8s\n", "model", "cc", "thr", "tok/s", "GFLOP/s",
+           "peak", "%peak", "1-by-1 tok/s", "speedup");
     json_open_list("prefill");
     for (int i = 0; i < n_models; i++) {
         const gqa_model_api *m = models[i].api;
@@ -470,18 +491,19 @@ static void bench_prefill(const Model *models, int n_models, float *const *weigh
             if (!strcmp(models[i].compiler, "tcc") && threads == 2)
                 continue;
             m->set_threads(in.s, threads);
+            double peak = peak_gflops(threads);
             double tb = prefill(m, &in, tokens, N, 1, big ? 1 : REPEATS);
             double t1 = prefill(m, &in, tokens, N, 0, 1);
             double gflops = prefill_flops(m, N) / tb / 1e9;
-            printf("   %-14s %-5s %3d | %9.1f %9.1f %6.0f%% | %12.1f %7.1fx\n", models[i].name,
-                   models[i].compiler, threads, N / tb, gflops, 100 * gflops / peak[threads],
-                   N / t1, t1 / tb);
+            printf("   %-14s %-5s %3d | %9.1f %9.1f %6.0f %6.0f%% | %12.1f %7.1fx\n", models[i].name,
+                   models[i].compiler, threads, N / tb, gflops, peak, 100 * gflops / peak, N / t1,
+                   t1 / tb);
             fprintf(json,
                     "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"tokens\": %d, \"threads\": %d, "
-                    "\"tok_s\": %.2f, \"gflops\": %.2f, \"pct_of_peak\": %.1f, "
+                    "\"tok_s\": %.2f, \"gflops\": %.2f, \"peak_gflops\": %.1f, \"pct_of_peak\": %.1f, "
                     "\"speedup_vs_token_by_token\": %.2f}",
                     json_items++ ? "," : "", models[i].name, models[i].compiler, N, threads, N / tb,
-                    gflops, 100 * gflops / peak[threads], t1 / tb);
+                    gflops, peak, 100 * gflops / peak, t1 / tb);
         }
         instance_free(&in);
     }
@@ -517,7 +539,7 @@ int main(int argc, char **argv) {
     fprintf(json, "{\n  \"sections\": \"%s\"", sections);
 
     if (strstr(sections, "attention"))
-        bench_attention(stream, peak, a, b, n);
+        bench_attention(peak, a, b, n);
 
     const gqa_model_api *tcc = load_tcc(tcc_so);
     Model models[] = {{"gqa-100m", &bench_100m_api, "gcc"},
@@ -529,12 +551,12 @@ int main(int argc, char **argv) {
     weights[1] = big_buffer(tinyllama_api.n_weights, 12);
     weights[2] = weights[0];
     if (strstr(sections, "decode")) {
-        measure_machine(a, b, n, stream, peak, "\n   The machine again (the best so far is the bound from here on):");
-        bench_decode(models, n_models, weights, stream);
+        measure_machine(a, b, n, stream, peak, "\n   The machine again:");
+        bench_decode(models, n_models, weights, a, b, n);
     }
     if (strstr(sections, "prefill")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
-        bench_prefill(models, n_models, weights, peak);
+        bench_prefill(models, n_models, weights);
     }
     free(weights[0]), free(weights[1]), free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"
