@@ -9,12 +9,14 @@
  * GQA's smaller KV cache pay off as time, not only as memory.
  *
  * The cache is this file's to lay out (kv_store writes it).  Each KV
- * head's positions are contiguous.  V rows are stored as they come; K is
- * stored in blocks of GQ_BLOCK positions, each block transposed to
- * (GQ_HEAD_DIM, GQ_BLOCK).  Then a block's scores for one query head are
- * GQ_HEAD_DIM multiply-adds of a q element (broadcast) by GQ_BLOCK
- * positions (one vector): no horizontal sums, which in row order cost as
- * much as the dot products themselves once G query heads share a row.
+ * head's positions are contiguous, in blocks of GQ_BLOCK positions.  K's
+ * blocks are transposed to (GQ_HEAD_DIM, GQ_BLOCK).  Then a block's scores
+ * for one query head are GQ_HEAD_DIM multiply-adds of a q element
+ * (broadcast) by GQ_BLOCK positions (one vector): no horizontal sums,
+ * which in row order cost as much as the dot products themselves once G
+ * query heads share a row.  V's blocks are stored in the order the update
+ * reads them, tile by tile (GQ_VTILE): each block of K or V is read front
+ * to back.
  *
  * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ATT_HEADS,
  * GQ_ATT_SPLIT, GQ_ATT_LANES, GQ_ATT_VECS, GQ_ATT_SCALE, GQ_SPLIT
@@ -33,19 +35,25 @@
  * block instead of per position. */
 #define GQ_BLOCK 16
 
+/* V columns of update_block's tile.  A block's V is stored tile by tile,
+ * each tile (GQ_BLOCK, GQ_VTILE): the order update_block reads it, so
+ * that a block of V is one stream, as a block of K is. */
+#define GQ_VTILE (GQ_ATT_VECS * GQ_ATT_LANES)
+
 /* Positions each KV head has room for: whole blocks. */
 #define GQ_CACHE_POSITIONS ((GQ_CONTEXT + GQ_BLOCK - 1) / GQ_BLOCK * GQ_BLOCK)
 
 /* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches,
  * (GQ_KV_HEADS, GQ_CACHE_POSITIONS, GQ_HEAD_DIM) floats each. */
 static void kv_store(float *key_cache, float *value_cache, int pos, const float *k, const float *v) {
-    size_t in_block = (size_t)(pos / GQ_BLOCK) * GQ_BLOCK * GQ_HEAD_DIM + (size_t)(pos % GQ_BLOCK);
+    size_t block = (size_t)(pos / GQ_BLOCK) * GQ_BLOCK * GQ_HEAD_DIM, j = (size_t)(pos % GQ_BLOCK);
     int h, d;
     for (h = 0; h < GQ_KV_HEADS; h++) {
-        size_t head = (size_t)h * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
+        size_t head = (size_t)h * GQ_CACHE_POSITIONS * GQ_HEAD_DIM + block;
         for (d = 0; d < GQ_HEAD_DIM; d++) {
-            key_cache[head + in_block + (size_t)d * GQ_BLOCK] = k[h * GQ_HEAD_DIM + d];
-            value_cache[head + (size_t)pos * GQ_HEAD_DIM + (size_t)d] = v[h * GQ_HEAD_DIM + d];
+            size_t tile = (size_t)(d / GQ_VTILE) * GQ_BLOCK * GQ_VTILE;
+            key_cache[head + (size_t)d * GQ_BLOCK + j] = k[h * GQ_HEAD_DIM + d];
+            value_cache[head + tile + j * GQ_VTILE + (size_t)(d % GQ_VTILE)] = v[h * GQ_HEAD_DIM + d];
         }
     }
 }
@@ -183,7 +191,7 @@ static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
     int g0, c0, j, u;
     for (g0 = 0; g0 < GQ_GROUP; g0 += GQ_ATT_HEADS) {
         float *og = o + (size_t)g0 * GQ_HEAD_DIM;
-        for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_ATT_VECS * GQ_ATT_LANES) {
+        for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_VTILE) {
             for (u = 0; u < GQ_ATT_LANES; u++) {
                 for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
                     for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
@@ -192,12 +200,12 @@ static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
                 }
             }
             for (j = 0; j < nb; j++) {
-                const float *vr = vb + (size_t)j * GQ_HEAD_DIM + c0;
+                const float *vr = vb + (size_t)c0 * GQ_BLOCK + (size_t)j * GQ_VTILE;
                 for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
                     p[g] = weights[g0 + g][j];
                 }
                 for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
-                    GQ_PREFETCH(next + (size_t)j * GQ_HEAD_DIM + c0 + c * GQ_ATT_LANES);
+                    GQ_PREFETCH(next + (size_t)c0 * GQ_BLOCK + (size_t)j * GQ_VTILE + c * GQ_ATT_LANES);
                 }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
