@@ -178,9 +178,10 @@ static void weigh_block(float score[GQ_GROUP][GQ_BLOCK], float *restrict o, floa
     }
 }
 
-/* o (GQ_GROUP, GQ_HEAD_DIM) += weights (GQ_GROUP, GQ_BLOCK) . the nb V
- * rows vb.  Tiles of GQ_ATT_HEADS heads by GQ_ATT_VECS x GQ_ATT_LANES
- * columns sit in registers while the block's rows stream past, each V
+/* o (GQ_GROUP, GQ_HEAD_DIM) += weights (GQ_GROUP, GQ_BLOCK) . the first
+ * nb V rows of the block vb (kv_store's tiles).  Tiles of GQ_ATT_HEADS
+ * heads by GQ_VTILE columns sit in registers while the block's rows of
+ * the tile stream past, each V
  * element loaded once per tile and used by every head of it.  As in
  * score_block, the tile's statements sit inside the loop over lanes,
  * which gcc vectorizes whole.  next: the next V block, asked for a line
