@@ -77,7 +77,7 @@ $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libg
 	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
 
 # ---- the runtime ----
-$(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h templates/gqa_api.h | $(BUILD)/obj
+$(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h runtime/fail.h templates/gqa_api.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqa.a: $(RUNTIME_OBJ)
 	$(AR) rcs $@ $^
@@ -174,12 +174,12 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 # bounds each.
 TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
 $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
-                                              runtime/tensorfile.h | $(BUILD)/obj
+                                              runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm
 $(BUILD)/fuzz_tokenizer: tests/fuzz_tokenizer.c runtime/tokenizer.c runtime/tokenizer.h \
-                         runtime/unicode_tables.h | $(BUILD)/obj
+                         runtime/unicode_tables.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c99 \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime \
 	    -o $@ tests/fuzz_tokenizer.c runtime/tokenizer.c -lcjson -lm

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fail.h"
 #include "gqr.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Byte by byte, so a big-endian host reads the same numbers. */
 static long long read_le32(const unsigned char *p) {
@@ -41,7 +31,7 @@ static int check_field(const char *name, const char *field, long long found, int
                        char *err, size_t errlen) {
     if (found == want)
         return 0;
-    return fail(err, errlen, "%s: %s is %lld in the file, but the model was compiled for %d",
+    return gqr_fail(err, errlen, "%s: %s is %lld in the file, but the model was compiled for %d",
                 name, field, found, want);
 }
 
@@ -56,11 +46,11 @@ static int check_fields(const unsigned char *h, const gqa_model_api *m, const ch
             return -1;
     long long vocab = read_le32(h + 20), tokens = vocab < 0 ? -vocab : vocab;
     if (tokens != sh->vocab_size)
-        return fail(err, errlen,
+        return gqr_fail(err, errlen,
                     "%s: vocab_size is %lld in the file (%lld tokens), but the model was "
                     "compiled for %d", name, vocab, tokens, sh->vocab_size);
     if ((vocab > 0) != (sh->tied_embeddings != 0))
-        return fail(err, errlen,
+        return gqr_fail(err, errlen,
                     "%s: vocab_size is %lld in the file (%s classifier), but the model was "
                     "compiled with tied_embeddings = %d (%s classifier)",
                     name, vocab, vocab > 0 ? "shared" : "separate", sh->tied_embeddings,
@@ -72,11 +62,11 @@ static int check_size(uintmax_t size, const gqa_model_api *m, const char *name, 
                       size_t errlen) {
     uintmax_t n = m->n_weights;
     if (n > (UINTMAX_MAX - GQR_HEADER_BYTES) / 4)
-        return fail(err, errlen, "%s: the model's weight count %ju is too large", name, n);
+        return gqr_fail(err, errlen, "%s: the model's weight count %ju is too large", name, n);
     uintmax_t want = GQR_HEADER_BYTES + 4 * n;
     if (size == want)
         return 0;
-    return fail(err, errlen, "%s: file is %ju bytes, expected %d + 4 x %ju = %ju bytes (%s)",
+    return gqr_fail(err, errlen, "%s: file is %ju bytes, expected %d + 4 x %ju = %ju bytes (%s)",
                 name, size, GQR_HEADER_BYTES, n, want,
                 size < want ? "truncated?" : "trailing data, or a different model?");
 }
@@ -86,10 +76,10 @@ static int check_size(uintmax_t size, const gqa_model_api *m, const char *name, 
 static int check_all(const unsigned char *h, uintmax_t size, const gqa_model_api *m,
                      const char *name, char *err, size_t errlen) {
     if (size == 0)
-        return fail(err, errlen, "%s: file is empty, expected a %d-byte header and weights",
+        return gqr_fail(err, errlen, "%s: file is empty, expected a %d-byte header and weights",
                     name, GQR_HEADER_BYTES);
     if (size < GQR_HEADER_BYTES)
-        return fail(err, errlen, "%s: file is %ju bytes, shorter than the %d-byte header",
+        return gqr_fail(err, errlen, "%s: file is %ju bytes, shorter than the %d-byte header",
                     name, size, GQR_HEADER_BYTES);
     if (check_fields(h, m, name, err, errlen))
         return -1;
@@ -100,7 +90,7 @@ int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
                                 const gqa_model_api *m, const char *name, char *err,
                                 size_t errlen) {
     if (!m || (!bytes && size))
-        return fail(err, errlen, "%s: no model or no bytes", name ? name : "?");
+        return gqr_fail(err, errlen, "%s: no model or no bytes", name ? name : "?");
     return check_all(bytes, size, m, name ? name : "?", err, errlen);
 }
 
@@ -108,15 +98,15 @@ int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
 static int open_regular(const char *path, uintmax_t *size, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return gqr_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        gqr_fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        fail(err, errlen, "%s: not a regular file%s", path,
+        gqr_fail(err, errlen, "%s: not a regular file%s", path,
              S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
         close(fd);
         return -1;
@@ -134,9 +124,9 @@ static int read_at(int fd, void *dst, size_t n, off_t offset, const char *path, 
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
-            return fail(err, errlen, "%s: read failed: %s", path, strerror(errno));
+            return gqr_fail(err, errlen, "%s: read failed: %s", path, strerror(errno));
         if (got == 0)
-            return fail(err, errlen, "%s: file shrank while being read", path);
+            return gqr_fail(err, errlen, "%s: file shrank while being read", path);
         p += got, n -= (size_t)got, offset += got;
     }
     return 0;
@@ -146,7 +136,7 @@ static int load_mmap(gqr_checkpoint *ck, int fd, size_t size, const char *path, 
                      size_t errlen) {
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED)
-        return fail(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
+        return gqr_fail(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
     ck->map = map;
     ck->weights = (const float *)((const unsigned char *)map + GQR_HEADER_BYTES);
     return 0;
@@ -174,7 +164,7 @@ static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *p
     size_t bytes = n_weights * sizeof(float);
     void *buf = gqr_pages_alloc(bytes);
     if (!buf)
-        return fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+        return gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
     if (read_at(fd, buf, bytes, GQR_HEADER_BYTES, path, err, errlen)) {
         free(buf);
         return -1;
@@ -205,19 +195,19 @@ static int named_tensors(const unsigned char *h, size_t have, uintmax_t size) {
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         int flags, char *err, size_t errlen) {
     if (!ck)
-        return fail(err, errlen, "%s: no checkpoint to load into", path ? path : "?");
+        return gqr_fail(err, errlen, "%s: no checkpoint to load into", path ? path : "?");
     memset(ck, 0, sizeof *ck);
     if (!path || !m)
-        return fail(err, errlen, "%s: no path or no model", path ? path : "?");
+        return gqr_fail(err, errlen, "%s: no path or no model", path ? path : "?");
     if (flags != GQR_LOAD_MMAP && flags != GQR_LOAD_READ_HUGEPAGES)
-        return fail(err, errlen, "%s: unknown load flags %d", path, flags);
+        return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags);
     uintmax_t size = 0;
     int fd = open_regular(path, &size, err, errlen);
     if (fd < 0)
         return -1;
     if (size > SIZE_MAX) {
         close(fd);
-        return fail(err, errlen, "%s: file is %ju bytes, too large to load here", path, size);
+        return gqr_fail(err, errlen, "%s: file is %ju bytes, too large to load here", path, size);
     }
     unsigned char h[GQR_HEADER_BYTES];
     size_t have = size < GQR_HEADER_BYTES ? (size_t)size : GQR_HEADER_BYTES;

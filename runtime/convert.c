@@ -109,9 +109,9 @@ static int check_shape(const gqr_tensor *t, const Slot *s, const char *path, cha
                  (unsigned long long)t->dims[d]);
     strcat(found, "]");
     if (vector)
-        return gqr_tf_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld]", path,
+        return gqr_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld]", path,
                     t->name, found, (long long)s->cols);
-    return gqr_tf_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld, %lld]", path,
+    return gqr_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld, %lld]", path,
                 t->name, found, (long long)s->rows, (long long)s->cols);
 }
 
@@ -140,7 +140,7 @@ static int check_tied(const gqr_tensorfile *tf, const gqa_shape *m, const char *
         return 0;
     if (e && c->dtype == e->dtype && c->n_bytes == e->n_bytes && !memcmp(c->data, e->data, c->n_bytes))
         return 1;
-    return gqr_tf_fail(err, errlen, "%s: the file has a classifier '%s' apart from the embedding, but the "
+    return gqr_fail(err, errlen, "%s: the file has a classifier '%s' apart from the embedding, but the "
                 "model ties them (tie_embeddings = true); set tie_embeddings = false", path, cls);
 }
 
@@ -178,7 +178,7 @@ static int check_rope_freqs(const gqr_tensorfile *tf, const gqa_model_api *m, co
     if (!t)
         return 0;
     if (t->n_dims != 1 || t->dims[0] != (uint64_t)pairs)
-        return gqr_tf_fail(err, errlen, "%s: tensor 'rope_freqs.weight' has %llu elements in %d dims, "
+        return gqr_fail(err, errlen, "%s: tensor 'rope_freqs.weight' has %llu elements in %d dims, "
                     "the model has %d RoPE pairs", path, (unsigned long long)t->n_elems,
                     t->n_dims, pairs);
     for (int i = 0; i < pairs; i++) {
@@ -186,7 +186,7 @@ static int check_rope_freqs(const gqr_tensorfile *tf, const gqa_model_api *m, co
         gqr_tf_read_f32(t, (uint64_t)i, 1, &f);
         double file = base_freq(&m->shape, i) / f, model = m->rope_freqs[i];
         if (!(fabs(file - model) <= 1e-5 * model))
-            return gqr_tf_fail(err, errlen, "%s: 'rope_freqs.weight' scales RoPE pair %d to %.9g rad per "
+            return gqr_fail(err, errlen, "%s: 'rope_freqs.weight' scales RoPE pair %d to %.9g rad per "
                         "position, the model to %.9g: the .gqa's rope_scaling differs from the "
                         "file's", path, i, file, model);
     }
@@ -203,7 +203,7 @@ static int check_unused(const gqr_tensorfile *tf, const Slot *t, int n, const gq
             continue;
         if (tied_copy && (!strcmp(name, "output.weight") || !strcmp(name, "lm_head.weight")))
             continue;
-        return gqr_tf_fail(err, errlen, "%s: tensor '%s' is not part of the model (%s); is the file of "
+        return gqr_fail(err, errlen, "%s: tensor '%s' is not part of the model (%s); is the file of "
                     "another architecture?", path, name,
                     strstr(name, ".bias") ? "the model has no q/k/v biases: qkv_bias = true?"
                                           : "no such tensor in this model");
@@ -229,7 +229,7 @@ static int fill(float *dst, const gqr_tensorfile *tf, const gqa_model_api *api, 
             }
             const gqr_tensor *x = gqr_tf_find(tf, slot_name(&t[i], format, l, buf));
             if (!x)
-                return gqr_tf_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", path, buf);
+                return gqr_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", path, buf);
             if (check_shape(x, &t[i], path, err, errlen))
                 return -1;
             copy_tensor(x, &t[i], m, halves, dst);
@@ -249,7 +249,7 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
     size_t bytes = m->n_weights * sizeof(float);
     float *buf = gqr_pages_alloc(bytes);
     int rc = buf ? fill(buf, tf, m, path, err, errlen)
-                 : gqr_tf_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+                 : gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
     ck->format = gqr_tf_format(tf) == GQR_TF_GGUF ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
     for (int i = 0; i < gqr_tf_count(tf); i++)
         ck->file_bytes += gqr_tf_tensor(tf, i)->n_bytes;
@@ -337,18 +337,18 @@ int gqr_convert_write(const char *path, int format, int dtype, const gqa_model_a
     gqr_tf_writer *w = gqr_tf_writer_new(tf_format);
     float *tmp = malloc((size_t)s->n_heads * (size_t)s->head_dim * (size_t)s->dim * sizeof *tmp);
     if (!w || !tmp)
-        rc = gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        rc = gqr_fail(err, errlen, "%s: out of memory", path);
     if (!rc && tf_format == GQR_TF_GGUF && set_gguf_metadata(w, s, m->name))
-        rc = gqr_tf_fail(err, errlen, "%s: cannot set the GGUF metadata", path);
+        rc = gqr_fail(err, errlen, "%s: cannot set the GGUF metadata", path);
     if (!rc && tf_format == GQR_TF_GGUF && add_rope_freqs(w, m))
-        rc = gqr_tf_fail(err, errlen, "%s: cannot add tensor 'rope_freqs.weight'", path);
+        rc = gqr_fail(err, errlen, "%s: cannot add tensor 'rope_freqs.weight'", path);
     char buf[NAME_MAX_LEN];
     for (int i = 0; i < n && !rc; i++) {
         uint64_t elems = slot_elems(&t[i]);
         for (int l = 0; l < (t[i].per_layer ? s->n_layers : 1) && t[i].present && !rc; l++) {
             const char *name = t[i].gguf ? slot_name(&t[i], tf_format, l, buf) : NULL;
             if (name && add_tensor(w, &t[i], name, s, halves, dtype, weights, tmp))
-                rc = gqr_tf_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
+                rc = gqr_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
             weights += elems;
         }
     }

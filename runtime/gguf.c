@@ -61,7 +61,7 @@ typedef struct {
 static int need(Reader *r, uint64_t n) {
     if (n <= r->size - r->pos)
         return 0;
-    return gqr_tf_fail(r->err, r->errlen,
+    return gqr_fail(r->err, r->errlen,
                        "%s: truncated in %s: %llu bytes needed at byte %zu, %zu remain",
                        r->file, r->what, (unsigned long long)n, r->pos, r->size - r->pos);
 }
@@ -103,7 +103,7 @@ static char *copy_str(const unsigned char *s, size_t len) {
 }
 
 static int oom(Reader *r) {
-    return gqr_tf_fail(r->err, r->errlen, "%s: out of memory in %s", r->file, r->what);
+    return gqr_fail(r->err, r->errlen, "%s: out of memory in %s", r->file, r->what);
 }
 
 static int string_value(Reader *r, gqr_gguf_value *v) {
@@ -118,7 +118,7 @@ static int string_value(Reader *r, gqr_gguf_value *v) {
  * block. */
 static int string_array(Reader *r, gqr_gguf_value *v) {
     if (v->count > (r->size - r->pos) / 8)
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: %s: an array of %llu strings needs at least 8 bytes each, "
                            "%zu remain", r->file, r->what, (unsigned long long)v->count,
                            r->size - r->pos);
@@ -147,7 +147,7 @@ static int string_array(Reader *r, gqr_gguf_value *v) {
 }
 
 static int bad_type(Reader *r, uint32_t type) {
-    return gqr_tf_fail(r->err, r->errlen, "%s: %s has unknown value type %u (0 to 12 exist)",
+    return gqr_fail(r->err, r->errlen, "%s: %s has unknown value type %u (0 to 12 exist)",
                        r->file, r->what, type);
 }
 
@@ -156,7 +156,7 @@ static int array_value(Reader *r, gqr_gguf_value *v) {
     if (u32(r, &et) || u64(r, &v->count))
         return -1;
     if (et == GQR_GGUF_ARRAY)
-        return gqr_tf_fail(r->err, r->errlen, "%s: %s is an array of arrays, "
+        return gqr_fail(r->err, r->errlen, "%s: %s is an array of arrays, "
                            "which is not supported", r->file, r->what);
     if (et > GQR_GGUF_FLOAT64)
         return bad_type(r, et);
@@ -165,7 +165,7 @@ static int array_value(Reader *r, gqr_gguf_value *v) {
         return string_array(r, v);
     uint64_t size = (uint64_t)value_size[et];
     if (v->count > (r->size - r->pos) / size)
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: truncated in %s: %llu %s values need %llu bytes each, "
                            "%zu remain", r->file, r->what, (unsigned long long)v->count,
                            value_names[et], (unsigned long long)size, r->size - r->pos);
@@ -199,7 +199,7 @@ static int by_key(const void *a, const void *b) {
 
 static int read_kvs(Reader *r, gqr_tensorfile *tf, uint64_t n) {
     if (n > (r->size - r->pos) / MIN_KV_BYTES || n > INT_MAX)
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: metadata count %llu is more than the %zu bytes left could hold "
                            "(at least %d bytes each)", r->file, (unsigned long long)n,
                            r->size - r->pos, MIN_KV_BYTES);
@@ -224,7 +224,7 @@ static int read_kvs(Reader *r, gqr_tensorfile *tf, uint64_t n) {
     qsort(tf->kv_by_key, (size_t)n, sizeof *tf->kv_by_key, by_key);
     for (uint64_t i = 0; i + 1 < n; i++)
         if (!strcmp(tf->kv_by_key[i]->key, tf->kv_by_key[i + 1]->key))
-            return gqr_tf_fail(r->err, r->errlen, "%s: duplicate metadata key '%.64s'",
+            return gqr_fail(r->err, r->errlen, "%s: duplicate metadata key '%.64s'",
                                r->file, tf->kv_by_key[i]->key);
     return 0;
 }
@@ -235,11 +235,11 @@ static int alignment(Reader *r, const gqr_tensorfile *tf, uint64_t *align) {
     if (!v)
         return 0;
     if (v->type != GQR_GGUF_UINT32)
-        return gqr_tf_fail(r->err, r->errlen, "%s: general.alignment is a %s; expected a uint32",
+        return gqr_fail(r->err, r->errlen, "%s: general.alignment is a %s; expected a uint32",
                            r->file, value_names[v->type]);
     *align = gqr_tf_le32(v->raw);
     if (!*align || (*align & (*align - 1)))
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: general.alignment is %llu; expected a nonzero power of two",
                            r->file, (unsigned long long)*align);
     return 0;
@@ -264,7 +264,7 @@ static int tensor_info(Reader *r, gqr_tensorfile *tf, uint64_t i, uint64_t *offs
     if (u32(r, &n_dims))
         return -1;
     if (n_dims < 1 || n_dims > 4)
-        return gqr_tf_fail(r->err, r->errlen, "%s: tensor '%s' has %u dims; expected 1 to 4",
+        return gqr_fail(r->err, r->errlen, "%s: tensor '%s' has %u dims; expected 1 to 4",
                            r->file, shown, n_dims);
     t.n_dims = (int)n_dims;
     t.n_elems = 1;
@@ -273,10 +273,10 @@ static int tensor_info(Reader *r, gqr_tensorfile *tf, uint64_t i, uint64_t *offs
         if (u64(r, &ne))
             return -1;
         if (!ne)
-            return gqr_tf_fail(r->err, r->errlen, "%s: tensor '%s' has a dim of size 0",
+            return gqr_fail(r->err, r->errlen, "%s: tensor '%s' has a dim of size 0",
                                r->file, shown);
         if (t.n_elems > UINT64_MAX / 4 / ne)
-            return gqr_tf_fail(r->err, r->errlen, "%s: tensor '%s' has too many elements "
+            return gqr_fail(r->err, r->errlen, "%s: tensor '%s' has too many elements "
                                "(more than 2^62)", r->file, shown);
         t.n_elems *= ne;
         t.dims[n_dims - 1 - d] = ne; /* GGUF lists the innermost first */
@@ -284,7 +284,7 @@ static int tensor_info(Reader *r, gqr_tensorfile *tf, uint64_t i, uint64_t *offs
     if (u32(r, &type) || u64(r, offset))
         return -1;
     if (type != GQR_DT_F32 && type != GQR_DT_F16 && type != GGML_BF16)
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: tensor '%s' has type %s (%u); supported: F32, F16, BF16",
                            r->file, shown, ggml_type_name(type), type);
     t.dtype = type == GGML_BF16 ? GQR_DT_BF16 : (int)type;
@@ -300,13 +300,13 @@ static int place(Reader *r, gqr_tensorfile *tf, const uint64_t *offsets, uint64_
         gqr_tensor *t = &tf->tensors[i];
         uint64_t off = offsets[i];
         if (off % align)
-            return gqr_tf_fail(r->err, r->errlen, "%s: tensor '%.64s' offset %llu is not a "
+            return gqr_fail(r->err, r->errlen, "%s: tensor '%.64s' offset %llu is not a "
                                "multiple of the alignment %llu", r->file, t->name,
                                (unsigned long long)off, (unsigned long long)align);
         if (off > avail || t->n_bytes > avail - off) {
             unsigned long long a = off > UINT64_MAX - start ? UINT64_MAX : start + off;
             unsigned long long b = t->n_bytes > UINT64_MAX - a ? UINT64_MAX : a + t->n_bytes;
-            return gqr_tf_fail(r->err, r->errlen, "%s: tensor '%.64s' data [%llu, %llu) runs "
+            return gqr_fail(r->err, r->errlen, "%s: tensor '%.64s' data [%llu, %llu) runs "
                                "past the end of the file (%zu bytes)", r->file, t->name, a, b,
                                r->size);
         }
@@ -333,7 +333,7 @@ static int header(Reader *r, uint64_t *n_tensors, uint64_t *n_kv) {
         char seen[16] = "";
         for (size_t i = 0; i < 4 && i < r->size; i++)
             snprintf(seen + 3 * i, sizeof seen - 3 * i, "%02x ", r->p[i]);
-        return gqr_tf_fail(r->err, r->errlen, "%s: not a GGUF file: it starts with %s"
+        return gqr_fail(r->err, r->errlen, "%s: not a GGUF file: it starts with %s"
                            "(%zu bytes), expected the magic 47 47 55 46 (\"GGUF\")", r->file,
                            seen, r->size);
     }
@@ -343,15 +343,15 @@ static int header(Reader *r, uint64_t *n_tensors, uint64_t *n_kv) {
     if (u32(r, &version))
         return -1;
     if (version == 0x02000000 || version == 0x03000000)
-        return gqr_tf_fail(r->err, r->errlen, "%s: a big-endian GGUF file, which is not "
+        return gqr_fail(r->err, r->errlen, "%s: a big-endian GGUF file, which is not "
                            "supported", r->file);
     if (version != 2 && version != 3)
-        return gqr_tf_fail(r->err, r->errlen, "%s: GGUF version %u is not supported "
+        return gqr_fail(r->err, r->errlen, "%s: GGUF version %u is not supported "
                            "(2 and 3 are)", r->file, version);
     if (u64(r, n_tensors) || u64(r, n_kv))
         return -1;
     if (*n_tensors > (r->size - r->pos) / MIN_INFO_BYTES || *n_tensors > INT_MAX)
-        return gqr_tf_fail(r->err, r->errlen,
+        return gqr_fail(r->err, r->errlen,
                            "%s: tensor count %llu is more than the %zu bytes left could hold "
                            "(at least %d bytes each)", r->file, (unsigned long long)*n_tensors,
                            r->size - r->pos, MIN_INFO_BYTES);
@@ -708,7 +708,7 @@ static int header_bytes(const gqr_tf_writer *w, Buf *b, const char *path, char *
         const gqr_tf_wtensor *t = &w->t[i];
         size_t len = strlen(t->name);
         if (len > MAX_NAME)
-            return gqr_tf_fail(err, errlen, "%s: tensor name '%.64s...' is %zu bytes; GGUF "
+            return gqr_fail(err, errlen, "%s: tensor name '%.64s...' is %zu bytes; GGUF "
                                "readers take at most %d", path, t->name, len, MAX_NAME);
         put_str(b, t->name, len);
         put_u32(b, (uint32_t)t->n_dims);
@@ -719,7 +719,7 @@ static int header_bytes(const gqr_tf_writer *w, Buf *b, const char *path, char *
         offset += (t->n_bytes + w->alignment - 1) / w->alignment * w->alignment;
     }
     pad(b, w->alignment);
-    return b->oom ? gqr_tf_fail(err, errlen, "%s: out of memory for the header", path) : 0;
+    return b->oom ? gqr_fail(err, errlen, "%s: out of memory for the header", path) : 0;
 }
 
 static void write_zeros(gqr_tf_out *o, uint64_t n) {

@@ -100,27 +100,27 @@ static int build(gqr_tokenizer **out, const gqr_tensorfile *tf, int kind, const 
     const gqr_gguf_value *merges = gqr_gguf_get(tf, "tokenizer.ggml.merges");
     uint64_t n = tokens ? gqr_gguf_array_len(tokens) : 0, n_merges = merges ? gqr_gguf_array_len(merges) : 0;
     if (!tokens || n == 0 || n > INT32_MAX)
-        return gqr_tf_fail(err, errlen, "%s: no tokenizer.ggml.tokens array", path);
+        return gqr_fail(err, errlen, "%s: no tokenizer.ggml.tokens array", path);
     if (vocab_size && n != (uint64_t)vocab_size)
-        return gqr_tf_fail(err, errlen, "%s: the tokenizer has %llu tokens, the model's vocab is %d", path,
+        return gqr_fail(err, errlen, "%s: the tokenizer has %llu tokens, the model's vocab is %d", path,
                     (unsigned long long)n, vocab_size);
     if (kind == GQR_TOK_BPE && (!merges || n_merges > INT32_MAX))
-        return gqr_tf_fail(err, errlen, "%s: a gpt2 tokenizer needs tokenizer.ggml.merges", path);
+        return gqr_fail(err, errlen, "%s: a gpt2 tokenizer needs tokenizer.ggml.merges", path);
     Arrays a = {0};
     int rc = strings(tf, "tokenizer.ggml.tokens", n, &a.pieces, &a.lens) ||
              (kind == GQR_TOK_BPE && strings(tf, "tokenizer.ggml.merges", n_merges, &a.merges, &a.merge_lens)) ||
              numbers(tf, n, &a)
-                 ? gqr_tf_fail(err, errlen, "%s: malformed tokenizer.ggml arrays (wrong types or lengths)", path)
+                 ? gqr_fail(err, errlen, "%s: malformed tokenizer.ggml arrays (wrong types or lengths)", path)
                  : 0;
     if (!rc && kind == GQR_TOK_SPM && !a.scores)
-        rc = gqr_tf_fail(err, errlen, "%s: a llama tokenizer needs tokenizer.ggml.scores", path);
+        rc = gqr_fail(err, errlen, "%s: a llama tokenizer needs tokenizer.ggml.scores", path);
     gqr_vocab_spec spec = {kind, (int)n, a.pieces, a.lens, a.scores, a.types,
                            kind == GQR_TOK_BPE ? (int)n_merges : 0, a.merges, a.merge_lens,
                            token_id(tf, "tokenizer.ggml.bos_token_id"),
                            token_id(tf, "tokenizer.ggml.eos_token_id"), pretokenizer(tf),
                            pretokenizer(tf) == GQR_PRE_LLAMA3};
     if (!rc && kind == GQR_TOK_BPE && spec.pretokenizer < 0)
-        rc = gqr_tf_fail(err, errlen, "%s: pre-tokenizer tokenizer.ggml.pre is not supported (supported: "
+        rc = gqr_fail(err, errlen, "%s: pre-tokenizer tokenizer.ggml.pre is not supported (supported: "
                   "llama-bpe, qwen2, gpt-2, default)", path);
     if (!rc)
         rc = gqr_tokenizer_new(out, &spec, err, errlen);
@@ -136,13 +136,13 @@ int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_s
         return -1;
     int rc;
     if (gqr_tf_format(tf) != GQR_TF_GGUF)
-        rc = gqr_tf_fail(err, errlen, "%s: not a GGUF file", path);
+        rc = gqr_fail(err, errlen, "%s: not a GGUF file", path);
     else if (key_is(tf, "tokenizer.ggml.model", "llama"))
         rc = build(out, tf, GQR_TOK_SPM, path, vocab_size, err, errlen);
     else if (key_is(tf, "tokenizer.ggml.model", "gpt2"))
         rc = build(out, tf, GQR_TOK_BPE, path, vocab_size, err, errlen);
     else
-        rc = gqr_tf_fail(err, errlen, "%s: %s", path,
+        rc = gqr_fail(err, errlen, "%s: %s", path,
                   gqr_gguf_get(tf, "tokenizer.ggml.model")
                       ? "tokenizer.ggml.model is neither llama nor gpt2 (not supported)"
                       : "the file has no tokenizer (tokenizer.ggml.model); give --tokenizer FILE");

@@ -20,7 +20,7 @@
 int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
                  char *err, size_t errlen) {
     (void)tf, (void)p, (void)size;
-    return gqr_tf_fail(err, errlen, "%s: not a GGUF file, and %s", file, NO_JSON);
+    return gqr_fail(err, errlen, "%s: not a GGUF file, and %s", file, NO_JSON);
 }
 void gqr_st_free_meta(gqr_tensorfile *tf) { (void)tf; }
 const char *gqr_st_meta(const gqr_tensorfile *tf, const char *key) {
@@ -34,7 +34,7 @@ int gqr_st_is_index(const unsigned char *p, size_t size, const char *path) {
 int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
                       size_t size, char *err, size_t errlen) {
     (void)tf, (void)p, (void)size;
-    return gqr_tf_fail(err, errlen, "%s: %s", path, NO_JSON);
+    return gqr_fail(err, errlen, "%s: %s", path, NO_JSON);
 }
 int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value) {
     (void)w, (void)key, (void)value;
@@ -43,12 +43,12 @@ int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value)
 void gqr_st_writer_free(gqr_tf_writer *w) { (void)w; }
 int gqr_st_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
     (void)w;
-    return gqr_tf_fail(err, errlen, "%s: %s", path, NO_JSON);
+    return gqr_fail(err, errlen, "%s: %s", path, NO_JSON);
 }
 int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,
                                 uint64_t max_shard_bytes, char *err, size_t errlen) {
     (void)w, (void)max_shard_bytes;
-    return gqr_tf_fail(err, errlen, "%s: %s", index_path, NO_JSON);
+    return gqr_fail(err, errlen, "%s: %s", index_path, NO_JSON);
 }
 #else
 #include <cjson/cJSON.h>
@@ -90,34 +90,34 @@ static void format_shape(char *buf, size_t size, const uint64_t *dims, int n) {
 
 static int dtype_of(Ctx *c, const char *name, const cJSON *j, int *dtype) {
     if (!cJSON_IsString(j))
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"dtype\" string",
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"dtype\" string",
                            c->file, name);
     for (int i = 0; i < 3; i++)
         if (!strcmp(j->valuestring, dtype_names[i])) {
             *dtype = i;
             return 0;
         }
-    return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s': dtype %.16s is not supported "
+    return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s': dtype %.16s is not supported "
                        "(F32, F16, BF16 are)", c->file, name, j->valuestring);
 }
 
 static int shape_of(Ctx *c, const char *name, const cJSON *j, gqr_tensor *t) {
     if (!cJSON_IsArray(j))
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"shape\" array",
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"shape\" array",
                            c->file, name);
     int n = cJSON_GetArraySize(j);
     if (n > 4)
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' has %d dims; at most 4 are "
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' has %d dims; at most 4 are "
                            "supported", c->file, name, n);
     t->n_dims = n;
     t->n_elems = 1;
     int i = 0;
     for (const cJSON *d = j->child; d; d = d->next, i++) {
         if (json_u64(d, &t->dims[i]))
-            return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' shape entry %d is not "
+            return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' shape entry %d is not "
                                "a non-negative integer", c->file, name, i);
         if (t->dims[i] && t->n_elems > UINT64_MAX / 4 / t->dims[i])
-            return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' has too many elements "
+            return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' has too many elements "
                                "(more than 2^62)", c->file, name);
         t->n_elems *= t->dims[i];
     }
@@ -128,17 +128,17 @@ static int offsets_of(Ctx *c, const char *name, const cJSON *j, gqr_tensor *t) {
     uint64_t b, e;
     if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 2 || json_u64(j->child, &b) ||
         json_u64(j->child->next, &e) || b > e)
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"data_offsets\" "
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' has no \"data_offsets\" "
                            "[begin, end] of integers with begin <= end", c->file, name);
     if (e > c->data_len)
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' data_offsets [%llu, %llu) "
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' data_offsets [%llu, %llu) "
                            "run past the end of the data (%llu bytes)", c->file, name,
                            (unsigned long long)b, (unsigned long long)e,
                            (unsigned long long)c->data_len);
     if (e - b != t->n_bytes) {
         char shape[128];
         format_shape(shape, sizeof shape, t->dims, t->n_dims);
-        return gqr_tf_fail(c->err, c->errlen, "%s: tensor '%.64s' data_offsets [%llu, %llu) "
+        return gqr_fail(c->err, c->errlen, "%s: tensor '%.64s' data_offsets [%llu, %llu) "
                            "hold %llu bytes; its shape %s of %s needs %llu", c->file, name,
                            (unsigned long long)b, (unsigned long long)e,
                            (unsigned long long)(e - b), shape, dtype_names[t->dtype],
@@ -151,7 +151,7 @@ static int offsets_of(Ctx *c, const char *name, const cJSON *j, gqr_tensor *t) {
 static int tensor_entry(Ctx *c, gqr_tensorfile *tf, const cJSON *e) {
     const char *name = e->string;
     if (!cJSON_IsObject(e))
-        return gqr_tf_fail(c->err, c->errlen, "%s: '%.64s' is not an object with dtype, "
+        return gqr_fail(c->err, c->errlen, "%s: '%.64s' is not an object with dtype, "
                            "shape and data_offsets", c->file, name);
     gqr_tensor t = {0};
     if (dtype_of(c, name, cJSON_GetObjectItemCaseSensitive(e, "dtype"), &t.dtype) ||
@@ -165,10 +165,10 @@ static int tensor_entry(Ctx *c, gqr_tensorfile *tf, const cJSON *e) {
 
 static int check_meta(Ctx *c, const cJSON *m) {
     if (!cJSON_IsObject(m))
-        return gqr_tf_fail(c->err, c->errlen, "%s: __metadata__ is not an object", c->file);
+        return gqr_fail(c->err, c->errlen, "%s: __metadata__ is not an object", c->file);
     for (const cJSON *e = m->child; e; e = e->next)
         if (!cJSON_IsString(e))
-            return gqr_tf_fail(c->err, c->errlen, "%s: __metadata__ entry '%.64s' is not "
+            return gqr_fail(c->err, c->errlen, "%s: __metadata__ entry '%.64s' is not "
                                "a string", c->file, e->string);
     return 0;
 }
@@ -182,7 +182,7 @@ static int entries(Ctx *c, gqr_tensorfile *tf, cJSON *root) {
             if (tensor_entry(c, tf, e))
                 return -1;
         } else if (meta) {
-            return gqr_tf_fail(c->err, c->errlen, "%s: __metadata__ appears twice", c->file);
+            return gqr_fail(c->err, c->errlen, "%s: __metadata__ appears twice", c->file);
         } else if (check_meta(c, e)) {
             return -1;
         } else {
@@ -213,24 +213,24 @@ static cJSON *parse_json(const char *h, size_t n, size_t *error_at) {
 int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
                  char *err, size_t errlen) {
     if (size < 8)
-        return gqr_tf_fail(err, errlen, "%s: %zu bytes are too few for a safetensors file "
+        return gqr_fail(err, errlen, "%s: %zu bytes are too few for a safetensors file "
                            "(an 8-byte header length comes first)", file, size);
     uint64_t n = gqr_tf_le64(p);
     if (n > size - 8)
-        return gqr_tf_fail(err, errlen, "%s: the header length %llu runs past the end of the "
+        return gqr_fail(err, errlen, "%s: the header length %llu runs past the end of the "
                            "file (%zu bytes)", file, (unsigned long long)n, size);
     if (n > MAX_HEADER)
-        return gqr_tf_fail(err, errlen, "%s: the header length %llu is over the limit of %d "
+        return gqr_fail(err, errlen, "%s: the header length %llu is over the limit of %d "
                            "bytes", file, (unsigned long long)n, MAX_HEADER);
     size_t error_at;
     cJSON *root = parse_json((const char *)p + 8, (size_t)n, &error_at);
     if (!root)
-        return gqr_tf_fail(err, errlen, "%s: the header (%llu bytes) is not JSON: error at "
+        return gqr_fail(err, errlen, "%s: the header (%llu bytes) is not JSON: error at "
                            "its byte %zu", file, (unsigned long long)n, error_at);
     Ctx c = {file, err, errlen, size - 8 - n, p + 8 + n};
     int from = tf->n_tensors;
     int rc = cJSON_IsObject(root) ? entries(&c, tf, root)
-                                  : gqr_tf_fail(err, errlen, "%s: the header is JSON but not "
+                                  : gqr_fail(err, errlen, "%s: the header is JSON but not "
                                                 "an object", file);
     cJSON_Delete(root);
     if (rc)
@@ -297,10 +297,10 @@ static int shards_of(Index *x) {
     for (const cJSON *e = x->map->child; e; e = e->next, i++) {
         const char *f = cJSON_IsString(e) ? e->valuestring : NULL;
         if (!f)
-            return gqr_tf_fail(x->err, x->errlen, "%s: weight_map entry '%.64s' is not a "
+            return gqr_fail(x->err, x->errlen, "%s: weight_map entry '%.64s' is not a "
                                "string naming a shard", x->path, e->string);
         if (!*f || strchr(f, '/') || strstr(f, ".."))
-            return gqr_tf_fail(x->err, x->errlen, "%s: weight_map entry '%.64s' names shard "
+            return gqr_fail(x->err, x->errlen, "%s: weight_map entry '%.64s' names shard "
                                "'%.64s'; expected a file name beside the index (no '/' or '..')",
                                x->path, e->string, f);
         int s = 0;
@@ -320,9 +320,9 @@ static int load_shards(Index *x, gqr_tensorfile *tf) {
         size_t size;
         char why[512];
         int rc = path ? gqr_tf_map(tf, path, &p, &size, why, sizeof why)
-                      : gqr_tf_fail(why, sizeof why, "out of memory");
+                      : gqr_fail(why, sizeof why, "out of memory");
         if (rc)
-            gqr_tf_fail(x->err, x->errlen, "%s: cannot open shard '%.64s': %s", x->path,
+            gqr_fail(x->err, x->errlen, "%s: cannot open shard '%.64s': %s", x->path,
                         x->shard[s], why);
         x->first[s] = tf->n_tensors;
         if (!rc)
@@ -339,22 +339,22 @@ static int load_shards(Index *x, gqr_tensorfile *tf) {
 static int match(Index *x, gqr_tensorfile *tf) {
     unsigned char *listed = calloc((size_t)tf->n_tensors + 1, 1);
     if (!listed)
-        return gqr_tf_fail(x->err, x->errlen, "%s: out of memory", x->path);
+        return gqr_fail(x->err, x->errlen, "%s: out of memory", x->path);
     int i = 0, rc = 0;
     for (const cJSON *e = x->map->child; e && !rc; e = e->next, i++) {
         const gqr_tensor *t = gqr_tf_find(tf, e->string);
         int k = t ? (int)(t - tf->tensors) : -1, s = x->entry_shard[i];
         if (k < x->first[s] || k >= x->first[s + 1])
-            rc = gqr_tf_fail(x->err, x->errlen, "%s: weight_map puts '%.64s' in '%.64s', "
+            rc = gqr_fail(x->err, x->errlen, "%s: weight_map puts '%.64s' in '%.64s', "
                              "which has no such tensor", x->path, e->string, x->shard[s]);
         else if (listed[k]++)
-            rc = gqr_tf_fail(x->err, x->errlen, "%s: weight_map lists '%.64s' twice",
+            rc = gqr_fail(x->err, x->errlen, "%s: weight_map lists '%.64s' twice",
                              x->path, e->string);
     }
     for (int s = 0; s < x->n_shards && !rc; s++)
         for (int k = x->first[s]; k < x->first[s + 1] && !rc; k++)
             if (!listed[k])
-                rc = gqr_tf_fail(x->err, x->errlen, "%s: shard '%.64s' holds tensor '%.64s', "
+                rc = gqr_fail(x->err, x->errlen, "%s: shard '%.64s' holds tensor '%.64s', "
                                  "which the weight_map does not list", x->path, x->shard[s],
                                  tf->tensors[k].name);
     free(listed);
@@ -366,12 +366,12 @@ int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char 
     size_t error_at;
     cJSON *root = parse_json((const char *)p, size, &error_at);
     if (!root)
-        return gqr_tf_fail(err, errlen, "%s: not JSON: error at byte %zu", path, error_at);
+        return gqr_fail(err, errlen, "%s: not JSON: error at byte %zu", path, error_at);
     Index x = {path, err, errlen, cJSON_GetObjectItemCaseSensitive(root, "weight_map"),
                0, 0, NULL, NULL, NULL};
     int rc = -1;
     if (!cJSON_IsObject(x.map)) {
-        gqr_tf_fail(err, errlen, "%s: no \"weight_map\" object", path);
+        gqr_fail(err, errlen, "%s: no \"weight_map\" object", path);
         goto done;
     }
     x.n_entries = cJSON_GetArraySize(x.map);
@@ -380,7 +380,7 @@ int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char 
     x.entry_shard = malloc(n * sizeof *x.entry_shard);
     x.first = malloc((n + 1) * sizeof *x.first);
     if (!x.shard || !x.entry_shard || !x.first) {
-        gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        gqr_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
     rc = shards_of(&x) || load_shards(&x, tf) || gqr_tf_index(tf, path, err, errlen) ||
@@ -460,7 +460,7 @@ static int write_file(const gqr_tf_writer *w, int from, int to, const char *path
     gqr_tf_out o;
     if (!h || gqr_tf_out_open(&o, path, err, errlen)) {
         free(h);
-        return h ? -1 : gqr_tf_fail(err, errlen, "%s: out of memory for the header", path);
+        return h ? -1 : gqr_fail(err, errlen, "%s: out of memory for the header", path);
     }
     /* Spaces pad the header to a multiple of 8, as the reference writer
      * does, so the data that follows is aligned. */
@@ -508,7 +508,7 @@ static int write_shards(const gqr_tf_writer *w, const char *index_path, const in
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
         char *path = beside(index_path, name);
         int rc = path ? write_file(w, start[s], start[s + 1], path, err, errlen)
-                      : gqr_tf_fail(err, errlen, "%s: out of memory", index_path);
+                      : gqr_fail(err, errlen, "%s: out of memory", index_path);
         free(path);
         if (rc)
             return -1;
@@ -517,7 +517,7 @@ static int write_shards(const gqr_tf_writer *w, const char *index_path, const in
     gqr_tf_out o;
     if (!text || gqr_tf_out_open(&o, index_path, err, errlen)) {
         free(text);
-        return text ? -1 : gqr_tf_fail(err, errlen, "%s: out of memory", index_path);
+        return text ? -1 : gqr_fail(err, errlen, "%s: out of memory", index_path);
     }
     gqr_tf_out_write(&o, text, strlen(text));
     gqr_tf_out_write(&o, "\n", 1);
@@ -528,11 +528,11 @@ static int write_shards(const gqr_tf_writer *w, const char *index_path, const in
 int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,
                                 uint64_t max_shard_bytes, char *err, size_t errlen) {
     if (w->format != GQR_TF_SAFETENSORS)
-        return gqr_tf_fail(err, errlen, "%s: only safetensors are written in shards",
+        return gqr_fail(err, errlen, "%s: only safetensors are written in shards",
                            index_path);
     int *start = malloc(((size_t)w->n + 2) * sizeof *start);
     if (!start)
-        return gqr_tf_fail(err, errlen, "%s: out of memory", index_path);
+        return gqr_fail(err, errlen, "%s: out of memory", index_path);
     /* Greedy, in order: a tensor that would overfill a shard starts the next. */
     int n_shards = 0;
     uint64_t fill = 0;

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,16 +12,6 @@
 #include <unistd.h>
 
 #include "tensorfile.h"
-
-int gqr_tf_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 const char *gqr_tf_dtype_name(int dtype) {
     switch (dtype) {
@@ -45,13 +34,13 @@ int gqr_tf_push(gqr_tensorfile *tf, const gqr_tensor *t, const char *name, size_
         int cap = tf->cap_tensors ? 2 * tf->cap_tensors : 16;
         gqr_tensor *p = realloc(tf->tensors, (size_t)cap * sizeof *p);
         if (!p)
-            return gqr_tf_fail(err, errlen, "out of memory for %d tensors", cap);
+            return gqr_fail(err, errlen, "out of memory for %d tensors", cap);
         tf->tensors = p;
         tf->cap_tensors = cap;
     }
     char *copy = malloc(len + 1);
     if (!copy)
-        return gqr_tf_fail(err, errlen, "out of memory for a tensor name of %zu bytes", len);
+        return gqr_fail(err, errlen, "out of memory for a tensor name of %zu bytes", len);
     memcpy(copy, name, len);
     copy[len] = 0;
     tf->tensors[tf->n_tensors] = *t;
@@ -75,7 +64,7 @@ int gqr_tf_check_overlap(gqr_tensorfile *tf, int from, const unsigned char *base
         return 0;
     const gqr_tensor **s = malloc((size_t)n * sizeof *s);
     if (!s)
-        return gqr_tf_fail(err, errlen, "%s: out of memory for %d tensors", file, n);
+        return gqr_fail(err, errlen, "%s: out of memory for %d tensors", file, n);
     for (int i = 0; i < n; i++)
         s[i] = &tf->tensors[from + i];
     qsort(s, (size_t)n, sizeof *s, by_data);
@@ -84,7 +73,7 @@ int gqr_tf_check_overlap(gqr_tensorfile *tf, int from, const unsigned char *base
         const gqr_tensor *a = s[i], *b = s[i + 1];
         uint64_t a0 = (uint64_t)(a->data - base), b0 = (uint64_t)(b->data - base);
         if (a0 + a->n_bytes > b0)
-            rc = gqr_tf_fail(err, errlen,
+            rc = gqr_fail(err, errlen,
                              "%s: tensors '%.64s' [%llu, %llu) and '%.64s' [%llu, %llu) overlap",
                              file, a->name, (unsigned long long)a0,
                              (unsigned long long)(a0 + a->n_bytes), b->name,
@@ -102,13 +91,13 @@ int gqr_tf_index(gqr_tensorfile *tf, const char *file, char *err, size_t errlen)
     int n = tf->n_tensors;
     tf->by_name = malloc((size_t)(n ? n : 1) * sizeof *tf->by_name);
     if (!tf->by_name)
-        return gqr_tf_fail(err, errlen, "%s: out of memory for %d tensors", file, n);
+        return gqr_fail(err, errlen, "%s: out of memory for %d tensors", file, n);
     for (int i = 0; i < n; i++)
         tf->by_name[i] = &tf->tensors[i];
     qsort(tf->by_name, (size_t)n, sizeof *tf->by_name, by_name);
     for (int i = 0; i + 1 < n; i++)
         if (!strcmp(tf->by_name[i]->name, tf->by_name[i + 1]->name))
-            return gqr_tf_fail(err, errlen, "%s: duplicate tensor name '%.64s'", file,
+            return gqr_fail(err, errlen, "%s: duplicate tensor name '%.64s'", file,
                                tf->by_name[i]->name);
     return 0;
 }
@@ -164,23 +153,23 @@ int gqr_tf_map(gqr_tensorfile *tf, const char *path, const unsigned char **buf, 
     if (sizes)
         tf->map_sizes = sizes;
     if (!maps || !sizes)
-        return gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: out of memory", path);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return gqr_tf_fail(err, errlen, "%s: %s", path, strerror(errno));
+        return gqr_fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
         close(fd);
-        return gqr_tf_fail(err, errlen, "%s: %s", path, strerror(e));
+        return gqr_fail(err, errlen, "%s: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return gqr_tf_fail(err, errlen, "%s: not a regular file", path);
+        return gqr_fail(err, errlen, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
         close(fd);
-        return gqr_tf_fail(err, errlen, "%s: %llu bytes do not fit in the address space",
+        return gqr_fail(err, errlen, "%s: %llu bytes do not fit in the address space",
                            path, (unsigned long long)st.st_size);
     }
     *size = (size_t)st.st_size;
@@ -190,7 +179,7 @@ int gqr_tf_map(gqr_tensorfile *tf, const char *path, const unsigned char **buf, 
         if (m == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return gqr_tf_fail(err, errlen, "%s: cannot map %zu bytes: %s", path, *size,
+            return gqr_fail(err, errlen, "%s: cannot map %zu bytes: %s", path, *size,
                                strerror(e));
         }
         tf->maps[tf->n_maps] = m;
@@ -239,7 +228,7 @@ int gqr_tf_open_memory(gqr_tensorfile **out, const void *buf, size_t size, const
     *out = NULL;
     gqr_tensorfile *tf = calloc(1, sizeof *tf);
     if (!tf)
-        return gqr_tf_fail(err, errlen, "%s: out of memory", name);
+        return gqr_fail(err, errlen, "%s: out of memory", name);
     if (parse_one(tf, buf, size, name, err, errlen) || gqr_tf_index(tf, name, err, errlen)) {
         gqr_tf_close(tf);
         return -1;
@@ -252,7 +241,7 @@ int gqr_tf_open(gqr_tensorfile **out, const char *path, char *err, size_t errlen
     *out = NULL;
     gqr_tensorfile *tf = calloc(1, sizeof *tf);
     if (!tf)
-        return gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: out of memory", path);
     const unsigned char *p;
     size_t size;
     int rc = gqr_tf_map(tf, path, &p, &size, err, errlen);
@@ -382,11 +371,11 @@ int gqr_tf_out_open(gqr_tf_out *o, const char *path, char *err, size_t errlen) {
     size_t n = strlen(path) + sizeof ".tmpXXXXXX";
     o->tmp = malloc(n);
     if (!o->tmp)
-        return gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: out of memory", path);
     snprintf(o->tmp, n, "%s.tmpXXXXXX", path);
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
-        gqr_tf_fail(err, errlen, "%s: cannot create a temporary file: %s", path,
+        gqr_fail(err, errlen, "%s: cannot create a temporary file: %s", path,
                     strerror(errno));
         free(o->tmp);
         return -1;
@@ -398,7 +387,7 @@ int gqr_tf_out_open(gqr_tf_out *o, const char *path, char *err, size_t errlen) {
         close(fd);
         unlink(o->tmp);
         free(o->tmp);
-        return gqr_tf_fail(err, errlen, "%s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: out of memory", path);
     }
     return 0;
 }
@@ -421,7 +410,7 @@ int gqr_tf_out_close(gqr_tf_out *o, char *err, size_t errlen) {
     }
     if (failed) {
         unlink(o->tmp);
-        gqr_tf_fail(err, errlen, "%s: cannot write: %s", o->path, strerror(e));
+        gqr_fail(err, errlen, "%s: cannot write: %s", o->path, strerror(e));
     }
     free(o->tmp);
     return failed ? -1 : 0;

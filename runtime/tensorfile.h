@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "fail.h"
+
 /* Element types.  F32 and F16 are also GGUF's type ids; GGUF's BF16 is 30. */
 enum { GQR_DT_F32 = 0, GQR_DT_F16 = 1, GQR_DT_BF16 = 2 };
 
@@ -212,12 +214,6 @@ typedef struct gqr_tf_out {
     const char *path;
 } gqr_tf_out;
 
-/* Formats a message into err; returns -1. */
-int gqr_tf_fail(char *err, size_t errlen, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
 /* Appends a tensor named by len bytes at name (copied); 0 or -1 (out of
  * memory). */
 int gqr_tf_push(gqr_tensorfile *tf, const gqr_tensor *t, const char *name, size_t len,

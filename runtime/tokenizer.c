@@ -13,12 +13,12 @@
  * built, so decoding is a lookup.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail.h"
 #include "tokenizer.h"
 #include "unicode_tables.h"
 
@@ -55,18 +55,8 @@ struct gqr_tokenizer {
     int special_at[257]; /* special[special_at[b] .. special_at[b + 1]) start with b */
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static int oom(char *err, size_t errlen) {
-    return fail(err, errlen, "out of memory");
+    return gqr_fail(err, errlen, "out of memory");
 }
 
 /* ---- UTF-8 and character classes ---- */
@@ -281,9 +271,9 @@ int gqr_tok_split(int pre, const char *text, size_t len, size_t *ends, int cap, 
                   char *err, size_t errlen) {
     *n = 0;
     if (!valid_pre(pre))
-        return fail(err, errlen, "unknown pre-tokenizer %d", pre);
+        return gqr_fail(err, errlen, "unknown pre-tokenizer %d", pre);
     if (len > MAX_TEXT)
-        return fail(err, errlen, "text of %zu bytes is too long", len);
+        return gqr_fail(err, errlen, "text of %zu bytes is too long", len);
     if (cap < 0)
         cap = 0;
     splitter sp;
@@ -300,7 +290,7 @@ int gqr_tok_split(int pre, const char *text, size_t len, size_t *ends, int cap, 
     splitter_free(&sp);
     free(all);
     if (words > (size_t)cap)
-        return fail(err, errlen, "%zu words do not fit in %d", words, cap);
+        return gqr_fail(err, errlen, "%zu words do not fit in %d", words, cap);
     return 0;
 }
 
@@ -353,27 +343,27 @@ static merge *merge_slot(const gqr_tokenizer *t, int left, int right) {
 
 static int check_spec(const gqr_vocab_spec *s, char *err, size_t errlen) {
     if (!s)
-        return fail(err, errlen, "no vocabulary");
+        return gqr_fail(err, errlen, "no vocabulary");
     if (s->kind != GQR_TOK_SPM && s->kind != GQR_TOK_BPE)
-        return fail(err, errlen, "unknown tokenizer kind %d", s->kind);
+        return gqr_fail(err, errlen, "unknown tokenizer kind %d", s->kind);
     if (s->n_tokens <= 0 || !s->pieces || !s->piece_lens)
-        return fail(err, errlen, "empty vocabulary");
+        return gqr_fail(err, errlen, "empty vocabulary");
     for (int i = 0; i < s->n_tokens; i++) {
         if (!s->pieces[i] && s->piece_lens[i])
-            return fail(err, errlen, "token %d has no piece", i);
+            return gqr_fail(err, errlen, "token %d has no piece", i);
         if (s->types && (s->types[i] < GQR_TT_NORMAL || s->types[i] > GQR_TT_BYTE))
-            return fail(err, errlen, "token %d has unknown type %d", i, s->types[i]);
+            return gqr_fail(err, errlen, "token %d has unknown type %d", i, s->types[i]);
         if (s->scores && isnan(s->scores[i]))
-            return fail(err, errlen, "token %d has a NaN score", i);
+            return gqr_fail(err, errlen, "token %d has a NaN score", i);
     }
     if (s->kind == GQR_TOK_SPM && !s->scores)
-        return fail(err, errlen, "a SentencePiece vocabulary needs scores");
+        return gqr_fail(err, errlen, "a SentencePiece vocabulary needs scores");
     if (s->kind == GQR_TOK_BPE && !valid_pre(s->pretokenizer))
-        return fail(err, errlen, "unknown pre-tokenizer %d", s->pretokenizer);
+        return gqr_fail(err, errlen, "unknown pre-tokenizer %d", s->pretokenizer);
     if (s->n_merges < 0 || (s->n_merges && (!s->merges || !s->merge_lens)))
-        return fail(err, errlen, "bad merge list");
+        return gqr_fail(err, errlen, "bad merge list");
     if (s->bos_id < -1 || s->bos_id >= s->n_tokens || s->eos_id < -1 || s->eos_id >= s->n_tokens)
-        return fail(err, errlen, "BOS %d or EOS %d is not a token of %d", s->bos_id, s->eos_id,
+        return gqr_fail(err, errlen, "BOS %d or EOS %d is not a token of %d", s->bos_id, s->eos_id,
                     s->n_tokens);
     return 0;
 }
@@ -521,7 +511,7 @@ static int find_byte_ids(gqr_tokenizer *t, char *err, size_t errlen) {
         char sym[2];
         t->byte_id[b] = piece_find(t, sym, utf8_encode_small(t->byte_cp[b], sym));
         if (t->byte_id[b] < 0)
-            return fail(err, errlen, "the byte-level vocabulary lacks the symbol of byte 0x%02X",
+            return gqr_fail(err, errlen, "the byte-level vocabulary lacks the symbol of byte 0x%02X",
                         b);
     }
     return 0;
@@ -531,14 +521,14 @@ static int add_merge(gqr_tokenizer *t, const char *m, size_t n, int rank, char *
                      size_t errlen) {
     const char *space = memchr(m, ' ', n);
     if (!space)
-        return fail(err, errlen, "merge %d '%.*s' is not two pieces", rank, (int)n, m);
+        return gqr_fail(err, errlen, "merge %d '%.*s' is not two pieces", rank, (int)n, m);
     size_t ln = (size_t)(space - m), rn = n - ln - 1;
     memcpy(buf, m, ln);
     memcpy(buf + ln, space + 1, rn);
     int left = piece_find(t, m, ln), right = piece_find(t, space + 1, rn);
     int id = piece_find(t, buf, ln + rn);
     if (left < 0 || right < 0 || id < 0)
-        return fail(err, errlen, "merge %d '%.*s': '%.*s' is not in the vocabulary", rank, (int)n,
+        return gqr_fail(err, errlen, "merge %d '%.*s': '%.*s' is not in the vocabulary", rank, (int)n,
                     m, left < 0 ? (int)ln : right < 0 ? (int)rn : (int)(ln + rn),
                     left < 0 ? m : right < 0 ? space + 1 : buf);
     merge *slot = merge_slot(t, left, right);
@@ -825,7 +815,7 @@ static int fall_back(const gqr_tokenizer *t, work *w, const char *s, int start, 
     } else if (t->unk >= 0) {
         add_symbol(w, start, n, t->unk, 1);
     } else {
-        return fail(err, errlen, "no token for byte 0x%02X, and no <unk>",
+        return gqr_fail(err, errlen, "no token for byte 0x%02X, and no <unk>",
                     (unsigned char)s[start]);
     }
     return 0;
@@ -946,7 +936,7 @@ int gqr_tokenizer_encode(const gqr_tokenizer *t, const char *text, size_t len, i
                          int *ids, int cap, int *n, char *err, size_t errlen) {
     *n = 0;
     if (len > MAX_TEXT)
-        return fail(err, errlen, "text of %zu bytes is too long", len);
+        return gqr_fail(err, errlen, "text of %zu bytes is too long", len);
     if (cap < 0)
         cap = 0;
     work w;
@@ -961,7 +951,7 @@ int gqr_tokenizer_encode(const gqr_tokenizer *t, const char *text, size_t len, i
         if (fits)
             memcpy(ids, w.out.v, (size_t)fits * sizeof *ids);
         if (w.out.n > cap)
-            rc = fail(err, errlen, "the text takes %d tokens, room for %d", w.out.n, cap);
+            rc = gqr_fail(err, errlen, "the text takes %d tokens, room for %d", w.out.n, cap);
     }
     work_free(&w);
     free(w.out.v);
@@ -987,7 +977,7 @@ const char *gqr_tokenizer_decode(const gqr_tokenizer *t, int prev, int id, size_
 static int read_file(const char *path, char **data, size_t *size, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, errlen, "%s: cannot open", path);
+        return gqr_fail(err, errlen, "%s: cannot open", path);
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     /* Read to EOF rather than trust a size: pipes and /proc files work too. */
@@ -1001,10 +991,10 @@ static int read_file(const char *path, char **data, size_t *size, char *err, siz
     int bad = ferror(f);
     fclose(f);
     if (!buf)
-        return fail(err, errlen, "%s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: out of memory", path);
     if (bad) {
         free(buf);
-        return fail(err, errlen, "%s: read error", path);
+        return gqr_fail(err, errlen, "%s: read error", path);
     }
     *data = buf;
     *size = n;
@@ -1030,23 +1020,23 @@ static float rd_f32(const unsigned char *p) {
 static int bin_records(const char *path, const unsigned char *b, size_t size, const char **pieces,
                        size_t *lens, float *scores, char *err, size_t errlen) {
     if (size < 4)
-        return fail(err, errlen, "%s: truncated: no header", path);
+        return gqr_fail(err, errlen, "%s: truncated: no header", path);
     int32_t max_len = rd_i32(b);
     if (max_len <= 0 || max_len > 1 << 16)
-        return fail(err, errlen, "%s: max_token_length %d: not a llama2.c tokenizer.bin", path,
+        return gqr_fail(err, errlen, "%s: max_token_length %d: not a llama2.c tokenizer.bin", path,
                     (int)max_len);
     int n = 0;
     for (size_t at = 4; at < size; n++) {
         if (n == INT32_MAX)
-            return fail(err, errlen, "%s: too many tokens", path);
+            return gqr_fail(err, errlen, "%s: too many tokens", path);
         if (size - at < 8)
-            return fail(err, errlen, "%s: truncated in token %d", path, n);
+            return gqr_fail(err, errlen, "%s: truncated in token %d", path, n);
         int32_t len = rd_i32(b + at + 4);
         if (len < 0 || len > max_len)
-            return fail(err, errlen, "%s: token %d has length %d (max_token_length %d)", path, n,
+            return gqr_fail(err, errlen, "%s: token %d has length %d (max_token_length %d)", path, n,
                         (int)len, (int)max_len);
         if (size - at - 8 < (size_t)len)
-            return fail(err, errlen, "%s: truncated in token %d", path, n);
+            return gqr_fail(err, errlen, "%s: truncated in token %d", path, n);
         if (pieces) {
             scores[n] = rd_f32(b + at);
             pieces[n] = (const char *)b + at + 8;
@@ -1085,7 +1075,7 @@ static int new_from(gqr_tokenizer **out, const gqr_vocab_spec *spec, const char 
                     size_t errlen) {
     char why[256];
     if (gqr_tokenizer_new(out, spec, why, sizeof why))
-        return fail(err, errlen, "%s: %s", path, why);
+        return gqr_fail(err, errlen, "%s: %s", path, why);
     return 0;
 }
 
@@ -1095,9 +1085,9 @@ static int load_bin(gqr_tokenizer **out, const char *path, const unsigned char *
     if (n < 0)
         return -1;
     if (n == 0)
-        return fail(err, errlen, "%s: no tokens", path);
+        return gqr_fail(err, errlen, "%s: no tokens", path);
     if (vocab_size && n != vocab_size)
-        return fail(err, errlen, "%s has %d tokens, the model's vocab_size is %d", path, n,
+        return gqr_fail(err, errlen, "%s has %d tokens, the model's vocab_size is %d", path, n,
                     vocab_size);
     const char **pieces = malloc((size_t)n * sizeof *pieces);
     size_t *lens = malloc((size_t)n * sizeof *lens);
@@ -1129,7 +1119,7 @@ static int load_bin(gqr_tokenizer **out, const char *path, const unsigned char *
 static int load_json(gqr_tokenizer **out, const char *path, const char *text, size_t size,
                      int vocab_size, char *err, size_t errlen) {
     (void)out, (void)text, (void)size, (void)vocab_size;
-    return fail(err, errlen, "%s: tokenizer.json needs JSON, and this runtime was built without "
+    return gqr_fail(err, errlen, "%s: tokenizer.json needs JSON, and this runtime was built without "
                 "cJSON (GQR_NO_CJSON)", path);
 }
 #else
@@ -1159,10 +1149,10 @@ static int flag(const cJSON *item, const char *key, int otherwise) {
 /* ByteLevel is the byte mapping; with use_regex it also splits GPT-2's way. */
 static int byte_level(const cJSON *p, int *pre, const char *path, char *err, size_t errlen) {
     if (flag(p, "add_prefix_space", 0))
-        return fail(err, errlen, "%s: ByteLevel add_prefix_space is not supported", path);
+        return gqr_fail(err, errlen, "%s: ByteLevel add_prefix_space is not supported", path);
     if (flag(p, "use_regex", 1)) {
         if (*pre)
-            return fail(err, errlen, "%s: two pre-tokenizer regexes", path);
+            return gqr_fail(err, errlen, "%s: two pre-tokenizer regexes", path);
         *pre = GQR_PRE_GPT2;
     }
     return 0;
@@ -1172,14 +1162,14 @@ static int split_regex(const cJSON *p, int *pre, const char *path, char *err, si
     const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(p, "pattern");
     const char *re = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pattern, "Regex"));
     if (!re || flag(p, "invert", 0))
-        return fail(err, errlen, "%s: unsupported Split pre-tokenizer", path);
+        return gqr_fail(err, errlen, "%s: unsupported Split pre-tokenizer", path);
     if (*pre)
-        return fail(err, errlen, "%s: two pre-tokenizer regexes", path);
+        return gqr_fail(err, errlen, "%s: two pre-tokenizer regexes", path);
     for (int i = GQR_PRE_LLAMA3; i <= GQR_PRE_QWEN2; i++)
         if (!strcmp(re, pre_regex[i]))
             *pre = i;
     if (!*pre)
-        return fail(err, errlen, "%s: unknown pre-tokenizer regex '%.80s'", path, re);
+        return gqr_fail(err, errlen, "%s: unknown pre-tokenizer regex '%.80s'", path, re);
     return 0;
 }
 
@@ -1196,13 +1186,13 @@ static int json_pre(const cJSON *root, int *pre, const char *path, char *err, si
         const char *type = type_of(q);
         int rc = !strcmp(type, "ByteLevel") ? (bytes = 1, byte_level(q, pre, path, err, errlen))
                  : !strcmp(type, "Split")   ? split_regex(q, pre, path, err, errlen)
-                 : fail(err, errlen, "%s: unsupported pre-tokenizer '%s'", path,
+                 : gqr_fail(err, errlen, "%s: unsupported pre-tokenizer '%s'", path,
                         *type ? type : "(none)");
         if (rc)
             return -1;
     }
     if (!bytes || !*pre)
-        return fail(err, errlen, "%s: not a byte-level BPE pre-tokenizer", path);
+        return gqr_fail(err, errlen, "%s: not a byte-level BPE pre-tokenizer", path);
     return 0;
 }
 
@@ -1242,13 +1232,13 @@ static int max_id(const cJSON *vocab, const cJSON *added, int *top, const char *
     cJSON_ArrayForEach(item, vocab) {
         int id = json_id(item);
         if (id < 0)
-            return fail(err, errlen, "%s: bad id for '%.40s'", path, item->string);
+            return gqr_fail(err, errlen, "%s: bad id for '%.40s'", path, item->string);
         *top = id > *top ? id : *top;
     }
     cJSON_ArrayForEach(item, added) {
         int id = json_id(cJSON_GetObjectItemCaseSensitive(item, "id"));
         if (id < 0 || !cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "content")))
-            return fail(err, errlen, "%s: bad entry in added_tokens", path);
+            return gqr_fail(err, errlen, "%s: bad entry in added_tokens", path);
         *top = id > *top ? id : *top;
     }
     return 0;
@@ -1258,7 +1248,7 @@ static int put_piece(json_vocab *v, int id, const char *s, int type, const char 
                      size_t errlen) {
     size_t n = strlen(s);
     if (v->pieces[id] && (v->lens[id] != n || memcmp(v->pieces[id], s, n)))
-        return fail(err, errlen, "%s: id %d is both '%.40s' and '%.40s'", path, id,
+        return gqr_fail(err, errlen, "%s: id %d is both '%.40s' and '%.40s'", path, id,
                     v->pieces[id], s);
     v->pieces[id] = s;
     v->lens[id] = n;
@@ -1270,13 +1260,13 @@ static int json_pieces(json_vocab *v, const cJSON *vocab, const cJSON *added, in
                        const char *path, char *err, size_t errlen) {
     int top;
     if (!cJSON_IsObject(vocab))
-        return fail(err, errlen, "%s: model.vocab is missing", path);
+        return gqr_fail(err, errlen, "%s: model.vocab is missing", path);
     if (max_id(vocab, added, &top, path, err, errlen))
         return -1;
     if (top < 0)
-        return fail(err, errlen, "%s: empty vocabulary", path);
+        return gqr_fail(err, errlen, "%s: empty vocabulary", path);
     if (vocab_size && vocab_size <= top)
-        return fail(err, errlen, "%s has %d tokens, the model's vocab_size is %d", path, top + 1,
+        return gqr_fail(err, errlen, "%s has %d tokens, the model's vocab_size is %d", path, top + 1,
                     vocab_size);
     v->n = vocab_size > top ? vocab_size : top + 1;
     v->pieces = calloc((size_t)v->n, sizeof *v->pieces);
@@ -1289,7 +1279,7 @@ static int json_pieces(json_vocab *v, const cJSON *vocab, const cJSON *added, in
     const cJSON *item;
     cJSON_ArrayForEach(item, vocab) {
         if (v->pieces[json_id(item)])
-            return fail(err, errlen, "%s: id %d appears twice", path, json_id(item));
+            return gqr_fail(err, errlen, "%s: id %d appears twice", path, json_id(item));
         put_piece(v, json_id(item), item->string, GQR_TT_NORMAL, path, err, errlen);
     }
     cJSON_ArrayForEach(item, added) {
@@ -1317,14 +1307,14 @@ static int merge_parts(const cJSON *m, const char **l, const char **r) {
 static int json_merges(json_vocab *v, const cJSON *merges, const char *path, char *err,
                        size_t errlen) {
     if (!cJSON_IsArray(merges))
-        return fail(err, errlen, "%s: model.merges is missing", path);
+        return gqr_fail(err, errlen, "%s: model.merges is missing", path);
     v->n_merges = cJSON_GetArraySize(merges);
     size_t total = 1, at = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, merges) {
         const char *l, *r;
         if (merge_parts(m, &l, &r))
-            return fail(err, errlen, "%s: a merge is neither \"a b\" nor [\"a\", \"b\"]", path);
+            return gqr_fail(err, errlen, "%s: a merge is neither \"a b\" nor [\"a\", \"b\"]", path);
         total += r ? strlen(l) + strlen(r) + 2 : 0;
     }
     v->merges = malloc(((size_t)v->n_merges + 1) * sizeof *v->merges);
@@ -1363,14 +1353,14 @@ static int json_model(const cJSON *root, const cJSON **model, const char *path, 
                       size_t errlen) {
     *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (strcmp(type_of(*model), "BPE"))
-        return fail(err, errlen, "%s: model.type is '%s', only byte-level BPE is supported", path,
+        return gqr_fail(err, errlen, "%s: model.type is '%s', only byte-level BPE is supported", path,
                     type_of(*model));
     if (flag(*model, "byte_fallback", 0))
-        return fail(err, errlen, "%s: a BPE with byte_fallback (SentencePiece style) is not "
+        return gqr_fail(err, errlen, "%s: a BPE with byte_fallback (SentencePiece style) is not "
                     "supported; use tokenizer.bin or GGUF", path);
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (norm && !cJSON_IsNull(norm) && strcmp(type_of(norm), "NFC"))
-        return fail(err, errlen, "%s: unsupported normalizer '%s'", path, type_of(norm));
+        return gqr_fail(err, errlen, "%s: unsupported normalizer '%s'", path, type_of(norm));
     return 0;
 }
 
@@ -1381,7 +1371,7 @@ static int load_json(gqr_tokenizer **out, const char *path, const char *text, si
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, size, &end, 0);
     if (!root)
-        return fail(err, errlen, "%s: not valid JSON (at byte %ld)", path,
+        return gqr_fail(err, errlen, "%s: not valid JSON (at byte %ld)", path,
                     end ? (long)(end - text) : 0L);
     const cJSON *model;
     json_vocab v;
@@ -1423,7 +1413,7 @@ int gqr_tokenizer_load(gqr_tokenizer **out, const char *path, int vocab_size, ch
                        size_t errlen) {
     *out = NULL;
     if (vocab_size < 0)
-        return fail(err, errlen, "%s: vocab_size %d is negative", path, vocab_size);
+        return gqr_fail(err, errlen, "%s: vocab_size %d is negative", path, vocab_size);
     char *data = NULL;
     size_t size = 0;
     if (read_file(path, &data, &size, err, errlen))
