@@ -228,14 +228,33 @@ static void add_bias(float *x, const float *bias, int n) {
         add_inplace(x, bias, n);
 }
 
+/* q, k, v (b tokens) from xb, in one parallel region.  (xb2 packs xb
+ * when the tokens fill a vector.) */
+static void qkv(gqa_state *s, int l, int b, int threads) {
+    const Weights *w = &s->w;
+    Product p[3];
+    p[0].out = s->q, p[0].w = w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, p[0].d = GQ_Q_DIM;
+    p[1].out = s->k, p[1].w = w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, p[1].d = GQ_KV_DIM;
+    p[2].out = s->v, p[2].w = w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, p[2].d = GQ_KV_DIM;
+    matmuls(p, 3, s->xb, GQ_DIM, b, s->xb2, threads);
+}
+
+/* hb = w1 xb and hb2 = w3 xb (b tokens), in one parallel region. */
+static void ffn_up(gqa_state *s, int l, int b, int threads) {
+    const Weights *w = &s->w;
+    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
+    Product p[2];
+    p[0].out = s->hb, p[0].w = w->w1 + up, p[0].d = GQ_HIDDEN;
+    p[1].out = s->hb2, p[1].w = w->w3 + up, p[1].d = GQ_HIDDEN;
+    matmuls(p, 2, s->xb, GQ_DIM, b, s->xb2, threads);
+}
+
 /* q, k, v of this position; k and v go into the cache at pos. */
 static void attention_block(gqa_state *s, int l, int pos, int threads) {
     const Weights *w = &s->w;
     size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
     rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * GQ_DIM, GQ_DIM);
-    matvec(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, threads);
-    matvec(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
-    matvec(s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, threads);
+    qkv(s, l, 1, threads);
     add_bias(s->q, w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL, GQ_Q_DIM);
     add_bias(s->k, w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
     add_bias(s->v, w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
@@ -251,10 +270,8 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
 /* SwiGLU: x += w2 (silu(w1 xb) * (w3 xb)). */
 static void ffn_block(gqa_state *s, int l, int threads) {
     const Weights *w = &s->w;
-    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
     rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * GQ_DIM, GQ_DIM);
-    matvec(s->hb, w->w1 + up, s->xb, GQ_DIM, GQ_HIDDEN, threads);
-    matvec(s->hb2, w->w3 + up, s->xb, GQ_DIM, GQ_HIDDEN, threads);
+    ffn_up(s, l, 1, threads);
     swiglu(s->hb, s->hb2, GQ_HIDDEN);
     matvec(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, threads);
     add_inplace(s->x, s->xb2, GQ_DIM);
@@ -309,9 +326,7 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
     for (t = 0; t < b; t++)
         rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_att + (size_t)l * GQ_DIM,
                 GQ_DIM);
-    matmul(s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_Q_DIM, b, s->xb2, threads);
-    matmul(s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
-    matmul(s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, s->xb, GQ_DIM, GQ_KV_DIM, b, s->xb2, threads);
+    qkv(s, l, b, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_Q_DIM))")
     for (t = 0; t < b; t++) {
         float *q = s->q + (size_t)t * GQ_Q_DIM, *k = s->k + (size_t)t * GQ_KV_DIM;
@@ -343,14 +358,12 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
 /* ffn_block for the b tokens in x. */
 static void ffn_batch(gqa_state *s, int l, int b, int threads) {
     const Weights *w = &s->w;
-    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
     int t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_ffn + (size_t)l * GQ_DIM,
                 GQ_DIM);
-    matmul(s->hb, w->w1 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
-    matmul(s->hb2, w->w3 + up, s->xb, GQ_DIM, GQ_HIDDEN, b, s->xb2, threads);
+    ffn_up(s, l, b, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_HIDDEN))")
     for (t = 0; t < b; t++)
         swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);

@@ -114,44 +114,77 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
 /* Tokens of one register tile. */
 #define GQ_TILE_TOKENS (GQ_TILE_VECS * GQ_LANES)
 
-/* W (d, n) @ X (b, n)^T -> out (b, d), X and out one token per row.  X is
- * packed once, transposed (into pack: n * GQ_BATCH floats, unused and
- * may be NULL when b < GQ_LANES); tiles of
- * GQ_TILE_ROWS rows go across threads, and each meets every tile of
- * tokens while its rows are in cache, so each row of W comes from memory
- * once per call, not once per token.  Rows left over take one dot_row per
- * token, as do all rows when b < GQ_LANES (b = 1 is exactly matvec).
- * n % GQ_ACC_ROW == 0. */
-static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
-                   int threads) {
-    int tiled = b < GQ_LANES ? 0 : d / GQ_TILE_ROWS, tiles = tiled + (d - tiled * GQ_TILE_ROWS);
+/* One matrix product of matmuls: W (d, n) @ X (b, n)^T -> out (b, d). */
+typedef struct {
+    float *out;
+    const float *w;
+    int d;
+} Product;
+
+/* Products of one X in a call: q, k and v; w1 and w3. */
+#define GQ_MAX_PRODUCTS 3
+
+/* Tile i of product p: GQ_TILE_ROWS rows against every tile of tokens, or
+ * (from tiled on) one row left over, a dot_row per token. */
+static void product_tile(const Product *p, int i, int tiled, const float *x, const float *pack, int n,
+                         int b) {
+    int t;
+    if (i < tiled) {
+        int row = i * GQ_TILE_ROWS;
+        for (t = 0; t < b; t += GQ_TILE_TOKENS)
+            matmul_tile(p->out + (size_t)t * (size_t)p->d + (size_t)row, p->w + (size_t)row * (size_t)n,
+                        pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
+    } else {
+        int row = tiled * GQ_TILE_ROWS + (i - tiled);
+        const float *next = p->w + (size_t)(row + 1 < p->d ? row + 1 : row) * (size_t)n;
+        for (t = 0; t < b; t++)
+            p->out[(size_t)t * (size_t)p->d + (size_t)row] =
+                dot_row(p->w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n, next);
+    }
+}
+
+/* count products of the same X (b, n), X and out one token per row.  X
+ * is packed once, transposed (into pack: n * GQ_BATCH floats, unused and
+ * may be NULL when b < GQ_LANES); tiles of GQ_TILE_ROWS rows of every
+ * product go across threads in one parallel region, and each meets every
+ * tile of tokens while its rows are in cache, so each row of W comes
+ * from memory once per call, not once per token.  Rows left over take
+ * one dot_row per token, as do all rows when b < GQ_LANES (b = 1 is
+ * exactly matvec).  n % GQ_ACC_ROW == 0. */
+static void matmuls(const Product *p, int count, const float *x, int n, int b, float *pack, int threads) {
+    int tiled[GQ_MAX_PRODUCTS], tiles[GQ_MAX_PRODUCTS], total = 0, rows = 0, c;
     (void)threads;
-    /* One parallel region: the packing, then the tiled tiles and each row
-     * left over. */
-    GQ_OMP("omp parallel num_threads(threads) if((double)n * d * b >= GQ_PARALLEL_MIN)")
+    for (c = 0; c < count; c++) {
+        tiled[c] = b < GQ_LANES ? 0 : p[c].d / GQ_TILE_ROWS;
+        tiles[c] = tiled[c] + (p[c].d - tiled[c] * GQ_TILE_ROWS);
+        total += tiles[c];
+        rows += p[c].d;
+    }
+    (void)rows; /* the parallel region's condition, when there is one */
+    GQ_OMP("omp parallel num_threads(threads) if((double)n * rows * b >= GQ_PARALLEL_MIN)")
     {
-        int i, k, t;
-        if (tiled > 0) {
+        int i, k;
+        if (b >= GQ_LANES) {
             GQ_OMP("omp for schedule(static)")
             for (k = 0; k < n; k++)
                 pack_column(pack, x, n, b, k);
         }
         GQ_OMP("omp for schedule(static) nowait") /* the region's end waits */
-        for (i = 0; i < tiles; i++) {
-            if (i < tiled) {
-                int row = i * GQ_TILE_ROWS;
-                for (t = 0; t < b; t += GQ_TILE_TOKENS)
-                    matmul_tile(out + (size_t)t * (size_t)d + (size_t)row, w + (size_t)row * (size_t)n,
-                                pack + t, n, d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
-            } else {
-                int row = tiled * GQ_TILE_ROWS + (i - tiled);
-                const float *next = w + (size_t)(row + 1 < d ? row + 1 : row) * (size_t)n;
-                for (t = 0; t < b; t++)
-                    out[(size_t)t * (size_t)d + (size_t)row] =
-                        dot_row(w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n, next);
-            }
+        for (i = 0; i < total; i++) {
+            int j = i, q = 0;
+            while (j >= tiles[q])
+                j -= tiles[q++];
+            product_tile(&p[q], j, tiled[q], x, pack, n, b);
         }
     }
+}
+
+/* W (d, n) @ X (b, n)^T -> out (b, d): one product. */
+static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
+                   int threads) {
+    Product p;
+    p.out = out, p.w = w, p.d = d;
+    matmuls(&p, 1, x, n, b, pack, threads);
 }
 
 /* W (d, n) @ x (n,) -> out (d,), rows across threads; W streamed once.
