@@ -232,10 +232,9 @@ static void add_bias(float *x, const float *bias, int n) {
  * when the tokens fill a vector.) */
 static void qkv(gqa_state *s, int l, int b, int threads) {
     const Weights *w = &s->w;
-    Product p[3];
-    p[0].out = s->q, p[0].w = w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, p[0].d = GQ_Q_DIM;
-    p[1].out = s->k, p[1].w = w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, p[1].d = GQ_KV_DIM;
-    p[2].out = s->v, p[2].w = w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, p[2].d = GQ_KV_DIM;
+    Product p[3] = {{s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, GQ_Q_DIM},
+                    {s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, GQ_KV_DIM},
+                    {s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, GQ_KV_DIM}};
     matmuls(p, 3, s->xb, GQ_DIM, b, s->xb2, threads);
 }
 
@@ -243,9 +242,7 @@ static void qkv(gqa_state *s, int l, int b, int threads) {
 static void ffn_up(gqa_state *s, int l, int b, int threads) {
     const Weights *w = &s->w;
     size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
-    Product p[2];
-    p[0].out = s->hb, p[0].w = w->w1 + up, p[0].d = GQ_HIDDEN;
-    p[1].out = s->hb2, p[1].w = w->w3 + up, p[1].d = GQ_HIDDEN;
+    Product p[2] = {{s->hb, w->w1 + up, GQ_HIDDEN}, {s->hb2, w->w3 + up, GQ_HIDDEN}};
     matmuls(p, 2, s->xb, GQ_DIM, b, s->xb2, threads);
 }
 

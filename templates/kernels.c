@@ -182,8 +182,7 @@ static void matmuls(const Product *p, int count, const float *x, int n, int b, f
 /* W (d, n) @ X (b, n)^T -> out (b, d): one product. */
 static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
                    int threads) {
-    Product p;
-    p.out = out, p.w = w, p.d = d;
+    Product p = {out, w, d};
     matmuls(&p, 1, x, n, b, pack, threads);
 }
 
