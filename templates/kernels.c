@@ -70,8 +70,13 @@ static void pack_column(float *xt, const float *x, int n, int b, int k) {
  * element per row, broadcast, by a vector of tokens: the outer-product
  * form, with no horizontal sums; each load of xt serves GQ_TILE_ROWS rows.
  * The tile's statements sit inside the loop over lanes, which gcc
- * vectorizes whole, keeping each accumulator in a register. */
-static void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b) {
+ * vectorizes whole, keeping each accumulator in a register.
+ * next: the tile of rows read after this one, asked for into L2 a line
+ * per row per GQ_LINE steps: the first pass over a tile of rows reads
+ * them from memory, GQ_TILE_ROWS streams that the hardware prefetcher
+ * alone fetches too late (a prompt is ~10% faster on 1 and 2 threads). */
+static void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b,
+                        const float *next) {
     float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], wk[GQ_TILE_ROWS];
     float tile[GQ_TILE_ROWS][GQ_TILE_VECS * GQ_LANES];
     int k, u, t;
@@ -84,6 +89,11 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
     }
     for (k = 0; k < n; k++) {
         const float *xk = xt + (size_t)k * GQ_BATCH;
+        if (k % GQ_LINE == 0) {
+            for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+                GQ_PREFETCH(next + (size_t)r * (size_t)n + (size_t)k);
+            }
+        }
         for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
             wk[r] = w[(size_t)r * (size_t)n + (size_t)k];
         }
@@ -131,9 +141,10 @@ static void product_tile(const Product *p, int i, int tiled, const float *x, con
     int t;
     if (i < tiled) {
         int row = i * GQ_TILE_ROWS;
+        const float *next = p->w + (size_t)(i + 1 < tiled ? row + GQ_TILE_ROWS : row) * (size_t)n;
         for (t = 0; t < b; t += GQ_TILE_TOKENS)
             matmul_tile(p->out + (size_t)t * (size_t)p->d + (size_t)row, p->w + (size_t)row * (size_t)n,
-                        pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS);
+                        pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS, next);
     } else {
         int row = tiled * GQ_TILE_ROWS + (i - tiled);
         const float *next = p->w + (size_t)(row + 1 < p->d ? row + 1 : row) * (size_t)n;
