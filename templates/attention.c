@@ -63,31 +63,6 @@ static void kv_store(float *key_cache, float *value_cache, int pos, const float 
  * then l (GQ_GROUP), its softmax denominator relative to m. */
 #define GQ_PART (GQ_GROUP * GQ_HEAD_DIM + 2 * GQ_GROUP)
 
-/* e^x for x <= 0 (a score minus its running maximum), 0 below -87 (where
- * e^x next to the maximum's e^0 is nothing), without branches or library
- * calls so that a block of them vectorizes: 2^k e^r, r's exponential a
- * degree-7 polynomial (relative error below 2e-7).  The cut at -87 is done
- * on the bits, as integers: a float comparison may trap, which stops gcc
- * from turning it into a select, and the loop would stay scalar. */
-static inline float softmax_exp(float x) {
-    union {
-        float f;
-        uint32_t u;
-    } b, e;
-    uint32_t below;
-    float k, r;
-    b.f = x;
-    below = 0u - (uint32_t)((b.u & 0x7fffffffu) > 0x42ae0000u); /* |x| > 87 */
-    b.u = (b.u & ~below) | (0xc2ae0000u & below);                 /* -87 */
-    x = b.f;
-    k = (float)(int)(x * 1.44269504f - 0.5f);
-    r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
-    e.u = (uint32_t)((int)k + 127) << 23;
-    e.f *= 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    e.u &= ~below;
-    return e.f;
-}
-
 /* q (GQ_GROUP, GQ_HEAD_DIM) . the K block kb (GQ_HEAD_DIM, GQ_BLOCK) ->
  * score (GQ_GROUP, GQ_BLOCK), GQ_ATT_HEADS query heads at a time, each
  * with GQ_ATT_SPLIT sums over alternate elements of head_dim: enough
@@ -159,7 +134,7 @@ static void weigh_block(float score[GQ_GROUP][GQ_BLOCK], float *restrict o, floa
                 top = score[g][j] > top ? score[g][j] : top;
             if (top == m[g])
                 continue;
-            /* (a second inlined softmax_exp here stops gcc vectorizing
+            /* (a second inlined gq_exp_neg here stops gcc vectorizing
              * the block's) */
             c = GQ_EXPF(m[g] - top);
             for (j = 0; j < GQ_BLOCK; j++)
@@ -172,7 +147,7 @@ static void weigh_block(float score[GQ_GROUP][GQ_BLOCK], float *restrict o, floa
     for (g = 0; g < GQ_GROUP; g++) {
         float top = m[g];
         for (j = 0; j < GQ_BLOCK; j++) {
-            score[g][j] = softmax_exp(score[g][j] - top);
+            score[g][j] = gq_exp_neg(score[g][j] - top);
             l[g][j] += score[g][j];
         }
     }

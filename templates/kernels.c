@@ -263,11 +263,27 @@ static void rope(float *v, int n_heads, const float *table) {
     }
 }
 
-/* gate (n,), up (n,) -> gate (n,) = silu(gate) * up. */
+/* gate (n,), up (n,) -> gate (n,) = silu(gate) * up, silu(g) being g
+ * sigmoid(g) = g / (1 + e^-g) = g e^g / (1 + e^g): with e = e^-|g| that is
+ * g / (1 + e) for g >= 0 and g e / (1 + e) below, so the exponential's
+ * argument is never positive, and the choice of numerator, made on the
+ * sign bit, leaves the loop free of branches and calls (it vectorizes). */
 static void swiglu(float *gate, const float *up, int n) {
     int i;
-    for (i = 0; i < n; i++)
-        gate[i] = gate[i] / (1.0f + GQ_EXPF(-gate[i])) * up[i];
+    for (i = 0; i < n; i++) {
+        union {
+            float f;
+            uint32_t u;
+        } g, neg_abs, num;
+        uint32_t negative;
+        float e;
+        g.f = gate[i];
+        negative = 0u - (g.u >> 31);
+        neg_abs.u = g.u | 0x80000000u;
+        num.f = e = gq_exp_neg(neg_abs.f);
+        num.u = (num.u & negative) | (0x3f800000u & ~negative); /* e, or 1.0f */
+        gate[i] = g.f * (num.f / (1.0f + e)) * up[i];
+    }
 }
 
 /* dst (n,) = src (n,): a loop, not memcpy, which freestanding code lacks. */

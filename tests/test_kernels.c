@@ -169,6 +169,40 @@ static void test_template_swiglu(void) {
     free(u);
 }
 
+/* Gates of either sign and any size, element by element: swiglu picks its
+ * numerator by the sign bit.  Relative error, or absolute below 1e-20:
+ * below a gate of -87 the result (under 2e-36) is flushed to 0. */
+static void test_template_swiglu_range(void) {
+    float g[GQ_HIDDEN], u[GQ_HIDDEN];
+    double worst = 0;
+    for (float x = -120.0f; x <= 120.0f; x += 0.0173f) {
+        double want = x / (1 + exp(-(double)x));
+        g[0] = x;
+        u[0] = 1.0f;
+        swiglu(g, u, 1);
+        worst = fmax(worst, fabs(g[0] - want) / fmax(fabs(want), 1e-20));
+    }
+    printf(" [max rel. error %.2g]", worst);
+    CU_ASSERT(worst < 1e-6);
+    g[0] = 0.0f, g[1] = -0.0f, g[2] = 1e-30f, u[0] = u[1] = u[2] = 1.0f;
+    swiglu(g, u, 3);
+    CU_ASSERT(g[0] == 0.0f && g[1] == 0.0f && fabs(g[2] - 5e-31) < 1e-37);
+}
+
+/* gq_exp_neg, softmax's and SwiGLU's exponential, on every x <= 0 it is
+ * given: a score minus its maximum, minus a gate's magnitude. */
+static void test_template_exp_neg(void) {
+    double worst = 0;
+    for (float x = -87.0f; x <= 0.0f; x += 0.00731f) {
+        double want = exp((double)x);
+        worst = fmax(worst, fabs(gq_exp_neg(x) - want) / want);
+    }
+    printf(" [max rel. error %.2g]", worst);
+    CU_ASSERT(worst < 2e-7);
+    CU_ASSERT(gq_exp_neg(0.0f) == 1.0f && gq_exp_neg(-0.0f) == 1.0f);
+    CU_ASSERT(gq_exp_neg(-88.0f) == 0.0f && gq_exp_neg(-FLT_MAX) == 0.0f);
+}
+
 static void test_template_attention(void) {
     size_t cache = (size_t)GQ_KV_HEADS * GQ_CONTEXT * GQ_HEAD_DIM;
     size_t floats = cache_floats(GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT);
@@ -338,6 +372,8 @@ int main(void) {
     CU_add_test(s, "matvec", test_template_matvec);
     CU_add_test(s, "rope", test_template_rope);
     CU_add_test(s, "swiglu", test_template_swiglu);
+    CU_add_test(s, "swiglu, gates -120..120", test_template_swiglu_range);
+    CU_add_test(s, "e^x, x <= 0", test_template_exp_neg);
     CU_add_test(s, "add, copy", test_template_add_copy);
     CU_add_test(s, "attention", test_template_attention);
     s = CU_add_suite("mathlib (freestanding)", NULL, NULL);
