@@ -1,5 +1,6 @@
 /*
- * attention.c: decode attention of one layer for one new token, grouped.
+ * attention.c: the attention of one layer, grouped: for one new token
+ * (decode), and for a block of a prompt's tokens (at the end).
  *
  * Query head h reads KV head h / GQ_GROUP: consecutive query heads share a
  * KV head, as in Llama's repeat_kv and llama2.c.  For each KV head the
@@ -19,8 +20,8 @@
  * to back.
  *
  * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ATT_HEADS,
- * GQ_ATT_SPLIT, GQ_ATT_LANES, GQ_ATT_VECS, GQ_ATT_SCALE, GQ_SPLIT
- * (shape.h).
+ * GQ_ATT_SPLIT, GQ_ATT_LANES, GQ_ATT_VECS, GQ_ATT_SCALE, GQ_SPLIT,
+ * GQ_PROMPT_TOKENS, GQ_PROMPT_ROWS, GQ_PROMPT_VECS (shape.h).
  */
 #include "shape.h" /* gqac:drop */
 #include "parallel.h" /* gqac:drop */
@@ -310,26 +311,224 @@ static void attention(float *out, const float *q, const float *key_cache,
         merge_parts(out + (size_t)h * GQ_GROUP * GQ_HEAD_DIM, scratch + (size_t)h * spans * GQ_PART, spans);
 }
 
+/* ---- a prompt's attention: tiles of tokens ---- */
+
+/* A prompt tile is GQ_PROMPT_TOKENS tokens.  Its query rows, GQ_GROUP per
+ * token (row r: head r % GQ_GROUP of token r / GQ_GROUP), all read the
+ * same KV head, so each K and V block, read once from cache, serves all
+ * of them: where a token alone gives G rows per K vector (1 for MHA), a
+ * tile gives GQ_PROMPT_ROWS, and the register tiles below are
+ * matmul_tile's.  The rows, rounded up to whole register tiles: */
+#define GQ_PROMPT_ALL                                                                              \
+    ((GQ_PROMPT_TOKENS * GQ_GROUP + GQ_PROMPT_ROWS - 1) / GQ_PROMPT_ROWS * GQ_PROMPT_ROWS)
+
+/* Positions scored at once: two K blocks, two vectors of scores a row, so
+ * that each broadcast element of q serves two multiply-adds. */
+#define GQ_PAIR (2 * GQ_BLOCK)
+
+/* Rows q[0 .. GQ_PROMPT_ROWS) against K blocks k0 and k1 (kv_store's
+ * (GQ_HEAD_DIM, GQ_BLOCK) layout) -> s (GQ_PROMPT_ROWS, GQ_PAIR), scaled.
+ * Each step along head_dim broadcasts an element of every row against a
+ * vector of each block's positions: each K vector loaded serves every
+ * row of the tile. */
+static void prompt_scores(float s[GQ_PROMPT_ROWS][GQ_PAIR], const float *const q[GQ_PROMPT_ROWS],
+                          const float *k0, const float *k1) {
+    float acc[GQ_PROMPT_ROWS][2][GQ_BLOCK], qd[GQ_PROMPT_ROWS];
+    int d, j;
+    for (j = 0; j < GQ_BLOCK; j++) {
+        for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+            acc[r][0][j] = 0.0f;
+            acc[r][1][j] = 0.0f;
+        }
+    }
+    for (d = 0; d < GQ_HEAD_DIM; d++) {
+        for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+            qd[r] = q[r][d];
+        }
+        for (j = 0; j < GQ_BLOCK; j++) {
+            for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                acc[r][0][j] += qd[r] * k0[d * GQ_BLOCK + j];
+                acc[r][1][j] += qd[r] * k1[d * GQ_BLOCK + j];
+            }
+        }
+    }
+    for (j = 0; j < GQ_BLOCK; j++) {
+        for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+            s[r][j] = acc[r][0][j] * GQ_ATT_SCALE;
+            s[r][GQ_BLOCK + j] = acc[r][1][j] * GQ_ATT_SCALE;
+        }
+    }
+}
+
+/* The largest of a pair's 32 scores (GQ_PAIR, which a negative array size
+ * below checks): a tree of halves, each level written out so that gcc
+ * makes it one vector operation, where a running maximum would be a chain
+ * of 31 dependent ones. */
+typedef char gq_pair_is_32[GQ_PAIR == 32 ? 1 : -1];
+
+static float pair_max(const float x[GQ_PAIR]) {
+    float h16[16], h8[8], h4[4];
+    int j;
+    for (j = 0; j < 16; j++)
+        h16[j] = x[j] > x[j + 16] ? x[j] : x[j + 16];
+    for (j = 0; j < 8; j++)
+        h8[j] = h16[j] > h16[j + 8] ? h16[j] : h16[j + 8];
+    for (j = 0; j < 4; j++)
+        h4[j] = h8[j] > h8[j + 4] ? h8[j] : h8[j + 4];
+    h4[0] = h4[0] > h4[2] ? h4[0] : h4[2];
+    h4[1] = h4[1] > h4[3] ? h4[1] : h4[3];
+    return h4[0] > h4[1] ? h4[0] : h4[1];
+}
+
+/* The online softmax of rows r0 .. r0 + GQ_PROMPT_ROWS - 1 of a tile whose
+ * first token is at position first, over the pair of blocks at positions
+ * at ..: scores s -> weights relative to each row's running maximum m,
+ * added lane by lane to its denominator's lanes l.  As in weigh_block, the maximum is taken
+ * and what came before (o, l) rescaled only when a score passes it.
+ * Causal: a row's positions past its token's are weighed 0 (and may be
+ * unwritten cache). */
+static void prompt_weigh(float s[GQ_PROMPT_ROWS][GQ_PAIR], float *restrict m,
+                         float l[GQ_PROMPT_ROWS][GQ_BLOCK], float *const o[GQ_PROMPT_ROWS], int r0,
+                         int first, int at) {
+    int r, j, d;
+    for (r = 0; r < GQ_PROMPT_ROWS; r++) {
+        int seen = first + (r0 + r) / GQ_GROUP - at + 1, above = 0;
+        for (j = seen < 0 ? 0 : seen; j < GQ_PAIR; j++)
+            s[r][j] = -FLT_MAX;
+        for (j = 0; j < GQ_PAIR; j++)
+            above |= s[r][j] > m[r];
+        if (above) {
+            float top = pair_max(s[r]), c = gq_exp_neg(m[r] - top);
+            for (j = 0; j < GQ_BLOCK; j++)
+                l[r][j] *= c;
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                o[r][d] *= c;
+            m[r] = top;
+        }
+        for (j = 0; j < GQ_PAIR; j++)
+            s[r][j] = gq_exp_neg(s[r][j] - m[r]);
+        for (j = 0; j < GQ_BLOCK; j++)
+            l[r][j] += s[r][j] + s[r][GQ_BLOCK + j];
+    }
+}
+
+/* Where column col of position j sits in a V block (kv_store's tiles). */
+#define GQ_V_AT(block, j, col)                                                                     \
+    ((block) + (size_t)((col) / GQ_VTILE) * GQ_BLOCK * GQ_VTILE + (size_t)(j) * GQ_VTILE +     \
+     (size_t)((col) % GQ_VTILE))
+
+/* o (GQ_PROMPT_ROWS rows of GQ_HEAD_DIM) += p (GQ_PROMPT_ROWS, GQ_PAIR) .
+ * the pair's first n positions of V (blocks v0, v1).  The register tile:
+ * GQ_PROMPT_ROWS rows by GQ_PROMPT_VECS vectors of columns; each V vector
+ * loaded serves every row, each broadcast weight every vector. */
+static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS][GQ_PAIR],
+                          const float *v0, const float *v1, int n) {
+    float acc[GQ_PROMPT_ROWS][GQ_PROMPT_VECS][GQ_ATT_LANES], pj[GQ_PROMPT_ROWS];
+    int c0, h, j, u;
+    for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_PROMPT_VECS * GQ_ATT_LANES) {
+        for (u = 0; u < GQ_ATT_LANES; u++) {
+            for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
+                    acc[r][c][u] = o[r][c0 + c * GQ_ATT_LANES + u];
+                }
+            }
+        }
+        for (h = 0; h < 2 && h * GQ_BLOCK < n; h++) {
+            const float *vb = h ? v1 : v0;
+            int nb = n - h * GQ_BLOCK < GQ_BLOCK ? n - h * GQ_BLOCK : GQ_BLOCK;
+            for (j = 0; j < nb; j++) {
+                for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                    pj[r] = p[r][h * GQ_BLOCK + j];
+                }
+                for (u = 0; u < GQ_ATT_LANES; u++) {
+                    for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                        for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
+                            acc[r][c][u] += pj[r] * GQ_V_AT(vb, j, c0 + c * GQ_ATT_LANES)[u];
+                        }
+                    }
+                }
+            }
+        }
+        for (u = 0; u < GQ_ATT_LANES; u++) {
+            for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
+                    o[r][c0 + c * GQ_ATT_LANES + u] = acc[r][c][u];
+                }
+            }
+        }
+    }
+}
+
+/* One tile: nt tokens (at most GQ_PROMPT_TOKENS) at positions first ..
+ * first + nt - 1, one KV head's group: q and out start at the tile's
+ * first row, tokens GQ_Q_DIM floats apart; k and v are the KV head's
+ * caches, filled up to the last token.  Rows past the tile's last read
+ * zeros and write to a sink, so the register tiles stay whole. */
+static void prompt_tile(float *out, const float *q, const float *k, const float *v, int first, int nt) {
+    float m[GQ_PROMPT_ALL], l[GQ_PROMPT_ALL][GQ_BLOCK], s[GQ_PROMPT_ROWS][GQ_PAIR];
+    float zeros[GQ_HEAD_DIM], sink[GQ_HEAD_DIM];
+    const float *qr[GQ_PROMPT_ROWS];
+    float *orow[GQ_PROMPT_ROWS];
+    int rows = nt * GQ_GROUP, last = first + nt - 1, at, r0, r, d;
+    for (d = 0; d < GQ_HEAD_DIM; d++)
+        zeros[d] = sink[d] = 0.0f;
+    for (r = 0; r < GQ_PROMPT_ALL; r++) {
+        m[r] = -FLT_MAX;
+        for (d = 0; d < GQ_BLOCK; d++)
+            l[r][d] = 0.0f;
+    }
+    for (r = 0; r < rows; r++)
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[(size_t)(r / GQ_GROUP) * GQ_Q_DIM + (size_t)(r % GQ_GROUP * GQ_HEAD_DIM + d)] = 0.0f;
+    for (at = 0; at <= last; at += GQ_PAIR) {
+        /* When no row sees the pair's second block it is the first again:
+         * past the last position the cache may end. */
+        size_t second = at + GQ_BLOCK <= last ? (size_t)GQ_BLOCK * GQ_HEAD_DIM : 0;
+        const float *k0 = k + (size_t)at * GQ_HEAD_DIM, *v0 = v + (size_t)at * GQ_HEAD_DIM;
+        for (r0 = 0; r0 < rows; r0 += GQ_PROMPT_ROWS) {
+            int end = r0 + GQ_PROMPT_ROWS < rows ? r0 + GQ_PROMPT_ROWS : rows;
+            int seen = first + (end - 1) / GQ_GROUP - at + 1; /* by the row tile's last row */
+            if (seen <= 0)
+                continue;
+            for (r = 0; r < GQ_PROMPT_ROWS; r++) {
+                size_t row = (size_t)((r0 + r) / GQ_GROUP) * GQ_Q_DIM + (size_t)((r0 + r) % GQ_GROUP * GQ_HEAD_DIM);
+                qr[r] = r0 + r < rows ? q + row : zeros;
+                orow[r] = r0 + r < rows ? out + row : sink;
+            }
+            prompt_scores(s, qr, k0, k0 + second);
+            prompt_weigh(s, m + r0, l + r0, orow, r0, first, at);
+            prompt_update(orow, s, v0, v0 + second, seen < GQ_PAIR ? seen : GQ_PAIR);
+        }
+    }
+    for (r = 0; r < rows; r++) {
+        float sum = 0.0f;
+        for (d = 0; d < GQ_BLOCK; d++)
+            sum += l[r][d];
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[(size_t)(r / GQ_GROUP) * GQ_Q_DIM + (size_t)(r % GQ_GROUP * GQ_HEAD_DIM + d)] /= sum;
+    }
+}
+
+/* (KV head, tile of tokens) pairs of a prompt of b tokens. */
+static int prompt_tiles(int b) {
+    return (b + GQ_PROMPT_TOKENS - 1) / GQ_PROMPT_TOKENS * GQ_KV_HEADS;
+}
+
 /* The attention of b consecutive tokens of a prompt, at positions p0 ..
  * p0 + b - 1, with the caches filled up to the last: q (b, GQ_HEADS *
- * GQ_HEAD_DIM) -> out (the same).  (token, KV head) pairs go across
- * threads in one parallel region, each pair one span (there are enough of
- * them to share out); interleaved, since later tokens have more positions
- * to read. */
+ * GQ_HEAD_DIM) -> out (the same).  (KV head, tile of tokens) pairs go
+ * across threads in one parallel region, the last tiles, which have the
+ * most positions to read, first. */
 static void attention_prompt(float *out, const float *q, const float *key_cache,
                              const float *value_cache, int p0, int b, int threads) {
-    int i;
+    int tiles = prompt_tiles(b), per_head = tiles / GQ_KV_HEADS, i;
     (void)threads;
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static, 1) if((double)b * (p0 + b) * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
-    for (i = 0; i < b * GQ_KV_HEADS; i++) {
-        int t = i / GQ_KV_HEADS, kv = i % GQ_KV_HEADS, n = p0 + t + 1, g, d;
-        size_t group = (size_t)t * GQ_HEADS * GQ_HEAD_DIM + (size_t)kv * GQ_GROUP * GQ_HEAD_DIM;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(dynamic, 1) if((double)b * (p0 + b) * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    for (i = 0; i < tiles; i++) {
+        int kv = i % GQ_KV_HEADS, t0 = (per_head - 1 - i / GQ_KV_HEADS) * GQ_PROMPT_TOKENS;
+        size_t at = (size_t)t0 * GQ_Q_DIM + (size_t)kv * GQ_GROUP * GQ_HEAD_DIM;
         size_t cache = (size_t)kv * GQ_CACHE_POSITIONS * GQ_HEAD_DIM;
-        float ml[2 * GQ_GROUP];
-        attend_span(out + group, ml, q + group, key_cache + cache, value_cache + cache, 0,
-                    (n + GQ_BLOCK - 1) / GQ_BLOCK, n);
-        for (g = 0; g < GQ_GROUP; g++)
-            for (d = 0; d < GQ_HEAD_DIM; d++)
-                out[group + (size_t)(g * GQ_HEAD_DIM + d)] /= ml[GQ_GROUP + g];
+        prompt_tile(out + at, q + at, key_cache + cache, value_cache + cache, p0 + t0,
+                    b - t0 < GQ_PROMPT_TOKENS ? b - t0 : GQ_PROMPT_TOKENS);
     }
 }

@@ -309,9 +309,9 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
 /* The attention half of layer l for the b tokens in x, at positions p0 ..
  * p0 + b - 1: the projections as matrix products over the block (each
  * packs its input into a buffer that is free at that point), every
- * token's k and v into the cache, then each token's attention over the
- * positions up to its own (the cache beyond them, this block's later
- * tokens, is not read). */
+ * token's k and v into the cache, then the block's attention in tiles
+ * of tokens, each token over the positions up to its own (this block's
+ * later tokens are weighed 0). */
 static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
     const Weights *w = &s->w;
     size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
@@ -336,11 +336,11 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
         rope(k, GQ_KV_HEADS, table);
         kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, k, v);
     }
-    if (b * GQ_KV_HEADS >= threads) {
+    if (prompt_tiles(b) >= threads) {
         attention_prompt(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, p0,
                          b, threads);
-    } else { /* too few (token, KV head) pairs to share out: split each
-              * token's positions across threads instead */
+    } else { /* too few tiles to share out: split each token's positions
+              * across threads instead */
         for (t = 0; t < b; t++)
             attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM,
                       s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, s->att_acc,

@@ -28,6 +28,10 @@
  *   GQ_ATT_VECS     vectors of lanes in the update tile; GQ_ATT_VECS *
  *                   GQ_ATT_LANES divides GQ_HEAD_DIM
  *   GQ_SPLIT        most spans one KV head's positions are cut into for threads
+ *   GQ_PROMPT_TOKENS tokens of a prompt's attention tiles
+ *   GQ_PROMPT_ROWS  query rows of their register tiles
+ *   GQ_PROMPT_VECS  vectors of GQ_ATT_LANES V columns in the prompt's update
+ *                   tile; GQ_PROMPT_VECS * GQ_ATT_LANES divides GQ_HEAD_DIM
  *   GQ_ACC_ROW      independent accumulators in matrix-vector rows; divides
  *                   GQ_DIM, GQ_HIDDEN and GQ_Q_DIM
  *   GQ_BATCH        tokens per block of forward_batch (the prompt's
@@ -80,6 +84,9 @@
 #define GQ_ATT_LANES 8
 #define GQ_ATT_VECS 1
 #define GQ_SPLIT 8
+#define GQ_PROMPT_TOKENS 16
+#define GQ_PROMPT_ROWS 8
+#define GQ_PROMPT_VECS 1
 #define GQ_ACC_ROW 8
 #define GQ_BATCH 16
 #define GQ_TILE_ROWS 4

@@ -20,9 +20,11 @@
 static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
-static const char *const statics[] = {"kv_store",     "softmax_exp", "score_block", "weigh_block",
-                                      "update_block", "attend_span", "merge_parts", "span_count",
-                                      "span_start",   "attention",   "attention_prompt", NULL};
+static const char *const statics[] = {
+    "kv_store",     "score_block",    "weigh_block",   "update_block", "attend_span",
+    "merge_parts",  "span_count",     "span_start",    "attention",    "prompt_scores",
+    "prompt_weigh", "prompt_update",  "prompt_tile",   "prompt_tiles", "attention_prompt",
+    "pair_max",     "gq_pair_is_32",  NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
@@ -38,7 +40,8 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     buf_putn(out, unit.data, unit.len);
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
-    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n\n");
+    buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n"
+                  "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n#undef GQ_V_AT\n\n");
     buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt},\n", heads,
                kv_heads, head_dim, prefix, prefix, prefix);
     buf_free(&unit);
