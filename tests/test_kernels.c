@@ -234,34 +234,35 @@ static const int positions[] = {1, 7, 64, 513};
  * spans) and merged. */
 static const int thread_counts[] = {1, 2, 3, 8};
 
-/* A prompt's block of PROMPT tokens at positions PROMPT_AT .. (across
- * blocks of 16), each with its own q, on 1, 2 and 3 threads: each token
- * against the reference at its own position.  Returns the worst error. */
-enum { PROMPT = 37, PROMPT_AT = 6 };
-static double check_prompt(const AttentionCase *c) {
+/* A prompt's block of PROMPT tokens at positions at .. (across blocks of
+ * 16 and the kernel's tiles of tokens), each with its own q, on 1, 2 and 3
+ * threads: each token against the reference at its own position.
+ * Returns the worst error. */
+enum { PROMPT = 37 };
+static double check_prompt(const AttentionCase *c, int at) {
     size_t qn = (size_t)c->heads * c->head_dim;
     size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
     size_t floats = cache_floats(c->kv_heads, c->head_dim, attention_context);
     float *q = random_floats(qn * PROMPT, 3), *kc = random_floats(cache, 1), *vc = random_floats(cache, 1);
     float *key_cache = malloc(floats * sizeof(float)), *value_cache = malloc(floats * sizeof(float));
     float *out = malloc(qn * PROMPT * sizeof *out);
-    double *want = malloc(qn * sizeof *want), worst = 0;
+    double *want = malloc(qn * PROMPT * sizeof *want), worst = 0;
     fill_caches(c->store, key_cache, value_cache, floats, kc, vc, c->kv_heads, c->head_dim,
-                attention_context, PROMPT_AT + PROMPT - 1);
+                attention_context, at + PROMPT - 1);
+    for (int t = 0; t < PROMPT; t++)
+        reference_attention(want + t * qn, q + t * qn, kc, vc, c->heads, c->kv_heads, c->head_dim,
+                            attention_context, at + t);
     for (int threads = 1; threads <= 3; threads++) {
-        c->prompt(out, q, key_cache, value_cache, PROMPT_AT, PROMPT, threads);
-        for (int t = 0; t < PROMPT; t++) {
-            reference_attention(want, q + t * qn, kc, vc, c->heads, c->kv_heads, c->head_dim,
-                                attention_context, PROMPT_AT + t);
-            worst = fmax(worst, rel_error(out + t * qn, want, qn));
-        }
+        c->prompt(out, q, key_cache, value_cache, at, PROMPT, threads);
+        for (int t = 0; t < PROMPT; t++)
+            worst = fmax(worst, rel_error(out + t * qn, want + t * qn, qn));
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(want);
     return worst;
 }
 
-/* One shape at every position and thread count, and check_prompt; returns
- * the worst error. */
+/* One shape at every position and thread count, and a prompt from near the
+ * start and from deep in the context; returns the worst error. */
 static double check_case(const AttentionCase *c) {
     size_t qn = (size_t)c->heads * c->head_dim;
     size_t cache = (size_t)c->kv_heads * attention_context * c->head_dim;
@@ -284,7 +285,8 @@ static double check_case(const AttentionCase *c) {
         }
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(scratch), free(want);
-    return fmax(worst, check_prompt(c));
+    worst = fmax(worst, check_prompt(c, 6));
+    return fmax(worst, check_prompt(c, 470));
 }
 
 static void test_generated_matrix(void) {
