@@ -383,10 +383,10 @@ static float pair_max(const float x[GQ_PAIR]) {
 /* The online softmax of rows r0 .. r0 + GQ_PROMPT_ROWS - 1 of a tile whose
  * first token is at position first, over the pair of blocks at positions
  * at ..: scores s -> weights relative to each row's running maximum m,
- * added lane by lane to its denominator's lanes l.  As in weigh_block, the maximum is taken
- * and what came before (o, l) rescaled only when a score passes it.
- * Causal: a row's positions past its token's are weighed 0 (and may be
- * unwritten cache). */
+ * added lane by lane to the lanes l of its denominator.  As in
+ * weigh_block, the maximum is taken and what came before (o, l) rescaled
+ * only when a score passes it.  Causal: a row's positions past its
+ * token's are weighed 0 (and may be unwritten cache). */
 static void prompt_weigh(float s[GQ_PROMPT_ROWS][GQ_PAIR], float *restrict m,
                          float l[GQ_PROMPT_ROWS][GQ_BLOCK], float *const o[GQ_PROMPT_ROWS], int r0,
                          int first, int at) {
@@ -459,6 +459,12 @@ static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS
     }
 }
 
+/* Where row r of a tile starts in its q and out: head r % GQ_GROUP of
+ * token r / GQ_GROUP. */
+static size_t prompt_row(int r) {
+    return (size_t)(r / GQ_GROUP) * GQ_Q_DIM + (size_t)(r % GQ_GROUP) * GQ_HEAD_DIM;
+}
+
 /* One tile: nt tokens (at most GQ_PROMPT_TOKENS) at positions first ..
  * first + nt - 1, one KV head's group: q and out start at the tile's
  * first row, tokens GQ_Q_DIM floats apart; k and v are the KV head's
@@ -479,7 +485,7 @@ static void prompt_tile(float *out, const float *q, const float *k, const float 
     }
     for (r = 0; r < rows; r++)
         for (d = 0; d < GQ_HEAD_DIM; d++)
-            out[(size_t)(r / GQ_GROUP) * GQ_Q_DIM + (size_t)(r % GQ_GROUP * GQ_HEAD_DIM + d)] = 0.0f;
+            out[prompt_row(r) + (size_t)d] = 0.0f;
     for (at = 0; at <= last; at += GQ_PAIR) {
         /* When no row sees the pair's second block it is the first again:
          * past the last position the cache may end. */
@@ -491,9 +497,8 @@ static void prompt_tile(float *out, const float *q, const float *k, const float 
             if (seen <= 0)
                 continue;
             for (r = 0; r < GQ_PROMPT_ROWS; r++) {
-                size_t row = (size_t)((r0 + r) / GQ_GROUP) * GQ_Q_DIM + (size_t)((r0 + r) % GQ_GROUP * GQ_HEAD_DIM);
-                qr[r] = r0 + r < rows ? q + row : zeros;
-                orow[r] = r0 + r < rows ? out + row : sink;
+                qr[r] = r0 + r < rows ? q + prompt_row(r0 + r) : zeros;
+                orow[r] = r0 + r < rows ? out + prompt_row(r0 + r) : sink;
             }
             prompt_scores(s, qr, k0, k0 + second);
             prompt_weigh(s, m + r0, l + r0, orow, r0, first, at);
@@ -505,7 +510,7 @@ static void prompt_tile(float *out, const float *q, const float *k, const float 
         for (d = 0; d < GQ_BLOCK; d++)
             sum += l[r][d];
         for (d = 0; d < GQ_HEAD_DIM; d++)
-            out[(size_t)(r / GQ_GROUP) * GQ_Q_DIM + (size_t)(r % GQ_GROUP * GQ_HEAD_DIM + d)] /= sum;
+            out[prompt_row(r) + (size_t)d] /= sum;
     }
 }
 

@@ -21,10 +21,10 @@ static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
 static const char *const statics[] = {
-    "kv_store",     "score_block",    "weigh_block",   "update_block", "attend_span",
-    "merge_parts",  "span_count",     "span_start",    "attention",    "prompt_scores",
-    "prompt_weigh", "prompt_update",  "prompt_tile",   "prompt_tiles", "attention_prompt",
-    "pair_max",     "gq_pair_is_32",  NULL};
+    "kv_store",      "score_block",   "weigh_block",   "update_block",  "attend_span",
+    "merge_parts",   "span_count",    "span_start",    "attention",     "prompt_scores",
+    "gq_pair_is_32", "pair_max",      "prompt_weigh",  "prompt_update", "prompt_row",
+    "prompt_tile",   "prompt_tiles",  "attention_prompt", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
                       int context) {
