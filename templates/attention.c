@@ -412,11 +412,6 @@ static void prompt_weigh(float s[GQ_PROMPT_ROWS][GQ_PAIR], float *restrict m,
     }
 }
 
-/* Where column col of position j sits in a V block (kv_store's tiles). */
-#define GQ_V_AT(block, j, col)                                                                     \
-    ((block) + (size_t)((col) / GQ_VTILE) * GQ_BLOCK * GQ_VTILE + (size_t)(j) * GQ_VTILE +     \
-     (size_t)((col) % GQ_VTILE))
-
 /* o (GQ_PROMPT_ROWS rows of GQ_HEAD_DIM) += p (GQ_PROMPT_ROWS, GQ_PAIR) .
  * the pair's first n positions of V (blocks v0, v1).  The register tile:
  * GQ_PROMPT_ROWS rows by GQ_PROMPT_VECS vectors of columns; each V vector
@@ -424,6 +419,7 @@ static void prompt_weigh(float s[GQ_PROMPT_ROWS][GQ_PAIR], float *restrict m,
 static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS][GQ_PAIR],
                           const float *v0, const float *v1, int n) {
     float acc[GQ_PROMPT_ROWS][GQ_PROMPT_VECS][GQ_ATT_LANES], pj[GQ_PROMPT_ROWS];
+    const float *vr[GQ_PROMPT_VECS];
     int c0, h, j, u;
     for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_PROMPT_VECS * GQ_ATT_LANES) {
         for (u = 0; u < GQ_ATT_LANES; u++) {
@@ -440,10 +436,16 @@ static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS
                 for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
                     pj[r] = p[r][h * GQ_BLOCK + j];
                 }
+                /* each vector's columns at position j, in kv_store's V tiles */
+                for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
+                    int col = c0 + c * GQ_ATT_LANES;
+                    vr[c] = vb + (size_t)(col / GQ_VTILE) * GQ_BLOCK * GQ_VTILE + (size_t)j * GQ_VTILE +
+                            (size_t)(col % GQ_VTILE);
+                }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
                         for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
-                            acc[r][c][u] += pj[r] * GQ_V_AT(vb, j, c0 + c * GQ_ATT_LANES)[u];
+                            acc[r][c][u] += pj[r] * vr[c][u];
                         }
                     }
                 }

@@ -41,7 +41,7 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
     buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n"
-                  "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n#undef GQ_V_AT\n\n");
+                  "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n\n");
     buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt},\n", heads,
                kv_heads, head_dim, prefix, prefix, prefix);
     buf_free(&unit);
