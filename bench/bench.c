@@ -179,6 +179,15 @@ static int core_held(int threads, double row_bound, double one_thread) {
     return threads > 1 && row_bound < 1.3 * one_thread;
 }
 
+/* The mark after such a row in the table, and its JSON value. */
+static const char *held_mark(int held) {
+    return held ? "  (a core held)" : "";
+}
+
+static const char *json_bool(int b) {
+    return b ? "true" : "false";
+}
+
 /* ---- 2. decode attention ---- */
 
 /* The usual decode attention, llama2.c's: every query head reads its own
@@ -304,12 +313,12 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
             int held = core_held(threads, stream, machine_gbps[1]);
             printf("   G %d, %d thread%s: %6.1f GB/s, %3.0f%% of the read bandwidth (%.1f GB/s)%s\n", group,
                    threads, threads > 1 ? "s" : " ", gbps, 100 * gbps / stream, stream,
-                   held ? "  (a core held)" : "");
+                   held_mark(held));
             fprintf(json,
                     "%s\n    {\"G\": %d, \"threads\": %d, \"gbps\": %.2f, \"stream_gbps\": %.2f, "
                     "\"pct_of_stream\": %.1f, \"core_held\": %s}",
                     json_items++ ? "," : "", group, threads, gbps, stream, 100 * gbps / stream,
-                    held ? "true" : "false");
+                    json_bool(held));
         }
     json_close_list();
     printf("   %2s %4s %6s %3s | %9s %7s %6s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
@@ -342,14 +351,14 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
                 int held = core_held(threads, stream, machine_gbps[1]);
                 printf("   %2d %4d %6d %3d | %9.3f %7.1f %6.1f %5.0f%% %6.0f%% | %9.3f %7.2fx%s\n", group,
                        c->head_dim, T, threads, t * 1e3, gbps, stream, 100 * gbps / stream,
-                       100 * bound / t, g * 1e3, g / t, held ? "  (a core held)" : "");
+                       100 * bound / t, g * 1e3, g / t, held_mark(held));
                 fprintf(json,
                         "%s\n    {\"G\": %d, \"head_dim\": %d, \"T\": %d, \"threads\": %d, \"ms\": %.4f, "
                         "\"gbps\": %.2f, \"stream_gbps\": %.2f, \"pct_of_stream\": %.1f, "
                         "\"pct_of_bound\": %.1f, \"generic_ms\": %.4f, \"speedup_vs_generic\": %.2f, "
                         "\"core_held\": %s}",
                         json_items++ ? "," : "", group, c->head_dim, T, threads, t * 1e3, gbps, stream,
-                        100 * gbps / stream, 100 * bound / t, g * 1e3, g / t, held ? "true" : "false");
+                        100 * gbps / stream, 100 * bound / t, g * 1e3, g / t, json_bool(held));
             }
         }
     }
@@ -441,13 +450,13 @@ static void bench_decode(const Model *models, int n_models, float *const *weight
                 int held = core_held(threads, stream, machine_gbps[1]);
                 printf("   %-14s %-5s %5d %3d | %9.2f %8.2f %6.1f %8.0f%%%s\n", models[i].name,
                        models[i].compiler, contexts[c], threads, t * 1e3, 1 / t, stream, 100 * roof / t,
-                       held ? "  (a core held)" : "");
+                       held_mark(held));
                 fprintf(json,
                         "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"context\": %d, "
                         "\"threads\": %d, \"tok_s\": %.3f, \"stream_gbps\": %.2f, \"pct_of_roofline\": %.1f, "
                         "\"core_held\": %s}",
                         json_items++ ? "," : "", models[i].name, models[i].compiler, contexts[c],
-                        threads, 1 / t, stream, 100 * roof / t, held ? "true" : "false");
+                        threads, 1 / t, stream, 100 * roof / t, json_bool(held));
             }
         instance_free(&in);
     }
@@ -516,13 +525,13 @@ static void bench_prefill(const Model *models, int n_models, float *const *weigh
             int held = core_held(threads, peak, machine_peak[1]);
             printf("   %-14s %-5s %3d | %9.1f %9.1f %6.0f %6.0f%% | %12.1f %7.1fx%s\n", models[i].name,
                    models[i].compiler, threads, N / tb, gflops, peak, 100 * gflops / peak, N / t1,
-                   t1 / tb, held ? "  (a core held)" : "");
+                   t1 / tb, held_mark(held));
             fprintf(json,
                     "%s\n    {\"model\": \"%s\", \"compiler\": \"%s\", \"tokens\": %d, \"threads\": %d, "
                     "\"tok_s\": %.2f, \"gflops\": %.2f, \"peak_gflops\": %.1f, \"pct_of_peak\": %.1f, "
                     "\"speedup_vs_token_by_token\": %.2f, \"core_held\": %s}",
                     json_items++ ? "," : "", models[i].name, models[i].compiler, N, threads, N / tb,
-                    gflops, peak, 100 * gflops / peak, t1 / tb, held ? "true" : "false");
+                    gflops, peak, 100 * gflops / peak, t1 / tb, json_bool(held));
         }
         instance_free(&in);
     }

@@ -26,11 +26,13 @@
 #define PLAN_TILE_ROWS 8
 #define PLAN_TILE_VECS 2
 #define PLAN_LANES 16
-/* A prompt's attention: tiles of 16 tokens, or of at most 128 query rows
- * at G > 8 (each row keeps 16 lanes of its softmax denominator on the
- * stack); register tiles of 8 query rows by 2 vectors of positions in the
- * scores, by 2 vectors of V columns in the update (where head_dim has
- * them), 16 AVX-512 accumulators each. */
+/* A prompt's attention: tiles of 16 tokens, of at most 128 query rows
+ * (each row keeps 16 lanes of its softmax denominator on the stack), so
+ * fewer tokens at G > 8; register tiles of 8 query rows by 2 vectors of
+ * positions in the scores, by 2 vectors of V columns in the update (where
+ * head_dim has them), 16 AVX-512 accumulators each. */
+#define PLAN_PROMPT_TOKENS 16
+#define PLAN_PROMPT_MAX_ROWS 128
 #define PLAN_PROMPT_ROWS 8
 static void hole(Plan *p, const char *name, const char *value) {
     for (int i = 0; i < p->n_holes; i++)
@@ -120,7 +122,9 @@ static void plan_attention_tiles(Plan *p, Arena *a, int64_t group, int64_t head_
     hole_int(p, a, "GQ_ATT_SPLIT", (uint64_t)accumulators(&head_dim, 1, (int)floor_pow2(8 / heads)));
     hole_int(p, a, "GQ_ATT_LANES", (uint64_t)lanes);
     hole_int(p, a, "GQ_ATT_VECS", (uint64_t)accumulators(&vecs, 1, (int)floor_pow2(128 / (heads * lanes))));
-    hole_int(p, a, "GQ_PROMPT_TOKENS", (uint64_t)(group <= 8 ? 16 : group < 128 ? 128 / group : 1));
+    int64_t tokens = PLAN_PROMPT_MAX_ROWS / group;
+    tokens = tokens > PLAN_PROMPT_TOKENS ? PLAN_PROMPT_TOKENS : tokens < 1 ? 1 : tokens;
+    hole_int(p, a, "GQ_PROMPT_TOKENS", (uint64_t)tokens);
     hole_int(p, a, "GQ_PROMPT_ROWS", PLAN_PROMPT_ROWS);
     hole_int(p, a, "GQ_PROMPT_VECS", (uint64_t)accumulators(&vecs, 1, 2));
 }

@@ -41,20 +41,26 @@
  * that a block of V is one stream, as a block of K is. */
 #define GQ_VTILE (GQ_ATT_VECS * GQ_ATT_LANES)
 
+/* Where column col of position j sits in a block of V: the layout's one
+ * definition (kv_store writes it, update_block and prompt_update read). */
+static size_t v_at(int j, int col) {
+    return (size_t)(col / GQ_VTILE) * GQ_BLOCK * GQ_VTILE + (size_t)j * GQ_VTILE +
+           (size_t)(col % GQ_VTILE);
+}
+
 /* Positions each KV head has room for: whole blocks. */
 #define GQ_CACHE_POSITIONS ((GQ_CONTEXT + GQ_BLOCK - 1) / GQ_BLOCK * GQ_BLOCK)
 
 /* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches,
  * (GQ_KV_HEADS, GQ_CACHE_POSITIONS, GQ_HEAD_DIM) floats each. */
 static void kv_store(float *key_cache, float *value_cache, int pos, const float *k, const float *v) {
-    size_t block = (size_t)(pos / GQ_BLOCK) * GQ_BLOCK * GQ_HEAD_DIM, j = (size_t)(pos % GQ_BLOCK);
-    int h, d;
+    size_t block = (size_t)(pos / GQ_BLOCK) * GQ_BLOCK * GQ_HEAD_DIM;
+    int h, d, j = pos % GQ_BLOCK;
     for (h = 0; h < GQ_KV_HEADS; h++) {
         size_t head = (size_t)h * GQ_CACHE_POSITIONS * GQ_HEAD_DIM + block;
         for (d = 0; d < GQ_HEAD_DIM; d++) {
-            size_t tile = (size_t)(d / GQ_VTILE) * GQ_BLOCK * GQ_VTILE;
-            key_cache[head + (size_t)d * GQ_BLOCK + j] = k[h * GQ_HEAD_DIM + d];
-            value_cache[head + tile + j * GQ_VTILE + (size_t)(d % GQ_VTILE)] = v[h * GQ_HEAD_DIM + d];
+            key_cache[head + (size_t)d * GQ_BLOCK + (size_t)j] = k[h * GQ_HEAD_DIM + d];
+            value_cache[head + v_at(j, d)] = v[h * GQ_HEAD_DIM + d];
         }
     }
 }
@@ -177,12 +183,12 @@ static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
                 }
             }
             for (j = 0; j < nb; j++) {
-                const float *vr = vb + (size_t)c0 * GQ_BLOCK + (size_t)j * GQ_VTILE;
+                const float *vr = vb + v_at(j, c0);
                 for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
                     p[g] = weights[g0 + g][j];
                 }
                 for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
-                    GQ_PREFETCH(next + (size_t)c0 * GQ_BLOCK + (size_t)j * GQ_VTILE + c * GQ_ATT_LANES);
+                    GQ_PREFETCH(next + v_at(j, c0) + c * GQ_ATT_LANES);
                 }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
@@ -436,11 +442,8 @@ static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS
                 for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
                     pj[r] = p[r][h * GQ_BLOCK + j];
                 }
-                /* each vector's columns at position j, in kv_store's V tiles */
                 for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
-                    int col = c0 + c * GQ_ATT_LANES;
-                    vr[c] = vb + (size_t)(col / GQ_VTILE) * GQ_BLOCK * GQ_VTILE + (size_t)j * GQ_VTILE +
-                            (size_t)(col % GQ_VTILE);
+                    vr[c] = vb + v_at(j, c0 + c * GQ_ATT_LANES);
                 }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */

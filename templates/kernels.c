@@ -156,26 +156,27 @@ static void product_tile(const Product *p, int i, int tiled, const float *x, con
 
 /* count products of the same X (b, n), X and out one token per row.  X
  * is packed once, transposed (into pack: n * GQ_BATCH floats, unused and
- * may be NULL when b < GQ_LANES); tiles of GQ_TILE_ROWS rows of every
+ * may be NULL when no product has a tile: b < GQ_LANES); tiles of GQ_TILE_ROWS rows of every
  * product go across threads in one parallel region, and each meets every
  * tile of tokens while its rows are in cache, so each row of W comes
  * from memory once per call, not once per token.  Rows left over take
  * one dot_row per token, as do all rows when b < GQ_LANES (b = 1 is
  * exactly matvec).  n % GQ_ACC_ROW == 0. */
 static void matmuls(const Product *p, int count, const float *x, int n, int b, float *pack, int threads) {
-    int tiled[GQ_MAX_PRODUCTS], tiles[GQ_MAX_PRODUCTS], total = 0, rows = 0, c;
+    int tiled[GQ_MAX_PRODUCTS], tiles[GQ_MAX_PRODUCTS], total = 0, rows = 0, packed = 0, c;
     (void)threads;
     for (c = 0; c < count; c++) {
         tiled[c] = b < GQ_LANES ? 0 : p[c].d / GQ_TILE_ROWS;
         tiles[c] = tiled[c] + (p[c].d - tiled[c] * GQ_TILE_ROWS);
         total += tiles[c];
         rows += p[c].d;
+        packed |= tiled[c] > 0;
     }
     (void)rows; /* the parallel region's condition, when there is one */
     GQ_OMP("omp parallel num_threads(threads) if((double)n * rows * b >= GQ_PARALLEL_MIN)")
     {
         int i, k;
-        if (b >= GQ_LANES) {
+        if (packed) {
             GQ_OMP("omp for schedule(static)")
             for (k = 0; k < n; k++)
                 pack_column(pack, x, n, b, k);

@@ -21,7 +21,7 @@ static const int heads_list[] = {1, 2, 4, 6, 8, 10, 12, 28, 32};
 static const int head_dims[] = {8, 16, 64, 128};
 
 static const char *const statics[] = {
-    "kv_store",      "score_block",   "weigh_block",   "update_block",  "attend_span",
+    "v_at",          "kv_store",      "score_block",   "weigh_block",   "update_block",  "attend_span",
     "merge_parts",   "span_count",    "span_start",    "attention",     "prompt_scores",
     "gq_pair_is_32", "pair_max",      "prompt_weigh",  "prompt_update", "prompt_row",
     "prompt_tile",   "prompt_tiles",  "attention_prompt", NULL};
