@@ -22,8 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { EXIT_INPUT = 1 };
-
 /* What a .gqa says, gathered from any source. */
 typedef struct {
     char name[128];

@@ -33,7 +33,11 @@ typedef struct Tensor Tensor;
 typedef struct Stats Stats;
 typedef struct Plan Plan;
 
-/* ---- util.c: arena, strings ---- */
+/* ---- util.c: arena, buffers, strings, exit codes ---- */
+
+/* gqac's exit status: what scripts may rely on. */
+enum { EXIT_OK = 0, EXIT_INPUT = 1 /* a bad or unreadable input, an unwritable output */,
+       EXIT_USAGE = 2 /* a bad command line */ };
 
 /* A per-compilation arena: every AST node, string and IR object lives here
  * and dies with it, so error paths never leak and never double free. */
@@ -46,6 +50,18 @@ char *arena_printf(Arena *a, const char *fmt, ...);
 /* Checked unsigned 64-bit arithmetic: false on overflow. */
 bool mul_u64(uint64_t a, uint64_t b, uint64_t *out);
 bool add_u64(uint64_t a, uint64_t b, uint64_t *out);
+
+/* Generated text goes to a growable buffer so a failed write never leaves
+ * half a file behind. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+void buf_puts(Buf *b, const char *s);
+void buf_putn(Buf *b, const char *s, size_t n);
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(Buf *b);
 
 /* ---- diag.c: sources and diagnostics ---- */
 
@@ -261,18 +277,6 @@ void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
 const char *plan_hole(const Plan *p, const char *name);
 
 /* ---- emit_c.c: plan + templates -> C ---- */
-
-/* Generated text goes to a growable buffer so a failed write never leaves
- * half a file behind. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} Buf;
-
-void buf_puts(Buf *b, const char *s);
-void buf_putn(Buf *b, const char *s, size_t n);
-void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_free(Buf *b);
 
 /* Whole model: the .c and the .h (header_name is what the .c includes;
  * NULL puts the header's text in the .c, one file for a JIT). */

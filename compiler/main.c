@@ -16,8 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
-
 /* A .gqa larger than this is not a model description. */
 #define MAX_SOURCE (16u << 20)
 

@@ -26,8 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
-
 #define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"
 static const char *const aot_flags[] = {CFLAGS_AOT}; /* for the cache key and the message */
 

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_LIST = 64 };
+enum { MAX_LIST = 64 };
 
 typedef struct {
     const char *weights, *eval, *tokenizer, *jit, *out, *emit;

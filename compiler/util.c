@@ -1,4 +1,5 @@
-/* util.c: the per-compilation arena and checked size arithmetic. */
+/* util.c: the per-compilation arena, growable text buffers and checked
+ * size arithmetic. */
 #include "gqac.h"
 
 #include <stdlib.h>
@@ -86,4 +87,50 @@ bool add_u64(uint64_t a, uint64_t b, uint64_t *out) {
         return false;
     *out = a + b;
     return true;
+}
+
+/* ---- Buf ---- */
+
+void buf_putn(Buf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p) {
+            fputs("gqac: out of memory\n", stderr);
+            abort();
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void buf_puts(Buf *b, const char *s) {
+    buf_putn(b, s, strlen(s));
+}
+
+void buf_printf(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *tmp = malloc((size_t)n + 1);
+    if (!tmp) {
+        fputs("gqac: out of memory\n", stderr);
+        abort();
+    }
+    va_start(ap, fmt);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_putn(b, tmp, (size_t)n);
+    free(tmp);
+}
+
+void buf_free(Buf *b) {
+    free(b->data);
+    *b = (Buf){0};
 }

@@ -1,0 +1,191 @@
+/* outfile.c: files written whole or not at all (outfile.h). */
+#include "outfile.h"
+#include "fail.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Written in place: replacing these would replace the device or pipe. */
+static int in_place(mode_t m) {
+    return S_ISCHR(m) || S_ISFIFO(m);
+}
+
+static const char *kind_of(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : S_ISBLK(m) ? "a block device"
+                                                                              : "not a regular file";
+}
+
+/* The folder part of path ("." when it has none); malloc'd. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+int gqr_out_check(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (!strcmp(path, "-"))
+        return 0;
+    size_t n = strlen(path);
+    if (n == 0)
+        return gqr_fail(err, errlen, "an empty file name");
+    if (path[n - 1] == '/')
+        return gqr_fail(err, errlen, "%s: is a directory, not a file", path);
+    if (stat(path, &st) == 0) {
+        if (S_ISREG(st.st_mode) || in_place(st.st_mode))
+            return 0;
+        return gqr_fail(err, errlen, "%s: is %s; give a file name", path, kind_of(st.st_mode));
+    }
+    if (errno != ENOENT)
+        return gqr_fail(err, errlen, "%s: %s", path, strerror(errno));
+    char *dir = dir_of(path);
+    int ok = dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    int e = !dir ? ENOMEM : errno;
+    if (!ok)
+        gqr_fail(err, errlen, "%s: cannot write into %s: %s", path, dir ? dir : "its folder",
+                 dir && e != ENOMEM && stat(dir, &st) == 0 ? "not a directory" : strerror(e));
+    free(dir);
+    return ok ? 0 : -1;
+}
+
+/* path with its folder resolved (realpath), the file itself resolved too
+ * where it exists; malloc'd, NULL when the folder does not exist. */
+static char *canonical(const char *path) {
+    char *full = realpath(path, NULL);
+    if (full)
+        return full;
+    char *dir = dir_of(path), *rdir = dir ? realpath(dir, NULL) : NULL;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    char *out = rdir ? malloc(strlen(rdir) + strlen(base) + 2) : NULL;
+    if (out)
+        sprintf(out, "%s/%s", rdir, base);
+    free(dir);
+    free(rdir);
+    return out;
+}
+
+int gqr_out_same(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (!strcmp(a, b))
+        return 1;
+    if (!strcmp(a, "-") || !strcmp(b, "-"))
+        return 0;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char *ca = canonical(a), *cb = canonical(b);
+    int same = ca && cb && !strcmp(ca, cb);
+    free(ca);
+    free(cb);
+    return same;
+}
+
+/* The mode a new file gets from open(2): 0666 less the umask. */
+static mode_t new_file_mode(void) {
+    mode_t mask = umask(022);
+    umask(mask);
+    return 0666 & ~mask;
+}
+
+static int open_direct(gqr_out *o, char *err, size_t errlen) {
+    o->f = fopen(o->path, "wb");
+    if (!o->f) {
+        gqr_fail(err, errlen, "cannot write %s: %s", o->path, strerror(errno));
+        free(o->path);
+        return -1;
+    }
+    return 0;
+}
+
+int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
+    struct stat st;
+    *o = (gqr_out){0};
+    if (!strcmp(path, "-")) {
+        o->f = stdout, o->is_stdout = 1;
+        return 0;
+    }
+    if (gqr_out_check(path, err, errlen))
+        return -1;
+    int exists = stat(path, &st) == 0, direct = exists && in_place(st.st_mode);
+    /* /dev/stdout resolves to a name like "pipe:[42]": devices keep theirs */
+    o->path = exists && !direct ? realpath(path, NULL) : strdup(path);
+    if (!o->path)
+        return gqr_fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (direct)
+        return open_direct(o, err, errlen);
+    size_t n = strlen(o->path) + sizeof ".tmpXXXXXX";
+    o->tmp = malloc(n);
+    int fd = -1;
+    if (o->tmp) {
+        snprintf(o->tmp, n, "%s.tmpXXXXXX", o->path);
+        fd = mkstemp(o->tmp);
+    }
+    if (fd < 0) {
+        gqr_fail(err, errlen, "cannot write %s: %s", path, o->tmp ? strerror(errno) : "out of memory");
+        free(o->tmp), free(o->path);
+        return -1;
+    }
+    /* mkstemp makes the file private; a replaced file keeps its mode. */
+    fchmod(fd, exists ? st.st_mode & 07777 : new_file_mode());
+    if (!(o->f = fdopen(fd, "wb"))) {
+        close(fd);
+        gqr_out_abort(o);
+        return gqr_fail(err, errlen, "cannot write %s: out of memory", path);
+    }
+    return 0;
+}
+
+static void release(gqr_out *o) {
+    free(o->path);
+    free(o->tmp);
+    *o = (gqr_out){0};
+}
+
+int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
+    if (o->is_stdout) {
+        int failed = fflush(stdout) != 0 || ferror(stdout);
+        *o = (gqr_out){0};
+        return failed ? gqr_fail(err, errlen, "cannot write to standard output: %s", strerror(errno)) : 0;
+    }
+    errno = 0;
+    int failed = ferror(o->f) || fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0);
+    int e = errno ? errno : EIO;
+    if (fclose(o->f) != 0 && !failed)
+        failed = 1, e = errno;
+    o->f = NULL;
+    if (!failed && o->tmp && rename(o->tmp, o->path) != 0)
+        failed = 1, e = errno;
+    if (failed) {
+        gqr_fail(err, errlen, "cannot write %s: %s", o->path, strerror(e));
+        gqr_out_abort(o);
+        return -1;
+    }
+    release(o);
+    return 0;
+}
+
+void gqr_out_abort(gqr_out *o) {
+    if (o->f && !o->is_stdout)
+        fclose(o->f);
+    if (o->tmp)
+        unlink(o->tmp);
+    release(o);
+}
+
+int gqr_out_write_file(const char *path, const void *data, size_t n, char *err, size_t errlen) {
+    gqr_out o;
+    if (gqr_out_open(&o, path, err, errlen))
+        return -1;
+    if (n && fwrite(data, 1, n, o.f) != n) {
+        gqr_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        gqr_out_abort(&o);
+        return -1;
+    }
+    return gqr_out_commit(&o, err, errlen);
+}
