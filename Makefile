@@ -25,7 +25,7 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
 LDLIBS  := -lm -lcjson
 
 COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c \
-                cache.c
+                cache.c output.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
@@ -65,12 +65,12 @@ $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 	$(AR) rcs $@ $^
-# formats.c reads and writes through the runtime, and the JIT links libtcc
+# import.c and export.c read and write through the runtime, and the JIT links libtcc
 # (static, not PIC) and libdl: they stay out of libgqac.a, in gqac alone.
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,formats.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o gqa_source.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
@@ -125,7 +125,7 @@ TESTING := tests/testing.c tests/testing.h
 $(BUILD)/test_convert: tests/test_convert.c $(TESTING) $(CONVERT_MODELS:%=$(BUILD)/gen/%.o) \
                        $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
-$(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a
+$(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
@@ -142,11 +142,14 @@ $(BUILD)/test_jit: tests/test_jit.c $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< tests/testing.c $(BUILD)/gen/tiny.o \
 	    $(BUILD)/gen/tiny_mha.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
-$(BUILD)/test_report: tests/test_report.c $(TESTING) $(BUILD)/obj/report.o
-	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.o,$^) $(TEST_LIBS)
+$(BUILD)/test_cli: tests/test_cli.c $(TESTING)
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $(filter %.c,$^) $(TEST_LIBS)
+
+$(BUILD)/test_report: tests/test_report.c $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_jit test_report
+         test_jit test_report test_cli
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h
 
 # The unit tests, in one build flavour (BUILD picks it).
@@ -169,10 +172,11 @@ check-asan:
 
 # libFuzzer over the whole front end, seeded from the examples and the
 # diagnostic cases; FUZZ_SECONDS bounds it.
-FUZZ_SRC := $(COMPILER_SRC:%=compiler/%) $(BUILD)/parser.c $(BUILD)/lexer.c $(BUILD)/templates.c
+FUZZ_SRC := $(COMPILER_SRC:%=compiler/%) $(BUILD)/parser.c $(BUILD)/lexer.c $(BUILD)/templates.c \
+            runtime/outfile.c
 $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -I$(BUILD) \
+	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -Iruntime -I$(BUILD) \
 	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
 # libFuzzer over the tensor file readers, each seeded with files its writer
 # made, and over the tokenizers' encode and decode; FUZZ_FORMAT_SECONDS

@@ -63,6 +63,10 @@ void buf_putn(Buf *b, const char *s, size_t n);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(Buf *b);
 
+/* Edits (insert, delete, replace) from a to b, for "did you mean"; 99
+ * past 31 bytes. */
+int edit_distance(const char *a, const char *b);
+
 /* ---- diag.c: sources and diagnostics ---- */
 
 struct Source {
@@ -217,12 +221,14 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
  * the one definition behind every way the code gets its angles. */
 double ir_rope_freq(const Model *m, int64_t i);
 
-/* ---- formats.c: the runtime's file formats in gqac (linked into gqac
- * only, with libgqa.a) ---- */
+/* ---- import.c: gqac import ---- */
 
 /* A .gqa at output ("-": stdout) from a config.json (or a folder with one),
  * a GGUF file or a llama2.c checkpoint; an exit status. */
 int import_command(const char *input, const char *output, Arena *a);
+
+/* ---- export.c: random weights in other formats ---- */
+
 /* Random weights (weights_fill_random's) of m written to output as format
  * "gguf" or "safetensors", tensors stored as dtype "f32", "f16" or "bf16";
  * an exit status. */
@@ -333,11 +339,23 @@ bool emit_weights(const Model *m, const char *prefix, const char *header_name, c
 /* RoPE's cos and sin for every position of m, as the object gq_rope. */
 void emit_rope_table(const Model *m, Buf *c);
 
-/* ---- formats.c, continued: needs Buf ---- */
+/* ---- gqa_source.c: a Model as .gqa text ---- */
 
-/* m as .gqa text, after a comment line (any bytes; control bytes become
- * '?'): what gqac import writes, and gqac tune --emit. */
-void gqa_source(Buf *b, const Model *m, const char *comment);
+/* m as .gqa text after comment lines (a NULL-terminated list; any bytes:
+ * control bytes become '?'): what gqac import writes, and tune --emit. */
+void gqa_source(Buf *b, const Model *m, const char *const *comments);
+
+/* ---- output.c: the files gqac writes ---- */
+
+#define OUTPUT_MAX 260 /* files written together: a model, its header, its weights */
+
+/* Every path writable (runtime/outfile.h: a file, a device or a FIFO, not
+ * a directory) and no two the same file; false with why in err. */
+bool output_check(const char *const *paths, int n, char *err, size_t errlen);
+/* bufs[i] to paths[i], all or none: every path checked before the first
+ * byte, each file written beside its target and renamed into place once
+ * all are whole ("-": standard output).  False with why in err. */
+bool output_write(const char *const *paths, const Buf *bufs, int n, char *err, size_t errlen);
 
 /* ---- cache.c: the folder of compiled code; child processes ---- */
 

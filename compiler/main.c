@@ -1,26 +1,32 @@
 /*
- * main.c: the gqac command.  The pipeline, in order:
+ * main.c: the gqac command.  Each command is a row of `commands` (its
+ * name, what it reads and writes, the function that does it) and each
+ * flag a row of `flags` (which commands take it, how it is set); the
+ * pipeline behind them, in order:
  *
  *   read .gqa -> parse_source -> sema_check -> ir_stats -> plan_model
- *             -> emit_c_model -> write .c and .h
+ *             -> emit_c_model -> output_write (.c and .h)
  *
- * Exit status: 0 success, 1 bad input (the .gqa, or a file that cannot be
- * read or written), 2 bad usage.
+ * Exit status (gqac.h): 0 success, 1 bad input (the .gqa, or a file that
+ * cannot be read or written), 2 bad usage.
  */
 #include "gqac.h"
 #include "gqr.h"
+#include "outfile.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 /* A .gqa larger than this is not a model description. */
 #define MAX_SOURCE (16u << 20)
 
+typedef struct Command Command;
+
 typedef struct {
-    const char *command; /* "compile", "check", "info", "weights" */
+    const Command *command;
     const char *input, *output, *header, *prefix, *embed;
     const char *format, *dtype; /* weights: bin, gguf or safetensors; f32, f16 or bf16 */
     bool with_main, random;
@@ -28,9 +34,21 @@ typedef struct {
     uint64_t seed;
     int size_bits;
     const char *jit; /* run: a JIT backend instead of a cached program, or NULL */
-    int n_rest;   /* run: the program's flags after the model */
+    int n_rest;      /* run, tune: the flags after the model, for the program or tune */
     char **rest;
 } Options;
+
+/* What a command does once its model (if it reads one) passed the front end. */
+typedef int CommandFn(const Options *o, const Model *m, Arena *a, Diag *d);
+
+struct Command {
+    const char *name; /* "compile" is the command without a name: gqac MODEL.gqa -o FILE */
+    unsigned bit;     /* which flags it takes: Flag.commands */
+    bool model_first; /* the model, then flags that belong to someone else (run, tune) */
+    bool reads_model; /* through the front end first (import reads other files) */
+    bool needs_output;
+    CommandFn *fn;
+};
 
 static const char usage_text[] =
     "usage: gqac MODEL.gqa -o MODEL.c [--prefix NAME] [--header FILE.h] [--main]\n"
@@ -88,6 +106,88 @@ static bool parse_number(const char *s, uint64_t *out) {
     return errno == 0 && *end == '\0';
 }
 
+/* ---- flags ---- */
+
+enum { C_COMPILE = 1, C_CHECK = 2, C_INFO = 4, C_WEIGHTS = 8, C_IMPORT = 16, C_RUN = 32, C_TUNE = 64 };
+
+/* Sets one flag from its value (NULL for a switch); 0 or EXIT_USAGE. */
+typedef int FlagFn(Options *o, const char *v);
+
+typedef struct {
+    const char *name;
+    bool takes_value;
+    unsigned commands; /* C_ bits */
+    FlagFn *set;
+} Flag;
+
+static int set_output(Options *o, const char *v) { o->output = v; return 0; }
+static int set_prefix(Options *o, const char *v) { o->prefix = v; return 0; }
+static int set_header(Options *o, const char *v) { o->header = v; return 0; }
+static int set_main(Options *o, const char *v) { (void)v; o->with_main = true; return 0; }
+static int set_rope_table(Options *o, const char *v) { (void)v; o->code.rope_table = true; return 0; }
+static int set_random(Options *o, const char *v) { (void)v; o->random = true; return 0; }
+
+static int set_embed(Options *o, const char *v) {
+    o->embed = v;
+    o->code.embed_weights = true;
+    return 0;
+}
+
+static int set_target(Options *o, const char *v) {
+    if (strcmp(v, "hosted") && strcmp(v, "freestanding"))
+        return usage_error("--target is hosted or freestanding, not '%s'", v);
+    o->code.target = !strcmp(v, "freestanding") ? TARGET_FREESTANDING : TARGET_HOSTED;
+    return 0;
+}
+
+static int set_format(Options *o, const char *v) {
+    if (strcmp(v, "bin") && strcmp(v, "gguf") && strcmp(v, "safetensors"))
+        return usage_error("--format is bin, gguf or safetensors, not '%s'", v);
+    o->format = v;
+    return 0;
+}
+
+static int set_dtype(Options *o, const char *v) {
+    if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
+        return usage_error("--dtype is f32, f16 or bf16, not '%s'", v);
+    o->dtype = v;
+    return 0;
+}
+
+static int set_seed(Options *o, const char *v) {
+    return parse_number(v, &o->seed) ? 0 : usage_error("--seed needs a non-negative integer, not '%s'", v);
+}
+
+static int set_size_bits(Options *o, const char *v) {
+    uint64_t n;
+    if (!parse_number(v, &n) || (n != 32 && n != 64))
+        return usage_error("--size-bits is 32 or 64, not '%s'", v);
+    o->size_bits = (int)n;
+    return 0;
+}
+
+static const Flag flags[] = {
+    {"-o", true, C_COMPILE | C_WEIGHTS | C_IMPORT, set_output},
+    {"--prefix", true, C_COMPILE, set_prefix},
+    {"--header", true, C_COMPILE, set_header},
+    {"--main", false, C_COMPILE, set_main},
+    {"--target", true, C_COMPILE, set_target},
+    {"--embed-weights", true, C_COMPILE, set_embed},
+    {"--rope-table", false, C_COMPILE, set_rope_table},
+    {"--size-bits", true, C_COMPILE | C_CHECK | C_INFO, set_size_bits},
+    {"--random", false, C_WEIGHTS, set_random},
+    {"--seed", true, C_WEIGHTS, set_seed},
+    {"--format", true, C_WEIGHTS, set_format},
+    {"--dtype", true, C_WEIGHTS, set_dtype},
+};
+
+static const Flag *find_flag(const char *name) {
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strcmp(flags[i].name, name))
+            return &flags[i];
+    return NULL;
+}
+
 /* gqac run --jit: the model compiled in this process and run by the
  * runtime's own main, as the cached program would run it. */
 static int cmd_jit_run(const Options *o, const Model *m, Arena *a) {
@@ -105,98 +205,6 @@ static int cmd_jit_run(const Options *o, const Model *m, Arena *a) {
     int rc = gqr_main(api, o->n_rest + 1, args);
     jit_free(j);
     return rc;
-}
-
-/* Returns 0, or an exit status for main. */
-static int parse_args(int argc, char **argv, Options *o) {
-    int i = 1;
-    *o = (Options){.command = "compile", .seed = 1, .size_bits = 64, .format = "bin", .dtype = "f32"};
-    if (argc > 1 && !strcmp(argv[1], "tune")) {
-        if (argc < 3 || argv[2][0] == '-')
-            return usage_error("%s", "gqac tune needs the model first: gqac tune MODEL.gqa --weights W");
-        o->command = "tune", o->input = argv[2], o->n_rest = argc - 3, o->rest = argv + 3;
-        return 0;
-    }
-    if (argc > 1 && !strcmp(argv[1], "run")) {
-        if (argc < 3 || argv[2][0] == '-')
-            return usage_error("%s", "gqac run needs the model first: gqac run MODEL.gqa [flags]");
-        o->command = "run", o->input = argv[2], o->n_rest = argc - 3, o->rest = argv + 3;
-        if (o->n_rest > 0 && !strcmp(o->rest[0], "--jit")) {
-            if (o->n_rest < 2 || !jit_backend(o->rest[1]))
-                return usage_error("--jit wants tcc or cc, not '%s'", o->n_rest < 2 ? "" : o->rest[1]);
-            o->jit = o->rest[1], o->n_rest -= 2, o->rest += 2;
-        }
-        return 0;
-    }
-    if (i < argc && (!strcmp(argv[i], "check") || !strcmp(argv[i], "info") ||
-                     !strcmp(argv[i], "weights") || !strcmp(argv[i], "import")))
-        o->command = argv[i++];
-    for (; i < argc; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t n;
-        bool takes_value = !strcmp(a, "-o") || !strcmp(a, "--prefix") || !strcmp(a, "--header") ||
-                           !strcmp(a, "--seed") || !strcmp(a, "--size-bits") || !strcmp(a, "--target") ||
-                           !strcmp(a, "--embed-weights") || !strcmp(a, "--format") ||
-                           !strcmp(a, "--dtype");
-        if (takes_value && !next)
-            return usage_error("%s needs a value", a);
-        if (!strcmp(a, "-o"))
-            o->output = argv[++i];
-        else if (!strcmp(a, "--prefix"))
-            o->prefix = argv[++i];
-        else if (!strcmp(a, "--header"))
-            o->header = argv[++i];
-        else if (!strcmp(a, "--main"))
-            o->with_main = true;
-        else if (!strcmp(a, "--target")) {
-            const char *t = argv[++i];
-            if (strcmp(t, "hosted") && strcmp(t, "freestanding"))
-                return usage_error("--target is hosted or freestanding, not '%s'", t);
-            o->code.target = !strcmp(t, "freestanding") ? TARGET_FREESTANDING : TARGET_HOSTED;
-        } else if (!strcmp(a, "--embed-weights")) {
-            o->embed = argv[++i];
-            o->code.embed_weights = true;
-        }
-        else if (!strcmp(a, "--format")) {
-            o->format = argv[++i];
-            if (strcmp(o->format, "bin") && strcmp(o->format, "gguf") && strcmp(o->format, "safetensors"))
-                return usage_error("--format is bin, gguf or safetensors, not '%s'", o->format);
-        } else if (!strcmp(a, "--dtype")) {
-            o->dtype = argv[++i];
-            if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "f16") && strcmp(o->dtype, "bf16"))
-                return usage_error("--dtype is f32, f16 or bf16, not '%s'", o->dtype);
-        }
-        else if (!strcmp(a, "--rope-table"))
-            o->code.rope_table = true;
-        else if (!strcmp(a, "--random"))
-            o->random = true;
-        else if (!strcmp(a, "--seed")) {
-            if (!parse_number(argv[++i], &o->seed))
-                return usage_error("--seed needs a non-negative integer, not '%s'", argv[i]);
-        } else if (!strcmp(a, "--size-bits")) {
-            if (!parse_number(argv[++i], &n) || (n != 32 && n != 64))
-                return usage_error("--size-bits is 32 or 64, not '%s'", argv[i]);
-            o->size_bits = (int)n;
-        } else if (a[0] == '-' && a[1] != '\0')
-            return usage_error("unknown option '%s'", a);
-        else if (o->input)
-            return usage_error("more than one input file ('%s')", a);
-        else
-            o->input = a;
-    }
-    if (!o->input)
-        return usage_error("%s", "no input file");
-    bool writes = !strcmp(o->command, "compile") || !strcmp(o->command, "weights") ||
-                  !strcmp(o->command, "import");
-    if (writes && !o->output)
-        return usage_error("%s", "no output file: give -o FILE");
-    if (o->embed && writes && !strcmp(o->output, "-"))
-        return usage_error("%s", "--embed-weights writes files beside -o FILE.c: give a file, not -");
-    if (o->with_main && o->code.target == TARGET_FREESTANDING)
-        return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
-    if (!strcmp(o->command, "weights") && !o->random)
-        return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
-    return 0;
 }
 
 /* The whole file, NUL-terminated; NULL with a message on failure. */
@@ -240,49 +248,7 @@ static char *read_source(const char *path, size_t *len) {
     return text;
 }
 
-/* Output goes to a temporary file beside its destination and is renamed
- * into place only when every file of the run has been written, so a
- * failure never leaves half a file, or a new header beside an old .c. */
-typedef struct {
-    const char *path;
-    char tmp[4096];
-    const char *data;
-    size_t len;
-} Output;
-
-/* path.tmpPID~: unique per process, so concurrent runs do not collide. */
-static bool tmp_name(char *tmp, size_t size, const char *path) {
-    if ((size_t)snprintf(tmp, size, "%s.tmp%ld~", path, (long)getpid()) < size)
-        return true;
-    errno = ENAMETOOLONG;
-    return false;
-}
-
-static bool write_tmp(Output *o) {
-    if (!strcmp(o->path, "-"))
-        return fwrite(o->data, 1, o->len, stdout) == o->len && fflush(stdout) == 0;
-    if (!tmp_name(o->tmp, sizeof o->tmp, o->path))
-        return false;
-    FILE *f = fopen(o->tmp, "wb");
-    bool ok = f && fwrite(o->data, 1, o->len, f) == o->len;
-    ok = f && fclose(f) == 0 && ok;
-    return ok;
-}
-
-static bool write_files(Output *out, int n) {
-    bool ok = true;
-    int i;
-    for (i = 0; i < n && ok; i++)
-        if (!(ok = write_tmp(&out[i])))
-            fprintf(stderr, "gqac: error: cannot write %s: %s\n", out[i].path, strerror(errno));
-    for (int j = 0; j < n && ok; j++)
-        if (strcmp(out[j].path, "-") && !(ok = rename(out[j].tmp, out[j].path) == 0))
-            fprintf(stderr, "gqac: error: cannot write %s: %s\n", out[j].path, strerror(errno));
-    for (int j = 0; j < n; j++)
-        if (strcmp(out[j].path, "-") && out[j].tmp[0])
-            remove(out[j].tmp); /* after a rename: nothing there */
-    return ok;
-}
+/* ---- compile ---- */
 
 /* FILE.c -> FILE.h; anything else gets .h appended. */
 static char *header_path(Arena *a, const Options *o, const char *prefix) {
@@ -318,40 +284,60 @@ static const char *weights_path(Arena *a, const char *output, int i) {
                   : arena_printf(a, "%.*s_weights_%d.c", (int)n, output, i);
 }
 
-#define MAX_WEIGHT_FILES 256
+#define MAX_WEIGHT_FILES (OUTPUT_MAX - 2)
 #define MAX_ROPE_TABLE (16u << 20) /* floats: 64 MiB of table is past any small target */
 
+/* The .c and .h (and the embedded weights' files) land together; into a
+ * device or a pipe (-o /dev/stdout) without --header, the header goes in
+ * the .c, which then stands alone. */
 static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
     const char *prefix = o->prefix ? o->prefix : cname_mangle(a, m->name), *why;
     if ((why = cname_check(prefix))) {
         fprintf(stderr, "gqac: error: prefix '%s' is not usable: %s\n(see gqac --help)\n", prefix, why);
         return EXIT_USAGE;
     }
-    const char *header = header_path(a, o, prefix), *inc = include_name(header);
-    if (!inc)
+    bool alone = !o->header && gqr_out_in_place(o->output);
+    if (alone && o->embed)
+        return usage_error("--embed-weights writes files beside -o FILE.c, not beside a device: "
+                           "give a file, not '%s'", o->output);
+    const char *header = header_path(a, o, prefix), *inc = alone ? NULL : include_name(header);
+    if (!alone && !inc)
         return usage_error("the header name '%s' cannot appear in #include", header);
+    if (o->header && gqr_out_same(o->header, o->output))
+        return usage_error("--header names the same file as -o ('%s'): give each its own", o->header);
     uint64_t table = (uint64_t)m->context * (uint64_t)m->head_dim;
     if (o->code.rope_table && table > MAX_ROPE_TABLE) {
         fprintf(stderr, "gqac: error: --rope-table would be %llu floats (context x head_dim), more than "
                         "the %u it allows; leave it out\n", (unsigned long long)table, MAX_ROPE_TABLE);
         return EXIT_USAGE;
     }
+    static Buf bufs[OUTPUT_MAX];
+    static const char *paths[OUTPUT_MAX];
+    char err[1024];
+    int n = 0, first = alone; /* alone: bufs[0], the header, is not written */
+    paths[0] = header, paths[1] = o->output;
+    if (!output_check(paths + first, 2 - first, err, sizeof err)) { /* before the work */
+        fprintf(stderr, "gqac: error: %s\n", err);
+        return EXIT_INPUT;
+    }
     Plan p;
-    static Buf bufs[MAX_WEIGHT_FILES + 2];
-    static Output files[MAX_WEIGHT_FILES + 2];
-    int n_weights = 0;
     plan_model(m, prefix, o->code, &p, a);
     emit_c_model(&p, prefix, inc, o->with_main, &bufs[1], &bufs[0]);
-    bool ok = !o->embed ||
-              emit_weights(m, prefix, inc, o->embed, bufs + 2, MAX_WEIGHT_FILES, &n_weights, d);
-    for (int i = 0; i < 2 + n_weights; i++) {
-        const char *path = i == 0 ? header : i == 1 ? o->output : weights_path(a, o->output, i - 2);
-        files[i] = (Output){path, "", bufs[i].data, bufs[i].len};
-    }
-    ok = ok && write_files(files, 2 + n_weights);
-    for (int i = 0; i < 2 + n_weights; i++)
+    bool ok = !o->embed || emit_weights(m, prefix, inc, o->embed, bufs + 2, MAX_WEIGHT_FILES, &n, d);
+    for (int i = 0; i < n; i++)
+        paths[2 + i] = weights_path(a, o->output, i);
+    if (ok && !(ok = output_write(paths + first, bufs + first, 2 + n - first, err, sizeof err)))
+        fprintf(stderr, "gqac: error: %s\n", err);
+    for (int i = 0; i < 2 + n; i++)
         buf_free(&bufs[i]);
-    return ok ? 0 : EXIT_INPUT;
+    return ok ? EXIT_OK : EXIT_INPUT;
+}
+
+/* ---- check, info ---- */
+
+static int cmd_check(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)o, (void)m, (void)a, (void)d;
+    return EXIT_OK; /* the front end has checked it */
 }
 
 /* 1536 -> "1.50 KiB"; exact below 1 KiB. */
@@ -371,7 +357,8 @@ static void info_row(const char *label, const char *const col[3]) {
     printf("  %-33s %-19s %-19s %s\n", label, col[0], col[1], col[2]);
 }
 
-static int cmd_info(const Options *o, const Model *m, Arena *a) {
+static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)d;
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
     Stats s[3];
     bool fits[3];
@@ -401,67 +388,186 @@ static int cmd_info(const Options *o, const Model *m, Arena *a) {
     ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
     ROW("bytes per token at full context", bytes_per_token, "B", 1024);
 #undef ROW
-    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EXIT_INPUT;
+    return fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK : EXIT_INPUT;
 }
 
-/* Streamed (a checkpoint may be gigabytes) to a temporary file, renamed
- * into place when whole. */
-static int cmd_weights(const Options *o, const Model *m) {
+/* ---- weights, import, run, tune ---- */
+
+/* Streamed (a checkpoint may be gigabytes) into a file written whole or
+ * not at all. */
+static int cmd_weights(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)a, (void)d;
     if (strcmp(o->format, "bin"))
         return !strcmp(o->output, "-") ? usage_error("--format %s writes a file, not '-'", o->format)
                                        : export_random(m, o->seed, o->format, o->dtype, o->output);
     if (strcmp(o->dtype, "f32"))
         return usage_error("%s", "a llama2.c checkpoint (--format bin) holds f32 only");
-    bool to_stdout = !strcmp(o->output, "-");
-    char tmp[4096] = "";
-    FILE *f = to_stdout ? stdout : tmp_name(tmp, sizeof tmp, o->output) ? fopen(tmp, "wb") : NULL;
-    bool ok = f && weights_write_random(m, o->seed, f);
-    if (f)
-        ok = (to_stdout ? fflush(f) == 0 : fclose(f) == 0) && ok;
-    ok = ok && (to_stdout || rename(tmp, o->output) == 0);
-    if (!ok) {
-        fprintf(stderr, "gqac: error: cannot write %s: %s\n", o->output, strerror(errno));
-        if (tmp[0])
-            remove(tmp);
+    gqr_out out;
+    char err[1024];
+    if (gqr_out_open(&out, o->output, err, sizeof err)) {
+        fprintf(stderr, "gqac: error: %s\n", err);
         return EXIT_INPUT;
+    }
+    if (!weights_write_random(m, o->seed, out.f)) {
+        fprintf(stderr, "gqac: error: %s: cannot write: %s\n", o->output, strerror(errno));
+        gqr_out_abort(&out);
+        return EXIT_INPUT;
+    }
+    if (gqr_out_commit(&out, err, sizeof err)) {
+        fprintf(stderr, "gqac: error: %s\n", err);
+        return EXIT_INPUT;
+    }
+    return EXIT_OK;
+}
+
+static int cmd_import(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)m, (void)d;
+    return import_command(o->input, o->output, a);
+}
+
+static int cmd_run(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)d;
+    return o->jit ? cmd_jit_run(o, m, a) : run_command(m, o->input, o->n_rest, o->rest, a);
+}
+
+static int cmd_tune(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)d;
+    return tune_command(m, o->n_rest, o->rest, a);
+}
+
+/* ---- the command line ---- */
+
+static const Command commands[] = {
+    {"compile", C_COMPILE, false, true, true, cmd_compile},
+    {"check", C_CHECK, false, true, false, cmd_check},
+    {"info", C_INFO, false, true, false, cmd_info},
+    {"weights", C_WEIGHTS, false, true, true, cmd_weights},
+    {"import", C_IMPORT, false, false, true, cmd_import},
+    {"run", C_RUN, true, true, false, cmd_run},
+    {"tune", C_TUNE, true, true, false, cmd_tune},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const Command *find_command(const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+/* A word that names no file is a mistyped command, not a model to compile. */
+static int unknown_command(const char *word) {
+    struct stat st;
+    if (!islower((unsigned char)word[0]) || strspn(word, "abcdefghijklmnopqrstuvwxyz-_") != strlen(word) ||
+        stat(word, &st) == 0)
+        return 0;
+    const char *best = NULL;
+    int best_d = 3;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (edit_distance(word, commands[i].name) < best_d)
+            best = commands[i].name, best_d = edit_distance(word, commands[i].name);
+    fprintf(stderr, "gqac: error: unknown command '%s'", word);
+    if (best)
+        fprintf(stderr, "; did you mean '%s'?", best);
+    fputs("\n(commands: check, info, weights, import, run, tune; or gqac MODEL.gqa -o FILE.c to compile;"
+          " see gqac --help)\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* run and tune: the model, then flags for the program (run) or for tune.
+ * run's --jit may stand anywhere among them, except as another flag's value. */
+static int parse_model_first(int argc, char **argv, Options *o) {
+    const char *name = o->command->name;
+    if (argc < 1 || argv[0][0] == '-') {
+        fprintf(stderr, "gqac: error: gqac %s needs the model first: gqac %s MODEL.gqa %s\n(see gqac --help)\n",
+                name, name, o->command->bit == C_RUN ? "[flags]" : "--weights W");
+        return EXIT_USAGE;
+    }
+    o->input = argv[0];
+    o->rest = argv + 1;
+    for (int i = 1; i < argc; i++) {
+        if (o->command->bit == C_RUN && !strcmp(argv[i], "--jit")) {
+            if (i + 1 >= argc || !jit_backend(argv[i + 1]))
+                return usage_error("--jit wants tcc or cc, not '%s'", i + 1 < argc ? argv[i + 1] : "");
+            o->jit = argv[++i];
+        } else {
+            o->rest[o->n_rest++] = argv[i];
+            if (gqr_flag_takes_value(argv[i]) && i + 1 < argc)
+                o->rest[o->n_rest++] = argv[++i];
+        }
     }
     return 0;
 }
 
+static int not_a_flag_of(const Flag *f, const Command *c) {
+    fprintf(stderr, "gqac: error: %s is not a flag of %s\n(see gqac --help)\n", f->name,
+            c->bit == C_COMPILE ? "compiling (gqac MODEL.gqa -o FILE)" : c->name);
+    return EXIT_USAGE;
+}
+
+static int check_args(const Options *o) {
+    const Command *c = o->command;
+    if (!o->input)
+        return usage_error("%s", "no input file");
+    if (c->needs_output && !o->output)
+        return usage_error("%s", "no output file: give -o FILE");
+    if (o->embed && !strcmp(o->output, "-"))
+        return usage_error("%s", "--embed-weights writes files beside -o FILE.c: give a file, not -");
+    if (o->with_main && o->code.target == TARGET_FREESTANDING)
+        return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
+    if (c->bit == C_WEIGHTS && !o->random)
+        return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
+    return 0;
+}
+
+/* Returns 0, or an exit status for main. */
+static int parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.command = &commands[0], .seed = 1, .size_bits = 64, .format = "bin", .dtype = "f32"};
+    int i = 1, rc;
+    if (argc > 1 && find_command(argv[1]))
+        o->command = find_command(argv[i++]);
+    else if (argc > 1 && (rc = unknown_command(argv[1])))
+        return rc;
+    if (o->command->model_first)
+        return parse_model_first(argc - i, argv + i, o);
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        const Flag *f = a[0] == '-' && a[1] ? find_flag(a) : NULL;
+        if (a[0] == '-' && a[1] && !f)
+            return usage_error("unknown option '%s'", a);
+        if (f && !(f->commands & o->command->bit))
+            return not_a_flag_of(f, o->command);
+        if (f && f->takes_value && i + 1 >= argc)
+            return usage_error("%s needs a value", a);
+        if (f && (rc = f->set(o, f->takes_value ? argv[++i] : NULL)))
+            return rc;
+        if (!f && o->input)
+            return usage_error("more than one input file ('%s')", a);
+        if (!f)
+            o->input = a;
+    }
+    return check_args(o);
+}
+
 static int run(const Options *o) {
-    if (!strcmp(o->command, "import")) {
-        Arena *a = arena_new();
-        int rc = import_command(o->input, o->output, a);
+    Arena *a = arena_new();
+    if (!o->command->reads_model) {
+        int rc = o->command->fn(o, NULL, a, NULL);
         arena_free(a);
         return rc;
     }
     Source src = {!strcmp(o->input, "-") ? "<stdin>" : o->input, NULL, 0};
     char *text = read_source(o->input, &src.len);
-    if (!text)
-        return EXIT_INPUT;
-    src.text = text;
-    Arena *a = arena_new();
+    int rc = EXIT_INPUT;
     Diag d;
     Model m;
     Stats s;
+    src.text = text;
     diag_init(&d, &src, stderr);
-    int rc = EXIT_INPUT;
-    if (front_end(a, &d, &m, &s, o->size_bits)) {
-        if (!strcmp(o->command, "compile"))
-            rc = cmd_compile(o, &m, a, &d);
-        else if (!strcmp(o->command, "info"))
-            rc = cmd_info(o, &m, a);
-        else if (!strcmp(o->command, "weights"))
-            rc = cmd_weights(o, &m);
-        else if (!strcmp(o->command, "run"))
-            rc = o->jit ? cmd_jit_run(o, &m, a) : run_command(&m, o->input, o->n_rest, o->rest, a);
-        else if (!strcmp(o->command, "tune"))
-            rc = tune_command(&m, o->n_rest, o->rest, a);
-        else
-            rc = 0;
-    } else if (d.errors > 1) {
+    if (text && front_end(a, &d, &m, &s, o->size_bits))
+        rc = o->command->fn(o, &m, a, &d);
+    else if (d.errors > 1)
         fprintf(stderr, "%d errors\n", d.errors);
-    }
     arena_free(a);
     free(text);
     return rc;
@@ -473,11 +579,11 @@ int main(int argc, char **argv) {
     for (int i = 1; i < own; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage_text, stdout);
-            return 0;
+            return EXIT_OK;
         }
         if (!strcmp(argv[i], "--version")) {
             printf("gqac %s\n", GQAC_VERSION);
-            return 0;
+            return EXIT_OK;
         }
     }
     Options o;

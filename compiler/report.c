@@ -10,6 +10,7 @@
  * terminal, mostly forbidden in XML) and escapes XML's special characters.
  */
 #include "gqac.h"
+#include "outfile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -307,25 +308,20 @@ static int fail(const char *path, int e, char *err, size_t errlen) {
     return -1;
 }
 
-/* Writes path by w into path.tmpPID~ and renames it into place when it is
- * whole, so a failure never leaves half a report over the last good one. */
+/* path written by w whole or not at all (runtime/outfile.h), so a failure
+ * never leaves half a report over the last good one. */
 static int write_file(const TuneReport *r, const char *path, Writer *w, char *err,
                       size_t errlen) {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld~", path, (long)getpid()) >= sizeof tmp)
-        return fail(path, ENAMETOOLONG, err, errlen);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return fail(path, errno, err, errlen);
+    gqr_out out;
+    if (gqr_out_open(&out, path, err, errlen))
+        return -1;
     errno = 0; /* a writer's failure sets it, ENOMEM included */
-    bool ok = w(r, f) && !ferror(f);
-    ok = fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    if (ok)
-        return 0;
-    int e = errno ? errno : EIO;
-    remove(tmp);
-    return fail(path, e, err, errlen);
+    if (!w(r, out.f) || ferror(out.f)) {
+        int e = errno ? errno : EIO;
+        gqr_out_abort(&out);
+        return fail(path, e, err, errlen);
+    }
+    return gqr_out_commit(&out, err, errlen);
 }
 
 /* ---- JSON ---- */

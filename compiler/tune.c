@@ -13,6 +13,7 @@
  */
 #include "gqac.h"
 #include "gqr.h"
+#include "outfile.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -50,6 +51,24 @@ static int usage(const char *fmt, const char *arg) {
           "--tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
           stderr);
     return EXIT_USAGE;
+}
+
+/* What each flag's value must be, for its error. */
+static int bad_value(const char *flag, const char *v) {
+    static const char *const wants[][2] = {
+        {"--jit", "cc or tcc"},
+        {"--kv-heads", "a list of whole numbers >= 1, like 1,2,4"},
+        {"--context", "a list of whole numbers >= 1, like 512,2048"},
+        {"--eval-tokens", "a whole number >= 2"},
+        {"--runs", "a whole number in [1, 10000]"},
+        {"--threads", "a whole number in [0, 4096] (0: the OpenMP default)"},
+        {"--max-ppl-increase", "a fraction >= 0, like 5% or 0.05"},
+    };
+    char msg[512];
+    for (size_t i = 0; i < sizeof wants / sizeof wants[0]; i++)
+        if (!strcmp(flag, wants[i][0]))
+            snprintf(msg, sizeof msg, "%s wants %s, not '%.64s'", flag, wants[i][1], v);
+    return usage("%s", msg);
 }
 
 /* "1,2,4" into out[], each in [lo, hi]; false on anything else. */
@@ -99,8 +118,7 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         else if (!strcmp(f, "--max-ppl-increase")) ok = fraction(v, &o->max_ppl_increase);
         else return usage("unknown flag '%s'", f);
         if (!ok)
-            return usage(!strcmp(f, "--jit") ? "--jit wants cc or tcc, not '%s'"
-                                             : "bad value '%s' (see the usage below)", v);
+            return bad_value(f, v);
         i++;
     }
     if (!o->weights)
@@ -374,17 +392,29 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
     char *stem = arena_printf(a, "%s/%s-kv%lld", o->emit, cname_mangle(a, best->m.name),
                               (long long)best->m.kv_heads);
     char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
+    const char *comments[] = {arena_printf(a, "kv_heads %lld of the model in %s, chosen by gqac tune; "
+                                              "weights: K and V heads mean-pooled",
+                                           (long long)best->m.kv_heads, o->weights), NULL};
     Buf b = {0};
-    gqa_source(&b, &best->m, arena_printf(a, "kv_heads %lld of the model in %s, chosen by gqac "
-                                             "tune; weights: K and V heads mean-pooled",
-                                          (long long)best->m.kv_heads, o->weights));
-    FILE *f = NULL;
-    bool ok = cache_make_dirs(arena_printf(a, "%s", o->emit)) && cache_write_file(gqa, &b) &&
-              (f = fopen(bin, "wb")) && weights_write(&best->m, best->weights, f);
-    ok = f && fclose(f) == 0 && ok;
+    gqa_source(&b, &best->m, comments);
+    char err[1024];
+    struct stat st;
+    bool made = stat(o->emit, &st) != 0, ok = cache_make_dirs(arena_printf(a, "%s", o->emit));
+    gqr_out out[2] = {{0}, {0}};
+    if (!ok)
+        snprintf(err, sizeof err, "cannot make %s: %s", o->emit, strerror(errno));
+    ok = ok && !gqr_out_open(&out[0], gqa, err, sizeof err);
+    ok = ok && fwrite(b.data, 1, b.len, out[0].f) == b.len && !gqr_out_open(&out[1], bin, err, sizeof err);
+    if (ok && !(ok = weights_write(&best->m, best->weights, out[1].f)))
+        snprintf(err, sizeof err, "%s: cannot write: %s", bin, strerror(errno));
+    /* the two land together, or neither (nor a folder made for them) */
+    ok = ok && !gqr_out_commit(&out[1], err, sizeof err) && !gqr_out_commit(&out[0], err, sizeof err);
     buf_free(&b);
     if (!ok) {
-        fprintf(stderr, "gqac tune: error: cannot write %s: %s\n", stem, strerror(errno));
+        gqr_out_abort(&out[0]), gqr_out_abort(&out[1]);
+        if (made)
+            rmdir(o->emit);
+        fprintf(stderr, "gqac tune: error: --emit: %s\n", err);
         return EXIT_INPUT;
     }
     printf("wrote %s and %s\n", gqa, bin);

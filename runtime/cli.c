@@ -119,7 +119,7 @@ static int parse_seed(const char *s, unsigned long long *out) {
     return 0;
 }
 
-static int takes_value(const char *flag) {
+int gqr_flag_takes_value(const char *flag) {
     static const char *const flags[] = {"--weights", "--tokens", "-n", "--temp", "--top-p",
                                         "--seed", "--threads", "--tokenizer", "-p"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
@@ -180,7 +180,7 @@ static int parse_args(options *o, int argc, char **argv) {
             o->load_flags = GQR_LOAD_MMAP;
         } else if (a[0] != '-') {
             return usage_error("unexpected argument '%s'", a);
-        } else if (!takes_value(a)) {
+        } else if (!gqr_flag_takes_value(a)) {
             return usage_error("unknown option '%s'", a);
         } else if (i + 1 >= argc) {
             return usage_error("%s needs a value", a);

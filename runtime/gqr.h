@@ -160,5 +160,8 @@ const char *gqr_strerror(int code);
 /* A whole main(): `return gqr_main(&foo_api, argc, argv);`.  Exit status
  * 0 success, 1 bad input (weights, tokens), 2 usage; --help lists flags. */
 int gqr_main(const gqa_model_api *m, int argc, char **argv);
+/* 1 when gqr_main's flag is followed by a value (--weights W), else 0:
+ * for a caller that passes gqr_main's flags along among its own. */
+int gqr_flag_takes_value(const char *flag);
 
 #endif

@@ -35,24 +35,29 @@ int gqr_out_check(const char *path, char *err, size_t errlen) {
         return 0;
     size_t n = strlen(path);
     if (n == 0)
-        return gqr_fail(err, errlen, "an empty file name");
+        return gqr_fail(err, errlen, "cannot write a file with an empty name");
     if (path[n - 1] == '/')
-        return gqr_fail(err, errlen, "%s: is a directory, not a file", path);
+        return gqr_fail(err, errlen, "%s: cannot write: it names a directory; give a file name", path);
     if (stat(path, &st) == 0) {
         if (S_ISREG(st.st_mode) || in_place(st.st_mode))
             return 0;
-        return gqr_fail(err, errlen, "%s: is %s; give a file name", path, kind_of(st.st_mode));
+        return gqr_fail(err, errlen, "%s: cannot write: it is %s; give a file name", path, kind_of(st.st_mode));
     }
     if (errno != ENOENT)
-        return gqr_fail(err, errlen, "%s: %s", path, strerror(errno));
+        return gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     char *dir = dir_of(path);
     int ok = dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
     int e = !dir ? ENOMEM : errno;
     if (!ok)
-        gqr_fail(err, errlen, "%s: cannot write into %s: %s", path, dir ? dir : "its folder",
+        gqr_fail(err, errlen, "%s: cannot write: %s: %s", path, dir ? dir : "its folder",
                  dir && e != ENOMEM && stat(dir, &st) == 0 ? "not a directory" : strerror(e));
     free(dir);
     return ok ? 0 : -1;
+}
+
+int gqr_out_in_place(const char *path) {
+    struct stat st;
+    return strcmp(path, "-") && stat(path, &st) == 0 && in_place(st.st_mode);
 }
 
 /* path with its folder resolved (realpath), the file itself resolved too
@@ -96,7 +101,7 @@ static mode_t new_file_mode(void) {
 static int open_direct(gqr_out *o, char *err, size_t errlen) {
     o->f = fopen(o->path, "wb");
     if (!o->f) {
-        gqr_fail(err, errlen, "cannot write %s: %s", o->path, strerror(errno));
+        gqr_fail(err, errlen, "%s: cannot write: %s", o->path, strerror(errno));
         free(o->path);
         return -1;
     }
@@ -116,7 +121,7 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
     /* /dev/stdout resolves to a name like "pipe:[42]": devices keep theirs */
     o->path = exists && !direct ? realpath(path, NULL) : strdup(path);
     if (!o->path)
-        return gqr_fail(err, errlen, "%s: %s", path, strerror(errno));
+        return gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     if (direct)
         return open_direct(o, err, errlen);
     size_t n = strlen(o->path) + sizeof ".tmpXXXXXX";
@@ -127,7 +132,7 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
         fd = mkstemp(o->tmp);
     }
     if (fd < 0) {
-        gqr_fail(err, errlen, "cannot write %s: %s", path, o->tmp ? strerror(errno) : "out of memory");
+        gqr_fail(err, errlen, "%s: cannot write: %s", path, o->tmp ? strerror(errno) : "out of memory");
         free(o->tmp), free(o->path);
         return -1;
     }
@@ -136,7 +141,7 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
     if (!(o->f = fdopen(fd, "wb"))) {
         close(fd);
         gqr_out_abort(o);
-        return gqr_fail(err, errlen, "cannot write %s: out of memory", path);
+        return gqr_fail(err, errlen, "%s: cannot write: out of memory", path);
     }
     return 0;
 }
@@ -151,7 +156,7 @@ int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
     if (o->is_stdout) {
         int failed = fflush(stdout) != 0 || ferror(stdout);
         *o = (gqr_out){0};
-        return failed ? gqr_fail(err, errlen, "cannot write to standard output: %s", strerror(errno)) : 0;
+        return failed ? gqr_fail(err, errlen, "<stdout>: cannot write: %s", strerror(errno)) : 0;
     }
     errno = 0;
     int failed = ferror(o->f) || fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0);
@@ -162,7 +167,7 @@ int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
     if (!failed && o->tmp && rename(o->tmp, o->path) != 0)
         failed = 1, e = errno;
     if (failed) {
-        gqr_fail(err, errlen, "cannot write %s: %s", o->path, strerror(e));
+        gqr_fail(err, errlen, "%s: cannot write: %s", o->path, strerror(e));
         gqr_out_abort(o);
         return -1;
     }
@@ -183,7 +188,7 @@ int gqr_out_write_file(const char *path, const void *data, size_t n, char *err, 
     if (gqr_out_open(&o, path, err, errlen))
         return -1;
     if (n && fwrite(data, 1, n, o.f) != n) {
-        gqr_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         gqr_out_abort(&o);
         return -1;
     }

@@ -28,6 +28,8 @@ typedef struct {
  * (a directory, a socket, a missing folder).  Lets a command refuse a bad
  * target before it writes any of its outputs. */
 int gqr_out_check(const char *path, char *err, size_t errlen);
+/* 1 when path is written in place (a device or a FIFO), else 0. */
+int gqr_out_in_place(const char *path);
 /* 1 when a and b name the same file (existing or not), else 0. */
 int gqr_out_same(const char *a, const char *b);
 /* Opens o for path; 0, or -1 with a message naming path. */

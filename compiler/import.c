@@ -1,9 +1,9 @@
 /*
- * formats.c: the checkpoint formats in gqac.  Needs: cJSON for Hugging
- * Face's config.json, the runtime's tensorfile.h and convert.c.  Provides:
- * `gqac import FILE -o MODEL.gqa`, a model description from a config.json
- * (or the folder holding one), a GGUF file, or a llama2.c checkpoint's
- * header; and `gqac weights --random --format gguf|safetensors`.
+ * import.c: `gqac import FILE -o MODEL.gqa`.  Needs: cJSON for Hugging
+ * Face's config.json, the runtime's tensorfile.h for GGUF metadata.
+ * Provides: a model description from a config.json (or the folder holding
+ * one), a GGUF file, or a llama2.c checkpoint's header, checked by the
+ * front end before it is written.
  *
  * Architectures: llama (Llama 2 and 3, TinyLlama), mistral, qwen2.  A key
  * the importer does not know may change the model, so it is an error that
@@ -313,82 +313,16 @@ static int import_llama2c(Ctx *c, const unsigned char *h, size_t size, Imported 
 
 /* ---- writing ---- */
 
-/* The name as a .gqa string: quotes and backslashes escaped, control
- * bytes dropped (the lexer takes only four escapes). */
-static void put_name(Buf *b, const char *name) {
-    buf_puts(b, "\"");
-    for (const char *p = name; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(b, "\\%c", *p);
-        else if ((unsigned char)*p >= 0x20 && *p != 0x7f)
-            buf_putn(b, p, 1);
-    }
-    buf_puts(b, "\"");
-}
-
-/* The shortest decimal that reads back as v: 1e-05, not
- * 1.0000000000000001e-05, and 500000, not 5e+05. */
-static const char *num(char out[32], double v) {
-    if (v == floor(v) && fabs(v) < 1e15) {
-        snprintf(out, 32, "%.0f", v);
-        return out;
-    }
-    for (int digits = 1; digits <= 17; digits++) {
-        snprintf(out, 32, "%.*g", digits, v);
-        if (strtod(out, NULL) == v)
-            break;
-    }
-    return out;
-}
-
-static void write_body(Buf *b, const char *name, const Imported *m) {
-    char n1[32], n2[32], n3[32];
-    buf_puts(b, "model ");
-    put_name(b, name);
-    buf_printf(b, " {\n    vocab   = %lld\n    dim     = %lld\n    layers  = %lld\n"
-                  "    context = %lld\n    tie_embeddings = %s\n\n",
-               m->vocab, m->dim, m->layers, m->context, m->tied ? "true" : "false");
-    buf_printf(b, "    attention {\n        heads      = %lld\n        kv_heads   = %lld\n"
-                  "        head_dim   = %lld\n        rope_theta = %s\n        rope_pairs = %s\n",
-               m->heads, m->kv_heads, m->head_dim, num(n1, m->theta), m->halves ? "halves" : "adjacent");
-    if (m->bias)
-        buf_puts(b, "        qkv_bias   = true\n");
-    buf_puts(b, "    }\n\n");
-    if (m->llama3)
-        buf_printf(b, "    rope_scaling llama3 {\n        factor           = %s\n"
-                      "        low_freq_factor  = %s\n        high_freq_factor = %s\n"
-                      "        original_context = %lld\n    }\n\n",
-                   num(n1, m->factor), num(n2, m->low_freq), num(n3, m->high_freq),
-                   m->original_context);
-    buf_printf(b, "    ffn swiglu {\n        hidden = %lld\n    }\n\n", m->hidden);
-    buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n}\n", num(n1, m->eps));
-}
-
-/* A comment line: bytes that would end it or confuse a terminal become '?'. */
-static void put_comment(Buf *b, const char *text) {
-    buf_puts(b, "# ");
-    for (const char *p = text; *p; p++)
-        buf_putn(b, (unsigned char)*p < 0x20 ? "?" : p, 1);
-    buf_puts(b, "\n");
-}
-
-static void write_gqa(Buf *b, const Imported *m, const char *path, Arena *a) {
-    put_comment(b, arena_printf(a, "Imported by gqac import from %s (%s).", m->source, path));
-    if (*m->note)
-        put_comment(b, arena_printf(a, "Note: %s.", m->note));
-    write_body(b, m->name, m);
-}
-
-void gqa_source(Buf *b, const Model *m, const char *comment) {
-    Imported x = {.vocab = m->vocab, .dim = m->dim, .layers = m->layers, .context = m->context,
-                  .heads = m->heads, .kv_heads = m->kv_heads, .head_dim = m->head_dim,
-                  .hidden = m->hidden, .theta = m->rope_theta, .eps = m->norm_eps,
-                  .tied = m->tied, .bias = m->qkv_bias, .halves = m->rope_halves,
-                  .llama3 = m->rope_llama3, .factor = m->rope_factor,
-                  .low_freq = m->rope_low_freq, .high_freq = m->rope_high_freq,
-                  .original_context = m->rope_original_context};
-    put_comment(b, comment);
-    write_body(b, m->name, &x);
+static void write_gqa(Buf *b, const Imported *x, const char *path, Arena *a) {
+    Model m = {.name = x->name, .vocab = x->vocab, .dim = x->dim, .layers = x->layers,
+               .context = x->context, .heads = x->heads, .kv_heads = x->kv_heads,
+               .head_dim = x->head_dim, .hidden = x->hidden, .rope_theta = x->theta,
+               .norm_eps = x->eps, .tied = x->tied, .qkv_bias = x->bias, .rope_halves = x->halves,
+               .rope_llama3 = x->llama3, .rope_factor = x->factor, .rope_low_freq = x->low_freq,
+               .rope_high_freq = x->high_freq, .rope_original_context = x->original_context};
+    const char *comments[3] = {arena_printf(a, "Imported by gqac import from %s (%s).", x->source, path),
+                               *x->note ? arena_printf(a, "Note: %s.", x->note) : NULL, NULL};
+    gqa_source(b, &m, comments);
 }
 
 /* ---- the command ---- */
@@ -472,62 +406,11 @@ int import_command(const char *input, const char *output, Arena *a) {
         buf_free(&b);
         return EXIT_INPUT;
     }
-    FILE *f = strcmp(output, "-") ? fopen(output, "wb") : stdout;
-    bool ok = f && fwrite(b.data, 1, b.len, f) == b.len;
-    ok = f && (f == stdout ? fflush(f) == 0 : fclose(f) == 0) && ok;
+    bool ok = output_write(&output, &b, 1, err, sizeof err);
     buf_free(&b);
     if (!ok) {
-        fprintf(stderr, "gqac: error: cannot write %s: %s\n", output, strerror(errno));
-        return EXIT_INPUT;
-    }
-    return 0;
-}
-
-/* ---- random weights in other formats ---- */
-
-/* The table the runtime's writer reads: the shape, as generated code
- * would describe it. */
-static gqa_model_api api_of(const Model *m, uint64_t n_weights, const double *freqs) {
-    gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, (size_t)n_weights, 0, 64, 0,
-                         NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
-                            (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
-                            m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps};
-    return api;
-}
-
-static int dtype_of(const char *name) {
-    return !strcmp(name, "f32") ? GQR_DT_F32 : !strcmp(name, "f16") ? GQR_DT_F16
-         : !strcmp(name, "bf16") ? GQR_DT_BF16 : -1;
-}
-
-int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
-                  const char *output) {
-    Tensor t[IR_MAX_TENSORS];
-    uint64_t total;
-    ir_tensors(m, t, &total);
-    if (total > SIZE_MAX / sizeof(float)) {
-        fprintf(stderr, "gqac: error: the model's weights do not fit in memory here\n");
-        return EXIT_INPUT;
-    }
-    float *w = malloc((size_t)total * sizeof *w);
-    double *freqs = malloc((size_t)m->head_dim / 2 * sizeof *freqs);
-    if (!w || !freqs) {
-        free(w);
-        fprintf(stderr, "gqac: error: cannot allocate %llu floats of weights\n",
-                (unsigned long long)total);
-        return EXIT_INPUT;
-    }
-    weights_fill_random(m, seed, w);
-    for (int64_t i = 0; i < m->head_dim / 2; i++)
-        freqs[i] = ir_rope_freq(m, (int)i);
-    gqa_model_api api = api_of(m, total, freqs);
-    char err[512];
-    int fmt = !strcmp(format, "gguf") ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
-    int rc = gqr_convert_write(output, fmt, dtype_of(dtype), &api, w, err, sizeof err);
-    free(w);
-    free(freqs);
-    if (rc)
         fprintf(stderr, "gqac: error: %s\n", err);
-    return rc ? EXIT_INPUT : 0;
+        return EXIT_INPUT;
+    }
+    return EXIT_OK;
 }

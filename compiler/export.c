@@ -1,0 +1,58 @@
+/*
+ * export.c: `gqac weights --random --format gguf|safetensors`.  Needs: the
+ * runtime's convert.c (the same writer a conversion uses).  Provides:
+ * weights_fill_random's values in GGUF or safetensors, f32, f16 or bf16.
+ */
+#include "gqac.h"
+#include "gqr.h"
+#include "tensorfile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The table the runtime's writer reads: the shape, as generated code
+ * would describe it. */
+static gqa_model_api api_of(const Model *m, uint64_t n_weights, const double *freqs) {
+    gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, (size_t)n_weights, 0, 64, 0,
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
+                            (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
+                            m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps};
+    return api;
+}
+
+static int dtype_of(const char *name) {
+    return !strcmp(name, "f32") ? GQR_DT_F32 : !strcmp(name, "f16") ? GQR_DT_F16
+         : !strcmp(name, "bf16") ? GQR_DT_BF16 : -1;
+}
+
+int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
+                  const char *output) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t total;
+    ir_tensors(m, t, &total);
+    if (total > SIZE_MAX / sizeof(float)) {
+        fprintf(stderr, "gqac: error: the model's weights do not fit in memory here\n");
+        return EXIT_INPUT;
+    }
+    float *w = malloc((size_t)total * sizeof *w);
+    double *freqs = malloc((size_t)m->head_dim / 2 * sizeof *freqs);
+    if (!w || !freqs) {
+        free(w);
+        fprintf(stderr, "gqac: error: cannot allocate %llu floats of weights\n",
+                (unsigned long long)total);
+        return EXIT_INPUT;
+    }
+    weights_fill_random(m, seed, w);
+    for (int64_t i = 0; i < m->head_dim / 2; i++)
+        freqs[i] = ir_rope_freq(m, (int)i);
+    gqa_model_api api = api_of(m, total, freqs);
+    char err[512];
+    int fmt = !strcmp(format, "gguf") ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
+    int rc = gqr_convert_write(output, fmt, dtype_of(dtype), &api, w, err, sizeof err);
+    free(w);
+    free(freqs);
+    if (rc)
+        fprintf(stderr, "gqac: error: %s\n", err);
+    return rc ? EXIT_INPUT : 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * gqa_source.c: a Model as .gqa text.  Needs: a Model that sema would
+ * accept.  Provides: what gqac import writes, and gqac tune --emit: every
+ * field spelled out, numbers in the shortest decimal that reads back the
+ * same, the name escaped, comment lines made safe.
+ */
+#include "gqac.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The name as a .gqa string: quotes and backslashes escaped, control
+ * bytes dropped (the lexer takes only four escapes). */
+static void put_name(Buf *b, const char *name) {
+    buf_puts(b, "\"");
+    for (const char *p = name; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if ((unsigned char)*p >= 0x20 && *p != 0x7f)
+            buf_putn(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+/* The shortest decimal that reads back as v: 1e-05, not
+ * 1.0000000000000001e-05, and 500000, not 5e+05. */
+static const char *num(char out[32], double v) {
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(out, 32, "%.0f", v);
+        return out;
+    }
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, 32, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    return out;
+}
+
+static void write_body(Buf *b, const Model *m) {
+    char n1[32], n2[32], n3[32];
+    buf_puts(b, "model ");
+    put_name(b, m->name);
+    buf_printf(b, " {\n    vocab   = %lld\n    dim     = %lld\n    layers  = %lld\n"
+                  "    context = %lld\n    tie_embeddings = %s\n\n",
+               (long long)m->vocab, (long long)m->dim, (long long)m->layers, (long long)m->context,
+               m->tied ? "true" : "false");
+    buf_printf(b, "    attention {\n        heads      = %lld\n        kv_heads   = %lld\n"
+                  "        head_dim   = %lld\n        rope_theta = %s\n        rope_pairs = %s\n",
+               (long long)m->heads, (long long)m->kv_heads, (long long)m->head_dim,
+               num(n1, m->rope_theta), m->rope_halves ? "halves" : "adjacent");
+    if (m->qkv_bias)
+        buf_puts(b, "        qkv_bias   = true\n");
+    buf_puts(b, "    }\n\n");
+    if (m->rope_llama3)
+        buf_printf(b, "    rope_scaling llama3 {\n        factor           = %s\n"
+                      "        low_freq_factor  = %s\n        high_freq_factor = %s\n"
+                      "        original_context = %lld\n    }\n\n",
+                   num(n1, m->rope_factor), num(n2, m->rope_low_freq), num(n3, m->rope_high_freq),
+                   (long long)m->rope_original_context);
+    buf_printf(b, "    ffn swiglu {\n        hidden = %lld\n    }\n\n", (long long)m->hidden);
+    buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n}\n", num(n1, m->norm_eps));
+}
+
+/* A comment line: bytes that would end it or confuse a terminal become '?'. */
+static void put_comment(Buf *b, const char *text) {
+    buf_puts(b, "# ");
+    for (const char *p = text; *p; p++)
+        buf_putn(b, (unsigned char)*p < 0x20 ? "?" : p, 1);
+    buf_puts(b, "\n");
+}
+
+void gqa_source(Buf *b, const Model *m, const char *const *comments) {
+    for (; *comments; comments++)
+        put_comment(b, *comments);
+    write_body(b, m);
+}
