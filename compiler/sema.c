@@ -398,9 +398,11 @@ static void check_item(Sema *s, const Item *it) {
         diag_note(s->d, s->key_loc[f], "first set here");
         return;
     }
+    /* Set only after its value: `vocab = vocab + 512` names no earlier
+     * vocab, so it is "used before it is set", not 0 + 512. */
     Value v = {0};
-    s->set[f] = true;
     s->bad[f] = !coerce(s, &fields[f], it->value, &v);
+    s->set[f] = true;
     s->val[f] = v;
     s->loc[f] = it->value->loc;
     s->key_loc[f] = it->loc;
