@@ -84,11 +84,6 @@ static const BlockDef blocks[] = {
 };
 #define N_BLOCKS (sizeof blocks / sizeof blocks[0])
 
-/* The generated code rounds the KV cache up to whole blocks of 16
- * positions and steps a prompt through pairs of blocks (32), in int:
- * the last position plus 32 must fit in 31 bits (templates/attention.c). */
-#define SEMA_MAX_CONTEXT (INT32_MAX - 31)
-
 /* What has been set so far, by field index. */
 typedef struct {
     Diag *d;
@@ -538,10 +533,10 @@ static void check_shape(Sema *s, Model *m) {
     check_size(s, m->dim, "dim", m->loc_dim);
     check_size(s, m->layers, "layers", m->loc_layers);
     check_size(s, m->context, "context", m->loc_context);
-    if (m->context > SEMA_MAX_CONTEXT && m->context <= INT32_MAX)
+    if (m->context > PLAN_MAX_CONTEXT && m->context <= INT32_MAX)
         diag_error(s->d, m->loc_context,
                    "context is %lld, more than the largest supported %d (attention rounds the "
-                   "cache up to whole blocks in int arithmetic)", (long long)m->context, SEMA_MAX_CONTEXT);
+                   "cache up to whole blocks in int arithmetic)", (long long)m->context, PLAN_MAX_CONTEXT);
     check_size(s, m->heads, "heads", m->loc_heads);
     check_size(s, m->kv_heads, "kv_heads", m->loc_kv_heads);
     check_size(s, m->head_dim, "head_dim", m->loc_head_dim);
