@@ -16,16 +16,27 @@ void diag_init(Diag *d, const Source *src, FILE *out) {
     d->errors = 0;
 }
 
+/* A UTF-8 byte order mark is skipped, as C compilers skip it: 3 or 0. */
+size_t diag_bom(const Source *s) {
+    return s->len >= 3 && !memcmp(s->text, "\xef\xbb\xbf", 3) ? 3 : 0;
+}
+
+/* Lines end in \n, \r\n or a lone \r (old Mac files), as in C compilers. */
+static const char *line_end(const char *p, const char *end) {
+    while (p < end && *p != '\n' && *p != '\r')
+        p++;
+    return p;
+}
+
 const char *diag_line(const Source *s, int line, size_t *len) {
-    const char *p = s->text, *end = s->text + s->len;
-    for (int l = 1; l < line && p < end; l++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
+    const char *p = s->text + diag_bom(s), *end = s->text + s->len;
+    for (int l = 1; l < line; l++) {
+        const char *eol = line_end(p, end);
+        if (eol == end)
             return NULL;
-        p = nl + 1;
+        p = eol + (eol[0] == '\r' && eol + 1 < end && eol[1] == '\n' ? 2 : 1);
     }
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    *len = (size_t)((nl ? nl : end) - p);
+    *len = (size_t)(line_end(p, end) - p);
     return p;
 }
 
@@ -58,14 +69,24 @@ static void show_line(Diag *d, Loc loc) {
     fputc('\n', d->out);
 }
 
+/* Messages quote the input (names, words); a 10 MB name is cut, not
+ * echoed whole. */
+#define MAX_MESSAGE 1000
+
+static void put_message(FILE *out, const char *fmt, va_list ap) {
+    char text[MAX_MESSAGE + 1];
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    fputs(text, out);
+    fputs(n > MAX_MESSAGE ? "...\n" : "\n", out);
+}
+
 /* A Diag with no stream counts errors and prints nothing (for sizes that
  * a caller computes only to show, like gqac info's variants). */
 static void report(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap) {
     if (!d->out)
         return;
     fprintf(d->out, "%s:%d:%d: %s: ", d->src->name, loc.line, loc.col, kind);
-    vfprintf(d->out, fmt, ap);
-    fputc('\n', d->out);
+    put_message(d->out, fmt, ap);
     show_line(d, loc);
 }
 
@@ -91,7 +112,6 @@ void diag_error_file(Diag *d, const char *fmt, ...) {
         return;
     va_start(ap, fmt);
     fprintf(d->out, "%s: error: ", d->src->name);
-    vfprintf(d->out, fmt, ap);
-    fputc('\n', d->out);
+    put_message(d->out, fmt, ap);
     va_end(ap);
 }

@@ -92,9 +92,12 @@ void diag_error(Diag *d, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void diag_note(Diag *d, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The text of line `line` (1-based) and its length without the newline;
- * NULL past the end. */
+/* The text of line `line` (1-based) and its length without the newline
+ * (\n, \r\n or \r); NULL past the end. */
 const char *diag_line(const Source *s, int line, size_t *len);
+/* Bytes of a UTF-8 byte order mark at the start of s (3 or 0): the
+ * lexer and the lines above begin after it. */
+size_t diag_bom(const Source *s);
 /* An error with no source position: "file: error: msg". */
 void diag_error_file(Diag *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -209,9 +212,10 @@ struct Stats {
 };
 
 /* Computes every derived size with overflow checks against 64 bits and
- * size_bits; on overflow reports at the field that made it too big.  The
- * arena holds one prompt block of batch tokens (PLAN_BATCH is the largest
- * the plan chooses, so checks made with it hold for every target). */
+ * size_bits (at 64, INT64_MAX: no object is larger); on overflow reports
+ * at the field that made it too big.  The arena holds one prompt
+ * block of batch tokens (PLAN_BATCH is the largest the plan chooses, so
+ * checks made with it hold for every target). */
 bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch);
 size_t dtype_size(DType t);
 const char *dtype_name(DType t);
@@ -248,6 +252,10 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
 #define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
 #define PLAN_BATCH 64 /* tokens per prompt block (GQ_BATCH); the arena holds one */
 #define PLAN_BATCH_SMALL 16 /* the same on freestanding targets, where memory is scarce */
+/* The generated code rounds the KV cache up to whole blocks of 16
+ * positions and steps a prompt through pairs of blocks (32), in int: the
+ * last position plus 32 must fit (templates/attention.c). */
+#define PLAN_MAX_CONTEXT (INT32_MAX - 31)
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {
@@ -273,6 +281,7 @@ struct Plan {
     int unroll_limit; /* loops marked gqac:unroll with more trips stay loops */
     Target target;
     const Model *rope_table; /* the model whose RoPE table to emit, or NULL */
+    const char *bad; /* the first hole whose value is outside its C type's range, or NULL */
 };
 
 /* prefix: a C identifier (cname_check accepted it). */
@@ -281,6 +290,11 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
 void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
                     int64_t context, Target target, Plan *p, Arena *a);
 const char *plan_hole(const Plan *p, const char *name);
+/* NULL when every constant the plan prints is finite and within its C
+ * type (int, a signed 64-bit size, uint64_t, float, double), else the
+ * first hole that is not: a gqac bug, since sema and ir_stats bound what
+ * these come from. */
+const char *plan_check(const Plan *p);
 
 /* ---- emit_c.c: plan + templates -> C ---- */
 

@@ -86,7 +86,7 @@ int ir_tensors(const Model *m, Tensor *t, uint64_t *total) {
 typedef struct {
     Diag *d;
     const Model *m;
-    uint64_t limit; /* the target's SIZE_MAX */
+    uint64_t limit; /* the largest size the target holds */
     bool ok;
 } Checker;
 
@@ -123,8 +123,8 @@ static uint64_t sum(Checker *c, const char *what, const uint64_t *v, int n, Loc 
 
 static void fit_size_t(Checker *c, const char *what, uint64_t v, Loc blame, int size_bits) {
     if (c->ok && v > c->limit) {
-        diag_error(c->d, blame, "%s (%llu bytes) does not fit the target's %d-bit size_t", what,
-                   (unsigned long long)v, size_bits);
+        diag_error(c->d, blame, "%s (%llu bytes) is more than a %d-bit target holds (%llu bytes)", what,
+                   (unsigned long long)v, size_bits, (unsigned long long)c->limit);
         c->ok = false;
     }
 }
@@ -216,7 +216,10 @@ static void check_width(Checker *c, const Model *m) {
 }
 
 bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch) {
-    Checker c = {d, m, size_bits >= 64 ? UINT64_MAX : ((uint64_t)1 << size_bits) - 1, true};
+    /* 64 bits: no object passes PTRDIFF_MAX, and the generated C prints
+     * sizes as decimal constants, which are signed (past it, gcc warns
+     * "so large that it is unsigned"). */
+    Checker c = {d, m, size_bits >= 64 ? INT64_MAX : ((uint64_t)1 << size_bits) - 1, true};
     memset(s, 0, sizeof *s);
     check_width(&c, m);
     if (c.ok)

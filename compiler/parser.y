@@ -261,7 +261,13 @@ Ast *parse_source(Arena *a, Diag *d) {
         diag_error_file(d, "cannot start the scanner (out of memory)");
         return NULL;
     }
-    YY_BUFFER_STATE buf = gqy_scan_bytes(d->src->text, (int)d->src->len, scanner);
+    size_t bom = diag_bom(d->src);
+    if (d->src->len - bom > INT_MAX) { /* flex takes an int */
+        diag_error_file(d, "the file is larger than %d bytes", INT_MAX);
+        gqylex_destroy(scanner);
+        return NULL;
+    }
+    YY_BUFFER_STATE buf = gqy_scan_bytes(d->src->text + bom, (int)(d->src->len - bom), scanner);
     gqyparse(scanner, &ps); /* every failure has been reported */
     gqy_delete_buffer(buf, scanner);
     gqylex_destroy(scanner);

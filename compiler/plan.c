@@ -15,6 +15,7 @@
  */
 #include "gqac.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +48,36 @@ static void hole(Plan *p, const char *name, const char *value) {
     p->holes[p->n_holes++] = (Hole){name, value};
 }
 
+/* Checked formatters: every constant printed into C is in its C type's
+ * range and finite, or the plan keeps the first hole that is not
+ * (plan_check), so that sema's bounds are verified, not trusted. */
+static void hole_bad(Plan *p, const char *name) {
+    if (!p->bad)
+        p->bad = name;
+}
+
+/* A value the templates hold in an int (at least 32 bits on every target). */
 static void hole_int(Plan *p, Arena *a, const char *name, uint64_t v) {
+    if (v > INT32_MAX)
+        hole_bad(p, name);
     hole(p, name, arena_printf(a, "%llu", (unsigned long long)v));
 }
 
-/* A C floating constant that round-trips: "10000.0", "1e-05f". */
-static const char *c_float(Arena *a, double v, bool single) {
-    char *s = arena_printf(a, single ? "%.9g" : "%.17g", v);
+/* A size or offset: a decimal constant, which C types as signed, so at
+ * most long long's maximum. */
+static void hole_size(Plan *p, Arena *a, const char *name, uint64_t v) {
+    if (v > INT64_MAX)
+        hole_bad(p, name);
+    hole(p, name, arena_printf(a, "%llu", (unsigned long long)v));
+}
+
+/* A C floating constant that round-trips: "10000.0", "1e-05f".  A float
+ * must be 0 or normal: gcc warns when a constant underflows to zero. */
+static const char *c_float(Plan *p, Arena *a, const char *name, double v, bool single) {
+    double mag = fabs(v);
+    if (!isfinite(v) || (single && mag != 0 && (mag < FLT_MIN || mag > FLT_MAX)))
+        hole_bad(p, name);
+    char *s = arena_printf(a, single ? "%.9g" : "%.17g", isfinite(v) ? v : 0.0);
     bool has_point = strpbrk(s, ".eEn") != NULL;
     return arena_printf(a, "%s%s%s", s, has_point ? "" : ".0", single ? "f" : "");
 }
@@ -73,13 +97,17 @@ static int accumulators(const int64_t *n, int count, int most) {
 
 /* Each RoPE pair's angle per position in turns, scaled by 2^64, so that
  * freestanding code gets pos * angle mod one turn exactly from integer
- * arithmetic. */
-static const char *rope_steps(Arena *a, const Model *m) {
+ * arithmetic.  A rate of a turn or more a position has no such step. */
+static const char *rope_steps(Plan *p, Arena *a, const Model *m) {
     char *list = arena_alloc(a, (size_t)m->head_dim / 2 * 24 + 3), *o = list;
     *o++ = '{';
     for (int64_t i = 0; i < m->head_dim / 2; i++) {
-        double turns = ir_rope_freq(m, i) / (2 * 3.14159265358979323846);
-        o += sprintf(o, "%s0x%016llxull", i ? ", " : "", (unsigned long long)ldexp(turns, 64));
+        double step = ldexp(ir_rope_freq(m, i) / (2 * 3.14159265358979323846), 64);
+        if (!(step >= 0 && step < 18446744073709551616.0)) { /* 2^64; NaN fails too */
+            hole_bad(p, "GQ_ROPE_STEPS");
+            step = 0;
+        }
+        o += sprintf(o, "%s0x%016llxull", i ? ", " : "", (unsigned long long)step);
     }
     *o++ = '}';
     *o = '\0';
@@ -88,11 +116,17 @@ static const char *rope_steps(Arena *a, const Model *m) {
 
 /* Each RoPE pair's angle per position in radians, for hosted code, which
  * multiplies by the position in double. */
-static const char *rope_freqs(Arena *a, const Model *m) {
+static const char *rope_freqs(Plan *p, Arena *a, const Model *m) {
     char *list = arena_alloc(a, (size_t)m->head_dim / 2 * 27 + 3), *o = list;
     *o++ = '{';
-    for (int64_t i = 0; i < m->head_dim / 2; i++)
-        o += sprintf(o, "%s%.17g", i ? ", " : "", ir_rope_freq(m, i));
+    for (int64_t i = 0; i < m->head_dim / 2; i++) {
+        double freq = ir_rope_freq(m, i);
+        if (!isfinite(freq)) {
+            hole_bad(p, "GQ_ROPE_FREQS");
+            freq = 0;
+        }
+        o += sprintf(o, "%s%.17g", i ? ", " : "", freq);
+    }
     *o++ = '}';
     *o = '\0';
     return list;
@@ -137,10 +171,12 @@ static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64
     hole_int(p, a, "GQ_KV_HEADS", (uint64_t)kv_heads);
     hole_int(p, a, "GQ_HEAD_DIM", (uint64_t)head_dim);
     hole_int(p, a, "GQ_CONTEXT", (uint64_t)context);
+    if (context > PLAN_MAX_CONTEXT)
+        hole_bad(p, "GQ_CONTEXT");
     hole_int(p, a, "GQ_GROUP", (uint64_t)(heads / kv_heads));
     hole_int(p, a, "GQ_Q_DIM", (uint64_t)(heads * head_dim));
     hole_int(p, a, "GQ_KV_DIM", (uint64_t)(kv_heads * head_dim));
-    hole(p, "GQ_ATT_SCALE", c_float(a, 1.0 / sqrt((double)head_dim), true));
+    hole(p, "GQ_ATT_SCALE", c_float(p, a, "GQ_ATT_SCALE", 1.0 / sqrt((double)head_dim), true));
     plan_attention_tiles(p, a, heads / kv_heads, head_dim);
     hole_int(p, a, "GQ_SPLIT", PLAN_SPLIT);
     p->unroll_limit = UNROLL_LIMIT;
@@ -159,11 +195,11 @@ static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
     uint64_t total;
     int n = ir_tensors(m, t, &total);
     for (int i = 0; i < n; i++) {
-        hole_int(p, a, arena_printf(a, "GQ_OFF_%s", t[i].name), t[i].offset);
+        hole_size(p, a, arena_printf(a, "GQ_OFF_%s", t[i].name), t[i].offset);
         if (embedded && t[i].used)
-            hole_int(p, a, arena_printf(a, "GQ_SIZE_%s", t[i].name), t[i].count);
+            hole_size(p, a, arena_printf(a, "GQ_SIZE_%s", t[i].name), t[i].count);
     }
-    hole_int(p, a, "GQ_N_WEIGHTS", total);
+    hole_size(p, a, "GQ_N_WEIGHTS", total);
 }
 
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
@@ -179,13 +215,13 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_int(p, a, "GQ_VOCAB", (uint64_t)m->vocab);
     plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, target);
     if (target == TARGET_FREESTANDING)
-        hole(p, "GQ_ROPE_STEPS", rope_steps(a, m));
-    hole(p, "GQ_ROPE_FREQS", rope_freqs(a, m));
+        hole(p, "GQ_ROPE_STEPS", rope_steps(p, a, m));
+    hole(p, "GQ_ROPE_FREQS", rope_freqs(p, a, m));
     hole_int(p, a, "GQ_ROPE_HALVES", m->rope_halves);
     hole_int(p, a, "GQ_TIED", m->tied);
     hole_int(p, a, "GQ_QKV_BIAS", m->qkv_bias);
-    hole(p, "GQ_ROPE_THETA", c_float(a, m->rope_theta, false));
-    hole(p, "GQ_NORM_EPS", c_float(a, m->norm_eps, true));
+    hole(p, "GQ_ROPE_THETA", c_float(p, a, "GQ_ROPE_THETA", m->rope_theta, false));
+    hole(p, "GQ_NORM_EPS", c_float(p, a, "GQ_NORM_EPS", m->norm_eps, true));
     int64_t widths[] = {m->dim, m->hidden, m->heads * m->head_dim};
     hole_int(p, a, "GQ_ACC_ROW", (uint64_t)accumulators(widths, 3, 32));
     hole_int(p, a, "GQ_TILE_ROWS", PLAN_TILE_ROWS);
@@ -197,10 +233,14 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);
     p->rope_table = opt.rope_table ? m : NULL;
     plan_offsets(m, opt.embed_weights, p, a);
-    hole_int(p, a, "GQ_KV_BYTES", s.kv_bytes);
-    hole_int(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
+    hole_size(p, a, "GQ_KV_BYTES", s.kv_bytes);
+    hole_size(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
     hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));
     hole(p, "GQ_PREFIX", arena_printf(a, "\"%s\"", prefix));
+}
+
+const char *plan_check(const Plan *p) {
+    return p->bad;
 }
 
 const char *plan_hole(const Plan *p, const char *name) {

@@ -398,9 +398,11 @@ static void check_item(Sema *s, const Item *it) {
         diag_note(s->d, s->key_loc[f], "first set here");
         return;
     }
+    /* Set only after its value: `vocab = vocab + 512` names no earlier
+     * vocab, so it is "used before it is set", not 0 + 512. */
     Value v = {0};
-    s->set[f] = true;
     s->bad[f] = !coerce(s, &fields[f], it->value, &v);
+    s->set[f] = true;
     s->val[f] = v;
     s->loc[f] = it->value->loc;
     s->key_loc[f] = it->loc;
@@ -513,11 +515,28 @@ static void check_rope_scaling(Sema *s, const Model *m) {
                s->loc[find_field("rope_scaling", "original_context")]);
 }
 
+/* RoPE's pair i turns rope_theta^(-2i / head_dim) radians a position:
+ * at most 1 when rope_theta >= 1.  Below 1 the rate nears 1 / rope_theta,
+ * past the one turn (2 pi) that freestanding code's fixed-point steps
+ * hold, and for a tiny theta past a double's range. */
+static void check_rope_theta(Sema *s, const Model *m) {
+    Loc at = s->loc[find_field("attention", "rope_theta")];
+    if (!(m->rope_theta > 0))
+        diag_error(s->d, at, "rope_theta must be positive");
+    else if (m->rope_theta < 1)
+        diag_error(s->d, at, "rope_theta (%g) must be at least 1: below, RoPE's frequencies pass one "
+                   "radian a position", m->rope_theta);
+}
+
 static void check_shape(Sema *s, Model *m) {
     check_size(s, m->vocab, "vocab", m->loc_vocab);
     check_size(s, m->dim, "dim", m->loc_dim);
     check_size(s, m->layers, "layers", m->loc_layers);
     check_size(s, m->context, "context", m->loc_context);
+    if (m->context > PLAN_MAX_CONTEXT && m->context <= INT32_MAX)
+        diag_error(s->d, m->loc_context,
+                   "context is %lld, more than the largest supported %d (attention rounds the "
+                   "cache up to whole blocks in int arithmetic)", (long long)m->context, PLAN_MAX_CONTEXT);
     check_size(s, m->heads, "heads", m->loc_heads);
     check_size(s, m->kv_heads, "kv_heads", m->loc_kv_heads);
     check_size(s, m->head_dim, "head_dim", m->loc_head_dim);
@@ -531,8 +550,7 @@ static void check_shape(Sema *s, Model *m) {
     else if (m->head_dim > 0 && m->head_dim % 2 != 0)
         diag_error(s->d, m->loc_head_dim, "head_dim (%lld) must be even: RoPE rotates pairs",
                    (long long)m->head_dim);
-    if (!(m->rope_theta > 0))
-        diag_error(s->d, s->loc[find_field("attention", "rope_theta")], "rope_theta must be positive");
+    check_rope_theta(s, m);
     if (m->rope_llama3)
         check_rope_scaling(s, m);
     if (!(m->norm_eps > 0))

@@ -9,8 +9,10 @@
  *   ./build/fuzz_front -dict=tests/fuzz_front.dict -max_len=4096 CORPUS examples tests/diag
  *
  * Properties beyond "no crash, leak or UB": a rejected input has at least
- * one error and an accepted one none; every diagnostic line is well formed;
- * the mangled prefix is one cname_check accepts.
+ * one error and an accepted one none; every diagnostic line is well formed
+ * and bounded; the mangled prefix is one cname_check accepts; every
+ * constant the plan prints is finite and in its C type's range
+ * (plan_check).
  */
 #include "gqac.h"
 
@@ -64,6 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CodeOptions opt = {size > 0 && (data[0] & 2) ? TARGET_FREESTANDING : TARGET_HOSTED,
                            size > 0 && (data[0] & 4), false};
         plan_model(&m, prefix, opt, &p, a);
+        if (plan_check(&p))
+            abort(); /* a constant the C compiler would reject, or misread */
         emit_c_model(&p, prefix, "fuzz.h", size > 1 && (data[1] & 1), &c, &h);
         if (!c.data || !h.data || strlen(c.data) != c.len || strlen(h.data) != h.len)
             abort(); /* generated C is text: no NUL inside */
@@ -86,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Every line is "fuzz.gqa:L:C: error|note: ..." or an echo (4 spaces). */
         for (char *line = out; line && *line;) {
             char *nl = strchr(line, '\n');
-            if (!nl)
-                abort(); /* diagnostics end in a newline */
+            if (!nl || nl - line > 1100)
+                abort(); /* diagnostics end in a newline, and are cut (diag.c) */
             if (strncmp(line, "fuzz.gqa:", 9) != 0 && strncmp(line, "    ", 4) != 0)
                 abort();
             line = nl + 1;

@@ -306,6 +306,118 @@ static void test_full_diagnostic(void) {
     free(r.out);
 }
 
+/* "\n" line ends of text replaced by eol, after prefix (a BOM or ""). */
+static char *with_line_ends(const char *text, const char *eol, const char *prefix) {
+    size_t n = strlen(prefix);
+    char *out = malloc(strlen(text) * 2 + n + 1);
+    if (!out)
+        abort();
+    memcpy(out, prefix, n);
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n')
+            for (const char *e = eol; *e; e++)
+                out[n++] = *e;
+        else
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* CRLF, CR-only and a UTF-8 byte order mark are accepted, as C compilers
+ * accept them, with the same lines, columns and carets as plain "\n". */
+static void test_line_endings(void) {
+    static const char text[] =
+        "model \"t\" { # a comment\n"
+        "    vocab = 32\n"
+        "    dim = 16 layers = 1 context = 8\n"
+        "    attention {\n"
+        "        heads = 4\n"
+        "        kv_heads = 3\n"
+        "    }\n"
+        "    ffn swiglu { hidden = 32 }\n"
+        "}\n";
+    static const char want[] =
+        "m.gqa:6:20: error: kv_heads (3) must divide heads (4)\n"
+        "            kv_heads = 3\n"
+        "                       ^\n"
+        "m.gqa:6:20: note: kv_heads may be one of: 1, 2, 4\n"
+        "            kv_heads = 3\n"
+        "                       ^\n";
+    static const struct {
+        const char *eol, *prefix;
+    } forms[] = {{"\n", ""}, {"\r\n", ""}, {"\r", ""}, {"\n", "\xef\xbb\xbf"}, {"\r\n", "\xef\xbb\xbf"},
+                 {"\r", "\xef\xbb\xbf"}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char *src = with_line_ends(text, forms[i].eol, forms[i].prefix);
+        FrontResult r = run_front("m.gqa", src, strlen(src), 64);
+        if (strcmp(r.out, want) != 0)
+            printf("\n  line ends %zu: got:\n%s", i, r.out);
+        CU_ASSERT_STRING_EQUAL(r.out, want);
+        CU_ASSERT_EQUAL(r.errors, 1);
+        free(r.out);
+        /* Fixed, the same file is accepted silently. */
+        char *kv = strstr(src, "kv_heads = 3");
+        kv[11] = '2';
+        r = run_front("m.gqa", src, strlen(src), 64);
+        CU_ASSERT(r.ok && r.out[0] == '\0');
+        if (!r.ok)
+            printf("\n  line ends %zu: rejected:\n%s", i, r.out);
+        free(r.out);
+        free(src);
+    }
+    /* An error on the last line of a CR-only file, and an unterminated
+     * string that a CR ends. */
+    static const char cr_end[] = "model \"t\" {\r  vocab = 32\r  dim =\r", cr_string[] = "model \"t\r\" {}\r";
+    FrontResult r = run_front("m.gqa", cr_end, sizeof cr_end - 1, 64);
+    CU_ASSERT_STRING_EQUAL(r.out, "m.gqa:3:8: error: expected an expression before end of file\n"
+                                  "      dim =\n"
+                                  "           ^\n"
+                                  "m.gqa:1:11: note: to match this '{'\n"
+                                  "    model \"t\" {\n"
+                                  "              ^\n");
+    free(r.out);
+    r = run_front("m.gqa", cr_string, sizeof cr_string - 1, 64);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "m.gqa:1:7: error: missing terminating '\"' character\n"));
+    free(r.out);
+}
+
+/* Messages and echoed lines stay short, whatever the input's tokens: a
+ * 10 MB literal or name is cut, its line shown as a window at the caret. */
+static void test_long_tokens(void) {
+    enum { BIG = 10 * 1000 * 1000 };
+    static const char *const forms[] = {"model \"t\" {\n    vocab = %s\n}\n", "model \"t\" {\n    vocab = 1.%se999\n}\n",
+                                        "model \"t\" {\n    %s = 1\n}\n", "model \"t\" {\n    vocab = 1 + %s\n}\n"};
+    static const char *const want[] = {"m.gqa:2:13: error: integer literal '9999999999999999999999999999999999999999...' is too large",
+                                       "m.gqa:2:13: error: floating literal '1.99999999999999999999999999999999999999...' is out of range",
+                                       "m.gqa:2:5: error: unknown key 'z", "m.gqa:2:17: error: unknown name 'z"};
+    char *lit = malloc(BIG + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lit);
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        memset(lit, f < 2 ? '9' : 'z', BIG);
+        lit[BIG] = '\0';
+        size_t n = strlen(forms[f]) + BIG;
+        char *text = malloc(n);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        snprintf(text, n, forms[f], lit);
+        FrontResult r = run_front("m.gqa", text, strlen(text), 64);
+        CU_ASSERT_FALSE(r.ok);
+        CU_ASSERT(strlen(r.out) < 4000);
+        if (strncmp(r.out, want[f], strlen(want[f])) != 0)
+            printf("\n  long token %zu: got:\n%.2000s", f, r.out);
+        CU_ASSERT_NSTRING_EQUAL(r.out, want[f], strlen(want[f]));
+        for (const char *line = r.out; *line;) {
+            const char *nl = strchr(line, '\n');
+            CU_ASSERT_FATAL(nl != NULL);
+            CU_ASSERT(nl - line <= 1100);
+            line = nl + 1;
+        }
+        free(r.out);
+        free(text);
+    }
+    free(lit);
+}
+
 static void test_examples(void) {
     size_t n = 0;
     char **files = list_gqa(examples_dir, &n);
@@ -556,6 +668,79 @@ static void test_hostile_names_compile(void) {
     arena_free(a);
 }
 
+/* plan_check: a model sema accepts prints only sane constants; models
+ * that bypass sema's bounds are caught, hole by hole. */
+static void test_plan_check(void) {
+    static const char edge[] =
+        "model \"edge\" { vocab = 32 dim = 16 layers = 1 context = 2147483616\n"
+        "  attention { heads = 2 kv_heads = 1 head_dim = 8 rope_theta = 1 }\n"
+        "  ffn swiglu { hidden = 32 } norm rmsnorm { eps = 1.1754943508222875e-38 } }\n";
+    Arena *a = arena_new();
+    Source src = {"edge.gqa", edge, sizeof edge - 1};
+    Diag d;
+    diag_init(&d, &src, stdout);
+    Model m;
+    Stats st;
+    CU_ASSERT_FATAL(front_end(a, &d, &m, &st, 64));
+    static const struct {
+        const char *hole;
+        Target target;
+        int64_t context, head_dim;
+        double theta, eps;
+    } cases[] = {
+        {NULL, TARGET_HOSTED, 0, 0, 0, 0},
+        {NULL, TARGET_FREESTANDING, 0, 0, 0, 0},
+        {NULL, TARGET_HOSTED, 0, 256, 1e-300, 0}, /* 1e298 radians a position, but finite */
+        {"GQ_CONTEXT", TARGET_HOSTED, INT32_MAX, 0, 0, 0},
+        {"GQ_ROPE_FREQS", TARGET_HOSTED, 0, 256, 1e-320, 0}, /* inf */
+        {"GQ_ROPE_STEPS", TARGET_FREESTANDING, 0, 0, 0.01, 0},
+        {"GQ_NORM_EPS", TARGET_HOSTED, 0, 0, 0, 1e-50},
+        {"GQ_NORM_EPS", TARGET_HOSTED, 0, 0, 0, 1e39},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Model v = m;
+        v.context = cases[i].context ? cases[i].context : v.context;
+        v.head_dim = cases[i].head_dim ? cases[i].head_dim : v.head_dim;
+        v.rope_theta = cases[i].theta ? cases[i].theta : v.rope_theta;
+        v.norm_eps = cases[i].eps ? cases[i].eps : v.norm_eps;
+        Plan p;
+        plan_model(&v, "edge", (CodeOptions){cases[i].target, false, false}, &p, a);
+        const char *bad = plan_check(&p);
+        if (cases[i].hole ? !bad || strcmp(bad, cases[i].hole) : bad != NULL)
+            printf("\n  plan_check case %zu: %s, want %s", i, bad ? bad : "NULL",
+                   cases[i].hole ? cases[i].hole : "NULL");
+        CU_ASSERT(cases[i].hole ? bad && !strcmp(bad, cases[i].hole) : bad == NULL);
+    }
+    arena_free(a);
+}
+
+/* Models at sema's edges compile without a warning, hosted and
+ * freestanding: context 2^31 - 32 (the int arithmetic of the cache's
+ * blocks), rope_theta 1 (the fastest fixed-point steps) with Llama 3
+ * scaling, and the smallest normal float eps. */
+static void test_edge_models_compile(void) {
+    static const char edge[] =
+        "model \"edge\" { vocab = 32 dim = 16 layers = 1 context = 2147483616\n"
+        "  attention { heads = 2 kv_heads = 1 head_dim = 8 rope_theta = 1 }\n"
+        "  ffn swiglu { hidden = 32 } norm rmsnorm { eps = 1.1754943508222875e-38 }\n"
+        "  rope_scaling llama3 { factor = 8 low_freq_factor = 1 high_freq_factor = 4\n"
+        "    original_context = 8192 } }\n";
+    Arena *a = arena_new();
+    char *gqa = tmp_path(a, "edge.gqa");
+    CU_ASSERT_FATAL(write_text(gqa, edge));
+    static const char *const targets[] = {"hosted", "freestanding"};
+    for (int i = 0; i < 2; i++) {
+        char *c = tmp_path(a, arena_printf(a, "edge_%s.c", targets[i]));
+        CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target %s", gqa, c, targets[i])), 0);
+        int rc = sh(arena_printf(a, "gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only %s %s",
+                                 i ? "-ffreestanding" : "", c));
+        if (rc != 0)
+            printf("\n  the %s C of the edge model does not compile: %s", targets[i], c);
+        CU_ASSERT_EQUAL(rc, 0);
+    }
+    arena_free(a);
+}
+
 static void test_cli_exit_codes(void) {
     Arena *a = arena_new();
     char *good = tmp_path(a, "good.gqa"), *bad = tmp_path(a, "bad.gqa");
@@ -683,12 +868,16 @@ int main(int argc, char **argv) {
         !CU_add_test(diag, "golden cases", test_golden_cases) ||
         !CU_add_test(diag, "one diagnostic verbatim", test_full_diagnostic) ||
         !CU_add_test(diag, "examples are clean", test_examples) ||
+        !CU_add_test(diag, "CRLF, CR and a byte order mark", test_line_endings) ||
+        !CU_add_test(diag, "long tokens give short messages", test_long_tokens) ||
         !CU_add_test(cname, "cname_check", test_cname_check) ||
         !CU_add_test(cname, "cname_mangle", test_cname_mangle) ||
         !CU_add_test(cname, "cname_escape", test_cname_escape_text) ||
         !CU_add_test(cname, "cname_escape round-trips through cc", test_cname_escape_compiles) ||
         !CU_add_test(cli, "hostile model names compile", test_hostile_names_compile) ||
         !CU_add_test(cli, "exit codes and partial files", test_cli_exit_codes) ||
+        !CU_add_test(cli, "plan_check", test_plan_check) ||
+        !CU_add_test(cli, "models at sema's edges compile", test_edge_models_compile) ||
         !CU_add_test(cli, "targets and embedded weights", test_cli_targets_and_embedding)) {
         CU_cleanup_registry();
         return 1;
