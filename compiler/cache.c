@@ -286,7 +286,9 @@ int cache_spawn(char *const argv[], bool quiet) {
     }
     close(fds[1]);
     int status = 0, e = 0;
-    ssize_t got = pid > 0 ? read(fds[0], &e, sizeof e) : 0;
+    ssize_t got = 0;
+    while (pid > 0 && (got = read(fds[0], &e, sizeof e)) < 0 && errno == EINTR)
+        continue;
     close(fds[0]);
     if (pid < 0 || waitpid(pid, &status, 0) < 0)
         return -1;
