@@ -113,12 +113,14 @@ static void test_backend_errors(void) {
     /* a compiler that rejects everything stands for a broken emitter: its
      * status told, the source kept outside the cache, no staging left */
     setenv("CC", "false", 1);
+    setenv("TMPDIR", test_dir(), 1); /* where the source is kept */
     CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
     CU_ASSERT(strstr(err, "'false' failed with exit status 1") != NULL);
     CU_ASSERT(strstr(err, "the generated source is kept in /") != NULL);
     CU_ASSERT_EQUAL(test_sh("test -z \"$(ls -A %s)\"", test_tmp("cache")), 0);
     unsetenv("CC");
     unsetenv("GQAC_CACHE");
+    unsetenv("TMPDIR");
     arena_free(a);
 }
 
@@ -237,7 +239,9 @@ static void test_run_compiler(void) {
     CU_ASSERT_EQUAL(run_in(c, "CC=/nonexistent/cc", ""), 1);
     CU_ASSERT_EQUAL(test_sh("grep -q \"cannot run the C compiler '/nonexistent/cc': No such file.*CC=\" %s",
                             test_tmp("err")), 0);
-    CU_ASSERT_EQUAL(run_in(c, "CC=false", ""), 1);
+    char env[600];
+    snprintf(env, sizeof env, "CC=false TMPDIR=%s", test_dir());
+    CU_ASSERT_EQUAL(run_in(c, env, ""), 1);
     CU_ASSERT_EQUAL(test_sh("grep -q \"'false' failed with exit status 1.*kept in /\" %s", test_tmp("err")), 0);
     CU_ASSERT_EQUAL(test_sh("grep -q 'gqac bug' %s", test_tmp("err")), 0);
     CU_ASSERT_EQUAL(test_sh("test -z \"$(ls -A %s)\"", c), 0);
