@@ -381,20 +381,40 @@ uint64_t cache_hash_strs(uint64_t h, const char *const *s, size_t n); /* a list:
 /* The CPU's model and features (Linux; nothing elsewhere): -march=native
  * builds are only for the machine that made them. */
 uint64_t cache_hash_cpu(uint64_t h);
-/* $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac. */
-const char *cache_root(Arena *a);
-/* mkdir -p; path is modified and restored. */
+/* $GQAC_CACHE, else $XDG_CACHE_HOME/gqac, else ~/.cache/gqac (the home
+ * from the user database when HOME is unset), made 0700 if missing; NULL
+ * with a message in err when it is not a folder of this user's that no
+ * one else can write (gqac runs code from it). */
+const char *cache_root(Arena *a, char *err, size_t errlen);
+/* mkdir -p (mode 0777 less the umask: for output folders, not the
+ * cache); path is modified and restored. */
 bool cache_make_dirs(char *path);
-/* An entry is built in a fresh folder beside its final name dir
- * (dir.tmpPID, made; NULL if it cannot be), then renamed into place:
- * concurrent runs never see half a build.  publish is also true when a
- * concurrent run published dir first; tmp is then removed. */
+/* An entry is built in a fresh private folder beside its final name dir
+ * (dir.tmpXXXXXX, made; NULL if it cannot be), sealed with a manifest of
+ * its product name (its FNV-1a hash and size; written last), then
+ * published: renamed into place, so concurrent runs never see half a
+ * build.  publish is also true when a concurrent run published a whole
+ * entry first, and replaces an entry that fails cache_check; tmp is gone
+ * afterwards in every case. */
 char *cache_stage(const char *dir, Arena *a);
-bool cache_publish(const char *tmp, const char *dir);
+bool cache_seal(const char *tmp, const char *name, Arena *a);
+bool cache_publish(const char *tmp, const char *dir, const char *name, Arena *a);
+/* dir/name is whole: its hash and size are those its manifest records.
+ * Checked before an entry's program is run or its object loaded. */
+bool cache_check(const char *dir, const char *name, Arena *a);
+/* Removes a file or a folder and all it holds (links not followed);
+ * errno is kept. */
+void cache_discard(const char *path);
+/* Writes b to path; on failure no file is left. */
 bool cache_write_file(const char *path, const Buf *b);
-/* Runs argv (searched in PATH) to the end: its exit status, 127 when it
- * could not be run, -1 when it died or fork failed.  quiet: its stderr to
- * /dev/null. */
+/* A failed compile's source (model.c, and model.h unless h is NULL) in a
+ * fresh folder under $TMPDIR or /tmp: the path of model.c, or "nowhere
+ * (why)"; nothing is left when it cannot be written. */
+const char *cache_keep_source(const Buf *c, const Buf *h, Arena *a);
+/* Runs argv (searched in PATH) to the end: its exit status; CACHE_NOT_RUN
+ * with errno set when it could not be started (no such program); -1 when
+ * it died by a signal or fork failed.  quiet: its stderr to /dev/null. */
+enum { CACHE_NOT_RUN = -2 };
 int cache_spawn(char *const argv[], bool quiet);
 
 /* ---- jit.c: generated code compiled and loaded in this process ---- */
@@ -429,9 +449,6 @@ struct gqa_model_api; /* templates/gqa_api.h */
 JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                       char *err, size_t errlen);
 void jit_free(JitModel *j);
-/* For backends: the source of a failed compile written to a fresh
- * temporary folder; its path (or why there is none). */
-const char *jit_keep_source(const Buf *c, Arena *a);
 
 /* ---- tune.c: gqac tune ---- */
 

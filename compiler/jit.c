@@ -55,12 +55,3 @@ void jit_free(JitModel *j) {
         j->backend->release(j->handle);
     free(j);
 }
-
-/* The source of a failed compile, kept for the bug report. */
-const char *jit_keep_source(const Buf *c, Arena *a) {
-    char *dir = arena_printf(a, "%s/gqac-jit-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir))
-        return "(nowhere: cannot create a temporary folder)";
-    char *path = arena_printf(a, "%s/model.c", dir);
-    return cache_write_file(path, c) ? path : "(nowhere: cannot write it)";
-}

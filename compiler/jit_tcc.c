@@ -70,7 +70,7 @@ static void *tcc_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen) 
     if (!s)
         snprintf(err, errlen, "tcc JIT: tcc failed on the generated code, a gqac bug: %s; the "
                  "source is kept in %s", msgs.len ? msgs.data : "(no message)",
-                 jit_keep_source(&c, a));
+                 cache_keep_source(&c, NULL, a));
     buf_free(&c), buf_free(&h), buf_free(&msgs);
     return s;
 }

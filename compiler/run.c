@@ -13,7 +13,7 @@
  * $GQAC_CFLAGS, split at spaces (a sanitizer build of gqac passes its
  * flags on, so that the program links with its runtime library).
  *
- * The cache (cache.c): one folder per key.
+ * The cache (cache.c): one folder per key, checked before its program runs.
  */
 #include "gqac.h"
 
@@ -60,7 +60,9 @@ static const char *find_runtime(Arena *a) {
     return NULL;
 }
 
-static bool compile(const Build *b, const char *tmp) {
+/* cc FLAGS $GQAC_CFLAGS -o tmp/model tmp/model.c libgqa.a ...: its exit
+ * status (cache_spawn's), or 1 after a message of its own. */
+static int compile(const Build *b, const char *tmp) {
     char *src = arena_printf(b->a, "%s/model.c", tmp), *out = arena_printf(b->a, "%s/model", tmp);
     char *head[] = {(char *)b->cc, CFLAGS_AOT};
     char *tail[] = {"-o", out, src, (char *)b->runtime, "-lcjson", "-lm", NULL};
@@ -72,39 +74,60 @@ static bool compile(const Build *b, const char *tmp) {
     for (char *f = strtok(extra, " \t"); f; f = strtok(NULL, " \t")) {
         if (n == (int)(sizeof head / sizeof *head) + MAX_EXTRA_FLAGS) {
             fprintf(stderr, "gqac: error: GQAC_CFLAGS has more than %d flags\n", MAX_EXTRA_FLAGS);
-            return false;
+            return 1;
         }
         argv[n++] = f;
     }
     memcpy(argv + n, tail, sizeof tail);
-    return cache_spawn(argv, false) == 0;
+    return cache_spawn(argv, false);
+}
+
+/* Why the program was not built (rc from compile, the staging folder
+ * already gone): a missing compiler is named, a failing one's exit status
+ * given, and the code kept for the report. */
+static void compile_failed(const Build *b, int rc, const Buf *c, const Buf *h) {
+    if (rc == CACHE_NOT_RUN) {
+        fprintf(stderr, "gqac: error: cannot run the C compiler '%s': %s; install gcc or clang, "
+                        "or name another with CC=/path/to/cc\n", b->cc, strerror(errno));
+        return;
+    }
+    if (rc < 0)
+        fprintf(stderr, "gqac: error: the C compiler '%s' was killed by a signal", b->cc);
+    else
+        fprintf(stderr, "gqac: error: the C compiler '%s' failed with exit status %d", b->cc, rc);
+    fprintf(stderr, " (its messages are above); the generated code is kept in %s: if the "
+                    "messages are about it, that is a gqac bug\n", cache_keep_source(c, h, b->a));
 }
 
 /* Generates, writes and compiles into a fresh folder beside the cache
- * entry, then renames it into place. */
+ * entry, seals it and renames it into place; nothing of it stays on
+ * failure (a full disk included). */
 static int build(Build *b, const Buf *c, const Buf *h) {
     char *tmp = cache_stage(b->dir, b->a);
     if (!tmp) {
         fprintf(stderr, "gqac: error: cannot create a folder beside %s: %s\n", b->dir, strerror(errno));
         return EXIT_INPUT;
     }
-    const char *path = arena_printf(b->a, "%s/model.c", tmp);
-    bool ok = cache_write_file(path, c);
-    ok = ok && cache_write_file(path = arena_printf(b->a, "%s/model.h", tmp), h);
+    bool ok = cache_write_file(arena_printf(b->a, "%s/model.c", tmp), c) &&
+              cache_write_file(arena_printf(b->a, "%s/model.h", tmp), h);
     if (!ok) {
-        fprintf(stderr, "gqac: error: cannot write %s: %s\n", path, strerror(errno));
+        cache_discard(tmp);
+        fprintf(stderr, "gqac: error: cannot write the generated code beside %s: %s\n", b->dir,
+                strerror(errno));
         return EXIT_INPUT;
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!compile(b, tmp)) {
-        fprintf(stderr, "gqac: error: %s failed on the generated code (a gqac bug); it is kept "
-                        "in %s\n", b->cc, tmp);
+    int rc = compile(b, tmp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc != 0) {
+        cache_discard(tmp);
+        compile_failed(b, rc, c, h);
         return EXIT_INPUT;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (!cache_publish(tmp, b->dir)) {
-        fprintf(stderr, "gqac: error: cannot rename %s: %s\n", tmp, strerror(errno));
+    if (!cache_seal(tmp, "model", b->a) || !cache_publish(tmp, b->dir, "model", b->a)) {
+        cache_discard(tmp);
+        fprintf(stderr, "gqac: error: cannot put the program in %s: %s\n", b->dir, strerror(errno));
         return EXIT_INPUT;
     }
     fprintf(stderr, "gqac: compiled with %s", b->cc);
@@ -140,13 +163,21 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
                         "../lib; set GQAC_RUNTIME to its path\n");
         return EXIT_INPUT;
     }
+    char err[1024];
+    const char *root = cache_root(a, err, sizeof err);
+    if (!root) {
+        fprintf(stderr, "gqac: error: %s\n", err);
+        return EXIT_INPUT;
+    }
     Plan p;
     Buf c = {0}, h = {0};
     plan_model(m, "model", (CodeOptions){0}, &p, a);
     emit_c_model(&p, "model", "model.h", true, &c, &h);
-    b.dir = arena_printf(a, "%s/%016llx", cache_root(a), (unsigned long long)build_key(&b, &c, &h));
+    b.dir = arena_printf(a, "%s/%016llx", root, (unsigned long long)build_key(&b, &c, &h));
     char *bin = arena_printf(a, "%s/model", b.dir);
-    int rc = access(bin, X_OK) == 0 ? 0 : build(&b, &c, &h);
+    /* A program that is missing, cut short or not the one built here is
+     * rebuilt, never run. */
+    int rc = cache_check(b.dir, "model", a) ? 0 : build(&b, &c, &h);
     buf_free(&c), buf_free(&h);
     if (rc)
         return rc;

@@ -7,7 +7,10 @@
  *   - a compile error in generated code names the backend and keeps the
  *     source (a bad GQAC_TCC_LIB, a missing compiler: clear errors);
  *   - the cache: a run that loses the race to publish an entry keeps the
- *     winner's and removes its own staging folder;
+ *     winner's and removes its own staging folder; a root that others can
+ *     write is refused; a planted, cut-off or missing program (or object)
+ *     is rebuilt, never run; a missing or failing compiler is named; a
+ *     full disk (a file size limit) leaves nothing half-written;
  *   - the mean-pooling conversion: identity at the original kv_heads; at
  *     other groupings the GQA variant equals the MHA model whose K and V
  *     heads were each replaced by their group's mean (an independent
@@ -105,13 +108,19 @@ static void test_backend_errors(void) {
     setenv("CC", "/nonexistent/cc", 1);
     setenv("GQAC_CACHE", test_tmp("cache"), 1);
     CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
-    CU_ASSERT(strstr(err, "no C compiler") != NULL);
-    /* a compiler that rejects everything stands for a broken emitter */
+    CU_ASSERT(strstr(err, "cannot run the C compiler '/nonexistent/cc'") != NULL);
+    CU_ASSERT(strstr(err, "or name another with CC") != NULL);
+    /* a compiler that rejects everything stands for a broken emitter: its
+     * status told, the source kept outside the cache, no staging left */
     setenv("CC", "false", 1);
+    setenv("TMPDIR", test_dir(), 1); /* where the source is kept */
     CU_ASSERT(jit_compile(&m, &jit_cc, &api, err, sizeof err) == NULL);
-    CU_ASSERT(strstr(err, "a gqac bug; the source is kept in") != NULL);
+    CU_ASSERT(strstr(err, "'false' failed with exit status 1") != NULL);
+    CU_ASSERT(strstr(err, "the generated source is kept in /") != NULL);
+    CU_ASSERT_EQUAL(test_sh("test -z \"$(ls -A %s)\"", test_tmp("cache")), 0);
     unsetenv("CC");
     unsetenv("GQAC_CACHE");
+    unsetenv("TMPDIR");
     arena_free(a);
 }
 
@@ -128,14 +137,16 @@ static void test_cache_publish(void) {
     char *tmp = cache_stage(dir, a), *tmp2;
     CU_ASSERT_FATAL(tmp != NULL);
     CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.c", tmp), &first));
-    CU_ASSERT(cache_publish(tmp, dir));
+    CU_ASSERT(cache_seal(tmp, "model.c", a));
+    CU_ASSERT(cache_publish(tmp, dir, "model.c", a));
     CU_ASSERT(access(tmp, F_OK) != 0);
     /* the loser: the same name staged again (as another process would) */
     tmp2 = cache_stage(dir, a);
     CU_ASSERT_FATAL(tmp2 != NULL);
     CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.c", tmp2), &second));
     CU_ASSERT(cache_write_file(arena_printf(a, "%s/model.so", tmp2), &second));
-    CU_ASSERT(cache_publish(tmp2, dir));
+    CU_ASSERT(cache_seal(tmp2, "model.c", a));
+    CU_ASSERT(cache_publish(tmp2, dir, "model.c", a));
     CU_ASSERT(access(tmp2, F_OK) != 0);
     FILE *f = fopen(arena_printf(a, "%s/model.c", dir), "r");
     char got[16] = "";
@@ -144,10 +155,114 @@ static void test_cache_publish(void) {
     fclose(f);
     CU_ASSERT_STRING_EQUAL(got, "first");
     /* a failure that is not a lost race is reported */
-    CU_ASSERT(!cache_publish(arena_printf(a, "%s/none", test_tmp("publish")), dir));
+    CU_ASSERT(!cache_publish(arena_printf(a, "%s/none", test_tmp("publish")), dir, "model.c", a));
     buf_free(&first);
     buf_free(&second);
     arena_free(a);
+}
+
+/* The root must be the user's own and writable by no one else: gqac runs
+ * what it finds there.  A missing one is made 0700, parents included. */
+static void test_cache_root(void) {
+    Arena *a = arena_new();
+    char err[1024] = "";
+    const char *root = test_tmp("root/a/b");
+    setenv("GQAC_CACHE", root, 1);
+    CU_ASSERT(cache_root(a, err, sizeof err) != NULL);
+    CU_ASSERT_EQUAL(test_sh("test \"$(stat -c %%a %s %s)\" = \"700\n700\"", test_tmp("root/a"), root), 0);
+    test_sh("chmod 770 %s", root);
+    CU_ASSERT(cache_root(a, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "is writable by its group (mode 0770)") != NULL);
+    test_sh("chmod 703 %s", root);
+    CU_ASSERT(cache_root(a, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "writable by other users") != NULL);
+    test_sh("chmod 700 %s", root);
+    if (geteuid() == 0) {
+        test_sh("chown 65534 %s", root);
+        CU_ASSERT(cache_root(a, err, sizeof err) == NULL);
+        CU_ASSERT(strstr(err, "owned by another user (uid 65534)") != NULL);
+        test_sh("chown 0 %s && ln -s %s %s && chown -h 65534 %s", root, root, test_tmp("link"), test_tmp("link"));
+        setenv("GQAC_CACHE", test_tmp("link"), 1);
+        CU_ASSERT(cache_root(a, err, sizeof err) == NULL);
+        CU_ASSERT(strstr(err, "a symbolic link owned by another user") != NULL);
+    } else {
+        printf(" [not root: other owners not tried] ");
+    }
+    /* cron, env -i: no shared folder under /tmp, the user's home instead */
+    char *home = getenv("HOME") ? arena_printf(a, "%s", getenv("HOME")) : NULL;
+    unsetenv("GQAC_CACHE"), unsetenv("XDG_CACHE_HOME"), unsetenv("HOME");
+    root = cache_root(a, err, sizeof err);
+    CU_ASSERT(root && strncmp(root, "/tmp/", 5) && strstr(root, "/.cache/gqac"));
+    if (home)
+        setenv("HOME", home, 1);
+    arena_free(a);
+}
+
+static const char *tiny_weights = "--weights build/gen/tiny.bin -n 4 --temp 0";
+
+/* gqac run of the tiny model in cache c with environment env and flags
+ * jit: its exit status, its stderr in test_tmp("err"). */
+static int run_in(const char *c, const char *env, const char *jit) {
+    return test_sh("GQAC_CACHE=%s %s %s run examples/tiny.gqa %s %s > /dev/null 2> %s", c, env, gqac,
+                   jit, tiny_weights, test_tmp("err"));
+}
+
+/* An entry is checked against its manifest before it is run: a planted,
+ * cut-off or missing program is rebuilt, never run. */
+static void test_run_entries(void) {
+    const char *c = test_tmp("runcache");
+    CU_ASSERT_EQUAL_FATAL(run_in(c, "", ""), 0);
+    const char *prog = "$(ls -d %s/[0-9a-f]*)/model";
+    char plant[512];
+    snprintf(plant, sizeof plant, prog, c);
+    CU_ASSERT_EQUAL(test_sh("printf '#!/bin/sh\\ntouch %s\\n' > %s && chmod +x %s", test_tmp("marker"),
+                            plant, plant), 0);
+    CU_ASSERT_EQUAL(run_in(c, "", ""), 0);
+    CU_ASSERT(access(test_tmp("marker"), F_OK) != 0);
+    CU_ASSERT_EQUAL(test_sh("head -c 4 %s | grep -q ELF", plant), 0);
+    CU_ASSERT_EQUAL(test_sh("truncate -s 1000 %s", plant), 0);
+    CU_ASSERT_EQUAL(run_in(c, "", ""), 0);
+    CU_ASSERT_EQUAL(test_sh("rm %s", plant), 0);
+    CU_ASSERT_EQUAL(run_in(c, "", ""), 0);
+    CU_ASSERT_EQUAL(test_sh("test $(ls %s | wc -l) = 1", c), 0); /* no staging folder left */
+    /* the cc JIT's object likewise, in a fresh process each time */
+    CU_ASSERT_EQUAL(run_in(c, "", "--jit cc"), 0);
+    CU_ASSERT_EQUAL(test_sh("f=$(ls -d %s/jit-*)/model.so && head -c 1000 $f > %s && mv %s $f",
+                            c, test_tmp("so"), test_tmp("so")), 0);
+    CU_ASSERT_EQUAL(run_in(c, "", "--jit cc"), 0);
+}
+
+/* A missing or failing compiler is named, with what to do; nothing of the
+ * build stays in the cache. */
+static void test_run_compiler(void) {
+    const char *c = test_tmp("cccache");
+    CU_ASSERT_EQUAL(run_in(c, "CC=/nonexistent/cc", ""), 1);
+    CU_ASSERT_EQUAL(test_sh("grep -q \"cannot run the C compiler '/nonexistent/cc': No such file.*CC=\" %s",
+                            test_tmp("err")), 0);
+    char env[600];
+    snprintf(env, sizeof env, "CC=false TMPDIR=%s", test_dir());
+    CU_ASSERT_EQUAL(run_in(c, env, ""), 1);
+    CU_ASSERT_EQUAL(test_sh("grep -q \"'false' failed with exit status 1.*kept in /\" %s", test_tmp("err")), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'gqac bug' %s", test_tmp("err")), 0);
+    CU_ASSERT_EQUAL(test_sh("test -z \"$(ls -A %s)\"", c), 0);
+}
+
+/* A full disk, faked with a file size limit (writes fail with EFBIG once
+ * SIGXFSZ is ignored): gqac's own writes fail at 0 blocks, the
+ * compiler's at 400; no staging folder, no empty file stays. */
+static void test_run_full_disk(void) {
+    const char *c = test_tmp("fullcache");
+    char env[600];
+    snprintf(env, sizeof env, "TMPDIR=%s", test_dir());
+    for (int blocks = 0; blocks <= 400; blocks += 400) {
+        /* stderr and the status through a pipe, which the limit spares */
+        test_sh("(trap '' XFSZ; ulimit -f %d; GQAC_CACHE=%s %s %s run examples/tiny.gqa %s > /dev/null; "
+                "echo \"status $?\") 2>&1 | cat > %s", blocks, c, env, gqac, tiny_weights, test_tmp("err"));
+        CU_ASSERT_EQUAL(test_sh("grep -q 'File too large' %s && grep -q 'status 1' %s", test_tmp("err"),
+                                test_tmp("err")), 0);
+        CU_ASSERT_EQUAL(test_sh("test -z \"$(ls -A %s)\"", c), 0);
+        CU_ASSERT_EQUAL(test_sh("test -z \"$(find %s -path '*gqac-source-*' -empty)\"", test_dir()), 0);
+    }
 }
 
 /* ---- the conversion ---- */
@@ -282,6 +397,10 @@ int main(void) {
     CU_add_test(s, "cc: the AOT code's logits", test_cc);
     CU_add_test(s, "backend errors", test_backend_errors);
     CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
+    CU_add_test(s, "cache: the root is private", test_cache_root);
+    CU_add_test(s, "cache: a damaged entry is rebuilt, never run", test_run_entries);
+    CU_add_test(s, "run: a missing or failing compiler", test_run_compiler);
+    CU_add_test(s, "run: a full disk leaves nothing half-written", test_run_full_disk);
     s = CU_add_suite("tune", NULL, NULL);
     CU_add_test(s, "mean-pooling against the MHA path", test_conversion);
     CU_add_test(s, "gqac tune end to end", test_tune);
