@@ -132,7 +132,8 @@ $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
 $(BUILD)/obj/rt_tokenizer.o: runtime/tokenizer.h runtime/unicode_tables.h
 $(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
-TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o)
+TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o checkpoint.o convert.o \
+            gguf_tokenizer.o)
 $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)

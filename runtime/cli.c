@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -145,12 +146,15 @@ static int parse_flag(options *o, const char *flag, const char *val) {
             return usage_error("-n wants a whole number >= 0, not '%s'", val);
         o->n_generate = (int)l;
     } else if (!strcmp(flag, "--temp")) {
-        if (parse_double(val, &d) || d < 0)
-            return usage_error("--temp wants a number >= 0, not '%s'", val);
+        /* Checked as the float the sampler gets: 1e39 would be infinite. */
+        if (parse_double(val, &d) || d < 0 || d > FLT_MAX)
+            return usage_error("--temp wants a number in [0, 3.4e38] (0: greedy), not '%s'", val);
         o->temperature = (float)d;
     } else if (!strcmp(flag, "--top-p")) {
-        if (parse_double(val, &d) || !(d > 0 && d <= 1))
-            return usage_error("--top-p wants a number in (0, 1], not '%s'", val);
+        /* ... and 1e-50 would round to 0. */
+        if (parse_double(val, &d) || !(d > 0 && d <= 1) || !((float)d > 0))
+            return usage_error("--top-p wants a number in (0, 1] (at least 1.4e-45), not '%s'",
+                               val);
         o->top_p = (float)d;
     } else if (!strcmp(flag, "--seed")) {
         if (parse_seed(val, &o->seed))
