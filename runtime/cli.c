@@ -230,7 +230,8 @@ static int fits(const gqa_model_api *m, const run *r, char *err, size_t errlen) 
     return 0;
 }
 
-/* --tokenizer FILE, else the vocabulary of GGUF weights, else none. */
+/* --tokenizer FILE, else the vocabulary of GGUF weights if they carry
+ * one, else none (ids in and out). */
 static int load_tokenizer(const gqa_model_api *m, const options *o, run *r, char *err,
                           size_t errlen) {
     if (o->tokenizer)
@@ -259,6 +260,9 @@ static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *er
     char bos[16] = "1";
     if (o->prompt && o->tokens)
         return say(err, errlen, "-p and --tokens both give the prompt: choose one");
+    if (o->prompt && !r->tok && !o->tokenizer && r->ck.format == GQR_FORMAT_GGUF)
+        return say(err, errlen, "-p needs a tokenizer: %s has none; give --tokenizer FILE",
+                   o->weights);
     if (o->prompt && !r->tok)
         return say(err, errlen, "-p needs a tokenizer: give --tokenizer FILE (or GGUF weights)");
     if (o->prompt)

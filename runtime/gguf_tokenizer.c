@@ -122,8 +122,9 @@ static int build(gqr_tokenizer **out, const gqr_tensorfile *tf, int kind, const 
     if (!rc && kind == GQR_TOK_BPE && spec.pretokenizer < 0)
         rc = gqr_fail(err, errlen, "%s: pre-tokenizer tokenizer.ggml.pre is not supported (supported: "
                   "llama-bpe, qwen2, gpt-2, default)", path);
-    if (!rc)
-        rc = gqr_tokenizer_new(out, &spec, err, errlen);
+    char why[384];
+    if (!rc && gqr_tokenizer_new(out, &spec, why, sizeof why))
+        rc = gqr_fail(err, errlen, "%s: %s", path, why);
     free_arrays(&a);
     return rc;
 }
@@ -141,11 +142,11 @@ int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_s
         rc = build(out, tf, GQR_TOK_SPM, path, vocab_size, err, errlen);
     else if (key_is(tf, "tokenizer.ggml.model", "gpt2"))
         rc = build(out, tf, GQR_TOK_BPE, path, vocab_size, err, errlen);
+    else if (gqr_gguf_get(tf, "tokenizer.ggml.model"))
+        rc = gqr_fail(err, errlen, "%s: tokenizer.ggml.model is neither llama nor gpt2 (not "
+                      "supported)", path);
     else
-        rc = gqr_fail(err, errlen, "%s: %s", path,
-                  gqr_gguf_get(tf, "tokenizer.ggml.model")
-                      ? "tokenizer.ggml.model is neither llama nor gpt2 (not supported)"
-                      : "the file has no tokenizer (tokenizer.ggml.model); give --tokenizer FILE");
+        rc = 0; /* no tokenizer: *out stays NULL */
     gqr_tf_close(tf);
     return rc;
 }

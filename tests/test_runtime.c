@@ -85,6 +85,13 @@ static const gqa_model_api fake_api = {
 
 static const float dummy_weights[NW];
 
+/* The fake's shape in named tensors (GGUF, safetensors): 1304 floats. */
+#define SIZED_NW 1304
+static int sized_init(gqa_state **out, void *arena, size_t bytes, const float *w, size_t n) {
+    (void)w;
+    return n == SIZED_NW ? fake_init(out, arena, bytes, dummy_weights, NW) : GQA_EWEIGHTS;
+}
+
 /* ---- sampler ---- */
 
 static void test_sampler_bad_args(void) {
@@ -635,7 +642,10 @@ static void test_checkpoint_bytes(void) {
 
 /* ---- cli ---- */
 
-/* gqr_main(fake) on the NULL-terminated arguments, its stdout and stderr
+/* The model cli() runs. */
+static const gqa_model_api *cli_api = &fake_api;
+
+/* gqr_main(cli_api) on the NULL-terminated arguments, its stdout and stderr
  * caught in out and err. */
 static int cli(char *out, char *err, size_t len, ...) {
     char *argv[32] = {"gqac-run"};
@@ -652,7 +662,7 @@ static int cli(char *out, char *err, size_t len, ...) {
     int o_save = dup(1), e_save = dup(2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(o_path, "w", stdout));
     CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(e_path, "w", stderr));
-    int rc = gqr_main(&fake_api, argc, argv);
+    int rc = gqr_main(cli_api, argc, argv);
     fflush(stdout), fflush(stderr);
     dup2(o_save, 1), dup2(e_save, 2);
     close(o_save), close(e_save);
@@ -748,6 +758,30 @@ static void test_cli_run(void) {
     CU_ASSERT_STRING_EQUAL(out, out2);
 }
 
+/* GGUF weights as gqac writes them carry no tokenizer: token ids in and
+ * out still run (they were refused for the missing tokenizer.ggml.model);
+ * text needs --tokenizer. */
+static void test_cli_gguf_no_tokenizer(void) {
+    gqa_model_api sized = fake_api;
+    sized.n_weights = SIZED_NW;
+    sized.init = sized_init;
+    float *w = calloc(SIZED_NW, sizeof *w);
+    char out[4096], err[4096];
+    const char *path = tmp_path("notok.gguf");
+    CU_ASSERT_EQUAL_FATAL(gqr_convert_write(path, GQR_FORMAT_GGUF, 0, &sized, w, err,
+                                            sizeof err), 0);
+    free(w);
+    cli_api = &sized;
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "--tokens", "3,5", "-n", "4",
+                        "--temp", "0", (char *)NULL), 0);
+    CU_ASSERT_STRING_EQUAL(out, "6 8 1 5\n");
+    HAS(err, "(GGUF, ");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "-p", "hi", (char *)NULL), 1);
+    HAS(err, "-p needs a tokenizer");
+    HAS(err, "notok.gguf has none");
+    cli_api = &fake_api;
+}
+
 static void add_file_suites(void) {
     CU_pSuite s = CU_add_suite("checkpoint", files_init, files_cleanup);
     CU_add_test(s, "good file, both modes", test_checkpoint_good);
@@ -759,6 +793,7 @@ static void add_file_suites(void) {
     CU_add_test(s, "usage errors exit 2", test_cli_usage);
     CU_add_test(s, "input errors exit 1", test_cli_input_errors);
     CU_add_test(s, "runs", test_cli_run);
+    CU_add_test(s, "GGUF weights without a tokenizer", test_cli_gguf_no_tokenizer);
 }
 
 int main(void) {
