@@ -95,6 +95,10 @@ struct gqr_tokenizer; /* tokenizer.h */
  * message names path. */
 int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_size, char *err,
                        size_t errlen);
+struct gqr_tensorfile; /* tensorfile.h */
+/* The same from an open GGUF directory, called name in messages. */
+int gqr_gguf_tokenizer_tf(struct gqr_tokenizer **out, const struct gqr_tensorfile *tf,
+                          const char *name, int vocab_size, char *err, size_t errlen);
 
 /* ---- sampler.c: next token from logits ---- */
 
