@@ -1,5 +1,6 @@
 /*
- * test_tokenizer.c: runtime/tokenizer.c, and gguf_tokenizer.c's GGUF
+ * test_tokenizer.c: the tokenizer (runtime/pretokenize.c, vocab.c,
+ * tokenize.c, tokenizer_load.c), and gguf_tokenizer.c's GGUF
  * vocabularies.
  *
  * Suites: spm (the Llama 2 vocabulary in ../shared/data, against ids that
