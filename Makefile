@@ -79,8 +79,9 @@ $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libg
 # ---- the runtime ----
 $(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h runtime/fail.h templates/gqa_api.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# Made afresh: ar keeps the members of sources that no longer exist.
 $(BUILD)/libgqa.a: $(RUNTIME_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # ---- generated code for the tests ----
 # Each test model: its C (prefix = stem) and deterministic random weights.
@@ -129,10 +130,13 @@ $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
-$(BUILD)/obj/rt_tokenizer.o: runtime/tokenizer.h runtime/unicode_tables.h
+TOK_SRC := $(addprefix runtime/,pretokenize.c vocab.c tokenize.c tokenizer_load.c)
+$(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(TOK_SRC)): runtime/tokenizer.h runtime/tokenizer_int.h \
+                                                        runtime/unicode_tables.h
 $(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
-TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o)
+TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o checkpoint.o convert.o \
+            gguf_tokenizer.o)
 $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
@@ -179,20 +183,28 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -Iruntime -I$(BUILD) \
 	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
 # libFuzzer over the tensor file readers, each seeded with files its writer
-# made, and over the tokenizers' encode and decode; FUZZ_FORMAT_SECONDS
-# bounds each.
+# made, over the tokenizers' encode and decode, and over the tokenizer in
+# GGUF metadata; FUZZ_FORMAT_SECONDS bounds each.
 TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
 $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
                                               runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm
-$(BUILD)/fuzz_tokenizer: tests/fuzz_tokenizer.c runtime/tokenizer.c runtime/tokenizer.h \
+$(BUILD)/fuzz_tokenizer: tests/fuzz_tokenizer.c $(TOK_SRC) runtime/tokenizer.h runtime/tokenizer_int.h \
                          runtime/unicode_tables.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c99 \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime \
-	    -o $@ tests/fuzz_tokenizer.c runtime/tokenizer.c -lcjson -lm
-fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors $(BUILD)/fuzz_tokenizer
+	    -o $@ tests/fuzz_tokenizer.c $(TOK_SRC) -lcjson -lm
+$(BUILD)/fuzz_gguf_tokenizer: tests/fuzz_gguf_tokenizer.c runtime/gguf_tokenizer.c $(TOK_SRC) \
+                              $(TF_SRC) runtime/tokenizer.h runtime/tokenizer_int.h \
+                              runtime/tensorfile.h runtime/gqr.h \
+                              runtime/unicode_tables.h runtime/fail.h | $(BUILD)/obj
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c99 \
+	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime -Itemplates \
+	    -o $@ tests/fuzz_gguf_tokenizer.c runtime/gguf_tokenizer.c $(TOK_SRC) $(TF_SRC) -lcjson -lm
+FUZZ_FORMATS := gguf safetensors tokenizer gguf_tokenizer
+fuzz: $(BUILD)/fuzz_front $(FUZZ_FORMATS:%=$(BUILD)/fuzz_%)
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzzing the front end for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz.log)"
 	@$(BUILD)/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
@@ -200,7 +212,7 @@ fuzz: $(BUILD)/fuzz_front $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors $(BUILD)/
 	    $(BUILD)/fuzz-corpus examples tests/diag tests/models > $(BUILD)/fuzz.log 2>&1 || \
 	    { tail -60 $(BUILD)/fuzz.log; exit 1; }
 	@grep -E '^(Done|stat::(number_of_executed_units|new_units_added))' $(BUILD)/fuzz.log
-	@for f in gguf safetensors tokenizer; do \
+	@for f in $(FUZZ_FORMATS); do \
 	    mkdir -p $(BUILD)/fuzz-corpus-$$f; \
 	    echo "fuzzing $$f for $(FUZZ_FORMAT_SECONDS) s (log: $(BUILD)/fuzz_$$f.log)"; \
 	    $(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_FORMAT_SECONDS) -max_len=4096 -timeout=10 \

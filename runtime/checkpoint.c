@@ -1,6 +1,6 @@
 /*
- * checkpoint.c: weight files.  GGUF and safetensors go to convert.c; the
- * rest of this file is llama2.c's format.  The header is checked field by field
+ * checkpoint.c: weight files.  GGUF and safetensors (tensorfile.c's
+ * probe) go to convert.c; the rest of this file is llama2.c's format.  The header is checked field by field
  * against the shape the model was compiled for, and the size to the byte,
  * because a mismatched file would otherwise run and produce plausible
  * garbage.  The weights are mapped read-only (free to share between
@@ -19,6 +19,7 @@
 
 #include "fail.h"
 #include "gqr.h"
+#include "tensorfile.h"
 
 /* Byte by byte, so a big-endian host reads the same numbers. */
 static long long read_le32(const unsigned char *p) {
@@ -176,20 +177,25 @@ static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *p
     return 0;
 }
 
-/* GGUF's magic, a JSON index, or safetensors' header length followed by
- * its JSON object.  A llama2.c header is seven small integers: its first
- * eight bytes as a length would be past the end of any file. */
-static int named_tensors(const unsigned char *h, size_t have, uintmax_t size) {
-    uint64_t len = 0;
-    if (have >= 4 && !memcmp(h, "GGUF", 4))
-        return 1;
-    if (have >= 1 && h[0] == '{')
-        return 1;
-    if (have < 9)
-        return 0;
-    for (int i = 7; i >= 0; i--)
-        len = len << 8 | h[i];
-    return h[8] == '{' && len <= size - 8;
+/* A llama2.c header is seven int32 sizes, which no magic marks: fields
+ * that cannot be sizes (zero, negative, over 2^24; vocab_size may be
+ * negative) mean some other file, which gets described, not measured. */
+static int plausible_header(const unsigned char *h) {
+    for (int i = 0; i < 7; i++) {
+        long long v = read_le32(h + 4 * i);
+        if (i == 5 ? v == 0 : v < 1 || v > (1 << 24))
+            return 0;
+    }
+    return 1;
+}
+
+static int not_a_checkpoint(const unsigned char *h, size_t have, const char *name, char *err,
+                            size_t errlen) {
+    char looks[96];
+    gqr_tf_describe(h, have, looks, sizeof looks);
+    return gqr_fail(err, errlen, "%s: not a llama2.c checkpoint, GGUF or safetensors file: %s; "
+                    "a llama2.c header is seven positive sizes (dim, hidden_dim, ...)", name,
+                    looks);
 }
 
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
@@ -212,13 +218,15 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     unsigned char h[GQR_HEADER_BYTES];
     size_t have = size < GQR_HEADER_BYTES ? (size_t)size : GQR_HEADER_BYTES;
     int rc = read_at(fd, h, have, 0, path, err, errlen);
-    if (rc == 0 && named_tensors(h, have, size)) {
+    if (rc == 0 && gqr_tf_probe(h, have, path)) {
         close(fd);
         rc = gqr_convert_load(ck, path, m, err, errlen);
         if (rc)
             memset(ck, 0, sizeof *ck);
         return rc;
     }
+    if (rc == 0 && have == GQR_HEADER_BYTES && !plausible_header(h))
+        rc = not_a_checkpoint(h, have, path, err, errlen);
     if (rc == 0)
         rc = check_all(h, size, m, path, err, errlen);
     if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())

@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -145,12 +146,15 @@ static int parse_flag(options *o, const char *flag, const char *val) {
             return usage_error("-n wants a whole number >= 0, not '%s'", val);
         o->n_generate = (int)l;
     } else if (!strcmp(flag, "--temp")) {
-        if (parse_double(val, &d) || d < 0)
-            return usage_error("--temp wants a number >= 0, not '%s'", val);
+        /* Checked as the float the sampler gets: 1e39 would be infinite. */
+        if (parse_double(val, &d) || d < 0 || d > FLT_MAX)
+            return usage_error("--temp wants a number in [0, 3.4e38] (0: greedy), not '%s'", val);
         o->temperature = (float)d;
     } else if (!strcmp(flag, "--top-p")) {
-        if (parse_double(val, &d) || !(d > 0 && d <= 1))
-            return usage_error("--top-p wants a number in (0, 1], not '%s'", val);
+        /* ... and 1e-50 would round to 0. */
+        if (parse_double(val, &d) || !(d > 0 && d <= 1) || !((float)d > 0))
+            return usage_error("--top-p wants a number in (0, 1] (at least 1.4e-45), not '%s'",
+                               val);
         o->top_p = (float)d;
     } else if (!strcmp(flag, "--seed")) {
         if (parse_seed(val, &o->seed))
@@ -226,7 +230,8 @@ static int fits(const gqa_model_api *m, const run *r, char *err, size_t errlen) 
     return 0;
 }
 
-/* --tokenizer FILE, else the vocabulary of GGUF weights, else none. */
+/* --tokenizer FILE, else the vocabulary of GGUF weights if they carry
+ * one, else none (ids in and out). */
 static int load_tokenizer(const gqa_model_api *m, const options *o, run *r, char *err,
                           size_t errlen) {
     if (o->tokenizer)
@@ -255,6 +260,9 @@ static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *er
     char bos[16] = "1";
     if (o->prompt && o->tokens)
         return say(err, errlen, "-p and --tokens both give the prompt: choose one");
+    if (o->prompt && !r->tok && !o->tokenizer && r->ck.format == GQR_FORMAT_GGUF)
+        return say(err, errlen, "-p needs a tokenizer: %s has none; give --tokenizer FILE",
+                   o->weights);
     if (o->prompt && !r->tok)
         return say(err, errlen, "-p needs a tokenizer: give --tokenizer FILE (or GGUF weights)");
     if (o->prompt)

@@ -358,8 +358,8 @@ static int header(Reader *r, uint64_t *n_tensors, uint64_t *n_kv) {
     return 0;
 }
 
-int gqr_gguf_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
-                   char *err, size_t errlen) {
+static int parse(gqr_tensorfile *tf, const char *file, const unsigned char *p, size_t size,
+                 char *err, size_t errlen) {
     Reader r = {p, size, 0, file, err, errlen, ""};
     uint64_t n_tensors, n_kv, align;
     if (header(&r, &n_tensors, &n_kv) || read_kvs(&r, tf, n_kv) || alignment(&r, tf, &align) ||
@@ -369,7 +369,7 @@ int gqr_gguf_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, cons
     return gqr_tf_check_overlap(tf, 0, p + (start <= size ? start : size), file, err, errlen);
 }
 
-void gqr_gguf_free_kv(gqr_tensorfile *tf) {
+static void free_kv(gqr_tensorfile *tf) {
     for (int i = 0; i < tf->n_kv; i++) {
         free(tf->kv[i].key);
         free(tf->kv[i].v.chars);
@@ -731,7 +731,7 @@ static void write_zeros(gqr_tf_out *o, uint64_t n) {
     }
 }
 
-int gqr_gguf_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
+static int write_gguf(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
     Buf b = {0};
     gqr_tf_out o;
     if (header_bytes(w, &b, path, err, errlen) || gqr_tf_out_open(&o, path, err, errlen)) {
@@ -746,3 +746,14 @@ int gqr_gguf_write(const gqr_tf_writer *w, const char *path, char *err, size_t e
     }
     return gqr_tf_out_close(&o, err, errlen);
 }
+
+/* ---- the format ---- */
+
+/* The magic; a .gguf name with a wrong one still comes here, so that the
+ * header's check says what the magic was. */
+static int probe(const unsigned char *p, size_t size, const char *name) {
+    return (size >= 4 && !memcmp(p, "GGUF", 4)) || gqr_tf_ends_with(name, ".gguf");
+}
+
+/* The writer's pairs are in tensorfile.c's fields, freed there. */
+const gqr_tf_codec gqr_gguf_codec = {GQR_TF_GGUF, 0, probe, parse, free_kv, write_gguf, NULL};

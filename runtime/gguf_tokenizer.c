@@ -122,10 +122,26 @@ static int build(gqr_tokenizer **out, const gqr_tensorfile *tf, int kind, const 
     if (!rc && kind == GQR_TOK_BPE && spec.pretokenizer < 0)
         rc = gqr_fail(err, errlen, "%s: pre-tokenizer tokenizer.ggml.pre is not supported (supported: "
                   "llama-bpe, qwen2, gpt-2, default)", path);
-    if (!rc)
-        rc = gqr_tokenizer_new(out, &spec, err, errlen);
+    char why[384];
+    if (!rc && gqr_tokenizer_new(out, &spec, why, sizeof why))
+        rc = gqr_fail(err, errlen, "%s: %s", path, why);
     free_arrays(&a);
     return rc;
+}
+
+int gqr_gguf_tokenizer_tf(struct gqr_tokenizer **out, const struct gqr_tensorfile *tf,
+                          const char *name, int vocab_size, char *err, size_t errlen) {
+    *out = NULL;
+    if (gqr_tf_format(tf) != GQR_TF_GGUF)
+        return gqr_fail(err, errlen, "%s: not a GGUF file", name);
+    if (key_is(tf, "tokenizer.ggml.model", "llama"))
+        return build(out, tf, GQR_TOK_SPM, name, vocab_size, err, errlen);
+    if (key_is(tf, "tokenizer.ggml.model", "gpt2"))
+        return build(out, tf, GQR_TOK_BPE, name, vocab_size, err, errlen);
+    if (gqr_gguf_get(tf, "tokenizer.ggml.model"))
+        return gqr_fail(err, errlen, "%s: tokenizer.ggml.model is neither llama nor gpt2 (not "
+                        "supported)", name);
+    return 0; /* no tokenizer: *out stays NULL */
 }
 
 int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_size, char *err,
@@ -134,18 +150,7 @@ int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_s
     *out = NULL;
     if (gqr_tf_open(&tf, path, err, errlen))
         return -1;
-    int rc;
-    if (gqr_tf_format(tf) != GQR_TF_GGUF)
-        rc = gqr_fail(err, errlen, "%s: not a GGUF file", path);
-    else if (key_is(tf, "tokenizer.ggml.model", "llama"))
-        rc = build(out, tf, GQR_TOK_SPM, path, vocab_size, err, errlen);
-    else if (key_is(tf, "tokenizer.ggml.model", "gpt2"))
-        rc = build(out, tf, GQR_TOK_BPE, path, vocab_size, err, errlen);
-    else
-        rc = gqr_fail(err, errlen, "%s: %s", path,
-                  gqr_gguf_get(tf, "tokenizer.ggml.model")
-                      ? "tokenizer.ggml.model is neither llama nor gpt2 (not supported)"
-                      : "the file has no tokenizer (tokenizer.ggml.model); give --tokenizer FILE");
+    int rc = gqr_gguf_tokenizer_tf(out, tf, path, vocab_size, err, errlen);
     gqr_tf_close(tf);
     return rc;
 }

@@ -90,9 +90,15 @@ struct gqr_tokenizer; /* tokenizer.h */
 
 /* Builds *out (tokenizer.h) from path's tokenizer.ggml.* metadata: a
  * SentencePiece ("llama") or byte-level BPE ("gpt2") vocabulary, checked
- * against vocab_size (0: not checked). */
+ * against vocab_size (0: not checked).  A file with no
+ * tokenizer.ggml.model (gqac writes none) gives 0 and *out NULL.  Every
+ * message names path. */
 int gqr_gguf_tokenizer(struct gqr_tokenizer **out, const char *path, int vocab_size, char *err,
                        size_t errlen);
+struct gqr_tensorfile; /* tensorfile.h */
+/* The same from an open GGUF directory, called name in messages. */
+int gqr_gguf_tokenizer_tf(struct gqr_tokenizer **out, const struct gqr_tensorfile *tf,
+                          const char *name, int vocab_size, char *err, size_t errlen);
 
 /* ---- sampler.c: next token from logits ---- */
 

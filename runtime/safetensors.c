@@ -17,21 +17,21 @@
  * still load; every safetensors entry point says why it cannot. */
 #define NO_JSON "safetensors needs JSON, and this runtime was built without cJSON (GQR_NO_CJSON)"
 
-int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
+static int parse(gqr_tensorfile *tf, const char *file, const unsigned char *p, size_t size,
                  char *err, size_t errlen) {
     (void)tf, (void)p, (void)size;
     return gqr_fail(err, errlen, "%s: not a GGUF file, and %s", file, NO_JSON);
 }
-void gqr_st_free_meta(gqr_tensorfile *tf) { (void)tf; }
+static void free_meta(gqr_tensorfile *tf) { (void)tf; }
 const char *gqr_st_meta(const gqr_tensorfile *tf, const char *key) {
     (void)tf, (void)key;
     return NULL;
 }
-int gqr_st_is_index(const unsigned char *p, size_t size, const char *path) {
+static int is_index(const unsigned char *p, size_t size, const char *path) {
     (void)p, (void)size, (void)path;
     return 0;
 }
-int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
+static int open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
                       size_t size, char *err, size_t errlen) {
     (void)tf, (void)p, (void)size;
     return gqr_fail(err, errlen, "%s: %s", path, NO_JSON);
@@ -40,8 +40,8 @@ int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value)
     (void)w, (void)key, (void)value;
     return -1;
 }
-void gqr_st_writer_free(gqr_tf_writer *w) { (void)w; }
-int gqr_st_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
+static void writer_release(gqr_tf_writer *w) { (void)w; }
+static int write_st(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
     (void)w;
     return gqr_fail(err, errlen, "%s: %s", path, NO_JSON);
 }
@@ -210,7 +210,7 @@ static cJSON *parse_json(const char *h, size_t n, size_t *error_at) {
     return j;
 }
 
-int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
+static int parse(gqr_tensorfile *tf, const char *file, const unsigned char *p, size_t size,
                  char *err, size_t errlen) {
     if (size < 8)
         return gqr_fail(err, errlen, "%s: %zu bytes are too few for a safetensors file "
@@ -238,7 +238,7 @@ int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const 
     return gqr_tf_check_overlap(tf, from, c.data, file, err, errlen);
 }
 
-void gqr_st_free_meta(gqr_tensorfile *tf) {
+static void free_meta(gqr_tensorfile *tf) {
     cJSON_Delete(tf->st_meta);
 }
 
@@ -249,18 +249,13 @@ const char *gqr_st_meta(const gqr_tensorfile *tf, const char *key) {
 
 /* ---- the index of a sharded set ---- */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-int gqr_st_is_index(const unsigned char *p, size_t size, const char *path) {
+static int is_index(const unsigned char *p, size_t size, const char *path) {
     size_t i = 0;
     while (i < size && strchr(" \t\r\n", p[i]) && p[i])
         i++;
     if (i == size || p[i] != '{')
         return 0;
-    if (ends_with(path, ".json"))
+    if (gqr_tf_ends_with(path, ".json"))
         return 1;
     cJSON *root = cJSON_ParseWithLength((const char *)p, size);
     int yes = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "weight_map"));
@@ -326,7 +321,7 @@ static int load_shards(Index *x, gqr_tensorfile *tf) {
                         x->shard[s], why);
         x->first[s] = tf->n_tensors;
         if (!rc)
-            rc = gqr_st_parse(tf, p, size, path, x->err, x->errlen);
+            rc = parse(tf, path, p, size, x->err, x->errlen);
         free(path);
         if (rc)
             return -1;
@@ -361,7 +356,7 @@ static int match(Index *x, gqr_tensorfile *tf) {
     return rc;
 }
 
-int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
+static int open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
                       size_t size, char *err, size_t errlen) {
     size_t error_at;
     cJSON *root = parse_json((const char *)p, size, &error_at);
@@ -410,7 +405,7 @@ int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value)
     return 0;
 }
 
-void gqr_st_writer_free(gqr_tf_writer *w) {
+static void writer_release(gqr_tf_writer *w) {
     cJSON_Delete(w->meta);
 }
 
@@ -476,7 +471,7 @@ static int write_file(const gqr_tf_writer *w, int from, int to, const char *path
     return gqr_tf_out_close(&o, err, errlen);
 }
 
-int gqr_st_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
+static int write_st(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
     return write_file(w, 0, w->n, path, err, errlen);
 }
 
@@ -553,3 +548,18 @@ int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,
 }
 
 #endif /* GQR_NO_CJSON */
+
+/* ---- the formats ---- */
+
+/* The '{' that opens the JSON header after its length; a .safetensors name
+ * with a broken header still comes here, so that the reader says what is
+ * wrong with it. */
+static int probe(const unsigned char *p, size_t size, const char *name) {
+    return (size >= 9 && p[8] == '{') || gqr_tf_ends_with(name, ".safetensors");
+}
+
+const gqr_tf_codec gqr_st_codec = {GQR_TF_SAFETENSORS, 0, probe, parse, free_meta, write_st,
+                                   writer_release};
+/* An index is read, never written as a format of its own (write_sharded). */
+const gqr_tf_codec gqr_st_index_codec = {GQR_TF_SAFETENSORS, 1, is_index, open_index,
+                                         free_meta, write_st, writer_release};

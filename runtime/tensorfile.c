@@ -1,7 +1,8 @@
 /*
  * tensorfile.c: what GGUF and safetensors share: the directory of tensors
- * and its lookup by name, file mapping, the format dispatch, element
- * conversion, and the writer's bookkeeping and atomic output.
+ * and its lookup by name, file mapping, the table of formats and the
+ * dispatch through it, element conversion, and the writer's bookkeeping
+ * and atomic output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -201,26 +202,67 @@ void gqr_tf_close(gqr_tensorfile *tf) {
         munmap(tf->maps[i], tf->map_sizes[i]);
     free(tf->maps);
     free(tf->map_sizes);
-    gqr_gguf_free_kv(tf);
-    gqr_st_free_meta(tf);
+    if (tf->codec && tf->codec->release)
+        tf->codec->release(tf);
     free(tf);
 }
 
-static int ends_with(const char *s, const char *suffix) {
+int gqr_tf_ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* One file's bytes, by content; a .gguf name with a wrong magic still
- * goes to the GGUF parser, which says what the magic was. */
-static int parse_one(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *name,
-                     char *err, size_t errlen) {
-    if ((size >= 4 && !memcmp(p, "GGUF", 4)) || ends_with(name, ".gguf")) {
-        tf->format = GQR_TF_GGUF;
-        return gqr_gguf_parse(tf, p, size, name, err, errlen);
+/* ---- the formats ---- */
+
+/* In the order they are tried: an index before the files it names, and
+ * each format's magic before another's claim by name. */
+static const gqr_tf_codec *const codecs[] = {&gqr_st_index_codec, &gqr_gguf_codec,
+                                             &gqr_st_codec};
+enum { N_CODECS = sizeof codecs / sizeof codecs[0] };
+
+/* The first format that takes the bytes; memory cannot hold an index's
+ * shards, so only a file may be one. */
+static const gqr_tf_codec *find_codec(const unsigned char *p, size_t size, const char *name,
+                                      int from_file) {
+    for (int i = 0; i < N_CODECS; i++)
+        if ((from_file || !codecs[i]->maps_others) && codecs[i]->probe(p, size, name))
+            return codecs[i];
+    return NULL;
+}
+
+int gqr_tf_probe(const unsigned char *p, size_t size, const char *name) {
+    const gqr_tf_codec *c = find_codec(p, size, name ? name : "", 1);
+    return c ? c->format : 0;
+}
+
+void gqr_tf_describe(const unsigned char *p, size_t size, char *out, size_t outlen) {
+    char hex[3 * 8 + 1] = "", text[8 + 1] = "";
+    size_t n = size < 8 ? size : 8;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(hex + 3 * i, sizeof hex - 3 * i, "%02x ", p[i]);
+        text[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
     }
-    tf->format = GQR_TF_SAFETENSORS;
-    return gqr_st_parse(tf, p, size, name, err, errlen);
+    if (n)
+        hex[3 * n - 1] = 0; /* the last space */
+    if (!n)
+        snprintf(out, outlen, "it is empty");
+    else
+        snprintf(out, outlen, "its first bytes are %s (\"%s\")", hex, text);
+}
+
+/* The bytes of one file (or memory) through the format that takes them. */
+static int open_with(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *name,
+                     int from_file, char *err, size_t errlen) {
+    tf->codec = find_codec(p, size, name, from_file);
+    if (!tf->codec) {
+        char looks[96];
+        gqr_tf_describe(p, size, looks, sizeof looks);
+        return gqr_fail(err, errlen, "%s: not a GGUF or safetensors file: %s", name, looks);
+    }
+    tf->format = tf->codec->format;
+    if (tf->codec->open(tf, name, p, size, err, errlen))
+        return -1;
+    return tf->codec->maps_others ? 0 : gqr_tf_index(tf, name, err, errlen);
 }
 
 int gqr_tf_open_memory(gqr_tensorfile **out, const void *buf, size_t size, const char *name,
@@ -229,7 +271,7 @@ int gqr_tf_open_memory(gqr_tensorfile **out, const void *buf, size_t size, const
     gqr_tensorfile *tf = calloc(1, sizeof *tf);
     if (!tf)
         return gqr_fail(err, errlen, "%s: out of memory", name);
-    if (parse_one(tf, buf, size, name, err, errlen) || gqr_tf_index(tf, name, err, errlen)) {
+    if (open_with(tf, buf, size, name, 0, err, errlen)) {
         gqr_tf_close(tf);
         return -1;
     }
@@ -244,16 +286,8 @@ int gqr_tf_open(gqr_tensorfile **out, const char *path, char *err, size_t errlen
         return gqr_fail(err, errlen, "%s: out of memory", path);
     const unsigned char *p;
     size_t size;
-    int rc = gqr_tf_map(tf, path, &p, &size, err, errlen);
-    if (!rc && gqr_st_is_index(p, size, path)) {
-        tf->format = GQR_TF_SAFETENSORS;
-        rc = gqr_st_open_index(tf, path, p, size, err, errlen);
-    } else if (!rc) {
-        rc = parse_one(tf, p, size, path, err, errlen);
-        if (!rc)
-            rc = gqr_tf_index(tf, path, err, errlen);
-    }
-    if (rc) {
+    if (gqr_tf_map(tf, path, &p, &size, err, errlen) ||
+        open_with(tf, p, size, path, 1, err, errlen)) {
         gqr_tf_close(tf);
         return -1;
     }
@@ -264,11 +298,14 @@ int gqr_tf_open(gqr_tensorfile **out, const char *path, char *err, size_t errlen
 /* ---- writers ---- */
 
 gqr_tf_writer *gqr_tf_writer_new(int format) {
-    if (format != GQR_TF_GGUF && format != GQR_TF_SAFETENSORS)
-        return NULL;
-    gqr_tf_writer *w = calloc(1, sizeof *w);
+    const gqr_tf_codec *codec = NULL;
+    for (int i = 0; i < N_CODECS && !codec; i++)
+        if (codecs[i]->format == format && !codecs[i]->maps_others)
+            codec = codecs[i];
+    gqr_tf_writer *w = codec ? calloc(1, sizeof *w) : NULL;
     if (w) {
         w->format = format;
+        w->codec = codec;
         w->alignment = 32;
     }
     return w;
@@ -342,9 +379,7 @@ int gqr_tf_writer_add(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
 }
 
 int gqr_tf_writer_write(gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
-    if (w->format == GQR_TF_GGUF)
-        return gqr_gguf_write(w, path, err, errlen);
-    return gqr_st_write(w, path, err, errlen);
+    return w->codec->write(w, path, err, errlen);
 }
 
 void gqr_tf_writer_free(gqr_tf_writer *w) {
@@ -359,7 +394,8 @@ void gqr_tf_writer_free(gqr_tf_writer *w) {
     for (int i = 0; i < w->n_kv; i++)
         free(w->keys[i]);
     free(w->keys);
-    gqr_st_writer_free(w);
+    if (w->codec->writer_release)
+        w->codec->writer_release(w);
     free(w);
 }
 

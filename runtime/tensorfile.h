@@ -41,14 +41,24 @@ typedef struct gqr_tensor {
 typedef struct gqr_tensorfile gqr_tensorfile;
 
 /* Opens a GGUF file, a .safetensors file, or a model.safetensors.index.json
- * (and then every shard it names, beside it), told apart by content: the
- * magic "GGUF" (or a name ending in .gguf), JSON with a "weight_map", else
- * safetensors.  *out is NULL after a failure. */
+ * (and then every shard it names, beside it), told apart by gqr_tf_probe;
+ * a file that is none of them is refused with what its first bytes are.
+ * *out is NULL after a failure. */
 int gqr_tf_open(gqr_tensorfile **out, const char *path, char *err, size_t errlen);
 /* The same for one file (not an index) in memory, called name in messages;
  * buf must outlive the directory. */
 int gqr_tf_open_memory(gqr_tensorfile **out, const void *buf, size_t size, const char *name,
                        char *err, size_t errlen);
+/* The format (GQR_TF_*) that size bytes at p, the start of a file called
+ * name, are, or 0: GGUF by its magic "GGUF" (or a name ending in .gguf),
+ * an index by JSON with a "weight_map" (or an object in a .json file),
+ * safetensors by the '{' that opens its header at byte 8 (or a name ending
+ * in .safetensors).  A name claims a format so that its reader says what
+ * is wrong with a damaged file. */
+int gqr_tf_probe(const unsigned char *p, size_t size, const char *name);
+/* What the first bytes of a file no reader accepts look like, for a
+ * message: "its first bytes are 47 47 55 58 03 00 00 00 ("GGUX....")". */
+void gqr_tf_describe(const unsigned char *p, size_t size, char *out, size_t outlen);
 /* Unmaps and frees everything; NULL is harmless. */
 void gqr_tf_close(gqr_tensorfile *tf);
 /* GQR_TF_GGUF or GQR_TF_SAFETENSORS. */
@@ -172,8 +182,31 @@ void gqr_tf_writer_free(gqr_tf_writer *w);
 typedef struct gqr_gguf_kv gqr_gguf_kv;
 typedef struct gqr_tf_wtensor gqr_tf_wtensor;
 
+/* A file format: how its files are recognized, read and written.  The
+ * table of them is in tensorfile.c; each format's file defines its own. */
+typedef struct gqr_tf_codec {
+    int format;        /* GQR_TF_* */
+    int maps_others;   /* open maps more files beside path (an index's shards) */
+    /* Whether size bytes at p, a file called name, are this format. */
+    int (*probe)(const unsigned char *p, size_t size, const char *name);
+    /* Reads size bytes at p (path's, or memory called path) into tf's
+     * directory, not yet indexed by name unless maps_others. */
+    int (*open)(gqr_tensorfile *tf, const char *path, const unsigned char *p, size_t size,
+                char *err, size_t errlen);
+    /* Frees what open kept beside the tensors (metadata); NULL: nothing. */
+    void (*release)(gqr_tensorfile *tf);
+    int (*write)(const gqr_tf_writer *w, const char *path, char *err, size_t errlen);
+    /* Frees what the format's own setters kept in w; NULL: nothing. */
+    void (*writer_release)(gqr_tf_writer *w);
+} gqr_tf_codec;
+
+extern const gqr_tf_codec gqr_gguf_codec;        /* gguf.c */
+extern const gqr_tf_codec gqr_st_codec;          /* safetensors.c */
+extern const gqr_tf_codec gqr_st_index_codec;    /* safetensors.c: a sharded set */
+
 struct gqr_tensorfile {
     int format;
+    const gqr_tf_codec *codec;   /* what opened it, NULL before */
     int n_tensors, cap_tensors;
     gqr_tensor *tensors;
     const gqr_tensor **by_name;  /* sorted by name, built last */
@@ -197,6 +230,7 @@ struct gqr_tf_wtensor {
 
 struct gqr_tf_writer {
     int format;
+    const gqr_tf_codec *codec;   /* the format's writer */
     int n, cap;
     gqr_tf_wtensor *t;
     unsigned char *kv;           /* GGUF: the pairs, serialized */
@@ -232,20 +266,8 @@ void gqr_tf_out_write(gqr_tf_out *o, const void *p, size_t n);
 /* Flushes and renames over the path; on failure removes the temporary. */
 int gqr_tf_out_close(gqr_tf_out *o, char *err, size_t errlen);
 
-int gqr_gguf_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
-                   char *err, size_t errlen);
-void gqr_gguf_free_kv(gqr_tensorfile *tf);
-int gqr_gguf_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen);
-int gqr_st_parse(gqr_tensorfile *tf, const unsigned char *p, size_t size, const char *file,
-                 char *err, size_t errlen);
-/* Whether size bytes at p, read from path, are an index: JSON with a
- * "weight_map", or an object in a .json file. */
-int gqr_st_is_index(const unsigned char *p, size_t size, const char *path);
-int gqr_st_open_index(gqr_tensorfile *tf, const char *path, const unsigned char *p,
-                      size_t size, char *err, size_t errlen);
-void gqr_st_free_meta(gqr_tensorfile *tf);
-int gqr_st_write(const gqr_tf_writer *w, const char *path, char *err, size_t errlen);
-void gqr_st_writer_free(gqr_tf_writer *w);
+/* Whether s ends with suffix. */
+int gqr_tf_ends_with(const char *s, const char *suffix);
 
 static inline uint16_t gqr_tf_le16(const unsigned char *p) {
     return (uint16_t)(p[0] | p[1] << 8);

@@ -1,5 +1,6 @@
 /*
- * fuzz_tokenizer.c: libFuzzer over runtime/tokenizer.c.  Any bytes must
+ * fuzz_tokenizer.c: libFuzzer over the tokenizer (runtime/pretokenize.c,
+ * vocab.c, tokenize.c, tokenizer_load.c).  Any bytes must
  * encode without a sanitizer report and decode back to themselves: with
  * the Llama 2 tokenizer.bin (../shared/data, when present; SPM with byte
  * fallback) and with small byte-level BPE vocabularies under each
@@ -8,7 +9,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime \
- *       -o build/fuzz_tokenizer tests/fuzz_tokenizer.c runtime/tokenizer.c -lcjson -lm
+ *       -o build/fuzz_tokenizer tests/fuzz_tokenizer.c \
+ *       runtime/{pretokenize,vocab,tokenize,tokenizer_load}.c -lcjson -lm
  *   build/fuzz_tokenizer -max_total_time=60 -max_len=4096 -timeout=10 CORPUS_DIR
  */
 #include <stdint.h>

@@ -540,6 +540,30 @@ static void test_open_errors(void) {
     gqr_tf_close(NULL);
 }
 
+/* Each format by its magic or its name; a file that is none of them is
+ * refused with its first bytes (it used to be read as safetensors). */
+static void test_probe(void) {
+    const unsigned char gguf[] = "GGUF\3\0\0\0", st[] = "\2\0\0\0\0\0\0\0{}";
+    const unsigned char junk[] = "GGUX\3\0\0\0\0\0\0\0";
+    CU_ASSERT_EQUAL(gqr_tf_probe(gguf, 8, "w.bin"), GQR_TF_GGUF);
+    CU_ASSERT_EQUAL(gqr_tf_probe(junk, 12, "w.gguf"), GQR_TF_GGUF);
+    CU_ASSERT_EQUAL(gqr_tf_probe(st, 10, "w.bin"), GQR_TF_SAFETENSORS);
+    CU_ASSERT_EQUAL(gqr_tf_probe(junk, 12, "w.safetensors"), GQR_TF_SAFETENSORS);
+    CU_ASSERT_EQUAL(gqr_tf_probe((const unsigned char *)"{\"weight_map\":{}}", 17, "i"),
+                    GQR_TF_SAFETENSORS);
+    CU_ASSERT_EQUAL(gqr_tf_probe(junk, 12, "w.bin"), 0);
+    CU_ASSERT_EQUAL(gqr_tf_probe(junk, 0, "w.bin"), 0);
+    CU_ASSERT_EQUAL(open_bytes(junk, 12, "w.bin"), -1);
+    CU_ASSERT_STRING_EQUAL(err, "w.bin: not a GGUF or safetensors file: its first bytes are "
+                                "47 47 55 58 03 00 00 00 (\"GGUX....\")");
+    CU_ASSERT_EQUAL(open_bytes(junk, 0, "w.bin"), -1);
+    CU_ASSERT_STRING_EQUAL(err, "w.bin: not a GGUF or safetensors file: it is empty");
+    spit(tmp_path("junk.bin"), junk, 12);
+    gqr_tensorfile *tf;
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmp_path("junk.bin"), err, sizeof err), -1);
+    HAS(err, "junk.bin: not a GGUF or safetensors file: its first bytes are 47 47 55 58");
+}
+
 /* ---- malformed GGUF, each a patch of one good file ---- */
 
 /* Tensors of 32-byte multiples, so the data ends the file with no padding:
@@ -886,6 +910,7 @@ int main(void) {
     CU_add_test(s, "metadata of every type", test_gguf_metadata);
     CU_add_test(s, "writer refusals", test_writer_refusals);
     CU_add_test(s, "open errors", test_open_errors);
+    CU_add_test(s, "formats by magic and name", test_probe);
     s = CU_add_suite("safetensors", files_init, files_cleanup);
     CU_add_test(s, "round trip", test_st_round_trip);
     CU_add_test(s, "scalar and empty tensors", test_st_scalar_and_empty);

@@ -85,6 +85,13 @@ static const gqa_model_api fake_api = {
 
 static const float dummy_weights[NW];
 
+/* The fake's shape in named tensors (GGUF, safetensors): 1304 floats. */
+#define SIZED_NW 1304
+static int sized_init(gqa_state **out, void *arena, size_t bytes, const float *w, size_t n) {
+    (void)w;
+    return n == SIZED_NW ? fake_init(out, arena, bytes, dummy_weights, NW) : GQA_EWEIGHTS;
+}
+
 /* ---- sampler ---- */
 
 static void test_sampler_bad_args(void) {
@@ -568,6 +575,45 @@ static void test_checkpoint_sizes(void) {
     expect_error(&fake_api, dir, "directory", (char *)NULL);
 }
 
+/* size bytes: head (n bytes), then zeros. */
+static const char *write_head(const char *name, const void *head, size_t n, size_t size) {
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fwrite(head, 1, n, f);
+    for (size_t k = n; k < size; k++)
+        fputc(0, f);
+    fclose(f);
+    return path;
+}
+
+/* Files of other formats, damaged, are not read as llama2.c headers (which
+ * said "dim is 1481983815" of a GGUF whose magic was wrong): each format
+ * is told by its magic, and a file that has none is described. */
+static void test_checkpoint_other_formats(void) {
+    size_t size = GQR_HEADER_BYTES + 4 * NW;
+    static const unsigned char gguf_bad[] = "GGUX\3\0\0\0\1\0\0\0\0\0\0\0";
+    const char *path = write_head("badmagic.bin", gguf_bad, 16, size);
+    expect_error(&fake_api, path, "not a llama2.c checkpoint, GGUF or safetensors file",
+                 "its first bytes are 47 47 55 58 03 00 00 00 (\"GGUX....\")", (char *)NULL);
+    static const unsigned char gguf_v1[] = "GGUF\1\0\0\0";
+    expect_error(&fake_api, write_head("v1.bin", gguf_v1, 8, size), "version 1", (char *)NULL);
+    /* A safetensors header length past the end, and one with no JSON. */
+    static const unsigned char st_long[] = "\xff\xff\0\0\0\0\0\0{\"a\":";
+    expect_error(&fake_api, write_head("stlong.bin", st_long, 13, size),
+                 "the header length 65535 runs past the end of the file", (char *)NULL);
+    static const unsigned char st_junk[] = "\x10\0\0\0\0\0\0\0junk";
+    expect_error(&fake_api, write_head("stjunk.bin", st_junk, 12, size),
+                 "not a llama2.c checkpoint", "10 00 00 00 00 00 00 00", (char *)NULL);
+    expect_error(&fake_api, write_head("stjunk.safetensors", st_junk, 12, size),
+                 "the header (16 bytes) is not JSON", (char *)NULL);
+    char err[256] = "";
+    gqr_checkpoint ck;
+    CU_ASSERT_EQUAL(gqr_checkpoint_load(&ck, path, &fake_api, GQR_LOAD_MMAP, err, sizeof err),
+                    -1);
+    CU_ASSERT_PTR_NULL(strstr(err, "dim is"));
+}
+
 static void test_checkpoint_bytes(void) {
     unsigned char buf[GQR_HEADER_BYTES + 4 * NW] = {0};
     char err[256];
@@ -596,7 +642,10 @@ static void test_checkpoint_bytes(void) {
 
 /* ---- cli ---- */
 
-/* gqr_main(fake) on the NULL-terminated arguments, its stdout and stderr
+/* The model cli() runs. */
+static const gqa_model_api *cli_api = &fake_api;
+
+/* gqr_main(cli_api) on the NULL-terminated arguments, its stdout and stderr
  * caught in out and err. */
 static int cli(char *out, char *err, size_t len, ...) {
     char *argv[32] = {"gqac-run"};
@@ -613,7 +662,7 @@ static int cli(char *out, char *err, size_t len, ...) {
     int o_save = dup(1), e_save = dup(2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(o_path, "w", stdout));
     CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(e_path, "w", stderr));
-    int rc = gqr_main(&fake_api, argc, argv);
+    int rc = gqr_main(cli_api, argc, argv);
     fflush(stdout), fflush(stderr);
     dup2(o_save, 1), dup2(e_save, 2);
     close(o_save), close(e_save);
@@ -642,13 +691,19 @@ static void test_cli_usage(void) {
     HAS(err, "unknown option '--frob'");
     static const char *const bad[][2] = {
         {"-n", "abc"}, {"-n", "-1"}, {"-n", "5x"}, {"-n", ""}, {"--temp", "-0.5"},
-        {"--temp", "nan"}, {"--top-p", "0"}, {"--top-p", "1.5"}, {"--seed", "-1"},
+        {"--temp", "nan"}, {"--top-p", "0"}, {"--top-p", "1.5"},
+        {"--temp", "1e39"}, {"--top-p", "1e-50"}, {"--seed", "-1"},
         {"--seed", "99999999999999999999999"}, {"--threads", "-2"}, {"--threads", "1e3"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", bad[i][0], bad[i][1],
                             (char *)NULL), 2);
         HAS(err, bad[i][0]);
     }
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--temp", "1e39", (char *)NULL), 2);
+    HAS(err, "--temp wants a number in [0, 3.4e38]");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--top-p", "1e-50", (char *)NULL),
+                    2);
+    HAS(err, "--top-p wants a number in (0, 1]");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "-n", (char *)NULL), 2);
     HAS(err, "-n needs a value");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "extra", (char *)NULL), 2);
@@ -703,16 +758,42 @@ static void test_cli_run(void) {
     CU_ASSERT_STRING_EQUAL(out, out2);
 }
 
+/* GGUF weights as gqac writes them carry no tokenizer: token ids in and
+ * out still run (they were refused for the missing tokenizer.ggml.model);
+ * text needs --tokenizer. */
+static void test_cli_gguf_no_tokenizer(void) {
+    gqa_model_api sized = fake_api;
+    sized.n_weights = SIZED_NW;
+    sized.init = sized_init;
+    float *w = calloc(SIZED_NW, sizeof *w);
+    char out[4096], err[4096];
+    const char *path = tmp_path("notok.gguf");
+    CU_ASSERT_EQUAL_FATAL(gqr_convert_write(path, GQR_FORMAT_GGUF, 0, &sized, w, err,
+                                            sizeof err), 0);
+    free(w);
+    cli_api = &sized;
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "--tokens", "3,5", "-n", "4",
+                        "--temp", "0", (char *)NULL), 0);
+    CU_ASSERT_STRING_EQUAL(out, "6 8 1 5\n");
+    HAS(err, "(GGUF, ");
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "-p", "hi", (char *)NULL), 1);
+    HAS(err, "-p needs a tokenizer");
+    HAS(err, "notok.gguf has none");
+    cli_api = &fake_api;
+}
+
 static void add_file_suites(void) {
     CU_pSuite s = CU_add_suite("checkpoint", files_init, files_cleanup);
     CU_add_test(s, "good file, both modes", test_checkpoint_good);
     CU_add_test(s, "each header field", test_checkpoint_fields);
     CU_add_test(s, "sizes, missing, directory", test_checkpoint_sizes);
     CU_add_test(s, "check_header on bytes", test_checkpoint_bytes);
+    CU_add_test(s, "other formats, damaged", test_checkpoint_other_formats);
     s = CU_add_suite("cli", files_init, files_cleanup);
     CU_add_test(s, "usage errors exit 2", test_cli_usage);
     CU_add_test(s, "input errors exit 1", test_cli_input_errors);
     CU_add_test(s, "runs", test_cli_run);
+    CU_add_test(s, "GGUF weights without a tokenizer", test_cli_gguf_no_tokenizer);
 }
 
 int main(void) {

@@ -1,5 +1,7 @@
 /*
- * test_tokenizer.c: runtime/tokenizer.c.
+ * test_tokenizer.c: the tokenizer (runtime/pretokenize.c, vocab.c,
+ * tokenize.c, tokenizer_load.c), and gguf_tokenizer.c's GGUF
+ * vocabularies.
  *
  * Suites: spm (the Llama 2 vocabulary in ../shared/data, against ids that
  * SentencePiece itself produced; skipped with a notice when the folder is
@@ -17,6 +19,8 @@
 #include <unistd.h>
 
 #include "cunit_run.h"
+#include "gqr.h"
+#include "tensorfile.h"
 #include "tokenizer.h"
 
 #define LLAMA2_BIN "../shared/data/tokenizer.bin"
@@ -809,12 +813,85 @@ static void test_files_json(void) {
     cJSON_Delete(root);
 }
 
+/* ---- GGUF (gguf_tokenizer.c) ---- */
+
+/* A GGUF file at tmp_path(name) holding a tokenizer of model kind ("llama",
+ * "gpt2"; NULL: no tokenizer keys) over n pieces, with SPM scores or, for
+ * gpt2, the merges given. */
+static const char *write_gguf_vocab(const char *name, const char *kind, int n,
+                                    const char *const *pieces, int n_merges,
+                                    const char *const *merges) {
+    gqr_tf_writer *w = gqr_tf_writer_new(GQR_TF_GGUF);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_EQUAL(gqr_tf_writer_set_string(w, "general.architecture", "llama"), 0);
+    if (kind) {
+        float scores[16] = {0};
+        for (int i = 0; i < n && i < 16; i++)
+            scores[i] = -(float)i;
+        CU_ASSERT_EQUAL(gqr_tf_writer_set_string(w, "tokenizer.ggml.model", kind), 0);
+        CU_ASSERT_EQUAL(gqr_tf_writer_set_string_array(w, "tokenizer.ggml.tokens", n, pieces,
+                                                       NULL), 0);
+        if (!strcmp(kind, "llama"))
+            CU_ASSERT_EQUAL(gqr_tf_writer_set_f32_array(w, "tokenizer.ggml.scores", n, scores), 0);
+        if (merges)
+            CU_ASSERT_EQUAL(gqr_tf_writer_set_string_array(w, "tokenizer.ggml.merges", n_merges,
+                                                           merges, NULL), 0);
+        CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1), 0);
+        CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2), 0);
+    }
+    const char *path = tmp_path(name);
+    CU_ASSERT_EQUAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
+    gqr_tf_writer_free(w);
+    return path;
+}
+
+static void test_gguf_vocab(void) {
+    static const char *const spm[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b",
+                                      "\xe2\x96\x81" "a", "ab"};
+    gqr_tokenizer *t = NULL;
+    const char *path = write_gguf_vocab("spm.gguf", "llama", 8, spm, 0, NULL);
+    CU_ASSERT_EQUAL_FATAL(gqr_gguf_tokenizer(&t, path, 8, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(gqr_tokenizer_vocab_size(t), 8);
+    CU_ASSERT_EQUAL(gqr_tokenizer_bos(t), 1);
+    int ids[8], n = 0;
+    CU_ASSERT_EQUAL(gqr_tokenizer_encode(t, "ab", 2, 1, ids, 8, &n, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT(n == 3 && ids[0] == 1 && ids[1] == 6 && ids[2] == 5);
+    gqr_tokenizer_free(t);
+    /* No tokenizer keys (as gqac writes GGUF): none, and no error. */
+    t = (gqr_tokenizer *)1;
+    path = write_gguf_vocab("none.gguf", NULL, 0, NULL, 0, NULL);
+    CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 8, err, sizeof err), 0);
+    CU_ASSERT_PTR_NULL(t);
+}
+
+/* Every message names the file, those of the vocabulary's checks too. */
+static void test_gguf_vocab_errors(void) {
+    static const char *const bpe[] = {"a", "b", "ab"};
+    static const char *const merges[] = {"a c"};
+    gqr_tokenizer *t = NULL;
+    const char *path = write_gguf_vocab("bpe.gguf", "gpt2", 3, bpe, 1, merges);
+    CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 0, err, sizeof err), -1);
+    CU_ASSERT_PTR_NULL(t);
+    char want[sizeof tmpdir + 64];
+    snprintf(want, sizeof want, "%s: ", path);
+    CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
+    HAS(err, "lacks the symbol of byte");
+    path = write_gguf_vocab("size.gguf", "gpt2", 3, bpe, 1, merges);
+    CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 5, err, sizeof err), -1);
+    HAS(err, "size.gguf: the tokenizer has 3 tokens, the model's vocab is 5");
+    path = write_gguf_vocab("kind.gguf", "bert", 3, bpe, 0, NULL);
+    CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 0, err, sizeof err), -1);
+    HAS(err, "kind.gguf: tokenizer.ggml.model is neither llama nor gpt2");
+}
+
 static void remove_tmp(void) {
     static const char *const names[] = {"tokenizer.json", "small.bin", "trunc.bin", "trunc2.bin",
                                         "empty.bin", "mismatch.bin", "mismatch2.bin", "neg.bin",
                                         "huge.bin", "maxlen.bin", "header.bin", "a.json",
                                         "b.json", "c.json", "d.json", "e.json", "f.json",
-                                        "g.json"};
+                                        "g.json", "spm.gguf", "none.gguf", "bpe.gguf",
+                                        "size.gguf", "kind.gguf"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         unlink(tmp_path(names[i]));
     rmdir(tmpdir);
@@ -859,6 +936,8 @@ int main(void) {
     s = CU_add_suite("files", NULL, NULL);
     CU_add_test(s, "tokenizer.bin", test_files_bin);
     CU_add_test(s, "tokenizer.json", test_files_json);
+    CU_add_test(s, "GGUF vocabulary", test_gguf_vocab);
+    CU_add_test(s, "GGUF vocabulary errors name the file", test_gguf_vocab_errors);
     int failed = cunit_run();
     gqr_tokenizer_free(llama2);
     remove_tmp();
