@@ -2,14 +2,16 @@
 #
 #   make            build/gqac and build/libgqa.a (the runtime)
 #   make demo       compile the trained example and generate text with it
-#   make test       unit tests, the same under ASan+UBSan, cross-CPU tests, bounded fuzzing
+#   make test       unit tests, the same under ASan+UBSan, cross-CPU tests, the installed
+#                   library through pkg-config, bounded fuzzing
 #   make bench      speed against the machine's bandwidth and FMA peak
-#   make install    PREFIX=/usr/local
+#   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
-# Prerequisites (Debian 12): gcc flex bison libcjson-dev tcc libtcc-dev, and
-# for the tests clang libcunit1-dev libclang-rt-14-dev; `make deps` checks them.  The cross
-# tests want gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf),
-# gcc-arm-none-eabi and qemu-user, and say so when they are missing.
+# Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
+# root installs what is missing: gcc flex bison libcjson-dev tcc libtcc-dev,
+# and for the tests clang libcunit1-dev libclang-rt-14-dev pkg-config,
+# gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf), gcc-arm-none-eabi and
+# qemu-user.
 
 CC      ?= gcc
 CC      := $(if $(filter default,$(origin CC)),gcc,$(CC))
@@ -35,7 +37,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo test check check-asan check-cross fuzz bench install clean deps
+.PHONY: all demo test check check-asan check-cross check-install fuzz bench install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -234,6 +236,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory check-asan
 	$(MAKE) --no-print-directory check-cross
+	$(MAKE) --no-print-directory check-install
 	$(MAKE) --no-print-directory fuzz
 	@echo "make test: all passed"
 
@@ -267,11 +270,49 @@ bench: $(BUILD)/gqac $(BUILD)/gen_attention
 	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
 
 # ---- install ----
+# gqa.pc gives a program built from `gqac -o` output its flags:
+# cc -O3 -march=native -ffp-contract=fast -fopenmp model.c $(pkg-config --cflags --libs gqa)
+define GQA_PC
+prefix=$(PREFIX)
+includedir=$${prefix}/include
+libdir=$${prefix}/lib
+# The generated kernels run across threads when compiled and linked with
+# this (gcc, clang); without it they run on one thread.
+openmp=-fopenmp
+
+Name: gqa
+Description: gqac's runtime: weights, tokenizers, sampling and the program behind gqac --main
+Version: $(shell sed -n 's/^\#define GQAC_VERSION "\(.*\)"/\1/p' compiler/gqac.h)
+Cflags: -I$${includedir}
+Libs: -L$${libdir} -lgqa -lcjson -lm
+endef
+export GQA_PC
+# Written at install time, since it holds PREFIX.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gqac $(DESTDIR)$(PREFIX)/bin/gqac
 	install -m 644 $(BUILD)/libgqa.a $(DESTDIR)$(PREFIX)/lib/libgqa.a
 	install -m 644 runtime/gqr.h templates/gqa_api.h $(DESTDIR)$(PREFIX)/include/
+	printf '%s\n' "$$GQA_PC" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc
+
+# make install into a scratch folder, then the README's way of building a
+# model by hand: gqac -o with --main, compiled and linked through gqa.pc
+# alone, run on random weights.
+INSTALL_TEST := $(BUILD)/install-test
+check-install:
+	@rm -rf $(INSTALL_TEST)
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(INSTALL_TEST))/root PREFIX=/usr/local
+	@set -e; root=$(abspath $(INSTALL_TEST))/root; dir=$(INSTALL_TEST); \
+	  $$root/usr/local/bin/gqac examples/tiny.gqa -o $$dir/tiny.c --main; \
+	  $$root/usr/local/bin/gqac weights --random examples/tiny.gqa -o $$dir/tiny.bin --seed 1; \
+	  flags=$$(PKG_CONFIG_PATH=$$root/usr/local/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
+	           pkg-config --cflags --libs gqa); \
+	  echo "cc ... tiny.c $$flags"; \
+	  $(CC) -O3 -march=native -ffp-contract=fast -fopenmp -o $$dir/tiny $$dir/tiny.c $$flags; \
+	  $$dir/tiny --weights $$dir/tiny.bin --tokens 1,2,3 -n 8 --temp 0 > $$dir/out.txt; \
+	  test "$$(wc -w < $$dir/out.txt)" -ge 8 || { cat $$dir/out.txt; exit 1; }; \
+	  echo "check-install: a --main program built through gqa.pc runs"
 
 clean:
 	rm -rf $(BUILD)

@@ -152,9 +152,8 @@ static double peak_gflops(int threads) {
 /* Measures the machine's bandwidth and peak on 1 and 2 threads (a and b:
  * n floats each) and raises stream and peak to them (the best of the run,
  * for the record; attention's FLOP bound).  The bounds of the rows are
- * measured with the rows: a shared VM's speed drifts within a run, and a
- * bound measured minutes away flattered or wronged what it was set
- * against by 10-30%. */
+ * measured with the rows, since a shared VM's speed drifts by 10-30%
+ * within a run. */
 static void measure_machine(const float *a, const float *b, size_t n, double stream[3],
                             double peak[3], const char *heading) {
     printf("%s\n", heading);
@@ -287,9 +286,8 @@ static double read_fma(int group, const float *a, const float *b, size_t n_all, 
  * in a decode step, where the rest of the layer's weights (and every other
  * layer's) pass through the caches between one layer's attention and the
  * next token's: the buffers a and b (far larger than the last-level
- * cache) are read first.  Without this, the smaller caches (33 MB at G=8,
- * T=8192) stayed partly in this machine's 260 MB L3 between repetitions,
- * and the kernels' figures went past the DRAM bound they are set against.
+ * cache) are read first, or a cache of tens of MB stays partly in a large
+ * L3 between repetitions and beats the DRAM bound it is set against.
  * That read, on the kernel's threads, is timed too: its median is the
  * bandwidth of the row's bound, measured in the same seconds as the
  * kernel, since this VM's bandwidth drifts by 10-30% within a run. */

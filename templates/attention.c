@@ -218,10 +218,8 @@ static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
  * One core alone does not keep enough reads in flight to stream memory
  * while it computes, so each block's kernels ask for the next block's
  * lines, one for each line they read: spread through the arithmetic, the
- * requests keep memory busy all along.  (Asked for all at once at a
- * block's start, four blocks ahead, memory's time and the arithmetic's
- * added up, presumably because the burst filled the core's queue of
- * misses: from DRAM at G = 4-8, the spread requests are 13-26% faster.) */
+ * requests keep memory busy all along (asked for in one burst, they fill
+ * the core's queue of misses, and memory's time adds to the arithmetic's). */
 static void attend_span(float *restrict o, float *restrict ml, const float *restrict q,
                         const float *restrict k, const float *restrict v, int b0, int b1, int n) {
     float m[GQ_GROUP], l[GQ_GROUP][GQ_BLOCK], score[GQ_GROUP][GQ_BLOCK];

@@ -5,7 +5,7 @@
 set -u
 need=""
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
-want() { need="$need $1"; }
+want() { case " $need " in *" $1 "*) ;; *) need="$need $1" ;; esac; }
 
 have_cmd make  || want make
 have_cmd gcc   || want gcc
@@ -22,6 +22,20 @@ if [ "${1:-test}" = test ]; then
     # libFuzzer's runtime ships apart from clang on Debian.
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
         [ "$(uname -m)" != x86_64 ] || want libclang-rt-14-dev
+    # check-install builds a program through the installed gqa.pc.
+    have_cmd pkg-config || want pkg-config
+    # check-cross (tests/cross.sh): static programs for four CPUs run
+    # under qemu-user, so each cross gcc also needs its libc.a, which
+    # apt only recommends; and the Cortex-M4 link.
+    for t in aarch64-linux-gnu:arm64:aarch64 arm-linux-gnueabihf:armhf:arm \
+             riscv64-linux-gnu:riscv64:riscv64 s390x-linux-gnu:s390x:s390x; do
+        triple=${t%%:*} rest=${t#*:}
+        arch=${rest%%:*} qemu=${rest#*:}
+        have_cmd "$triple-gcc" || want "gcc-$triple"
+        [ -f "/usr/$triple/lib/libc.a" ] || want "libc6-dev-$arch-cross"
+        have_cmd "qemu-$qemu" || want qemu-user
+    done
+    have_cmd arm-none-eabi-gcc || want gcc-arm-none-eabi
 fi
 [ -z "$need" ] && exit 0
 
