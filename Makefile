@@ -32,6 +32,8 @@ COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(RUNTIME_SRC))
+# The tensor files' readers and writers, which the fuzzers build from source.
+TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c runtime/outfile.c
 TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h templates/parallel.h \
                 templates/mathlib.c templates/gqmath.h templates/kernels.c templates/attention.c \
                 templates/forward.c
@@ -109,7 +111,7 @@ TEST_CFLAGS := $(ALL_CFLAGS) -fopenmp
 GEN_CFLAGS  := $(TEST_CFLAGS) -Wmissing-prototypes -Wstrict-prototypes
 TEST_LIBS   := -lcunit -lm -lpthread -ldl -lcjson
 
-$(BUILD)/gen_attention: tests/gen_attention.c $(BUILD)/libgqac.a
+$(BUILD)/gen_attention: tests/gen_attention.c $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/gen/attention_cases.c: $(BUILD)/gen_attention | $(BUILD)/gen
 	$(BUILD)/gen_attention > $@.tmp && mv $@.tmp $@
@@ -179,15 +181,14 @@ check-asan:
 # libFuzzer over the whole front end, seeded from the examples and the
 # diagnostic cases; FUZZ_SECONDS bounds it.
 FUZZ_SRC := $(COMPILER_SRC:%=compiler/%) $(BUILD)/parser.c $(BUILD)/lexer.c $(BUILD)/templates.c \
-            runtime/outfile.c
+            $(TF_SRC)
 $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icompiler -Itemplates -Iruntime -I$(BUILD) \
-	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lm
+	    -o $@ tests/fuzz_front.c $(FUZZ_SRC) -lcjson -lm
 # libFuzzer over the tensor file readers, each seeded with files its writer
 # made, over the tokenizers' encode and decode, and over the tokenizer in
 # GGUF metadata; FUZZ_FORMAT_SECONDS bounds each.
-TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
 $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
                                               runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

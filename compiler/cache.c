@@ -14,6 +14,7 @@
  * runs never see half a build, and a damaged entry is rebuilt.
  */
 #include "gqac.h"
+#include "outfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -244,12 +245,7 @@ bool cache_publish(const char *tmp, const char *dir, const char *name, Arena *a)
 }
 
 bool cache_write_file(const char *path, const Buf *b) {
-    FILE *f = fopen(path, "wb");
-    bool ok = f && fwrite(b->data, 1, b->len, f) == b->len;
-    ok = f && fclose(f) == 0 && ok;
-    if (!ok && f)
-        cache_discard(path); /* no empty or cut-off file stays */
-    return ok;
+    return gqr_out_write_file(path, b->data, b->len, NULL, 0) == 0; /* no empty or cut-off file stays */
 }
 
 const char *cache_keep_source(const Buf *c, const Buf *h, Arena *a) {

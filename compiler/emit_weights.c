@@ -15,6 +15,7 @@
  * here in double, so a target without a double FPU gets exact angles.
  */
 #include "gqac.h"
+#include "tensorfile.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,12 +32,26 @@ static bool check_file(const Model *m, FILE *f, const char *path, uint64_t float
     int64_t want[7] = {m->dim, m->hidden, m->layers, m->heads, m->kv_heads,
                        m->tied ? m->vocab : -m->vocab, m->context};
     unsigned char h[28];
-    if (fread(h, 1, 28, f) != 28) {
-        diag_error_file(d, "%s: shorter than llama2.c's 28-byte header", path);
+    size_t have = fread(h, 1, 28, f);
+    char looks[96];
+    gqr_tf_describe(h, have, looks, sizeof looks);
+    int format = gqr_tf_probe(h, have, path);
+    if (format) {
+        diag_error_file(d, "%s: a %s file; --embed-weights takes a llama2.c checkpoint (.bin)", path,
+                        format == GQR_TF_GGUF ? "GGUF" : "safetensors");
+        return false;
+    }
+    if (have != 28) {
+        diag_error_file(d, "%s: shorter than llama2.c's 28-byte header: %s", path, looks);
         return false;
     }
     for (int i = 0; i < 7; i++) {
         int64_t got = (int32_t)get_u32(h + 4 * i);
+        if (i != 5 && (got < 1 || got > 1 << 24)) { /* no size: some other file */
+            diag_error_file(d, "%s: not a llama2.c checkpoint (its %s would be %lld): %s", path, names[i],
+                            (long long)got, looks);
+            return false;
+        }
         if (got != want[i]) {
             diag_error_file(d, "%s: %s is %lld in the file, but the model has %lld", path,
                             names[i], (long long)got, (long long)want[i]);

@@ -256,6 +256,9 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
  * positions and steps a prompt through pairs of blocks (32), in int: the
  * last position plus 32 must fit (templates/attention.c). */
 #define PLAN_MAX_CONTEXT (INT32_MAX - 31)
+/* head_dim / 2 RoPE frequencies are constants in the C: past this the
+ * list alone is megabytes (real models use 64 to 256). */
+#define PLAN_MAX_HEAD_DIM 16384
 
 /* A template hole: a macro the templates use, with its value for this model. */
 typedef struct {

@@ -28,6 +28,12 @@ JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api *
     Arena *a = arena_new();
     Plan p;
     plan_model(m, "model", (CodeOptions){0}, &p, a);
+    if (plan_check(&p)) {
+        snprintf(err, errlen, "internal error: the plan's %s is out of its C type's range: a gqac bug",
+                 plan_check(&p));
+        arena_free(a);
+        return NULL;
+    }
     void *handle = b->compile(&p, a, err, errlen);
     arena_free(a);
     if (!handle)

@@ -322,6 +322,11 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
     }
     Plan p;
     plan_model(m, prefix, o->code, &p, a);
+    if (plan_check(&p)) {
+        fprintf(stderr, "gqac: internal error: the plan's %s is out of its C type's range (sema should have "
+                        "refused the model): a gqac bug; please report it with the .gqa\n", plan_check(&p));
+        return EXIT_INPUT;
+    }
     emit_c_model(&p, prefix, inc, o->with_main, &bufs[1], &bufs[0]);
     bool ok = !o->embed || emit_weights(m, prefix, inc, o->embed, bufs + 2, MAX_WEIGHT_FILES, &n, d);
     for (int i = 0; i < n; i++)

@@ -172,6 +172,11 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
     Plan p;
     Buf c = {0}, h = {0};
     plan_model(m, "model", (CodeOptions){0}, &p, a);
+    if (plan_check(&p)) {
+        fprintf(stderr, "gqac: internal error: the plan's %s is out of its C type's range: a gqac bug\n",
+                plan_check(&p));
+        return EXIT_INPUT;
+    }
     emit_c_model(&p, "model", "model.h", true, &c, &h);
     b.dir = arena_printf(a, "%s/%016llx", root, (unsigned long long)build_key(&b, &c, &h));
     char *bin = arena_printf(a, "%s/model", b.dir);

@@ -123,41 +123,17 @@ static bool in_list(const char *const *list, const char *s) {
     return false;
 }
 
-/* Edit distance, for "did you mean"; short strings only. */
-static int distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 31 || lb > 31)
-        return 99;
-    int row[32];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            diag = up;
-            row[j] = best;
-        }
-    }
-    return row[lb];
-}
-
 /* The closest key of this block (or block name at top level), if close. */
 static const char *suggest(const char *block, const char *word) {
     const char *best = NULL;
     int best_d = 3;
     for (size_t i = 0; i < N_FIELDS; i++) {
-        int dist = distance(fields[i].key, word);
+        int dist = edit_distance(fields[i].key, word);
         if (!strcmp(fields[i].block, block) && dist < best_d)
             best = fields[i].key, best_d = dist;
     }
     for (size_t i = 0; i < N_BLOCKS && !*block; i++) {
-        int dist = distance(blocks[i].name, word);
+        int dist = edit_distance(blocks[i].name, word);
         if (dist < best_d)
             best = blocks[i].name, best_d = dist;
     }
@@ -550,6 +526,10 @@ static void check_shape(Sema *s, Model *m) {
     else if (m->head_dim > 0 && m->head_dim % 2 != 0)
         diag_error(s->d, m->loc_head_dim, "head_dim (%lld) must be even: RoPE rotates pairs",
                    (long long)m->head_dim);
+    else if (m->head_dim > PLAN_MAX_HEAD_DIM && m->head_dim <= INT32_MAX)
+        diag_error(s->d, m->loc_head_dim, "head_dim is %lld, more than the largest supported %d (the "
+                   "generated code holds head_dim / 2 RoPE constants)", (long long)m->head_dim,
+                   PLAN_MAX_HEAD_DIM);
     check_rope_theta(s, m);
     if (m->rope_llama3)
         check_rope_scaling(s, m);

@@ -63,14 +63,24 @@ char *arena_strndup(Arena *a, const char *s, size_t n) {
     return p;
 }
 
+/* A format the C library cannot expand (a result past INT_MAX bytes) is a
+ * gqac bug: stop rather than emit a truncated or garbled file. */
+static size_t printed_size(int n) {
+    if (n < 0) {
+        fputs("gqac: internal error: a formatted string too large to build\n", stderr);
+        abort();
+    }
+    return (size_t)n;
+}
+
 char *arena_printf(Arena *a, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t n = printed_size(vsnprintf(NULL, 0, fmt, ap));
     va_end(ap);
-    char *p = arena_alloc(a, (size_t)n + 1);
+    char *p = arena_alloc(a, n + 1);
     va_start(ap, fmt);
-    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    vsnprintf(p, n + 1, fmt, ap);
     va_end(ap);
     return p;
 }
@@ -116,17 +126,17 @@ void buf_puts(Buf *b, const char *s) {
 void buf_printf(Buf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t n = printed_size(vsnprintf(NULL, 0, fmt, ap));
     va_end(ap);
-    char *tmp = malloc((size_t)n + 1);
+    char *tmp = malloc(n + 1);
     if (!tmp) {
         fputs("gqac: out of memory\n", stderr);
         abort();
     }
     va_start(ap, fmt);
-    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    vsnprintf(tmp, n + 1, fmt, ap);
     va_end(ap);
-    buf_putn(b, tmp, (size_t)n);
+    buf_putn(b, tmp, n);
     free(tmp);
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outfile.h"
 #include "tensorfile.h"
 
 struct gqr_gguf_value {
@@ -722,29 +723,29 @@ static int header_bytes(const gqr_tf_writer *w, Buf *b, const char *path, char *
     return b->oom ? gqr_fail(err, errlen, "%s: out of memory for the header", path) : 0;
 }
 
-static void write_zeros(gqr_tf_out *o, uint64_t n) {
+static void write_zeros(gqr_out *o, uint64_t n) {
     static const unsigned char zeros[64];
     while (n) {
         size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
-        gqr_tf_out_write(o, zeros, k);
+        gqr_out_put(o, zeros, k);
         n -= k;
     }
 }
 
 static int write_gguf(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
     Buf b = {0};
-    gqr_tf_out o;
-    if (header_bytes(w, &b, path, err, errlen) || gqr_tf_out_open(&o, path, err, errlen)) {
+    gqr_out o;
+    if (header_bytes(w, &b, path, err, errlen) || gqr_out_open(&o, path, err, errlen)) {
         free(b.p);
         return -1;
     }
-    gqr_tf_out_write(&o, b.p, b.len);
+    gqr_out_put(&o, b.p, b.len);
     free(b.p);
     for (int i = 0; i < w->n; i++) {
-        gqr_tf_out_write(&o, w->t[i].bytes, (size_t)w->t[i].n_bytes);
+        gqr_out_put(&o, w->t[i].bytes, (size_t)w->t[i].n_bytes);
         write_zeros(&o, (w->alignment - w->t[i].n_bytes % w->alignment) % w->alignment);
     }
-    return gqr_tf_out_close(&o, err, errlen);
+    return gqr_out_commit(&o, err, errlen);
 }
 
 /* ---- the format ---- */

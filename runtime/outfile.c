@@ -146,6 +146,11 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+void gqr_out_put(gqr_out *o, const void *p, size_t n) {
+    if (n)
+        fwrite(p, 1, n, o->f);
+}
+
 static void release(gqr_out *o) {
     free(o->path);
     free(o->tmp);
@@ -176,11 +181,13 @@ int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
 }
 
 void gqr_out_abort(gqr_out *o) {
+    int e = errno; /* the caller's message reads it */
     if (o->f && !o->is_stdout)
         fclose(o->f);
     if (o->tmp)
         unlink(o->tmp);
     release(o);
+    errno = e;
 }
 
 int gqr_out_write_file(const char *path, const void *data, size_t n, char *err, size_t errlen) {

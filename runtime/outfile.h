@@ -34,6 +34,8 @@ int gqr_out_in_place(const char *path);
 int gqr_out_same(const char *a, const char *b);
 /* Opens o for path; 0, or -1 with a message naming path. */
 int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen);
+/* n bytes to o; an error shows at gqr_out_commit (the stream's error flag). */
+void gqr_out_put(gqr_out *o, const void *p, size_t n);
 /* Flushes and closes o and renames its temporary file into place; 0, or
  * -1 (the temporary file removed, the target untouched) with a message. */
 int gqr_out_commit(gqr_out *o, char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outfile.h"
 #include "tensorfile.h"
 
 #ifdef GQR_NO_CJSON
@@ -452,8 +453,8 @@ static char *header_text(const gqr_tf_writer *w, int from, int to) {
 static int write_file(const gqr_tf_writer *w, int from, int to, const char *path, char *err,
                       size_t errlen) {
     char *h = header_text(w, from, to);
-    gqr_tf_out o;
-    if (!h || gqr_tf_out_open(&o, path, err, errlen)) {
+    gqr_out o;
+    if (!h || gqr_out_open(&o, path, err, errlen)) {
         free(h);
         return h ? -1 : gqr_fail(err, errlen, "%s: out of memory for the header", path);
     }
@@ -462,13 +463,13 @@ static int write_file(const gqr_tf_writer *w, int from, int to, const char *path
     size_t n = strlen(h), pad = (8 - n % 8) % 8;
     unsigned char len[8];
     gqr_tf_put64(len, n + pad);
-    gqr_tf_out_write(&o, len, 8);
-    gqr_tf_out_write(&o, h, n);
-    gqr_tf_out_write(&o, "        ", pad);
+    gqr_out_put(&o, len, 8);
+    gqr_out_put(&o, h, n);
+    gqr_out_put(&o, "        ", pad);
     free(h);
     for (int i = from; i < to; i++)
-        gqr_tf_out_write(&o, w->t[i].bytes, (size_t)w->t[i].n_bytes);
-    return gqr_tf_out_close(&o, err, errlen);
+        gqr_out_put(&o, w->t[i].bytes, (size_t)w->t[i].n_bytes);
+    return gqr_out_commit(&o, err, errlen);
 }
 
 static int write_st(const gqr_tf_writer *w, const char *path, char *err, size_t errlen) {
@@ -509,15 +510,15 @@ static int write_shards(const gqr_tf_writer *w, const char *index_path, const in
             return -1;
     }
     char *text = index_text(w, start, n_shards);
-    gqr_tf_out o;
-    if (!text || gqr_tf_out_open(&o, index_path, err, errlen)) {
+    gqr_out o;
+    if (!text || gqr_out_open(&o, index_path, err, errlen)) {
         free(text);
         return text ? -1 : gqr_fail(err, errlen, "%s: out of memory", index_path);
     }
-    gqr_tf_out_write(&o, text, strlen(text));
-    gqr_tf_out_write(&o, "\n", 1);
+    gqr_out_put(&o, text, strlen(text));
+    gqr_out_put(&o, "\n", 1);
     free(text);
-    return gqr_tf_out_close(&o, err, errlen);
+    return gqr_out_commit(&o, err, errlen);
 }
 
 int gqr_tf_writer_write_sharded(gqr_tf_writer *w, const char *index_path,

@@ -241,13 +241,6 @@ struct gqr_tf_writer {
     void *meta;                  /* safetensors: a cJSON object, or NULL */
 };
 
-/* A writer's output: a temporary file beside path, renamed over it. */
-typedef struct gqr_tf_out {
-    FILE *f;
-    char *tmp;
-    const char *path;
-} gqr_tf_out;
-
 /* Appends a tensor named by len bytes at name (copied); 0 or -1 (out of
  * memory). */
 int gqr_tf_push(gqr_tensorfile *tf, const gqr_tensor *t, const char *name, size_t len,
@@ -261,10 +254,6 @@ int gqr_tf_map(gqr_tensorfile *tf, const char *path, const unsigned char **buf, 
                char *err, size_t errlen);
 /* Sorts the tensors by name for gqr_tf_find; -1 on a duplicate name. */
 int gqr_tf_index(gqr_tensorfile *tf, const char *file, char *err, size_t errlen);
-int gqr_tf_out_open(gqr_tf_out *o, const char *path, char *err, size_t errlen);
-void gqr_tf_out_write(gqr_tf_out *o, const void *p, size_t n);
-/* Flushes and renames over the path; on failure removes the temporary. */
-int gqr_tf_out_close(gqr_tf_out *o, char *err, size_t errlen);
 
 /* Whether s ends with suffix. */
 int gqr_tf_ends_with(const char *s, const char *suffix);
