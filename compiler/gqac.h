@@ -2,7 +2,10 @@
  * gqac.h: the compiler's internal header, one section per file, in pipeline
  * order:
  *
- *   lexer.l -> parser.y -> sema.c -> ir.c -> plan.c -> emit_c.c
+ *   util.c, diag.c -> lexer.l -> parser.y -> sema.c (front.c: all three)
+ *     -> ir.c -> plan.c -> emit_c.c, emit_weights.c -> output.c
+ *   then what drives it: cache.c, run.c, jit.c; and the other commands:
+ *   import.c, export.c, tune.c, report.c (main.c: the command line)
  *
  * The parser builds an Ast (a tree of key = value items and blocks), sema
  * checks it against the schema and resolves it into a Model (the model IR:
@@ -225,27 +228,6 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
  * the one definition behind every way the code gets its angles. */
 double ir_rope_freq(const Model *m, int64_t i);
 
-/* ---- import.c: gqac import ---- */
-
-/* A .gqa at output ("-": stdout) from a config.json (or a folder with one),
- * a GGUF file or a llama2.c checkpoint; an exit status. */
-int import_command(const char *input, const char *output, Arena *a);
-
-/* ---- export.c: random weights in other formats ---- */
-
-/* Random weights (weights_fill_random's) of m written to output as format
- * "gguf" or "safetensors", tensors stored as dtype "f32", "f16" or "bf16";
- * an exit status. */
-int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
-                  const char *output);
-
-/* ---- run.c: gqac run ---- */
-
-/* Compiles m (read from model_path) into a cached program and replaces
- * this process with it, passing argv[0..argc); returns only on failure,
- * with an exit status. */
-int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a);
-
 /* ---- plan.c: Model -> kernel plan ---- */
 
 #define PLAN_MAX_HOLES 96
@@ -299,21 +281,6 @@ const char *plan_hole(const Plan *p, const char *name);
  * these come from. */
 const char *plan_check(const Plan *p);
 
-/* ---- emit_c.c: plan + templates -> C ---- */
-
-/* Whole model: the .c and the .h (header_name is what the .c includes;
- * NULL puts the header's text in the .c, one file for a JIT). */
-void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
-                  Buf *c, Buf *h);
-/* The attention kernel alone, as `void PREFIX_attention(...)` (one
- * token), `PREFIX_attention_prompt(...)` (a block of a prompt's tokens),
- * and `PREFIX_kv_store(...)`, which writes the cache in their layout. */
-void emit_c_attention(const Plan *p, const char *prefix, Buf *c);
-
-/* Expands one template: holes from p, gqm_/GQM_ renamed to prefix, loops
- * marked gqac:unroll unrolled up to p->unroll_limit. */
-void emit_template(Buf *out, const char *tmpl, const Plan *p, const char *prefix);
-
 /* ---- cname.c: input text that reaches C ---- */
 
 /* A C identifier from a model name: lowercased, other bytes to '_'. */
@@ -332,15 +299,20 @@ typedef struct {
 
 const char *template_get(const char *name);
 
-/* ---- weights.c: checkpoints the compiler writes ---- */
+/* ---- emit_c.c: plan + templates -> C ---- */
 
-/* The floats w (ir_tensors' total) as m's llama2.c checkpoint. */
-bool weights_write(const Model *m, const float *w, FILE *f);
-/* Deterministic random weights for m in llama2.c format. */
-bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
-/* The same values into out (the checkpoint's float count, ir_tensors'
- * total), for writers of other formats. */
-void weights_fill_random(const Model *m, uint64_t seed, float *out);
+/* Whole model: the .c and the .h (header_name is what the .c includes;
+ * NULL puts the header's text in the .c, one file for a JIT). */
+void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bool with_main,
+                  Buf *c, Buf *h);
+/* The attention kernel alone, as `void PREFIX_attention(...)` (one
+ * token), `PREFIX_attention_prompt(...)` (a block of a prompt's tokens),
+ * and `PREFIX_kv_store(...)`, which writes the cache in their layout. */
+void emit_c_attention(const Plan *p, const char *prefix, Buf *c);
+
+/* Expands one template: holes from p, gqm_/GQM_ renamed to prefix, loops
+ * marked gqac:unroll unrolled up to p->unroll_limit. */
+void emit_template(Buf *out, const char *tmpl, const Plan *p, const char *prefix);
 
 /* ---- emit_weights.c: a checkpoint as C ---- */
 
@@ -355,6 +327,16 @@ bool emit_weights(const Model *m, const char *prefix, const char *header_name, c
                   Buf *bufs, int max_bufs, int *n_bufs, Diag *d);
 /* RoPE's cos and sin for every position of m, as the object gq_rope. */
 void emit_rope_table(const Model *m, Buf *c);
+
+/* ---- weights.c: checkpoints the compiler writes ---- */
+
+/* The floats w (ir_tensors' total) as m's llama2.c checkpoint. */
+bool weights_write(const Model *m, const float *w, FILE *f);
+/* Deterministic random weights for m in llama2.c format. */
+bool weights_write_random(const Model *m, uint64_t seed, FILE *f);
+/* The same values into out (the checkpoint's float count, ir_tensors'
+ * total), for writers of other formats. */
+void weights_fill_random(const Model *m, uint64_t seed, float *out);
 
 /* ---- gqa_source.c: a Model as .gqa text ---- */
 
@@ -420,6 +402,13 @@ const char *cache_keep_source(const Buf *c, const Buf *h, Arena *a);
 enum { CACHE_NOT_RUN = -2 };
 int cache_spawn(char *const argv[], bool quiet);
 
+/* ---- run.c: gqac run ---- */
+
+/* Compiles m (read from model_path) into a cached program and replaces
+ * this process with it, passing argv[0..argc); returns only on failure,
+ * with an exit status. */
+int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a);
+
 /* ---- jit.c: generated code compiled and loaded in this process ---- */
 
 /* A backend turns a kernel plan into loaded code.  The C backends emit C
@@ -452,6 +441,20 @@ struct gqa_model_api; /* templates/gqa_api.h */
 JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                       char *err, size_t errlen);
 void jit_free(JitModel *j);
+
+/* ---- import.c: gqac import ---- */
+
+/* A .gqa at output ("-": stdout) from a config.json (or a folder with one),
+ * a GGUF file or a llama2.c checkpoint; an exit status. */
+int import_command(const char *input, const char *output, Arena *a);
+
+/* ---- export.c: random weights in other formats ---- */
+
+/* Random weights (weights_fill_random's) of m written to output as format
+ * "gguf" or "safetensors", tensors stored as dtype "f32", "f16" or "bf16";
+ * an exit status. */
+int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
+                  const char *output);
 
 /* ---- tune.c: gqac tune ---- */
 

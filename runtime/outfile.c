@@ -147,8 +147,8 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
 }
 
 void gqr_out_put(gqr_out *o, const void *p, size_t n) {
-    if (n)
-        fwrite(p, 1, n, o->f);
+    if (n && fwrite(p, 1, n, o->f) != n && !o->error)
+        o->error = errno ? errno : EIO;
 }
 
 static void release(gqr_out *o) {
@@ -164,8 +164,8 @@ int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
         return failed ? gqr_fail(err, errlen, "<stdout>: cannot write: %s", strerror(errno)) : 0;
     }
     errno = 0;
-    int failed = ferror(o->f) || fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0);
-    int e = errno ? errno : EIO;
+    int failed = o->error || ferror(o->f) || fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0);
+    int e = o->error ? o->error : errno ? errno : EIO;
     if (fclose(o->f) != 0 && !failed)
         failed = 1, e = errno;
     o->f = NULL;

@@ -22,6 +22,7 @@ typedef struct {
     char *tmp;   /* the temporary file beside it; NULL when written in place */
     FILE *f;     /* write here */
     int is_stdout;
+    int error;   /* errno of the first failed gqr_out_put, or 0 */
 } gqr_out;
 
 /* 0 when path can be written by gqr_out_open; else -1 with why in err
