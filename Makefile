@@ -169,10 +169,9 @@ check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
 	done
 
 # The same tests with AddressSanitizer and UndefinedBehaviorSanitizer.
-# -fno-var-tracking-assignments: with UBSan's checks, gcc's tracking of
-# variables for the debugger took 4x the compile time of the generated
-# kernels' unrolled tiles (10.8 s -> 2.5 s for one model; the 144-kernel
-# attention matrix ran past 8 minutes); line numbers stay for the reports.
+# -fno-var-tracking-assignments: under UBSan, gcc's tracking of variables
+# for the debugger multiplies the compile time of the generated kernels'
+# unrolled tiles; line numbers stay for the reports.
 SANITIZE := -O1 -g -fno-var-tracking-assignments -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 check-asan:

@@ -145,8 +145,7 @@ static int64_t floor_pow2(int64_t n) {
  * over head_dim in the scores, so that heads x sums reach 8 independent
  * vector chains even at G 1; and the update's tile of V columns, vectors
  * of up to 16 lanes, heads x columns about 128 floats (8 AVX-512
- * registers, 16 AVX2 ones).  Measured (AVX-512, T 8192, G 8, head_dim
- * 128): 4-12% faster than tiles of 256 floats, which spill. */
+ * registers, 16 AVX2 ones): tiles of 256 floats spill. */
 static void plan_attention_tiles(Plan *p, Arena *a, int64_t group, int64_t head_dim) {
     int64_t heads = 8;
     while (group % heads)
