@@ -192,8 +192,8 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 # made, over the tokenizers' encode and decode, and over the tokenizer in
 # GGUF metadata; FUZZ_FORMAT_SECONDS bounds each.
 TF_SRC := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c
-$(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
-                                              runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
+$(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c tests/fuzz_tensors.h \
+                                              $(TF_SRC) runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm
