@@ -96,14 +96,15 @@ $(BUILD)/gen/$(1).bin: $(2) $(BUILD)/gqac | $(BUILD)/gen
 	$(BUILD)/gqac weights --random $(2) -o $$@ --seed 7
 TEST_MODELS += $(1)
 endef
-$(eval $(call test_model,tiny,examples/tiny.gqa))
-$(eval $(call test_model,tiny_mha,examples/tiny-mha.gqa))
-$(eval $(call test_model,tiny_mqa,examples/tiny-mqa.gqa))
-$(eval $(call test_model,tiny_fs,examples/tiny.gqa,--target freestanding))
-$(eval $(call test_model,tiny_rt,examples/tiny.gqa,--target freestanding --rope-table))
-$(foreach m,g3bias g3nobias g5 g6mqa g7 g32 halves llama3 llama3_x4 tiny_halves,$(eval $(call test_model,$(m),tests/models/$(m).gqa)))
-$(eval $(call test_model,llama3_fs,tests/models/llama3.gqa,--target freestanding))
-$(eval $(call test_model,fortune,examples/fortune.gqa))
+# The whole-model tests: one line each in tests/models.def,
+# MODEL(stem, "path.gqa", "gqac flags", ...reference numbers), which
+# test_model and test_convert include too.  Read as stem;path;flags, the
+# flags' spaces as ~ (so each row is one word; flags hold no commas).
+TEST_MODEL_ROWS := $(shell sed -n 's/^MODEL.\([A-Za-z0-9_]*\), *"\([^"]*\)", *"\([^"]*\)".*/\1;\2;\3/p' \
+                     tests/models.def | tr ' ' '~')
+row_field = $(subst ~, ,$(word $(2),$(subst ;, ,$(1))))
+$(foreach r,$(TEST_MODEL_ROWS),$(eval $(call test_model,$(call row_field,$(r),1),$(call row_field,$(r),2),\
+    $(call row_field,$(r),3))))
 
 # Tests build with OpenMP so the threaded paths run; the generated code
 # must also pass the strictest warnings we can ask of it.
@@ -118,47 +119,50 @@ $(BUILD)/gen/attention_cases.c: $(BUILD)/gen_attention | $(BUILD)/gen
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(GEN_CFLAGS) -Itests -I$(BUILD)/gen -c -o $@ $<
 
+# What every test program shares: tests/testing.h.
+TESTING := $(BUILD)/obj/testing.o
+$(TESTING): tests/testing.c tests/testing.h | $(BUILD)/obj
+	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
 $(BUILD)/test_kernels: tests/test_kernels.c tests/attention_cases.h $(TEMPLATES) \
                        $(BUILD)/gen/attention_cases.o
-	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TEST_LIBS)
-$(BUILD)/test_model: tests/test_model.c $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TESTING) $(TEST_LIBS)
+$(BUILD)/test_model: tests/test_model.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                      $(TEST_MODELS:%=$(BUILD)/gen/%.bin)
-	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TEST_LIBS)
-CONVERT_MODELS := tiny tiny_halves g3bias g3nobias halves llama3 llama3_x4 fortune
-# What the tests that run commands and compare files share.
-TESTING := tests/testing.c tests/testing.h
-$(BUILD)/test_convert: tests/test_convert.c $(TESTING) $(CONVERT_MODELS:%=$(BUILD)/gen/%.o) \
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(TEST_LIBS)
+$(BUILD)/test_convert: tests/test_convert.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                        $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -Iruntime -I$(BUILD)/gen -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a \
+	    $(TEST_LIBS)
 $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 TOK_SRC := $(addprefix runtime/,pretokenize.c vocab.c tokenize.c tokenizer_load.c)
 $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(TOK_SRC)): runtime/tokenizer.h runtime/tokenizer_int.h \
                                                         runtime/unicode_tables.h
 $(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o checkpoint.o convert.o \
             gguf_tokenizer.o)
 $(TF_OBJ): runtime/tensorfile.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.a,$^) $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
-$(BUILD)/test_jit: tests/test_jit.c $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
+$(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
                    $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/tiny.bin $(BUILD)/gen/tiny_mha.bin
-	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< tests/testing.c $(BUILD)/gen/tiny.o \
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TESTING) $(BUILD)/gen/tiny.o \
 	    $(BUILD)/gen/tiny_mha.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
-$(BUILD)/test_cli: tests/test_cli.c $(TESTING)
-	$(CC) $(TEST_CFLAGS) -Itests -o $@ $(filter %.c,$^) $(TEST_LIBS)
+$(BUILD)/test_cli: tests/test_cli.c
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
 
-$(BUILD)/test_report: tests/test_report.c $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(TEST_LIBS)
+$(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_jit test_report test_cli
-$(TESTS:%=$(BUILD)/%): tests/cunit_run.h
+$(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
@@ -188,8 +192,8 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 # libFuzzer over the tensor file readers, each seeded with files its writer
 # made, over the tokenizers' encode and decode, and over the tokenizer in
 # GGUF metadata; FUZZ_FORMAT_SECONDS bounds each.
-$(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c $(TF_SRC) \
-                                              runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
+$(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c tests/fuzz_tensors.h \
+                                              $(TF_SRC) runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm

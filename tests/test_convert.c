@@ -23,17 +23,15 @@
 #include "cunit_run.h"
 #include "gqr.h"
 #include "tokenizer.h"
-#include "fortune.h"
-#include "g3bias.h"
-#include "g3nobias.h"
-#include "halves.h"
-#include "llama3.h"
-#include "llama3_x4.h"
-#include "tiny.h"
-#include "tiny_halves.h"
+#include "gqa_api.h"
 #include "testing.h"
 
-static const char *gqac = "build/gqac";
+/* Every model of tests/models.def is linked in; the tests take a few. */
+#define MODEL(stem, ...) extern const gqa_model_api stem##_api;
+#include "models.def"
+#undef MODEL
+
+static const char *gqac;
 enum { N_POS = 12 };
 
 /* Logits of positions 0..N_POS-1 of a fixed token sequence, or NULL (with
@@ -128,10 +126,7 @@ static void test_mismatches(void) {
     const char *nb = write_weights("tests/models/g3nobias.gqa", "nb.gguf", "gguf", "f32");
     expect_error(&g3nobias_api, g3, "tensor 'blk.0.attn_q.bias' is not part of the model");
     expect_error(&g3bias_api, nb, "tensor 'blk.0.attn_q.bias' is missing");
-    FILE *f = fopen(test_tmp("junk.gguf"), "wb");
-    fwrite("GGUF\x01\x00\x00\x00", 1, 8, f);
-    fclose(f);
-    expect_error(&tiny_api, test_tmp("junk.gguf"), "version 1");
+    expect_error(&tiny_api, test_write_tmp("junk.gguf", "GGUF\x01\x00\x00\x00", 8), "version 1");
 }
 
 /* Llama 3's scaling travels in GGUF as llama.cpp's rope_freqs.weight: the
@@ -256,9 +251,7 @@ static void test_import_round_trip(void) {
 
 /* A bad config.json: exit status 1 and the message naming the problem. */
 static void expect_import_error(const char *json, const char *want) {
-    FILE *f = fopen(test_tmp("bad.json"), "w");
-    fputs(json, f);
-    fclose(f);
+    test_write_tmp("bad.json", json, strlen(json));
     int rc = test_sh("%s import %s -o %s 2> %s", gqac, test_tmp("bad.json"), test_tmp("bad.gqa"), test_tmp("err.txt"));
     CU_ASSERT(rc == 1);
     int found = test_sh("grep -qF \"%s\" %s", want, test_tmp("err.txt")) == 0;
@@ -287,8 +280,7 @@ static void test_import_errors(void) {
 }
 
 int main(void) {
-    if (getenv("GQAC"))
-        gqac = getenv("GQAC");
+    gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("formats", NULL, NULL);

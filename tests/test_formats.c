@@ -9,7 +9,6 @@
  * Suites: half, gguf, safetensors, malformed gguf, malformed safetensors.
  */
 #include <CUnit/Basic.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,66 +19,9 @@
 
 #include "cunit_run.h"
 #include "tensorfile.h"
+#include "testing.h"
 
-/* Reports the string that lacks the substring, not just the line. */
-#define HAS(s, sub)                                                              \
-    do {                                                                         \
-        if (!strstr((s), (sub)))                                                 \
-            fprintf(stderr, "\n    '%s' lacks '%s'\n", (s), (sub));             \
-        CU_ASSERT_PTR_NOT_NULL(strstr((s), (sub)));                              \
-    } while (0)
-
-static char tmpdir[512];
 static char err[1024];
-
-static int files_init(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/gqr_formats_XXXXXX", t && *t ? t : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-/* Removes everything the tests left in the directory, then it. */
-static int files_cleanup(void) {
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    char path[1100];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-            remove(path);
-        }
-    closedir(d);
-    return rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name) {
-    static char paths[8][1100];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", tmpdir, name);
-    return p;
-}
-
-static unsigned char *slurp(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fseek(f, 0, SEEK_END);
-    *size = (size_t)ftell(f);
-    rewind(f);
-    unsigned char *buf = malloc(*size ? *size : 1);
-    CU_ASSERT_FATAL(fread(buf, 1, *size, f) == *size);
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t size) {
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    CU_ASSERT(fwrite(buf, 1, size, f) == size);
-    fclose(f);
-}
 
 /* Opens size bytes (copied, so ASan sees any read past them): 0 or -1,
  * the message in err. */
@@ -267,7 +209,7 @@ static void test_gguf_round_trip(void) {
     gqr_tf_writer *w = gqr_tf_writer_new(GQR_TF_GGUF);
     add_specs(w);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_string(w, "general.architecture", "llama"), 0);
-    const char *path = tmp_path("rt.gguf");
+    const char *path = test_tmp("rt.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     gqr_tensorfile *tf;
@@ -277,7 +219,7 @@ static void test_gguf_round_trip(void) {
     gqr_tf_close(tf);
     /* The same bytes from memory, each tensor's data at a multiple of 32. */
     size_t size;
-    unsigned char *buf = slurp(path, &size);
+    unsigned char *buf = (unsigned char *)test_slurp(path, &size);
     CU_ASSERT_EQUAL(gqr_tf_open_memory(&tf, buf, size, "rt.gguf", err, sizeof err), 0);
     check_specs(tf);
     for (int i = 0; i < gqr_tf_count(tf); i++)
@@ -292,11 +234,11 @@ static void test_gguf_alignment(void) {
     CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "general.alignment", 48), -1);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "general.alignment", 256), 0);
     add_specs(w);
-    const char *path = tmp_path("align.gguf");
+    const char *path = test_tmp("align.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     size_t size;
-    unsigned char *buf = slurp(path, &size);
+    unsigned char *buf = (unsigned char *)test_slurp(path, &size);
     gqr_tensorfile *tf;
     CU_ASSERT_EQUAL_FATAL(gqr_tf_open_memory(&tf, buf, size, "align.gguf", err, sizeof err), 0);
     check_specs(tf);
@@ -338,7 +280,7 @@ static void test_gguf_metadata(void) {
     CU_ASSERT_EQUAL(gqr_tf_writer_set_int(w, "x", GQR_GGUF_FLOAT32, 1), -1);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_int(w, "general.alignment", GQR_GGUF_UINT64, 64), -1);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_meta(w, "format", "pt"), -1);
-    const char *path = tmp_path("meta.gguf");
+    const char *path = test_tmp("meta.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
 
@@ -423,18 +365,18 @@ static void test_writer_refusals(void) {
     CU_ASSERT_EQUAL(gqr_tf_writer_set_string(s, "general.name", "x"), -1);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_meta(s, "format", "pt"), 0);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_meta(s, "format", "np"), -1);
-    CU_ASSERT_EQUAL(gqr_tf_writer_write_sharded(g, tmp_path("g.json"), 100, err, sizeof err), -1);
-    HAS(err, "only safetensors");
-    CU_ASSERT_EQUAL(gqr_tf_writer_write(s, tmp_path("no/such/dir/x.safetensors"), err, sizeof err),
+    CU_ASSERT_EQUAL(gqr_tf_writer_write_sharded(g, test_tmp("g.json"), 100, err, sizeof err), -1);
+    TEST_HAS(err, "only safetensors");
+    CU_ASSERT_EQUAL(gqr_tf_writer_write(s, test_tmp("no/such/dir/x.safetensors"), err, sizeof err),
                     -1);
-    HAS(err, "no/such/dir/x.safetensors");
+    TEST_HAS(err, "no/such/dir/x.safetensors");
     /* GGUF readers refuse names of 64 bytes or more. */
     char long_name[80];
     memset(long_name, 'n', 64);
     long_name[64] = 0;
     CU_ASSERT_EQUAL(gqr_tf_writer_add(g, long_name, GQR_DT_F32, 2, dims, v), 0);
-    CU_ASSERT_EQUAL(gqr_tf_writer_write(g, tmp_path("long.gguf"), err, sizeof err), -1);
-    HAS(err, "at most 63");
+    CU_ASSERT_EQUAL(gqr_tf_writer_write(g, test_tmp("long.gguf"), err, sizeof err), -1);
+    TEST_HAS(err, "at most 63");
     gqr_tf_writer_free(g);
     gqr_tf_writer_free(s);
     gqr_tf_writer_free(NULL);
@@ -444,7 +386,7 @@ static void test_st_round_trip(void) {
     gqr_tf_writer *w = gqr_tf_writer_new(GQR_TF_SAFETENSORS);
     add_specs(w);
     CU_ASSERT_EQUAL(gqr_tf_writer_set_meta(w, "format", "pt"), 0);
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = test_tmp("rt.safetensors");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     gqr_tensorfile *tf;
@@ -458,7 +400,7 @@ static void test_st_round_trip(void) {
     gqr_tf_close(tf);
     /* The header is padded with spaces to a multiple of 8. */
     size_t size;
-    unsigned char *buf = slurp(path, &size);
+    unsigned char *buf = (unsigned char *)test_slurp(path, &size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
         n = n << 8 | buf[i];
@@ -474,7 +416,7 @@ static void test_st_scalar_and_empty(void) {
     uint64_t zero[2] = {3, 0};
     CU_ASSERT_EQUAL(gqr_tf_writer_add(w, "scale", GQR_DT_BF16, 0, NULL, &v), 0);
     CU_ASSERT_EQUAL(gqr_tf_writer_add(w, "empty", GQR_DT_F32, 2, zero, NULL), 0);
-    const char *path = tmp_path("scalar.safetensors");
+    const char *path = test_tmp("scalar.safetensors");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     gqr_tensorfile *tf;
@@ -493,7 +435,7 @@ static void test_st_sharded(void) {
     gqr_tf_writer *w = gqr_tf_writer_new(GQR_TF_SAFETENSORS);
     add_specs(w); /* 140, 24, 48, 48, 66, 2 bytes: shards of at most 160 make 3 */
     CU_ASSERT_EQUAL(gqr_tf_writer_set_meta(w, "format", "pt"), 0);
-    const char *index = tmp_path("model.safetensors.index.json");
+    const char *index = test_tmp("model.safetensors.index.json");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write_sharded(w, index, 160, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     static const int per_shard[3] = {1, 3, 2};
@@ -501,7 +443,7 @@ static void test_st_sharded(void) {
         char name[64];
         snprintf(name, sizeof name, "model-%05d-of-00003.safetensors", s + 1);
         gqr_tensorfile *tf;
-        CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, tmp_path(name), err, sizeof err), 0);
+        CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, test_tmp(name), err, sizeof err), 0);
         CU_ASSERT_EQUAL(gqr_tf_count(tf), per_shard[s]);
         CU_ASSERT_STRING_EQUAL(gqr_st_meta(tf, "format"), "pt");
         gqr_tf_close(tf);
@@ -515,28 +457,28 @@ static void test_st_sharded(void) {
     /* One big tensor per shard when the limit is smaller than any. */
     w = gqr_tf_writer_new(GQR_TF_SAFETENSORS);
     add_specs(w);
-    CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write_sharded(w, tmp_path("each.index.json"), 1, err,
+    CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write_sharded(w, test_tmp("each.index.json"), 1, err,
                                                       sizeof err), 0);
     gqr_tf_writer_free(w);
-    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, tmp_path("each.index.json"), err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, test_tmp("each.index.json"), err, sizeof err), 0);
     check_specs(tf);
     gqr_tf_close(tf);
-    CU_ASSERT_EQUAL(access(tmp_path("model-00006-of-00006.safetensors"), F_OK), 0);
+    CU_ASSERT_EQUAL(access(test_tmp("model-00006-of-00006.safetensors"), F_OK), 0);
 }
 
 static void test_open_errors(void) {
     gqr_tensorfile *tf = (gqr_tensorfile *)1;
-    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmp_path("absent.gguf"), err, sizeof err), -1);
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, test_tmp("absent.gguf"), err, sizeof err), -1);
     CU_ASSERT_PTR_NULL(tf);
-    HAS(err, "absent.gguf: No such file");
-    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmpdir, err, sizeof err), -1);
-    HAS(err, "not a regular file");
-    spit(tmp_path("empty.safetensors"), "", 0);
-    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmp_path("empty.safetensors"), err, sizeof err), -1);
-    HAS(err, "empty.safetensors: 0 bytes are too few");
-    spit(tmp_path("empty.gguf"), "", 0);
-    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmp_path("empty.gguf"), err, sizeof err), -1);
-    HAS(err, "not a GGUF file");
+    TEST_HAS(err, "absent.gguf: No such file");
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, test_dir(), err, sizeof err), -1);
+    TEST_HAS(err, "not a regular file");
+    test_write_tmp("empty.safetensors", "", 0);
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, test_tmp("empty.safetensors"), err, sizeof err), -1);
+    TEST_HAS(err, "empty.safetensors: 0 bytes are too few");
+    test_write_tmp("empty.gguf", "", 0);
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, test_tmp("empty.gguf"), err, sizeof err), -1);
+    TEST_HAS(err, "not a GGUF file");
     gqr_tf_close(NULL);
 }
 
@@ -558,10 +500,10 @@ static void test_probe(void) {
                                 "47 47 55 58 03 00 00 00 (\"GGUX....\")");
     CU_ASSERT_EQUAL(open_bytes(junk, 0, "w.bin"), -1);
     CU_ASSERT_STRING_EQUAL(err, "w.bin: not a GGUF or safetensors file: it is empty");
-    spit(tmp_path("junk.bin"), junk, 12);
+    test_write_tmp("junk.bin", junk, 12);
     gqr_tensorfile *tf;
-    CU_ASSERT_EQUAL(gqr_tf_open(&tf, tmp_path("junk.bin"), err, sizeof err), -1);
-    HAS(err, "junk.bin: not a GGUF or safetensors file: its first bytes are 47 47 55 58");
+    CU_ASSERT_EQUAL(gqr_tf_open(&tf, test_tmp("junk.bin"), err, sizeof err), -1);
+    TEST_HAS(err, "junk.bin: not a GGUF or safetensors file: its first bytes are 47 47 55 58");
 }
 
 /* ---- malformed GGUF, each a patch of one good file ---- */
@@ -581,10 +523,10 @@ static unsigned char *good_gguf(size_t *size) {
               !gqr_tf_writer_add(w, "t.f32", GQR_DT_F32, 2, d1, v) &&
               !gqr_tf_writer_add(w, "t.f16", GQR_DT_F16, 1, d2, v) &&
               !gqr_tf_writer_add(w, "t.b16", GQR_DT_BF16, 2, d3, v));
-    const char *path = tmp_path("good.gguf");
+    const char *path = test_tmp("good.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
-    unsigned char *buf = slurp(path, size);
+    unsigned char *buf = (unsigned char *)test_slurp(path, size);
     CU_ASSERT_EQUAL_FATAL(open_bytes(buf, *size, "good.gguf"), 0);
     return buf;
 }
@@ -599,16 +541,6 @@ static size_t after_string(const unsigned char *buf, size_t size, const char *s)
     return 0;
 }
 
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> 8 * i);
-}
-
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> 8 * i);
-}
-
 /* Patches a copy of the good file with f, opens it, and checks the message. */
 typedef void (*patch_fn)(unsigned char *buf, size_t size);
 
@@ -617,8 +549,8 @@ static void expect_gguf(patch_fn f, const char *message) {
     unsigned char *buf = good_gguf(&size);
     f(buf, size);
     CU_ASSERT_EQUAL(open_bytes(buf, size, "bad.gguf"), -1);
-    HAS(err, "bad.gguf: ");
-    HAS(err, message);
+    TEST_HAS(err, "bad.gguf: ");
+    TEST_HAS(err, message);
     free(buf);
 }
 
@@ -633,45 +565,45 @@ static size_t info_type(const unsigned char *buf, size_t size, const char *name)
 }
 
 static void p_magic(unsigned char *b, size_t n) { (void)n; b[3] = 'X'; }
-static void p_v1(unsigned char *b, size_t n) { (void)n; put32(b + 4, 1); }
-static void p_v4(unsigned char *b, size_t n) { (void)n; put32(b + 4, 4); }
-static void p_big(unsigned char *b, size_t n) { (void)n; put32(b + 4, 0x03000000); }
-static void p_tensor_count(unsigned char *b, size_t n) { (void)n; put64(b + 8, 1ull << 60); }
-static void p_kv_count(unsigned char *b, size_t n) { (void)n; put64(b + 16, 1ull << 60); }
-static void p_key_len(unsigned char *b, size_t n) { (void)n; put64(b + 24, 1000000); }
+static void p_v1(unsigned char *b, size_t n) { (void)n; test_put_le32(b + 4, 1); }
+static void p_v4(unsigned char *b, size_t n) { (void)n; test_put_le32(b + 4, 4); }
+static void p_big(unsigned char *b, size_t n) { (void)n; test_put_le32(b + 4, 0x03000000); }
+static void p_tensor_count(unsigned char *b, size_t n) { (void)n; test_put_le64(b + 8, 1ull << 60); }
+static void p_kv_count(unsigned char *b, size_t n) { (void)n; test_put_le64(b + 16, 1ull << 60); }
+static void p_key_len(unsigned char *b, size_t n) { (void)n; test_put_le64(b + 24, 1000000); }
 static void p_str_len(unsigned char *b, size_t n) {
-    put64(b + after_string(b, n, "general.architecture") + 4, 1ull << 62);
+    test_put_le64(b + after_string(b, n, "general.architecture") + 4, 1ull << 62);
 }
 static void p_array_count(unsigned char *b, size_t n) {
-    put64(b + after_string(b, n, "k.arr") + 8, 1ull << 61);
+    test_put_le64(b + after_string(b, n, "k.arr") + 8, 1ull << 61);
 }
 static void p_value_type(unsigned char *b, size_t n) {
-    put32(b + after_string(b, n, "k.f32"), 13);
+    test_put_le32(b + after_string(b, n, "k.f32"), 13);
 }
 static void p_nested(unsigned char *b, size_t n) {
-    put32(b + after_string(b, n, "k.arr") + 4, 9);
+    test_put_le32(b + after_string(b, n, "k.arr") + 4, 9);
 }
 static void p_alignment(unsigned char *b, size_t n) {
-    put32(b + after_string(b, n, "general.alignment") + 4, 48);
+    test_put_le32(b + after_string(b, n, "general.alignment") + 4, 48);
 }
 static void p_alignment_zero(unsigned char *b, size_t n) {
-    put32(b + after_string(b, n, "general.alignment") + 4, 0);
+    test_put_le32(b + after_string(b, n, "general.alignment") + 4, 0);
 }
 static void p_alignment_type(unsigned char *b, size_t n) {
-    put32(b + after_string(b, n, "general.alignment"), 5);
+    test_put_le32(b + after_string(b, n, "general.alignment"), 5);
 }
 static void p_misaligned(unsigned char *b, size_t n) {
     size_t at = info_type(b, n, "t.f16") + 4;
-    put64(b + at, b[at] + 4u);
+    test_put_le64(b + at, b[at] + 4u);
 }
 static void p_out_of_file(unsigned char *b, size_t n) {
-    put64(b + info_type(b, n, "t.b16") + 4, 1 << 20);
+    test_put_le64(b + info_type(b, n, "t.b16") + 4, 1 << 20);
 }
 static void p_huge_offset(unsigned char *b, size_t n) {
-    put64(b + info_type(b, n, "t.b16") + 4, UINT64_MAX - 31);
+    test_put_le64(b + info_type(b, n, "t.b16") + 4, UINT64_MAX - 31);
 }
 static void p_overlap(unsigned char *b, size_t n) {
-    put64(b + info_type(b, n, "t.f16") + 4, 96); /* inside t.f32's [0, 128) */
+    test_put_le64(b + info_type(b, n, "t.f16") + 4, 96); /* inside t.f32's [0, 128) */
 }
 static void p_dup_name(unsigned char *b, size_t n) {
     memcpy(b + info(b, n, "t.b16") - 5, "t.f32", 5);
@@ -680,21 +612,21 @@ static void p_dup_key(unsigned char *b, size_t n) {
     memcpy(b + after_string(b, n, "k.f32") - 5, "k.arr", 5);
 }
 static void p_q4_0(unsigned char *b, size_t n) {
-    put32(b + info_type(b, n, "t.f16"), 2);
+    test_put_le32(b + info_type(b, n, "t.f16"), 2);
 }
 static void p_type_99(unsigned char *b, size_t n) {
-    put32(b + info_type(b, n, "t.f16"), 99);
+    test_put_le32(b + info_type(b, n, "t.f16"), 99);
 }
 static void p_n_dims(unsigned char *b, size_t n) {
-    put32(b + info(b, n, "t.f16"), 5);
+    test_put_le32(b + info(b, n, "t.f16"), 5);
 }
 static void p_zero_dim(unsigned char *b, size_t n) {
-    put64(b + info(b, n, "t.f16") + 4, 0);
+    test_put_le64(b + info(b, n, "t.f16") + 4, 0);
 }
 static void p_elem_overflow(unsigned char *b, size_t n) {
     size_t at = info(b, n, "t.f32");
-    put64(b + at + 4, 1ull << 40);
-    put64(b + at + 12, 1ull << 40);
+    test_put_le64(b + at + 4, 1ull << 40);
+    test_put_le64(b + at + 12, 1ull << 40);
 }
 
 static void test_gguf_malformed(void) {
@@ -744,7 +676,7 @@ static unsigned char *st_file(const char *json, size_t data_len, size_t *size) {
     size_t n = strlen(json), h = (n + 7) / 8 * 8;
     *size = 8 + h + data_len;
     unsigned char *buf = calloc(1, *size);
-    put64(buf, h);
+    test_put_le64(buf, h);
     memcpy(buf + 8, json, n);
     memset(buf + 8 + n, ' ', h - n);
     return buf;
@@ -754,8 +686,8 @@ static void expect_st(const char *json, size_t data_len, const char *message) {
     size_t size;
     unsigned char *buf = st_file(json, data_len, &size);
     CU_ASSERT_EQUAL(open_bytes(buf, size, "bad.safetensors"), -1);
-    HAS(err, "bad.safetensors: ");
-    HAS(err, message);
+    TEST_HAS(err, "bad.safetensors: ");
+    TEST_HAS(err, message);
     free(buf);
 }
 
@@ -768,19 +700,19 @@ static void test_st_malformed(void) {
     for (size_t n = 0; n < size; n++)
         bad += open_bytes(buf, n, "cut.safetensors") == 0 || !strstr(err, "cut.safetensors: ");
     CU_ASSERT_EQUAL(bad, 0);
-    put64(buf, size);
+    test_put_le64(buf, size);
     CU_ASSERT_EQUAL(open_bytes(buf, size, "bad.safetensors"), -1);
     char want[128];
     snprintf(want, sizeof want, "the header length %zu runs past the end of the file (%zu bytes)",
              size, size);
-    HAS(err, want);
+    TEST_HAS(err, want);
     free(buf);
     /* Over the 100 MB limit, though within the file. */
     size = 100000016;
     buf = calloc(1, size);
-    put64(buf, 100000008);
+    test_put_le64(buf, 100000008);
     CU_ASSERT_EQUAL(open_bytes(buf, size, "big.safetensors"), -1);
-    HAS(err, "is over the limit of 100000000 bytes");
+    TEST_HAS(err, "is over the limit of 100000000 bytes");
     free(buf);
 
     /* An empty tensor where another starts overlaps nothing, in either order. */
@@ -836,28 +768,27 @@ static void two_shards(void) {
     unsigned char *buf = st_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                                  "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[8,12]}}",
                                  12, &size);
-    spit(tmp_path("s1.safetensors"), buf, size);
+    test_write_tmp("s1.safetensors", buf, size);
     free(buf);
     buf = st_file("{\"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, &size);
-    spit(tmp_path("s2.safetensors"), buf, size);
+    test_write_tmp("s2.safetensors", buf, size);
     free(buf);
 }
 
 static void expect_index(const char *json, const char *message) {
-    const char *path = tmp_path("bad.index.json");
-    spit(path, json, strlen(json));
+    const char *path = test_write_tmp("bad.index.json", json, strlen(json));
     gqr_tensorfile *tf;
     CU_ASSERT_EQUAL(gqr_tf_open(&tf, path, err, sizeof err), -1);
-    HAS(err, message);
+    TEST_HAS(err, message);
 }
 
 static void test_st_index(void) {
     two_shards();
     const char *good = "{\"metadata\":{},\"weight_map\":{\"a\":\"s1.safetensors\","
                        "\"c\":\"s2.safetensors\",\"b\":\"s1.safetensors\"}}";
-    spit(tmp_path("good.index.json"), good, strlen(good));
+    test_write_tmp("good.index.json", good, strlen(good));
     gqr_tensorfile *tf;
-    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, tmp_path("good.index.json"), err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, test_tmp("good.index.json"), err, sizeof err), 0);
     CU_ASSERT_EQUAL(gqr_tf_count(tf), 3);
     CU_ASSERT_STRING_EQUAL(gqr_tf_tensor(tf, 2)->name, "c");
     CU_ASSERT_EQUAL(gqr_tf_find(tf, "c")->dtype, GQR_DT_BF16);
@@ -887,13 +818,13 @@ static void test_st_index(void) {
     size_t size;
     unsigned char *buf = st_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                                  4, &size);
-    spit(tmp_path("s3.safetensors"), buf, size);
+    test_write_tmp("s3.safetensors", buf, size);
     free(buf);
     expect_index("{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\","
                  "\"c\":\"s2.safetensors\",\"x\":\"s3.safetensors\"}}",
                  "duplicate tensor name 'a'");
     /* A broken shard's message names the shard. */
-    spit(tmp_path("s4.safetensors"), "12345678", 8);
+    test_write_tmp("s4.safetensors", "12345678", 8);
     expect_index("{\"weight_map\":{\"a\":\"s4.safetensors\"}}", "s4.safetensors: the header length");
 }
 
@@ -904,19 +835,19 @@ int main(void) {
     CU_add_test(s, "f16 exhaustive against ldexp", test_f16_exhaustive);
     CU_add_test(s, "f16 rounding: ties to even", test_f16_rounding);
     CU_add_test(s, "bf16 exhaustive and rounding", test_bf16);
-    s = CU_add_suite("gguf", files_init, files_cleanup);
+    s = CU_add_suite("gguf", NULL, NULL);
     CU_add_test(s, "round trip", test_gguf_round_trip);
     CU_add_test(s, "alignment 256", test_gguf_alignment);
     CU_add_test(s, "metadata of every type", test_gguf_metadata);
     CU_add_test(s, "writer refusals", test_writer_refusals);
     CU_add_test(s, "open errors", test_open_errors);
     CU_add_test(s, "formats by magic and name", test_probe);
-    s = CU_add_suite("safetensors", files_init, files_cleanup);
+    s = CU_add_suite("safetensors", NULL, NULL);
     CU_add_test(s, "round trip", test_st_round_trip);
     CU_add_test(s, "scalar and empty tensors", test_st_scalar_and_empty);
     CU_add_test(s, "sharded round trip", test_st_sharded);
     CU_add_test(s, "index errors", test_st_index);
-    s = CU_add_suite("malformed gguf", files_init, files_cleanup);
+    s = CU_add_suite("malformed gguf", NULL, NULL);
     CU_add_test(s, "each class of error", test_gguf_malformed);
     CU_add_test(s, "every prefix fails", test_gguf_prefixes);
     s = CU_add_suite("malformed safetensors", NULL, NULL);

@@ -17,19 +17,17 @@
  */
 #include "cunit_run.h"
 #include "gqac.h"
+#include "testing.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *diag_dir = "tests/diag";
 static const char *examples_dir = "examples";
-static const char *gqac = "build/gqac";
-static char tmp_dir[64];
+static const char *gqac;
 
 /* ---- helpers ---- */
 
@@ -58,42 +56,6 @@ static void lines_free(Lines *l) {
         free(l->v[i]);
     free(l->v);
     *l = (Lines){0};
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (!p)
-                free(buf);
-            buf = p;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        abort();
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static bool write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return false;
-    bool ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok;
-}
-
-static bool exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* Runs front_end on text; the diagnostics (a malloc'd string) in *out. */
@@ -194,7 +156,7 @@ static bool check_case(const char *dir, const char *file) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = test_read_file(path, &len);
     if (!text) {
         printf("\n  %s: cannot read\n", path);
         return false;
@@ -427,7 +389,7 @@ static void test_examples(void) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", examples_dir, files[i]);
         size_t len;
-        char *text = read_file(path, &len);
+        char *text = test_read_file(path, &len);
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
         FrontResult r = run_front(path, text, len, 64);
         bool ok = r.ok && r.errors == 0 && r.out[0] == '\0';
@@ -531,12 +493,6 @@ static void test_cname_escape_text(void) {
     arena_free(a);
 }
 
-/* Runs cmd through the shell; its exit status, or -1. */
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The escaped literal, compiled by a C compiler, gives back the bytes. */
 static void test_cname_escape_compiles(void) {
     static const char *const names[] = {
@@ -552,9 +508,9 @@ static void test_cname_escape_compiles(void) {
     Arena *a = arena_new();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char src[256], bin[256], out[256], cmd[2048];
-        snprintf(src, sizeof src, "%s/esc%zu.c", tmp_dir, i);
-        snprintf(bin, sizeof bin, "%s/esc%zu", tmp_dir, i);
-        snprintf(out, sizeof out, "%s/esc%zu.out", tmp_dir, i);
+        snprintf(src, sizeof src, "%s/esc%zu.c", test_dir(), i);
+        snprintf(bin, sizeof bin, "%s/esc%zu", test_dir(), i);
+        snprintf(out, sizeof out, "%s/esc%zu.out", test_dir(), i);
         char *prog = arena_printf(a,
                                   "#include <stdio.h>\n"
                                   "#include <string.h>\n"
@@ -563,13 +519,13 @@ static void test_cname_escape_compiles(void) {
                                   "    return fwrite(s, 1, strlen(s), stdout) == strlen(s) ? 0 : 1;\n"
                                   "}\n",
                                   cname_escape(a, names[i]));
-        CU_ASSERT_FATAL(write_text(src, prog));
+        CU_ASSERT_FATAL(test_write_text(src, prog));
         snprintf(cmd, sizeof cmd, "cc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wtrigraphs -o %s %s && %s > %s",
                  bin, src, bin, out);
-        int rc = sh(cmd);
+        int rc = test_sh("%s", cmd);
         CU_ASSERT_EQUAL(rc, 0);
         size_t len = 0;
-        char *got = read_file(out, &len);
+        char *got = test_read_file(out, &len);
         bool same = got && len == strlen(names[i]) && !memcmp(got, names[i], len);
         if (!same)
             printf("\n  escape of name %zu does not round-trip (see %s)", i, src);
@@ -596,13 +552,13 @@ static const char good_model[] =
     "    }\n"
     "}\n";
 
-/* "file" in tmp_dir. */
+/* "file" in the test folder (in the arena: callers hold many). */
 static char *tmp_path(Arena *a, const char *file) {
-    return arena_printf(a, "%s/%s", tmp_dir, file);
+    return arena_printf(a, "%s/%s", test_dir(), file);
 }
 
 static int gqac_run(Arena *a, const char *args) {
-    return sh(arena_printf(a, "%s %s >%s/cli.out 2>%s/cli.err", gqac, args, tmp_dir, tmp_dir));
+    return test_sh("%s", arena_printf(a, "%s %s >%s/cli.out 2>%s/cli.err", gqac, args, test_dir(), test_dir()));
 }
 
 /* Hostile names (as .gqa string bodies, escaped for the .gqa lexer) and
@@ -626,21 +582,21 @@ static void test_hostile_names_compile(void) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *gqa = tmp_path(a, arena_printf(a, "hostile%zu.gqa", i));
         char *c = tmp_path(a, arena_printf(a, "hostile%zu.c", i));
-        CU_ASSERT_FATAL(write_text(gqa, arena_printf(a, good_model, names[i].gqa)));
+        CU_ASSERT_FATAL(test_write_text(gqa, arena_printf(a, good_model, names[i].gqa)));
         int rc = gqac_run(a, arena_printf(a, "%s -o %s", gqa, c));
         CU_ASSERT_EQUAL(rc, 0);
         if (rc != 0) {
             printf("\n  gqac failed on hostile name %zu", i);
             continue;
         }
-        int cc = sh(arena_printf(a, "cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wtrigraphs -c "
-                                    "-o hostile%zu.o hostile%zu.c",
-                                 tmp_dir, i, i));
+        int cc = test_sh("cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wtrigraphs -c "
+                         "-o hostile%zu.o hostile%zu.c",
+                         test_dir(), i, i);
         CU_ASSERT_EQUAL(cc, 0);
         if (cc != 0)
             printf("\n  the C for hostile name %zu does not compile: %s", i, c);
         size_t len;
-        char *text = read_file(c, &len);
+        char *text = test_read_file(c, &len);
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
         char *def = arena_printf(a, "#define GQ_NAME \"%s\"\n", cname_escape(a, names[i].bytes));
         CU_ASSERT_PTR_NOT_NULL(strstr(text, def));
@@ -658,12 +614,12 @@ static void test_hostile_names_compile(void) {
         "    const char *want = \"x\\\"; int evil; /*\";\n"
         "    return strcmp(x_int_evil_api.name, want) == 0 ? 0 : 1;\n"
         "}\n";
-    CU_ASSERT_FATAL(write_text(tmp_path(a, "reader.c"), reader));
-    int rc = sh(arena_printf(a, "cd %s && gcc -std=c99 -w -c reader.c -o reader.o 2>reader.err && "
-                                "gcc reader.o hostile0.o -o reader -lm -lpthread 2>>reader.err && ./reader",
-                             tmp_dir));
+    CU_ASSERT_FATAL(test_write_text(tmp_path(a, "reader.c"), reader));
+    int rc = test_sh("cd %s && gcc -std=c99 -w -c reader.c -o reader.o 2>reader.err && "
+                     "gcc reader.o hostile0.o -o reader -lm -lpthread 2>>reader.err && ./reader",
+                     test_dir());
     if (rc != 0)
-        printf("\n  reading the api name back failed (%d): see %s/reader.err", rc, tmp_dir);
+        printf("\n  reading the api name back failed (%d): see %s/reader.err", rc, test_dir());
     CU_ASSERT_EQUAL(rc, 0);
     arena_free(a);
 }
@@ -727,13 +683,13 @@ static void test_edge_models_compile(void) {
         "    original_context = 8192 } }\n";
     Arena *a = arena_new();
     char *gqa = tmp_path(a, "edge.gqa");
-    CU_ASSERT_FATAL(write_text(gqa, edge));
+    CU_ASSERT_FATAL(test_write_text(gqa, edge));
     static const char *const targets[] = {"hosted", "freestanding"};
     for (int i = 0; i < 2; i++) {
         char *c = tmp_path(a, arena_printf(a, "edge_%s.c", targets[i]));
         CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target %s", gqa, c, targets[i])), 0);
-        int rc = sh(arena_printf(a, "gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only %s %s",
-                                 i ? "-ffreestanding" : "", c));
+        int rc = test_sh("gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only %s %s",
+                         i ? "-ffreestanding" : "", c);
         if (rc != 0)
             printf("\n  the %s C of the edge model does not compile: %s", targets[i], c);
         CU_ASSERT_EQUAL(rc, 0);
@@ -745,11 +701,11 @@ static void test_cli_exit_codes(void) {
     Arena *a = arena_new();
     char *good = tmp_path(a, "good.gqa"), *bad = tmp_path(a, "bad.gqa");
     char *out = tmp_path(a, "out.c"), *hdr = tmp_path(a, "out.h");
-    CU_ASSERT_FATAL(write_text(good, arena_printf(a, good_model, "cli")));
-    CU_ASSERT_FATAL(write_text(bad, "model \"bad\" {\n    vocab = 32\n}\n"));
+    CU_ASSERT_FATAL(test_write_text(good, arena_printf(a, good_model, "cli")));
+    CU_ASSERT_FATAL(test_write_text(bad, "model \"bad\" {\n    vocab = 32\n}\n"));
 
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", good, out)), 0);
-    CU_ASSERT(exists(out) && exists(hdr));
+    CU_ASSERT(test_exists(out) && test_exists(hdr));
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s", good)), 0);
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "info %s", good)), 0);
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --size-bits 32 %s", good)), 0);
@@ -760,8 +716,8 @@ static void test_cli_exit_codes(void) {
 
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s", bad)), 1);
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "info %s", bad)), 1);
-    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s/no-such-file.gqa", tmp_dir)), 1);
-    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s/no-such-file.gqa -o %s/x.c", tmp_dir, tmp_dir)), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check %s/no-such-file.gqa", test_dir())), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s/no-such-file.gqa -o %s/x.c", test_dir(), test_dir())), 1);
 
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "check --frobnicate %s", good)), 2);
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s", good)), 2); /* no -o */
@@ -782,23 +738,23 @@ static void test_cli_exit_codes(void) {
     };
     for (int i = 0; i < 2; i++) {
         const char *in = i == 0 ? bad : good;
-        int rc = gqac_run(a, arena_printf(a, fails[i], in, tmp_dir));
+        int rc = gqac_run(a, arena_printf(a, fails[i], in, test_dir()));
         CU_ASSERT_NOT_EQUAL(rc, 0);
-        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.c")));
-        CU_ASSERT_FALSE(exists(tmp_path(a, "f0.h")));
-        CU_ASSERT_NOT_EQUAL(sh(arena_printf(a, "ls %s | grep -q tmp", tmp_dir)), 0);
+        CU_ASSERT_FALSE(test_exists(tmp_path(a, "f0.c")));
+        CU_ASSERT_FALSE(test_exists(tmp_path(a, "f0.h")));
+        CU_ASSERT_NOT_EQUAL(test_sh("ls %s | grep -q tmp", test_dir()), 0);
     }
     /* A failed compile leaves an earlier good output alone. */
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", good, out)), 0);
     size_t before_len, after_len;
-    char *before = read_file(out, &before_len);
+    char *before = test_read_file(out, &before_len);
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s", bad, out)), 1);
-    char *after = read_file(out, &after_len);
+    char *after = test_read_file(out, &after_len);
     CU_ASSERT(before && after && before_len == after_len && !memcmp(before, after, before_len));
     free(before);
     free(after);
     /* An unwritable output directory: exit 1, nothing left behind. */
-    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s/no-such-dir/x.c", good, tmp_dir)), 1);
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s/no-such-dir/x.c", good, test_dir())), 1);
     arena_free(a);
 }
 
@@ -809,8 +765,8 @@ static void test_cli_targets_and_embedding(void) {
     Arena *a = arena_new();
     char *good = tmp_path(a, "emb.gqa"), *other = tmp_path(a, "other.gqa");
     char *w = tmp_path(a, "emb.bin"), *w_other = tmp_path(a, "other.bin"), *out = tmp_path(a, "emb.c");
-    CU_ASSERT_FATAL(write_text(good, arena_printf(a, good_model, "emb")));
-    CU_ASSERT_FATAL(write_text(other, "model \"other\" { vocab = 32 dim = 8 layers = 1 context = 8\n"
+    CU_ASSERT_FATAL(test_write_text(good, arena_printf(a, good_model, "emb")));
+    CU_ASSERT_FATAL(test_write_text(other, "model \"other\" { vocab = 32 dim = 8 layers = 1 context = 8\n"
                                       "  attention { heads = 2 kv_heads = 1 } ffn swiglu { hidden = 8 } }\n"));
     CU_ASSERT_EQUAL_FATAL(gqac_run(a, arena_printf(a, "weights --random %s -o %s", good, w)), 0);
     CU_ASSERT_EQUAL_FATAL(gqac_run(a, arena_printf(a, "weights --random %s -o %s", other, w_other)), 0);
@@ -821,44 +777,29 @@ static void test_cli_targets_and_embedding(void) {
 
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --embed-weights %s", good, out, w_other)), 1);
     size_t err_len;
-    char *err = read_file(tmp_path(a, "cli.err"), &err_len);
+    char *err = test_read_file(tmp_path(a, "cli.err"), &err_len);
     CU_ASSERT(err && strstr(err, "in the file, but the model has"));
     free(err);
-    CU_ASSERT_FALSE(exists(out) || exists(tmp_path(a, "emb_weights.c")));
-    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --embed-weights %s/none.bin", good, out, tmp_dir)), 1);
+    CU_ASSERT_FALSE(test_exists(out) || test_exists(tmp_path(a, "emb_weights.c")));
+    CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --embed-weights %s/none.bin", good, out, test_dir())), 1);
 
     CU_ASSERT_EQUAL(gqac_run(a, arena_printf(a, "%s -o %s --target freestanding --embed-weights %s",
                                              good, out, w)), 0);
-    CU_ASSERT(exists(out) && exists(tmp_path(a, "emb.h")) && exists(tmp_path(a, "emb_weights.c")));
-    CU_ASSERT_EQUAL(sh(arena_printf(a, "cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror "
-                                       "-ffreestanding -c emb.c emb_weights.c", tmp_dir)), 0);
-    CU_ASSERT_NOT_EQUAL(sh(arena_printf(a, "ls %s | grep -q tmp", tmp_dir)), 0);
+    CU_ASSERT(test_exists(out) && test_exists(tmp_path(a, "emb.h")) && test_exists(tmp_path(a, "emb_weights.c")));
+    CU_ASSERT_EQUAL(test_sh("cd %s && gcc -std=c99 -Wall -Wextra -Wpedantic -Werror "
+                            "-ffreestanding -c emb.c emb_weights.c", test_dir()), 0);
+    CU_ASSERT_NOT_EQUAL(test_sh("ls %s | grep -q tmp", test_dir()), 0);
     arena_free(a);
 }
 
 /* ---- main ---- */
-
-static void remove_tmp(void) {
-    if (tmp_dir[0] && !getenv("KEEP_TMP")) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", tmp_dir);
-    }
-}
 
 int main(int argc, char **argv) {
     if (argc > 1)
         diag_dir = argv[1];
     if (argc > 2)
         examples_dir = argv[2];
-    if (getenv("GQAC") && *getenv("GQAC"))
-        gqac = getenv("GQAC");
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_front.XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite diag = CU_add_suite("diagnostics", NULL, NULL);
@@ -882,7 +823,5 @@ int main(int argc, char **argv) {
         CU_cleanup_registry();
         return 1;
     }
-    int failed = cunit_run();
-    remove_tmp();
-    return failed;
+    return cunit_run();
 }

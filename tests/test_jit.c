@@ -37,19 +37,17 @@
 
 enum { N_POS = 16 };
 
-static const char *gqac = "build/gqac";
+static const char *gqac;
 static bool load_model(const char *path, Model *m, Arena *a) {
-    FILE *f = fopen(path, "rb");
-    static char text[1 << 16];
-    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    if (f)
-        fclose(f);
-    text[n] = '\0';
+    size_t n = 0;
+    char *text = test_read_file(path, &n);
     Source src = {path, text, n};
     Diag d;
     Stats s;
     diag_init(&d, &src, stderr);
-    return n > 0 && front_end(a, &d, m, &s, 64);
+    bool ok = n > 0 && front_end(a, &d, m, &s, 64); /* the model holds no pointer into text */
+    free(text);
+    return ok;
 }
 
 /* Logits of N_POS positions of a fixed token sequence. */
@@ -388,8 +386,7 @@ static void test_tune_errors(void) {
 }
 
 int main(void) {
-    if (getenv("GQAC"))
-        gqac = getenv("GQAC");
+    gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("jit", NULL, NULL);

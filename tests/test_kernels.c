@@ -26,6 +26,7 @@
 
 #include "cunit_run.h"
 #include "attention_cases.h"
+#include "testing.h"
 
 /* The templates, compiled here exactly as written. */
 #include "../templates/kernels.c"
@@ -46,16 +47,6 @@ static float *random_floats(size_t n, float scale) {
     for (size_t i = 0; i < n; i++)
         p[i] = scale * frand();
     return p;
-}
-
-/* max |got - want| / max |want| */
-static double rel_error(const float *got, const double *want, size_t n) {
-    double err = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        err = fmax(err, fabs((double)got[i] - want[i]));
-        mag = fmax(mag, fabs(want[i]));
-    }
-    return mag > 0 ? err / mag : err;
 }
 
 /* ---- the reference ---- */
@@ -120,7 +111,7 @@ static void test_template_rmsnorm(void) {
     for (int i = 0; i < GQ_DIM; i++)
         want[i] = w[i] * x[i] / sqrt(ss / GQ_DIM + (double)GQ_NORM_EPS);
     rmsnorm(out, x, w, GQ_DIM);
-    CU_ASSERT(rel_error(out, want, GQ_DIM) <= TOLERANCE);
+    CU_ASSERT(test_rel_error(out, want, GQ_DIM) <= TOLERANCE);
     free(x);
     free(w);
 }
@@ -135,7 +126,7 @@ static void test_template_matvec(void) {
             want[i] += (double)w[i * N + j] * x[j];
     }
     matvec(out, w, x, N, D, 2);
-    CU_ASSERT(rel_error(out, want, D) <= TOLERANCE);
+    CU_ASSERT(test_rel_error(out, want, D) <= TOLERANCE);
     free(w);
     free(x);
 }
@@ -154,7 +145,7 @@ static void test_template_rope(void) {
         }
     rope_table(table, POS);
     rope(v, HEADS, table);
-    CU_ASSERT(rel_error(v, want, HEADS * GQ_HEAD_DIM) <= TOLERANCE);
+    CU_ASSERT(test_rel_error(v, want, HEADS * GQ_HEAD_DIM) <= TOLERANCE);
     free(v);
 }
 
@@ -164,7 +155,7 @@ static void test_template_swiglu(void) {
     for (int i = 0; i < GQ_HIDDEN; i++)
         want[i] = g[i] / (1 + exp(-(double)g[i])) * u[i];
     swiglu(g, u, GQ_HIDDEN);
-    CU_ASSERT(rel_error(g, want, GQ_HIDDEN) <= TOLERANCE);
+    CU_ASSERT(test_rel_error(g, want, GQ_HIDDEN) <= TOLERANCE);
     free(g);
     free(u);
 }
@@ -220,9 +211,9 @@ static void test_template_attention(void) {
                     GQ_CONTEXT, pos);
         attention(out, q, key_cache, value_cache, pos, scratch, 1);
         reference_attention(want, q, kc, vc, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT, pos);
-        CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
+        CU_ASSERT(test_rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
         attention_prompt(out, q, key_cache, value_cache, pos, 1, 1); /* the prompt path, one token */
-        CU_ASSERT(rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
+        CU_ASSERT(test_rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache);
 }
@@ -255,7 +246,7 @@ static double check_prompt(const AttentionCase *c, int at) {
     for (int threads = 1; threads <= 3; threads++) {
         c->prompt(out, q, key_cache, value_cache, at, PROMPT, threads);
         for (int t = 0; t < PROMPT; t++)
-            worst = fmax(worst, rel_error(out + t * qn, want + t * qn, qn));
+            worst = fmax(worst, test_rel_error(out + t * qn, want + t * qn, qn));
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(want);
     return worst;
@@ -281,7 +272,7 @@ static double check_case(const AttentionCase *c) {
             int threads = thread_counts[i];
             memset(out, 0, qn * sizeof *out);
             c->fn(out, q, key_cache, value_cache, positions[p], scratch, threads);
-            worst = fmax(worst, rel_error(out, want, qn));
+            worst = fmax(worst, test_rel_error(out, want, qn));
         }
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache), free(out), free(scratch), free(want);
@@ -320,9 +311,9 @@ static void test_reference_detects_tiling(void) {
     fill_caches(c->store, key_cache, value_cache, floats, kc, vc, 2, 16, attention_context, 64);
     c->fn(out, q, key_cache, value_cache, 64, scratch, 1);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 0);
-    CU_ASSERT(rel_error(out, want, qn) <= TOLERANCE);
+    CU_ASSERT(test_rel_error(out, want, qn) <= TOLERANCE);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 1);
-    CU_ASSERT(rel_error(out, want, qn) > 1e-2);
+    CU_ASSERT(test_rel_error(out, want, qn) > 1e-2);
     free(q), free(kc), free(vc), free(key_cache), free(value_cache);
 }
 

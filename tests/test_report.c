@@ -22,14 +22,6 @@
 #include "gqac.h"
 #include "testing.h"
 
-/* Reports the string that lacks the substring, not just the line. */
-#define HAS(s, sub)                                                              \
-    do {                                                                         \
-        if (!strstr((s), (sub)))                                                 \
-            fprintf(stderr, "\n    '%s' lacks '%s'\n", (s), (sub));             \
-        CU_ASSERT_PTR_NOT_NULL(strstr((s), (sub)));                              \
-    } while (0)
-
 #define LACKS(s, sub) CU_ASSERT_PTR_NULL(strstr((s), (sub)))
 
 static int count(const char *text, const char *sub) {
@@ -217,18 +209,18 @@ static void test_table_recommended(void) {
     TuneReport *r = fixture(&fx, mixed, 4, 0.05);
     report_mark(r);
     char *t = table(r), line[512];
-    HAS(t, "gqac tune: model tiny, backend cc, eval data/eval.txt");
-    HAS(t, "ms/tok @512");
-    HAS(t, "ms/tok @2048");
-    HAS(t, "recommended: kv_heads 4 (G = 2): 30.0% faster than the original at context 2048, "
+    TEST_HAS(t, "gqac tune: model tiny, backend cc, eval data/eval.txt");
+    TEST_HAS(t, "ms/tok @512");
+    TEST_HAS(t, "ms/tok @2048");
+    TEST_HAS(t, "recommended: kv_heads 4 (G = 2): 30.0% faster than the original at context 2048, "
            "perplexity +2.00%");
     CU_ASSERT_FATAL(line_with(t, "<- recommended", line, sizeof line));
     CU_ASSERT_EQUAL(line[0], '*');
-    HAS(line, "  4  ");
-    HAS(line, "7.000");
-    HAS(line, "4.00 KiB");
-    HAS(line, "8.00 MiB");
-    HAS(line, "+2.00%");
+    TEST_HAS(line, "  4  ");
+    TEST_HAS(line, "7.000");
+    TEST_HAS(line, "4.00 KiB");
+    TEST_HAS(line, "8.00 MiB");
+    TEST_HAS(line, "+2.00%");
     LACKS(t, "tcc");
     CU_ASSERT_EQUAL(count(t, "\n*  "), 3); /* starred rows, not the footnote */
     free(t);
@@ -253,10 +245,10 @@ static void test_table_without_ppl(void) {
     r->backend = "tcc";
     report_mark(r);
     char *t = table(r), line[512];
-    HAS(t, "eval none");
-    HAS(t, "tcc timings are of unoptimized code");
-    HAS(t, "recommended: none (no eval text)");
-    HAS(t, "KV bytes per token");
+    TEST_HAS(t, "eval none");
+    TEST_HAS(t, "tcc timings are of unoptimized code");
+    TEST_HAS(t, "recommended: none (no eval text)");
+    TEST_HAS(t, "KV bytes per token");
     CU_ASSERT_FATAL(line_with(t, "10.000", line, sizeof line));
     CU_ASSERT(ends_with_dashes(line, 3)); /* ppl, its change, KL */
     LACKS(t, "nan");
@@ -268,18 +260,18 @@ static void test_table_reasons(void) {
     TuneReport *r = fixture(&fx, mixed, 4, -1);
     report_mark(r);
     char *t = table(r);
-    HAS(t, "recommended: none (no --max-ppl-increase given)");
+    TEST_HAS(t, "recommended: none (no --max-ppl-increase given)");
     LACKS(t, "<- recommended");
     free(t);
     r = fixture(&fx, mixed + 1, 3, 0.05);
     report_mark(r);
     t = table(r);
-    HAS(t, "recommended: none (no variant within +5% perplexity");
+    TEST_HAS(t, "recommended: none (no variant within +5% perplexity");
     free(t);
     r = fixture(&fx, mixed, 4, 0.0);
     report_mark(r);
     t = table(r);
-    HAS(t, "recommended: kv_heads 8, the original");
+    TEST_HAS(t, "recommended: kv_heads 8, the original");
     free(t);
 }
 
@@ -291,31 +283,17 @@ static void test_table_control_bytes(void) {
     report_mark(r);
     char *t = table(r);
     LACKS(t, "\x1b");
-    HAS(t, "evil[2Jname");
+    TEST_HAS(t, "evil[2Jname");
     free(t);
 }
 
 /* ---- files ---- */
 
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *text = malloc((size_t)n + 1);
-    CU_ASSERT_FATAL(text && fread(text, 1, (size_t)n, f) == (size_t)n);
-    text[n] = '\0';
-    fclose(f);
-    return text;
-}
-
 static cJSON *json_of(const TuneReport *r, const char *name) {
     char err[256] = "";
     const char *path = test_tmp(name);
     CU_ASSERT_EQUAL_FATAL(report_json(r, path, err, sizeof err), 0);
-    char *text = read_text(path);
+    char *text = test_slurp(path, NULL);
     cJSON *root = cJSON_Parse(text);
     if (!root)
         fprintf(stderr, "\n    not JSON: %s\n", text);
@@ -402,21 +380,21 @@ static void test_csv(void) {
     char err[256];
     const char *path = test_tmp("a.csv");
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
-    char *text = read_text(path);
+    char *text = test_slurp(path, NULL);
     CU_ASSERT_EQUAL(count(text, "\n"), 5);
     const char *header = "kv_heads,group_size,ms_per_token_at_512,ms_per_token_at_2048,"
                          "kv_bytes_per_token,kv_bytes_full_context,memory_bytes,perplexity,"
                          "kl_divergence,pareto,recommended\n";
     CU_ASSERT_NSTRING_EQUAL(text, header, strlen(header));
-    HAS(text, "\n4,2,4,7,4096,8388608,12058624,5.1,");
-    HAS(text, ",true,true\n");
+    TEST_HAS(text, "\n4,2,4,7,4096,8388608,12058624,5.1,");
+    TEST_HAS(text, ",true,true\n");
     CU_ASSERT_EQUAL(count(text, ",true\n"), 1);
     free(text);
     r = fixture(&fx, s, 2, -1);
     report_mark(r);
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
-    text = read_text(path);
-    HAS(text, "\n4,2,0.1,0.33333333333333331,4096,8388608,12058624,,,true,false\n");
+    text = test_slurp(path, NULL);
+    TEST_HAS(text, "\n4,2,0.1,0.33333333333333331,4096,8388608,12058624,,,true,false\n");
     free(text);
 }
 
@@ -426,7 +404,7 @@ static char *svg_of(const TuneReport *r, const char *name) {
     char err[256] = "";
     const char *path = test_tmp(name);
     CU_ASSERT_EQUAL_FATAL(report_svg(r, path, err, sizeof err), 0);
-    return read_text(path);
+    return test_slurp(path, NULL);
 }
 
 /* Every value of attr (cx="...") is a number within [0, max]. */
@@ -467,8 +445,8 @@ static void check_svg(const char *svg, int circles) {
         start = strstr(start, "?>") + 2;
     start += strspn(start, " \n");
     CU_ASSERT_NSTRING_EQUAL(start, "<svg", 4);
-    HAS(start, "xmlns=\"http://www.w3.org/2000/svg\"");
-    HAS(start, "viewBox=\"0 0 720 480\"");
+    TEST_HAS(start, "xmlns=\"http://www.w3.org/2000/svg\"");
+    TEST_HAS(start, "viewBox=\"0 0 720 480\"");
     size_t n = strlen(svg);
     while (n > 0 && isspace((unsigned char)svg[n - 1]))
         n--;
@@ -494,10 +472,10 @@ static void test_svg_plot(void) {
     report_mark(r);
     char *svg = svg_of(r, "a.svg");
     check_svg(svg, 4 + 1);
-    HAS(svg, ">kv=2<");
-    HAS(svg, "decode latency at context 2048 (ms/token)");
-    HAS(svg, "perplexity on eval.txt");
-    HAS(svg, "<polyline");
+    TEST_HAS(svg, ">kv=2<");
+    TEST_HAS(svg, "decode latency at context 2048 (ms/token)");
+    TEST_HAS(svg, "perplexity on eval.txt");
+    TEST_HAS(svg, "<polyline");
     free(svg);
 }
 
@@ -531,7 +509,7 @@ static void test_svg_without_ppl(void) {
     report_mark(r);
     char *svg = svg_of(r, "b.svg");
     check_svg(svg, 2);
-    HAS(svg, "KV cache bytes per token");
+    TEST_HAS(svg, "KV cache bytes per token");
     free(svg);
 }
 
@@ -542,7 +520,7 @@ static void test_svg_hostile_name(void) {
     report_mark(r);
     char *svg = svg_of(r, "c.svg");
     check_svg(svg, 4);
-    HAS(svg, "a&lt;b&amp;&quot;c&apos;&gt;\xef\xbf\xbd");
+    TEST_HAS(svg, "a&lt;b&amp;&quot;c&apos;&gt;\xef\xbf\xbd");
     LACKS(svg, "a<b");
     LACKS(svg, "\"c'");
     LACKS(svg, "\x01");
@@ -618,8 +596,8 @@ static void expect_unwritable(const TuneReport *r, const char *path) {
     for (int i = 0; i < 3; i++) {
         char err[256] = "";
         CU_ASSERT_EQUAL(writers[i](r, path, err, sizeof err), -1);
-        HAS(err, path);
-        HAS(err, "cannot write: ");
+        TEST_HAS(err, path);
+        TEST_HAS(err, "cannot write: ");
     }
 }
 
@@ -630,7 +608,7 @@ static void test_unwritable(void) {
     expect_unwritable(r, "/nonexistent/dir/x.json");
     char err[256] = "";
     CU_ASSERT_EQUAL(report_json(r, "/nonexistent/dir/x.json", err, sizeof err), -1);
-    HAS(err, "No such file or directory");
+    TEST_HAS(err, "No such file or directory");
 }
 
 /* A directory in the way: the rename fails and no temporary is left. */
@@ -657,7 +635,7 @@ static void test_overwrite(void) {
     r = fixture(&fx, mixed, 1, -1);
     report_mark(r);
     CU_ASSERT_EQUAL(report_csv(r, path, err, sizeof err), 0);
-    char *text = read_text(path);
+    char *text = test_slurp(path, NULL);
     CU_ASSERT_EQUAL(count(text, "\n"), 2);
     free(text);
 }

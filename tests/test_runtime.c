@@ -19,14 +19,7 @@
 
 #include "cunit_run.h"
 #include "gqr.h"
-
-/* Reports the string that lacks the substring, not just the line. */
-#define HAS(s, sub)                                                              \
-    do {                                                                         \
-        if (!strstr((s), (sub)))                                                 \
-            fprintf(stderr, "\n    '%s' lacks '%s'\n", (s), (sub));             \
-        CU_ASSERT_PTR_NOT_NULL(strstr((s), (sub)));                              \
-    } while (0)
+#include "testing.h"
 
 /* ---- the fake model ---- */
 
@@ -380,14 +373,14 @@ static void test_generate_errors(void) {
 }
 
 static void test_strerror(void) {
-    HAS(gqr_strerror(GQA_OK), "success");
-    HAS(gqr_strerror(GQA_EARENA), "arena");
-    HAS(gqr_strerror(GQA_EWEIGHTS), "weights");
-    HAS(gqr_strerror(GQA_ETOKEN), "token");
-    HAS(gqr_strerror(GQA_EPOS), "position");
-    HAS(gqr_strerror(GQA_EARG), "argument");
-    HAS(gqr_strerror(GQR_ENOMEM), "memory");
-    HAS(gqr_strerror(-7), "unknown");
+    TEST_HAS(gqr_strerror(GQA_OK), "success");
+    TEST_HAS(gqr_strerror(GQA_EARENA), "arena");
+    TEST_HAS(gqr_strerror(GQA_EWEIGHTS), "weights");
+    TEST_HAS(gqr_strerror(GQA_ETOKEN), "token");
+    TEST_HAS(gqr_strerror(GQA_EPOS), "position");
+    TEST_HAS(gqr_strerror(GQA_EARG), "argument");
+    TEST_HAS(gqr_strerror(GQR_ENOMEM), "memory");
+    TEST_HAS(gqr_strerror(-7), "unknown");
 }
 
 static void test_arena(void) {
@@ -409,67 +402,33 @@ static void test_arena(void) {
 
 /* ---- checkpoint ---- */
 
-static char tmpdir[64];
-static char paths[64][128];
-static int n_paths;
-
-static int files_init(void) {
-    strcpy(tmpdir, "/tmp/gqr_test_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int files_cleanup(void) {
-    for (int i = n_paths - 1; i >= 0; i--)
-        remove(paths[i]);
-    n_paths = 0;
-    return rmdir(tmpdir);
-}
-
-/* A path in the temporary directory, removed at cleanup. */
-static const char *tmp_path(const char *name) {
-    CU_ASSERT_FATAL(n_paths < (int)(sizeof paths / sizeof paths[0]));
-    char *p = paths[n_paths++];
-    snprintf(p, sizeof paths[0], "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void put_le32(unsigned char *p, int32_t v) {
-    uint32_t u = (uint32_t)v;
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(u >> (8 * i));
-}
-
 /* The fake model's header with field i (0..6) set to v, or none for i < 0. */
 static void make_header(unsigned char *h, int i, int32_t v) {
     const int32_t f[7] = {8, 16, 2, 4, 2, VOCAB, SEQ}; /* tied: vocab > 0 */
     for (int k = 0; k < 7; k++)
-        put_le32(h + 4 * k, k == i ? v : f[k]);
+        test_put_le32(h + 4 * k, k == i ? v : f[k]);
 }
 
 /* Header (field i = v), then n_floats floats 0.25 * k. */
 static const char *write_ckpt(const char *name, int i, int32_t v, size_t n_floats) {
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    unsigned char h[GQR_HEADER_BYTES];
-    make_header(h, i, v);
-    fwrite(h, 1, sizeof h, f);
+    size_t size = GQR_HEADER_BYTES + n_floats * sizeof(float);
+    unsigned char *buf = malloc(size);
+    make_header(buf, i, v);
     for (size_t k = 0; k < n_floats; k++) {
         float x = 0.25f * (float)k;
-        fwrite(&x, sizeof x, 1, f);
+        memcpy(buf + GQR_HEADER_BYTES + k * sizeof x, &x, sizeof x);
     }
-    fclose(f);
+    const char *path = test_write_tmp(name, buf, size);
+    free(buf);
     return path;
 }
 
+/* n bytes 'x'. */
 static const char *write_bytes(const char *name, size_t n) {
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    for (size_t k = 0; k < n; k++)
-        fputc('x', f);
-    fclose(f);
-    return path;
+    char buf[16];
+    CU_ASSERT_FATAL(n <= sizeof buf);
+    memset(buf, 'x', n);
+    return test_write_tmp(name, buf, n);
 }
 
 static void check_loaded(const gqa_model_api *m, const char *path, int flags) {
@@ -521,11 +480,11 @@ static void expect_error(const gqa_model_api *m, const char *path, ...) {
         CU_ASSERT_PTR_NULL(ck.weights);
         CU_ASSERT_PTR_NULL(ck.map);
         CU_ASSERT_PTR_NULL(ck.buf);
-        HAS(err, path);
+        TEST_HAS(err, path);
         va_list ap;
         va_start(ap, path);
         for (const char *w; (w = va_arg(ap, const char *));)
-            HAS(err, w);
+            TEST_HAS(err, w);
         va_end(ap);
         gqr_checkpoint_close(&ck);
     }
@@ -568,22 +527,19 @@ static void test_checkpoint_sizes(void) {
     expect_error(&fake_api, write_bytes("empty.bin", 0), "empty", (char *)NULL);
     expect_error(&fake_api, write_bytes("ten.bin", 10), "file is 10 bytes", "28-byte header",
                  (char *)NULL);
-    expect_error(&fake_api, tmp_path("missing.bin"), "cannot open", "No such file",
+    expect_error(&fake_api, test_tmp("missing.bin"), "cannot open", "No such file",
                  (char *)NULL);
-    const char *dir = tmp_path("adir");
+    const char *dir = test_tmp("adir");
     CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
     expect_error(&fake_api, dir, "directory", (char *)NULL);
 }
 
 /* size bytes: head (n bytes), then zeros. */
 static const char *write_head(const char *name, const void *head, size_t n, size_t size) {
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fwrite(head, 1, n, f);
-    for (size_t k = n; k < size; k++)
-        fputc(0, f);
-    fclose(f);
+    unsigned char *buf = calloc(size, 1);
+    memcpy(buf, head, n);
+    const char *path = test_write_tmp(name, buf, size);
+    free(buf);
     return path;
 }
 
@@ -622,13 +578,13 @@ static void test_checkpoint_bytes(void) {
                                                 sizeof err), 0);
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 100, &fake_api, "mem", err, sizeof err),
                     -1);
-    HAS(err, "mem: file is 100 bytes, expected 28 + 4 x 100 = 428 bytes");
+    TEST_HAS(err, "mem: file is 100 bytes, expected 28 + 4 x 100 = 428 bytes");
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 27, &fake_api, "mem", err, sizeof err),
                     -1);
-    HAS(err, "27 bytes");
+    TEST_HAS(err, "27 bytes");
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(NULL, 0, &fake_api, "mem", err, sizeof err),
                     -1);
-    HAS(err, "empty");
+    TEST_HAS(err, "empty");
     make_header(buf, 4, 3);
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, sizeof buf, &fake_api, "w.bin", err,
                                                 sizeof err), -1);
@@ -655,9 +611,7 @@ static int cli(char *out, char *err, size_t len, ...) {
     while (argc < 31 && (argv[argc] = va_arg(ap, char *)))
         argc++;
     va_end(ap);
-    char o_path[128], e_path[128];
-    snprintf(o_path, sizeof o_path, "%s/stdout", tmpdir);
-    snprintf(e_path, sizeof e_path, "%s/stderr", tmpdir);
+    const char *o_path = test_tmp("stdout"), *e_path = test_tmp("stderr");
     fflush(stdout), fflush(stderr);
     int o_save = dup(1), e_save = dup(2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(freopen(o_path, "w", stdout));
@@ -669,11 +623,9 @@ static int cli(char *out, char *err, size_t len, ...) {
     char *dst[2] = {out, err};
     const char *src[2] = {o_path, e_path};
     for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(src[i], "r");
-        size_t n = f ? fread(dst[i], 1, len - 1, f) : 0;
-        dst[i][n] = 0;
-        if (f)
-            fclose(f);
+        char *text = test_read_file(src[i], NULL);
+        snprintf(dst[i], len, "%s", text ? text : "");
+        free(text);
         remove(src[i]);
     }
     return rc;
@@ -682,13 +634,13 @@ static int cli(char *out, char *err, size_t len, ...) {
 static void test_cli_usage(void) {
     char out[4096], err[4096];
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--help", (char *)NULL), 0);
-    HAS(out, "--weights");
-    HAS(out, "--top-p");
+    TEST_HAS(out, "--weights");
+    TEST_HAS(out, "--top-p");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, (char *)NULL), 2);
-    HAS(err, "gqac-run: error: --weights FILE is required");
-    HAS(err, "--help");
+    TEST_HAS(err, "gqac-run: error: --weights FILE is required");
+    TEST_HAS(err, "--help");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--frob", (char *)NULL), 2);
-    HAS(err, "unknown option '--frob'");
+    TEST_HAS(err, "unknown option '--frob'");
     static const char *const bad[][2] = {
         {"-n", "abc"}, {"-n", "-1"}, {"-n", "5x"}, {"-n", ""}, {"--temp", "-0.5"},
         {"--temp", "nan"}, {"--top-p", "0"}, {"--top-p", "1.5"},
@@ -697,40 +649,40 @@ static void test_cli_usage(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", bad[i][0], bad[i][1],
                             (char *)NULL), 2);
-        HAS(err, bad[i][0]);
+        TEST_HAS(err, bad[i][0]);
     }
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--temp", "1e39", (char *)NULL), 2);
-    HAS(err, "--temp wants a number in [0, 3.4e38]");
+    TEST_HAS(err, "--temp wants a number in [0, 3.4e38]");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "--top-p", "1e-50", (char *)NULL),
                     2);
-    HAS(err, "--top-p wants a number in (0, 1]");
+    TEST_HAS(err, "--top-p wants a number in (0, 1]");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "-n", (char *)NULL), 2);
-    HAS(err, "-n needs a value");
+    TEST_HAS(err, "-n needs a value");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", "w", "extra", (char *)NULL), 2);
-    HAS(err, "unexpected argument 'extra'");
+    TEST_HAS(err, "unexpected argument 'extra'");
 }
 
 static void test_cli_input_errors(void) {
     char out[4096], err[4096];
     const char *good = write_ckpt("cli.bin", -1, 0, NW);
-    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", tmp_path("nope.bin"), (char *)NULL),
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", test_tmp("nope.bin"), (char *)NULL),
                     1);
-    HAS(err, "gqac-run: error: ");
-    HAS(err, "nope.bin: cannot open");
+    TEST_HAS(err, "gqac-run: error: ");
+    TEST_HAS(err, "nope.bin: cannot open");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", write_ckpt("cli2.bin", 1, 17, NW),
                         (char *)NULL), 1);
-    HAS(err, "hidden_dim is 17 in the file, but the model was compiled for 16");
+    TEST_HAS(err, "hidden_dim is 17 in the file, but the model was compiled for 16");
     static const char *const bad[] = {"10", "1,,2", "1,", "", "a", "1 2", " 1", "+1", "-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--tokens", bad[i],
                             (char *)NULL), 1);
-        HAS(err, "gqac-run: error: --tokens");
+        TEST_HAS(err, "gqac-run: error: --tokens");
         CU_ASSERT_STRING_EQUAL(out, "");
     }
-    HAS(err, "token -1 is outside [0, 10)");
+    TEST_HAS(err, "token -1 is outside [0, 10)");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--tokens",
                         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", (char *)NULL), 1);
-    HAS(err, "17 tokens do not fit in seq_len 16");
+    TEST_HAS(err, "17 tokens do not fit in seq_len 16");
 }
 
 static void test_cli_run(void) {
@@ -741,18 +693,18 @@ static void test_cli_run(void) {
                             "4", "--temp", "0", "--threads", "2",
                             huge ? "--hugepages" : "--no-hugepages", (char *)NULL), 0);
         CU_ASSERT_STRING_EQUAL(out, "6 8 1 5\n");
-        HAS(err, "model fake");
-        HAS(err, "run.bin");
-        HAS(err, huge ? "huge pages" : "mapped");
-        HAS(err, "prompt: 2 tok in ");
-        HAS(err, "generated: 4 tok in ");
+        TEST_HAS(err, "model fake");
+        TEST_HAS(err, "run.bin");
+        TEST_HAS(err, huge ? "huge pages" : "mapped");
+        TEST_HAS(err, "prompt: 2 tok in ");
+        TEST_HAS(err, "generated: 4 tok in ");
     }
     /* Defaults: prompt "1", 32 tokens capped by seq_len 16; seeds repeat. */
     char out2[4096];
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", good, "--seed", "7", (char *)NULL),
                     0);
-    HAS(err, "seed 7");
-    HAS(err, "generated: 15 tok");
+    TEST_HAS(err, "seed 7");
+    TEST_HAS(err, "generated: 15 tok");
     CU_ASSERT_EQUAL(cli(out2, err, sizeof out2, "--weights", good, "--seed", "7", (char *)NULL),
                     0);
     CU_ASSERT_STRING_EQUAL(out, out2);
@@ -767,7 +719,7 @@ static void test_cli_gguf_no_tokenizer(void) {
     sized.init = sized_init;
     float *w = calloc(SIZED_NW, sizeof *w);
     char out[4096], err[4096];
-    const char *path = tmp_path("notok.gguf");
+    const char *path = test_tmp("notok.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_convert_write(path, GQR_FORMAT_GGUF, 0, &sized, w, err,
                                             sizeof err), 0);
     free(w);
@@ -775,21 +727,21 @@ static void test_cli_gguf_no_tokenizer(void) {
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "--tokens", "3,5", "-n", "4",
                         "--temp", "0", (char *)NULL), 0);
     CU_ASSERT_STRING_EQUAL(out, "6 8 1 5\n");
-    HAS(err, "(GGUF, ");
+    TEST_HAS(err, "(GGUF, ");
     CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "-p", "hi", (char *)NULL), 1);
-    HAS(err, "-p needs a tokenizer");
-    HAS(err, "notok.gguf has none");
+    TEST_HAS(err, "-p needs a tokenizer");
+    TEST_HAS(err, "notok.gguf has none");
     cli_api = &fake_api;
 }
 
 static void add_file_suites(void) {
-    CU_pSuite s = CU_add_suite("checkpoint", files_init, files_cleanup);
+    CU_pSuite s = CU_add_suite("checkpoint", NULL, NULL);
     CU_add_test(s, "good file, both modes", test_checkpoint_good);
     CU_add_test(s, "each header field", test_checkpoint_fields);
     CU_add_test(s, "sizes, missing, directory", test_checkpoint_sizes);
     CU_add_test(s, "check_header on bytes", test_checkpoint_bytes);
     CU_add_test(s, "other formats, damaged", test_checkpoint_other_formats);
-    s = CU_add_suite("cli", files_init, files_cleanup);
+    s = CU_add_suite("cli", NULL, NULL);
     CU_add_test(s, "usage errors exit 2", test_cli_usage);
     CU_add_test(s, "input errors exit 1", test_cli_input_errors);
     CU_add_test(s, "runs", test_cli_run);

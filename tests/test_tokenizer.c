@@ -16,40 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cunit_run.h"
 #include "gqr.h"
 #include "tensorfile.h"
+#include "testing.h"
 #include "tokenizer.h"
 
 #define LLAMA2_BIN "../shared/data/tokenizer.bin"
 
-/* Reports the string that lacks the substring, not just the line. */
-#define HAS(s, sub)                                                              \
-    do {                                                                         \
-        if (!strstr((s), (sub)))                                                 \
-            fprintf(stderr, "\n    '%s' lacks '%s'\n", (s), (sub));             \
-        CU_ASSERT_PTR_NOT_NULL(strstr((s), (sub)));                              \
-    } while (0)
-
-static char tmpdir[] = "/tmp/test_tokenizer.XXXXXX";
 static char err[512];
-
-static const char *tmp_path(const char *name) {
-    static char path[sizeof tmpdir + 64];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
-}
-
-static const char *write_tmp(const char *name, const void *data, size_t n) {
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    CU_ASSERT_EQUAL(fwrite(data, 1, n, f), n);
-    fclose(f);
-    return path;
-}
 
 /* Encodes s (n bytes), checking the call succeeds; the count, ids in out. */
 static int enc(const gqr_tokenizer *t, const char *s, size_t n, int bos, int *out, int cap) {
@@ -282,7 +258,7 @@ static void test_spm_spec(void) {
     gqr_tokenizer_free(t);
     spec.scores = NULL;
     CU_ASSERT_EQUAL(gqr_tokenizer_new(&t, &spec, err, sizeof err), -1);
-    HAS(err, "needs scores");
+    TEST_HAS(err, "needs scores");
     CU_ASSERT_PTR_NULL(t);
 }
 
@@ -376,7 +352,7 @@ static void test_spm_cap(void) {
     CU_ASSERT_EQUAL(gqr_tokenizer_encode(llama2, "Hello world", 11, 1, ids, 2, &n, err,
                                          sizeof err), -1);
     CU_ASSERT_EQUAL(n, 3);
-    HAS(err, "takes 3 tokens, room for 2");
+    TEST_HAS(err, "takes 3 tokens, room for 2");
     CU_ASSERT_EQUAL(ids[0], 1); /* what fits is written */
     CU_ASSERT_EQUAL(gqr_tokenizer_encode(llama2, "Hello world", 11, 1, NULL, 0, &n, err,
                                          sizeof err), -1);
@@ -513,7 +489,7 @@ static char *bpe_json(int pre, int pairs, int ignore_merges) {
 static gqr_tokenizer *load_bpe(int pre, int pairs, int ignore_merges, int vocab_size) {
     char *json = bpe_json(pre, pairs, ignore_merges);
     CU_ASSERT_PTR_NOT_NULL_FATAL(json);
-    const char *path = write_tmp("tokenizer.json", json, strlen(json));
+    const char *path = test_write_tmp("tokenizer.json", json, strlen(json));
     free(json);
     gqr_tokenizer *t = NULL;
     if (gqr_tokenizer_load(&t, path, vocab_size, err, sizeof err))
@@ -693,7 +669,7 @@ static void test_split_errors(void) {
     size_t ends[2];
     int n;
     CU_ASSERT_EQUAL(gqr_tok_split(9, "a", 1, ends, 2, &n, err, sizeof err), -1);
-    HAS(err, "unknown pre-tokenizer 9");
+    TEST_HAS(err, "unknown pre-tokenizer 9");
     CU_ASSERT_EQUAL(gqr_tok_split(GQR_PRE_LLAMA3, "a b c", 5, ends, 2, &n, err, sizeof err), -1);
     CU_ASSERT_EQUAL(n, 3);
     CU_ASSERT_EQUAL(ends[1], 3);
@@ -701,20 +677,14 @@ static void test_split_errors(void) {
 
 /* ---- files: malformed inputs ---- */
 
-static void put_i32(unsigned char *p, int32_t v) {
-    uint32_t u = (uint32_t)v;
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(u >> (8 * i));
-}
-
 /* A 4-token tokenizer.bin: <unk> <s> </s> "a", lengths and all. */
 static size_t small_bin(unsigned char *b) {
     static const char *const pieces[] = {"<unk>", "<s>", "</s>", "a"};
     size_t n = 4;
-    put_i32(b, 5);
+    test_put_le32(b, 5);
     for (int i = 0; i < 4; i++) {
-        put_i32(b + n, 0);
-        put_i32(b + n + 4, (int32_t)strlen(pieces[i]));
+        test_put_le32(b + n, 0);
+        test_put_le32(b + n + 4, (int32_t)strlen(pieces[i]));
         memcpy(b + n + 8, pieces[i], strlen(pieces[i]));
         n += 8 + strlen(pieces[i]);
     }
@@ -724,18 +694,18 @@ static size_t small_bin(unsigned char *b) {
 static void expect_load_error(const char *name, const void *data, size_t n, int vocab,
                               const char *msg) {
     static int dummy;
-    const char *path = write_tmp(name, data, n);
+    const char *path = test_write_tmp(name, data, n);
     gqr_tokenizer *t = (gqr_tokenizer *)&dummy; /* must come back NULL */
     CU_ASSERT_EQUAL(gqr_tokenizer_load(&t, path, vocab, err, sizeof err), -1);
     CU_ASSERT_PTR_NULL(t);
-    HAS(err, msg);
+    TEST_HAS(err, msg);
 }
 
 static void test_files_bin(void) {
     unsigned char b[128];
     size_t n = small_bin(b);
     gqr_tokenizer *t;
-    const char *path = write_tmp("small.bin", b, n);
+    const char *path = test_write_tmp("small.bin", b, n);
     CU_ASSERT_EQUAL_FATAL(gqr_tokenizer_load(&t, path, 4, err, sizeof err), 0);
     CU_ASSERT_EQUAL(gqr_tokenizer_bos(t), 1);
     CU_ASSERT_EQUAL(gqr_tokenizer_eos(t), 2);
@@ -755,15 +725,15 @@ static void test_files_bin(void) {
     expect_load_error("mismatch2.bin", b, n, 3, "has 4 tokens, the model's vocab_size is 3");
     unsigned char bad[128];
     memcpy(bad, b, n);
-    put_i32(bad + 4 + 4, -5); /* the first token's length */
+    test_put_le32(bad + 4 + 4, -5); /* the first token's length */
     expect_load_error("neg.bin", bad, n, 4, "token 0 has length -5");
-    put_i32(bad + 4 + 4, 1000000);
+    test_put_le32(bad + 4 + 4, 1000000);
     expect_load_error("huge.bin", bad, n, 4, "token 0 has length 1000000");
-    put_i32(bad, -1);
+    test_put_le32(bad, -1);
     expect_load_error("maxlen.bin", bad, n, 4, "not a llama2.c tokenizer.bin");
     expect_load_error("header.bin", b, 4, 0, "no tokens");
-    CU_ASSERT_EQUAL(gqr_tokenizer_load(&t, tmp_path("nonexistent"), 0, err, sizeof err), -1);
-    HAS(err, "cannot open");
+    CU_ASSERT_EQUAL(gqr_tokenizer_load(&t, test_tmp("nonexistent"), 0, err, sizeof err), -1);
+    TEST_HAS(err, "cannot open");
 }
 
 static void test_files_json(void) {
@@ -815,7 +785,7 @@ static void test_files_json(void) {
 
 /* ---- GGUF (gguf_tokenizer.c) ---- */
 
-/* A GGUF file at tmp_path(name) holding a tokenizer of model kind ("llama",
+/* A GGUF file at test_tmp(name) holding a tokenizer of model kind ("llama",
  * "gpt2"; NULL: no tokenizer keys) over n pieces, with SPM scores or, for
  * gpt2, the merges given. */
 static const char *write_gguf_vocab(const char *name, const char *kind, int n,
@@ -839,7 +809,7 @@ static const char *write_gguf_vocab(const char *name, const char *kind, int n,
         CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1), 0);
         CU_ASSERT_EQUAL(gqr_tf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2), 0);
     }
-    const char *path = tmp_path(name);
+    const char *path = test_tmp(name);
     CU_ASSERT_EQUAL(gqr_tf_writer_write(w, path, err, sizeof err), 0);
     gqr_tf_writer_free(w);
     return path;
@@ -873,35 +843,19 @@ static void test_gguf_vocab_errors(void) {
     const char *path = write_gguf_vocab("bpe.gguf", "gpt2", 3, bpe, 1, merges);
     CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 0, err, sizeof err), -1);
     CU_ASSERT_PTR_NULL(t);
-    char want[sizeof tmpdir + 64];
+    char want[1100];
     snprintf(want, sizeof want, "%s: ", path);
     CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
-    HAS(err, "lacks the symbol of byte");
+    TEST_HAS(err, "lacks the symbol of byte");
     path = write_gguf_vocab("size.gguf", "gpt2", 3, bpe, 1, merges);
     CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 5, err, sizeof err), -1);
-    HAS(err, "size.gguf: the tokenizer has 3 tokens, the model's vocab is 5");
+    TEST_HAS(err, "size.gguf: the tokenizer has 3 tokens, the model's vocab is 5");
     path = write_gguf_vocab("kind.gguf", "bert", 3, bpe, 0, NULL);
     CU_ASSERT_EQUAL(gqr_gguf_tokenizer(&t, path, 0, err, sizeof err), -1);
-    HAS(err, "kind.gguf: tokenizer.ggml.model is neither llama nor gpt2");
-}
-
-static void remove_tmp(void) {
-    static const char *const names[] = {"tokenizer.json", "small.bin", "trunc.bin", "trunc2.bin",
-                                        "empty.bin", "mismatch.bin", "mismatch2.bin", "neg.bin",
-                                        "huge.bin", "maxlen.bin", "header.bin", "a.json",
-                                        "b.json", "c.json", "d.json", "e.json", "f.json",
-                                        "g.json", "spm.gguf", "none.gguf", "bpe.gguf",
-                                        "size.gguf", "kind.gguf"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        unlink(tmp_path(names[i]));
-    rmdir(tmpdir);
+    TEST_HAS(err, "kind.gguf: tokenizer.ggml.model is neither llama nor gpt2");
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
     char why[512];
     if (gqr_tokenizer_load(&llama2, LLAMA2_BIN, 32000, why, sizeof why)) {
         printf("test_tokenizer: tests of the Llama 2 vocabulary are SKIPPED: %s (run from the "
@@ -940,6 +894,5 @@ int main(void) {
     CU_add_test(s, "GGUF vocabulary errors name the file", test_gguf_vocab_errors);
     int failed = cunit_run();
     gqr_tokenizer_free(llama2);
-    remove_tmp();
     return failed;
 }
