@@ -3,7 +3,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime tests/fuzz_gguf.c \
- *       runtime/{tensorfile,gguf,safetensors,half}.c -lcjson -lm -o build/fuzz_gguf
+ *       runtime/{tensorfile,gguf,safetensors,half,outfile,quant}.c -lcjson -lm -o build/fuzz_gguf
  *   ./build/fuzz_gguf CORPUS tests/fuzz/gguf
  *
  * Properties beyond "no crash, leak or UB": a rejection says why and names
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant.h"
 #include "tensorfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,7 +24,8 @@ static void touch_tensors(const gqr_tensorfile *tf, const uint8_t *data, size_t 
     for (int i = 0; i < gqr_tf_count(tf); i++) {
         const gqr_tensor *t = gqr_tf_tensor(tf, i);
         CHECK(t->data >= data && t->n_bytes <= size && t->data - data <= (long)(size - t->n_bytes));
-        CHECK(t->n_bytes == t->n_elems * (uint64_t)gqr_tf_dtype_size(t->dtype));
+        uint64_t bytes;
+        CHECK(!gqr_q_row_bytes(t->dtype, t->n_elems, &bytes, NULL, 0) && bytes == t->n_bytes);
         CHECK(gqr_tf_find(tf, t->name) == t);
         float v[4];
         uint64_t n = t->n_elems < 4 ? t->n_elems : 4;
