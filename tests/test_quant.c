@@ -1089,8 +1089,10 @@ static void test_import(void) {
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = 0;
     CU_ASSERT_EQUAL(pclose(p), 0);
-    HAS(out, "quantized");
-    HAS(out, "64");
+    HAS(out, "model \"quantized\"");
+    HAS(out, "dim     = 64");
+    HAS(out, "vocab   = 8"); /* from token_embd.weight's Q8_0 shape */
+    HAS(out, "tie_embeddings = false");
 }
 
 /* Loading for a model converts floats only: a quantized tensor is named. */
