@@ -33,7 +33,8 @@ COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(RUNTIME_SRC))
 # The tensor files' readers and writers, which the fuzzers build from source.
-TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c runtime/outfile.c
+TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c runtime/outfile.c \
+                runtime/quant.c
 TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h templates/parallel.h \
                 templates/mathlib.c templates/gqmath.h templates/kernels.c templates/attention.c \
                 templates/forward.c
@@ -144,9 +145,11 @@ $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(TOK_SRC)): runtime/tokenizer.h runt
 $(BUILD)/test_tokenizer: tests/test_tokenizer.c runtime/tokenizer.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o checkpoint.o convert.o \
-            gguf_tokenizer.o)
-$(TF_OBJ): runtime/tensorfile.h
+            gguf_tokenizer.o quant.o)
+$(TF_OBJ): runtime/tensorfile.h runtime/quant.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_quant: tests/test_quant.c runtime/quant.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
 $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
@@ -161,7 +164,7 @@ $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_jit test_report test_cli
+         test_quant test_jit test_report test_cli
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
@@ -193,7 +196,8 @@ $(BUILD)/fuzz_front: tests/fuzz_front.c $(FUZZ_SRC) compiler/gqac.h
 # made, over the tokenizers' encode and decode, and over the tokenizer in
 # GGUF metadata; FUZZ_FORMAT_SECONDS bounds each.
 $(BUILD)/fuzz_gguf $(BUILD)/fuzz_safetensors: $(BUILD)/fuzz_%: tests/fuzz_%.c tests/fuzz_tensors.h \
-                                              $(TF_SRC) runtime/tensorfile.h runtime/fail.h | $(BUILD)/obj
+                                              $(TF_SRC) runtime/tensorfile.h runtime/quant.h \
+                                              runtime/fail.h | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Iruntime \
 	    -o $@ $< $(TF_SRC) -lcjson -lm

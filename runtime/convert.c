@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gqr.h"
+#include "quant.h"
 #include "tensorfile.h"
 
 /* One tensor of the model's layout: its names in the two families of files
@@ -113,6 +114,17 @@ static int check_shape(const gqr_tensor *t, const Slot *s, const char *path, cha
                     t->name, found, (long long)s->cols);
     return gqr_fail(err, errlen, "%s: tensor '%s' has shape %s, the model expects [%lld, %lld]", path,
                 t->name, found, (long long)s->rows, (long long)s->cols);
+}
+
+/* The model runs floats; a quantized tensor stays refused until the
+ * kernels that run it in place (issue 16) exist, rather than being
+ * inflated to four bytes a weight unasked. */
+static int check_dtype(const gqr_tensor *t, const char *path, char *err, size_t errlen) {
+    if (!gqr_q_is_block(t->dtype))
+        return 0;
+    return gqr_fail(err, errlen, "%s: tensor '%s' is %s (quantized, ggml type %d); gqac runs F32, "
+                    "F16 and BF16 weights today (quantized weights are planned, issue 16)", path,
+                    t->name, gqr_tf_dtype_name(t->dtype), gqr_q_type_of(t->dtype)->ggml);
 }
 
 /* One layer's tensor into dst, rows reordered where RoPE's pairing differs. */
@@ -230,7 +242,7 @@ static int fill(float *dst, const gqr_tensorfile *tf, const gqa_model_api *api, 
             const gqr_tensor *x = gqr_tf_find(tf, slot_name(&t[i], format, l, buf));
             if (!x)
                 return gqr_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", path, buf);
-            if (check_shape(x, &t[i], path, err, errlen))
+            if (check_shape(x, &t[i], path, err, errlen) || check_dtype(x, path, err, errlen))
                 return -1;
             copy_tensor(x, &t[i], m, halves, dst);
         }

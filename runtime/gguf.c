@@ -4,12 +4,15 @@
  * the data section at the next multiple of general.alignment.  The reader
  * keeps numbers and numeric arrays in the mapped file and copies only
  * strings, so that they end in a NUL.  The writer makes version 3.
+ * Tensors are F32, F16, BF16 or one of quant.h's block types, whose rows
+ * must be whole blocks.
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "outfile.h"
+#include "quant.h"
 #include "tensorfile.h"
 
 struct gqr_gguf_value {
@@ -33,15 +36,7 @@ static const char *const value_names[13] = {
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
     "bool", "string", "array", "uint64", "int64", "float64"};
 
-/* ggml's tensor type names by id, for the message that refuses one. */
-static const char *const ggml_types[] = {
-    "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
-    "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
-    "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
-    "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4",
-    "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
-
-enum { GGML_BF16 = 30, DEFAULT_ALIGNMENT = 32 };
+enum { DEFAULT_ALIGNMENT = 32 };
 
 /* Smallest encodings, to bound counts by the bytes left before trusting
  * them: a pair with an empty key and a uint8; a tensor info with an empty
@@ -246,8 +241,16 @@ static int alignment(Reader *r, const gqr_tensorfile *tf, uint64_t *align) {
     return 0;
 }
 
-static const char *ggml_type_name(uint32_t type) {
-    return type < sizeof ggml_types / sizeof *ggml_types ? ggml_types[type] : "unknown";
+/* t's size in bytes: its rows (the innermost dim, dims[n_dims - 1]) must
+ * be whole blocks of its type. */
+static int tensor_bytes(Reader *r, gqr_tensor *t, const char *shown) {
+    char why[128];
+    uint64_t row;
+    if (gqr_q_row_bytes(t->dtype, t->dims[t->n_dims - 1], &row, why, sizeof why) ||
+        gqr_q_row_bytes(t->dtype, t->n_elems, &t->n_bytes, why, sizeof why))
+        return gqr_fail(r->err, r->errlen, "%s: tensor '%s' has rows of %llu elements: %s",
+                        r->file, shown, (unsigned long long)t->dims[t->n_dims - 1], why);
+    return 0;
 }
 
 /* One tensor info: everything but the data pointer, its offset in *offset. */
@@ -284,12 +287,12 @@ static int tensor_info(Reader *r, gqr_tensorfile *tf, uint64_t i, uint64_t *offs
     }
     if (u32(r, &type) || u64(r, offset))
         return -1;
-    if (type != GQR_DT_F32 && type != GQR_DT_F16 && type != GGML_BF16)
-        return gqr_fail(r->err, r->errlen,
-                           "%s: tensor '%s' has type %s (%u); supported: F32, F16, BF16",
-                           r->file, shown, ggml_type_name(type), type);
-    t.dtype = type == GGML_BF16 ? GQR_DT_BF16 : (int)type;
-    t.n_bytes = t.n_elems * (uint64_t)gqr_tf_dtype_size(t.dtype);
+    if ((t.dtype = gqr_q_from_ggml(type)) < 0)
+        return gqr_fail(r->err, r->errlen, "%s: tensor '%s' has type %s (%u); supported: "
+                        "F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K", r->file, shown,
+                        gqr_q_ggml_name(type), type);
+    if (tensor_bytes(r, &t, shown))
+        return -1;
     return gqr_tf_push(tf, &t, (const char *)name, len, r->err, r->errlen);
 }
 
@@ -715,7 +718,7 @@ static int header_bytes(const gqr_tf_writer *w, Buf *b, const char *path, char *
         put_u32(b, (uint32_t)t->n_dims);
         for (int d = t->n_dims - 1; d >= 0; d--)
             put_u64(b, t->dims[d]);
-        put_u32(b, t->dtype == GQR_DT_BF16 ? GGML_BF16 : (uint32_t)t->dtype);
+        put_u32(b, (uint32_t)gqr_q_type_of(t->dtype)->ggml);
         put_u64(b, offset);
         offset += (t->n_bytes + w->alignment - 1) / w->alignment * w->alignment;
     }

@@ -12,15 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quant.h"
 #include "tensorfile.h"
 
 const char *gqr_tf_dtype_name(int dtype) {
-    switch (dtype) {
-    case GQR_DT_F32: return "F32";
-    case GQR_DT_F16: return "F16";
-    case GQR_DT_BF16: return "BF16";
-    default: return "?";
-    }
+    const gqr_q_type *t = gqr_q_type_of(dtype);
+    return t ? t->name : "?";
 }
 
 int gqr_tf_dtype_size(int dtype) {
@@ -127,7 +124,25 @@ const gqr_tensor *gqr_tf_tensor(const gqr_tensorfile *tf, int i) {
     return i >= 0 && i < tf->n_tensors ? &tf->tensors[i] : NULL;
 }
 
+/* The block types: each block that holds part of the range dequantized
+ * whole, the part copied out. */
+static void read_blocks(const gqr_tensor *t, uint64_t first, uint64_t n, float *dst) {
+    const gqr_q_type *q = gqr_q_type_of(t->dtype);
+    uint64_t block = (uint64_t)q->block, end = first + n;
+    float v[256]; /* the largest block */
+    for (uint64_t b = first / block; b * block < end; b++) {
+        gqr_q_dequantize_row(t->dtype, t->data + b * (uint64_t)q->block_bytes, block, v);
+        uint64_t lo = b * block > first ? b * block : first, hi = (b + 1) * block;
+        hi = hi < end ? hi : end;
+        memcpy(dst + (lo - first), v + (lo - b * block), (size_t)(hi - lo) * sizeof *v);
+    }
+}
+
 void gqr_tf_read_f32(const gqr_tensor *t, uint64_t first, uint64_t n, float *dst) {
+    if (gqr_q_is_block(t->dtype)) {
+        read_blocks(t, first, n, dst);
+        return;
+    }
     const unsigned char *p = t->data + first * (uint64_t)gqr_tf_dtype_size(t->dtype);
     if (t->dtype == GQR_DT_F32) {
         for (uint64_t i = 0; i < n; i++) {
@@ -346,21 +361,20 @@ static int shape_bytes(int format, int dtype, int n_dims, const uint64_t *dims,
     return 0;
 }
 
-int gqr_tf_writer_add(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
-                      const uint64_t *dims, const float *values) {
-    uint64_t bytes;
-    if (!w || !name || shape_bytes(w->format, dtype, n_dims, dims, &bytes) ||
-        (bytes && !values) ||
-        (w->format == GQR_TF_SAFETENSORS && !strcmp(name, "__metadata__")))
-        return -1;
+/* A new tensor of bytes bytes in w, its bytes to fill; NULL when name is
+ * taken, for __metadata__, or out of memory. */
+static unsigned char *push_tensor(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
+                                  const uint64_t *dims, uint64_t bytes) {
+    if (w->format == GQR_TF_SAFETENSORS && !strcmp(name, "__metadata__"))
+        return NULL;
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name))
-            return -1;
+            return NULL;
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 16;
         gqr_tf_wtensor *t = realloc(w->t, (size_t)cap * sizeof *t);
         if (!t)
-            return -1;
+            return NULL;
         w->t = t;
         w->cap = cap;
     }
@@ -369,12 +383,43 @@ int gqr_tf_writer_add(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
     if (!t.name || !t.bytes) {
         free(t.name);
         free(t.bytes);
-        return -1;
+        return NULL;
     }
     for (int i = 0; i < n_dims; i++)
         t.dims[i] = dims[i];
-    encode(dtype, values, bytes / (uint64_t)gqr_tf_dtype_size(dtype), t.bytes);
     w->t[w->n++] = t;
+    return t.bytes;
+}
+
+int gqr_tf_writer_add(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
+                      const uint64_t *dims, const float *values) {
+    uint64_t bytes;
+    if (!w || !name || shape_bytes(w->format, dtype, n_dims, dims, &bytes) || (bytes && !values))
+        return -1;
+    unsigned char *out = push_tensor(w, name, dtype, n_dims, dims, bytes);
+    if (!out)
+        return -1;
+    encode(dtype, values, bytes / (uint64_t)gqr_tf_dtype_size(dtype), out);
+    return 0;
+}
+
+int gqr_tf_writer_add_bytes(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
+                            const uint64_t *dims, const void *bytes, uint64_t n_bytes) {
+    uint64_t n = 1, want, row;
+    if (!w || w->format != GQR_TF_GGUF || !name || n_dims < 1 || n_dims > 4 || !dims || !bytes)
+        return -1;
+    for (int i = 0; i < n_dims; i++) {
+        if (!dims[i] || n > UINT64_MAX / dims[i])
+            return -1;
+        n *= dims[i];
+    }
+    if (gqr_q_row_bytes(dtype, dims[n_dims - 1], &row, NULL, 0) ||
+        gqr_q_row_bytes(dtype, n, &want, NULL, 0) || want != n_bytes || n_bytes > SIZE_MAX / 2)
+        return -1;
+    unsigned char *out = push_tensor(w, name, dtype, n_dims, dims, n_bytes);
+    if (!out)
+        return -1;
+    memcpy(out, bytes, (size_t)n_bytes);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * tensorfile.h: tensor files of other tools, read and written.  GGUF (v2,
  * v3) and safetensors, one file or a sharded set behind its
- * model.safetensors.index.json; tensors of F32, F16 or BF16.
+ * model.safetensors.index.json; tensors of F32, F16 or BF16, and in GGUF
+ * also ggml's block-quantized Q4_0, Q8_0, Q4_K and Q6_K (quant.h).
  *
  * Readers map the files read-only and check every count, length and
  * offset against the bytes there are before using it, so a hostile file
@@ -20,8 +21,13 @@
 
 #include "fail.h"
 
-/* Element types.  F32 and F16 are also GGUF's type ids; GGUF's BF16 is 30. */
-enum { GQR_DT_F32 = 0, GQR_DT_F16 = 1, GQR_DT_BF16 = 2 };
+/* Element types.  F32 and F16 are also GGUF's type ids; GGUF's BF16 is 30.
+ * The block types (quant.h: ggml's quantized formats) come from GGUF
+ * files only; gqr_q_from_ggml maps ggml's ids to these. */
+enum {
+    GQR_DT_F32 = 0, GQR_DT_F16 = 1, GQR_DT_BF16 = 2,
+    GQR_DT_Q4_0 = 3, GQR_DT_Q8_0 = 4, GQR_DT_Q4_K = 5, GQR_DT_Q6_K = 6
+};
 
 /* File formats. */
 enum { GQR_TF_GGUF = 1, GQR_TF_SAFETENSORS = 2 };
@@ -71,11 +77,12 @@ const gqr_tensor *gqr_tf_tensor(const gqr_tensorfile *tf, int i);
 /* The tensor called name, or NULL; a binary search. */
 const gqr_tensor *gqr_tf_find(const gqr_tensorfile *tf, const char *name);
 /* Elements [first, first + n) of t, which must lie within t, as host
- * floats in dst. */
+ * floats in dst; a block type's blocks dequantized. */
 void gqr_tf_read_f32(const gqr_tensor *t, uint64_t first, uint64_t n, float *dst);
-/* "F32", "F16", "BF16", or "?" for anything else. */
+/* "F32", "F16", "BF16", "Q8_0", ..., or "?" for anything else. */
 const char *gqr_tf_dtype_name(int dtype);
-/* Bytes per element of a GQR_DT_* type, 0 for anything else. */
+/* Bytes per element of a GQR_DT_* type of one element per block, 0 for
+ * a block type (quant.h's gqr_q_row_bytes sizes those) and anything else. */
 int gqr_tf_dtype_size(int dtype);
 /* safetensors: the string the first file's __metadata__ maps key to, or
  * NULL (absent, or not safetensors). */
@@ -151,6 +158,12 @@ gqr_tf_writer *gqr_tf_writer_new(int format);
  * stored converted to dtype.  Copies name and values. */
 int gqr_tf_writer_add(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
                       const uint64_t *dims, const float *values);
+/* GGUF: a tensor of any GQR_DT_* dtype, a block type included, whose
+ * n_bytes of encoded little-endian bytes (a block type's made by quant.h's
+ * gqr_q_quantize_row) are copied from bytes.  n_bytes must be what
+ * prod(dims) elements take, and a row (the innermost dim) whole blocks. */
+int gqr_tf_writer_add_bytes(gqr_tf_writer *w, const char *name, int dtype, int n_dims,
+                            const uint64_t *dims, const void *bytes, uint64_t n_bytes);
 /* GGUF metadata.  general.alignment (a power of two, as a uint32) also
  * sets the writer's alignment, 32 otherwise. */
 int gqr_tf_writer_set_string(gqr_tf_writer *w, const char *key, const char *s);

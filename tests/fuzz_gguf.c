@@ -3,7 +3,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iruntime tests/fuzz_gguf.c \
- *       runtime/{tensorfile,gguf,safetensors,half}.c -lcjson -lm -o build/fuzz_gguf
+ *       runtime/{tensorfile,gguf,safetensors,half,outfile,quant}.c -lcjson -lm -o build/fuzz_gguf
  *   ./build/fuzz_gguf CORPUS tests/fuzz/gguf
  *
  * Properties beyond "no crash, leak or UB": a rejection says why and names

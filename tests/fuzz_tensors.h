@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "quant.h"
 #include "tensorfile.h"
 
 #define CHECK(c) ((c) ? (void)0 : abort())
@@ -20,7 +21,8 @@ static void touch_tensors(const gqr_tensorfile *tf, const uint8_t *data, size_t 
         const gqr_tensor *t = gqr_tf_tensor(tf, i);
         CHECK(t->data >= data + header && t->n_bytes <= size &&
               t->data - data <= (long)(size - t->n_bytes));
-        CHECK(t->n_bytes == t->n_elems * (uint64_t)gqr_tf_dtype_size(t->dtype));
+        uint64_t bytes; /* block types: whole blocks */
+        CHECK(!gqr_q_row_bytes(t->dtype, t->n_elems, &bytes, NULL, 0) && bytes == t->n_bytes);
         CHECK(gqr_tf_find(tf, t->name) == t);
         float v[4];
         uint64_t n = t->n_elems < 4 ? t->n_elems : 4;

@@ -614,6 +614,9 @@ static void p_dup_key(unsigned char *b, size_t n) {
 static void p_q4_0(unsigned char *b, size_t n) {
     test_put_le32(b + info_type(b, n, "t.f16"), 2);
 }
+static void p_q4_1(unsigned char *b, size_t n) {
+    test_put_le32(b + info_type(b, n, "t.f16"), 3);
+}
 static void p_type_99(unsigned char *b, size_t n) {
     test_put_le32(b + info_type(b, n, "t.f16"), 99);
 }
@@ -652,7 +655,9 @@ static void test_gguf_malformed(void) {
     expect_gguf(p_overlap, "and 't.f16' [");
     expect_gguf(p_dup_name, "duplicate tensor name 't.f32'");
     expect_gguf(p_dup_key, "duplicate metadata key 'k.arr'");
-    expect_gguf(p_q4_0, "tensor 't.f16' has type Q4_0 (2); supported: F32, F16, BF16");
+    expect_gguf(p_q4_1, "tensor 't.f16' has type Q4_1 (3); supported: F32, F16, BF16, Q4_0");
+    expect_gguf(p_q4_0, "tensor 't.f16' has rows of 16 elements: 16 elements are not whole "
+                        "Q4_0 blocks of 32");
     expect_gguf(p_type_99, "has type unknown (99)");
     expect_gguf(p_n_dims, "tensor 't.f16' has 5 dims; expected 1 to 4");
     expect_gguf(p_zero_dim, "tensor 't.f16' has a dim of size 0");
