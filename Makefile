@@ -75,7 +75,7 @@ $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o gqa_source.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o gqa_source.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a

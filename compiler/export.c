@@ -1,7 +1,8 @@
 /*
  * export.c: `gqac weights --random --format gguf|safetensors`.  Needs: the
  * runtime's convert.c (the same writer a conversion uses).  Provides:
- * weights_fill_random's values in GGUF or safetensors, f32, f16 or bf16.
+ * weights_fill_random's values in GGUF or safetensors, f32, f16 or bf16,
+ * or in GGUF quantized (q8_0, q4_0, q4_k, q6_k).
  */
 #include "gqac.h"
 #include "gqr.h"
@@ -10,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The table the runtime's writer reads: the shape, as generated code
- * would describe it. */
-static gqa_model_api api_of(const Model *m, uint64_t n_weights, const double *freqs) {
+/* The shape, as generated code would describe it. */
+gqa_model_api export_api(const Model *m, uint64_t n_weights, const double *freqs) {
     gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, (size_t)n_weights, 0, 64, 0,
                          NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
@@ -21,9 +21,14 @@ static gqa_model_api api_of(const Model *m, uint64_t n_weights, const double *fr
     return api;
 }
 
-static int dtype_of(const char *name) {
-    return !strcmp(name, "f32") ? GQR_DT_F32 : !strcmp(name, "f16") ? GQR_DT_F16
-         : !strcmp(name, "bf16") ? GQR_DT_BF16 : -1;
+int export_dtype(const char *name) {
+    static const char *const names[] = {"f32", "f16", "bf16", "q4_0", "q8_0", "q4_k", "q6_k"};
+    static const int dtypes[] = {GQR_DT_F32, GQR_DT_F16, GQR_DT_BF16, GQR_DT_Q4_0, GQR_DT_Q8_0,
+                                 GQR_DT_Q4_K, GQR_DT_Q6_K};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i]))
+            return dtypes[i];
+    return -1;
 }
 
 int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
@@ -46,10 +51,10 @@ int export_random(const Model *m, uint64_t seed, const char *format, const char 
     weights_fill_random(m, seed, w);
     for (int64_t i = 0; i < m->head_dim / 2; i++)
         freqs[i] = ir_rope_freq(m, (int)i);
-    gqa_model_api api = api_of(m, total, freqs);
+    gqa_model_api api = export_api(m, total, freqs);
     char err[512];
     int fmt = !strcmp(format, "gguf") ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
-    int rc = gqr_convert_write(output, fmt, dtype_of(dtype), &api, w, err, sizeof err);
+    int rc = gqr_convert_write(output, fmt, export_dtype(dtype), &api, w, err, sizeof err);
     free(w);
     free(freqs);
     if (rc)

@@ -447,6 +447,10 @@ void jit_free(JitModel *j);
 /* A .gqa at output ("-": stdout) from a config.json (or a folder with one),
  * a GGUF file or a llama2.c checkpoint; an exit status. */
 int import_command(const char *input, const char *output, Arena *a);
+/* The model of a weights file, as import would describe it, through the
+ * front end; a safetensors file's from the config.json beside it.  0, or
+ * -1 with a message in err. */
+int import_model(const char *input, Model *m, Arena *a, char *err, size_t errlen);
 
 /* ---- export.c: random weights in other formats ---- */
 
@@ -455,6 +459,24 @@ int import_command(const char *input, const char *output, Arena *a);
  * an exit status. */
 int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
                   const char *output);
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" as a GQR_DT_*, or -1. */
+int export_dtype(const char *name);
+/* The table the runtime's loaders and writers read, for m's n_weights
+ * floats (freqs: its head_dim/2 RoPE frequencies, ir_rope_freq's). */
+struct gqa_model_api export_api(const Model *m, uint64_t n_weights, const double *freqs);
+
+/* ---- quantize.c: gqac quantize ---- */
+
+typedef struct {
+    const char *input, *output, *type; /* type: an export_dtype name */
+    const Model *model;                /* --model's, or NULL: import_model's of input */
+    const char *keep, *keep_type;      /* comma-separated GGUF tensor names, or NULL; a type */
+} QuantizeArgs;
+
+/* input's weights (any format gqr_checkpoint_load reads) written to output
+ * as GGUF of type; a GGUF input's tokenizer.* keys go along.  An exit
+ * status. */
+int quantize_command(const QuantizeArgs *q, Arena *a);
 
 /* ---- tune.c: gqac tune ---- */
 

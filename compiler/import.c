@@ -414,3 +414,53 @@ int import_command(const char *input, const char *output, Arena *a) {
     }
     return EXIT_OK;
 }
+
+/* ---- a Model from a weights file, for quantize ---- */
+
+/* A safetensors file or a sharded set's index says nothing of the model:
+ * the config.json beside it does. */
+static const char *config_beside(const char *path, Arena *a) {
+    size_t size = 0;
+    char err[64];
+    Ctx c = {path, err, sizeof err};
+    char *head = read_file(&c, &size);
+    bool index = head && looks_json(path, head, size) && strstr(head, "\"weight_map\"");
+    bool st = head && !looks_json(path, head, size) &&
+              gqr_tf_probe((const unsigned char *)head, size, path) == GQR_TF_SAFETENSORS;
+    free(head);
+    if (!index && !st)
+        return path;
+    const char *slash = strrchr(path, '/');
+    return slash ? arena_printf(a, "%.*s/config.json", (int)(slash - path), path) : "config.json";
+}
+
+int import_model(const char *input, Model *out, Arena *a, char *err, size_t errlen) {
+    struct stat st;
+    const char *path = stat(input, &st) == 0 && S_ISDIR(st.st_mode)
+                           ? arena_printf(a, "%s/config.json", input) : config_beside(input, a);
+    Ctx c = {path, err, errlen};
+    Imported m = {0};
+    if (import_any(&c, &m)) {
+        if (path != input && strcmp(path, input)) { /* say why config.json was read */
+            char why[512];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "%s (the model of %s, a safetensors file, comes from the "
+                     "config.json beside it, or give --model M.gqa)", why, input);
+        }
+        return -1;
+    }
+    Buf b = {0};
+    write_gqa(&b, &m, path, a);
+    char *text = arena_alloc(a, b.len + 1);
+    memcpy(text, b.data, b.len);
+    text[b.len] = '\0';
+    Source src = {arena_printf(a, "(the model imported from %s)", path), text, b.len};
+    buf_free(&b);
+    Diag d;
+    Stats s;
+    diag_init(&d, &src, stderr);
+    if (front_end(a, &d, out, &s, 64))
+        return 0;
+    snprintf(err, errlen, "%s: the imported model is not one gqac can compile (above)", path);
+    return -1;
+}

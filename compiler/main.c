@@ -28,7 +28,8 @@ typedef struct Command Command;
 typedef struct {
     const Command *command;
     const char *input, *output, *header, *prefix, *embed;
-    const char *format, *dtype; /* weights: bin, gguf or safetensors; f32, f16 or bf16 */
+    const char *format, *dtype; /* weights: bin, gguf or safetensors; export_dtype's names */
+    const char *type, *model, *keep, *keep_type; /* quantize */
     bool with_main, random;
     CodeOptions code;
     uint64_t seed;
@@ -57,6 +58,8 @@ static const char usage_text[] =
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
     "       gqac run MODEL.gqa [--jit tcc|cc] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
+    "       gqac quantize WEIGHTS -o OUT.gguf --type T [--model MODEL.gqa]\n"
+    "                 [--keep NAME,...] [--keep-type T]\n"
     "       gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048]\n"
     "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc]\n"
     "                 [--runs N] [--threads N] [--eval-tokens N] [--out PREFIX] [--emit DIR]\n"
@@ -76,7 +79,11 @@ static const char usage_text[] =
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
     "  --seed N         seed of random weights (default 1)\n"
     "  --format F       weights file format: bin (llama2.c, default), gguf or safetensors\n"
-    "  --dtype T        gguf and safetensors tensors as f32 (default), f16 or bf16\n"
+    "  --dtype T        gguf and safetensors tensors as f32 (default), f16 or bf16;\n"
+    "                   gguf also q8_0, q4_0, q4_k or q6_k (matrices; vectors stay f32)\n"
+    "  --type T         quantize: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k\n"
+    "  --model M.gqa    quantize: the model (default: imported from WEIGHTS)\n"
+    "  --keep NAMES     quantize: GGUF tensor names kept at --keep-type (default f16)\n"
     "  --help           this text\n"
     "  --version        gqac's version\n"
     "\n"
@@ -108,7 +115,10 @@ static bool parse_number(const char *s, uint64_t *out) {
 
 /* ---- flags ---- */
 
-enum { C_COMPILE = 1, C_CHECK = 2, C_INFO = 4, C_WEIGHTS = 8, C_IMPORT = 16, C_RUN = 32, C_TUNE = 64 };
+enum {
+    C_COMPILE = 1, C_CHECK = 2, C_INFO = 4, C_WEIGHTS = 8, C_IMPORT = 16, C_RUN = 32, C_TUNE = 64,
+    C_QUANTIZE = 128
+};
 
 /* Sets one flag from its value (NULL for a switch); 0 or EXIT_USAGE. */
 typedef int FlagFn(Options *o, const char *v);
@@ -148,11 +158,28 @@ static int set_format(Options *o, const char *v) {
 }
 
 static int set_dtype(Options *o, const char *v) {
-    if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-        return usage_error("--dtype is f32, f16 or bf16, not '%s'", v);
+    if (export_dtype(v) < 0)
+        return usage_error("--dtype is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
     o->dtype = v;
     return 0;
 }
+
+static int set_type(Options *o, const char *v) {
+    if (export_dtype(v) < 0)
+        return usage_error("--type is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
+    o->type = v;
+    return 0;
+}
+
+static int set_keep_type(Options *o, const char *v) {
+    if (export_dtype(v) < 0)
+        return usage_error("--keep-type is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
+    o->keep_type = v;
+    return 0;
+}
+
+static int set_model(Options *o, const char *v) { o->model = v; return 0; }
+static int set_keep(Options *o, const char *v) { o->keep = v; return 0; }
 
 static int set_seed(Options *o, const char *v) {
     return parse_number(v, &o->seed) ? 0 : usage_error("--seed needs a non-negative integer, not '%s'", v);
@@ -167,7 +194,7 @@ static int set_size_bits(Options *o, const char *v) {
 }
 
 static const Flag flags[] = {
-    {"-o", true, C_COMPILE | C_WEIGHTS | C_IMPORT, set_output},
+    {"-o", true, C_COMPILE | C_WEIGHTS | C_IMPORT | C_QUANTIZE, set_output},
     {"--prefix", true, C_COMPILE, set_prefix},
     {"--header", true, C_COMPILE, set_header},
     {"--main", false, C_COMPILE, set_main},
@@ -179,6 +206,10 @@ static const Flag flags[] = {
     {"--seed", true, C_WEIGHTS, set_seed},
     {"--format", true, C_WEIGHTS, set_format},
     {"--dtype", true, C_WEIGHTS, set_dtype},
+    {"--type", true, C_QUANTIZE, set_type},
+    {"--model", true, C_QUANTIZE, set_model},
+    {"--keep", true, C_QUANTIZE, set_keep},
+    {"--keep-type", true, C_QUANTIZE, set_keep_type},
 };
 
 static const Flag *find_flag(const char *name) {
@@ -402,6 +433,8 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
  * not at all. */
 static int cmd_weights(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)a, (void)d;
+    if (strcmp(o->format, "gguf") && o->dtype[0] == 'q')
+        return usage_error("--dtype %s is a quantized type: GGUF only (--format gguf)", o->dtype);
     if (strcmp(o->format, "bin"))
         return !strcmp(o->output, "-") ? usage_error("--format %s writes a file, not '-'", o->format)
                                        : export_random(m, o->seed, o->format, o->dtype, o->output);
@@ -430,6 +463,32 @@ static int cmd_import(const Options *o, const Model *m, Arena *a, Diag *d) {
     return import_command(o->input, o->output, a);
 }
 
+/* The model of --model through the front end, then the runtime's loader
+ * and writer; without --model, quantize imports one from the weights. */
+static int cmd_quantize(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)m, (void)d;
+    QuantizeArgs q = {o->input, o->output, o->type, NULL, o->keep, o->keep_type};
+    Model model;
+    if (o->model) {
+        size_t len;
+        char *text = read_source(o->model, &len);
+        Source src = {o->model, text, len};
+        Diag md;
+        Stats s;
+        diag_init(&md, &src, stderr);
+        bool ok = text && front_end(a, &md, &model, &s, 64);
+        if (!ok) {
+            free(text);
+            return EXIT_INPUT;
+        }
+        q.model = &model;
+        int rc = quantize_command(&q, a);
+        free(text);
+        return rc;
+    }
+    return quantize_command(&q, a);
+}
+
 static int cmd_run(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)d;
     return o->jit ? cmd_jit_run(o, m, a) : run_command(m, o->input, o->n_rest, o->rest, a);
@@ -448,6 +507,7 @@ static const Command commands[] = {
     {"info", C_INFO, false, true, false, cmd_info},
     {"weights", C_WEIGHTS, false, true, true, cmd_weights},
     {"import", C_IMPORT, false, false, true, cmd_import},
+    {"quantize", C_QUANTIZE, false, false, true, cmd_quantize},
     {"run", C_RUN, true, true, false, cmd_run},
     {"tune", C_TUNE, true, true, false, cmd_tune},
 };
@@ -474,7 +534,7 @@ static int unknown_command(const char *word) {
     fprintf(stderr, "gqac: error: unknown command '%s'", word);
     if (best)
         fprintf(stderr, "; did you mean '%s'?", best);
-    fputs("\n(commands: check, info, weights, import, run, tune; or gqac MODEL.gqa -o FILE.c to compile;"
+    fputs("\n(commands: check, info, weights, import, quantize, run, tune; or gqac MODEL.gqa -o FILE.c to compile;"
           " see gqac --help)\n", stderr);
     return EXIT_USAGE;
 }
@@ -520,6 +580,10 @@ static int check_args(const Options *o) {
         return usage_error("%s", "--embed-weights writes files beside -o FILE.c: give a file, not -");
     if (o->with_main && o->code.target == TARGET_FREESTANDING)
         return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
+    if (c->bit == C_QUANTIZE && !o->type)
+        return usage_error("%s", "gqac quantize needs --type (q8_0, q4_0, q4_k, q6_k, f16, bf16 or f32)");
+    if (o->keep_type && !o->keep)
+        return usage_error("%s", "--keep-type without --keep: give the tensors to keep");
     if (c->bit == C_WEIGHTS && !o->random)
         return usage_error("%s", "gqac weights needs --random (the only kind it writes)");
     return 0;

@@ -306,9 +306,47 @@ static int set_gguf_metadata(gqr_tf_writer *w, const gqa_shape *s, const char *n
     return rc;
 }
 
+/* The type a tensor is stored as: a kept name's, else the file's; a block
+ * type quantizes matrices only, vectors (norms, biases) stay F32 as in
+ * llama.cpp's files.  -1 when a name was asked to be kept. */
+static int tensor_dtype(gqr_write_opts *o, const char *name, int vector, int *kept) {
+    int dtype = o->dtype;
+    for (int i = 0; i < o->n_keep; i++)
+        if (!strcmp(o->keep[i], name))
+            dtype = o->keep_dtype, kept[i] = 1;
+    return vector && gqr_q_is_block(dtype) ? GQR_DT_F32 : dtype;
+}
+
+/* rows x cols floats into dtype's blocks, row by row. */
+static int add_quantized(gqr_tf_writer *w, const char *name, int dtype, const uint64_t *dims,
+                         const float *src, const char *path, char *err, size_t errlen) {
+    const gqr_q_type *q = gqr_q_type_of(dtype);
+    uint64_t row_bytes;
+    if (dims[1] % (uint64_t)q->block)
+        return gqr_fail(err, errlen, "%s: tensor '%s' has rows of %llu values, not whole %s blocks "
+                    "of %d; keep it at another type (--keep %s) or choose a type of smaller blocks",
+                    path, name, (unsigned long long)dims[1], q->name, q->block, name);
+    gqr_q_row_bytes(dtype, dims[1], &row_bytes, err, errlen);
+    unsigned char *buf = malloc((size_t)(dims[0] * row_bytes));
+    int rc = buf ? 0 : gqr_fail(err, errlen, "%s: out of memory for tensor '%s'", path, name);
+    for (uint64_t r = 0; r < dims[0] && !rc; r++)
+        if (gqr_q_quantize_row(dtype, src + r * dims[1], dims[1], buf + r * row_bytes, err, errlen))
+            rc = -1;
+    if (rc && buf) { /* the quantizer's message names the block; say which tensor */
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        rc = gqr_fail(err, errlen, "%s: tensor '%s': %s", path, name, why);
+    }
+    if (!rc && gqr_tf_writer_add_bytes(w, name, dtype, 2, dims, buf, dims[0] * row_bytes))
+        rc = gqr_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
+    free(buf);
+    return rc;
+}
+
 /* One layer's tensor from src in the file's row order. */
 static int add_tensor(gqr_tf_writer *w, const Slot *t, const char *name, const gqa_shape *m,
-                      int to_halves, int dtype, const float *src, float *tmp) {
+                      int to_halves, int dtype, const float *src, float *tmp, const char *path,
+                      char *err, size_t errlen) {
     uint64_t dims[2] = {(uint64_t)t->rows, (uint64_t)t->cols};
     int vector = t->rows == 1;
     if (t->rope_heads && to_halves != m->rope_halves) {
@@ -318,12 +356,16 @@ static int add_tensor(gqr_tf_writer *w, const Slot *t, const char *name, const g
                    (size_t)width * sizeof *tmp);
         src = tmp;
     }
-    return gqr_tf_writer_add(w, name, dtype, vector ? 1 : 2, vector ? dims + 1 : dims, src);
+    if (gqr_q_is_block(dtype))
+        return add_quantized(w, name, dtype, dims, src, path, err, errlen);
+    if (gqr_tf_writer_add(w, name, dtype, vector ? 1 : 2, vector ? dims + 1 : dims, src))
+        return gqr_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
+    return 0;
 }
 
 /* As llama.cpp writes a scaled model (see check_rope_freqs); nothing for
  * one whose angles are the base ones. */
-static int add_rope_freqs(gqr_tf_writer *w, const gqa_model_api *m) {
+static int add_rope_freqs(gqr_tf_writer *w, const gqa_model_api *m, int *counts) {
     int pairs = m->shape.head_dim / 2, scaled = 0, rc = 0;
     float *f = malloc((size_t)pairs * sizeof *f);
     if (!f)
@@ -333,40 +375,104 @@ static int add_rope_freqs(gqr_tf_writer *w, const gqa_model_api *m) {
         scaled |= f[i] != 1.0f;
     }
     uint64_t dims[1] = {(uint64_t)pairs};
-    if (scaled)
-        rc = gqr_tf_writer_add(w, "rope_freqs.weight", GQR_DT_F32, 1, dims, f);
+    if (scaled && !(rc = gqr_tf_writer_add(w, "rope_freqs.weight", GQR_DT_F32, 1, dims, f)))
+        counts[GQR_DT_F32]++;
     free(f);
+    return rc;
+}
+
+/* A GGUF's tokenizer (tokenizer.ggml.*, tokenizer.chat_template, ...)
+ * carried into the file written from it. */
+static int copy_tokenizer(gqr_tf_writer *w, const gqr_tensorfile *from, const char *path,
+                          char *err, size_t errlen) {
+    for (int i = 0; from && i < gqr_gguf_count(from); i++) {
+        const char *key;
+        const gqr_gguf_value *v = gqr_gguf_at(from, i, &key);
+        if (!strncmp(key, "tokenizer.", 10) && gqr_tf_writer_set_value(w, key, v))
+            return gqr_fail(err, errlen, "%s: cannot copy metadata '%s'", path, key);
+    }
+    return 0;
+}
+
+static int check_opts(const gqr_write_opts *o, int tf_format, const char *path, char *err,
+                      size_t errlen) {
+    if (!gqr_q_type_of(o->dtype) || (o->n_keep && !gqr_q_type_of(o->keep_dtype)))
+        return gqr_fail(err, errlen, "%s: unknown tensor type", path);
+    if (tf_format == GQR_TF_SAFETENSORS && (gqr_q_is_block(o->dtype) ||
+                                            (o->n_keep && gqr_q_is_block(o->keep_dtype))))
+        return gqr_fail(err, errlen, "%s: safetensors has no quantized types (%s); write GGUF",
+                    path, gqr_q_type_of(gqr_q_is_block(o->dtype) ? o->dtype : o->keep_dtype)->name);
+    return 0;
+}
+
+/* Every name --keep gave must be one of the file's tensors: a typo would
+ * otherwise quantize what was meant to be kept. */
+static int check_kept(const gqr_write_opts *o, const int *kept, const char *path, char *err,
+                      size_t errlen) {
+    for (int i = 0; i < o->n_keep; i++)
+        if (!kept[i])
+            return gqr_fail(err, errlen, "%s: no tensor '%s' to keep in this model (GGUF names: "
+                        "token_embd.weight, blk.0.attn_q.weight, output.weight, ...)", path,
+                        o->keep[i]);
+    return 0;
+}
+
+static int write_tensors(gqr_tf_writer *w, gqr_write_opts *o, int tf_format, const gqa_model_api *m,
+                         const float *weights, float *tmp, int *kept, const char *path, char *err,
+                         size_t errlen) {
+    const gqa_shape *s = &m->shape;
+    int halves = tf_format == GQR_TF_GGUF ? !strcmp(gguf_arch(s), "qwen2") : 1;
+    Slot t[N_SLOTS];
+    int n = slots(s, t);
+    char buf[NAME_MAX_LEN], gguf[NAME_MAX_LEN]; /* --keep takes GGUF's names */
+    for (int i = 0; i < n; i++) {
+        uint64_t elems = slot_elems(&t[i]);
+        for (int l = 0; l < (t[i].per_layer ? s->n_layers : 1) && t[i].present; l++) {
+            const char *name = t[i].gguf ? slot_name(&t[i], tf_format, l, buf) : NULL;
+            const char *gguf_name = t[i].gguf ? slot_name(&t[i], GQR_TF_GGUF, l, gguf) : NULL;
+            int dtype = name ? tensor_dtype(o, gguf_name, t[i].rows == 1, kept) : 0;
+            if (name && add_tensor(w, &t[i], name, s, halves, dtype, weights, tmp, path, err, errlen))
+                return -1;
+            if (name)
+                o->counts[dtype]++;
+            weights += elems;
+        }
+    }
+    return 0;
+}
+
+int gqr_convert_write_opts(const char *path, int format, gqr_write_opts *o, const gqa_model_api *m,
+                           const float *weights, char *err, size_t errlen) {
+    const gqa_shape *s = &m->shape;
+    int tf_format = format == GQR_FORMAT_GGUF ? GQR_TF_GGUF : GQR_TF_SAFETENSORS;
+    if (check_opts(o, tf_format, path, err, errlen))
+        return -1;
+    memset(o->counts, 0, sizeof o->counts);
+    gqr_tf_writer *w = gqr_tf_writer_new(tf_format);
+    float *tmp = malloc((size_t)s->n_heads * (size_t)s->head_dim * (size_t)s->dim * sizeof *tmp);
+    int *kept = calloc((size_t)o->n_keep + 1, sizeof *kept), rc = 0;
+    if (!w || !tmp || !kept)
+        rc = gqr_fail(err, errlen, "%s: out of memory", path);
+    if (!rc && tf_format == GQR_TF_GGUF && set_gguf_metadata(w, s, m->name))
+        rc = gqr_fail(err, errlen, "%s: cannot set the GGUF metadata", path);
+    if (!rc && tf_format == GQR_TF_GGUF)
+        rc = copy_tokenizer(w, o->meta_from, path, err, errlen);
+    if (!rc && tf_format == GQR_TF_GGUF && add_rope_freqs(w, m, o->counts))
+        rc = gqr_fail(err, errlen, "%s: cannot add tensor 'rope_freqs.weight'", path);
+    if (!rc)
+        rc = write_tensors(w, o, tf_format, m, weights, tmp, kept, path, err, errlen);
+    if (!rc)
+        rc = check_kept(o, kept, path, err, errlen);
+    if (!rc)
+        rc = gqr_tf_writer_write(w, path, err, errlen);
+    gqr_tf_writer_free(w);
+    free(tmp);
+    free(kept);
     return rc;
 }
 
 int gqr_convert_write(const char *path, int format, int dtype, const gqa_model_api *m,
                       const float *weights, char *err, size_t errlen) {
-    const gqa_shape *s = &m->shape;
-    int tf_format = format == GQR_FORMAT_GGUF ? GQR_TF_GGUF : GQR_TF_SAFETENSORS;
-    int halves = tf_format == GQR_TF_GGUF ? !strcmp(gguf_arch(s), "qwen2") : 1;
-    Slot t[N_SLOTS];
-    int n = slots(s, t), rc = 0;
-    gqr_tf_writer *w = gqr_tf_writer_new(tf_format);
-    float *tmp = malloc((size_t)s->n_heads * (size_t)s->head_dim * (size_t)s->dim * sizeof *tmp);
-    if (!w || !tmp)
-        rc = gqr_fail(err, errlen, "%s: out of memory", path);
-    if (!rc && tf_format == GQR_TF_GGUF && set_gguf_metadata(w, s, m->name))
-        rc = gqr_fail(err, errlen, "%s: cannot set the GGUF metadata", path);
-    if (!rc && tf_format == GQR_TF_GGUF && add_rope_freqs(w, m))
-        rc = gqr_fail(err, errlen, "%s: cannot add tensor 'rope_freqs.weight'", path);
-    char buf[NAME_MAX_LEN];
-    for (int i = 0; i < n && !rc; i++) {
-        uint64_t elems = slot_elems(&t[i]);
-        for (int l = 0; l < (t[i].per_layer ? s->n_layers : 1) && t[i].present && !rc; l++) {
-            const char *name = t[i].gguf ? slot_name(&t[i], tf_format, l, buf) : NULL;
-            if (name && add_tensor(w, &t[i], name, s, halves, dtype, weights, tmp))
-                rc = gqr_fail(err, errlen, "%s: cannot add tensor '%s'", path, name);
-            weights += elems;
-        }
-    }
-    if (!rc)
-        rc = gqr_tf_writer_write(w, path, err, errlen);
-    gqr_tf_writer_free(w);
-    free(tmp);
-    return rc;
+    gqr_write_opts o = {.dtype = dtype};
+    return gqr_convert_write_opts(path, format, &o, m, weights, err, errlen);
 }

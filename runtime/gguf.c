@@ -696,6 +696,28 @@ int gqr_tf_writer_set_i32_array(gqr_tf_writer *w, const char *key, int n, const 
     return commit(w, key, &b);
 }
 
+/* A value read from a file, byte for byte (quantize carries a GGUF's
+ * tokenizer over so): numbers in their own type, strings with their
+ * lengths, arrays element by element. */
+int gqr_tf_writer_set_value(gqr_tf_writer *w, const char *key, const gqr_gguf_value *v) {
+    int64_t i64;
+    if (!v || !strcmp(key ? key : "", "general.alignment"))
+        return v && !gqr_gguf_int(v, &i64) ? gqr_tf_writer_set_int(w, key, v->type, i64) : -1;
+    if (!can_set(w, key) || v->count > INT32_MAX)
+        return -1;
+    int is_array = v->type == GQR_GGUF_ARRAY, et = is_array ? v->elem_type : v->type;
+    Buf b = is_array ? array_pair(key, et, (int)v->count) : pair(key, v->type);
+    uint64_t n = is_array ? v->count : 1;
+    if (et == GQR_GGUF_STRING && !is_array)
+        put_str(&b, v->chars, v->len);
+    else if (et == GQR_GGUF_STRING)
+        for (uint64_t i = 0; i < n; i++)
+            put_str(&b, v->chars + v->offs[i], v->offs[i + 1] - v->offs[i] - 1);
+    else if (n)
+        put(&b, v->raw, (size_t)n * (size_t)value_size[et]);
+    return commit(w, key, &b);
+}
+
 /* llama.cpp refuses tensor names of GGML_MAX_NAME (64) bytes or more. */
 enum { MAX_NAME = 63 };
 

@@ -84,6 +84,22 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
 int gqr_convert_write(const char *path, int format, int dtype, const gqa_model_api *m,
                       const float *weights, char *err, size_t errlen);
 
+/* What gqr_convert_write_opts writes: dtype for every tensor, except the
+ * GGUF names in keep[0..n_keep) at keep_dtype (each must be a tensor of
+ * the model).  A block type (Q8_0, Q4_0, Q4_K, Q6_K: GGUF only) quantizes
+ * matrices, whose rows must be whole blocks, and leaves vectors F32. */
+struct gqr_tensorfile; /* tensorfile.h */
+
+typedef struct gqr_write_opts {
+    int dtype;                              /* tensorfile.h's GQR_DT_* */
+    const char *const *keep;
+    int n_keep, keep_dtype;
+    const struct gqr_tensorfile *meta_from; /* a GGUF whose tokenizer.* keys are copied, or NULL */
+    int counts[8];                          /* out: the tensors written per GQR_DT_* */
+} gqr_write_opts;
+int gqr_convert_write_opts(const char *path, int format, gqr_write_opts *o, const gqa_model_api *m,
+                           const float *weights, char *err, size_t errlen);
+
 /* ---- gguf_tokenizer.c: the tokenizer inside a GGUF file ---- */
 
 struct gqr_tokenizer; /* tokenizer.h */

@@ -178,6 +178,8 @@ int gqr_tf_writer_set_string_array(gqr_tf_writer *w, const char *key, int n,
                                    const char *const *s, const size_t *lens);
 int gqr_tf_writer_set_f32_array(gqr_tf_writer *w, const char *key, int n, const float *v);
 int gqr_tf_writer_set_i32_array(gqr_tf_writer *w, const char *key, int n, const int32_t *v);
+/* A value as gqr_gguf_get gave it (of another file), copied exactly. */
+int gqr_tf_writer_set_value(gqr_tf_writer *w, const char *key, const gqr_gguf_value *v);
 /* safetensors: an entry of the header's __metadata__ string map. */
 int gqr_tf_writer_set_meta(gqr_tf_writer *w, const char *key, const char *value);
 /* Writes one file at path. */
