@@ -160,11 +160,14 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
 
+$(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+
 $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli
+         test_quant test_jit test_report test_cli test_quantize
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
