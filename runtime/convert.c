@@ -326,7 +326,8 @@ static int add_quantized(gqr_tf_writer *w, const char *name, int dtype, const ui
         return gqr_fail(err, errlen, "%s: tensor '%s' has rows of %llu values, not whole %s blocks "
                     "of %d; keep it at another type (--keep %s) or choose a type of smaller blocks",
                     path, name, (unsigned long long)dims[1], q->name, q->block, name);
-    gqr_q_row_bytes(dtype, dims[1], &row_bytes, err, errlen);
+    if (gqr_q_row_bytes(dtype, dims[1], &row_bytes, err, errlen))
+        return -1;
     unsigned char *buf = malloc((size_t)(dims[0] * row_bytes));
     int rc = buf ? 0 : gqr_fail(err, errlen, "%s: out of memory for tensor '%s'", path, name);
     for (uint64_t r = 0; r < dims[0] && !rc; r++)

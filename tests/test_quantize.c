@@ -71,8 +71,9 @@ static void check_quantized(const char *qpath, const char *fpath, int dtype, dou
 /* Bounds on the relative RMS error of one tensor: a uniform value's
  * rounding error is step/sqrt(12), the step being amax/127 (Q8_0), amax/8
  * (Q4_0) of a 32-block, relative to amax/sqrt(3): 0.004 and 0.07; the K
- * types' as test_quant bounds them (Q4_K 0.12, Q6_K 0.035).  Each about
- * twice what it should be, so a wrong scale or a swapped row fails. */
+ * types' as test_quant bounds them (Q4_K 0.12, Q6_K 0.035).  Each two
+ * to three times what it should be, so a wrong scale or a swapped row
+ * fails. */
 #define BOUND_Q8_0 0.01
 #define BOUND_Q4_0 0.12
 #define BOUND_Q4_K 0.12
