@@ -84,6 +84,7 @@ static const char usage_text[] =
     "  --type T         quantize: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k\n"
     "  --model M.gqa    quantize: the model (default: imported from WEIGHTS)\n"
     "  --keep NAMES     quantize: GGUF tensor names kept at --keep-type (default f16)\n"
+    "  --keep-type T    quantize: the type of --keep's tensors\n"
     "  --help           this text\n"
     "  --version        gqac's version\n"
     "\n"
@@ -469,24 +470,20 @@ static int cmd_quantize(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)m, (void)d;
     QuantizeArgs q = {o->input, o->output, o->type, NULL, o->keep, o->keep_type};
     Model model;
-    if (o->model) {
-        size_t len;
-        char *text = read_source(o->model, &len);
-        Source src = {o->model, text, len};
-        Diag md;
-        Stats s;
-        diag_init(&md, &src, stderr);
-        bool ok = text && front_end(a, &md, &model, &s, 64);
-        if (!ok) {
-            free(text);
-            return EXIT_INPUT;
-        }
-        q.model = &model;
-        int rc = quantize_command(&q, a);
+    Stats s;
+    Diag md;
+    size_t len = 0;
+    char *text = o->model ? read_source(o->model, &len) : NULL;
+    Source src = {o->model, text, len};
+    diag_init(&md, &src, stderr);
+    if (o->model && !(text && front_end(a, &md, &model, &s, 64))) {
         free(text);
-        return rc;
+        return EXIT_INPUT;
     }
-    return quantize_command(&q, a);
+    q.model = o->model ? &model : NULL;
+    int rc = quantize_command(&q, a);
+    free(text);
+    return rc;
 }
 
 static int cmd_run(const Options *o, const Model *m, Arena *a, Diag *d) {
