@@ -123,7 +123,7 @@ static int check_dtype(const gqr_tensor *t, const char *path, char *err, size_t 
     if (!gqr_q_is_block(t->dtype))
         return 0;
     return gqr_fail(err, errlen, "%s: tensor '%s' is %s (quantized, ggml type %d); gqac runs F32, "
-                    "F16 and BF16 weights today (quantized weights are planned, issue 16)", path,
+                    "F16 and BF16 weights today; quantized ones import, but do not run yet", path,
                     t->name, gqr_tf_dtype_name(t->dtype), gqr_q_type_of(t->dtype)->ggml);
 }
 
