@@ -268,8 +268,12 @@ const char *cache_keep_source(const Buf *c, const Buf *h, Arena *a) {
  * status 127. */
 int cache_spawn(char *const argv[], bool quiet) {
     int fds[2];
-    if (pipe(fds) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0)
+    if (pipe(fds) != 0)
         return -1;
+    if (fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+        close(fds[0]), close(fds[1]);
+        return -1;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
@@ -286,7 +290,10 @@ int cache_spawn(char *const argv[], bool quiet) {
     while (pid > 0 && (got = read(fds[0], &e, sizeof e)) < 0 && errno == EINTR)
         continue;
     close(fds[0]);
-    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+    pid_t waited = pid;
+    while (pid > 0 && (waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        continue;
+    if (pid < 0 || waited < 0)
         return -1;
     if (got == (ssize_t)sizeof e) {
         errno = e;

@@ -351,9 +351,10 @@ void gqa_source(Buf *b, const Model *m, const char *const *comments);
 /* Every path writable (runtime/outfile.h: a file, a device or a FIFO, not
  * a directory) and no two the same file; false with why in err. */
 bool output_check(const char *const *paths, int n, char *err, size_t errlen);
-/* bufs[i] to paths[i], all or none: every path checked before the first
- * byte, each file written beside its target and renamed into place once
- * all are whole ("-": standard output).  False with why in err. */
+/* bufs[i] to paths[i]: every path checked before the first byte, each
+ * file written beside its target, and all renamed into place, in turn,
+ * only once all are whole ("-": standard output).  False with why in
+ * err. */
 bool output_write(const char *const *paths, const Buf *bufs, int n, char *err, size_t errlen);
 
 /* ---- cache.c: the folder of compiled code; child processes ---- */

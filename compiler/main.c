@@ -13,6 +13,7 @@
 #include "gqac.h"
 #include "gqr.h"
 #include "outfile.h"
+#include "quant.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -280,6 +281,23 @@ static char *read_source(const char *path, size_t *len) {
     return text;
 }
 
+/* The model at path ("-": standard input) through the front end into *m,
+ * its errors reported: its text (free it after the last use of d), or
+ * NULL.  src must outlive d. */
+static char *load_model(const char *path, int size_bits, Arena *a, Source *src, Diag *d, Model *m) {
+    Stats s;
+    *src = (Source){!strcmp(path, "-") ? "<stdin>" : path, NULL, 0};
+    char *text = read_source(path, &src->len);
+    src->text = text;
+    diag_init(d, src, stderr);
+    if (text && front_end(a, d, m, &s, size_bits))
+        return text;
+    if (d->errors > 1)
+        fprintf(stderr, "%d errors\n", d->errors);
+    free(text);
+    return NULL;
+}
+
 /* ---- compile ---- */
 
 /* FILE.c -> FILE.h; anything else gets .h appended. */
@@ -434,7 +452,7 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
  * not at all. */
 static int cmd_weights(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)a, (void)d;
-    if (strcmp(o->format, "gguf") && o->dtype[0] == 'q')
+    if (strcmp(o->format, "gguf") && gqr_q_is_block(export_dtype(o->dtype)))
         return usage_error("--dtype %s is a quantized type: GGUF only (--format gguf)", o->dtype);
     if (strcmp(o->format, "bin"))
         return !strcmp(o->output, "-") ? usage_error("--format %s writes a file, not '-'", o->format)
@@ -470,16 +488,11 @@ static int cmd_quantize(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)m, (void)d;
     QuantizeArgs q = {o->input, o->output, o->type, NULL, o->keep, o->keep_type};
     Model model;
-    Stats s;
+    Source src;
     Diag md;
-    size_t len = 0;
-    char *text = o->model ? read_source(o->model, &len) : NULL;
-    Source src = {o->model, text, len};
-    diag_init(&md, &src, stderr);
-    if (o->model && !(text && front_end(a, &md, &model, &s, 64))) {
-        free(text);
+    char *text = NULL;
+    if (o->model && !(text = load_model(o->model, 64, a, &src, &md, &model)))
         return EXIT_INPUT;
-    }
     q.model = o->model ? &model : NULL;
     int rc = quantize_command(&q, a);
     free(text);
@@ -525,9 +538,11 @@ static int unknown_command(const char *word) {
         return 0;
     const char *best = NULL;
     int best_d = 3;
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        if (edit_distance(word, commands[i].name) < best_d)
-            best = commands[i].name, best_d = edit_distance(word, commands[i].name);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        int d = edit_distance(word, commands[i].name);
+        if (d < best_d)
+            best = commands[i].name, best_d = d;
+    }
     fprintf(stderr, "gqac: error: unknown command '%s'", word);
     if (best)
         fprintf(stderr, "; did you mean '%s'?", best);
@@ -622,18 +637,11 @@ static int run(const Options *o) {
         arena_free(a);
         return rc;
     }
-    Source src = {!strcmp(o->input, "-") ? "<stdin>" : o->input, NULL, 0};
-    char *text = read_source(o->input, &src.len);
-    int rc = EXIT_INPUT;
+    Source src;
     Diag d;
     Model m;
-    Stats s;
-    src.text = text;
-    diag_init(&d, &src, stderr);
-    if (text && front_end(a, &d, &m, &s, o->size_bits))
-        rc = o->command->fn(o, &m, a, &d);
-    else if (d.errors > 1)
-        fprintf(stderr, "%d errors\n", d.errors);
+    char *text = load_model(o->input, o->size_bits, a, &src, &d, &m);
+    int rc = text ? o->command->fn(o, &m, a, &d) : EXIT_INPUT;
     arena_free(a);
     free(text);
     return rc;

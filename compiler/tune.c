@@ -404,10 +404,13 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
     if (!ok)
         snprintf(err, sizeof err, "cannot make %s: %s", o->emit, strerror(errno));
     ok = ok && !gqr_out_open(&out[0], gqa, err, sizeof err);
-    ok = ok && fwrite(b.data, 1, b.len, out[0].f) == b.len && !gqr_out_open(&out[1], bin, err, sizeof err);
+    if (ok && !(ok = fwrite(b.data, 1, b.len, out[0].f) == b.len))
+        snprintf(err, sizeof err, "%s: cannot write: %s", gqa, strerror(errno));
+    ok = ok && !gqr_out_open(&out[1], bin, err, sizeof err);
     if (ok && !(ok = weights_write(&best->m, best->weights, out[1].f)))
         snprintf(err, sizeof err, "%s: cannot write: %s", bin, strerror(errno));
-    /* the two land together, or neither (nor a folder made for them) */
+    /* both written whole before either is renamed into place; a failure
+     * leaves neither (nor a folder made for them) */
     ok = ok && !gqr_out_commit(&out[1], err, sizeof err) && !gqr_out_commit(&out[0], err, sizeof err);
     buf_free(&b);
     if (!ok) {

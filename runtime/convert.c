@@ -116,9 +116,9 @@ static int check_shape(const gqr_tensor *t, const Slot *s, const char *path, cha
                 t->name, found, (long long)s->rows, (long long)s->cols);
 }
 
-/* The model runs floats; a quantized tensor stays refused until the
- * kernels that run it in place (issue 16) exist, rather than being
- * inflated to four bytes a weight unasked. */
+/* The model runs floats; a quantized tensor stays refused until kernels
+ * that run it in place exist, rather than being inflated to four bytes a
+ * weight unasked. */
 static int check_dtype(const gqr_tensor *t, const char *path, char *err, size_t errlen) {
     if (!gqr_q_is_block(t->dtype))
         return 0;
@@ -306,9 +306,9 @@ static int set_gguf_metadata(gqr_tf_writer *w, const gqa_shape *s, const char *n
     return rc;
 }
 
-/* The type a tensor is stored as: a kept name's, else the file's; a block
- * type quantizes matrices only, vectors (norms, biases) stay F32 as in
- * llama.cpp's files.  -1 when a name was asked to be kept. */
+/* The type a tensor is stored as: a kept name's (marked in kept[]), else
+ * the file's; a block type quantizes matrices only, vectors (norms,
+ * biases) stay F32 as in llama.cpp's files. */
 static int tensor_dtype(gqr_write_opts *o, const char *name, int vector, int *kept) {
     int dtype = o->dtype;
     for (int i = 0; i < o->n_keep; i++)
@@ -333,7 +333,7 @@ static int add_quantized(gqr_tf_writer *w, const char *name, int dtype, const ui
     for (uint64_t r = 0; r < dims[0] && !rc; r++)
         if (gqr_q_quantize_row(dtype, src + r * dims[1], dims[1], buf + r * row_bytes, err, errlen))
             rc = -1;
-    if (rc && buf) { /* the quantizer's message names the block; say which tensor */
+    if (rc && buf && err) { /* the quantizer's message names the block; say which tensor */
         char why[256];
         snprintf(why, sizeof why, "%s", err);
         rc = gqr_fail(err, errlen, "%s: tensor '%s': %s", path, name, why);

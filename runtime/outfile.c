@@ -3,6 +3,7 @@
 #include "fail.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,11 +92,18 @@ int gqr_out_same(const char *a, const char *b) {
     return same;
 }
 
-/* The mode a new file gets from open(2): 0666 less the umask. */
-static mode_t new_file_mode(void) {
-    mode_t mask = umask(022);
-    umask(mask);
-    return 0666 & ~mask;
+/* A fresh file beside path: path.tmpPID.N, made by open(2) with O_EXCL, so
+ * it gets 0666 less the umask as any new file does (mkstemp's 0600 would
+ * need the umask read back, which changes it for every thread). */
+static int open_temp(char *tmp, size_t size, const char *path) {
+    static unsigned counter;
+    for (int tries = 0; tries < 100; tries++) {
+        snprintf(tmp, size, "%s.tmp%ld.%u", path, (long)getpid(), counter++);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
 }
 
 static int open_direct(gqr_out *o, char *err, size_t errlen) {
@@ -124,20 +132,16 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
         return gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     if (direct)
         return open_direct(o, err, errlen);
-    size_t n = strlen(o->path) + sizeof ".tmpXXXXXX";
+    size_t n = strlen(o->path) + 48;
     o->tmp = malloc(n);
-    int fd = -1;
-    if (o->tmp) {
-        snprintf(o->tmp, n, "%s.tmpXXXXXX", o->path);
-        fd = mkstemp(o->tmp);
-    }
+    int fd = o->tmp ? open_temp(o->tmp, n, o->path) : -1;
     if (fd < 0) {
         gqr_fail(err, errlen, "%s: cannot write: %s", path, o->tmp ? strerror(errno) : "out of memory");
         free(o->tmp), free(o->path);
         return -1;
     }
-    /* mkstemp makes the file private; a replaced file keeps its mode. */
-    fchmod(fd, exists ? st.st_mode & 07777 : new_file_mode());
+    if (exists) /* a replaced file keeps its mode */
+        fchmod(fd, st.st_mode & 07777);
     if (!(o->f = fdopen(fd, "wb"))) {
         close(fd);
         gqr_out_abort(o);
@@ -147,6 +151,7 @@ int gqr_out_open(gqr_out *o, const char *path, char *err, size_t errlen) {
 }
 
 void gqr_out_put(gqr_out *o, const void *p, size_t n) {
+    errno = 0;
     if (n && fwrite(p, 1, n, o->f) != n && !o->error)
         o->error = errno ? errno : EIO;
 }
@@ -159,7 +164,8 @@ static void release(gqr_out *o) {
 
 int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
     if (o->is_stdout) {
-        int failed = fflush(stdout) != 0 || ferror(stdout);
+        errno = 0;
+        int failed = o->error || fflush(stdout) != 0 || ferror(stdout);
         *o = (gqr_out){0};
         return failed ? gqr_fail(err, errlen, "<stdout>: cannot write: %s", strerror(errno)) : 0;
     }
@@ -174,6 +180,7 @@ int gqr_out_commit(gqr_out *o, char *err, size_t errlen) {
     if (failed) {
         gqr_fail(err, errlen, "%s: cannot write: %s", o->path, strerror(e));
         gqr_out_abort(o);
+        errno = e; /* for callers that report errno */
         return -1;
     }
     release(o);
@@ -194,8 +201,9 @@ int gqr_out_write_file(const char *path, const void *data, size_t n, char *err, 
     gqr_out o;
     if (gqr_out_open(&o, path, err, errlen))
         return -1;
+    errno = 0;
     if (n && fwrite(data, 1, n, o.f) != n) {
-        gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        gqr_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
         gqr_out_abort(&o);
         return -1;
     }
