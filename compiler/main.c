@@ -159,26 +159,20 @@ static int set_format(Options *o, const char *v) {
     return 0;
 }
 
-static int set_dtype(Options *o, const char *v) {
-    if (export_dtype(v) < 0)
-        return usage_error("--dtype is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
-    o->dtype = v;
+/* A weight type by its name (export_dtype's), into *out. */
+static int weight_type(const char *flag, const char *v, const char **out) {
+    if (export_dtype(v) < 0) {
+        fprintf(stderr, "gqac: error: %s is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'\n"
+                        "(see gqac --help)\n", flag, v);
+        return EXIT_USAGE;
+    }
+    *out = v;
     return 0;
 }
 
-static int set_type(Options *o, const char *v) {
-    if (export_dtype(v) < 0)
-        return usage_error("--type is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
-    o->type = v;
-    return 0;
-}
-
-static int set_keep_type(Options *o, const char *v) {
-    if (export_dtype(v) < 0)
-        return usage_error("--keep-type is f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, not '%s'", v);
-    o->keep_type = v;
-    return 0;
-}
+static int set_dtype(Options *o, const char *v) { return weight_type("--dtype", v, &o->dtype); }
+static int set_type(Options *o, const char *v) { return weight_type("--type", v, &o->type); }
+static int set_keep_type(Options *o, const char *v) { return weight_type("--keep-type", v, &o->keep_type); }
 
 static int set_model(Options *o, const char *v) { o->model = v; return 0; }
 static int set_keep(Options *o, const char *v) { o->keep = v; return 0; }
@@ -361,8 +355,8 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
                         "the %u it allows; leave it out\n", (unsigned long long)table, MAX_ROPE_TABLE);
         return EXIT_USAGE;
     }
-    static Buf bufs[OUTPUT_MAX];
-    static const char *paths[OUTPUT_MAX];
+    Buf bufs[OUTPUT_MAX] = {{0}};
+    const char *paths[OUTPUT_MAX];
     char err[1024];
     int n = 0, first = alone; /* alone: bufs[0], the header, is not written */
     paths[0] = header, paths[1] = o->output;

@@ -920,6 +920,17 @@ static void write_quant_gguf(const char *path, unsigned char **blocks) {
     gqr_tf_writer_free(w);
 }
 
+/* test_tmp(name) holding write_quant_gguf's file, for tests that need
+ * only the file: its path. */
+static const char *quant_gguf_file(const char *name) {
+    unsigned char *blocks[N_SPECS];
+    const char *path = test_tmp(name);
+    write_quant_gguf(path, blocks);
+    for (int i = 0; i < N_SPECS; i++)
+        free(blocks[i]);
+    return path;
+}
+
 static void test_gguf_round_trip(void) {
     unsigned char *blocks[N_SPECS];
     const char *path = test_tmp("q.gguf");
@@ -980,11 +991,7 @@ static size_t type_field(const unsigned char *buf, size_t size, const char *name
 }
 
 static void test_gguf_refusals(void) {
-    unsigned char *blocks[N_SPECS];
-    const char *path = test_tmp("r.gguf");
-    write_quant_gguf(path, blocks);
-    for (int i = 0; i < N_SPECS; i++)
-        free(blocks[i]);
+    const char *path = quant_gguf_file("r.gguf");
     size_t size;
     unsigned char *buf = (unsigned char *)test_slurp(path, &size);
     size_t at = type_field(buf, size, "blk.0.attn_k.weight");
@@ -1025,11 +1032,7 @@ static void test_gguf_refusals(void) {
 /* gqac import reads metadata alone, so quantized tensors do not stop it. */
 static void test_import(void) {
     const char *gqac = test_gqac();
-    unsigned char *blocks[N_SPECS];
-    const char *path = test_tmp("import.gguf");
-    write_quant_gguf(path, blocks);
-    for (int i = 0; i < N_SPECS; i++)
-        free(blocks[i]);
+    const char *path = quant_gguf_file("import.gguf");
     char cmd[2400], out[8192] = "";
     snprintf(cmd, sizeof cmd, "%s import %s -o - 2>&1", gqac, path);
     FILE *p = popen(cmd, "r");
@@ -1045,11 +1048,7 @@ static void test_import(void) {
 
 /* Loading for a model converts floats only: a quantized tensor is named. */
 static void test_convert_refuses(void) {
-    unsigned char *blocks[N_SPECS];
-    const char *path = test_tmp("convert.gguf");
-    write_quant_gguf(path, blocks);
-    for (int i = 0; i < N_SPECS; i++)
-        free(blocks[i]);
+    const char *path = quant_gguf_file("convert.gguf");
     gqa_model_api api;
     memset(&api, 0, sizeof api);
     api.shape = (gqa_shape){.dim = 64, .hidden_dim = 128, .n_layers = 1, .n_heads = 4,
