@@ -154,7 +154,15 @@ Ast *parse_source(Arena *a, Diag *d);
 
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
 typedef enum { FFN_SWIGLU, FFN_GELU } FfnKind;
-typedef enum { DT_F32, DT_BF16, DT_F16, DT_INT8 } DType;
+/* Weight and cache types, numbered as gqa_api.h's GQA_DT_* (ggml's
+ * layouts for the block types). */
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q6_K, DT_COUNT } DType;
+
+/* Weight tensor kinds, in checkpoint order: gqa_api.h's GQA_T_*. */
+typedef enum {
+    TK_EMBED, TK_RMS_ATT, TK_WQ, TK_WK, TK_WV, TK_WO, TK_RMS_FFN, TK_W1, TK_W2, TK_W3,
+    TK_RMS_FINAL, TK_CLS, TK_BQ, TK_BK, TK_BV, TK_COUNT
+} TensorKind;
 
 /* The model IR: every field resolved to a number, with the location that
  * set it (for diagnostics raised after sema, like size overflows). */
@@ -171,7 +179,13 @@ struct Model {
     bool qkv_bias, tied;
     NormKind norm;
     FfnKind ffn;
-    DType weight_type, kv_type;
+    DType weight_type, kv_type; /* weight_type: every matrix's, unless set by kind below */
+    /* The dtype block's keys that name a tensor kind: one type for every
+     * layer (layer_types NULL), or a list of one per layer (layers entries). */
+    bool kind_set[TK_COUNT];
+    DType kind_type[TK_COUNT];
+    const DType *layer_types[TK_COUNT];
+    Loc loc_type[TK_COUNT]; /* the value that set it */
     Loc loc_vocab, loc_dim, loc_layers, loc_context, loc_heads, loc_kv_heads,
         loc_head_dim, loc_hidden;
 };
@@ -220,8 +234,19 @@ struct Stats {
  * block of batch tokens (PLAN_BATCH is the largest the plan chooses, so
  * checks made with it hold for every target). */
 bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch);
-size_t dtype_size(DType t);
-const char *dtype_name(DType t);
+/* A type's elements per block (1, 32 or 256) and bytes per block. */
+int dtype_block(DType t);
+int dtype_block_bytes(DType t);
+const char *dtype_name(DType t); /* "f32", "q4_k", ...: the .gqa words */
+/* The type named s (dtype_name's words), or -1. */
+int dtype_from_name(const char *s);
+/* The .gqa key of a kind's type ("token_embd", "attn_q", ...: GGUF's
+ * tensor names), or NULL for a kind the dtype block does not name. */
+const char *ir_kind_key(TensorKind k);
+/* The type of layer's tensor of kind k (layer ignored for the model's
+ * own): norms and biases f32, matrices weight_type, unless the dtype block
+ * set the kind or its layer. */
+DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
 /* RoPE's angle per position of pair i (radians), Llama 3 scaling applied:

@@ -10,14 +10,40 @@
 
 #include <string.h>
 
-size_t dtype_size(DType t) {
-    static const size_t sizes[] = {4, 2, 2, 1};
-    return sizes[t];
+static const struct {
+    const char *name;
+    int block, block_bytes;
+} dtypes[DT_COUNT] = {
+    {"f32", 1, 4}, {"f16", 1, 2}, {"bf16", 1, 2}, {"q4_0", 32, 18},
+    {"q8_0", 32, 34}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
+};
+
+int dtype_block(DType t) { return dtypes[t].block; }
+int dtype_block_bytes(DType t) { return dtypes[t].block_bytes; }
+const char *dtype_name(DType t) { return dtypes[t].name; }
+
+int dtype_from_name(const char *s) {
+    for (int t = 0; t < DT_COUNT; t++)
+        if (!strcmp(dtypes[t].name, s))
+            return t;
+    return -1;
 }
 
-const char *dtype_name(DType t) {
-    static const char *const names[] = {"f32", "bf16", "f16", "int8"};
-    return names[t];
+/* GGUF's names, which are what a user sees in a file's tensor list. */
+const char *ir_kind_key(TensorKind k) {
+    static const char *const keys[TK_COUNT] = {
+        [TK_EMBED] = "token_embd", [TK_WQ] = "attn_q", [TK_WK] = "attn_k", [TK_WV] = "attn_v",
+        [TK_WO] = "attn_output", [TK_W1] = "ffn_gate", [TK_W2] = "ffn_down", [TK_W3] = "ffn_up",
+        [TK_CLS] = "output"};
+    return keys[k];
+}
+
+DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer) {
+    if (!ir_kind_key(k))
+        return DT_F32; /* norms and biases */
+    if (m->layer_types[k])
+        return m->layer_types[k][layer < 0 ? 0 : layer];
+    return m->kind_set[k] ? m->kind_type[k] : m->weight_type;
 }
 
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads) {
@@ -151,7 +177,7 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
     s->params = sum(c, what, parts, 8, m->loc_dim);
     uint64_t file[] = {s->params, product(c, "the checkpoint size", rope, 3)};
     s->file_floats = sum(c, "the checkpoint size", file, 2, m->loc_context);
-    Factor wb[] = {{s->params, m->loc_dim}, {dtype_size(m->weight_type), m->loc_dim}};
+    Factor wb[] = {{s->params, m->loc_dim}, {4, m->loc_dim}};
     s->weight_bytes = product(c, "the weight size", wb, 2);
 }
 
@@ -161,7 +187,7 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
 static void stats_memory(Checker *c, const Model *m, Stats *s, uint64_t batch) {
     Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
-    Factor B = {dtype_size(m->kv_type), m->loc_kv_heads};
+    Factor B = {4, m->loc_kv_heads}; /* f32 cache */
     Factor per_token[] = {two, L, K, HD, B};
     s->kv_bytes_per_token = product(c, "the KV cache size", per_token, 5);
     Factor all[] = {{s->kv_bytes_per_token, m->loc_context}, {(uint64_t)m->context, m->loc_context}};
@@ -186,7 +212,7 @@ static void stats_traffic(Checker *c, const Model *m, Stats *s) {
     Factor T = {(uint64_t)m->context, m->loc_context}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor H = {(uint64_t)m->heads, m->loc_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
     Factor four = {4, m->loc_heads}, two = {2, m->loc_dim};
-    Factor W = {dtype_size(m->weight_type), m->loc_dim};
+    Factor W = {4, m->loc_dim};
     uint64_t table = (uint64_t)m->vocab * (uint64_t)m->dim;
     /* Every weight but the embedding table is a matrix-vector product
      * (2 FLOPs a weight); the table is read one row a token unless it is

@@ -31,7 +31,7 @@ typedef struct {
     const char *const *symbols; /* V_SYMBOL: the allowed words */
 } Field;
 
-static const char *const dtypes[] = {"f32", "bf16", "f16", "int8", NULL};
+static const char *const dtypes[] = {"f32", "f16", "bf16", "q4_0", "q8_0", "q4_k", "q6_k", NULL};
 /* Which dimensions RoPE rotates together: (2i, 2i+1) as Meta's Llama,
  * llama2.c and GGUF-llama store q and k, or (i, i + head_dim/2) as Hugging
  * Face and GGUF-qwen2 do. */
@@ -428,9 +428,7 @@ static DType get_dtype(Sema *s, const char *key) {
     int f = find_field("dtype", key);
     if (!s->set[f])
         return DT_F32;
-    DType t = DT_F32;
-    while (strcmp(dtype_name(t), s->val[f].sym))
-        t++;
+    DType t = (DType)dtype_from_name(s->val[f].sym);
     if (t != DT_F32)
         diag_error(s->d, s->loc[f], "dtype %s for %s is not supported yet (this version generates f32)",
                    dtype_name(t), key);
