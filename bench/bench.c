@@ -377,10 +377,20 @@ typedef struct {
  * whole KV cache up to ctx. */
 static double bytes_per_token(const gqa_model_api *m, int ctx) {
     const gqa_shape *s = &m->shape;
-    double table = (double)s->vocab_size * s->dim;
-    double weights = (double)m->n_weights - (double)s->seq_len * s->head_dim -
-                     (s->tied_embeddings ? 0 : table) + s->dim;
-    return 4 * weights + 2.0 * 4 * s->n_layers * s->n_kv_heads * s->head_dim * (double)ctx;
+    double weights = 4.0 * s->dim; /* an embedding row, counted as f32 */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind != GQA_T_EMBED || s->tied_embeddings)
+            weights += (double)m->tensors[i].bytes;
+    return weights + 2.0 * 4 * s->n_layers * s->n_kv_heads * s->head_dim * (double)ctx;
+}
+
+/* Weights of the layers and the classifier, in elements. */
+static double matrix_weights(const gqa_model_api *m) {
+    double n = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind != GQA_T_EMBED || m->shape.tied_embeddings)
+            n += (double)m->tensors[i].rows * m->tensors[i].cols;
+    return n;
 }
 
 typedef struct {
@@ -395,7 +405,7 @@ static void instance(Instance *in, const gqa_model_api *m, const float *w) {
         exit(1);
     }
     memset(in->arena, 0, m->arena_bytes); /* a KV cache of zeros, not stale floats */
-    if (m->init(&in->s, in->arena, m->arena_bytes, w, m->n_weights) != GQA_OK) {
+    if (m->init(&in->s, in->arena, m->arena_bytes, w, m->weight_bytes) != GQA_OK) {
         fprintf(stderr, "bench: cannot start %s\n", m->name);
         exit(1);
     }
@@ -440,7 +450,7 @@ static void bench_decode(const Model *models, int n_models, float *const *weight
         instance(&in, m, weights[i]);
         for (size_t c = 0; c < 2; c++)
             for (int threads = 1; threads <= 2; threads++) {
-                int repeats = m->n_weights > 500000000u ? 3 : REPEATS;
+                int repeats = m->weight_bytes > 2000000000u ? 3 : REPEATS;
                 if (!strcmp(models[i].compiler, "tcc") && threads == 2)
                     continue; /* tcc has no OpenMP */
                 double stream, t = decode_step(m, &in, contexts[c], threads, repeats, a, b, n, &stream);
@@ -467,8 +477,7 @@ static void bench_decode(const Model *models, int n_models, float *const *weight
 static double prefill_flops(const gqa_model_api *m, int n) {
     const gqa_shape *s = &m->shape;
     double table = (double)s->vocab_size * s->dim;
-    double layers = (double)m->n_weights - (double)s->seq_len * s->head_dim - table -
-                    (s->tied_embeddings ? 0 : table) - s->dim;
+    double layers = matrix_weights(m) - table; /* norms counted in: a rounding error */
     double attention = 4.0 * s->n_layers * s->n_heads * s->head_dim * n * (n + 1) / 2.0;
     return 2 * layers * n + attention + 2 * table;
 }
@@ -512,7 +521,7 @@ static void bench_prefill(const Model *models, int n_models, float *const *weigh
         for (int k = 0; k < N; k++)
             tokens[k] = prompt_token(k, m->shape.vocab_size);
         for (int threads = 1; threads <= 2; threads++) {
-            int big = m->n_weights > 500000000u;
+            int big = m->weight_bytes > 2000000000u;
             if (!strcmp(models[i].compiler, "tcc") && threads == 2)
                 continue;
             m->set_threads(in.s, threads);
@@ -573,8 +582,8 @@ int main(int argc, char **argv) {
                       {"gqa-100m", tcc, "tcc"}};
     int n_models = tcc ? 3 : 2;
     float *weights[3];
-    weights[0] = big_buffer(bench_100m_api.n_weights, 11);
-    weights[1] = big_buffer(tinyllama_api.n_weights, 12);
+    weights[0] = big_buffer(bench_100m_api.weight_bytes / 4, 11);
+    weights[1] = big_buffer(tinyllama_api.weight_bytes / 4, 12);
     weights[2] = weights[0];
     if (strstr(sections, "decode")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");

@@ -232,6 +232,77 @@ static void emit_header(Buf *h, const Plan *p, const char *prefix) {
     rewrite(h, after, strlen(after), &rw);
 }
 
+/* Whether every layer of kind k's tensors is f32 (compiled in as floats;
+ * others as the bytes of their blocks). */
+static bool kind_all_f32(const Plan *p, int64_t first) {
+    for (int64_t i = first; i < p->n_slices && p->slices[i].kind == p->slices[first].kind; i++)
+        if (p->slices[i].type != DT_F32)
+            return false;
+    return true;
+}
+
+/* Bytes of kind k's tensors in the packed weights, from slice first on. */
+static uint64_t kind_bytes(const Plan *p, int64_t first) {
+    int64_t i = first;
+    while (i + 1 < p->n_slices && p->slices[i + 1].kind == p->slices[first].kind)
+        i++;
+    return p->slices[i].offset + (p->slices[i].bytes + 3) / 4 * 4 - p->slices[first].offset;
+}
+
+/* Compiled-in weights: each kind's tensors one object (emit_weights.c
+ * writes them), and a pointer to each layer's tensor in it.  A kind that
+ * mixes f32 with other types is bytes as the file has them, so its f32
+ * layers are little-endian: refused on big-endian targets. */
+static void emit_embedded(Buf *c, const Plan *p, const char *prefix) {
+    bool mixed = false;
+    buf_puts(c, "\n/* The weights compiled in (gqac --embed-weights). */\n");
+    for (int64_t i = 0; i < p->n_slices; i++) {
+        if (p->slices[i].layer > 0)
+            continue;
+        const char *name = p->slices[i].name;
+        uint64_t bytes = kind_bytes(p, i);
+        bool f32 = kind_all_f32(p, i);
+        if (f32)
+            buf_printf(c, "extern const union %s_w_%s { uint32_t bits[%llu]; float f[%llu]; } %s_w_%s;\n",
+                       prefix, name, (unsigned long long)bytes / 4, (unsigned long long)bytes / 4, prefix, name);
+        else
+            buf_printf(c, "extern const union %s_w_%s { uint32_t align; unsigned char b[%llu]; } %s_w_%s;\n",
+                       prefix, name, (unsigned long long)bytes, prefix, name);
+        for (int64_t j = i; !f32 && j < p->n_slices && p->slices[j].kind == p->slices[i].kind; j++)
+            mixed = mixed || p->slices[j].type == DT_F32;
+    }
+    if (mixed)
+        buf_puts(c, "#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__\n"
+                    "#error \"compiled-in weights that mix f32 with other types in one kind need a "
+                    "little-endian target\"\n#endif\n");
+    buf_puts(c, "static const void *const gq_embedded[GQ_N_TENSORS] = {\n");
+    for (int64_t i = 0, first = 0; i < p->n_slices; i++) {
+        if (p->slices[i].layer <= 0)
+            first = i;
+        uint64_t at = p->slices[i].offset - p->slices[first].offset;
+        if (kind_all_f32(p, first))
+            buf_printf(c, "    %s_w_%s.f + %llu,\n", prefix, p->slices[i].name, (unsigned long long)at / 4);
+        else
+            buf_printf(c, "    %s_w_%s.b + %llu,\n", prefix, p->slices[i].name, (unsigned long long)at);
+    }
+    buf_puts(c, "};\n");
+}
+
+/* The tensor table (gqa_api.h's gqa_tensor), in checkpoint order. */
+static void emit_tensors(Buf *c, const Plan *p, const char *prefix) {
+    buf_puts(c, "\n/* The weight tensors: name, kind, layer, type, rows, cols, bytes, offset in the packed "
+                "weights. */\n#include <stdint.h>\n\nstatic const gqa_tensor gq_tensors[GQ_N_TENSORS] = {\n");
+    for (int64_t i = 0; i < p->n_slices; i++) {
+        const Slice *t = &p->slices[i];
+        buf_printf(c, "    {\"%s\", %d, %lld, %d, %llu, %llu, %llu, %llu},\n", t->name, (int)t->kind,
+                   (long long)t->layer, (int)t->type, (unsigned long long)t->rows,
+                   (unsigned long long)t->cols, (unsigned long long)t->bytes, (unsigned long long)t->offset);
+    }
+    buf_puts(c, "};\n");
+    if (p->embedded)
+        emit_embedded(c, p, prefix);
+}
+
 /* The templates in order; mathlib.c only where there is no libm. */
 static void emit_parts(Buf *c, const Plan *p, const char *prefix, const char *const *parts) {
     for (; *parts; parts++) {
@@ -255,6 +326,7 @@ void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bo
     emit_holes(c, p);
     if (p->rope_table)
         emit_rope_table(p->rope_table, c);
+    emit_tensors(c, p, prefix);
     emit_parts(c, p, prefix, parts);
     if (with_main) {
         buf_puts(c, "\n/* The standalone program: gqr_main in runtime/gqr.h; --help lists its flags. */\n");

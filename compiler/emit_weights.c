@@ -1,14 +1,18 @@
 /*
  * emit_weights.c: a llama2.c checkpoint as C, for models that run with no
- * file I/O (gqac --embed-weights).  Needs: a Model and its checkpoint.
- * Provides: .c files holding one object per tensor.
+ * file I/O (gqac --embed-weights).  Needs: a Model and its checkpoint (the
+ * packed weights after the header: for a model of other types than f32,
+ * what `gqac weights` writes as .bin).  Provides: .c files holding one
+ * object per kind of tensor, every layer's in it as the packed weights
+ * have them (emit_c.c declares them and points at each layer's).
  *
  * The representation is the cheap one to compile: each float as its
  * 32-bit pattern in hex, in a union with a float array (C99 lets the
  * float member reinterpret the bits), which compilers parse faster and in
  * less memory than decimal literals.  Integers are also byte-order free, so one
  * file serves little- and big-endian targets.  Tensors are never split;
- * files hold whole tensors up to EMBED_FLOATS_PER_FILE floats.
+ * files hold whole tensors up to EMBED_FLOATS_PER_FILE floats.  Tensors
+ * of other types are their bytes, which are little-endian by definition.
  *
  * The RoPE table (gqac --rope-table) is data of the same kind: computed
  * here in double, so a target without a double FPU gets exact angles.
@@ -25,7 +29,7 @@ static uint32_t get_u32(const unsigned char *p) {
 }
 
 /* The header and the size, field by field, as the runtime checks them. */
-static bool check_file(const Model *m, FILE *f, const char *path, uint64_t floats, Diag *d) {
+static bool check_file(const Model *m, FILE *f, const char *path, uint64_t bytes, Diag *d) {
     static const char *const names[7] = {"dim", "hidden_dim", "n_layers", "n_heads",
                                          "n_kv_heads", "vocab_size", "seq_len"};
     int64_t want[7] = {m->dim, m->hidden, m->layers, m->heads, m->kv_heads,
@@ -58,28 +62,40 @@ static bool check_file(const Model *m, FILE *f, const char *path, uint64_t float
         }
     }
     long long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size < 0 || (uint64_t)size != 28 + 4 * floats) {
-        diag_error_file(d, "%s: file is %lld bytes, expected 28 + 4 x %llu = %llu", path, size,
-                        (unsigned long long)floats, (unsigned long long)(28 + 4 * floats));
+    if (size < 0 || (uint64_t)size != 28 + bytes) {
+        diag_error_file(d, "%s: file is %lld bytes, expected 28 + %llu = %llu", path, size,
+                        (unsigned long long)bytes, (unsigned long long)(28 + bytes));
         return false;
     }
     return true;
 }
 
-/* One tensor: a union of its bits and its floats, eight words a line. */
-static bool emit_tensor(Buf *b, const char *prefix, const Tensor *t, FILE *f) {
-    unsigned char word[4 * 8];
-    buf_printf(b, "\n/* %s %s */\nconst union %s_w_%s { uint32_t bits[%llu]; float f[%llu]; } %s_w_%s = {{\n",
-               t->name, t->shape, prefix, t->name, (unsigned long long)t->count,
-               (unsigned long long)t->count, prefix, t->name);
-    if (fseek(f, (long)(28 + 4 * t->offset), SEEK_SET) != 0)
+/* One kind's tensors (slices t[0..n), every layer's): f32 as a union of
+ * its bits and its floats, eight words a line; other types as a union of
+ * their bytes with a word (for alignment), sixteen a line. */
+static bool emit_kind(Buf *b, const char *prefix, const Slice *t, int64_t n, FILE *f) {
+    uint64_t bytes = t[n - 1].offset + (t[n - 1].bytes + 3) / 4 * 4 - t[0].offset;
+    bool f32 = true;
+    unsigned char chunk[64];
+    for (int64_t i = 0; i < n; i++)
+        f32 = f32 && t[i].type == DT_F32;
+    if (f32)
+        buf_printf(b, "\n/* %s */\nconst union %s_w_%s { uint32_t bits[%llu]; float f[%llu]; } %s_w_%s = {{\n",
+                   t->name, prefix, t->name, (unsigned long long)bytes / 4, (unsigned long long)bytes / 4,
+                   prefix, t->name);
+    else
+        buf_printf(b, "\n/* %s */\nconst union %s_w_%s { uint32_t align; unsigned char b[%llu]; } %s_w_%s = "
+                      "{.b = {\n", t->name, prefix, t->name, (unsigned long long)bytes, prefix, t->name);
+    if (fseek(f, (long)(28 + t[0].offset), SEEK_SET) != 0)
         return false;
-    for (uint64_t i = 0; i < t->count; i += 8) {
-        size_t n = t->count - i < 8 ? (size_t)(t->count - i) : 8;
-        if (fread(word, 4, n, f) != n)
+    for (uint64_t i = 0; i < bytes; i += sizeof chunk) {
+        size_t len = bytes - i < sizeof chunk ? (size_t)(bytes - i) : sizeof chunk;
+        if (fread(chunk, 1, len, f) != len)
             return false;
-        for (size_t j = 0; j < n; j++)
-            buf_printf(b, "0x%08lxu,%s", (unsigned long)get_u32(word + 4 * j), j + 1 < n ? " " : "\n");
+        for (size_t j = 0; f32 && j < len; j += 4)
+            buf_printf(b, "0x%08lxu,%s", (unsigned long)get_u32(chunk + j), j % 32 == 28 || j + 4 == len ? "\n" : " ");
+        for (size_t j = 0; !f32 && j < len; j++)
+            buf_printf(b, "%u,%s", chunk[j], j % 16 == 15 || j + 1 == len ? "\n" : "");
     }
     buf_puts(b, "}};\n");
     return true;
@@ -110,20 +126,23 @@ void emit_rope_table(const Model *m, Buf *c) {
 
 bool emit_weights(const Model *m, const char *prefix, const char *header_name, const char *path,
                   Buf *bufs, int max_bufs, int *n_bufs, Diag *d) {
-    Tensor t[IR_MAX_TENSORS];
+    Arena *a = arena_new();
+    Slice *t;
     uint64_t total, in_file = 0;
-    int n = ir_tensors(m, t, &total);
+    int64_t n = ir_slices(m, a, &t, &total);
     FILE *f = fopen(path, "rb");
     if (!f) {
         diag_error_file(d, "cannot open %s: %s", path, strerror(errno));
+        arena_free(a);
         return false;
     }
     bool ok = check_file(m, f, path, total, d);
     *n_bufs = 0;
-    for (int i = 0; i < n && ok; i++) {
-        if (!t[i].used)
-            continue;
-        if (*n_bufs == 0 || (in_file > 0 && in_file + t[i].count > EMBED_FLOATS_PER_FILE)) {
+    for (int64_t i = 0, k; i < n && ok; i = k) {
+        uint64_t bytes = 0;
+        for (k = i; k < n && t[k].kind == t[i].kind; k++)
+            bytes += t[k].bytes;
+        if (*n_bufs == 0 || (in_file > 0 && in_file + bytes / 4 > EMBED_FLOATS_PER_FILE)) {
             if (*n_bufs == max_bufs) {
                 diag_error_file(d, "%s: too large to embed (more than %d files)", path, max_bufs);
                 ok = false;
@@ -134,10 +153,11 @@ bool emit_weights(const Model *m, const char *prefix, const char *header_name, c
             buf_printf(b, "#include <stdint.h>\n\n#include \"%s\"\n", header_name);
             in_file = 0;
         }
-        in_file += t[i].count;
-        if (!(ok = emit_tensor(&bufs[*n_bufs - 1], prefix, &t[i], f)))
+        in_file += bytes / 4;
+        if (!(ok = emit_kind(&bufs[*n_bufs - 1], prefix, t + i, k - i, f)))
             diag_error_file(d, "%s: read failed", path);
     }
     fclose(f);
+    arena_free(a);
     return ok;
 }

@@ -11,10 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The shape, as generated code would describe it. */
-gqa_model_api export_api(const Model *m, uint64_t n_weights, const double *freqs) {
-    gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, (size_t)n_weights, 0, 64, 0,
-                         NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+/* The shape and the tensors of m with every tensor f32 (what the
+ * runtime's converters read and write), as generated code would describe
+ * them; the table lives in a. */
+gqa_model_api export_api(const Model *m, Arena *a, const double *freqs) {
+    Model f = ir_with_f32(m);
+    Slice *s;
+    uint64_t bytes;
+    int64_t n = ir_slices(&f, a, &s, &bytes);
+    gqa_tensor *t = arena_alloc(a, sizeof *t * (size_t)(n + 1));
+    for (int64_t i = 0; i < n; i++)
+        t[i] = (gqa_tensor){s[i].name, (int)s[i].kind, (int)s[i].layer, (int)s[i].type, (int)s[i].rows,
+                            (int)s[i].cols, (size_t)s[i].bytes, (size_t)s[i].offset};
+    gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, t, (size_t)n, (size_t)bytes, 0, 64, 0,
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
                             (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
                             m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps};
@@ -51,12 +61,14 @@ int export_random(const Model *m, uint64_t seed, const char *format, const char 
     weights_fill_random(m, seed, w);
     for (int64_t i = 0; i < m->head_dim / 2; i++)
         freqs[i] = ir_rope_freq(m, (int)i);
-    gqa_model_api api = export_api(m, total, freqs);
+    Arena *a = arena_new();
+    gqa_model_api api = export_api(m, a, freqs);
     char err[512];
     int fmt = !strcmp(format, "gguf") ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
     int rc = gqr_convert_write(output, fmt, export_dtype(dtype), &api, w, err, sizeof err);
     free(w);
     free(freqs);
+    arena_free(a);
     if (rc)
         fprintf(stderr, "gqac: error: %s\n", err);
     return rc ? EXIT_INPUT : 0;

@@ -217,10 +217,50 @@ struct Tensor {
  * count of all tensors.  Needs sizes that ir_stats accepted. */
 int ir_tensors(const Model *m, Tensor *t, uint64_t *total);
 
+/* Layers past this would make the generated table of tensors (one entry
+ * per layer's tensor) megabytes of C; real models have at most ~128. */
+#define IR_MAX_LAYERS 4096
+
+/* One layer's tensor of one kind (or the model's own: layer -1), as the
+ * generated code's table (gqa_api.h's gqa_tensor) describes it. */
+typedef struct {
+    TensorKind kind;
+    const char *name; /* the Tensor's: "wq" */
+    int64_t layer;
+    DType type;
+    uint64_t rows, cols, bytes;
+    uint64_t offset; /* in the packed weights */
+} Slice;
+
+/* The packed weights: ir_tensors' order, each layer's tensor in its type
+ * and starting on 4 bytes, the unused RoPE tables as f32 (for an f32
+ * model: the llama2.c checkpoint after its header, byte for byte).  The
+ * used tensors into *out (an arena array), their count returned; *total
+ * gets the packed bytes.  Needs a Model that ir_stats accepted. */
+int64_t ir_slices(const Model *m, Arena *a, Slice **out, uint64_t *total);
+/* The state's bytes at the start of an instance's arena: its fields and a
+ * pointer (8 bytes at most) a tensor, rounded to a line. */
+uint64_t ir_state_bytes(int64_t n_slices);
+/* Bytes of the activations quantized for products with block-type
+ * weights, a prompt block's worth (batch tokens of the widest input):
+ * *x8 for Q8_0 and Q4_0 weights, *x8k for Q4_K and Q6_K, each 0 when no
+ * matrix has such a type, else rounded to a line.  The block sizes of
+ * templates/qdot.c's gq_x8 (a float and 32 int8) and gq_x8k (a float, 16
+ * int16 sums, 256 int8). */
+#define IR_X8_BLOCK 36
+#define IR_X8K_BLOCK 292
+void ir_act_bytes(const Model *m, uint64_t batch, uint64_t *x8, uint64_t *x8k);
+/* Whether any matrix of m has type t. */
+bool ir_has_type(const Model *m, DType t);
+/* Bytes of rows x cols of type t (cols a multiple of its block). */
+uint64_t ir_type_bytes(DType t, uint64_t rows, uint64_t cols);
+
 struct Stats {
     uint64_t params;            /* weights the forward pass uses */
     uint64_t file_floats;       /* floats in the checkpoint (params + unused rope tables) */
-    uint64_t weight_bytes;      /* params at the weight dtype */
+    uint64_t weight_bytes;      /* params, each tensor in its type */
+    uint64_t packed_bytes;      /* the packed weights (ir_slices), RoPE tables included */
+    int64_t n_slices;           /* tensors of the generated table */
     uint64_t kv_bytes_per_token;
     uint64_t kv_bytes;          /* at full context */
     uint64_t arena_bytes;       /* state + scratch + KV cache */
@@ -247,6 +287,8 @@ const char *ir_kind_key(TensorKind k);
  * own): norms and biases f32, matrices weight_type, unless the dtype block
  * set the kind or its layer. */
 DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer);
+/* m with every tensor f32 (the float checkpoint converters read and write). */
+Model ir_with_f32(const Model *m);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
 /* RoPE's angle per position of pair i (radians), Llama 3 scaling applied:
@@ -291,6 +333,10 @@ struct Plan {
     int unroll_limit; /* loops marked gqac:unroll with more trips stay loops */
     Target target;
     const Model *rope_table; /* the model whose RoPE table to emit, or NULL */
+    const Model *model;      /* plan_model's: its tensor table below is emitted */
+    const Slice *slices;
+    int64_t n_slices;
+    bool embedded;           /* the tensors are compiled in */
     const char *bad; /* the first hole whose value is outside its C type's range, or NULL */
 };
 
@@ -489,7 +535,7 @@ int export_random(const Model *m, uint64_t seed, const char *format, const char 
 int export_dtype(const char *name);
 /* The table the runtime's loaders and writers read, for m's n_weights
  * floats (freqs: its head_dim/2 RoPE frequencies, ir_rope_freq's). */
-struct gqa_model_api export_api(const Model *m, uint64_t n_weights, const double *freqs);
+struct gqa_model_api export_api(const Model *m, Arena *a, const double *freqs);
 
 /* ---- quantize.c: gqac quantize ---- */
 

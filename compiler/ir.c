@@ -46,6 +46,16 @@ DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer) {
     return m->kind_set[k] ? m->kind_type[k] : m->weight_type;
 }
 
+Model ir_with_f32(const Model *m) {
+    Model f = *m;
+    f.weight_type = DT_F32;
+    for (int k = 0; k < TK_COUNT; k++) {
+        f.kind_set[k] = false;
+        f.layer_types[k] = NULL;
+    }
+    return f;
+}
+
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads) {
     Model v = *m;
     v.kv_heads = kv_heads;
@@ -107,6 +117,57 @@ int ir_tensors(const Model *m, Tensor *t, uint64_t *total) {
     return n;
 }
 
+uint64_t ir_type_bytes(DType t, uint64_t rows, uint64_t cols) {
+    return rows * (cols / (uint64_t)dtype_block(t)) * (uint64_t)dtype_block_bytes(t);
+}
+
+/* The kind of each of ir_tensors' names, -1 for the RoPE tables. */
+static int tensor_kind(const char *name) {
+    static const char *const names[TK_COUNT] = {"token_embedding", "rms_att", "wq", "wk", "wv", "wo",
+                                                "rms_ffn", "w1", "w2", "w3", "rms_final", "wcls",
+                                                "bq", "bk", "bv"};
+    for (int k = 0; k < TK_COUNT; k++)
+        if (!strcmp(names[k], name))
+            return k;
+    return -1;
+}
+
+/* Whether kind k has a tensor per layer (the rest: one for the model). */
+static bool per_layer(int k) {
+    return k != TK_EMBED && k != TK_RMS_FINAL && k != TK_CLS;
+}
+
+#define ROUND4(n) (((n) + 3) / 4 * 4)
+
+int64_t ir_slices(const Model *m, Arena *a, Slice **out, uint64_t *total) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t floats, at = 0;
+    int n = ir_tensors(m, t, &floats);
+    int64_t count = 0;
+    for (int i = 0; i < n; i++)
+        count += t[i].used ? (per_layer(tensor_kind(t[i].name)) ? m->layers : 1) : 0;
+    Slice *s = arena_alloc(a, (size_t)count * sizeof *s);
+    int64_t j = 0;
+    for (int i = 0; i < n; i++) {
+        int k = tensor_kind(t[i].name);
+        if (k < 0) { /* a RoPE table: f32, in the file only */
+            at += 4 * t[i].count;
+            continue;
+        }
+        int64_t layers = per_layer(k) ? m->layers : 1;
+        uint64_t rows = t[i].count / (uint64_t)layers / t[i].cols;
+        for (int64_t l = 0; l < layers; l++, j++) {
+            DType type = ir_tensor_type(m, (TensorKind)k, l);
+            s[j] = (Slice){(TensorKind)k, t[i].name, per_layer(k) ? l : -1, type, rows, t[i].cols,
+                           ir_type_bytes(type, rows, t[i].cols), at};
+            at += ROUND4(s[j].bytes);
+        }
+    }
+    *out = s;
+    *total = at;
+    return count;
+}
+
 /* A product of model fields, checked; on overflow the error points at the
  * largest factor, the one a user most likely mistyped. */
 typedef struct {
@@ -155,6 +216,39 @@ static void fit_size_t(Checker *c, const char *what, uint64_t v, Loc blame, int 
     }
 }
 
+/* Weights in their types: each kind's tensors (one type for every layer
+ * but where the dtype block lists them) in weight_bytes, and with every
+ * layer's start rounded to 4 bytes and the RoPE tables in packed_bytes.
+ * The sizes are below 2^62 here (params and file_floats fit 64 bits at 4
+ * bytes a weight, and no type takes more), so the sums are exact. */
+static void stats_typed(const Model *m, Stats *s) {
+    Tensor t[IR_MAX_TENSORS];
+    uint64_t floats;
+    int n = ir_tensors(m, t, &floats);
+    s->weight_bytes = s->packed_bytes = 0;
+    s->n_slices = 0;
+    for (int i = 0; i < n; i++) {
+        int k = tensor_kind(t[i].name);
+        if (k < 0) {
+            s->packed_bytes += 4 * t[i].count;
+            continue;
+        }
+        uint64_t layers = per_layer(k) ? (uint64_t)m->layers : 1, rows = t[i].count / layers / t[i].cols;
+        s->n_slices += (int64_t)layers;
+        if (m->layer_types[k]) {
+            for (uint64_t l = 0; l < layers; l++) {
+                uint64_t b = ir_type_bytes(m->layer_types[k][l], rows, t[i].cols);
+                s->weight_bytes += b;
+                s->packed_bytes += ROUND4(b);
+            }
+        } else {
+            uint64_t b = ir_type_bytes(ir_tensor_type(m, (TensorKind)k, 0), rows, t[i].cols);
+            s->weight_bytes += layers * b;
+            s->packed_bytes += layers * ROUND4(b);
+        }
+    }
+}
+
 /* Each kind of weight as a product of fields; the last factor counts
  * the matrices of that shape (wq and wo, wk and wv, w1 w2 w3). */
 static void stats_params(Checker *c, const Model *m, Stats *s) {
@@ -177,8 +271,39 @@ static void stats_params(Checker *c, const Model *m, Stats *s) {
     s->params = sum(c, what, parts, 8, m->loc_dim);
     uint64_t file[] = {s->params, product(c, "the checkpoint size", rope, 3)};
     s->file_floats = sum(c, "the checkpoint size", file, 2, m->loc_context);
-    Factor wb[] = {{s->params, m->loc_dim}, {4, m->loc_dim}};
-    s->weight_bytes = product(c, "the weight size", wb, 2);
+}
+
+uint64_t ir_state_bytes(int64_t n_slices) {
+    return (4096 + 8 * (uint64_t)n_slices + 63) / 64 * 64;
+}
+
+/* Whether any matrix has a type among types[0..n). */
+static bool has_type(const Model *m, const DType *types, int n) {
+    for (int k = 0; k < TK_COUNT; k++) {
+        if (!ir_kind_key((TensorKind)k) || (k == TK_CLS && m->tied))
+            continue;
+        int64_t layers = m->layer_types[k] ? m->layers : 1;
+        for (int64_t l = 0; l < layers; l++)
+            for (int i = 0; i < n; i++)
+                if (ir_tensor_type(m, (TensorKind)k, l) == types[i])
+                    return true;
+    }
+    return false;
+}
+
+bool ir_has_type(const Model *m, DType t) {
+    return has_type(m, &t, 1);
+}
+
+void ir_act_bytes(const Model *m, uint64_t batch, uint64_t *x8, uint64_t *x8k) {
+    static const DType small[] = {DT_Q8_0, DT_Q4_0}, large[] = {DT_Q4_K, DT_Q6_K};
+    uint64_t w = (uint64_t)m->dim;
+    if ((uint64_t)m->hidden > w)
+        w = (uint64_t)m->hidden;
+    if ((uint64_t)(m->heads * m->head_dim) > w)
+        w = (uint64_t)(m->heads * m->head_dim);
+    *x8 = has_type(m, small, 2) ? (batch * ((w + 31) / 32) * IR_X8_BLOCK + 63) / 64 * 64 : 0;
+    *x8k = has_type(m, large, 2) ? (batch * ((w + 255) / 256) * IR_X8K_BLOCK + 63) / 64 * 64 : 0;
 }
 
 /* State, scratch and KV cache, each rounded up to 16 elements: the same
@@ -204,23 +329,27 @@ static void stats_memory(Checker *c, const Model *m, Stats *s, uint64_t batch) {
     /* Attention keeps whole blocks of 16 positions (templates/attention.c). */
     Factor cache[] = {{s->kv_bytes_per_token, m->loc_context}, {R16((uint64_t)m->context), m->loc_context}};
 #undef R16
-    uint64_t scratch[] = {4096, 4 * floats, product(c, "the arena size", cache, 2)};
-    s->arena_bytes = sum(c, "the arena size", scratch, 3, m->loc_context);
+    uint64_t x8, x8k;
+    ir_act_bytes(m, batch, &x8, &x8k);
+    uint64_t scratch[] = {ir_state_bytes(s->n_slices), 4 * floats, x8, x8k,
+                          product(c, "the arena size", cache, 2)};
+    s->arena_bytes = sum(c, "the arena size", scratch, 5, m->loc_context);
 }
 
 static void stats_traffic(Checker *c, const Model *m, Stats *s) {
     Factor T = {(uint64_t)m->context, m->loc_context}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor H = {(uint64_t)m->heads, m->loc_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
     Factor four = {4, m->loc_heads}, two = {2, m->loc_dim};
-    Factor W = {4, m->loc_dim};
     uint64_t table = (uint64_t)m->vocab * (uint64_t)m->dim;
+    uint64_t table_bytes = ir_type_bytes(ir_tensor_type(m, TK_EMBED, -1), (uint64_t)m->vocab, (uint64_t)m->dim);
     /* Every weight but the embedding table is a matrix-vector product
      * (2 FLOPs a weight); the table is read one row a token unless it is
-     * also the classifier.  Attention: q.k and p.v, 2 FLOPs each, over
+     * also the classifier (a row counted as dim floats, a bound).  Attention: q.k and p.v, 2 FLOPs each, over
      * every cached position of every head. */
     Factor matmul[] = {{s->params - table + (m->tied ? table : 0), m->loc_dim}, two};
     Factor attn[] = {four, L, H, HD, T};
-    Factor read[] = {{s->params - (m->tied ? 0 : table) + (uint64_t)m->dim, m->loc_dim}, W};
+    Factor read[] = {{s->weight_bytes - (m->tied ? 0 : table_bytes) + 4 * (uint64_t)m->dim, m->loc_dim},
+                     {1, m->loc_dim}};
     Factor kv[] = {{s->kv_bytes_per_token, m->loc_context}, T};
     uint64_t flops[] = {product(c, "the FLOP count per token", matmul, 2),
                         product(c, "the FLOP count per token", attn, 5)};
@@ -241,6 +370,23 @@ static void check_width(Checker *c, const Model *m) {
     }
 }
 
+/* The float checkpoint (f32 at every tensor: what converters and the
+ * writers of random weights build) fits 64 bits; no type takes more bytes
+ * a weight, so the typed sizes below fit too. */
+static void check_file(Checker *c, const Model *m, const Stats *s) {
+    uint64_t bytes = 0;
+    if (c->ok && !(mul_u64(s->file_floats, 4, &bytes) && add_u64(bytes, 28, &bytes))) {
+        diag_error(c->d, m->loc_dim, "the checkpoint size overflows 64 bits");
+        c->ok = false;
+    }
+    if (c->ok && m->layers > IR_MAX_LAYERS) {
+        diag_error(c->d, m->loc_layers, "layers is %lld, more than the largest supported %d (the "
+                   "generated code keeps a table entry for each layer's tensors)", (long long)m->layers,
+                   IR_MAX_LAYERS);
+        c->ok = false;
+    }
+}
+
 bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch) {
     /* 64 bits: no object passes PTRDIFF_MAX, and the generated C prints
      * sizes as decimal constants, which are signed (past it, gcc warns
@@ -250,20 +396,14 @@ bool ir_stats(const Model *m, Stats *s, Diag *d, int size_bits, int batch) {
     check_width(&c, m);
     if (c.ok)
         stats_params(&c, m, s);
+    check_file(&c, m, s);
+    if (c.ok)
+        stats_typed(m, s);
     if (c.ok)
         stats_memory(&c, m, s, (uint64_t)batch);
     if (c.ok)
         stats_traffic(&c, m, s);
-    uint64_t file_bytes = 0;
-    if (c.ok && !mul_u64(s->file_floats, 4, &file_bytes)) {
-        diag_error(d, m->loc_dim, "the checkpoint size overflows 64 bits");
-        c.ok = false;
-    }
-    if (c.ok && !add_u64(file_bytes, 28, &file_bytes)) { /* llama2.c's header */
-        diag_error(d, m->loc_dim, "the checkpoint size overflows 64 bits");
-        c.ok = false;
-    }
-    fit_size_t(&c, "the checkpoint", file_bytes, m->loc_dim, size_bits);
+    fit_size_t(&c, "the checkpoint", s->file_floats * 4 + 28, m->loc_dim, size_bits);
     fit_size_t(&c, "the KV cache", s->kv_bytes, m->loc_context, size_bits);
     fit_size_t(&c, "the arena", s->arena_bytes, m->loc_context, size_bits);
     return c.ok;

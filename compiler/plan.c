@@ -187,18 +187,27 @@ void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t c
     plan_shape(p, a, heads, kv_heads, head_dim, context, target);
 }
 
-/* Where each tensor starts (and, when compiled in, its size); a tied
- * classifier and absent biases get no macro (their code is compiled out). */
-static void plan_offsets(const Model *m, bool embedded, Plan *p, Arena *a) {
-    Tensor t[IR_MAX_TENSORS];
-    uint64_t total;
-    int n = ir_tensors(m, t, &total);
-    for (int i = 0; i < n; i++) {
-        hole_size(p, a, arena_printf(a, "GQ_OFF_%s", t[i].name), t[i].offset);
-        if (embedded && t[i].used)
-            hole_size(p, a, arena_printf(a, "GQ_SIZE_%s", t[i].name), t[i].count);
-    }
-    hole_size(p, a, "GQ_N_WEIGHTS", total);
+/* The tensor table (emitted by emit_c.c from p->slices): its size, where
+ * each kind's first layer sits in it (GQ_T_<name>; a tied classifier and
+ * absent biases get none, their code is compiled out), and which types
+ * the kernels must handle (GQ_HAS_<type>: only those are compiled). */
+static void plan_tensors(const Model *m, const Stats *s, Plan *p, Arena *a) {
+    uint64_t packed;
+    Slice *slices;
+    p->n_slices = ir_slices(m, a, &slices, &packed);
+    p->slices = slices;
+    hole_size(p, a, "GQ_N_TENSORS", (uint64_t)p->n_slices);
+    hole_size(p, a, "GQ_WEIGHT_BYTES", packed);
+    for (int64_t i = 0; i < p->n_slices; i++)
+        if (p->slices[i].layer <= 0)
+            hole_size(p, a, arena_printf(a, "GQ_T_%s", p->slices[i].name), (uint64_t)i);
+    static const char *const has[DT_COUNT] = {NULL, "GQ_HAS_F16", "GQ_HAS_BF16", "GQ_HAS_Q4_0",
+                                              "GQ_HAS_Q8_0", "GQ_HAS_Q4_K", "GQ_HAS_Q6_K"};
+    for (int t = DT_F16; t < DT_COUNT; t++)
+        hole_int(p, a, has[t], ir_has_type(m, (DType)t));
+    hole_int(p, a, "GQ_HAS_X8", ir_has_type(m, DT_Q8_0) || ir_has_type(m, DT_Q4_0));
+    hole_int(p, a, "GQ_HAS_X8K", ir_has_type(m, DT_Q4_K) || ir_has_type(m, DT_Q6_K));
+    hole_size(p, a, "GQ_STATE_BYTES", ir_state_bytes(s->n_slices));
 }
 
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
@@ -208,6 +217,8 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     Diag quiet = {0};
     ir_stats(m, &s, &quiet, 64, batch); /* the caller's front_end accepted these sizes */
     memset(p, 0, sizeof *p);
+    p->model = m;
+    p->embedded = opt.embed_weights;
     hole_int(p, a, "GQ_DIM", (uint64_t)m->dim);
     hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
     hole_int(p, a, "GQ_LAYERS", (uint64_t)m->layers);
@@ -231,7 +242,11 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_int(p, a, "GQ_EMBEDDED", opt.embed_weights);
     hole_int(p, a, "GQ_ROPE_TABLE", opt.rope_table);
     p->rope_table = opt.rope_table ? m : NULL;
-    plan_offsets(m, opt.embed_weights, p, a);
+    plan_tensors(m, &s, p, a);
+    uint64_t x8, x8k;
+    ir_act_bytes(m, (uint64_t)batch, &x8, &x8k);
+    hole_size(p, a, "GQ_X8_BYTES", x8);
+    hole_size(p, a, "GQ_X8K_BYTES", x8k);
     hole_size(p, a, "GQ_KV_BYTES", s.kv_bytes);
     hole_size(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
     hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));

@@ -77,13 +77,10 @@ int quantize_command(const QuantizeArgs *q, Arena *a) {
         return EXIT_INPUT;
     }
     m = m ? m : &imported;
-    Tensor t[IR_MAX_TENSORS];
-    uint64_t total;
-    ir_tensors(m, t, &total);
     double *freqs = arena_alloc(a, sizeof *freqs * (size_t)(m->head_dim / 2 + 1));
     for (int64_t i = 0; i < m->head_dim / 2; i++)
         freqs[i] = ir_rope_freq(m, i);
-    gqa_model_api api = export_api(m, total, freqs);
+    gqa_model_api api = export_api(m, a, freqs);
     gqr_checkpoint ck;
     int rc = gqr_checkpoint_load(&ck, q->input, &api, GQR_LOAD_MMAP, err, sizeof err);
     if (!rc)

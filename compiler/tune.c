@@ -238,14 +238,14 @@ static bool compile_variant(Variant *v, const Model *m, int kv, const JitBackend
 /* The variant's weights converted from the original's, and an instance. */
 static bool set_up_variant(Variant *v, const Model *m, const float *orig, int threads) {
     int kv = (int)v->m.kv_heads;
-    v->weights = gqr_pages_alloc(v->api->n_weights * sizeof(float));
+    v->weights = gqr_pages_alloc(v->api->weight_bytes);
     v->arena = gqr_arena_alloc(v->api);
     if (!v->weights || !v->arena) {
         fprintf(stderr, "gqac tune: error: kv_heads %d: out of memory\n", kv);
         return false;
     }
     tune_convert(m, orig, &v->m, v->weights);
-    if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->weights, v->api->n_weights)) {
+    if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->weights, v->api->weight_bytes)) {
         fprintf(stderr, "gqac tune: error: kv_heads %d: init failed\n", kv);
         return false;
     }
@@ -443,7 +443,7 @@ static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, doubl
     row->ms_per_token = ms;
     row->kv_bytes_per_token = (double)api->kv_cache_bytes / api->shape.seq_len;
     row->kv_bytes_full = (double)api->kv_cache_bytes;
-    row->memory_bytes = (double)api->n_weights * sizeof(float) + (double)api->arena_bytes;
+    row->memory_bytes = (double)api->weight_bytes + (double)api->arena_bytes;
     row->ppl = row->kl = o->eval ? 0 : NAN;
 }
 

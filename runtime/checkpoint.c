@@ -61,13 +61,13 @@ static int check_fields(const unsigned char *h, const gqa_model_api *m, const ch
 
 static int check_size(uintmax_t size, const gqa_model_api *m, const char *name, char *err,
                       size_t errlen) {
-    uintmax_t n = m->n_weights;
-    if (n > (UINTMAX_MAX - GQR_HEADER_BYTES) / 4)
-        return gqr_fail(err, errlen, "%s: the model's weight count %ju is too large", name, n);
-    uintmax_t want = GQR_HEADER_BYTES + 4 * n;
+    uintmax_t n = m->weight_bytes;
+    if (n > UINTMAX_MAX - GQR_HEADER_BYTES)
+        return gqr_fail(err, errlen, "%s: the model's weight size %ju is too large", name, n);
+    uintmax_t want = GQR_HEADER_BYTES + n;
     if (size == want)
         return 0;
-    return gqr_fail(err, errlen, "%s: file is %ju bytes, expected %d + 4 x %ju = %ju bytes (%s)",
+    return gqr_fail(err, errlen, "%s: file is %ju bytes, expected %d + %ju = %ju bytes (%s)",
                 name, size, GQR_HEADER_BYTES, n, want,
                 size < want ? "truncated?" : "trailing data, or a different model?");
 }
@@ -139,7 +139,7 @@ static int load_mmap(gqr_checkpoint *ck, int fd, size_t size, const char *path, 
     if (map == MAP_FAILED)
         return gqr_fail(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
     ck->map = map;
-    ck->weights = (const float *)((const unsigned char *)map + GQR_HEADER_BYTES);
+    ck->weights = (const unsigned char *)map + GQR_HEADER_BYTES;
     return 0;
 }
 
@@ -160,9 +160,17 @@ static void swap_words(void *p, size_t n) {
     }
 }
 
-static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *path,
+/* The f32 tensors of the packed weights at p into host order (the other
+ * types stay little-endian bytes, as the kernels read them). */
+static void swap_f32(unsigned char *p, const gqa_model_api *m) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].dtype == GQA_DT_F32)
+            swap_words(p + m->tensors[i].offset, m->tensors[i].bytes / 4);
+}
+
+static int load_read(gqr_checkpoint *ck, int fd, const gqa_model_api *m, const char *path,
                      char *err, size_t errlen) {
-    size_t bytes = n_weights * sizeof(float);
+    size_t bytes = m->weight_bytes;
     void *buf = gqr_pages_alloc(bytes);
     if (!buf)
         return gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
@@ -171,7 +179,7 @@ static int load_read(gqr_checkpoint *ck, int fd, size_t n_weights, const char *p
         return -1;
     }
     if (host_is_big_endian())
-        swap_words(buf, n_weights);
+        swap_f32(buf, m);
     ck->buf = buf;
     ck->weights = buf;
     return 0;
@@ -232,11 +240,11 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())
         rc = load_mmap(ck, fd, (size_t)size, path, err, errlen);
     else if (rc == 0)
-        rc = load_read(ck, fd, m->n_weights, path, err, errlen);
+        rc = load_read(ck, fd, m, path, err, errlen);
     close(fd); /* a mapping outlives its descriptor */
     if (rc != 0)
         return -1;
-    ck->n_weights = m->n_weights;
+    ck->weight_bytes = m->weight_bytes;
     ck->file_bytes = (size_t)size;
     return 0;
 }
@@ -244,6 +252,13 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
 int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         char *err, size_t errlen) {
     return gqr_checkpoint_load(ck, path, m, GQR_LOAD_MMAP, err, errlen);
+}
+
+size_t gqr_f32_floats(const gqa_model_api *m) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].dtype != GQA_DT_F32)
+            return 0;
+    return m->weight_bytes / 4;
 }
 
 void gqr_checkpoint_close(gqr_checkpoint *ck) {

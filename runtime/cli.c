@@ -283,7 +283,7 @@ static int start_instance(const gqa_model_api *m, const options *o, run *r, char
     r->arena = gqr_arena_alloc(m);
     if (!r->arena)
         return say(err, errlen, "cannot allocate %zu bytes for the model", m->arena_bytes);
-    int rc = o->weights ? m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.n_weights)
+    int rc = o->weights ? m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.weight_bytes)
                         : m->init_embedded(&r->state, r->arena, m->arena_bytes);
     if (rc != GQA_OK)
         return say(err, errlen, "model init failed: %s", gqr_strerror(rc));

@@ -258,10 +258,12 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
     gqr_tensorfile *tf = NULL;
     if (gqr_tf_open(&tf, path, err, errlen))
         return -1;
-    size_t bytes = m->n_weights * sizeof(float);
-    float *buf = gqr_pages_alloc(bytes);
-    int rc = buf ? fill(buf, tf, m, path, err, errlen)
-                 : gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+    size_t bytes = gqr_f32_floats(m) * sizeof(float);
+    float *buf = bytes ? gqr_pages_alloc(bytes) : NULL;
+    int rc = !bytes ? gqr_fail(err, errlen, "%s: the model has weights of other types than f32, which "
+                               "load from a GGUF file only as they are (not yet built)", path)
+             : buf ? fill(buf, tf, m, path, err, errlen)
+                   : gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
     ck->format = gqr_tf_format(tf) == GQR_TF_GGUF ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
     for (int i = 0; i < gqr_tf_count(tf); i++)
         ck->file_bytes += gqr_tf_tensor(tf, i)->n_bytes;
@@ -272,7 +274,7 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
     }
     ck->buf = buf;
     ck->weights = buf;
-    ck->n_weights = m->n_weights;
+    ck->weight_bytes = bytes;
     return 0;
 }
 

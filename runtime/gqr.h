@@ -32,8 +32,10 @@ enum {
 
 /* A llama2.c file: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads,
  * n_kv_heads, vocab_size, seq_len; vocab_size < 0 means a separate
- * classifier follows), then exactly m->n_weights little-endian float32.
- * A big-endian host reads and byte-swaps them instead of mapping. */
+ * classifier follows), then exactly m->weight_bytes of packed weights
+ * (gqa_api.h; for an f32 model, little-endian float32 in checkpoint
+ * order).  A big-endian host reads them and byte-swaps the f32 tensors
+ * instead of mapping. */
 #define GQR_HEADER_BYTES 28
 
 enum {
@@ -42,8 +44,8 @@ enum {
 };
 
 typedef struct gqr_checkpoint {
-    const float *weights; /* m->n_weights floats, read-only, until close */
-    size_t n_weights;
+    const void *weights;  /* m->weight_bytes of packed weights, read-only, until close */
+    size_t weight_bytes;
     size_t file_bytes;    /* the whole file, header included (converted: the tensors' bytes) */
     int format;           /* GQR_FORMAT_* */
     void *map;            /* GQR_LOAD_MMAP: the mapping, else NULL */
@@ -66,6 +68,9 @@ int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_ap
                         char *err, size_t errlen);
 /* Releases the weights; safe on a zeroed or already closed checkpoint. */
 void gqr_checkpoint_close(gqr_checkpoint *ck);
+/* m->weight_bytes / 4 when every tensor of m is f32 (the packed weights
+ * are then floats), else 0. */
+size_t gqr_f32_floats(const gqa_model_api *m);
 
 /* ---- convert.c: GGUF and safetensors to the model's layout and back ---- */
 
@@ -77,7 +82,7 @@ void gqr_checkpoint_close(gqr_checkpoint *ck);
  * gqr_checkpoint_load; ck->buf holds the floats. */
 int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                      char *err, size_t errlen);
-/* Writes m->n_weights floats of weights (the model's layout) to path as a
+/* Writes gqr_f32_floats(m) floats of weights (the model's layout) to path as a
  * GQR_FORMAT_GGUF (with llama.* or qwen2.* metadata) or
  * GQR_FORMAT_SAFETENSORS file, tensors stored as dtype (tensorfile.h's
  * GQR_DT_*). */

@@ -15,26 +15,19 @@
 
 #include <stdint.h>
 
-typedef struct {
-    const float *token_embedding; /* (vocab, dim) */
-    const float *rms_att;         /* (layer, dim) */
-    const float *wq;              /* (layer, heads * head_dim, dim) */
-    const float *wk;              /* (layer, kv_heads * head_dim, dim) */
-    const float *wv;              /* (layer, kv_heads * head_dim, dim) */
-    const float *wo;              /* (layer, dim, heads * head_dim) */
-    const float *rms_ffn;         /* (layer, dim) */
-    const float *w1;              /* (layer, hidden, dim) */
-    const float *w2;              /* (layer, dim, hidden) */
-    const float *w3;              /* (layer, hidden, dim) */
-    const float *rms_final;       /* (dim) */
-    const float *wcls;            /* (vocab, dim) */
-    const float *bq;              /* (layer, heads * head_dim), or NULL */
-    const float *bk;              /* (layer, kv_heads * head_dim), or NULL */
-    const float *bv;              /* (layer, kv_heads * head_dim), or NULL */
-} Weights;
+/* The tensors: gq_tensors (emitted before the templates) describes each,
+ * GQ_T_<name> is where a kind's first layer sits in it, and the state
+ * holds a pointer to each, in the file the caller mapped, in the packed
+ * weights, or compiled in. */
+#define GQ_TENSOR(s, name, l) ((s)->t[GQ_T_##name + (l)])
+#define GQ_TYPE(name, l) (gq_tensors[GQ_T_##name + (l)].dtype)
+#define GQ_VECTOR(s, name, l) ((const float *)GQ_TENSOR(s, name, l)) /* norms and biases: f32 */
+#if GQ_TIED
+#define GQ_T_wcls GQ_T_token_embedding
+#endif
 
 struct gqa_state {
-    Weights w;
+    const void *t[GQ_N_TENSORS]; /* each tensor of gq_tensors */
     int threads;     /* < 1: OpenMP's default */
     int n_pos;       /* positions in the KV cache */
     /* Activations, one row per token of a prompt block (GQ_BATCH rows);
@@ -50,15 +43,17 @@ struct gqa_state {
     float *att;      /* (batch, heads * head_dim) attention output */
     float *att_acc;  /* (kv_heads * split, part) attention's partial results */
     float *rope;     /* (batch, head_dim) the position's cos and sin */
+    void *x8;        /* (batch, widest / 32) gq_x8: x quantized for Q8_0 and Q4_0 weights */
+    void *x8k;       /* (batch, widest / 256) gq_x8k: for Q4_K and Q6_K */
     float *key_cache;   /* (layer, ...) each layer's in kv_store's layout */
     float *value_cache; /* (layer, ...) */
 };
 
-/* The arena: the state, then each buffer rounded up to 16 floats so every
- * one starts on a 64-byte line, then the KV cache.  compiler/ir.c computes
- * GQ_ARENA_BYTES with the same formula; the check below holds them equal. */
+/* The arena: the state (GQ_STATE_BYTES), then each buffer rounded up to
+ * 16 floats so every one starts on a 64-byte line, the quantized
+ * activations, then the KV cache.  compiler/ir.c computes GQ_ARENA_BYTES
+ * with the same formula; the check below holds them equal. */
 #define GQ_ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
-#define GQ_STATE_RESERVE 4096
 #define GQ_ROWS(n) ((size_t)GQ_BATCH * (size_t)(n)) /* a prompt block's rows of n */
 #define GQ_SCRATCH_FLOATS                                                                       \
     (3 * GQ_ROUND16(GQ_ROWS(GQ_DIM)) + 2 * GQ_ROUND16(GQ_ROWS(GQ_HIDDEN)) +                     \
@@ -70,74 +65,16 @@ struct gqa_state {
 #define GQ_LAYER_CACHE ((size_t)GQ_KV_HEADS * GQ_CACHE_POSITIONS * GQ_HEAD_DIM)
 #define GQ_CACHE_FLOATS (GQ_LAYERS * GQ_LAYER_CACHE)
 
-typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS +
-                                                   2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS)
+typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_BYTES + 4 * GQ_SCRATCH_FLOATS + GQ_X8_BYTES +
+                                                   GQ_X8K_BYTES + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS)
                                  ? 1
                                  : -1];
-typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_RESERVE ? 1 : -1];
+typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_BYTES ? 1 : -1];
 
 static float *take(unsigned char **at, size_t floats) {
     float *p = (float *)(void *)*at;
     *at += GQ_ROUND16(floats) * sizeof(float);
     return p;
-}
-
-#if GQ_EMBEDDED
-/* Each tensor compiled in as its own object (the weights .c files gqac
- * writes); bits, not float literals, so that every compiler reads the
- * exact values at a fraction of the cost.  Reading the float member of
- * the union reinterprets the bits, as C99 allows. */
-#define GQ_EMBED(name) \
-    extern const union gqm_w_##name { uint32_t bits[GQ_SIZE_##name]; float f[GQ_SIZE_##name]; } gqm_w_##name
-GQ_EMBED(token_embedding);
-GQ_EMBED(rms_att);
-GQ_EMBED(wq);
-GQ_EMBED(wk);
-GQ_EMBED(wv);
-GQ_EMBED(wo);
-GQ_EMBED(rms_ffn);
-GQ_EMBED(w1);
-GQ_EMBED(w2);
-GQ_EMBED(w3);
-GQ_EMBED(rms_final);
-#if !GQ_TIED
-GQ_EMBED(wcls);
-#endif
-#if GQ_QKV_BIAS
-GQ_EMBED(bq);
-GQ_EMBED(bk);
-GQ_EMBED(bv);
-#endif
-/* A tensor in the checkpoint p, or, with p NULL, the one compiled in. */
-#define GQ_TENSOR(name) (p ? p + GQ_OFF_##name : gqm_w_##name.f)
-#else
-#define GQ_TENSOR(name) (p + GQ_OFF_##name)
-#endif
-
-static void map_weights(Weights *w, const float *p) {
-    w->token_embedding = GQ_TENSOR(token_embedding);
-    w->rms_att = GQ_TENSOR(rms_att);
-    w->wq = GQ_TENSOR(wq);
-    w->wk = GQ_TENSOR(wk);
-    w->wv = GQ_TENSOR(wv);
-    w->wo = GQ_TENSOR(wo);
-    w->rms_ffn = GQ_TENSOR(rms_ffn);
-    w->w1 = GQ_TENSOR(w1);
-    w->w2 = GQ_TENSOR(w2);
-    w->w3 = GQ_TENSOR(w3);
-    w->rms_final = GQ_TENSOR(rms_final);
-#if GQ_TIED
-    w->wcls = w->token_embedding;
-#else
-    w->wcls = GQ_TENSOR(wcls);
-#endif
-#if GQ_QKV_BIAS
-    w->bq = GQ_TENSOR(bq);
-    w->bk = GQ_TENSOR(bk);
-    w->bv = GQ_TENSOR(bv);
-#else
-    w->bq = w->bk = w->bv = NULL;
-#endif
 }
 
 /* The state at the start of the arena, then its buffers. */
@@ -146,7 +83,7 @@ static gqa_state *lay_out(void *arena) {
     gqa_state *s = (gqa_state *)arena;
     s->threads = 0;
     s->n_pos = 0;
-    at += GQ_STATE_RESERVE;
+    at += GQ_STATE_BYTES;
     s->x = take(&at, GQ_ROWS(GQ_DIM));
     s->xb = take(&at, GQ_ROWS(GQ_DIM));
     s->xb2 = take(&at, GQ_ROWS(GQ_DIM));
@@ -158,6 +95,10 @@ static gqa_state *lay_out(void *arena) {
     s->k = take(&at, GQ_ROWS(GQ_KV_DIM));
     s->v = take(&at, GQ_ROWS(GQ_KV_DIM));
     s->rope = take(&at, GQ_ROWS(GQ_HEAD_DIM));
+    s->x8 = at;
+    at += GQ_X8_BYTES;
+    s->x8k = at;
+    at += GQ_X8K_BYTES;
     s->key_cache = take(&at, GQ_CACHE_FLOATS);
     s->value_cache = take(&at, GQ_CACHE_FLOATS);
     return s;
@@ -172,26 +113,50 @@ static int check_arena(gqa_state **out, void *arena, size_t arena_bytes) {
     return GQA_OK;
 }
 
-int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
-             size_t n_weights) {
+/* Each tensor's pointer aligned to its type's element: floats on 4
+ * bytes, f16 and bf16 on 2 (kernels read them whole); blocks are bytes. */
+static int check_tensors(const void *const *t) {
+    size_t i;
+    for (i = 0; i < GQ_N_TENSORS; i++) {
+        size_t align = gq_tensors[i].dtype == GQA_DT_F32 ? 4 : gq_tensors[i].dtype <= GQA_DT_BF16 ? 2 : 1;
+        if (!t[i] || (uintptr_t)t[i] % align != 0)
+            return GQA_EWEIGHTS;
+    }
+    return GQA_OK;
+}
+
+int gqm_init_tensors(gqa_state **out, void *arena, size_t arena_bytes, const void *const *tensors,
+                     size_t n_tensors) {
+    size_t i;
     int err = check_arena(out, arena, arena_bytes);
     if (err)
         return err;
-    if (!weights || n_weights != (size_t)GQ_N_WEIGHTS)
+    if (!tensors || n_tensors != (size_t)GQ_N_TENSORS || check_tensors(tensors))
         return GQA_EWEIGHTS;
     *out = lay_out(arena);
-    map_weights(&(*out)->w, weights);
+    for (i = 0; i < GQ_N_TENSORS; i++)
+        (*out)->t[i] = tensors[i];
+    return GQA_OK;
+}
+
+int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const void *weights,
+             size_t weight_bytes) {
+    const unsigned char *p = weights;
+    size_t i;
+    int err = check_arena(out, arena, arena_bytes);
+    if (err)
+        return err;
+    if (!weights || weight_bytes != (size_t)GQ_WEIGHT_BYTES || (uintptr_t)p % 4 != 0)
+        return GQA_EWEIGHTS;
+    *out = lay_out(arena);
+    for (i = 0; i < GQ_N_TENSORS; i++)
+        (*out)->t[i] = p + gq_tensors[i].offset;
     return GQA_OK;
 }
 
 #if GQ_EMBEDDED
 int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes) {
-    int err = check_arena(out, arena, arena_bytes);
-    if (err)
-        return err;
-    *out = lay_out(arena);
-    map_weights(&(*out)->w, NULL);
-    return GQA_OK;
+    return gqm_init_tensors(out, arena, arena_bytes, gq_embedded, GQ_N_TENSORS);
 }
 #endif
 
@@ -222,6 +187,41 @@ static int thread_count(const gqa_state *s) {
 #endif
 }
 
+/* The buffers a product's input goes through: pack for f32 tiles (one
+ * free at that point, or NULL for one token), the quantized ones. */
+static Scratch scratch(gqa_state *s, float *pack) {
+    Scratch sc;
+    sc.pack = pack;
+    sc.x8 = s->x8;
+    sc.x8k = s->x8k;
+    return sc;
+}
+
+/* A row of n weights of type as floats (an embedding's row). */
+static void row_floats(int type, const unsigned char *w, int n, float *out) {
+#if GQ_HAS_F16 || GQ_HAS_BF16 || GQ_HAS_Q4_0 || GQ_HAS_Q8_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K
+    row_to_floats(type, w, n, out);
+#else
+    (void)type, (void)w, (void)n, (void)out; /* every tensor is f32 */
+#endif
+}
+
+/* Row token of the embedding, as floats, into x (dim). */
+static void embed(gqa_state *s, float *x, int token) {
+    const unsigned char *table = GQ_TENSOR(s, token_embedding, 0);
+    int type = GQ_TYPE(token_embedding, 0);
+    if (type == GQA_DT_F32)
+        copy_floats(x, (const float *)(const void *)table + (size_t)token * GQ_DIM, GQ_DIM);
+    else
+        row_floats(type, table + (size_t)token * row_bytes(type, GQ_DIM), GQ_DIM, x);
+}
+
+#if GQ_QKV_BIAS
+#define GQ_BIAS(s, name, l) GQ_VECTOR(s, name, l)
+#else
+#define GQ_BIAS(s, name, l) ((const float *)NULL)
+#endif
+
 /* Adds bias (n,) to x (n,) when the model has biases. */
 static void add_bias(float *x, const float *bias, int n) {
     if (bias)
@@ -231,46 +231,46 @@ static void add_bias(float *x, const float *bias, int n) {
 /* q, k, v (b tokens) from xb, in one parallel region.  (xb2 packs xb
  * when the tokens fill a vector.) */
 static void qkv(gqa_state *s, int l, int b, int threads) {
-    const Weights *w = &s->w;
-    Product p[3] = {{s->q, w->wq + (size_t)l * GQ_Q_DIM * GQ_DIM, GQ_Q_DIM},
-                    {s->k, w->wk + (size_t)l * GQ_KV_DIM * GQ_DIM, GQ_KV_DIM},
-                    {s->v, w->wv + (size_t)l * GQ_KV_DIM * GQ_DIM, GQ_KV_DIM}};
-    matmuls(p, 3, s->xb, GQ_DIM, b, s->xb2, threads);
+    Product p[3] = {{s->q, GQ_TENSOR(s, wq, l), GQ_TYPE(wq, l), GQ_Q_DIM},
+                    {s->k, GQ_TENSOR(s, wk, l), GQ_TYPE(wk, l), GQ_KV_DIM},
+                    {s->v, GQ_TENSOR(s, wv, l), GQ_TYPE(wv, l), GQ_KV_DIM}};
+    Scratch sc = scratch(s, s->xb2);
+    matmuls(p, 3, s->xb, GQ_DIM, b, &sc, threads);
 }
 
 /* hb = w1 xb and hb2 = w3 xb (b tokens), in one parallel region. */
 static void ffn_up(gqa_state *s, int l, int b, int threads) {
-    const Weights *w = &s->w;
-    size_t up = (size_t)l * GQ_HIDDEN * GQ_DIM;
-    Product p[2] = {{s->hb, w->w1 + up, GQ_HIDDEN}, {s->hb2, w->w3 + up, GQ_HIDDEN}};
-    matmuls(p, 2, s->xb, GQ_DIM, b, s->xb2, threads);
+    Product p[2] = {{s->hb, GQ_TENSOR(s, w1, l), GQ_TYPE(w1, l), GQ_HIDDEN},
+                    {s->hb2, GQ_TENSOR(s, w3, l), GQ_TYPE(w3, l), GQ_HIDDEN}};
+    Scratch sc = scratch(s, s->xb2);
+    matmuls(p, 2, s->xb, GQ_DIM, b, &sc, threads);
 }
 
 /* q, k, v of this position; k and v go into the cache at pos. */
 static void attention_block(gqa_state *s, int l, int pos, int threads) {
-    const Weights *w = &s->w;
     size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
-    rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * GQ_DIM, GQ_DIM);
+    Scratch sc = scratch(s, NULL);
+    rmsnorm(s->xb, s->x, GQ_VECTOR(s, rms_att, l), GQ_DIM);
     qkv(s, l, 1, threads);
-    add_bias(s->q, w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL, GQ_Q_DIM);
-    add_bias(s->k, w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
-    add_bias(s->v, w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL, GQ_KV_DIM);
+    add_bias(s->q, GQ_BIAS(s, bq, l), GQ_Q_DIM);
+    add_bias(s->k, GQ_BIAS(s, bk, l), GQ_KV_DIM);
+    add_bias(s->v, GQ_BIAS(s, bv, l), GQ_KV_DIM);
     rope(s->q, GQ_HEADS, s->rope);
     rope(s->k, GQ_KV_HEADS, s->rope);
     kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, pos, s->k, s->v);
     attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
               s->att_acc, threads);
-    matvec(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, threads);
+    matvec(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, &sc, threads);
     add_inplace(s->x, s->xb2, GQ_DIM);
 }
 
 /* SwiGLU: x += w2 (silu(w1 xb) * (w3 xb)). */
 static void ffn_block(gqa_state *s, int l, int threads) {
-    const Weights *w = &s->w;
-    rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * GQ_DIM, GQ_DIM);
+    Scratch sc = scratch(s, NULL);
+    rmsnorm(s->xb, s->x, GQ_VECTOR(s, rms_ffn, l), GQ_DIM);
     ffn_up(s, l, 1, threads);
     swiglu(s->hb, s->hb2, GQ_HIDDEN);
-    matvec(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, threads);
+    matvec(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, &sc, threads);
     add_inplace(s->x, s->xb2, GQ_DIM);
 }
 
@@ -283,7 +283,7 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     if (pos < 0 || pos >= GQ_CONTEXT || pos > s->n_pos)
         return GQA_EPOS;
     threads = thread_count(s);
-    copy_floats(s->x, s->w.token_embedding + (size_t)token * GQ_DIM, GQ_DIM);
+    embed(s, s->x, token);
     rope_table(s->rope, pos);
     for (l = 0; l < GQ_LAYERS; l++) {
         attention_block(s, l, pos, threads);
@@ -291,8 +291,9 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     }
     s->n_pos = pos + 1;
     if (logits) {
-        rmsnorm(s->x, s->x, s->w.rms_final, GQ_DIM);
-        matvec(logits, s->w.wcls, s->x, GQ_DIM, GQ_VOCAB, threads);
+        Scratch sc = scratch(s, NULL);
+        rmsnorm(s->x, s->x, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
+        matvec(logits, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), s->x, GQ_DIM, GQ_VOCAB, &sc, threads);
     }
     return GQA_OK;
 }
@@ -313,16 +314,14 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
  * of tokens, each token over the positions up to its own (this block's
  * later tokens are weighed 0). */
 static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
-    const Weights *w = &s->w;
     size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
-    const float *bq = w->bq ? w->bq + (size_t)l * GQ_Q_DIM : NULL;
-    const float *bk = w->bk ? w->bk + (size_t)l * GQ_KV_DIM : NULL;
-    const float *bv = w->bv ? w->bv + (size_t)l * GQ_KV_DIM : NULL;
+    const float *bq = GQ_BIAS(s, bq, l), *bk = GQ_BIAS(s, bk, l), *bv = GQ_BIAS(s, bv, l);
+    const float *norm = GQ_VECTOR(s, rms_att, l);
+    Scratch sc = scratch(s, s->q);
     int t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
-        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_att + (size_t)l * GQ_DIM,
-                GQ_DIM);
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
     qkv(s, l, b, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_Q_DIM))")
     for (t = 0; t < b; t++) {
@@ -346,7 +345,7 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
                       s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, s->att_acc,
                       threads);
     }
-    matmul(s->xb2, w->wo + (size_t)l * GQ_DIM * GQ_Q_DIM, s->att, GQ_Q_DIM, GQ_DIM, b, s->q, threads);
+    matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, b, &sc, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
@@ -354,17 +353,17 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
 
 /* ffn_block for the b tokens in x. */
 static void ffn_batch(gqa_state *s, int l, int b, int threads) {
-    const Weights *w = &s->w;
+    const float *norm = GQ_VECTOR(s, rms_ffn, l);
+    Scratch sc = scratch(s, s->hb2);
     int t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
-        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, w->rms_ffn + (size_t)l * GQ_DIM,
-                GQ_DIM);
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
     ffn_up(s, l, b, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_HIDDEN))")
     for (t = 0; t < b; t++)
         swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
-    matmul(s->xb2, w->w2 + (size_t)l * GQ_DIM * GQ_HIDDEN, s->hb, GQ_HIDDEN, GQ_DIM, b, s->hb2, threads);
+    matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, b, &sc, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
@@ -375,8 +374,7 @@ static void ffn_batch(gqa_state *s, int l, int b, int threads) {
 static void forward_block(gqa_state *s, const int *tokens, int b, int p0, int threads) {
     int t, l;
     for (t = 0; t < b; t++) {
-        copy_floats(s->x + (size_t)t * GQ_DIM, s->w.token_embedding + (size_t)tokens[t] * GQ_DIM,
-                    GQ_DIM);
+        embed(s, s->x + (size_t)t * GQ_DIM, tokens[t]);
         rope_table(s->rope + (size_t)t * GQ_HEAD_DIM, p0 + t);
     }
     for (l = 0; l < GQ_LAYERS; l++) {
@@ -403,8 +401,9 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
     s->n_pos = pos + n;
     if (logits) {
         last = s->x + (size_t)(b - 1) * GQ_DIM; /* the last block's last token */
-        rmsnorm(last, last, s->w.rms_final, GQ_DIM);
-        matvec(logits, s->w.wcls, last, GQ_DIM, GQ_VOCAB, threads);
+        Scratch sc = scratch(s, NULL);
+        rmsnorm(last, last, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
+        matvec(logits, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), last, GQ_DIM, GQ_VOCAB, &sc, threads);
     }
     return GQA_OK;
 }
@@ -416,11 +415,14 @@ const gqa_model_api gqm_api = {
     {GQ_DIM, GQ_HIDDEN, GQ_LAYERS, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB, GQ_CONTEXT,
      GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_HALVES, GQ_ROPE_THETA, (double)GQ_NORM_EPS},
     gq_rope_freqs,
-    GQ_N_WEIGHTS,
+    gq_tensors,
+    GQ_N_TENSORS,
+    GQ_WEIGHT_BYTES,
     GQ_ARENA_BYTES,
     64,
     GQ_KV_BYTES,
     gqm_init,
+    gqm_init_tensors,
     gqm_forward,
     gqm_forward_batch,
     gqm_reset,

@@ -23,11 +23,56 @@
 enum {
     GQA_OK = 0,
     GQA_EARENA = 1,   /* arena NULL, too small or misaligned */
-    GQA_EWEIGHTS = 2, /* weights NULL, or not the float count the model needs */
+    GQA_EWEIGHTS = 2, /* weights NULL, or not the byte count or tensor count the model needs */
     GQA_ETOKEN = 3,   /* token outside [0, vocab_size) */
     GQA_EPOS = 4,     /* position outside [0, seq_len), or past the next unrun one */
     GQA_EARG = 5      /* some other NULL or out-of-range argument */
 };
+
+/* Weight types: ggml's layouts (block_q8_0 and the rest, little-endian,
+ * bit for bit), numbered as the runtime's GQR_DT_*. */
+enum {
+    GQA_DT_F32 = 0,
+    GQA_DT_F16 = 1,
+    GQA_DT_BF16 = 2,
+    GQA_DT_Q4_0 = 3, /* 32 weights in 18 bytes: f16 scale, 16 bytes of nibbles */
+    GQA_DT_Q8_0 = 4, /* 32 weights in 34 bytes: f16 scale, 32 int8 */
+    GQA_DT_Q4_K = 5, /* 256 weights in 144 bytes */
+    GQA_DT_Q6_K = 6  /* 256 weights in 210 bytes */
+};
+
+/* Tensor kinds, in checkpoint order (llama2.c's, then the q/k/v biases). */
+enum {
+    GQA_T_EMBED = 0,     /* (vocab, dim) token embedding */
+    GQA_T_RMS_ATT = 1,   /* (dim) per layer */
+    GQA_T_WQ = 2,        /* (heads * head_dim, dim) per layer */
+    GQA_T_WK = 3,        /* (kv_heads * head_dim, dim) per layer */
+    GQA_T_WV = 4,        /* (kv_heads * head_dim, dim) per layer */
+    GQA_T_WO = 5,        /* (dim, heads * head_dim) per layer */
+    GQA_T_RMS_FFN = 6,   /* (dim) per layer */
+    GQA_T_W1 = 7,        /* (hidden, dim) per layer: the gate */
+    GQA_T_W2 = 8,        /* (dim, hidden) per layer: down */
+    GQA_T_W3 = 9,        /* (hidden, dim) per layer: up */
+    GQA_T_RMS_FINAL = 10, /* (dim) */
+    GQA_T_CLS = 11,      /* (vocab, dim) classifier; absent when tied to the embedding */
+    GQA_T_BQ = 12,       /* (heads * head_dim) per layer, qkv_bias models only */
+    GQA_T_BK = 13,
+    GQA_T_BV = 14
+};
+
+/* One weight tensor: one layer's (or the model's, layer -1) tensor of a
+ * kind, rows of cols elements of dtype, row after row: f32 in host byte
+ * order, every other type as ggml's little-endian bytes (as a GGUF file
+ * holds them, so that a mapped file is used in place on any host). */
+typedef struct gqa_tensor {
+    const char *name; /* gqac's name of the kind: "wq", "token_embedding", ... */
+    int kind;         /* GQA_T_* */
+    int layer;        /* 0 .. n_layers - 1, or -1 */
+    int dtype;        /* GQA_DT_* */
+    int rows, cols;   /* cols: a matrix's input width; a vector is one row */
+    size_t bytes;     /* rows * cols elements of dtype */
+    size_t offset;    /* where init finds it in the packed weights */
+} gqa_tensor;
 
 /* The shape a model was compiled for. */
 typedef struct gqa_shape {
@@ -53,7 +98,7 @@ typedef struct gqa_state gqa_state;
 
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 4
+#define GQA_API_VERSION 5
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
@@ -63,13 +108,28 @@ typedef struct gqa_model_api {
     /* RoPE angle per position of each of the head_dim / 2 pairs, in radians,
      * scaling applied: what a loader checks a file's frequencies against. */
     const double *rope_freqs;
-    size_t n_weights;      /* floats of weights (host byte order), in llama2.c checkpoint order */
+    /* The weight tensors, in checkpoint order, each with its type: what a
+     * loader fills init_tensors' table by.  The model reads them in place. */
+    const gqa_tensor *tensors;
+    size_t n_tensors;
+    /* Bytes of the packed weights: every tensor at its offset, each layer's
+     * starting on 4 bytes (for an f32 model, the llama2.c checkpoint after
+     * its header: floats in host byte order, in checkpoint order). */
+    size_t weight_bytes;
     size_t arena_bytes;    /* bytes one instance needs: state, scratch and KV cache */
     size_t arena_align;    /* required alignment of the arena, a power of two */
     size_t kv_cache_bytes; /* the KV cache's share of arena_bytes */
-    /* Lays an instance out in arena over weights (which must outlive it). */
+    /* Lays an instance out in arena over the packed weights (which must
+     * outlive it, as must each of init_tensors' tensors). */
     int (*init)(gqa_state **out, void *arena, size_t arena_bytes,
-                const float *weights, size_t n_weights);
+                const void *weights, size_t weight_bytes);
+    /* The same over one pointer per tensor (tensors[i] holds the tensor
+     * tensors[i] of this table describes): weights where a file keeps
+     * them, not packed.  Each pointer is aligned to its type's element
+     * (4 bytes for f32, 2 for f16 and bf16, any byte for block types);
+     * GQA_EWEIGHTS for a NULL or misaligned one. */
+    int (*init_tensors)(gqa_state **out, void *arena, size_t arena_bytes,
+                        const void *const *tensors, size_t n_tensors);
     /* Runs token at position pos (positions 0..pos-1 must have been run
      * since init or reset) and writes vocab_size logits; logits NULL skips
      * the classifier (a prompt token whose prediction nobody reads). */

@@ -13,6 +13,7 @@
 #include "parallel.h" /* gqac:drop */
 
 #include "gqmath.h" /* gqac:drop */
+#include "gqa_api.h" /* gqac:drop */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -124,50 +125,178 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
 /* Tokens of one register tile. */
 #define GQ_TILE_TOKENS (GQ_TILE_VECS * GQ_LANES)
 
-/* One matrix product of matmuls: W (d, n) @ X (b, n)^T -> out (b, d). */
+
+/* Bytes of a row of n elements of type (GQA_DT_*): ggml's block sizes. */
+static size_t row_bytes(int type, int n) {
+    static const unsigned char block[7] = {1, 1, 1, 32, 32, 255, 255}; /* 255: 256, in a byte */
+    static const unsigned char bytes[7] = {4, 2, 2, 18, 34, 144, 210};
+    size_t per = block[type] == 255 ? 256 : block[type];
+    return (size_t)n / per * bytes[type];
+}
+
+/* One matrix product of matmuls: W (d, n) @ X (b, n)^T -> out (b, d), W
+ * of type (GQA_DT_*). */
 typedef struct {
     float *out;
-    const float *w;
+    const void *w;
+    int type;
     int d;
 } Product;
 
+/* The buffers the input of a call of matmuls goes through: pack (n *
+ * GQ_BATCH floats) for f32 tiles, unused and may be NULL when b <
+ * GQ_LANES; x8 and x8k for block types (GQ_X8_BYTES, GQ_X8K_BYTES). */
+typedef struct {
+    float *pack;
+    void *x8, *x8k;
+} Scratch;
+
 /* Products of one X in a call: q, k and v; w1 and w3. */
 #define GQ_MAX_PRODUCTS 3
+/* Rows of a block-type matrix a thread takes at a time. */
+#define GQ_QROWS 8
 
-/* Tile i of product p: GQ_TILE_ROWS rows against every tile of tokens, or
- * (from tiled on) one row left over, a dot_row per token. */
+/* Tile i of f32 product p: GQ_TILE_ROWS rows against every tile of
+ * tokens, or (from tiled on) one row left over, a dot_row per token. */
 static void product_tile(const Product *p, int i, int tiled, const float *x, const float *pack, int n,
                          int b) {
+    const float *w = p->w;
     int t;
     if (i < tiled) {
         int row = i * GQ_TILE_ROWS;
-        const float *next = p->w + (size_t)(i + 1 < tiled ? row + GQ_TILE_ROWS : row) * (size_t)n;
+        const float *next = w + (size_t)(i + 1 < tiled ? row + GQ_TILE_ROWS : row) * (size_t)n;
         for (t = 0; t < b; t += GQ_TILE_TOKENS)
-            matmul_tile(p->out + (size_t)t * (size_t)p->d + (size_t)row, p->w + (size_t)row * (size_t)n,
+            matmul_tile(p->out + (size_t)t * (size_t)p->d + (size_t)row, w + (size_t)row * (size_t)n,
                         pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS, next);
     } else {
         int row = tiled * GQ_TILE_ROWS + (i - tiled);
-        const float *next = p->w + (size_t)(row + 1 < p->d ? row + 1 : row) * (size_t)n;
+        const float *next = w + (size_t)(row + 1 < p->d ? row + 1 : row) * (size_t)n;
         for (t = 0; t < b; t++)
             p->out[(size_t)t * (size_t)p->d + (size_t)row] =
-                dot_row(p->w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n, next);
+                dot_row(w + (size_t)row * (size_t)n, x + (size_t)t * (size_t)n, n, next);
     }
 }
 
-/* count products of the same X (b, n), X and out one token per row.  X
- * is packed once, transposed (into pack: n * GQ_BATCH floats, unused and
- * may be NULL when no product has a tile: b < GQ_LANES); tiles of GQ_TILE_ROWS rows of every
- * product go across threads in one parallel region, and each meets every
- * tile of tokens while its rows are in cache, so each row of W comes
- * from memory once per call, not once per token.  Rows left over take
- * one dot_row per token, as do all rows when b < GQ_LANES (b = 1 is
- * exactly matvec).  n % GQ_ACC_ROW == 0. */
-static void matmuls(const Product *p, int count, const float *x, int n, int b, float *pack, int threads) {
-    int tiled[GQ_MAX_PRODUCTS], tiles[GQ_MAX_PRODUCTS], total = 0, rows = 0, packed = 0, c;
+/* Rows [row, row + nr) of product p of another type than f32, against
+ * the b tokens of x (floats) as sc holds them quantized: one token a
+ * dot a row, more a tile (templates/qdot.c), which reads each weight
+ * block once for all of them. */
+static void product_rows(const Product *p, int row, int nr, const float *x, const Scratch *sc, int n,
+                         int b) {
+    size_t stride = row_bytes(p->type, n), ostride = (size_t)p->d;
+    const unsigned char *w = (const unsigned char *)p->w + (size_t)row * stride;
+    float *out = p->out + row;
+    int r;
+    (void)x, (void)sc, (void)w, (void)out, (void)r, (void)ostride, (void)nr, (void)b;
+    switch (p->type) {
+#if GQ_HAS_Q8_0
+    case GQA_DT_Q8_0:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_q8_0(w + (size_t)r * stride, (const gq_x8 *)sc->x8, n / 32);
+        else
+            tile_q8_0(out, ostride, w, stride, nr, (const gq_x8 *)sc->x8, (size_t)n / 32, n / 32, b);
+        break;
+#endif
+#if GQ_HAS_Q4_0
+    case GQA_DT_Q4_0:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_q4_0(w + (size_t)r * stride, (const gq_x8 *)sc->x8, n / 32);
+        else
+            tile_q4_0(out, ostride, w, stride, nr, (const gq_x8 *)sc->x8, (size_t)n / 32, n / 32, b);
+        break;
+#endif
+#if GQ_HAS_Q4_K
+    case GQA_DT_Q4_K:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_q4_k(w + (size_t)r * stride, (const gq_x8k *)sc->x8k, n / 256);
+        else
+            tile_q4_k(out, ostride, w, stride, nr, (const gq_x8k *)sc->x8k, (size_t)n / 256, n / 256, b);
+        break;
+#endif
+#if GQ_HAS_Q6_K
+    case GQA_DT_Q6_K:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_q6_k(w + (size_t)r * stride, (const gq_x8k *)sc->x8k, n / 256);
+        else
+            tile_q6_k(out, ostride, w, stride, nr, (const gq_x8k *)sc->x8k, (size_t)n / 256, n / 256, b);
+        break;
+#endif
+#if GQ_HAS_F16
+    case GQA_DT_F16:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_f16(w + (size_t)r * stride, x, n);
+        else
+            tile_f16(out, ostride, w, stride, nr, x, (size_t)n, n, b);
+        break;
+#endif
+#if GQ_HAS_BF16
+    case GQA_DT_BF16:
+        if (b == 1)
+            for (r = 0; r < nr; r++)
+                out[r] = dot_bf16(w + (size_t)r * stride, x, n);
+        else
+            tile_bf16(out, ostride, w, stride, nr, x, (size_t)n, n, b);
+        break;
+#endif
+    default:
+        break; /* f32 goes to product_tile */
+    }
+}
+
+/* Work item i of product p: an f32 product's tiles, or GQ_QROWS rows of
+ * another type's. */
+static void product_item(const Product *p, int i, int tiled, const float *x, const Scratch *sc, int n,
+                         int b) {
+    if (p->type == GQA_DT_F32) {
+        product_tile(p, i, tiled, x, sc->pack, n, b);
+    } else {
+        int row = i * GQ_QROWS;
+        product_rows(p, row, p->d - row < GQ_QROWS ? p->d - row : GQ_QROWS, x, sc, n, b);
+    }
+}
+
+/* Token t of x (b, n) quantized into sc's buffers: those that some
+ * product's type reads (need: 1 x8, 2 x8k). */
+static void quantize_token(const Scratch *sc, const float *x, int n, int t, int need) {
+    (void)sc, (void)x, (void)n, (void)t, (void)need;
+#if GQ_HAS_X8
+    if (need & 1)
+        quantize_x8((gq_x8 *)sc->x8 + (size_t)t * (size_t)(n / 32), x + (size_t)t * (size_t)n, n);
+#endif
+#if GQ_HAS_X8K
+    if (need & 2)
+        quantize_x8k((gq_x8k *)sc->x8k + (size_t)t * (size_t)(n / 256), x + (size_t)t * (size_t)n, n);
+#endif
+}
+
+/* count products of the same X (b, n), X and out one token per row.  For
+ * f32 weights X is packed once, transposed, into sc->pack; tiles of
+ * GQ_TILE_ROWS rows of every product go across threads in one parallel
+ * region, and each meets every tile of tokens while its rows are in
+ * cache, so each row of W comes from memory once per call, not once per
+ * token.  Rows left over take one dot_row per token, as do all rows when
+ * b < GQ_LANES (b = 1 is exactly matvec).  For block types, X is
+ * quantized once per call, each token once, and groups of GQ_QROWS rows
+ * go across threads the same way.  n % GQ_ACC_ROW == 0. */
+static void matmuls(const Product *p, int count, const float *x, int n, int b, const Scratch *sc,
+                    int threads) {
+    int tiled[GQ_MAX_PRODUCTS], tiles[GQ_MAX_PRODUCTS], total = 0, rows = 0, packed = 0, need = 0, c;
     (void)threads;
     for (c = 0; c < count; c++) {
-        tiled[c] = b < GQ_LANES ? 0 : p[c].d / GQ_TILE_ROWS;
-        tiles[c] = tiled[c] + (p[c].d - tiled[c] * GQ_TILE_ROWS);
+        if (p[c].type == GQA_DT_F32) {
+            tiled[c] = b < GQ_LANES ? 0 : p[c].d / GQ_TILE_ROWS;
+            tiles[c] = tiled[c] + (p[c].d - tiled[c] * GQ_TILE_ROWS);
+        } else {
+            tiled[c] = 0;
+            tiles[c] = (p[c].d + GQ_QROWS - 1) / GQ_QROWS;
+            need |= p[c].type == GQA_DT_Q8_0 || p[c].type == GQA_DT_Q4_0 ? 1 :
+                    p[c].type == GQA_DT_Q4_K || p[c].type == GQA_DT_Q6_K ? 2 : 0;
+        }
         total += tiles[c];
         rows += p[c].d;
         packed |= tiled[c] > 0;
@@ -179,29 +308,39 @@ static void matmuls(const Product *p, int count, const float *x, int n, int b, f
         if (packed) {
             GQ_OMP("omp for schedule(static)")
             for (k = 0; k < n; k++)
-                pack_column(pack, x, n, b, k);
+                pack_column(sc->pack, x, n, b, k);
+        }
+        if (need) {
+            GQ_OMP("omp for schedule(static)")
+            for (k = 0; k < b; k++)
+                quantize_token(sc, x, n, k, need);
         }
         GQ_OMP("omp for schedule(static) nowait") /* the region's end waits */
         for (i = 0; i < total; i++) {
             int j = i, q = 0;
             while (j >= tiles[q])
                 j -= tiles[q++];
-            product_tile(&p[q], j, tiled[q], x, pack, n, b);
+            product_item(&p[q], j, tiled[q], x, sc, n, b);
         }
     }
 }
 
-/* W (d, n) @ X (b, n)^T -> out (b, d): one product. */
-static void matmul(float *out, const float *w, const float *x, int n, int d, int b, float *pack,
-                   int threads) {
-    Product p = {out, w, d};
-    matmuls(&p, 1, x, n, b, pack, threads);
+/* W (d, n) of type @ X (b, n)^T -> out (b, d): one product. */
+static void matmul(float *out, const void *w, int type, const float *x, int n, int d, int b,
+                   const Scratch *sc, int threads) {
+    Product p;
+    p.out = out;
+    p.w = w;
+    p.type = type;
+    p.d = d;
+    matmuls(&p, 1, x, n, b, sc, threads);
 }
 
 /* W (d, n) @ x (n,) -> out (d,), rows across threads; W streamed once.
- * One token of matmul: every row a dot_row. */
-static void matvec(float *out, const float *w, const float *x, int n, int d, int threads) {
-    matmul(out, w, x, n, d, 1, NULL, threads);
+ * One token of matmul: every row a dot_row, or a block type's dot. */
+static void matvec(float *out, const void *w, int type, const float *x, int n, int d, const Scratch *sc,
+                   int threads) {
+    matmul(out, w, type, x, n, d, 1, sc, threads);
 }
 
 /* The rotation angles of position pos: cos in table[0, GQ_HEAD_DIM / 2),

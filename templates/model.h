@@ -4,15 +4,18 @@
  *     static float logits[GQM_VOCAB];
  *     void *arena = aligned_alloc(GQM_ARENA_ALIGN, GQM_ARENA_BYTES); (C11; or posix_memalign)
  *     gqa_state *s;
- *     int err = gqm_init(&s, arena, GQM_ARENA_BYTES, weights, GQM_N_WEIGHTS);
+ *     int err = gqm_init(&s, arena, GQM_ARENA_BYTES, weights, GQM_WEIGHT_BYTES);
  *     for (pos = 0; !err && pos < n; pos++)
  *         err = gqm_forward(s, tokens[pos], pos, logits);
  *
  * or, for a prompt, err = gqm_forward_batch(s, tokens, n, 0, logits).
  *
- * weights are GQM_N_WEIGHTS floats in llama2.c checkpoint order (the file
- * after its 28-byte header); they are read, never written or copied, and
- * may be shared by any number of instances.  Functions return GQA_OK or a
+ * weights are the packed weights, GQM_WEIGHT_BYTES (for an f32 model,
+ * floats in llama2.c checkpoint order: the file after its 28-byte
+ * header), or, with gqm_init_tensors, one pointer per tensor of
+ * gqm_api.tensors (each layer's, in its own type: a quantized GGUF file's
+ * tensors where the file is mapped).  They are read, never written or
+ * copied, and may be shared by any number of instances.  Functions return GQA_OK or a
  * GQA_E* code from gqa_api.h; nothing is printed.  Instances are
  * independent: no globals, so several models and instances can live in one
  * process and run in separate threads.
@@ -30,7 +33,8 @@
 #define GQM_HEAD_DIM GQ_HEAD_DIM
 #define GQM_VOCAB GQ_VOCAB
 #define GQM_CONTEXT GQ_CONTEXT
-#define GQM_N_WEIGHTS GQ_N_WEIGHTS           /* floats of weights */
+#define GQM_WEIGHT_BYTES GQ_WEIGHT_BYTES     /* bytes of the packed weights */
+#define GQM_N_TENSORS GQ_N_TENSORS           /* tensors, each layer's counted */
 #define GQM_ARENA_BYTES GQ_ARENA_BYTES       /* bytes of one instance, KV cache included; a multiple of 64 */
 #define GQM_ARENA_ALIGN 64                   /* alignment the arena needs */
 #define GQM_KV_CACHE_BYTES GQ_KV_BYTES       /* the KV cache's share of the arena */
@@ -40,9 +44,14 @@
 extern const gqa_model_api gqm_api;
 
 /* Lays out an instance in arena (GQM_ARENA_BYTES, aligned to
- * GQM_ARENA_ALIGN) over weights (GQM_N_WEIGHTS floats) and stores it in *out. */
-int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const float *weights,
-             size_t n_weights);
+ * GQM_ARENA_ALIGN) over the packed weights (GQM_WEIGHT_BYTES, aligned to
+ * 4) and stores it in *out. */
+int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const void *weights,
+             size_t weight_bytes);
+/* The same over tensors[i], the tensor gqm_api.tensors[i] describes, for
+ * i < GQM_N_TENSORS (f32 ones aligned to 4 bytes, f16 and bf16 to 2). */
+int gqm_init_tensors(gqa_state **out, void *arena, size_t arena_bytes, const void *const *tensors,
+                     size_t n_tensors);
 
 /* Runs token at position pos and writes GQM_VOCAB logits (logits NULL:
  * skip the classifier, for prompt tokens whose prediction nobody reads).

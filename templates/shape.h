@@ -40,8 +40,18 @@
  *   GQ_TILE_VECS    vectors of tokens in matmul's register tile
  *   GQ_LANES        a vector's floats (16 for AVX-512); GQ_TILE_VECS *
  *                   GQ_LANES divides GQ_BATCH
- *   GQ_N_WEIGHTS    floats in the checkpoint after its header
- *   GQ_OFF_<name>   where tensor <name> starts, in floats
+ *   GQ_N_TENSORS    entries of the tensor table gq_tensors (gqa_api.h's
+ *                   gqa_tensor: each layer's tensor of each kind, its type,
+ *                   size and offset), which gqac emits before the templates
+ *   GQ_T_<name>     where kind <name>'s first tensor is in the table
+ *   GQ_WEIGHT_BYTES bytes of the packed weights (for an f32 model, the
+ *                   llama2.c checkpoint after its header)
+ *   GQ_HAS_<type>   1 if some matrix has type <type> (F16, BF16, Q4_0,
+ *                   Q8_0, Q4_K, Q6_K): only those kernels are compiled
+ *   GQ_HAS_X8 GQ_HAS_X8K  1 if some product quantizes its input into
+ *                   qdot.c's gq_x8 (Q8_0, Q4_0) or gq_x8k (Q4_K, Q6_K)
+ *   GQ_X8_BYTES GQ_X8K_BYTES  the arena's bytes for them (0 if none)
+ *   GQ_STATE_BYTES  the state's share of the arena (a pointer a tensor)
  *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
  *   GQ_KV_BYTES     bytes of its KV cache at full context (the arena rounds
  *                   each KV head's positions up to attention's blocks)
@@ -49,7 +59,6 @@
  *   GQ_PREFIX       the C prefix, a C string literal
  *   GQ_FREESTANDING 1: no libc, libm or OpenMP (gqac --target freestanding)
  *   GQ_EMBEDDED     1: the weights are compiled in (gqac --embed-weights)
- *   GQ_SIZE_<name>  floats of tensor <name> (embedded weights only)
  *   GQ_ROPE_TABLE   1: RoPE's cos and sin for every position come from the
  *                   table gq_rope that gqac computed (--rope-table)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
@@ -93,27 +102,24 @@
 #define GQ_TILE_VECS 1
 #define GQ_LANES 8
 
-/* llama2.c's checkpoint order; gqac computes these from its tensor table. */
-#define GQ_OFF_token_embedding 0
-#define GQ_OFF_rms_att (GQ_OFF_token_embedding + GQ_VOCAB * GQ_DIM)
-#define GQ_OFF_wq (GQ_OFF_rms_att + GQ_LAYERS * GQ_DIM)
-#define GQ_OFF_wk (GQ_OFF_wq + GQ_LAYERS * GQ_Q_DIM * GQ_DIM)
-#define GQ_OFF_wv (GQ_OFF_wk + GQ_LAYERS * GQ_KV_DIM * GQ_DIM)
-#define GQ_OFF_wo (GQ_OFF_wv + GQ_LAYERS * GQ_KV_DIM * GQ_DIM)
-#define GQ_OFF_rms_ffn (GQ_OFF_wo + GQ_LAYERS * GQ_DIM * GQ_Q_DIM)
-#define GQ_OFF_w1 (GQ_OFF_rms_ffn + GQ_LAYERS * GQ_DIM)
-#define GQ_OFF_w2 (GQ_OFF_w1 + GQ_LAYERS * GQ_HIDDEN * GQ_DIM)
-#define GQ_OFF_w3 (GQ_OFF_w2 + GQ_LAYERS * GQ_DIM * GQ_HIDDEN)
-#define GQ_OFF_rms_final (GQ_OFF_w3 + GQ_LAYERS * GQ_HIDDEN * GQ_DIM)
-#define GQ_OFF_freq_cis_real (GQ_OFF_rms_final + GQ_DIM)
-#define GQ_OFF_freq_cis_imag (GQ_OFF_freq_cis_real + GQ_CONTEXT * GQ_HEAD_DIM / 2)
-#define GQ_OFF_bq (GQ_OFF_freq_cis_imag + GQ_CONTEXT * GQ_HEAD_DIM / 2)
-#define GQ_OFF_bk (GQ_OFF_bq + GQ_LAYERS * GQ_Q_DIM)
-#define GQ_OFF_bv (GQ_OFF_bk + GQ_LAYERS * GQ_KV_DIM)
-#define GQ_N_WEIGHTS (GQ_OFF_bv + GQ_LAYERS * GQ_KV_DIM)
+/* Weight types the kernels handle besides f32: none in the default model
+ * (a test of templates/qdot.c sets its own). */
+#ifndef GQ_HAS_F16
+#define GQ_HAS_F16 0
+#define GQ_HAS_BF16 0
+#define GQ_HAS_Q4_0 0
+#define GQ_HAS_Q8_0 0
+#define GQ_HAS_Q4_K 0
+#define GQ_HAS_Q6_K 0
+#define GQ_HAS_X8 0
+#define GQ_HAS_X8K 0
+#endif
+#define GQ_X8_BYTES 0
+#define GQ_X8K_BYTES 0
 
 #define GQ_KV_BYTES (2 * 4 * GQ_LAYERS * GQ_KV_DIM * GQ_CONTEXT)
-#define GQ_ARENA_BYTES (GQ_STATE_RESERVE + 4 * GQ_SCRATCH_FLOATS + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS))
+#define GQ_STATE_BYTES 4096
+#define GQ_ARENA_BYTES (GQ_STATE_BYTES + 4 * GQ_SCRATCH_FLOATS + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS))
 #define GQ_NAME "default"
 #define GQ_PREFIX "gqm"
 #ifndef GQ_FREESTANDING /* a test may build the templates both ways */

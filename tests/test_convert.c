@@ -47,7 +47,7 @@ static float *run_file(const gqa_model_api *m, const char *path) {
     gqa_state *s;
     int V = m->shape.vocab_size;
     float *logits = malloc(sizeof(float) * (size_t)(N_POS * V));
-    CU_ASSERT_FATAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.n_weights) == GQA_OK);
+    CU_ASSERT_FATAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.weight_bytes) == GQA_OK);
     for (int pos = 0; pos < N_POS; pos++)
         CU_ASSERT(m->forward(s, (pos * 131 + 7) % V, pos, logits + (size_t)pos * V) == GQA_OK);
     gqr_arena_free(arena);
@@ -177,7 +177,7 @@ static void test_fortune_reference(void) {
     void *arena = gqr_arena_alloc(&fortune_api);
     gqa_state *s;
     float logits[512];
-    CU_ASSERT_FATAL(fortune_api.init(&s, arena, fortune_api.arena_bytes, ck.weights, ck.n_weights) == GQA_OK);
+    CU_ASSERT_FATAL(fortune_api.init(&s, arena, fortune_api.arena_bytes, ck.weights, ck.weight_bytes) == GQA_OK);
     for (int pos = 0; pos < n_want; pos++)
         CU_ASSERT(fortune_api.forward(s, want[pos], pos, logits) == GQA_OK);
     const cJSON *top = cJSON_GetObjectItem(ref, "last_position_top5");

@@ -56,7 +56,7 @@ static float *logits_of(const gqa_model_api *api, const float *w) {
     float *out = malloc(sizeof *out * (size_t)(N_POS * V));
     void *arena = gqr_arena_alloc(api);
     gqa_state *s;
-    CU_ASSERT_FATAL(out && arena && api->init(&s, arena, api->arena_bytes, w, api->n_weights) == GQA_OK);
+    CU_ASSERT_FATAL(out && arena && api->init(&s, arena, api->arena_bytes, w, api->weight_bytes) == GQA_OK);
     for (int pos = 0; pos < N_POS; pos++)
         CU_ASSERT(api->forward(s, (pos * 37 + 3) % V, pos, out + (size_t)pos * V) == GQA_OK);
     gqr_arena_free(arena);
@@ -75,7 +75,7 @@ static void check_backend(const char *name) {
     if (!j)
         printf("\n  %s\n", err);
     CU_ASSERT_FATAL(j != NULL);
-    CU_ASSERT_EQUAL(api->n_weights, tiny_api.n_weights);
+    CU_ASSERT_EQUAL(api->weight_bytes, tiny_api.weight_bytes);
     CU_ASSERT_EQUAL(api->arena_bytes, tiny_api.arena_bytes);
     gqr_checkpoint ck;
     CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny.bin", api, err, sizeof err) == 0);
@@ -295,7 +295,7 @@ static void test_conversion(void) {
     gqr_checkpoint ck;
     char err[512];
     CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny_mha.bin", &tiny_mha_api, err, sizeof err) == 0);
-    size_t nw = tiny_mha_api.n_weights, V = (size_t)mha.vocab;
+    size_t nw = tiny_mha_api.weight_bytes / 4, V = (size_t)mha.vocab;
     float *same = malloc(nw * sizeof *same), *pooled = malloc(nw * sizeof *pooled);
     tune_convert(&mha, ck.weights, &mha, same);
     CU_ASSERT(memcmp(same, ck.weights, nw * sizeof *same) == 0);
@@ -306,7 +306,7 @@ static void test_conversion(void) {
         const gqa_model_api *api;
         JitModel *j = jit_compile(&var, &jit_tcc, &api, err, sizeof err);
         CU_ASSERT_FATAL(j != NULL);
-        float *w = malloc(api->n_weights * sizeof *w);
+        float *w = malloc(api->weight_bytes);
         tune_convert(&mha, ck.weights, &var, w);
         memcpy(pooled, ck.weights, nw * sizeof *pooled);
         pool_in_place(&mha, pooled, kv);

@@ -125,7 +125,8 @@ static void test_template_matvec(void) {
         for (int j = 0; j < N; j++)
             want[i] += (double)w[i * N + j] * x[j];
     }
-    matvec(out, w, x, N, D, 2);
+    Scratch sc = {NULL, NULL, NULL};
+    matvec(out, w, GQA_DT_F32, x, N, D, &sc, 2);
     CU_ASSERT(test_rel_error(out, want, D) <= TOLERANCE);
     free(w);
     free(x);

@@ -259,7 +259,7 @@ static void *alloc64(size_t n) {
 static int instance_new(Instance *in, const gqa_model_api *api, const File *f) {
     in->api = api;
     in->arena = alloc64(api->arena_bytes);
-    return api->init(&in->s, in->arena, api->arena_bytes, f->data, f->n);
+    return api->init(&in->s, in->arena, api->arena_bytes, f->data, 4 * f->n);
 }
 
 static int token_at(int i, int vocab) {
@@ -275,7 +275,7 @@ static double check_model(const TestModel *m, int n, int threads) {
     CU_ASSERT_FATAL(load(&f, m->stem) == 0);
     gqa_shape shape = ref_shape(m, &f), *s = &shape;
     const gqa_shape *api = &m->api->shape;
-    CU_ASSERT_EQUAL(f.n, m->api->n_weights);
+    CU_ASSERT_EQUAL(f.n, m->api->weight_bytes / 4);
     CU_ASSERT(api->dim == s->dim && api->hidden_dim == s->hidden_dim && api->n_layers == s->n_layers);
     CU_ASSERT(api->n_heads == s->n_heads && api->n_kv_heads == s->n_kv_heads);
     CU_ASSERT(api->head_dim == s->head_dim && api->vocab_size == s->vocab_size);
@@ -386,14 +386,14 @@ static void test_api_errors(void) {
     static float logits[TINY_VOCAB];
     CU_ASSERT_FATAL(load(&f, "tiny") == 0);
     unsigned char *arena = alloc64(TINY_ARENA_BYTES + 64);
-    CU_ASSERT_EQUAL(tiny_init(NULL, arena, TINY_ARENA_BYTES, f.data, f.n), GQA_EARG);
-    CU_ASSERT_EQUAL(tiny_init(&s, NULL, TINY_ARENA_BYTES, f.data, f.n), GQA_EARENA);
+    CU_ASSERT_EQUAL(tiny_init(NULL, arena, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARG);
+    CU_ASSERT_EQUAL(tiny_init(&s, NULL, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARENA);
     CU_ASSERT(s == NULL);
-    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES - 1, f.data, f.n), GQA_EARENA);
-    CU_ASSERT_EQUAL(tiny_init(&s, arena + 4, TINY_ARENA_BYTES, f.data, f.n), GQA_EARENA);
-    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, NULL, f.n), GQA_EWEIGHTS);
-    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, f.data, f.n - 1), GQA_EWEIGHTS);
-    CU_ASSERT_FATAL(tiny_init(&s, arena, TINY_ARENA_BYTES, f.data, f.n) == GQA_OK);
+    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES - 1, f.data, 4 * f.n), GQA_EARENA);
+    CU_ASSERT_EQUAL(tiny_init(&s, arena + 4, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARENA);
+    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, NULL, 4 * f.n), GQA_EWEIGHTS);
+    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, f.data, 4 * f.n - 1), GQA_EWEIGHTS);
+    CU_ASSERT_FATAL(tiny_init(&s, arena, TINY_ARENA_BYTES, f.data, 4 * f.n) == GQA_OK);
     CU_ASSERT_EQUAL(tiny_forward(s, -1, 0, logits), GQA_ETOKEN);
     CU_ASSERT_EQUAL(tiny_forward(s, TINY_VOCAB, 0, logits), GQA_ETOKEN);
     CU_ASSERT_EQUAL(tiny_forward(s, 1, 1, logits), GQA_EPOS); /* position 0 not run yet */
@@ -410,6 +410,36 @@ static void test_api_errors(void) {
     CU_ASSERT_EQUAL(tiny_forward(s, 1, 6, logits), GQA_EPOS);
     CU_ASSERT_EQUAL(tiny_forward(s, 1, 5, logits), GQA_OK);
     free(arena), free(f.data);
+}
+
+/* init_tensors over pointers into the packed weights is init: the same
+ * logits; a NULL, misaligned or missing tensor is GQA_EWEIGHTS. */
+static void test_init_tensors(void) {
+    File f;
+    gqa_state *a, *b;
+    static float want[TINY_VOCAB], got[TINY_VOCAB];
+    CU_ASSERT_FATAL(load(&f, "tiny") == 0);
+    size_t n = tiny_api.n_tensors;
+    const void **t = malloc(n * sizeof *t);
+    for (size_t i = 0; i < n; i++)
+        t[i] = (const unsigned char *)f.data + tiny_api.tensors[i].offset;
+    unsigned char *arena1 = alloc64(TINY_ARENA_BYTES), *arena2 = alloc64(TINY_ARENA_BYTES);
+    CU_ASSERT_EQUAL(tiny_init_tensors(&b, arena2, TINY_ARENA_BYTES, t, n - 1), GQA_EWEIGHTS);
+    CU_ASSERT_EQUAL(tiny_init_tensors(&b, arena2, TINY_ARENA_BYTES, NULL, n), GQA_EWEIGHTS);
+    const void *keep = t[n / 2];
+    t[n / 2] = NULL;
+    CU_ASSERT_EQUAL(tiny_init_tensors(&b, arena2, TINY_ARENA_BYTES, t, n), GQA_EWEIGHTS);
+    t[n / 2] = (const unsigned char *)keep + 2; /* f32, not on 4 bytes */
+    CU_ASSERT_EQUAL(tiny_init_tensors(&b, arena2, TINY_ARENA_BYTES, t, n), GQA_EWEIGHTS);
+    t[n / 2] = keep;
+    CU_ASSERT_FATAL(tiny_init(&a, arena1, TINY_ARENA_BYTES, f.data, 4 * f.n) == GQA_OK);
+    CU_ASSERT_FATAL(tiny_init_tensors(&b, arena2, TINY_ARENA_BYTES, t, n) == GQA_OK);
+    for (int pos = 0; pos < 8; pos++) {
+        CU_ASSERT(tiny_forward(a, pos * 5 % TINY_VOCAB, pos, want) == GQA_OK);
+        CU_ASSERT(tiny_forward(b, pos * 5 % TINY_VOCAB, pos, got) == GQA_OK);
+        CU_ASSERT(memcmp(want, got, sizeof want) == 0);
+    }
+    free(arena1), free(arena2), free(t), free(f.data);
 }
 
 /* Going back to a position drops what came after: the same logits as a
@@ -654,6 +684,7 @@ int main(int argc, char **argv) {
     CU_add_test(s, "instances interleaved", test_instances_independent);
     CU_add_test(s, "instances in two threads", test_instances_in_threads);
     CU_add_test(s, "API errors", test_api_errors);
+    CU_add_test(s, "init_tensors is init", test_init_tensors);
     CU_add_test(s, "going back a position", test_rewind);
     s = CU_add_suite("forward_batch", NULL, NULL);
     CU_add_test(s, "every test model: batches vs forward, 1 and 2 threads", test_batch_models);

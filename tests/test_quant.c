@@ -1054,7 +1054,10 @@ static void test_convert_refuses(void) {
     api.shape = (gqa_shape){.dim = 64, .hidden_dim = 128, .n_layers = 1, .n_heads = 4,
                             .n_kv_heads = 4, .head_dim = 16, .vocab_size = 8, .seq_len = 128,
                             .rope_theta = 10000, .norm_eps = 1e-5};
-    api.n_weights = 8 * 64;
+    gqa_tensor all = {"w", GQA_T_EMBED, -1, GQA_DT_F32, 1, 8 * 64, 4 * 8 * 64, 0};
+    api.tensors = &all;
+    api.n_tensors = 1;
+    api.weight_bytes = 4 * 8 * 64;
     gqr_checkpoint ck;
     memset(&ck, 0, sizeof ck);
     CU_ASSERT_EQUAL(gqr_convert_load(&ck, path, &api, err, sizeof err), -1);

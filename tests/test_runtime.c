@@ -36,10 +36,10 @@ struct gqa_state {
     int threads;
 };
 
-static int fake_init(gqa_state **out, void *arena, size_t bytes, const float *w, size_t n) {
+static int fake_init(gqa_state **out, void *arena, size_t bytes, const void *w, size_t n) {
     if (!out || !arena || bytes < sizeof(gqa_state))
         return GQA_EARENA;
-    if (!w || n != NW)
+    if (!w || n != 4 * NW)
         return GQA_EWEIGHTS;
     gqa_state *s = arena;
     memset(s, 0, sizeof *s);
@@ -67,22 +67,24 @@ static void fake_reset(gqa_state *s) { s->next_pos = 0; }
 static void fake_set_threads(gqa_state *s, int n) { s->threads = n; }
 
 static const double fake_freqs[1] = {1.0};
+static const gqa_tensor fake_tensors[1] = {{"w", GQA_T_EMBED, -1, GQA_DT_F32, 1, NW, 4 * NW, 0}};
 
 static const gqa_model_api fake_api = {
     GQA_API_VERSION, "fake", "fake",
     {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5},
     fake_freqs,
-    NW, sizeof(gqa_state), 64, 0,
-    fake_init, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
+    fake_tensors, 1, 4 * NW, sizeof(gqa_state), 64, 0,
+    fake_init, NULL, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
 };
 
 static const float dummy_weights[NW];
 
 /* The fake's shape in named tensors (GGUF, safetensors): 1304 floats. */
 #define SIZED_NW 1304
-static int sized_init(gqa_state **out, void *arena, size_t bytes, const float *w, size_t n) {
+static const gqa_tensor sized_tensors[1] = {{"w", GQA_T_EMBED, -1, GQA_DT_F32, 1, SIZED_NW, 4 * SIZED_NW, 0}};
+static int sized_init(gqa_state **out, void *arena, size_t bytes, const void *w, size_t n) {
     (void)w;
-    return n == SIZED_NW ? fake_init(out, arena, bytes, dummy_weights, NW) : GQA_EWEIGHTS;
+    return n == 4 * SIZED_NW ? fake_init(out, arena, bytes, dummy_weights, 4 * NW) : GQA_EWEIGHTS;
 }
 
 /* ---- sampler ---- */
@@ -258,7 +260,7 @@ static gqa_state *new_state(void **arena) {
     *arena = gqr_arena_alloc(&fake_api);
     CU_ASSERT_PTR_NOT_NULL_FATAL(*arena);
     CU_ASSERT_EQUAL((uintptr_t)*arena % 64, 0);
-    CU_ASSERT_EQUAL_FATAL(fake_init(&s, *arena, fake_api.arena_bytes, dummy_weights, NW), 0);
+    CU_ASSERT_EQUAL_FATAL(fake_init(&s, *arena, fake_api.arena_bytes, dummy_weights, 4 * NW), 0);
     return s;
 }
 
@@ -436,17 +438,17 @@ static void check_loaded(const gqa_model_api *m, const char *path, int flags) {
     char err[256] = "";
     CU_ASSERT_EQUAL_FATAL(gqr_checkpoint_load(&ck, path, m, flags, err, sizeof err), 0);
     CU_ASSERT_STRING_EQUAL(err, "");
-    CU_ASSERT_EQUAL(ck.n_weights, NW);
+    CU_ASSERT_EQUAL(ck.weight_bytes, 4 * NW);
     CU_ASSERT_EQUAL(ck.file_bytes, GQR_HEADER_BYTES + 4 * NW);
     int wrong = 0;
     for (size_t k = 0; k < NW; k++)
-        wrong += ck.weights[k] != 0.25f * (float)k;
+        wrong += ((const float *)ck.weights)[k] != 0.25f * (float)k;
     CU_ASSERT_EQUAL(wrong, 0);
     if (flags == GQR_LOAD_READ_HUGEPAGES)
         CU_ASSERT_EQUAL((uintptr_t)ck.weights % (2u << 20), 0);
     gqa_state *s = NULL;
     void *arena = gqr_arena_alloc(m);
-    CU_ASSERT_EQUAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.n_weights), GQA_OK);
+    CU_ASSERT_EQUAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.weight_bytes), GQA_OK);
     gqr_arena_free(arena);
     gqr_checkpoint_close(&ck);
     CU_ASSERT_PTR_NULL(ck.weights);
@@ -460,7 +462,7 @@ static void test_checkpoint_good(void) {
     gqr_checkpoint ck;
     char err[256];
     CU_ASSERT_EQUAL(gqr_checkpoint_open(&ck, path, &fake_api, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(ck.weights[3], 0.75f);
+    CU_ASSERT_EQUAL(((const float *)ck.weights)[3], 0.75f);
     gqr_checkpoint_close(&ck);
     /* An untied model wants vocab_size < 0. */
     gqa_model_api untied = fake_api;
@@ -519,9 +521,9 @@ static void test_checkpoint_fields(void) {
 
 static void test_checkpoint_sizes(void) {
     expect_error(&fake_api, write_ckpt("short.bin", -1, 0, NW - 1), "file is 424 bytes",
-                 "expected 28 + 4 x 100 = 428 bytes", "truncated", (char *)NULL);
+                 "expected 28 + 400 = 428 bytes", "truncated", (char *)NULL);
     expect_error(&fake_api, write_ckpt("long.bin", -1, 0, NW + 1), "file is 432 bytes",
-                 "expected 28 + 4 x 100 = 428 bytes", "trailing", (char *)NULL);
+                 "expected 28 + 400 = 428 bytes", "trailing", (char *)NULL);
     expect_error(&fake_api, write_ckpt("header.bin", -1, 0, 0), "file is 28 bytes",
                  "= 428 bytes", (char *)NULL);
     expect_error(&fake_api, write_bytes("empty.bin", 0), "empty", (char *)NULL);
@@ -578,7 +580,7 @@ static void test_checkpoint_bytes(void) {
                                                 sizeof err), 0);
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 100, &fake_api, "mem", err, sizeof err),
                     -1);
-    TEST_HAS(err, "mem: file is 100 bytes, expected 28 + 4 x 100 = 428 bytes");
+    TEST_HAS(err, "mem: file is 100 bytes, expected 28 + 400 = 428 bytes");
     CU_ASSERT_EQUAL(gqr_checkpoint_check_header(buf, 27, &fake_api, "mem", err, sizeof err),
                     -1);
     TEST_HAS(err, "27 bytes");
@@ -715,7 +717,8 @@ static void test_cli_run(void) {
  * text needs --tokenizer. */
 static void test_cli_gguf_no_tokenizer(void) {
     gqa_model_api sized = fake_api;
-    sized.n_weights = SIZED_NW;
+    sized.tensors = sized_tensors;
+    sized.weight_bytes = 4 * SIZED_NW;
     sized.init = sized_init;
     float *w = calloc(SIZED_NW, sizeof *w);
     char out[4096], err[4096];
