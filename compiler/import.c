@@ -104,6 +104,13 @@ static int read_types(Ctx *c, const gqr_tensorfile *tf, Imported *m) {
         if (t->dtype < 0 || t->dtype >= DT_COUNT) /* the readers know no other types */
             return fail(c, "tensor '%s' has type %s, which gqac does not know", t->name,
                         gqr_tf_dtype_name(t->dtype));
+        /* Checked here, as sema would check the type against the wrong width. */
+        long long width = k == TK_WO ? m->heads * m->head_dim : k == TK_W2 ? m->hidden : m->dim;
+        if (t->n_dims >= 1 && t->dims[t->n_dims - 1] != (uint64_t)width)
+            return fail(c, "tensor '%s' has rows of %llu weights, but the model's %s rows are %s = "
+                        "%lld wide", t->name, (unsigned long long)t->dims[t->n_dims - 1],
+                        ir_kind_key((TensorKind)k), k == TK_WO ? "heads * head_dim"
+                        : k == TK_W2 ? "hidden" : "dim", width);
         if (!m->types[k]) {
             m->types[k] = arena_alloc(c->arena, (size_t)n * sizeof(int));
             for (long long j = 0; j < n; j++)
