@@ -27,7 +27,7 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
 LDLIBS  := -lm -lcjson
 
 COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c \
-                cache.c output.c
+                cache.c output.c gqa_source.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 RUNTIME_SRC  := $(wildcard runtime/*.c)
@@ -75,7 +75,7 @@ $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o gqa_source.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a

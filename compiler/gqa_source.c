@@ -38,6 +38,45 @@ static const char *num(char out[32], double v) {
     return out;
 }
 
+/* Kind k's types, when they differ from weights: one word when every
+ * layer has the same, else a list, eight to a line. */
+static void write_kind(Buf *b, const Model *m, TensorKind k) {
+    int64_t n = ir_kind_key(k) && (k != TK_CLS || !m->tied) ? (m->layer_types[k] ? m->layers : 1) : 0;
+    bool same = true, plain = true;
+    for (int64_t i = 0; i < n; i++) {
+        same = same && ir_tensor_type(m, k, i) == ir_tensor_type(m, k, 0);
+        plain = plain && ir_tensor_type(m, k, i) == m->weight_type;
+    }
+    if (n == 0 || plain)
+        return;
+    buf_printf(b, "        %-11s = ", ir_kind_key(k));
+    if (same) {
+        buf_printf(b, "%s\n", dtype_name(ir_tensor_type(m, k, 0)));
+        return;
+    }
+    buf_puts(b, "[");
+    for (int64_t i = 0; i < n; i++)
+        buf_printf(b, "%s%s", i == 0 ? "" : i % 8 ? ", " : ",\n                       ",
+                   dtype_name(ir_tensor_type(m, k, i)));
+    buf_puts(b, "]\n");
+}
+
+/* Written only when some type is not f32, the default. */
+static void write_dtypes(Buf *b, const Model *m) {
+    Buf kinds = {0};
+    for (int k = 0; k < TK_COUNT; k++)
+        write_kind(&kinds, m, (TensorKind)k);
+    if (m->weight_type != DT_F32 || m->kv_type != DT_F32 || kinds.len) {
+        buf_printf(b, "\n    dtype {\n        %-11s = %s\n", "weights", dtype_name(m->weight_type));
+        if (kinds.len)
+            buf_putn(b, kinds.data, kinds.len);
+        if (m->kv_type != DT_F32)
+            buf_printf(b, "        %-11s = %s\n", "kv_cache", dtype_name(m->kv_type));
+        buf_puts(b, "    }\n");
+    }
+    buf_free(&kinds);
+}
+
 static void write_body(Buf *b, const Model *m) {
     char n1[32], n2[32], n3[32];
     buf_puts(b, "model ");
@@ -60,7 +99,9 @@ static void write_body(Buf *b, const Model *m) {
                    num(n1, m->rope_factor), num(n2, m->rope_low_freq), num(n3, m->rope_high_freq),
                    (long long)m->rope_original_context);
     buf_printf(b, "    ffn swiglu {\n        hidden = %lld\n    }\n\n", (long long)m->hidden);
-    buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n}\n", num(n1, m->norm_eps));
+    buf_printf(b, "    norm rmsnorm {\n        eps = %s\n    }\n", num(n1, m->norm_eps));
+    write_dtypes(b, m);
+    buf_puts(b, "}\n");
 }
 
 /* A comment line: bytes that would end it or confuse a terminal become '?'. */

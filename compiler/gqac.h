@@ -115,6 +115,7 @@ typedef enum {
     EX_NAME,   /* str: a dotted name, e.g. "heads" or "attention.heads" */
     EX_NEG,    /* -lhs */
     EX_BINARY, /* lhs op rhs, op one of + - * / */
+    EX_LIST,   /* [a, b, ...]: ival elements, the first at lhs, each the next's via next */
 } ExprKind;
 
 struct Expr {
@@ -126,6 +127,7 @@ struct Expr {
     int64_t ival;
     double fval;
     const char *str;
+    Expr *next; /* the next element of the list this one is in */
 };
 
 /* `key = value` (value != NULL) or `key [kind] { children }` (a block). */
@@ -141,6 +143,7 @@ struct Item {
 };
 
 struct Ast {
+    Arena *arena; /* the tree's, and what sema derives from it (per-layer types) */
     const char *name; /* the model's name string, unescaped; NULL if absent */
     Loc name_loc;
     Item *items;

@@ -15,6 +15,7 @@
 #include "tensorfile.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -33,12 +34,18 @@ typedef struct {
     bool llama3;
     double factor, low_freq, high_freq;
     long long original_context;
+    /* Each matrix's GQR_DT_* (DType's numbers) by layer (one entry for
+     * token_embd and output), -1 where the file has none; NULL for a kind
+     * the file lacks, or no weights were read. */
+    int *types[TK_COUNT];
 } Imported;
 
 typedef struct {
     const char *path;
     char *err;
     size_t errlen;
+    Arena *arena;
+    const char *tensors; /* a config.json's weights file, or NULL: model.safetensors beside it */
 } Ctx;
 
 static int fail(Ctx *c, const char *fmt, ...) {
@@ -48,6 +55,92 @@ static int fail(Ctx *c, const char *fmt, ...) {
     vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* ---- weight types ---- */
+
+/* Hugging Face's names of a layer's matrices; GGUF's are ir_kind_key's. */
+static const char *const hf_names[TK_COUNT] = {
+    [TK_WQ] = "self_attn.q_proj", [TK_WK] = "self_attn.k_proj", [TK_WV] = "self_attn.v_proj",
+    [TK_WO] = "self_attn.o_proj", [TK_W1] = "mlp.gate_proj", [TK_W2] = "mlp.down_proj",
+    [TK_W3] = "mlp.up_proj"};
+
+/* The kind of the matrix called name (GGUF's or Hugging Face's name) and
+ * its layer, or -1 for anything else (norms, biases). */
+static int matrix_kind(const char *name, long long *layer) {
+    *layer = 0;
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "model.embed_tokens.weight"))
+        return TK_EMBED;
+    if (!strcmp(name, "output.weight") || !strcmp(name, "lm_head.weight"))
+        return TK_CLS;
+    bool gguf = !strncmp(name, "blk.", 4);
+    const char *p = gguf ? name + 4 : !strncmp(name, "model.layers.", 13) ? name + 13 : NULL;
+    char *end;
+    if (!p || !isdigit((unsigned char)*p))
+        return -1;
+    errno = 0;
+    *layer = strtoll(p, &end, 10);
+    if (errno || *end != '.')
+        return -1;
+    for (int k = TK_WQ; k <= TK_W3; k++) {
+        const char *key = gguf ? ir_kind_key((TensorKind)k) : hf_names[k];
+        size_t n = key ? strlen(key) : 0;
+        if (key && !strncmp(end + 1, key, n) && !strcmp(end + 1 + n, ".weight"))
+            return k;
+    }
+    return -1;
+}
+
+/* Every matrix's exact type, from the tensor directory alone (no data is
+ * read).  Tensors past the layer count are the loader's to refuse. */
+static int read_types(Ctx *c, const gqr_tensorfile *tf, Imported *m) {
+    for (int i = 0; i < gqr_tf_count(tf); i++) {
+        const gqr_tensor *t = gqr_tf_tensor(tf, i);
+        long long layer;
+        int k = matrix_kind(t->name, &layer);
+        long long n = k == TK_EMBED || k == TK_CLS ? 1 : m->layers;
+        if (k < 0 || layer >= n)
+            continue;
+        if (t->dtype < 0 || t->dtype >= DT_COUNT) /* the readers know no other types */
+            return fail(c, "tensor '%s' has type %s, which gqac does not know", t->name,
+                        gqr_tf_dtype_name(t->dtype));
+        /* Checked here, as sema would check the type against the wrong width. */
+        long long width = k == TK_WO ? m->heads * m->head_dim : k == TK_W2 ? m->hidden : m->dim;
+        if (t->n_dims >= 1 && t->dims[t->n_dims - 1] != (uint64_t)width)
+            return fail(c, "tensor '%s' has rows of %llu weights, but the model's %s rows are %s = "
+                        "%lld wide", t->name, (unsigned long long)t->dims[t->n_dims - 1],
+                        ir_kind_key((TensorKind)k), k == TK_WO ? "heads * head_dim"
+                        : k == TK_W2 ? "hidden" : "dim", width);
+        if (!m->types[k]) {
+            m->types[k] = arena_alloc(c->arena, (size_t)n * sizeof(int));
+            for (long long j = 0; j < n; j++)
+                m->types[k][j] = -1;
+        }
+        m->types[k][layer] = t->dtype;
+    }
+    return 0;
+}
+
+/* A config.json's weights: the file given, or the model.safetensors (or
+ * its sharded set's index) beside it; none at all leaves every type f32. */
+static int config_types(Ctx *c, Imported *m) {
+    const char *slash = strrchr(c->path, '/');
+    int dir = slash ? (int)(slash - c->path) : 1;
+    const char *base = slash ? c->path : ".";
+    const char *try[] = {c->tensors, arena_printf(c->arena, "%.*s/model.safetensors.index.json", dir, base),
+                         arena_printf(c->arena, "%.*s/model.safetensors", dir, base)};
+    struct stat st;
+    for (int i = c->tensors ? 0 : 1; i < (c->tensors ? 1 : 3); i++) {
+        if (stat(try[i], &st) != 0)
+            continue;
+        gqr_tensorfile *tf = NULL;
+        if (gqr_tf_open(&tf, try[i], c->err, c->errlen))
+            return -1;
+        int rc = read_types(c, tf, m);
+        gqr_tf_close(tf);
+        return rc;
+    }
+    return 0;
 }
 
 /* ---- config.json ---- */
@@ -191,6 +284,7 @@ static int import_config(Ctx *c, const char *text, Imported *m) {
         rc = fail(c, "unsupported architecture '%s' (supported: llama, mistral, qwen2)", arch);
     rc = rc ? rc : config_unsupported(c, o, arch);
     rc = rc ? rc : config_fields(c, o, arch, m);
+    rc = rc ? rc : config_types(c, m);
     snprintf(m->name, sizeof m->name, "%s", name && *name ? name : arch);
     m->source = "a Hugging Face config.json";
     cJSON_Delete(o);
@@ -281,6 +375,7 @@ static int import_gguf(Ctx *c, Imported *m) {
                   *archz ? archz : "(no general.architecture)");
     else
         rc = gguf_fields(c, tf, archz, m);
+    rc = rc ? rc : read_types(c, tf, m);
     const char *name = n ? gqr_gguf_string(n, &len) : NULL;
     snprintf(m->name, sizeof m->name, "%.*s", name ? (int)(len < 127 ? len : 127) : 0, name ? name : "");
     if (!*m->name)
@@ -313,6 +408,33 @@ static int import_llama2c(Ctx *c, const unsigned char *h, size_t size, Imported 
 
 /* ---- writing ---- */
 
+/* weights is the type most matrices have (ties: the first in DType's
+ * order); a kind differs from it by one type or by layer. */
+static void set_types(Model *m, const Imported *x, Arena *a) {
+    long long count[DT_COUNT] = {0};
+    for (int k = 0; k < TK_COUNT; k++)
+        for (long long j = 0; x->types[k] && j < (k == TK_EMBED || k == TK_CLS ? 1 : x->layers); j++)
+            if (x->types[k][j] >= 0)
+                count[x->types[k][j]]++;
+    for (int t = 1; t < DT_COUNT; t++)
+        if (count[t] > count[m->weight_type])
+            m->weight_type = (DType)t;
+    for (int k = 0; k < TK_COUNT; k++) {
+        if (!x->types[k] || (k == TK_CLS && x->tied))
+            continue;
+        m->kind_set[k] = true;
+        if (k == TK_EMBED || k == TK_CLS) {
+            m->kind_type[k] = x->types[k][0] >= 0 ? (DType)x->types[k][0] : m->weight_type;
+            continue;
+        }
+        DType *per = arena_alloc(a, (size_t)x->layers * sizeof *per);
+        for (long long j = 0; j < x->layers; j++)
+            per[j] = x->types[k][j] >= 0 ? (DType)x->types[k][j] : m->weight_type;
+        m->layer_types[k] = per;
+        m->kind_type[k] = per[0];
+    }
+}
+
 static void write_gqa(Buf *b, const Imported *x, const char *path, Arena *a) {
     Model m = {.name = x->name, .vocab = x->vocab, .dim = x->dim, .layers = x->layers,
                .context = x->context, .heads = x->heads, .kv_heads = x->kv_heads,
@@ -320,6 +442,7 @@ static void write_gqa(Buf *b, const Imported *x, const char *path, Arena *a) {
                .norm_eps = x->eps, .tied = x->tied, .qkv_bias = x->bias, .rope_halves = x->halves,
                .rope_llama3 = x->llama3, .rope_factor = x->factor, .rope_low_freq = x->low_freq,
                .rope_high_freq = x->high_freq, .rope_original_context = x->original_context};
+    set_types(&m, x, a);
     const char *comments[3] = {arena_printf(a, "Imported by gqac import from %s (%s).", x->source, path),
                                *x->note ? arena_printf(a, "Note: %s.", x->note) : NULL, NULL};
     gqa_source(b, &m, comments);
@@ -394,7 +517,7 @@ int import_command(const char *input, const char *output, Arena *a) {
     if (stat(input, &st) == 0 && S_ISDIR(st.st_mode))
         path = arena_printf(a, "%s/config.json", input);
     char err[512];
-    Ctx c = {path, err, sizeof err};
+    Ctx c = {path, err, sizeof err, a, NULL};
     Imported m = {0};
     if (import_any(&c, &m)) {
         fprintf(stderr, "gqac: error: %s\n", err);
@@ -422,7 +545,7 @@ int import_command(const char *input, const char *output, Arena *a) {
 static const char *config_beside(const char *path, Arena *a) {
     size_t size = 0;
     char err[64];
-    Ctx c = {path, err, sizeof err};
+    Ctx c = {path, err, sizeof err, a, NULL};
     char *head = read_file(&c, &size);
     bool index = head && looks_json(path, head, size) && strstr(head, "\"weight_map\"");
     bool st = head && !looks_json(path, head, size) &&
@@ -438,7 +561,7 @@ int import_model(const char *input, Model *out, Arena *a, char *err, size_t errl
     struct stat st;
     const char *path = stat(input, &st) == 0 && S_ISDIR(st.st_mode)
                            ? arena_printf(a, "%s/config.json", input) : config_beside(input, a);
-    Ctx c = {path, err, errlen};
+    Ctx c = {path, err, errlen, a, path != input && strcmp(path, input) ? input : NULL};
     Imported m = {0};
     if (import_any(&c, &m)) {
         if (path != input && strcmp(path, input)) { /* say why config.json was read */

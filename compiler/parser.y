@@ -22,6 +22,7 @@
 typedef void *yyscan_t;
 struct ParseState;
 typedef struct { Item *head, *tail; } ItemList;
+typedef struct { Expr *head, *tail; int64_t n; int depth; } ExprList;
 }
 
 %param {yyscan_t scanner}
@@ -34,6 +35,7 @@ typedef struct { Item *head, *tail; } ItemList;
     Expr *expr;
     Item *item;
     ItemList list;
+    ExprList exprs;
 }
 
 %code {
@@ -49,6 +51,8 @@ static Item *new_item(ParseState *ps, const char *key, YYLTYPE loc);
 static Item *new_block(ParseState *ps, const char *key, YYLTYPE loc, const char *kind,
                        YYLTYPE kind_loc, ItemList children);
 static ItemList list_append(ItemList l, Item *it);
+static ExprList exprs_append(ExprList l, Expr *e);
+static Expr *new_list(ParseState *ps, ExprList l, YYLTYPE loc);
 static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char *msg);
 }
 
@@ -64,6 +68,7 @@ static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char 
 %type <expr> expr name
 %type <item> item
 %type <list> items
+%type <exprs> elements
 
 %left '+' '-'
 %left '*' '/'
@@ -102,6 +107,16 @@ expr
     | expr '-' expr         { $$ = new_binary(ps, '-', $1, $3); }
     | expr '*' expr         { $$ = new_binary(ps, '*', $1, $3); }
     | expr '/' expr         { $$ = new_binary(ps, '/', $1, $3); }
+    | '[' ']'               { $$ = new_list(ps, (ExprList){NULL, NULL, 0, 0}, @$); }
+    | '[' elements ']'      { $$ = new_list(ps, $2, @$); }
+    | '[' elements ',' ']'  { $$ = new_list(ps, $2, @$); }
+    ;
+
+/* A list's elements are expressions so that sema, not the grammar, says
+ * what may stand in one (a type word) and where a list may stand. */
+elements
+    : expr                  { $$ = exprs_append((ExprList){NULL, NULL, 0, 0}, $1); }
+    | elements ',' expr     { $$ = exprs_append($1, $3); }
     ;
 
 name
@@ -199,6 +214,26 @@ static ItemList list_append(ItemList l, Item *it) {
     return l;
 }
 
+static ExprList exprs_append(ExprList l, Expr *e) {
+    if (l.tail)
+        l.tail->next = e;
+    else
+        l.head = e;
+    l.tail = e;
+    l.n++;
+    if (e->depth > l.depth)
+        l.depth = e->depth;
+    return l;
+}
+
+static Expr *new_list(ParseState *ps, ExprList l, YYLTYPE loc) {
+    Expr *e = new_expr(ps, EX_LIST, loc);
+    e->lhs = l.head;
+    e->ival = l.n;
+    check_depth(ps, e, l.depth);
+    return e;
+}
+
 /* How a token reads in a message: its text for words and literals
  * ("'foo'"), its name otherwise ("'{'", "end of file"). */
 static void describe(char *out, size_t size, ParseState *ps, yysymbol_kind_t sym, Loc at) {
@@ -256,6 +291,7 @@ static void gqyerror(YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char 
 Ast *parse_source(Arena *a, Diag *d) {
     ParseState ps = {.arena = a, .diag = d, .line = 1, .col = 1};
     ps.ast = arena_alloc(a, sizeof *ps.ast);
+    ps.ast->arena = a;
     yyscan_t scanner;
     if (gqylex_init_extra(&ps, &scanner) != 0) {
         diag_error_file(d, "cannot start the scanner (out of memory)");

@@ -14,13 +14,15 @@
 #include <math.h>
 #include <string.h>
 
-typedef enum { V_INT, V_FLOAT, V_BOOL, V_SYMBOL } VType;
+/* V_TYPES: a type word, or a list of them (one per layer). */
+typedef enum { V_INT, V_FLOAT, V_BOOL, V_SYMBOL, V_TYPES } VType;
 
 typedef struct {
-    VType type;
+    VType type; /* V_SYMBOL for a word, V_TYPES for a list */
     int64_t i;
     double f;
     const char *sym;
+    const Expr *list; /* V_TYPES: the EX_LIST, its elements checked words */
 } Value;
 
 typedef struct {
@@ -54,6 +56,16 @@ static const Field fields[] = {
     {"norm", "eps", V_FLOAT, false, NULL},
     {"dtype", "weights", V_SYMBOL, false, dtypes},
     {"dtype", "kv_cache", V_SYMBOL, false, dtypes},
+    /* ir_kind_key's names: one matrix kind's type, or its types by layer */
+    {"dtype", "token_embd", V_TYPES, false, dtypes},
+    {"dtype", "attn_q", V_TYPES, false, dtypes},
+    {"dtype", "attn_k", V_TYPES, false, dtypes},
+    {"dtype", "attn_v", V_TYPES, false, dtypes},
+    {"dtype", "attn_output", V_TYPES, false, dtypes},
+    {"dtype", "ffn_gate", V_TYPES, false, dtypes},
+    {"dtype", "ffn_down", V_TYPES, false, dtypes},
+    {"dtype", "ffn_up", V_TYPES, false, dtypes},
+    {"dtype", "output", V_TYPES, false, dtypes},
     {"rope_scaling", "factor", V_FLOAT, true, NULL},
     {"rope_scaling", "low_freq_factor", V_FLOAT, true, NULL},
     {"rope_scaling", "high_freq_factor", V_FLOAT, true, NULL},
@@ -98,7 +110,7 @@ typedef struct {
 } Sema;
 
 static const char *type_name(VType t) {
-    static const char *const names[] = {"an integer", "a number", "a boolean", "a word"};
+    static const char *const names[] = {"an integer", "a number", "a boolean", "a word", "a list"};
     return names[t];
 }
 
@@ -260,33 +272,44 @@ static bool eval(Sema *s, const Expr *e, Value *out) {
             out->i = -out->i;
         return true;
     case EX_BINARY: return eval_binary(s, e, out);
+    case EX_LIST:
+        diag_error(s->d, e->loc, "a list is allowed only as a tensor's per-layer types");
+        return false;
     }
     return false;
 }
 
 /* ---- items ---- */
 
+static bool coerce_symbol(Sema *s, const Field *f, const Expr *e, Value *v);
+
+/* Each element a type word; the count is checked against layers once
+ * every size is known (sema_check's end). */
+static bool coerce_list(Sema *s, const Field *f, const Expr *e, Value *v) {
+    bool ok = true;
+    Value w;
+    char words[128];
+    list_words(words, sizeof words, f->symbols);
+    for (const Expr *x = e->lhs; x; x = x->next) {
+        if (x->kind == EX_NAME && !strchr(x->str, '.'))
+            ok = coerce_symbol(s, f, x, &w) && ok;
+        else {
+            diag_error(s->d, x->loc, "a list of %s's per-layer types holds type words (%s)", f->key, words);
+            ok = false;
+        }
+    }
+    v->type = V_TYPES;
+    v->list = e;
+    return ok;
+}
+
 /* Converts v to the field's type: integral numbers are integers, integers
  * are numbers; nothing else converts. */
 static bool coerce(Sema *s, const Field *f, const Expr *e, Value *v) {
-    if (f->type == V_SYMBOL) {
-        if (e->kind != EX_NAME || strchr(e->str, '.')) {
-            char words[128];
-            list_words(words, sizeof words, f->symbols);
-            diag_error(s->d, e->loc, "'%s' expects one of %s", f->key, words);
-            return false;
-        }
-        if (!in_list(f->symbols, e->str)) {
-            char words[128];
-            list_words(words, sizeof words, f->symbols);
-            diag_error(s->d, e->loc, "unknown %s '%s' for %s (expected %s)", f->block, e->str, f->key,
-                       words);
-            return false;
-        }
-        v->type = V_SYMBOL;
-        v->sym = e->str;
-        return true;
-    }
+    if (f->type == V_TYPES && e->kind == EX_LIST)
+        return coerce_list(s, f, e, v);
+    if (f->type == V_SYMBOL || f->type == V_TYPES)
+        return coerce_symbol(s, f, e, v);
     if (!eval(s, e, v))
         return false;
     if (f->type == V_INT && v->type == V_FLOAT && v->f == floor(v->f)) {
@@ -306,6 +329,28 @@ static bool coerce(Sema *s, const Field *f, const Expr *e, Value *v) {
         diag_error(s->d, e->loc, "'%s' expects %s, but this is %s", f->key, type_name(f->type),
                    type_name(v->type));
     return false;
+}
+
+/* A word of f's list; a list where only a word may stand says where lists go. */
+static bool coerce_symbol(Sema *s, const Field *f, const Expr *e, Value *v) {
+    char words[128];
+    list_words(words, sizeof words, f->symbols);
+    if (e->kind == EX_LIST) {
+        diag_error(s->d, e->loc, "a list is allowed only as a tensor's per-layer types");
+        return false;
+    }
+    if (e->kind != EX_NAME || strchr(e->str, '.')) {
+        diag_error(s->d, e->loc, "'%s' expects one of %s", f->key, words);
+        return false;
+    }
+    if (!in_list(f->symbols, e->str)) {
+        diag_error(s->d, e->loc, "unknown %s '%s' for %s (expected %s)", f->block, e->str, f->key,
+                   words);
+        return false;
+    }
+    v->type = V_SYMBOL;
+    v->sym = e->str;
+    return true;
 }
 
 static void check_items(Sema *s, const Item *items);
@@ -424,15 +469,9 @@ static const char *get_symbol(const Sema *s, const char *block, const char *key,
     return s->set[f] ? s->val[f].sym : dflt;
 }
 
-static DType get_dtype(Sema *s, const char *key) {
+static DType get_dtype(const Sema *s, const char *key) {
     int f = find_field("dtype", key);
-    if (!s->set[f])
-        return DT_F32;
-    DType t = (DType)dtype_from_name(s->val[f].sym);
-    if (t != DT_F32)
-        diag_error(s->d, s->loc[f], "dtype %s for %s is not supported yet (this version generates f32)",
-                   dtype_name(t), key);
-    return t;
+    return s->set[f] && !s->bad[f] ? (DType)dtype_from_name(s->val[f].sym) : DT_F32;
 }
 
 /* Sizes: positive, and small enough for the int positions and token ids
@@ -560,6 +599,99 @@ static void derive_head_dim(Sema *s, Model *m) {
     }
 }
 
+/* ---- weight types ---- */
+
+/* A matrix's row width (its input), and how the dtype block's reader
+ * knows that size. */
+static int64_t row_width(const Model *m, TensorKind k, const char **what) {
+    *what = k == TK_WO ? "heads * head_dim" : k == TK_W2 ? "hidden" : "dim";
+    return k == TK_WO ? m->heads * m->head_dim : k == TK_W2 ? m->hidden : m->dim;
+}
+
+/* Rows hold whole blocks: the types with smaller blocks that fit are
+ * named as the way out. */
+static void check_rows(Sema *s, const Model *m, TensorKind k, DType t, Loc at) {
+    const char *what, *key = ir_kind_key(k);
+    int64_t width = row_width(m, k, &what);
+    if (width <= 0 || width % dtype_block(t) == 0)
+        return;
+    char fits[64] = "";
+    static const DType smaller[] = {DT_Q8_0, DT_Q4_0};
+    for (int i = 0; i < 2; i++)
+        if (dtype_block(smaller[i]) < dtype_block(t) && width % dtype_block(smaller[i]) == 0)
+            snprintf(fits + strlen(fits), sizeof fits - strlen(fits), "%s%s", *fits ? ", " : "",
+                     dtype_name(smaller[i]));
+    char hint[128];
+    if (*fits)
+        snprintf(hint, sizeof hint, "give %s a type with smaller blocks (%s) or f32", key, fits);
+    else
+        snprintf(hint, sizeof hint, "give %s f32, f16 or bf16", key);
+    diag_error(s->d, at, "%s's rows are %s = %lld wide, not a multiple of %s's %d-weight blocks; %s",
+               key, what, (long long)width, dtype_name(t), dtype_block(t), hint);
+}
+
+/* A list for kind k: one type per layer, each of which must fit. */
+static void resolve_list(Sema *s, Model *m, Arena *a, TensorKind k, const Expr *list) {
+    const char *key = ir_kind_key(k);
+    if (k == TK_EMBED || k == TK_CLS) {
+        diag_error(s->d, list->loc, "%s is one tensor, not one per layer: give it one type", key);
+        return;
+    }
+    if (list->ival != m->layers) {
+        diag_error(s->d, list->loc, "%s lists %lld type%s, but the model has %lld layers (one type "
+                   "per layer)", key, (long long)list->ival, list->ival == 1 ? "" : "s",
+                   (long long)m->layers);
+        return;
+    }
+    DType *types = arena_alloc(a, (size_t)m->layers * sizeof *types);
+    int64_t i = 0;
+    for (const Expr *x = list->lhs; x; x = x->next, i++) {
+        types[i] = (DType)dtype_from_name(x->str);
+        check_rows(s, m, k, types[i], x->loc);
+    }
+    m->layer_types[k] = types;
+    m->kind_type[k] = types[0];
+}
+
+/* The dtype block's tensor keys into m, checked once every size is
+ * known (sizes may be set below the block). */
+static void resolve_types(Sema *s, Model *m, Arena *a) {
+    int w = find_field("dtype", "weights");
+    for (int k = 0; k < TK_COUNT; k++) {
+        const char *key = ir_kind_key((TensorKind)k);
+        if (!key || (k == TK_CLS && m->tied && !s->set[find_field("dtype", key)]))
+            continue;
+        int f = find_field("dtype", key);
+        if (!s->set[f]) {
+            check_rows(s, m, (TensorKind)k, m->weight_type, s->loc[w]);
+            continue;
+        }
+        if (s->bad[f])
+            continue;
+        if (k == TK_CLS && m->tied) {
+            diag_error(s->d, s->loc[f], "output is not a tensor of a tied model (tie_embeddings = "
+                       "true): token_embd is its classifier; give token_embd the type");
+            continue;
+        }
+        m->kind_set[k] = true;
+        m->loc_type[k] = s->loc[f];
+        if (s->val[f].type == V_TYPES) {
+            resolve_list(s, m, a, (TensorKind)k, s->val[f].list);
+            continue;
+        }
+        m->kind_type[k] = (DType)dtype_from_name(s->val[f].sym);
+        check_rows(s, m, (TensorKind)k, m->kind_type[k], s->loc[f]);
+    }
+}
+
+/* The KV cache's other types are another issue's work. */
+static void check_kv_type(Sema *s, const Model *m) {
+    int f = find_field("dtype", "kv_cache");
+    if (m->kv_type != DT_F32)
+        diag_error(s->d, s->loc[f], "dtype %s for kv_cache is not supported yet (this version "
+                   "keeps the KV cache in f32)", dtype_name(m->kv_type));
+}
+
 bool sema_check(const Ast *ast, Model *m, Diag *d) {
     Sema s = {.d = d, .block = ""};
     int errors = d->errors;
@@ -596,5 +728,8 @@ bool sema_check(const Ast *ast, Model *m, Diag *d) {
     m->kv_type = get_dtype(&s, "kv_cache");
     derive_head_dim(&s, m);
     check_shape(&s, m);
+    check_kv_type(&s, m);
+    if (d->errors == errors) /* the sizes rows are checked against are valid */
+        resolve_types(&s, m, ast->arena);
     return d->errors == errors;
 }

@@ -279,6 +279,112 @@ static void test_import_errors(void) {
     expect_import_error("[1, 2", "not a JSON object");
 }
 
+/* ---- gqac import: weight types ---- */
+
+/* Rows of 256 and 512: whole blocks of every type. */
+#define TYPED_GQA "model \"typed\" {\n vocab = 64\n dim = 256\n layers = 3\n context = 16\n" \
+                  " attention {\n heads = 4\n kv_heads = 2\n }\n ffn swiglu {\n hidden = 512\n }\n}\n"
+
+/* gqac import of path: the .gqa's dtype block (from "    dtype {" to the
+ * end) is want exactly. */
+static void expect_types(const char *path, const char *want) {
+    const char *out = test_tmp("typed-import.gqa");
+    CU_ASSERT_FATAL(test_sh_ok("%s import %s -o %s", gqac, path, out));
+    char *text = test_read_file(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    const char *block = strstr(text, "    dtype {");
+    bool same = block ? !strcmp(block, want) : !*want;
+    if (!same)
+        printf("\n  wanted:\n%s\n  in:\n%s", want, text);
+    CU_ASSERT(same);
+    free(text);
+    /* what import wrote is a model gqac accepts */
+    CU_ASSERT(test_sh_ok("%s check %s", gqac, out));
+}
+
+static void test_import_quantized(void) {
+    const char *gqa = test_tmp("typed.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, TYPED_GQA));
+    static const char *const types[] = {"q8_0", "q4_0", "q4_k", "q6_k", "f16", "bf16"};
+    for (int i = 0; i < 6; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "    dtype {\n        weights     = %s\n    }\n}\n", types[i]);
+        expect_types(write_weights(gqa, "typed.gguf", "gguf", types[i]), want);
+    }
+    /* f32 writes no dtype block at all */
+    expect_types(write_weights(gqa, "typed.gguf", "gguf", "f32"), "");
+}
+
+/* A Q4_K_M-like file: a few tensors, some of them in some layers only,
+ * kept at Q6_K. */
+static void test_import_mixed(void) {
+    const char *gqa = test_tmp("typed.gqa"), *mixed = test_tmp("mixed.gguf");
+    CU_ASSERT_FATAL(test_write_text(gqa, TYPED_GQA));
+    const char *f32 = write_weights(gqa, "typed32.gguf", "gguf", "f32");
+    CU_ASSERT_FATAL(test_sh_ok("%s quantize %s -o %s --type q4_k --keep blk.0.ffn_down.weight,"
+                               "blk.2.ffn_down.weight,blk.1.attn_v.weight,output.weight,"
+                               "blk.0.attn_q.weight,blk.1.attn_q.weight,blk.2.attn_q.weight "
+                               "--keep-type q6_k > /dev/null", gqac, f32, mixed));
+    expect_types(mixed, "    dtype {\n        weights     = q4_k\n        attn_q      = q6_k\n"
+                        "        attn_v      = [q4_k, q6_k, q4_k]\n"
+                        "        ffn_down    = [q6_k, q4_k, q6_k]\n        output      = q6_k\n    }\n}\n");
+    /* the most common type is weights' even when it is not the first seen */
+    CU_ASSERT_FATAL(test_sh_ok("%s quantize %s -o %s --type q8_0 --keep token_embd.weight "
+                               "--keep-type f16 > /dev/null", gqac, f32, mixed));
+    expect_types(mixed, "    dtype {\n        weights     = q8_0\n        token_embd  = f16\n    }\n}\n");
+}
+
+/* Safetensors: the config.json's folder holds model.safetensors, whose
+ * tensors' types are imported. */
+static void test_import_safetensors_types(void) {
+    const char *gqa = test_tmp("typed.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, TYPED_GQA));
+    CU_ASSERT_FATAL(test_sh_ok("mkdir -p %s", test_tmp("st")));
+    CU_ASSERT_FATAL(test_write_text(test_tmp("st/config.json"),
+        "{\"model_type\": \"llama\", \"hidden_size\": 256, \"num_hidden_layers\": 3, "
+        "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 512, "
+        "\"vocab_size\": 64, \"max_position_embeddings\": 16}"));
+    write_weights(gqa, "st/model.safetensors", "safetensors", "bf16");
+    expect_types(test_tmp("st"), "    dtype {\n        weights     = bf16\n    }\n}\n");
+    write_weights(gqa, "st/model.safetensors", "safetensors", "f16");
+    expect_types(test_tmp("st/config.json"), "    dtype {\n        weights     = f16\n    }\n}\n");
+}
+
+/* A ggml type gqac does not know: the tensor, the type by name and
+ * number, and the types it knows.  The type field follows the tensor's
+ * name, its dim count and its dims. */
+static void test_import_unknown_type(void) {
+    const char *gqa = test_tmp("typed.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, TYPED_GQA));
+    const char *path = write_weights(gqa, "unknown.gguf", "gguf", "q8_0");
+    size_t len = 0;
+    unsigned char *buf = (unsigned char *)test_read_file(path, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    static const char name[] = "blk.1.attn_v.weight";
+    unsigned char *at = NULL;
+    for (size_t i = 0; i + sizeof name < len && !at; i++)
+        if (!memcmp(buf + i, name, sizeof name - 1))
+            at = buf + i + sizeof name - 1;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    CU_ASSERT_EQUAL(at[0], 2); /* two dims */
+    static const struct { uint32_t id; const char *want; } bad[] = {
+        {17, "tensor 'blk.1.attn_v.weight' has type IQ2_XS (17); supported: F32, F16, BF16, Q4_0, "
+             "Q8_0, Q4_K, Q6_K"},
+        {3, "tensor 'blk.1.attn_v.weight' has type Q4_1 (3); supported:"},
+    };
+    for (int i = 0; i < 2; i++) {
+        test_put_le32(at + 4 + 2 * 8, bad[i].id);
+        test_write_tmp("unknown.gguf", buf, len);
+        CU_ASSERT_EQUAL(test_sh("%s import %s -o %s 2> %s", gqac, path, test_tmp("unknown.gqa"),
+                                test_tmp("err.txt")), 1);
+        bool found = test_file_has(test_tmp("err.txt"), bad[i].want);
+        if (!found)
+            test_sh("echo '  expected: %s'; cat %s", bad[i].want, test_tmp("err.txt"));
+        CU_ASSERT(found);
+    }
+    free(buf);
+}
+
 int main(void) {
     gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -295,5 +401,9 @@ int main(void) {
     CU_add_test(s, "config.json of four published models", test_import_configs);
     CU_add_test(s, "GGUF and llama2.c headers round trip", test_import_round_trip);
     CU_add_test(s, "bad config.json", test_import_errors);
+    CU_add_test(s, "GGUF of each weight type", test_import_quantized);
+    CU_add_test(s, "GGUF of mixed types, per kind and per layer", test_import_mixed);
+    CU_add_test(s, "safetensors' f16 and bf16", test_import_safetensors_types);
+    CU_add_test(s, "a ggml type gqac does not know", test_import_unknown_type);
     return cunit_run();
 }

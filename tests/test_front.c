@@ -403,6 +403,65 @@ static void test_examples(void) {
     free_list(files);
 }
 
+/* ---- gqa_source.c: weight types round trip ---- */
+
+/* Parses text into m (living in a) and says whether it was accepted. */
+static bool parse_model(Arena *a, const char *text, Model *m) {
+    Source src = {"rt.gqa", text, strlen(text)};
+    Diag d;
+    Stats s;
+    diag_init(&d, &src, stdout);
+    return front_end(a, &d, m, &s, 64);
+}
+
+/* parse(gqa_source(parse(text))) has text's types, tensor by tensor and
+ * layer by layer; the written text has want in it. */
+static void check_types_round_trip(const char *types, bool tied, const char *want) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "model \"rt\" {\n vocab = 32\n dim = 256\n layers = 10\n context = 8\n"
+             " tie_embeddings = %s\n attention {\n heads = 4\n kv_heads = 2\n }\n"
+             " ffn swiglu {\n hidden = 512\n }\n dtype {\n%s\n }\n}\n", tied ? "true" : "false", types);
+    Arena *a = arena_new();
+    Model m1, m2;
+    CU_ASSERT_FATAL(parse_model(a, text, &m1));
+    Buf b = {0};
+    const char *no_comments[] = {NULL};
+    gqa_source(&b, &m1, no_comments);
+    char *written = arena_strndup(a, b.data, b.len);
+    buf_free(&b);
+    bool ok = parse_model(a, written, &m2);
+    CU_ASSERT(ok);
+    if (!ok || !strstr(written, want))
+        printf("\n  wanted '%s' in:\n%s", want, written);
+    CU_ASSERT(strstr(written, want) != NULL);
+    CU_ASSERT_EQUAL(m1.weight_type, m2.weight_type);
+    CU_ASSERT_EQUAL(m1.kv_type, m2.kv_type);
+    for (int k = 0; ok && k < TK_COUNT; k++)
+        for (int64_t l = 0; l < m1.layers; l++)
+            CU_ASSERT_EQUAL(ir_tensor_type(&m1, (TensorKind)k, l), ir_tensor_type(&m2, (TensorKind)k, l));
+    arena_free(a);
+}
+
+static void test_types_round_trip(void) {
+    check_types_round_trip("", false, "    norm rmsnorm {\n        eps = 1e-05\n    }\n}\n");
+    check_types_round_trip("weights = q8_0", false, "    dtype {\n        weights     = q8_0\n    }\n");
+    check_types_round_trip("weights = q4_k\n attn_v = q6_k\n output = q6_k\n token_embd = q4_0\n"
+                           "ffn_down = [q6_k, q6_k, q4_k, q4_k, q6_k, q4_k, q4_k, q6_k, q4_k, q6_k,]\n"
+                           "attn_q = [f16, f16, f16, f16, f16, f16, f16, f16, f16, f16]\n"
+                           "ffn_up = [q4_k, q4_k, q4_k, q4_k, q4_k, q4_k, q4_k, q4_k, q4_k, q4_k]",
+                           false,
+                           "        attn_q      = f16\n        attn_v      = q6_k\n"
+                           "        ffn_down    = [q6_k, q6_k, q4_k, q4_k, q6_k, q4_k, q4_k, q6_k,\n"
+                           "                       q4_k, q6_k]\n        output      = q6_k\n    }\n");
+    /* a tied model's classifier is token_embd: no output key */
+    check_types_round_trip("weights = bf16\n token_embd = q8_0\n attn_k = [bf16, bf16, bf16, bf16, "
+                           "bf16, bf16, bf16, bf16, bf16, q8_0]", true,
+                           "        weights     = bf16\n        token_embd  = q8_0\n"
+                           "        attn_k      = [bf16, bf16, bf16, bf16, bf16, bf16, bf16, bf16,\n"
+                           "                       bf16, q8_0]\n    }\n");
+}
+
 /* ---- cname.c ---- */
 
 static void test_cname_check(void) {
@@ -811,6 +870,7 @@ int main(int argc, char **argv) {
         !CU_add_test(diag, "examples are clean", test_examples) ||
         !CU_add_test(diag, "CRLF, CR and a byte order mark", test_line_endings) ||
         !CU_add_test(diag, "long tokens give short messages", test_long_tokens) ||
+        !CU_add_test(diag, "weight types round trip through gqa_source", test_types_round_trip) ||
         !CU_add_test(cname, "cname_check", test_cname_check) ||
         !CU_add_test(cname, "cname_mangle", test_cname_mangle) ||
         !CU_add_test(cname, "cname_escape", test_cname_escape_text) ||

@@ -1029,7 +1029,10 @@ static void test_gguf_refusals(void) {
     free(buf);
 }
 
-/* gqac import reads metadata alone, so quantized tensors do not stop it. */
+/* gqac import reads metadata and the tensors' types and shapes alone, so
+ * quantized tensors do not stop it; but this file's attn_q is not the
+ * shape its metadata says (its specs' shapes are for block tests), which
+ * import names. */
 static void test_import(void) {
     const char *gqac = test_gqac();
     const char *path = quant_gguf_file("import.gguf");
@@ -1039,11 +1042,9 @@ static void test_import(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = 0;
-    CU_ASSERT_EQUAL(pclose(p), 0);
-    TEST_HAS(out, "model \"quantized\"");
-    TEST_HAS(out, "dim     = 64");
-    TEST_HAS(out, "vocab   = 8"); /* from token_embd.weight's Q8_0 shape */
-    TEST_HAS(out, "tie_embeddings = false");
+    CU_ASSERT_EQUAL(pclose(p) >> 8, 1);
+    TEST_HAS(out, "tensor 'blk.0.attn_q.weight' has rows of 512 weights, but the model's attn_q rows "
+                  "are dim = 64 wide");
 }
 
 /* Loading for a model converts floats only: a quantized tensor is named. */
