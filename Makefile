@@ -166,8 +166,16 @@ $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
+# qdot.c's kernels twice: the host's SIMD path (-march=native where the
+# compiler takes it) and the portable C path.
+NATIVE := $(shell $(CC) -march=native -E -x c /dev/null > /dev/null 2>&1 && echo -march=native)
+$(BUILD)/test_qdot: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_qdot_portable: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -DGQ_QDOT_PORTABLE=1 -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli test_quantize
+         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

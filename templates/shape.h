@@ -52,6 +52,12 @@
  *   GQ_SIZE_<name>  floats of tensor <name> (embedded weights only)
  *   GQ_ROPE_TABLE   1: RoPE's cos and sin for every position come from the
  *                   table gq_rope that gqac computed (--rope-table)
+ *   GQ_HAS_Q8_0 GQ_HAS_Q4_0 GQ_HAS_Q4_K GQ_HAS_Q6_K GQ_HAS_F16 GQ_HAS_BF16
+ *                   1: the model has weights of that type, and qdot.c
+ *                   compiles its kernels (dot_*, tile_*)
+ *   GQ_HAS_X8       1: qdot.c's quantize_x8 (Q8_0 and Q4_0 activations)
+ *   GQ_HAS_X8K      1: qdot.c's quantize_x8k (Q4_K and Q6_K activations)
+ *   GQ_HAS_ROWS     1: qdot.c's row_to_floats (an embedding not in f32)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
  *                   in turns scaled by 2^64 (uint64_t initializer)
  *
@@ -121,6 +127,15 @@
 #endif
 #define GQ_EMBEDDED 0
 #define GQ_ROPE_TABLE 0
+#define GQ_HAS_Q8_0 1
+#define GQ_HAS_Q4_0 1
+#define GQ_HAS_Q4_K 1
+#define GQ_HAS_Q6_K 1
+#define GQ_HAS_F16 1
+#define GQ_HAS_BF16 1
+#define GQ_HAS_X8 1
+#define GQ_HAS_X8K 1
+#define GQ_HAS_ROWS 1
 #define GQ_ROPE_STEPS \
     {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 
