@@ -63,6 +63,18 @@
 #define GQ_QD_F16C 0
 #endif
 
+/* Decode asks for the weights GQ_QD_AHEAD bytes ahead of the block in
+ * use: the hardware's prefetcher alone falls behind on K-quant blocks,
+ * whose bytes are not read in address order. */
+#if defined(__GNUC__) && !defined(__TINYC__)
+#define GQ_QD_PREFETCH(p) __builtin_prefetch(p, 0, 3)
+#else
+#define GQ_QD_PREFETCH(p) ((void)(p))
+#endif
+#ifndef GQ_QD_AHEAD
+#define GQ_QD_AHEAD 512
+#endif
+
 #define GQ_QD_BLOCK_TYPES (GQ_HAS_Q8_0 || GQ_HAS_Q4_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K)
 #define GQ_QD_F16 (GQ_QD_BLOCK_TYPES || GQ_HAS_F16)
 
@@ -509,6 +521,8 @@ static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         gq_qd_q4k u;
+        for (int k = 0; k < 144; k += 64)
+            GQ_QD_PREFETCH(w + 144 * (size_t)b + GQ_QD_AHEAD + k);
         qd_unpack_q4_k(&u, w + 144 * (size_t)b);
         sum += qd_block_q4_k(&u, &x[b]);
     }
@@ -521,6 +535,8 @@ static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const unsigned char *blk = w + 210 * (size_t)b;
+        for (int k = 0; k < 210; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
         sum += qd_block_q6_k(blk, qd_f16(blk + 208), &x[b]);
     }
     return sum;
