@@ -10,10 +10,17 @@
  * (shape.h).  GQ_QDOT_PORTABLE 1 forces the portable path (the tests).
  *
  * Weights are little-endian bytes at any offset (a mapped GGUF file), read
- * a byte at a time, never through a struct or a cast pointer.  Layouts are
- * runtime/quant.c's.  Block products are exact integer sums; every path
- * (portable C, AVX2, AVX-512 VNNI, NEON dot product) gives the same
- * integers, and they are combined in float in the same order per block.
+ * a byte at a time or by unaligned vector loads, never through a struct or
+ * a cast pointer.  Layouts are runtime/quant.c's.  Activations are int8
+ * blocks in [-127, 127] (quantize_x8, quantize_x8k), so block products are
+ * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
+ * product) gives the same integers.  Their float combining differs by path
+ * (vector lanes or one sum); within a path, dot_* and tile_* sum each
+ * (row, token) in the same order and agree to the bit.
+ *
+ * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
+ * unused static function is an error: a model that has a type uses both
+ * its dot_ and its tile_ (prefill and decode).
  */
 #include "shape.h" /* gqac:drop */
 
@@ -150,9 +157,10 @@ static float qd_quantize(int8_t *q, const float *x, int n) {
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < n; j++) {
         float v = x[j] * id;
-        v = v >= 0.0f ? v + 0.5f : v - 0.5f;
         v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        q[j] = (int8_t)(v == v ? (int)v : 0);
+        int i = v == v ? (int)v : 0; /* toward zero; NaN to 0 */
+        float r = v - (float)i;       /* exact; v + 0.5 would round 0.49999997 up */
+        q[j] = (int8_t)(i + (r >= 0.5f) - (r <= -0.5f));
     }
     return d;
 }

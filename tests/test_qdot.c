@@ -363,6 +363,19 @@ static void plain_quantize(const float *x, int n, float *d, int8_t *q) {
         q[j] = (int8_t)roundf(x[j] * id);
 }
 
+/* Values just under a half step, where x * id + 0.5 rounds up in float
+ * and truncation then gives one too many: 127 makes d = 1. */
+static void test_quantize_halves(void) {
+    float f[256] = {127.0f, 0.49999997f, -0.49999997f, 1.4999999f, -2.4999998f, 126.49999f, 0.5f, -0.5f};
+    gq_x8 x8[8];
+    gq_x8k xk;
+    quantize_x8(x8, f, 256);
+    quantize_x8k(&xk, f, 256);
+    static const int8_t want[8] = {127, 0, 0, 1, -2, 126, 1, -1};
+    CHECK(x8[0].d == 1.0f && memcmp(x8[0].q, want, 8) == 0);
+    CHECK(xk.d == 1.0f && memcmp(xk.q, want, 8) == 0);
+}
+
 static void test_quantize(void) {
     float f[1024];
     for (int rep = 0; rep < 200; rep++) {
@@ -421,6 +434,7 @@ static void test_row_to_floats(void) {
 #ifdef QDOT_NO_CUNIT
 int main(void) {
     test_quantize();
+    test_quantize_halves();
     test_dot();
     test_dot_edges();
     test_tile();
@@ -433,6 +447,7 @@ int main(void) {
     CU_initialize_registry();
     CU_pSuite s = CU_add_suite(PATH, NULL, NULL);
     CU_add_test(s, "quantize_x8 and quantize_x8k against a plain quantizer", test_quantize);
+    CU_add_test(s, "quantize_x8 and quantize_x8k round just under a half down", test_quantize_halves);
     CU_add_test(s, "dot_* against a double reference", test_dot);
     CU_add_test(s, "dot_* on edge blocks", test_dot_edges);
     CU_add_test(s, "tile_* against dot_*", test_tile);
