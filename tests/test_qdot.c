@@ -13,9 +13,12 @@
  *     scales and mins 0 and 63; Q8_0's q = -128 and Q6_K's scale -128;
  *     all-zero activations; full-range activations; rows of 1 block, odd
  *     block counts, 4096+ elements; weights at odd byte offsets.
- *   - tile_*: equal to dot_* per (row, token), within the same bound, for
- *     nr, nt in {1, 3, 5, 17, 40} (40 > the tile's group of 32 tokens).
- *   - quantize_x8 / x8k against a plain implementation, exactly.
+ *   - tile_*: equal to dot_* per (row, token), within the same bound (by
+ *     construction they agree to the bit), for nr, nt in {1, 3, 5, 17,
+ *     40} (40 > the tile's group of 32 tokens), rows at odd addresses and
+ *     strides wider than the data.
+ *   - quantize_x8 / x8k against a plain implementation (roundf), exactly,
+ *     and values just under a half step.
  *   - row_to_floats bit for bit against gqr_q_dequantize_row.
  *
  * Built twice by the Makefile: test_qdot with -march=native (AVX2 or
