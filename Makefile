@@ -36,8 +36,8 @@ RUNTIME_OBJ  := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(RUNTIME_SRC))
 TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c runtime/outfile.c \
                 runtime/quant.c
 TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h templates/parallel.h \
-                templates/mathlib.c templates/gqmath.h templates/kernels.c templates/attention.c \
-                templates/forward.c
+                templates/mathlib.c templates/gqmath.h templates/qdot.c templates/kernels.c \
+                templates/attention.c templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
 .PHONY: all demo test check check-asan check-cross check-install fuzz bench install clean deps
@@ -166,8 +166,16 @@ $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
+# qdot.c's kernels twice: the host's SIMD path (-march=native where the
+# compiler takes it) and the portable C path.
+NATIVE := $(shell $(CC) -march=native -E -x c /dev/null > /dev/null 2>&1 && echo -march=native)
+$(BUILD)/test_qdot: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_qdot_portable: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -DGQ_QDOT_PORTABLE=1 -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
+
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli test_quantize
+         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

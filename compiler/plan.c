@@ -207,6 +207,7 @@ static void plan_tensors(const Model *m, const Stats *s, Plan *p, Arena *a) {
         hole_int(p, a, has[t], ir_has_type(m, (DType)t));
     hole_int(p, a, "GQ_HAS_X8", ir_has_type(m, DT_Q8_0) || ir_has_type(m, DT_Q4_0));
     hole_int(p, a, "GQ_HAS_X8K", ir_has_type(m, DT_Q4_K) || ir_has_type(m, DT_Q6_K));
+    hole_int(p, a, "GQ_HAS_ROWS", ir_tensor_type(m, TK_EMBED, -1) != DT_F32);
     hole_size(p, a, "GQ_STATE_BYTES", ir_state_bytes(s->n_slices));
 }
 

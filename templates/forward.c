@@ -199,7 +199,7 @@ static Scratch scratch(gqa_state *s, float *pack) {
 
 /* A row of n weights of type as floats (an embedding's row). */
 static void row_floats(int type, const unsigned char *w, int n, float *out) {
-#if GQ_HAS_F16 || GQ_HAS_BF16 || GQ_HAS_Q4_0 || GQ_HAS_Q8_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K
+#if GQ_HAS_ROWS
     row_to_floats(type, w, n, out);
 #else
     (void)type, (void)w, (void)n, (void)out; /* every tensor is f32 */

@@ -14,6 +14,7 @@
 
 #include "gqmath.h" /* gqac:drop */
 #include "gqa_api.h" /* gqac:drop */
+#include "qdot.c" /* gqac:drop */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -259,6 +260,14 @@ static void product_item(const Product *p, int i, int tiled, const float *x, con
         product_rows(p, row, p->d - row < GQ_QROWS ? p->d - row : GQ_QROWS, x, sc, n, b);
     }
 }
+
+/* compiler/ir.c sizes the arena's quantized activations by these. */
+#if GQ_HAS_X8
+typedef char gqm_check_x8[sizeof(gq_x8) == 36 ? 1 : -1];
+#endif
+#if GQ_HAS_X8K
+typedef char gqm_check_x8k[sizeof(gq_x8k) == 292 ? 1 : -1];
+#endif
 
 /* Token t of x (b, n) quantized into sc's buffers: those that some
  * product's type reads (need: 1 x8, 2 x8k). */

@@ -46,10 +46,6 @@
  *   GQ_T_<name>     where kind <name>'s first tensor is in the table
  *   GQ_WEIGHT_BYTES bytes of the packed weights (for an f32 model, the
  *                   llama2.c checkpoint after its header)
- *   GQ_HAS_<type>   1 if some matrix has type <type> (F16, BF16, Q4_0,
- *                   Q8_0, Q4_K, Q6_K): only those kernels are compiled
- *   GQ_HAS_X8 GQ_HAS_X8K  1 if some product quantizes its input into
- *                   qdot.c's gq_x8 (Q8_0, Q4_0) or gq_x8k (Q4_K, Q6_K)
  *   GQ_X8_BYTES GQ_X8K_BYTES  the arena's bytes for them (0 if none)
  *   GQ_STATE_BYTES  the state's share of the arena (a pointer a tensor)
  *   GQ_ARENA_BYTES  bytes of one instance (state, scratch, KV cache)
@@ -61,6 +57,12 @@
  *   GQ_EMBEDDED     1: the weights are compiled in (gqac --embed-weights)
  *   GQ_ROPE_TABLE   1: RoPE's cos and sin for every position come from the
  *                   table gq_rope that gqac computed (--rope-table)
+ *   GQ_HAS_Q8_0 GQ_HAS_Q4_0 GQ_HAS_Q4_K GQ_HAS_Q6_K GQ_HAS_F16 GQ_HAS_BF16
+ *                   1: the model has weights of that type, and qdot.c
+ *                   compiles its kernels (dot_*, tile_*)
+ *   GQ_HAS_X8       1: qdot.c's quantize_x8 (Q8_0 and Q4_0 activations)
+ *   GQ_HAS_X8K      1: qdot.c's quantize_x8k (Q4_K and Q6_K activations)
+ *   GQ_HAS_ROWS     1: qdot.c's row_to_floats (an embedding not in f32)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
  *                   in turns scaled by 2^64 (uint64_t initializer)
  *
@@ -102,18 +104,6 @@
 #define GQ_TILE_VECS 1
 #define GQ_LANES 8
 
-/* Weight types the kernels handle besides f32: none in the default model
- * (a test of templates/qdot.c sets its own). */
-#ifndef GQ_HAS_F16
-#define GQ_HAS_F16 0
-#define GQ_HAS_BF16 0
-#define GQ_HAS_Q4_0 0
-#define GQ_HAS_Q8_0 0
-#define GQ_HAS_Q4_K 0
-#define GQ_HAS_Q6_K 0
-#define GQ_HAS_X8 0
-#define GQ_HAS_X8K 0
-#endif
 #define GQ_X8_BYTES 0
 #define GQ_X8K_BYTES 0
 
@@ -127,6 +117,17 @@
 #endif
 #define GQ_EMBEDDED 0
 #define GQ_ROPE_TABLE 0
+#define GQ_HAS_Q8_0 1
+#define GQ_HAS_Q4_0 1
+#define GQ_HAS_Q4_K 1
+#define GQ_HAS_Q6_K 1
+#define GQ_HAS_F16 1
+#define GQ_HAS_BF16 1
+#define GQ_HAS_X8 1
+#define GQ_HAS_X8K 1
+#ifndef GQ_HAS_ROWS /* a test that has no embedding sets 0 */
+#define GQ_HAS_ROWS 1
+#endif
 #define GQ_ROPE_STEPS \
     {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 

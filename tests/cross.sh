@@ -4,6 +4,9 @@
 # with weights loaded from the same llama2.c file, from the same f16 GGUF
 # file (little-endian, decoded byte by byte) and compiled in; then the
 # freestanding build linked for a Cortex-M4 with nothing undefined.
+# And templates/qdot.c's kernels (tests/test_qdot.c without CUnit) on each
+# CPU: aarch64 with the NEON dot product (qemu -cpu max), the others on
+# the portable path, s390x big-endian.
 #
 # A missing cross compiler or qemu is a skip, said as such; under CI
 # (CI=true) it is a failure, since CI installs them all.
@@ -74,6 +77,19 @@ for target in aarch64-linux-gnu:aarch64 arm-linux-gnueabihf:arm riscv64-linux-gn
         if err=$(compare "$want" "$exe.txt"); then ok "$arch, weights $mode: logits within $err of the host's"
         else bad "$arch, weights $mode: logits off by ${err:-?} (limit 1e-5)"; fi
     done
+done
+
+say "cross: quantized-weight kernels (tests/test_qdot.c)"
+for target in aarch64-linux-gnu:aarch64:-march=armv8.2-a+dotprod arm-linux-gnueabihf:arm: \
+              riscv64-linux-gnu:riscv64: s390x-linux-gnu:s390x:; do
+    triple=${target%%:*} rest=${target#*:} arch=${rest%%:*} march=${rest#*:}
+    if ! command -v "$triple-gcc" > /dev/null || ! command -v "qemu-$arch" > /dev/null; then
+        missing "$arch qdot" "$triple-gcc or qemu-$arch" "gcc-$triple qemu-user"; continue
+    fi
+    exe=$out/$arch-qdot
+    if $triple-gcc $FLAGS $march -static -DQDOT_NO_CUNIT -o "$exe" tests/test_qdot.c runtime/*.c -lm &&
+       res=$(qemu-$arch ${march:+-cpu max} "$exe" 2>&1); then ok "$arch: $res"
+    else bad "$arch: test_qdot failed: $(printf '%s' "${res:-build failed}" | tail -3)"; fi
 done
 
 say "cross: Cortex-M4, freestanding, weights in flash"

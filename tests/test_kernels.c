@@ -28,7 +28,9 @@
 #include "attention_cases.h"
 #include "testing.h"
 
-/* The templates, compiled here exactly as written. */
+/* The templates, compiled here exactly as written (no embedding rows:
+ * forward.c's). */
+#define GQ_HAS_ROWS 0
 #include "../templates/kernels.c"
 #include "../templates/attention.c"
 #include "../templates/mathlib.c"

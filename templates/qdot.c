@@ -1,0 +1,795 @@
+/*
+ * qdot.c: dot products of weights kept in their file's type (ggml's Q8_0,
+ * Q4_0, Q4_K, Q6_K; F16, BF16) with float activations, for decode (one
+ * row . one token) and prefill (a tile of rows . a block of tokens), and
+ * one row as floats for the embedding lookup.
+ *
+ * Holes: GQ_HAS_Q8_0, GQ_HAS_Q4_0, GQ_HAS_Q4_K, GQ_HAS_Q6_K, GQ_HAS_F16,
+ * GQ_HAS_BF16 (the kernels of each type), GQ_HAS_X8 and GQ_HAS_X8K (the
+ * activation quantizers), GQ_HAS_ROWS (row_to_floats), GQ_FREESTANDING
+ * (shape.h).  GQ_QDOT_PORTABLE 1 forces the portable path (the tests).
+ *
+ * Weights are little-endian bytes at any offset (a mapped GGUF file), read
+ * a byte at a time or by unaligned vector loads, never through a struct or
+ * a cast pointer.  Layouts are runtime/quant.c's.  Activations are int8
+ * blocks in [-127, 127] (quantize_x8, quantize_x8k), so block products are
+ * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
+ * product) gives the same integers.  Their float combining differs by path
+ * (vector lanes or one sum); within a path, dot_* and tile_* sum each
+ * (row, token) in the same order and agree to the bit.
+ *
+ * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
+ * unused static function is an error: a model that has a type uses both
+ * its dot_ and its tile_ (prefill and decode).
+ */
+#include "shape.h" /* gqac:drop */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef GQ_QDOT_PORTABLE
+#define GQ_QDOT_PORTABLE 0
+#endif
+
+#ifndef GQ_DT_F32 /* runtime/tensorfile.h's GQR_DT_* */
+#define GQ_DT_F32 0
+#define GQ_DT_F16 1
+#define GQ_DT_BF16 2
+#define GQ_DT_Q4_0 3
+#define GQ_DT_Q8_0 4
+#define GQ_DT_Q4_K 5
+#define GQ_DT_Q6_K 6
+#endif
+
+/* Which integer kernels: intrinsics never under tcc or freestanding. */
+#if !GQ_QDOT_PORTABLE && !GQ_FREESTANDING && !defined(__TINYC__)
+#define GQ_QD_SIMD_OK 1
+#else
+#define GQ_QD_SIMD_OK 0
+#endif
+#if GQ_QD_SIMD_OK && defined(__AVX2__)
+#define GQ_QD_AVX2 1
+#include <immintrin.h>
+#else
+#define GQ_QD_AVX2 0
+#endif
+#if GQ_QD_AVX2 && defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define GQ_QD_VNNI 1
+#else
+#define GQ_QD_VNNI 0
+#endif
+#if GQ_QD_SIMD_OK && defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#define GQ_QD_DOTPROD 1
+#include <arm_neon.h>
+#else
+#define GQ_QD_DOTPROD 0
+#endif
+#if GQ_QD_AVX2 && defined(__F16C__) && defined(__FMA__)
+#define GQ_QD_F16C 1
+#else
+#define GQ_QD_F16C 0
+#endif
+
+/* Decode asks for the weights GQ_QD_AHEAD bytes ahead of the block in
+ * use: the hardware's prefetcher alone falls behind on K-quant blocks,
+ * whose bytes are not read in address order. */
+#if defined(__GNUC__) && !defined(__TINYC__)
+#define GQ_QD_PREFETCH(p) __builtin_prefetch(p, 0, 3)
+#else
+#define GQ_QD_PREFETCH(p) ((void)(p))
+#endif
+#ifndef GQ_QD_AHEAD
+#define GQ_QD_AHEAD 512
+#endif
+
+#define GQ_QD_BLOCK_TYPES (GQ_HAS_Q8_0 || GQ_HAS_Q4_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+#define GQ_QD_F16 (GQ_QD_BLOCK_TYPES || GQ_HAS_F16)
+
+/* Activations quantized once per product (decode) or per block of tokens
+ * (prefill).  gq_x8k is ggml's block_q8_K: bsum[j] = sum of q[16j..16j+16). */
+typedef struct {
+    float d;
+    int8_t q[32];
+} gq_x8;
+typedef struct {
+    float d;
+    int16_t bsum[16];
+    int8_t q[256];
+} gq_x8k;
+
+/* Tokens whose sums a tile keeps while it walks a row's blocks: the row is
+ * read from memory once, then from cache for each further group. */
+#define GQ_QD_TOKENS 32
+
+/* ---- scalars from bytes ---- */
+
+#if (GQ_QD_F16 && !GQ_QD_F16C) || GQ_HAS_BF16 || GQ_HAS_ROWS
+static float qd_from_bits(uint32_t u) {
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    v.u = u;
+    return v.f;
+}
+#endif
+
+#if GQ_QD_F16
+/* IEEE binary16 at p, by integer operations (no FP16 hardware assumed):
+ * subnormals are m * 2^-24, exact as a float. */
+static float qd_f16(const unsigned char *p) {
+    uint32_t h = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+#if GQ_QD_F16C
+    return _cvtsh_ss((unsigned short)h);
+#else
+    uint32_t sign = (h & 0x8000u) << 16, e = h >> 10 & 31, m = h & 0x3ffu;
+    if (e == 0) {
+        float v = (float)m * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (e == 31)
+        return qd_from_bits(sign | 0x7f800000u | m << 13);
+    return qd_from_bits(sign | (e + 112) << 23 | m << 13);
+#endif
+}
+#endif
+
+#if GQ_HAS_BF16 || GQ_HAS_ROWS
+static float qd_bf16(const unsigned char *p) {
+    return qd_from_bits(((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16);
+}
+#endif
+
+/* ---- activations ---- */
+
+#if GQ_HAS_X8 || GQ_HAS_X8K
+/* n floats at x as int8 q and d = amax / 127, q = x / d rounded half away
+ * from zero (as ggml's quantize_row_q8_0).  NaN or infinity in x gives a
+ * non-finite d, so the products that use it are not finite either. */
+static float qd_quantize(int8_t *q, const float *x, int n) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float a = x[j] < 0 ? -x[j] : x[j];
+        amax = a > amax ? a : amax;
+        if (a != a)
+            amax = a;
+    }
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < n; j++) {
+        float v = x[j] * id;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        int i = v == v ? (int)v : 0; /* toward zero; NaN to 0 */
+        float r = v - (float)i;       /* exact; v + 0.5 would round 0.49999997 up */
+        q[j] = (int8_t)(i + (r >= 0.5f) - (r <= -0.5f));
+    }
+    return d;
+}
+#endif
+
+#if GQ_HAS_X8
+/* x (n,) -> y (n / 32,).  n % 32 == 0. */
+static void quantize_x8(gq_x8 *y, const float *x, int n) {
+    for (int b = 0; b < n / 32; b++)
+        y[b].d = qd_quantize(y[b].q, x + 32 * b, 32);
+}
+#endif
+
+#if GQ_HAS_X8K
+/* x (n,) -> y (n / 256,).  n % 256 == 0. */
+static void quantize_x8k(gq_x8k *y, const float *x, int n) {
+    for (int b = 0; b < n / 256; b++) {
+        y[b].d = qd_quantize(y[b].q, x + 256 * b, 256);
+        for (int j = 0; j < 16; j++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++)
+                s += y[b].q[16 * j + l];
+            y[b].bsum[j] = (int16_t)s;
+        }
+    }
+}
+#endif
+
+/* ---- integer block products: one per path, all exact ----
+ * Q8_0 and Q4_0 leave a block's product in lanes (gq_qd_i: 8 on AVX2, 4
+ * on NEON, 1 in C), which qd_fma scales into float lanes (gq_qd_f) with
+ * no horizontal sum per block; qd_fsum adds two of them at the end. */
+
+#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+static int32_t qd_hsum(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+#endif
+
+#if GQ_QD_AVX2 && (GQ_HAS_Q8_0 || GQ_HAS_Q4_0)
+/* acc + sums of 4 adjacent u8 * s8 products.  Without VNNI: maddubs'
+ * int16 pair sums cannot saturate here (|u| <= 128, |s| <= 127). */
+static __m256i qd_dpbusd(__m256i acc, __m256i u, __m256i s) {
+#if GQ_QD_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+#endif
+
+#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+/* acc + sc16 * (pair sums of u8 * s8 products), sc16 int16 lanes: a
+ * K-quant sub-block's scale applied before the int32 sums (u <= 63, so
+ * the pair sums fit int16). */
+static __m256i qd_dot_scaled(__m256i acc, __m256i u, __m256i s, __m256i sc16) {
+#if GQ_QD_VNNI
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, s), sc16);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), sc16));
+#endif
+}
+#endif
+
+#if GQ_HAS_Q8_0 || GQ_HAS_Q4_0
+#if GQ_QD_AVX2
+typedef __m256i gq_qd_i;
+typedef __m256 gq_qd_f;
+/* a and b int8 (32,): s8 * s8 as |a| * (b with a's sign). */
+static gq_qd_i qd_dot_s8(__m256i a, __m256i b) {
+    return qd_dpbusd(_mm256_setzero_si256(), _mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+static gq_qd_f qd_fzero(void) {
+    return _mm256_setzero_ps();
+}
+static gq_qd_f qd_fma(gq_qd_f acc, gq_qd_i p, float scale) {
+#if defined(__FMA__)
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale), acc);
+#else
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale)));
+#endif
+}
+static float qd_fsum(gq_qd_f a, gq_qd_f b) {
+    __m256 v = _mm256_add_ps(a, b);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+#elif GQ_QD_DOTPROD
+typedef int32x4_t gq_qd_i;
+typedef float32x4_t gq_qd_f;
+static gq_qd_f qd_fzero(void) {
+    return vdupq_n_f32(0.0f);
+}
+static gq_qd_f qd_fma(gq_qd_f acc, gq_qd_i p, float scale) {
+    return vfmaq_n_f32(acc, vcvtq_f32_s32(p), scale);
+}
+static float qd_fsum(gq_qd_f a, gq_qd_f b) {
+    return vaddvq_f32(vaddq_f32(a, b));
+}
+#else
+typedef int32_t gq_qd_i;
+typedef float gq_qd_f;
+static gq_qd_f qd_fzero(void) {
+    return 0.0f;
+}
+static gq_qd_f qd_fma(gq_qd_f acc, gq_qd_i p, float scale) {
+    return acc + scale * (float)p;
+}
+static float qd_fsum(gq_qd_f a, gq_qd_f b) {
+    return a + b;
+}
+#endif
+#endif
+
+#if GQ_HAS_Q8_0
+/* Q8_0's q (32,) . x (32,). */
+static gq_qd_i qd_dot_q8(const int8_t *q, const int8_t *x) {
+#if GQ_QD_AVX2
+    return qd_dot_s8(_mm256_loadu_si256((const __m256i *)(const void *)q),
+                     _mm256_loadu_si256((const __m256i *)(const void *)x));
+#elif GQ_QD_DOTPROD
+    int32x4_t acc = vdotq_s32(vdupq_n_s32(0), vld1q_s8(q), vld1q_s8(x));
+    return vdotq_s32(acc, vld1q_s8(q + 16), vld1q_s8(x + 16));
+#else
+    int32_t s = 0;
+    for (int j = 0; j < 32; j++)
+        s += (int32_t)q[j] * x[j];
+    return s;
+#endif
+}
+#endif
+
+#if GQ_HAS_Q4_0
+/* Q4_0's 16 bytes of nibbles qs (element j low in qs[j], j + 16 high),
+ * minus 8, . x (32,). */
+static gq_qd_i qd_dot_q4(const unsigned char *qs, const int8_t *x) {
+#if GQ_QD_AVX2
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs), m4 = _mm_set1_epi8(0x0f);
+    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m4)),
+                                        _mm_and_si128(_mm_srli_epi16(v, 4), m4), 1);
+    return qd_dot_s8(_mm256_sub_epi8(q, _mm256_set1_epi8(8)),
+                     _mm256_loadu_si256((const __m256i *)(const void *)x));
+#elif GQ_QD_DOTPROD
+    uint8x16_t v = vld1q_u8(qs);
+    int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), vdupq_n_s8(8));
+    int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(x)), hi, vld1q_s8(x + 16));
+#else
+    int32_t s = 0;
+    for (int j = 0; j < 16; j++)
+        s += ((qs[j] & 0xf) - 8) * x[j] + ((qs[j] >> 4) - 8) * x[j + 16];
+    return s;
+#endif
+}
+#endif
+
+#if GQ_HAS_Q4_K
+/* Q4_K's 12 bytes of 6-bit scales and mins at k as 16 bytes: sc[0..8) in
+ * s[0], s[1] and m[0..8) in s[2], s[3], byte j of each word the j-th
+ * (ggml's get_scale_min_k4, four words at a time as ggml's utmp). */
+static void qd_q4k_scales(uint32_t *s, const unsigned char *k) {
+    uint32_t w[3];
+    for (int i = 0; i < 3; i++)
+        w[i] = (uint32_t)k[4 * i] | (uint32_t)k[4 * i + 1] << 8 | (uint32_t)k[4 * i + 2] << 16 |
+               (uint32_t)k[4 * i + 3] << 24;
+    s[0] = w[0] & 0x3f3f3f3fu;
+    s[1] = (w[2] & 0x0f0f0f0fu) | (w[0] >> 6 & 0x03030303u) << 4;
+    s[2] = w[1] & 0x3f3f3f3fu;
+    s[3] = (w[2] >> 4 & 0x0f0f0f0fu) | (w[1] >> 6 & 0x03030303u) << 4;
+}
+
+#if GQ_HAS_ROWS || !GQ_QD_AVX2
+/* Byte j of the 16 qd_q4k_scales made. */
+static int qd_byte(const uint32_t *s, int j) {
+    return (int)(s[j / 4] >> 8 * (j % 4) & 0xff);
+}
+#endif
+
+/* Q4_K: sum over 8 sub-blocks j of 32: sc[j] * (q . x) - ..., the 4-bit q
+ * in qs[32 (j / 2) + l] (low nibble for even j, high for odd), 0..15; and
+ * *mins = sum m[j] * (bsum[2j] + bsum[2j + 1]). */
+static int32_t qd_isum_q4k(const unsigned char *qs, const uint32_t *s, const gq_x8k *x, int32_t *mins) {
+#if GQ_QD_AVX2
+    __m128i sc8 = _mm_set_epi32((int)s[3], (int)s[2], (int)s[1], (int)s[0]);
+    __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+    __m256i acc = _mm256_setzero_si256(), m4 = _mm256_set1_epi8(0x0f);
+    for (int k = 0; k < 4; k++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * k));
+        /* int16 lanes of scale 2k, then 2k + 1, from the scales' bytes */
+        __m256i lo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)((4 * k + 1) << 8 | 4 * k)));
+        __m256i hi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)((4 * k + 3) << 8 | (4 * k + 2))));
+        acc = qd_dot_scaled(acc, _mm256_and_si256(v, m4),
+                            _mm256_loadu_si256((const __m256i *)(const void *)(x->q + 64 * k)), lo);
+        acc = qd_dot_scaled(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                            _mm256_loadu_si256((const __m256i *)(const void *)(x->q + 64 * k + 32)), hi);
+    }
+    __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)x->bsum);
+    __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    __m128i m = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8)), pairs);
+    m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0x4e));
+    *mins = _mm_cvtsi128_si32(_mm_add_epi32(m, _mm_shuffle_epi32(m, 0xb1)));
+    return qd_hsum(acc);
+#elif GQ_QD_DOTPROD
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int k = 0; k < 4; k++) {
+        int32x4_t lo = vdupq_n_s32(0), hi = vdupq_n_s32(0);
+        for (int j = 0; j < 2; j++) {
+            uint8x16_t v = vld1q_u8(qs + 32 * k + 16 * j);
+            lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), vld1q_s8(x->q + 64 * k + 16 * j));
+            hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vld1q_s8(x->q + 64 * k + 32 + 16 * j));
+        }
+        acc = vmlaq_n_s32(vmlaq_n_s32(acc, lo, qd_byte(s, 2 * k)), hi, qd_byte(s, 2 * k + 1));
+    }
+    int32_t m = 0;
+    for (int j = 0; j < 8; j++)
+        m += qd_byte(s, 8 + j) * (x->bsum[2 * j] + x->bsum[2 * j + 1]);
+    *mins = m;
+    return vaddvq_s32(acc);
+#else
+    int32_t total = 0, m = 0;
+    for (int k = 0; k < 4; k++) {
+        int32_t lo = 0, hi = 0;
+        for (int l = 0; l < 32; l++) {
+            lo += (qs[32 * k + l] & 0xf) * x->q[64 * k + l];
+            hi += (qs[32 * k + l] >> 4) * x->q[64 * k + 32 + l];
+        }
+        total += qd_byte(s, 2 * k) * lo + qd_byte(s, 2 * k + 1) * hi;
+    }
+    for (int j = 0; j < 8; j++)
+        m += qd_byte(s, 8 + j) * (x->bsum[2 * j] + x->bsum[2 * j + 1]);
+    *mins = m;
+    return total;
+#endif
+}
+#endif
+
+#if GQ_HAS_Q6_K
+/* Q6_K block b . x: sum over 16 sub-blocks j of 16: sc[j] * ((q - 32) . x)
+ * = sc[j] * (q . x - 32 bsum[j]), q 0..63 (so u8 * s8 products serve).
+ * Elements 128h + 32c + l (c < 4, l < 32): low 4 bits from ql[64h + 32(c %
+ * 2) + l] (nibble c / 2), high 2 from qh[32h + l] (bits 2c); qh at b +
+ * 128, int8 scales at b + 192. */
+static int32_t qd_isum_q6k(const unsigned char *b, const gq_x8k *x) {
+#if GQ_QD_AVX2
+    __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
+    __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)x->bsum);
+    __m256i acc = _mm256_slli_epi32(_mm256_madd_epi16(sc, bs), 5); /* 32 sc . bsum, taken off below */
+    __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+    for (int h = 0; h < 2; h++) {
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(b + 128 + 32 * h));
+        /* scales 8h..8h+8, in both halves */
+        __m256i half = h ? _mm256_permute4x64_epi64(sc, 0xee) : _mm256_permute4x64_epi64(sc, 0x44);
+        for (int c = 0; c < 4; c++) {
+            __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)(b + 64 * h + 32 * (c % 2)));
+            ql = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (c / 2))), m4);
+            __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), m2);
+            __m256i q = _mm256_or_si256(ql, _mm256_slli_epi16(hi, 4));
+            /* int16 lanes of scale 8h + 2c in the low half, 8h + 2c + 1 in the high */
+            __m256i sel = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_set1_epi16((short)((4 * c + 1) << 8 | 4 * c))),
+                _mm_set1_epi16((short)((4 * c + 3) << 8 | (4 * c + 2))), 1);
+            acc = qd_dot_scaled(acc, q, _mm256_loadu_si256((const __m256i *)(const void *)(x->q + 128 * h + 32 * c)),
+                                _mm256_shuffle_epi8(half, sel));
+        }
+    }
+    return qd_hsum(acc);
+#else
+    int32_t total = 0;
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 4; c++)
+            for (int k = 0; k < 2; k++) {
+                int j = 8 * h + 2 * c + k;
+#if GQ_QD_DOTPROD
+                uint8x16_t ql = vld1q_u8(b + 64 * h + 32 * (c % 2) + 16 * k);
+                uint8x16_t qh = vld1q_u8(b + 128 + 32 * h + 16 * k);
+                ql = c / 2 ? vshrq_n_u8(ql, 4) : vandq_u8(ql, vdupq_n_u8(0x0f));
+                qh = vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)(-2 * c))), vdupq_n_u8(3));
+                int8x16_t q = vreinterpretq_s8_u8(vorrq_u8(ql, vshlq_n_u8(qh, 4)));
+                int32_t p = vaddvq_s32(vdotq_s32(vdupq_n_s32(0), q, vld1q_s8(x->q + 128 * h + 32 * c + 16 * k)));
+#else
+                int32_t p = 0;
+                for (int l = 16 * k; l < 16 * k + 16; l++) {
+                    int lo = b[64 * h + 32 * (c % 2) + l] >> 4 * (c / 2) & 0xf;
+                    int hi = b[128 + 32 * h + l] >> 2 * c & 3;
+                    p += (lo | hi << 4) * x->q[128 * h + 32 * c + l];
+                }
+#endif
+                total += (int8_t)b[192 + j] * (p - 32 * x->bsum[j]);
+            }
+    return total;
+#endif
+}
+#endif
+
+/* ---- one block . one token's activations ---- */
+
+#if GQ_HAS_Q4_K
+/* A Q4_K block's scales as numbers, kept while it meets several tokens. */
+typedef struct {
+    float d, dmin;
+    uint32_t s[4]; /* qd_q4k_scales */
+    const unsigned char *qs;
+} gq_qd_q4k;
+
+static void qd_unpack_q4_k(gq_qd_q4k *u, const unsigned char *b) {
+    u->d = qd_f16(b);
+    u->dmin = qd_f16(b + 2);
+    qd_q4k_scales(u->s, b + 4);
+    u->qs = b + 16;
+}
+
+static float qd_block_q4_k(const gq_qd_q4k *u, const gq_x8k *x) {
+    int32_t mins, sum = qd_isum_q4k(u->qs, u->s, x, &mins);
+    return x->d * (u->d * (float)sum - u->dmin * (float)mins);
+}
+#endif
+
+#if GQ_HAS_Q6_K
+static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
+    return x->d * d * (float)qd_isum_q6k(b, x);
+}
+#endif
+
+/* ---- decode: one row . one token ---- */
+
+#if GQ_HAS_Q8_0
+/* w: nb blocks of 34 bytes (d, int8 q[32]); x (nb,). */
+static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero(); /* even and odd blocks: two chains of adds */
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const unsigned char *blk = w + 34 * (size_t)b;
+        acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(blk + 2), x[b].q), qd_f16(blk) * x[b].d);
+        acc1 = qd_fma(acc1, qd_dot_q8((const int8_t *)(const void *)(blk + 36), x[b + 1].q),
+                      qd_f16(blk + 34) * x[b + 1].d);
+    }
+    if (b < nb)
+        acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(w + 34 * (size_t)b + 2), x[b].q),
+                      qd_f16(w + 34 * (size_t)b) * x[b].d);
+    return qd_fsum(acc0, acc1);
+}
+#endif
+
+#if GQ_HAS_Q4_0
+static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const unsigned char *blk = w + 18 * (size_t)b;
+        acc0 = qd_fma(acc0, qd_dot_q4(blk + 2, x[b].q), qd_f16(blk) * x[b].d);
+        acc1 = qd_fma(acc1, qd_dot_q4(blk + 20, x[b + 1].q), qd_f16(blk + 18) * x[b + 1].d);
+    }
+    if (b < nb)
+        acc0 = qd_fma(acc0, qd_dot_q4(w + 18 * (size_t)b + 2, x[b].q), qd_f16(w + 18 * (size_t)b) * x[b].d);
+    return qd_fsum(acc0, acc1);
+}
+#endif
+
+#if GQ_HAS_Q4_K
+static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        gq_qd_q4k u;
+        for (int k = 0; k < 144; k += 64)
+            GQ_QD_PREFETCH(w + 144 * (size_t)b + GQ_QD_AHEAD + k);
+        qd_unpack_q4_k(&u, w + 144 * (size_t)b);
+        sum += qd_block_q4_k(&u, &x[b]);
+    }
+    return sum;
+}
+#endif
+
+#if GQ_HAS_Q6_K
+static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *blk = w + 210 * (size_t)b;
+        for (int k = 0; k < 210; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
+        sum += qd_block_q6_k(blk, qd_f16(blk + 208), &x[b]);
+    }
+    return sum;
+}
+#endif
+
+#if GQ_HAS_F16
+/* w: n little-endian halves; x (n,). */
+static float dot_f16(const unsigned char *w, const float *x, int n) {
+    /* 8 sums: fewer roundings per sum, and a loop that vectorizes */
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, sum = 0.0f;
+    int j = 0;
+#if GQ_QD_F16C
+    __m256 v[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 2; k++) {
+            __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(w + 2 * (size_t)(j + 8 * k)));
+            v[k] = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(x + j + 8 * k), v[k]);
+        }
+    _mm256_storeu_ps(acc, _mm256_add_ps(v[0], v[1]));
+#endif
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += qd_f16(w + 2 * (size_t)(j + k)) * x[j + k];
+    for (; j < n; j++)
+        acc[j % 8] += qd_f16(w + 2 * (size_t)j) * x[j];
+    for (int k = 0; k < 8; k++)
+        sum += acc[k];
+    return sum;
+}
+#endif
+
+#if GQ_HAS_BF16
+static float dot_bf16(const unsigned char *w, const float *x, int n) {
+    /* 8 sums: fewer roundings per sum, and a loop that vectorizes */
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, sum = 0.0f;
+    int j = 0;
+#if GQ_QD_AVX2 && defined(__FMA__)
+    __m256 v[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 2; k++) {
+            __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(w + 2 * (size_t)(j + 8 * k)));
+            __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+            v[k] = _mm256_fmadd_ps(f, _mm256_loadu_ps(x + j + 8 * k), v[k]);
+        }
+    _mm256_storeu_ps(acc, _mm256_add_ps(v[0], v[1]));
+#endif
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += qd_bf16(w + 2 * (size_t)(j + k)) * x[j + k];
+    for (; j < n; j++)
+        acc[j % 8] += qd_bf16(w + 2 * (size_t)j) * x[j];
+    for (int k = 0; k < 8; k++)
+        sum += acc[k];
+    return sum;
+}
+#endif
+
+/* ---- prefill: rows [0, nr) of W . nt tokens -> out[t * ostride + i] ----
+ * Each row's block is unpacked once and multiplied with GQ_QD_TOKENS tokens
+ * at a time; a row's blocks stay in cache for the next group of tokens.
+ * Per (row, token) the sum runs over blocks in dot_*'s order. */
+
+#define GQ_QD_TILE_BEGIN                                                          \
+    for (int i = 0; i < nr; i++) {                                                \
+        const unsigned char *row = w + (size_t)i * row_bytes;                     \
+        for (int t0 = 0; t0 < nt; t0 += GQ_QD_TOKENS) {                           \
+            int tn = nt - t0 < GQ_QD_TOKENS ? nt - t0 : GQ_QD_TOKENS;             \
+            float acc[GQ_QD_TOKENS];                                              \
+            for (int t = 0; t < tn; t++)                                          \
+                acc[t] = 0.0f;                                                    \
+            for (int b = 0; b < nb; b++) {
+#define GQ_QD_TILE_END                                                            \
+            }                                                                     \
+            for (int t = 0; t < tn; t++)                                          \
+                out[(size_t)(t0 + t) * ostride + (size_t)i] = acc[t];             \
+        }                                                                         \
+    }
+#define GQ_QD_X(t) (&x[(size_t)(t0 + (t)) * xstride + (size_t)b])
+
+#if GQ_HAS_Q8_0 || GQ_HAS_Q4_0
+/* As GQ_QD_TILE_BEGIN, with dot_q8_0's lanes per token (even and odd
+ * blocks apart), so that each (row, token) sums as dot_* does. */
+#define GQ_QD_TILE_LANES_BEGIN                                                    \
+    for (int i = 0; i < nr; i++) {                                                \
+        const unsigned char *row = w + (size_t)i * row_bytes;                     \
+        for (int t0 = 0; t0 < nt; t0 += GQ_QD_TOKENS) {                           \
+            int tn = nt - t0 < GQ_QD_TOKENS ? nt - t0 : GQ_QD_TOKENS;             \
+            gq_qd_f acc[GQ_QD_TOKENS][2];                                         \
+            for (int t = 0; t < tn; t++)                                          \
+                acc[t][0] = acc[t][1] = qd_fzero();                               \
+            for (int b = 0; b < nb; b++) {
+#define GQ_QD_TILE_LANES_END                                                      \
+            }                                                                     \
+            for (int t = 0; t < tn; t++)                                          \
+                out[(size_t)(t0 + t) * ostride + (size_t)i] = qd_fsum(acc[t][0], acc[t][1]); \
+        }                                                                         \
+    }
+#endif
+
+#if GQ_HAS_Q8_0
+static void tile_q8_0(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                      const gq_x8 *x, size_t xstride, int nb, int nt) {
+    GQ_QD_TILE_LANES_BEGIN
+    const unsigned char *blk = row + 34 * (size_t)b;
+    const int8_t *q = (const int8_t *)(const void *)(blk + 2);
+    float d = qd_f16(blk);
+    for (int t = 0; t < tn; t++)
+        acc[t][b & 1] = qd_fma(acc[t][b & 1], qd_dot_q8(q, GQ_QD_X(t)->q), d * GQ_QD_X(t)->d);
+    GQ_QD_TILE_LANES_END
+}
+#endif
+
+#if GQ_HAS_Q4_0
+static void tile_q4_0(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                      const gq_x8 *x, size_t xstride, int nb, int nt) {
+    GQ_QD_TILE_LANES_BEGIN
+    const unsigned char *blk = row + 18 * (size_t)b;
+    float d = qd_f16(blk);
+    for (int t = 0; t < tn; t++)
+        acc[t][b & 1] = qd_fma(acc[t][b & 1], qd_dot_q4(blk + 2, GQ_QD_X(t)->q), d * GQ_QD_X(t)->d);
+    GQ_QD_TILE_LANES_END
+}
+#endif
+
+#if GQ_HAS_Q4_K
+static void tile_q4_k(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                      const gq_x8k *x, size_t xstride, int nb, int nt) {
+    GQ_QD_TILE_BEGIN
+    gq_qd_q4k u;
+    qd_unpack_q4_k(&u, row + 144 * (size_t)b);
+    for (int t = 0; t < tn; t++)
+        acc[t] += qd_block_q4_k(&u, GQ_QD_X(t));
+    GQ_QD_TILE_END
+}
+#endif
+
+#if GQ_HAS_Q6_K
+static void tile_q6_k(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                      const gq_x8k *x, size_t xstride, int nb, int nt) {
+    GQ_QD_TILE_BEGIN
+    const unsigned char *blk = row + 210 * (size_t)b;
+    float d = qd_f16(blk + 208);
+    for (int t = 0; t < tn; t++)
+        acc[t] += qd_block_q6_k(blk, d, GQ_QD_X(t));
+    GQ_QD_TILE_END
+}
+#endif
+
+#undef GQ_QD_X
+
+/* F16 and BF16: each (row, token) by dot_f16 / dot_bf16; the row, 2n
+ * bytes, stays in cache across the tokens. */
+#if GQ_HAS_F16
+static void tile_f16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                     const float *x, size_t xstride, int n, int nt) {
+    for (int i = 0; i < nr; i++)
+        for (int t = 0; t < nt; t++)
+            out[(size_t)t * ostride + (size_t)i] = dot_f16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+}
+#endif
+
+#if GQ_HAS_BF16
+static void tile_bf16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                      const float *x, size_t xstride, int n, int nt) {
+    for (int i = 0; i < nr; i++)
+        for (int t = 0; t < nt; t++)
+            out[(size_t)t * ostride + (size_t)i] = dot_bf16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+}
+#endif
+
+/* ---- the embedding lookup ---- */
+
+#if GQ_HAS_ROWS
+/* One row of n elements of type (GQ_DT_*) as floats in out, with the
+ * same float operations as runtime/quant.c's dequantizer. */
+static void row_to_floats(int type, const unsigned char *w, int n, float *out) {
+    switch (type) {
+    case GQ_DT_F32:
+        for (int j = 0; j < n; j++) {
+            const unsigned char *p = w + 4 * (size_t)j;
+            out[j] = qd_from_bits((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                  (uint32_t)p[3] << 24);
+        }
+        break;
+#if GQ_HAS_F16
+    case GQ_DT_F16:
+        for (int j = 0; j < n; j++)
+            out[j] = qd_f16(w + 2 * (size_t)j);
+        break;
+#endif
+    case GQ_DT_BF16:
+        for (int j = 0; j < n; j++)
+            out[j] = qd_bf16(w + 2 * (size_t)j);
+        break;
+#if GQ_HAS_Q8_0
+    case GQ_DT_Q8_0:
+        for (int b = 0; b < n / 32; b++) {
+            float d = qd_f16(w + 34 * (size_t)b);
+            for (int j = 0; j < 32; j++)
+                out[32 * b + j] = (float)(int8_t)w[34 * (size_t)b + 2 + (size_t)j] * d;
+        }
+        break;
+#endif
+#if GQ_HAS_Q4_0
+    case GQ_DT_Q4_0:
+        for (int b = 0; b < n / 32; b++) {
+            const unsigned char *blk = w + 18 * (size_t)b;
+            float d = qd_f16(blk);
+            for (int j = 0; j < 16; j++) {
+                out[32 * b + j] = (float)((blk[2 + j] & 0xf) - 8) * d;
+                out[32 * b + j + 16] = (float)((blk[2 + j] >> 4) - 8) * d;
+            }
+        }
+        break;
+#endif
+#if GQ_HAS_Q4_K
+    case GQ_DT_Q4_K:
+        for (int b = 0; b < n / 256; b++) {
+            gq_qd_q4k u;
+            qd_unpack_q4_k(&u, w + 144 * (size_t)b);
+            for (int j = 0; j < 8; j++) {
+                float ds = u.d * (float)qd_byte(u.s, j), ms = u.dmin * (float)qd_byte(u.s, 8 + j);
+                for (int l = 0; l < 32; l++)
+                    out[256 * b + 32 * j + l] = ds * (float)(u.qs[32 * (j / 2) + l] >> 4 * (j % 2) & 0xf) - ms;
+            }
+        }
+        break;
+#endif
+#if GQ_HAS_Q6_K
+    case GQ_DT_Q6_K:
+        for (int b = 0; b < n / 256; b++) {
+            const unsigned char *blk = w + 210 * (size_t)b;
+            float d = qd_f16(blk + 208);
+            for (int i = 0; i < 256; i++) {
+                int h = i / 128, c = i % 128 / 32, l = i % 32;
+                int lo = blk[64 * h + 32 * (c % 2) + l] >> 4 * (c / 2) & 0xf;
+                int hi = blk[128 + 32 * h + l] >> 2 * c & 3;
+                out[256 * b + i] = d * (float)(int8_t)blk[192 + i / 16] * (float)((lo | hi << 4) - 32);
+            }
+        }
+        break;
+#endif
+    default:
+        break;
+    }
+}
+#endif
