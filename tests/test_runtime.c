@@ -873,6 +873,29 @@ static void test_inplace_same_types(void) {
     }
 }
 
+/* A llama2.c file: each tensor at its offset in the packed weights. */
+static void test_inplace_packed(void) {
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_Q4_K), t, 0);
+    size_t size = GQR_HEADER_BYTES + m.weight_bytes;
+    unsigned char *buf = calloc(1, size);
+    const int32_t h[7] = {256, 256, 1, 2, 1, -VOCAB, SEQ}; /* untied: vocab < 0 */
+    for (int k = 0; k < 7; k++)
+        test_put_le32(buf + 4 * k, (uint32_t)h[k]);
+    const char *path = test_write_tmp("packed.bin", buf, size);
+    free(buf);
+    gqr_checkpoint ck;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(gqr_checkpoint_load(&ck, path, &m, GQR_LOAD_MMAP, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(ck.n_tensors, m.n_tensors);
+    int wrong = 0;
+    for (size_t i = 0; i < m.n_tensors; i++)
+        wrong += ck.tensors[i] != (const unsigned char *)ck.weights + t[i].offset;
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(t[m.n_tensors - 1].offset > 0);
+    gqr_checkpoint_close(&ck);
+}
+
 /* An f16 file for an f32 model: every tensor converted, widened exactly. */
 static void test_inplace_widened(void) {
     gqa_tensor t16[64], t32[64];
@@ -1011,6 +1034,7 @@ static void add_file_suites(void) {
     CU_add_test(s, "resident memory on the load line", test_cli_resident);
     s = CU_add_suite("in place", NULL, NULL);
     CU_add_test(s, "same types: every tensor in the mapping", test_inplace_same_types);
+    CU_add_test(s, "llama2.c: packed offsets", test_inplace_packed);
     CU_add_test(s, "f16 file, f32 model: widened", test_inplace_widened);
     CU_add_test(s, "safetensors bf16", test_inplace_safetensors);
     CU_add_test(s, "Q4_K_M-like mix", test_inplace_mixed);
