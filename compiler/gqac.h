@@ -534,6 +534,9 @@ int import_model(const char *input, Model *m, Arena *a, char *err, size_t errlen
  * an exit status. */
 int export_random(const Model *m, uint64_t seed, const char *format, const char *dtype,
                   const char *output);
+/* Whether m's dtype block gives some tensor a type other than f32: then
+ * export_random writes each tensor in its type, --format bin included. */
+bool export_typed(const Model *m);
 /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" as a GQR_DT_*, or -1. */
 int export_dtype(const char *name);
 /* The table the runtime's loaders and writers read, for m's n_weights

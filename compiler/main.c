@@ -81,7 +81,8 @@ static const char usage_text[] =
     "  --seed N         seed of random weights (default 1)\n"
     "  --format F       weights file format: bin (llama2.c, default), gguf or safetensors\n"
     "  --dtype T        gguf and safetensors tensors as f32 (default), f16 or bf16;\n"
-    "                   gguf also q8_0, q4_0, q4_k or q6_k (matrices; vectors stay f32)\n"
+    "                   gguf also q8_0, q4_0, q4_k or q6_k (matrices; vectors stay f32);\n"
+    "                   a model with a dtype block: each tensor in its own type (bin too)\n"
     "  --type T         quantize: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k\n"
     "  --model M.gqa    quantize: the model (default: imported from WEIGHTS)\n"
     "  --keep NAMES     quantize: GGUF tensor names kept at --keep-type (default f16)\n"
@@ -448,8 +449,8 @@ static int cmd_weights(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)a, (void)d;
     if (strcmp(o->format, "gguf") && gqr_q_is_block(export_dtype(o->dtype)))
         return usage_error("--dtype %s is a quantized type: GGUF only (--format gguf)", o->dtype);
-    if (strcmp(o->format, "bin"))
-        return !strcmp(o->output, "-") ? usage_error("--format %s writes a file, not '-'", o->format)
+    if (strcmp(o->format, "bin") || export_typed(m))
+        return !strcmp(o->output, "-") && strcmp(o->format, "bin") ? usage_error("--format %s writes a file, not '-'", o->format)
                                        : export_random(m, o->seed, o->format, o->dtype, o->output);
     if (strcmp(o->dtype, "f32"))
         return usage_error("%s", "a llama2.c checkpoint (--format bin) holds f32 only");

@@ -84,6 +84,8 @@ int quantize_command(const QuantizeArgs *q, Arena *a) {
     gqr_checkpoint ck;
     int rc = gqr_checkpoint_load(&ck, q->input, &api, GQR_LOAD_MMAP, err, sizeof err);
     if (!rc)
+        rc = gqr_checkpoint_pack(&ck, &api, err, sizeof err);
+    if (!rc)
         rc = write_out(q, &api, &ck, a, err, sizeof err);
     gqr_checkpoint_close(&ck);
     if (rc)

@@ -459,7 +459,9 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena
             return EXIT_INPUT;
     }
     progress(o->n_kv, o->n_kv, "compiled");
-    if (gqr_checkpoint_load(&ck, o->weights, v[0].api, GQR_LOAD_MMAP, err, sizeof err)) {
+    if (gqr_checkpoint_load(&ck, o->weights, v[0].api, GQR_LOAD_MMAP, err, sizeof err) ||
+        gqr_checkpoint_pack(&ck, v[0].api, err, sizeof err)) {
+        gqr_checkpoint_close(&ck);
         fprintf(stderr, "gqac tune: error: %s\n", err);
         return EXIT_INPUT;
     }

@@ -1,6 +1,8 @@
 /*
  * checkpoint.c: weight files.  GGUF and safetensors (tensorfile.c's
- * probe) go to convert.c; the rest of this file is llama2.c's format.  The header is checked field by field
+ * probe) go to convert.c; the rest of this file is llama2.c's format, the
+ * table of one pointer per tensor every format fills, and the pages of
+ * the weights made resident at load.  The header is checked field by field
  * against the shape the model was compiled for, and the size to the byte,
  * because a mismatched file would otherwise run and produce plausible
  * garbage.  The weights are mapped read-only (free to share between
@@ -206,6 +208,69 @@ static int not_a_checkpoint(const unsigned char *h, size_t have, const char *nam
                     looks);
 }
 
+/* The packed weights' tensors: each at its offset. */
+static int point_packed(gqr_checkpoint *ck, const gqa_model_api *m, const char *path, char *err,
+                        size_t errlen) {
+    ck->n_tensors = m->n_tensors;
+    ck->tensors = calloc(m->n_tensors + 1, sizeof *ck->tensors);
+    if (!ck->tensors)
+        return gqr_fail(err, errlen, "%s: out of memory for %zu tensors", path, m->n_tensors);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const gqa_tensor *t = &m->tensors[i];
+        if (t->offset > m->weight_bytes || t->bytes > m->weight_bytes - t->offset)
+            return gqr_fail(err, errlen, "%s: the model's tensor %zu ('%s') lies outside its %zu bytes "
+                            "of weights", path, i, t->name ? t->name : "?", m->weight_bytes);
+        ck->tensors[i] = (const unsigned char *)ck->weights + t->offset;
+    }
+    ck->inplace_bytes = m->weight_bytes;
+    return 0;
+}
+
+static int load_llama2c(gqr_checkpoint *ck, int fd, uintmax_t size, const gqa_model_api *m,
+                        int flags, const char *path, char *err, size_t errlen) {
+    unsigned char h[GQR_HEADER_BYTES];
+    size_t have = size < GQR_HEADER_BYTES ? (size_t)size : GQR_HEADER_BYTES;
+    int rc = read_at(fd, h, have, 0, path, err, errlen);
+    if (rc == 0 && have == GQR_HEADER_BYTES && !plausible_header(h))
+        rc = not_a_checkpoint(h, have, path, err, errlen);
+    if (rc == 0)
+        rc = check_all(h, size, m, path, err, errlen);
+    if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())
+        rc = load_mmap(ck, fd, (size_t)size, path, err, errlen);
+    else if (rc == 0)
+        rc = load_read(ck, fd, m, path, err, errlen);
+    if (rc == 0) {
+        ck->weight_bytes = m->weight_bytes;
+        ck->file_bytes = (size_t)size;
+        rc = point_packed(ck, m, path, err, errlen);
+    }
+    return rc;
+}
+
+/* Brings every page of [p, p + n) in now, so that resident memory counts
+ * the weights and the first token does not wait for the disk. */
+static void make_resident(const void *p, size_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t ps = page > 0 ? (size_t)page : 4096;
+    uintptr_t start = (uintptr_t)p / ps * ps;
+    if (!n)
+        return;
+    madvise((void *)start, (uintptr_t)p + n - start, MADV_WILLNEED);
+    volatile unsigned char sum = 0;
+    for (uintptr_t a = start < (uintptr_t)p ? (uintptr_t)p : start; a < (uintptr_t)p + n; a += ps)
+        sum ^= *(const volatile unsigned char *)a;
+    sum ^= ((const volatile unsigned char *)p)[n - 1];
+    (void)sum;
+}
+
+static void make_all_resident(const gqr_checkpoint *ck, const gqa_model_api *m) {
+    if (ck->map)
+        make_resident(ck->map, ck->file_bytes);
+    for (size_t i = 0; !ck->map && ck->tf && i < ck->n_tensors; i++)
+        if (!ck->owned[i])
+            make_resident(ck->tensors[i], m->tensors[i].bytes);
+}
+
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         int flags, char *err, size_t errlen) {
     if (!ck)
@@ -215,6 +280,8 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
         return gqr_fail(err, errlen, "%s: no path or no model", path ? path : "?");
     if (flags != GQR_LOAD_MMAP && flags != GQR_LOAD_READ_HUGEPAGES)
         return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags);
+    if (m->n_tensors && !m->tensors)
+        return gqr_fail(err, errlen, "%s: the model has no tensor table", path);
     uintmax_t size = 0;
     int fd = open_regular(path, &size, err, errlen);
     if (fd < 0)
@@ -229,29 +296,65 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     if (rc == 0 && gqr_tf_probe(h, have, path)) {
         close(fd);
         rc = gqr_convert_load(ck, path, m, err, errlen);
-        if (rc)
-            memset(ck, 0, sizeof *ck);
-        return rc;
+    } else {
+        if (rc == 0)
+            rc = load_llama2c(ck, fd, size, m, flags, path, err, errlen);
+        close(fd); /* a mapping outlives its descriptor */
     }
-    if (rc == 0 && have == GQR_HEADER_BYTES && !plausible_header(h))
-        rc = not_a_checkpoint(h, have, path, err, errlen);
-    if (rc == 0)
-        rc = check_all(h, size, m, path, err, errlen);
-    if (rc == 0 && flags == GQR_LOAD_MMAP && !host_is_big_endian())
-        rc = load_mmap(ck, fd, (size_t)size, path, err, errlen);
-    else if (rc == 0)
-        rc = load_read(ck, fd, m, path, err, errlen);
-    close(fd); /* a mapping outlives its descriptor */
-    if (rc != 0)
+    if (rc != 0) {
+        gqr_checkpoint_close(ck);
         return -1;
-    ck->weight_bytes = m->weight_bytes;
-    ck->file_bytes = (size_t)size;
+    }
+    make_all_resident(ck, m);
     return 0;
 }
 
 int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         char *err, size_t errlen) {
     return gqr_checkpoint_load(ck, path, m, GQR_LOAD_MMAP, err, errlen);
+}
+
+int gqr_checkpoint_pack(gqr_checkpoint *ck, const gqa_model_api *m, char *err, size_t errlen) {
+    if (ck->weights)
+        return 0;
+    unsigned char *buf = gqr_pages_alloc(m->weight_bytes ? m->weight_bytes : 1);
+    if (!buf)
+        return gqr_fail(err, errlen, "cannot allocate %zu bytes for the weights", m->weight_bytes);
+    memset(buf, 0, m->weight_bytes);
+    for (size_t i = 0; i < m->n_tensors && i < ck->n_tensors; i++)
+        memcpy(buf + m->tensors[i].offset, ck->tensors[i], m->tensors[i].bytes);
+    ck->buf = buf;
+    ck->weights = buf;
+    ck->weight_bytes = m->weight_bytes;
+    return 0;
+}
+
+/* "VmRSS:    1234 kB" */
+static int status_kb(const char *text, const char *key, size_t *out) {
+    const char *p = strstr(text, key);
+    unsigned long long kb;
+    if (!p || sscanf(p + strlen(key), " %llu", &kb) != 1)
+        return -1;
+    *out = (size_t)kb * 1024;
+    return 0;
+}
+
+int gqr_resident_bytes(size_t *rss, size_t *peak) {
+    char text[4096];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    size_t r = 0, p = 0;
+    if (status_kb(text, "VmRSS:", &r) || status_kb(text, "VmHWM:", &p))
+        return -1;
+    if (rss)
+        *rss = r;
+    if (peak)
+        *peak = p;
+    return 0;
 }
 
 size_t gqr_f32_floats(const gqa_model_api *m) {
@@ -267,5 +370,10 @@ void gqr_checkpoint_close(gqr_checkpoint *ck) {
     if (ck->map)
         munmap(ck->map, ck->file_bytes);
     free(ck->buf);
+    for (size_t i = 0; ck->owned && i < ck->n_tensors; i++)
+        free(ck->owned[i]);
+    free(ck->owned);
+    free((void *)ck->tensors);
+    gqr_tf_close(ck->tf);
     memset(ck, 0, sizeof *ck);
 }

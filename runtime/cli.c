@@ -283,7 +283,8 @@ static int start_instance(const gqa_model_api *m, const options *o, run *r, char
     r->arena = gqr_arena_alloc(m);
     if (!r->arena)
         return say(err, errlen, "cannot allocate %zu bytes for the model", m->arena_bytes);
-    int rc = o->weights ? m->init(&r->state, r->arena, m->arena_bytes, r->ck.weights, r->ck.weight_bytes)
+    int rc = o->weights ? m->init_tensors(&r->state, r->arena, m->arena_bytes, r->ck.tensors,
+                                     r->ck.n_tensors)
                         : m->init_embedded(&r->state, r->arena, m->arena_bytes);
     if (rc != GQA_OK)
         return say(err, errlen, "model init failed: %s", gqr_strerror(rc));
@@ -356,15 +357,32 @@ static void print_name(const char *name) {
         fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
 }
 
-static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
+/* How the weights came: "12.3 MiB mapped: 12.0 MiB in place, 0.3 MiB
+ * converted", and the memory resident once they are in. */
+static void print_weights(const options *o, const run *r) {
     static const char *const formats[] = {"llama2.c", "GGUF", "safetensors"};
+    const gqr_checkpoint *ck = &r->ck;
+    size_t rss;
+    if (!o->weights) {
+        fputs("compiled in", stderr);
+        return;
+    }
+    fprintf(stderr, "%s (%s, %.1f MiB ", o->weights, formats[ck->format], (double)ck->file_bytes / MIB);
+    if (ck->tf)
+        fprintf(stderr, "mapped: %.1f MiB in place, %.1f MiB converted)",
+                (double)ck->inplace_bytes / MIB, (double)ck->owned_bytes / MIB);
+    else
+        fputs(ck->map ? "mapped)" : "read, huge pages)", stderr);
+    if (gqr_resident_bytes(&rss, NULL) == 0)
+        fprintf(stderr, ", resident %.1f MiB", (double)rss / MIB);
+}
+
+static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
     fputs(PROG ": model ", stderr);
     print_name(m->name);
-    fprintf(stderr, ", weights %s (%s%s%.1f MiB, %s), KV cache %.1f MiB, seed %llu\n",
-            o->weights ? o->weights : "compiled in", o->weights ? formats[r->ck.format] : "",
-            o->weights ? ", " : "", (double)r->ck.file_bytes / MIB,
-            !o->weights ? "no file" : r->ck.map ? "mapped" : r->ck.format ? "converted" : "read, huge pages",
-            (double)m->kv_cache_bytes / MIB, o->seed);
+    fputs(", weights ", stderr);
+    print_weights(o, r);
+    fprintf(stderr, ", KV cache %.1f MiB, seed %llu\n", (double)m->kv_cache_bytes / MIB, o->seed);
     if (r->tok)
         fprintf(stderr, PROG ": tokenizer %s (%d tokens), prompt %d tokens\n",
                 o->tokenizer ? o->tokenizer : "from the GGUF file", gqr_tokenizer_vocab_size(r->tok),
@@ -374,8 +392,12 @@ static void print_loaded(const gqa_model_api *m, const options *o, const run *r)
 static void print_timing(const gqr_result *res) {
     double pr = res->prompt_seconds, gs = res->gen_seconds;
     fprintf(stderr, "prompt: %d tok in %.3f s (%.1f tok/s); generated: %d tok in %.3f s "
-            "(%.1f tok/s)\n", res->n_prompt, pr, pr > 0 ? res->n_prompt / pr : 0.0,
+            "(%.1f tok/s)", res->n_prompt, pr, pr > 0 ? res->n_prompt / pr : 0.0,
             res->n_generated, gs, gs > 0 ? res->n_generated / gs : 0.0);
+    size_t peak;
+    if (gqr_resident_bytes(NULL, &peak) == 0)
+        fprintf(stderr, "; peak resident %.1f MiB", (double)peak / MIB);
+    fputc('\n', stderr);
 }
 
 static int generate(const gqa_model_api *m, const options *o, run *r) {

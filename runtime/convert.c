@@ -116,31 +116,6 @@ static int check_shape(const gqr_tensor *t, const Slot *s, const char *path, cha
                 t->name, found, (long long)s->rows, (long long)s->cols);
 }
 
-/* The model runs floats; a quantized tensor stays refused until kernels
- * that run it in place exist, rather than being inflated to four bytes a
- * weight unasked. */
-static int check_dtype(const gqr_tensor *t, const char *path, char *err, size_t errlen) {
-    if (!gqr_q_is_block(t->dtype))
-        return 0;
-    return gqr_fail(err, errlen, "%s: tensor '%s' is %s (quantized, ggml type %d); gqac runs F32, "
-                    "F16 and BF16 weights today; quantized ones import, but do not run yet", path,
-                    t->name, gqr_tf_dtype_name(t->dtype), gqr_q_type_of(t->dtype)->ggml);
-}
-
-/* One layer's tensor into dst, rows reordered where RoPE's pairing differs. */
-static void copy_tensor(const gqr_tensor *t, const Slot *s, const gqa_shape *m, int from_halves,
-                        float *dst) {
-    if (!s->rope_heads || from_halves == m->rope_halves) {
-        gqr_tf_read_f32(t, 0, slot_elems(s), dst);
-        return;
-    }
-    int64_t n = s->rope_heads * (int64_t)m->head_dim, width = s->rows == 1 ? 1 : s->cols;
-    for (int64_t r = 0; r < n; r++) {
-        int64_t src = pair_row(r, m->head_dim, m->rope_halves, from_halves);
-        gqr_tf_read_f32(t, (uint64_t)(src * width), (uint64_t)width, dst + r * width);
-    }
-}
-
 /* A tied model with a file that carries its own classifier: fine only when
  * that classifier is the embedding, byte for byte. */
 static int check_tied(const gqr_tensorfile *tf, const gqa_shape *m, const char *path, char *err,
@@ -223,34 +198,172 @@ static int check_unused(const gqr_tensorfile *tf, const Slot *t, int n, const gq
     return 0;
 }
 
-static int fill(float *dst, const gqr_tensorfile *tf, const gqa_model_api *api, const char *path,
-                char *err, size_t errlen) {
-    const gqa_shape *m = &api->shape;
+/* The slot of a tensor kind: the two RoPE tables sit between the final
+ * norm and the classifier in slots()' order. */
+static int kind_slot(int kind) {
+    return kind <= GQA_T_RMS_FINAL ? kind : kind + 2;
+}
+
+/* .gqa's dtype key of a matrix kind (ir_kind_key's names). */
+static const char *kind_key(int kind) {
+    static const char *const keys[] = {"token_embd", "rms_att", "attn_q", "attn_k", "attn_v",
+                                       "attn_output", "rms_ffn", "ffn_gate", "ffn_down", "ffn_up",
+                                       "rms_final", "output", "bq", "bk", "bv"};
+    return kind >= 0 && kind <= GQA_T_BV ? keys[kind] : "?";
+}
+
+static int host_big_endian(void) {
+    const uint16_t probe = 1;
+    unsigned char first;
+    memcpy(&first, &probe, 1);
+    return first == 0;
+}
+
+/* What one load holds: the file, the model, and where tensors go. */
+typedef struct {
+    const gqr_tensorfile *tf;
+    const gqa_model_api *m;
+    gqr_checkpoint *ck;
+    const char *path;
+    int halves; /* the file's RoPE pairing (file_halves) */
     Slot t[N_SLOTS];
-    int n = slots(m, t), format = gqr_tf_format(tf), halves = file_halves(tf);
-    char buf[NAME_MAX_LEN];
-    for (int i = 0; i < n; i++) {
-        int layers = t[i].per_layer ? m->n_layers : 1;
-        uint64_t elems = slot_elems(&t[i]);
-        if (!t[i].present)
-            continue;
-        for (int l = 0; l < layers; l++, dst += elems) {
-            if (!t[i].gguf) {
-                memset(dst, 0, elems * sizeof *dst);
-                continue;
-            }
-            const gqr_tensor *x = gqr_tf_find(tf, slot_name(&t[i], format, l, buf));
-            if (!x)
-                return gqr_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", path, buf);
-            if (check_shape(x, &t[i], path, err, errlen) || check_dtype(x, path, err, errlen))
-                return -1;
-            copy_tensor(x, &t[i], m, halves, dst);
+} Load;
+
+/* The model's entry i against its shape: the table sizes what init reads,
+ * so a table that disagrees with the file's shape must not reach it. */
+static int check_entry(const Load *L, size_t i, const Slot **slot, char *err, size_t errlen) {
+    const gqa_tensor *e = &L->m->tensors[i];
+    uint64_t bytes = 0;
+    int k = e->kind >= 0 && e->kind <= GQA_T_BV ? kind_slot(e->kind) : -1;
+    int layer_ok = k >= 0 && (L->t[k].per_layer ? e->layer >= 0 && e->layer < L->m->shape.n_layers
+                                                : e->layer == -1);
+    if (!layer_ok || !L->t[k].present ||
+        gqr_q_row_bytes(e->dtype, slot_elems(&L->t[k]), &bytes, NULL, 0) || bytes != e->bytes)
+        return gqr_fail(err, errlen, "%s: the model's tensor %zu ('%s', kind %d, layer %d, %zu bytes) "
+                        "does not fit its shape", L->path, i, e->name ? e->name : "?", e->kind,
+                        e->layer, e->bytes);
+    *slot = &L->t[k];
+    return 0;
+}
+
+/* A block type's scales, all of them, before any kernel reads them. */
+static int check_scales(const gqr_tensor *x, const char *path, char *err, size_t errlen) {
+    char why[256];
+    if (!gqr_q_is_block(x->dtype) || !gqr_q_check_row(x->dtype, x->data, x->n_elems, why, sizeof why))
+        return 0;
+    return gqr_fail(err, errlen, "%s: tensor '%s': %s", path, x->name, why);
+}
+
+static int type_error(const Load *L, const gqr_tensor *x, const gqa_tensor *e, char *err,
+                      size_t errlen) {
+    char want[16], at[32] = "";
+    snprintf(want, sizeof want, "%s", gqr_tf_dtype_name(e->dtype));
+    for (char *c = want; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    if (e->layer >= 0)
+        snprintf(at, sizeof at, " at layer %d", e->layer);
+    return gqr_fail(err, errlen, "%s: tensor '%s' is %s in the file, but the model has %s for %s%s; "
+                    "`gqac import %s` writes the .gqa that matches the file", L->path, x->name,
+                    gqr_tf_dtype_name(x->dtype), want, kind_key(e->kind), at, L->path);
+}
+
+static void *own(Load *L, size_t i, size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    L->ck->owned[i] = p;
+    L->ck->tensors[i] = p;
+    L->ck->owned_bytes += bytes;
+    return p;
+}
+
+static void swap_bytes(unsigned char *p, size_t bytes, int size) {
+    for (size_t k = 0; k + (size_t)size <= bytes; k += (size_t)size)
+        for (int a = 0, b = size - 1; a < b; a++, b--) {
+            unsigned char c = p[k + (size_t)a];
+            p[k + (size_t)a] = p[k + (size_t)b], p[k + (size_t)b] = c;
         }
-    }
-    int tied_copy = check_tied(tf, m, path, err, errlen);
-    if (tied_copy < 0 || check_rope_freqs(tf, api, path, err, errlen))
+}
+
+/* The file's bytes in the model's (same) type, rows reordered for RoPE
+ * (rows are whole blocks, so a row's bytes move together), swapped into
+ * host order for the one-element types. */
+static int copy_same(Load *L, size_t i, const gqr_tensor *x, const Slot *s, int permute) {
+    unsigned char *dst = own(L, i, (size_t)x->n_bytes);
+    if (!dst)
         return -1;
-    return check_unused(tf, t, n, m, tied_copy, path, err, errlen);
+    const gqa_shape *m = &L->m->shape;
+    size_t rows = s->rows == 1 ? (size_t)s->cols : (size_t)s->rows, row = (size_t)x->n_bytes / rows;
+    for (size_t r = 0; r < rows; r++) {
+        size_t from = permute && r < (size_t)s->rope_heads * (size_t)m->head_dim
+                          ? (size_t)pair_row((int64_t)r, m->head_dim, m->rope_halves, L->halves)
+                          : r;
+        memcpy(dst + r * row, x->data + from * row, row);
+    }
+    int size = gqr_tf_dtype_size(x->dtype);
+    if (size > 1 && host_big_endian())
+        swap_bytes(dst, (size_t)x->n_bytes, size);
+    return 0;
+}
+
+/* Floats of any type into an owned f32 tensor, rows reordered. */
+static int widen(Load *L, size_t i, const gqr_tensor *x, const Slot *s, int permute) {
+    float *dst = own(L, i, (size_t)slot_elems(s) * sizeof(float));
+    if (!dst)
+        return -1;
+    const gqa_shape *m = &L->m->shape;
+    if (!permute) {
+        gqr_tf_read_f32(x, 0, slot_elems(s), dst);
+        return 0;
+    }
+    int64_t n = s->rope_heads * (int64_t)m->head_dim, width = s->rows == 1 ? 1 : s->cols;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t src = pair_row(r, m->head_dim, m->rope_halves, L->halves);
+        gqr_tf_read_f32(x, (uint64_t)(src * width), (uint64_t)width, dst + r * width);
+    }
+    return 0;
+}
+
+/* In place when nothing needs changing: the same type, no reordering, the
+ * element's alignment, and a one-element type's bytes in host order. */
+static int usable_in_place(const gqr_tensor *x, int permute) {
+    int size = gqr_tf_dtype_size(x->dtype);
+    if (permute || (size > 1 && host_big_endian()))
+        return 0;
+    return size <= 1 || (uintptr_t)x->data % (uintptr_t)size == 0;
+}
+
+static int load_tensor(Load *L, size_t i, char *err, size_t errlen) {
+    const gqa_tensor *e = &L->m->tensors[i];
+    const Slot *s = NULL;
+    char name[NAME_MAX_LEN];
+    if (check_entry(L, i, &s, err, errlen))
+        return -1;
+    const gqr_tensor *x = gqr_tf_find(L->tf, slot_name(s, gqr_tf_format(L->tf), e->layer < 0 ? 0 : e->layer, name));
+    if (!x)
+        return gqr_fail(err, errlen, "%s: tensor '%s' is missing (the model needs it)", L->path, name);
+    if (check_shape(x, s, L->path, err, errlen) || check_scales(x, L->path, err, errlen))
+        return -1;
+    int permute = s->rope_heads && L->halves != L->m->shape.rope_halves, rc = 0;
+    if (x->dtype == e->dtype && usable_in_place(x, permute)) {
+        L->ck->tensors[i] = x->data;
+        L->ck->inplace_bytes += (size_t)x->n_bytes;
+    } else if (x->dtype == e->dtype) {
+        rc = copy_same(L, i, x, s, permute);
+    } else if (e->dtype == GQR_DT_F32 && (s->rows == 1 || !gqr_q_is_block(x->dtype))) {
+        rc = widen(L, i, x, s, permute);
+    } else {
+        return type_error(L, x, e, err, errlen);
+    }
+    return rc ? gqr_fail(err, errlen, "%s: out of memory for tensor '%s'", L->path, name) : 0;
+}
+
+static int load_all(Load *L, char *err, size_t errlen) {
+    for (size_t i = 0; i < L->m->n_tensors; i++)
+        if (load_tensor(L, i, err, errlen))
+            return -1;
+    int tied_copy = check_tied(L->tf, &L->m->shape, L->path, err, errlen);
+    if (tied_copy < 0 || check_rope_freqs(L->tf, L->m, L->path, err, errlen))
+        return -1;
+    return check_unused(L->tf, L->t, N_SLOTS, &L->m->shape, tied_copy, L->path, err, errlen);
 }
 
 int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m, char *err,
@@ -258,24 +371,18 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
     gqr_tensorfile *tf = NULL;
     if (gqr_tf_open(&tf, path, err, errlen))
         return -1;
-    size_t bytes = gqr_f32_floats(m) * sizeof(float);
-    float *buf = bytes ? gqr_pages_alloc(bytes) : NULL;
-    int rc = !bytes ? gqr_fail(err, errlen, "%s: the model has weights of other types than f32, which "
-                               "load from a GGUF file only as they are (not yet built)", path)
-             : buf ? fill(buf, tf, m, path, err, errlen)
-                   : gqr_fail(err, errlen, "%s: cannot allocate %zu bytes for the weights", path, bytes);
+    Load L = {tf, m, ck, path, file_halves(tf), {{0}}};
+    slots(&m->shape, L.t);
+    ck->tf = tf;
     ck->format = gqr_tf_format(tf) == GQR_TF_GGUF ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;
     for (int i = 0; i < gqr_tf_count(tf); i++)
         ck->file_bytes += gqr_tf_tensor(tf, i)->n_bytes;
-    gqr_tf_close(tf);
-    if (rc) {
-        free(buf);
-        return -1;
-    }
-    ck->buf = buf;
-    ck->weights = buf;
-    ck->weight_bytes = bytes;
-    return 0;
+    ck->n_tensors = m->n_tensors;
+    ck->tensors = calloc(m->n_tensors + 1, sizeof *ck->tensors);
+    ck->owned = calloc(m->n_tensors + 1, sizeof *ck->owned);
+    if (!ck->tensors || !ck->owned)
+        return gqr_fail(err, errlen, "%s: out of memory for %zu tensors", path, m->n_tensors);
+    return load_all(&L, err, errlen);
 }
 
 /* ---- writing ---- */
@@ -308,14 +415,19 @@ static int set_gguf_metadata(gqr_tf_writer *w, const gqa_shape *s, const char *n
     return rc;
 }
 
-/* The type a tensor is stored as: a kept name's (marked in kept[]), else
- * the file's; a block type quantizes matrices only, vectors (norms,
- * biases) stay F32 as in llama.cpp's files. */
-static int tensor_dtype(gqr_write_opts *o, const char *name, int vector, int *kept) {
+/* The type a tensor (kind, layer) is stored as: the types table's entry
+ * for it, else a kept name's (marked in kept[]), else the file's; a block
+ * type quantizes matrices only, vectors (norms, biases) stay F32 as in
+ * llama.cpp's files. */
+static int tensor_dtype(gqr_write_opts *o, int kind, int layer, const char *name, int vector,
+                        int *kept) {
     int dtype = o->dtype;
     for (int i = 0; i < o->n_keep; i++)
         if (!strcmp(o->keep[i], name))
             dtype = o->keep_dtype, kept[i] = 1;
+    for (size_t i = 0; i < o->n_types; i++)
+        if (o->types[i].kind == kind && o->types[i].layer == layer)
+            dtype = o->types[i].dtype;
     return vector && gqr_q_is_block(dtype) ? GQR_DT_F32 : dtype;
 }
 
@@ -420,6 +532,11 @@ static int check_kept(const gqr_write_opts *o, const int *kept, const char *path
     return 0;
 }
 
+/* The tensor kind of slot i (kind_slot's inverse); -1 for RoPE's tables. */
+static int slot_kind(int i) {
+    return i <= GQA_T_RMS_FINAL ? i : i < GQA_T_CLS + 2 ? -1 : i - 2;
+}
+
 static int write_tensors(gqr_tf_writer *w, gqr_write_opts *o, int tf_format, const gqa_model_api *m,
                          const float *weights, float *tmp, int *kept, const char *path, char *err,
                          size_t errlen) {
@@ -433,7 +550,14 @@ static int write_tensors(gqr_tf_writer *w, gqr_write_opts *o, int tf_format, con
         for (int l = 0; l < (t[i].per_layer ? s->n_layers : 1) && t[i].present; l++) {
             const char *name = t[i].gguf ? slot_name(&t[i], tf_format, l, buf) : NULL;
             const char *gguf_name = t[i].gguf ? slot_name(&t[i], GQR_TF_GGUF, l, gguf) : NULL;
-            int dtype = name ? tensor_dtype(o, gguf_name, t[i].rows == 1, kept) : 0;
+            int dtype = name ? tensor_dtype(o, slot_kind(i), t[i].per_layer ? l : -1, gguf_name,
+                                            t[i].rows == 1, kept)
+                             : 0;
+            if (name && !gqr_q_type_of(dtype))
+                return gqr_fail(err, errlen, "%s: tensor '%s': unknown type %d", path, name, dtype);
+            if (name && tf_format == GQR_TF_SAFETENSORS && gqr_q_is_block(dtype))
+                return gqr_fail(err, errlen, "%s: tensor '%s' is %s: safetensors has no quantized "
+                                "types; write GGUF", path, name, gqr_q_type_of(dtype)->name);
             if (name && add_tensor(w, &t[i], name, s, halves, dtype, weights, tmp, path, err, errlen))
                 return -1;
             if (name)

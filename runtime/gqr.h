@@ -43,13 +43,29 @@ enum {
     GQR_LOAD_READ_HUGEPAGES = 1  /* read into 2 MiB aligned memory advised for huge pages */
 };
 
+/* What holds, by format:
+ *   every format: tensors[i] is m->tensors[i]'s data, as init_tensors
+ *     takes it (the model's type, aligned to its element);
+ *   llama2.c: weights/weight_bytes are the packed weights (tensors[i] =
+ *     weights + m->tensors[i].offset);
+ *   GGUF, safetensors: the file stays mapped; a tensor whose type is the
+ *     model's, with no RoPE reordering, aligned (and, for F32/F16/BF16, on
+ *     a little-endian host) points into the mapping, any other is
+ *     converted into a buffer of its own.  weights is NULL until
+ *     gqr_checkpoint_pack. */
 typedef struct gqr_checkpoint {
     const void *weights;  /* m->weight_bytes of packed weights, read-only, until close */
     size_t weight_bytes;
-    size_t file_bytes;    /* the whole file, header included (converted: the tensors' bytes) */
+    const void **tensors; /* one per m->tensors[i], until close */
+    size_t n_tensors;
+    size_t file_bytes;    /* the whole file, header included (GGUF, safetensors: the tensors' bytes) */
+    size_t inplace_bytes; /* bytes of tensors used where the file holds them */
+    size_t owned_bytes;   /* bytes of tensors converted into buffers of their own */
     int format;           /* GQR_FORMAT_* */
-    void *map;            /* GQR_LOAD_MMAP: the mapping, else NULL */
-    void *buf;            /* read or converted: the buffer, else NULL */
+    void *map;            /* GQR_LOAD_MMAP of a llama2.c file: the mapping, else NULL */
+    void *buf;            /* read, or packed: the buffer, else NULL */
+    struct gqr_tensorfile *tf; /* GGUF, safetensors: the mapped files, else NULL */
+    void **owned;         /* GGUF, safetensors: tensors[i]'s own buffer, or NULL (in place) */
 } gqr_checkpoint;
 
 /* Checks a whole file's bytes (size of them; only the header is read) against
@@ -66,6 +82,14 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
 /* gqr_checkpoint_load with GQR_LOAD_MMAP. */
 int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         char *err, size_t errlen);
+/* Packs the tensors of a GGUF or safetensors checkpoint into one buffer
+ * of m->weight_bytes at their offsets (weights, weight_bytes), for a
+ * caller that takes packed weights (an f32 model's floats: gqac quantize,
+ * tune); a llama2.c checkpoint already is.  0, or -1 out of memory. */
+int gqr_checkpoint_pack(gqr_checkpoint *ck, const gqa_model_api *m, char *err, size_t errlen);
+/* The process's resident memory now (VmRSS) and at its peak (VmHWM), in
+ * bytes, from /proc/self/status; -1 where there is none. */
+int gqr_resident_bytes(size_t *rss, size_t *peak);
 /* Releases the weights; safe on a zeroed or already closed checkpoint. */
 void gqr_checkpoint_close(gqr_checkpoint *ck);
 /* m->weight_bytes / 4 when every tensor of m is f32 (the packed weights
@@ -76,10 +100,15 @@ size_t gqr_f32_floats(const gqa_model_api *m);
 
 /* Tensor names: GGUF's (token_embd.weight, blk.N.attn_q.weight, ...) or
  * Hugging Face's (model.embed_tokens.weight, model.layers.N.self_attn.
- * q_proj.weight, ...), F32, F16 or BF16.  q and k rows are reordered when
- * the file pairs RoPE's dimensions otherwise than the model (Hugging
- * Face: halves; GGUF llama: adjacent; GGUF qwen2: halves).  Called by
- * gqr_checkpoint_load; ck->buf holds the floats. */
+ * q_proj.weight, ...).  Each of m's tensors is used in place or converted
+ * (see gqr_checkpoint): to the model's own type with q and k rows
+ * reordered when the file pairs RoPE's dimensions otherwise than the
+ * model (Hugging Face: halves; GGUF llama: adjacent; GGUF qwen2: halves),
+ * bytes swapped on a big-endian host; F16/BF16 widened to an F32 model's;
+ * norms and biases to F32 from any type.  Any other difference of types
+ * is an error naming the tensor, both types and `gqac import`.  Every
+ * block-typed tensor's scales are checked (gqr_q_check_row).  Called by
+ * gqr_checkpoint_load. */
 int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                      char *err, size_t errlen);
 /* Writes gqr_f32_floats(m) floats of weights (the model's layout) to path as a
@@ -99,6 +128,12 @@ typedef struct gqr_write_opts {
     int dtype;                              /* tensorfile.h's GQR_DT_* */
     const char *const *keep;
     int n_keep, keep_dtype;
+    /* Or NULL: each tensor at the type of types' entry of its kind and
+     * layer (a typed model's table, dtype and keep then ignored where one
+     * is found); a block type for a matrix whose rows are not whole
+     * blocks is an error naming the tensor. */
+    const gqa_tensor *types;
+    size_t n_types;
     const struct gqr_tensorfile *meta_from; /* a GGUF whose tokenizer.* keys are copied, or NULL */
     int counts[8];                          /* out: the tensors written per GQR_DT_* */
 } gqr_write_opts;

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!rc)
-        rc = argc > 1 ? m->init(&s, arena, m->arena_bytes, ck.weights, ck.weight_bytes)
+        rc = argc > 1 ? m->init_tensors(&s, arena, m->arena_bytes, ck.tensors, ck.n_tensors)
                       : m->init_embedded(&s, arena, m->arena_bytes);
     if (!rc)
         rc = run(m, s);

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "quant.h"
 #include "tensorfile.h"
@@ -14,7 +15,9 @@
 #define CHECK(c) ((c) ? (void)0 : abort())
 
 /* Each tensor lies inside the input, past its first `header` bytes, is
- * found by its name, and reads (its first and last values). */
+ * found by its name, and reads (its first and last values); a block
+ * type's scales are checked whole, as the loader does, and a refusal
+ * names the block. */
 static void touch_tensors(const gqr_tensorfile *tf, const uint8_t *data, size_t size,
                           size_t header) {
     for (int i = 0; i < gqr_tf_count(tf); i++) {
@@ -24,6 +27,9 @@ static void touch_tensors(const gqr_tensorfile *tf, const uint8_t *data, size_t 
         uint64_t bytes; /* block types: whole blocks */
         CHECK(!gqr_q_row_bytes(t->dtype, t->n_elems, &bytes, NULL, 0) && bytes == t->n_bytes);
         CHECK(gqr_tf_find(tf, t->name) == t);
+        char why[256] = "";
+        if (gqr_q_check_row(t->dtype, t->data, t->n_elems, why, sizeof why))
+            CHECK(gqr_q_is_block(t->dtype) && strstr(why, "block") != NULL);
         float v[4];
         uint64_t n = t->n_elems < 4 ? t->n_elems : 4;
         gqr_tf_read_f32(t, 0, n, v);

@@ -47,7 +47,7 @@ static float *run_file(const gqa_model_api *m, const char *path) {
     gqa_state *s;
     int V = m->shape.vocab_size;
     float *logits = malloc(sizeof(float) * (size_t)(N_POS * V));
-    CU_ASSERT_FATAL(m->init(&s, arena, m->arena_bytes, ck.weights, ck.weight_bytes) == GQA_OK);
+    CU_ASSERT_FATAL(m->init_tensors(&s, arena, m->arena_bytes, ck.tensors, ck.n_tensors) == GQA_OK);
     for (int pos = 0; pos < N_POS; pos++)
         CU_ASSERT(m->forward(s, (pos * 131 + 7) % V, pos, logits + (size_t)pos * V) == GQA_OK);
     gqr_arena_free(arena);

@@ -294,6 +294,32 @@ static void test_safetensors_refused(void) {
     TEST_HAS(err, "safetensors has no quantized types (Q8_0); write GGUF");
 }
 
+/* A model with a dtype block: gqac weights --random writes each tensor in
+ * its own type, GGUF (import reads the same block back) and the packed
+ * .bin (the generated code's 159424 bytes after the header, the same
+ * quantized bytes at each tensor's offset); --dtype is then refused. */
+static void test_typed_model(void) {
+    const char *gqa = test_tmp("typed.gqa"), *gguf = test_tmp("typed.gguf"), *bin = test_tmp("typed.bin");
+    CU_ASSERT_FATAL(test_sh_ok("sed 's/weights  = f32/weights = q8_0\\n        ffn_down = f16\\n"
+                               "        attn_v = [q4_0, bf16]/' examples/tiny.gqa > %s", gqa));
+    CU_ASSERT_FATAL(test_sh_ok("%s weights --random %s --format gguf -o %s", test_gqac(), gqa, gguf));
+    CU_ASSERT_FATAL(test_sh_ok("%s weights --random %s --format bin -o %s", test_gqac(), gqa, bin));
+    CU_ASSERT(test_sh_ok("%s import %s -o - | grep -q 'attn_v      = \\[q4_0, bf16\\]'", test_gqac(), gguf));
+    CU_ASSERT(test_sh_ok("%s import %s -o - | grep -q 'ffn_down    = f16'", test_gqac(), gguf));
+    CU_ASSERT_EQUAL(test_sh("%s weights --random %s --format gguf --dtype q4_0 -o %s 2>/dev/null",
+                            test_gqac(), gqa, gguf), 2);
+    gqr_tensorfile *tf;
+    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, gguf, err, sizeof err), 0);
+    const gqr_tensor *e = gqr_tf_find(tf, "token_embd.weight"), *v1 = gqr_tf_find(tf, "blk.1.attn_v.weight");
+    CU_ASSERT_FATAL(e && v1 && e->dtype == GQR_DT_Q8_0 && v1->dtype == GQR_DT_BF16);
+    size_t len = 0;
+    unsigned char *b = (unsigned char *)test_read_file(bin, &len);
+    CU_ASSERT_EQUAL(len, 28 + 159424);
+    CU_ASSERT(b && len > 28 + e->n_bytes && !memcmp(b + 28, e->data, e->n_bytes));
+    free(b);
+    gqr_tf_close(tf);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
@@ -305,7 +331,8 @@ int main(void) {
         !CU_add_test(s, "--keep", test_keep) ||
         !CU_add_test(s, "a GGUF's tokenizer carried", test_tokenizer_carried) ||
         !CU_add_test(s, "errors", test_errors) ||
-        !CU_add_test(s, "safetensors refuses quantized types", test_safetensors_refused))
+        !CU_add_test(s, "safetensors refuses quantized types", test_safetensors_refused) ||
+        !CU_add_test(s, "a typed model's own types, gguf and bin", test_typed_model))
         return 1;
     return cunit_run();
 }

@@ -19,6 +19,8 @@
 
 #include "cunit_run.h"
 #include "gqr.h"
+#include "quant.h"
+#include "tensorfile.h"
 #include "testing.h"
 
 /* ---- the fake model ---- */
@@ -63,10 +65,25 @@ static int fake_forward(gqa_state *s, int token, int pos, float *logits) {
     return GQA_OK;
 }
 
+static const float dummy_weights[NW];
+
+/* The pointers the last init_tensors got, for the tests to compare. */
+static const void *const *got_tensors;
+static size_t got_n_tensors;
+
+static int fake_init_tensors(gqa_state **out, void *arena, size_t bytes, const void *const *t,
+                             size_t n) {
+    got_tensors = t, got_n_tensors = n;
+    for (size_t i = 0; t && i < n; i++)
+        if (!t[i])
+            return GQA_EWEIGHTS;
+    return !t ? GQA_EWEIGHTS : fake_init(out, arena, bytes, dummy_weights, 4 * NW);
+}
+
 static void fake_reset(gqa_state *s) { s->next_pos = 0; }
 static void fake_set_threads(gqa_state *s, int n) { s->threads = n; }
 
-static const double fake_freqs[1] = {1.0};
+static const double fake_freqs[64] = {1.0};
 static const gqa_tensor fake_tensors[1] = {{"w", GQA_T_EMBED, -1, GQA_DT_F32, 1, NW, 4 * NW, 0}};
 
 static const gqa_model_api fake_api = {
@@ -74,17 +91,50 @@ static const gqa_model_api fake_api = {
     {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5},
     fake_freqs,
     fake_tensors, 1, 4 * NW, sizeof(gqa_state), 64, 0,
-    fake_init, NULL, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
+    fake_init, fake_init_tensors, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
 };
 
-static const float dummy_weights[NW];
+/* A model's tensor table as ir.c lays one out: every kind the shape has,
+ * in checkpoint order, matrices at dtype[kind] (vectors f32), each at an
+ * offset on 4 bytes.  Returns the count; the packed size in *bytes. */
+static size_t make_table(const gqa_shape *s, const int *dtype, gqa_tensor *t, size_t *bytes) {
+    int64_t D = s->dim, F = s->hidden_dim, V = s->vocab_size, Q = (int64_t)s->n_heads * s->head_dim,
+            KV = (int64_t)s->n_kv_heads * s->head_dim;
+    const int64_t rc[15][3] = {{V, D, 0}, {1, D, 1}, {Q, D, 1}, {KV, D, 1}, {KV, D, 1}, {D, Q, 1},
+                               {1, D, 1}, {F, D, 1}, {D, F, 1}, {F, D, 1}, {1, D, 0}, {V, D, 0},
+                               {1, Q, 1}, {1, KV, 1}, {1, KV, 1}};
+    size_t n = 0, off = 0;
+    for (int k = 0; k < 15; k++) {
+        if ((k == GQA_T_CLS && s->tied_embeddings) || (k >= GQA_T_BQ && !s->qkv_bias))
+            continue;
+        for (int l = 0; l < (rc[k][2] ? s->n_layers : 1); l++, n++) {
+            int dt = rc[k][0] == 1 ? GQA_DT_F32 : dtype[k];
+            uint64_t b = 0;
+            CU_ASSERT_FATAL(!gqr_q_row_bytes(dt, (uint64_t)(rc[k][0] * rc[k][1]), &b, NULL, 0));
+            t[n] = (gqa_tensor){"t", k, rc[k][2] ? l : -1, dt, (int)rc[k][0], (int)rc[k][1],
+                                (size_t)b, off};
+            off += ((size_t)b + 3) / 4 * 4;
+        }
+    }
+    *bytes = off;
+    return n;
+}
 
-/* The fake's shape in named tensors (GGUF, safetensors): 1304 floats. */
-#define SIZED_NW 1304
-static const gqa_tensor sized_tensors[1] = {{"w", GQA_T_EMBED, -1, GQA_DT_F32, 1, SIZED_NW, 4 * SIZED_NW, 0}};
-static int sized_init(gqa_state **out, void *arena, size_t bytes, const void *w, size_t n) {
-    (void)w;
-    return n == 4 * SIZED_NW ? fake_init(out, arena, bytes, dummy_weights, 4 * NW) : GQA_EWEIGHTS;
+/* The fake over a shape: its table (of at most 64 tensors) in t. */
+static gqa_model_api typed_api(const gqa_shape *s, const int *dtype, gqa_tensor *t) {
+    gqa_model_api m = fake_api;
+    m.shape = *s;
+    m.tensors = t;
+    m.n_tensors = make_table(s, dtype, t, &m.weight_bytes);
+    return m;
+}
+
+/* Every matrix kind at one type. */
+static const int *all_at(int dt) {
+    static int d[15];
+    for (int k = 0; k < 15; k++)
+        d[k] = dt;
+    return d;
 }
 
 /* ---- sampler ---- */
@@ -440,6 +490,8 @@ static void check_loaded(const gqa_model_api *m, const char *path, int flags) {
     CU_ASSERT_STRING_EQUAL(err, "");
     CU_ASSERT_EQUAL(ck.weight_bytes, 4 * NW);
     CU_ASSERT_EQUAL(ck.file_bytes, GQR_HEADER_BYTES + 4 * NW);
+    CU_ASSERT_EQUAL_FATAL(ck.n_tensors, 1);
+    CU_ASSERT(ck.tensors[0] == ck.weights); /* weights + the tensor's offset */
     int wrong = 0;
     for (size_t k = 0; k < NW; k++)
         wrong += ((const float *)ck.weights)[k] != 0.25f * (float)k;
@@ -716,11 +768,9 @@ static void test_cli_run(void) {
  * out still run (they were refused for the missing tokenizer.ggml.model);
  * text needs --tokenizer. */
 static void test_cli_gguf_no_tokenizer(void) {
-    gqa_model_api sized = fake_api;
-    sized.tensors = sized_tensors;
-    sized.weight_bytes = 4 * SIZED_NW;
-    sized.init = sized_init;
-    float *w = calloc(SIZED_NW, sizeof *w);
+    gqa_tensor t[64];
+    gqa_model_api sized = typed_api(&fake_api.shape, all_at(GQA_DT_F32), t);
+    float *w = calloc(4096, sizeof *w);
     char out[4096], err[4096];
     const char *path = test_tmp("notok.gguf");
     CU_ASSERT_EQUAL_FATAL(gqr_convert_write(path, GQR_FORMAT_GGUF, 0, &sized, w, err,
@@ -737,6 +787,238 @@ static void test_cli_gguf_no_tokenizer(void) {
     cli_api = &fake_api;
 }
 
+/* ---- in place ---- */
+
+/* Rows of whole 256-weight blocks; untied, so output.weight is there. */
+static const gqa_shape qshape = {256, 256, 1, 2, 1, 128, VOCAB, SEQ, 0, 0, 0, 10000.0, 1e-5};
+static double qfreqs[64];
+
+static gqa_model_api qapi(const int *dtype, gqa_tensor *t, int halves) {
+    gqa_shape s = qshape;
+    s.rope_halves = halves;
+    for (int i = 0; i < 64; i++)
+        qfreqs[i] = pow(10000.0, -2.0 * i / 128);
+    gqa_model_api m = typed_api(&s, dtype, t);
+    m.rope_freqs = qfreqs;
+    return m;
+}
+
+/* Random floats for qshape's f32 layout (the writer's input). */
+static float *qweights(void) {
+    enum { N = 600000 };
+    float *w = malloc(N * sizeof *w);
+    uint64_t x = 1;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        w[i] = (float)((int)(x >> 41) - (1 << 22)) / (float)(1 << 22) * 0.05f;
+    }
+    return w;
+}
+
+/* m's tensors written to name in format, each at the type m has for it
+ * (o's keep list too, when given). */
+static const char *write_typed(const char *name, int format, int dtype, const gqa_model_api *m,
+                               gqr_write_opts *o) {
+    gqr_write_opts plain = {.dtype = dtype, .types = m->tensors, .n_types = m->n_tensors};
+    float *w = qweights();
+    char err[512] = "";
+    const char *path = test_tmp(name);
+    int rc = gqr_convert_write_opts(path, format, o ? o : &plain, m, w, err, sizeof err);
+    if (rc)
+        printf("\n  %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    free(w);
+    return path;
+}
+
+static int in_map(const gqr_checkpoint *ck, const void *p) {
+    const unsigned char *b = ck->tf->maps[0];
+    return (const unsigned char *)p >= b && (const unsigned char *)p < b + ck->tf->map_sizes[0];
+}
+
+/* Loads path for m and hands its tensors to init_tensors; counts the
+ * tensors used in place (inside the mapping, owning nothing). */
+static size_t load_count(const gqa_model_api *m, const char *path, gqr_checkpoint *ck) {
+    char err[512] = "";
+    int rc = gqr_checkpoint_load(ck, path, m, GQR_LOAD_MMAP, err, sizeof err);
+    if (rc)
+        printf("\n  %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(ck->n_tensors, m->n_tensors);
+    gqa_state *s = NULL;
+    void *arena = gqr_arena_alloc(m);
+    CU_ASSERT_EQUAL(m->init_tensors(&s, arena, m->arena_bytes, ck->tensors, ck->n_tensors), GQA_OK);
+    CU_ASSERT(got_tensors == ck->tensors && got_n_tensors == m->n_tensors);
+    gqr_arena_free(arena);
+    size_t inplace = 0;
+    for (size_t i = 0; i < ck->n_tensors; i++) {
+        CU_ASSERT(in_map(ck, ck->tensors[i]) == !ck->owned[i]);
+        inplace += !ck->owned[i];
+    }
+    return inplace;
+}
+
+static void test_inplace_same_types(void) {
+    static const int types[] = {GQA_DT_Q8_0, GQA_DT_Q4_0, GQA_DT_Q4_K, GQA_DT_Q6_K, GQA_DT_F16,
+                                GQA_DT_BF16, GQA_DT_F32};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        gqa_tensor t[64];
+        gqa_model_api m = qapi(all_at(types[k]), t, 0);
+        const char *path = write_typed("same.gguf", GQR_FORMAT_GGUF, GQA_DT_F32, &m, NULL);
+        gqr_checkpoint ck;
+        CU_ASSERT_EQUAL(load_count(&m, path, &ck), m.n_tensors);
+        CU_ASSERT_EQUAL(ck.owned_bytes, 0);
+        CU_ASSERT(ck.inplace_bytes > 0 && ck.inplace_bytes <= ck.file_bytes);
+        gqr_checkpoint_close(&ck);
+    }
+}
+
+/* A llama2.c file: each tensor at its offset in the packed weights. */
+static void test_inplace_packed(void) {
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_Q4_K), t, 0);
+    size_t size = GQR_HEADER_BYTES + m.weight_bytes;
+    unsigned char *buf = calloc(1, size);
+    const int32_t h[7] = {256, 256, 1, 2, 1, -VOCAB, SEQ}; /* untied: vocab < 0 */
+    for (int k = 0; k < 7; k++)
+        test_put_le32(buf + 4 * k, (uint32_t)h[k]);
+    const char *path = test_write_tmp("packed.bin", buf, size);
+    free(buf);
+    gqr_checkpoint ck;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(gqr_checkpoint_load(&ck, path, &m, GQR_LOAD_MMAP, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(ck.n_tensors, m.n_tensors);
+    int wrong = 0;
+    for (size_t i = 0; i < m.n_tensors; i++)
+        wrong += ck.tensors[i] != (const unsigned char *)ck.weights + t[i].offset;
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(t[m.n_tensors - 1].offset > 0);
+    gqr_checkpoint_close(&ck);
+}
+
+/* An f16 file for an f32 model: every tensor converted, widened exactly. */
+static void test_inplace_widened(void) {
+    gqa_tensor t16[64], t32[64];
+    gqa_model_api m16 = qapi(all_at(GQA_DT_F16), t16, 0), m32 = qapi(all_at(GQA_DT_F32), t32, 0);
+    const char *path = write_typed("w16.gguf", GQR_FORMAT_GGUF, GQA_DT_F32, &m16, NULL);
+    gqr_checkpoint ck;
+    size_t vectors = 3; /* attn_norm, ffn_norm, output_norm: F32 in the file */
+    CU_ASSERT_EQUAL(load_count(&m32, path, &ck), vectors);
+    const gqr_tensor *x = gqr_tf_find(ck.tf, "blk.0.attn_k.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    const float *got = ck.tensors[3]; /* embed, attn_norm, wq, wk */
+    CU_ASSERT_EQUAL(t32[3].kind, GQA_T_WK);
+    CU_ASSERT_EQUAL(got[5], gqr_f16_to_f32(gqr_tf_le16(x->data + 10)));
+    gqr_checkpoint_close(&ck);
+}
+
+/* A safetensors BF16 file for a bf16 model that pairs RoPE in halves as
+ * Hugging Face does: every tensor in place. */
+static void test_inplace_safetensors(void) {
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_BF16), t, 1);
+    const char *path = write_typed("w.safetensors", GQR_FORMAT_SAFETENSORS, GQA_DT_BF16, &m, NULL);
+    gqr_checkpoint ck;
+    CU_ASSERT_EQUAL(load_count(&m, path, &ck), m.n_tensors);
+    gqr_checkpoint_close(&ck);
+    /* every tensor BF16, norms included: those three widened */
+    gqr_write_opts o = {.dtype = GQR_DT_BF16};
+    path = write_typed("all.safetensors", GQR_FORMAT_SAFETENSORS, 0, &m, &o);
+    CU_ASSERT_EQUAL(load_count(&m, path, &ck), m.n_tensors - 3);
+    CU_ASSERT_EQUAL(ck.owned_bytes, 3 * 256 * sizeof(float));
+    gqr_checkpoint_close(&ck);
+}
+
+/* A Q4_K_M-like mix as gqac quantize --keep writes it: attn_v and
+ * ffn_down at Q6_K, the rest Q4_K, each in place. */
+static void test_inplace_mixed(void) {
+    int d[15];
+    memcpy(d, all_at(GQA_DT_Q4_K), sizeof d);
+    d[GQA_T_WV] = d[GQA_T_W2] = GQA_DT_Q6_K;
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(d, t, 0);
+    const char *keep[] = {"blk.0.attn_v.weight", "blk.0.ffn_down.weight"};
+    gqr_write_opts o = {.dtype = GQR_DT_Q4_K, .keep = keep, .n_keep = 2, .keep_dtype = GQR_DT_Q6_K};
+    const char *path = write_typed("mix.gguf", GQR_FORMAT_GGUF, 0, &m, &o);
+    CU_ASSERT_EQUAL(o.counts[GQR_DT_Q6_K], 2);
+    gqr_checkpoint ck;
+    CU_ASSERT_EQUAL(load_count(&m, path, &ck), m.n_tensors);
+    gqr_checkpoint_close(&ck);
+    /* the same file for an all-Q4_K model: attn_v is named, with the way out */
+    gqa_model_api q4 = qapi(all_at(GQA_DT_Q4_K), t, 0);
+    char err[512] = "";
+    CU_ASSERT_EQUAL(gqr_checkpoint_load(&ck, path, &q4, GQR_LOAD_MMAP, err, sizeof err), -1);
+    TEST_HAS(err, "mix.gguf: tensor 'blk.0.attn_v.weight' is Q6_K in the file, but the model has "
+                  "q4_k for attn_v at layer 0; `gqac import ");
+    TEST_HAS(err, "mix.gguf` writes the .gqa that matches the file");
+    CU_ASSERT_PTR_NULL(ck.tensors);
+}
+
+/* Quantized q and k rows of a file paired otherwise than the model move
+ * whole: row 1 of a halves model is the adjacent file's row 2. */
+static void test_inplace_permuted(void) {
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_Q8_0), t, 1);
+    const char *path = write_typed("perm.gguf", GQR_FORMAT_GGUF, 0, &m, NULL);
+    gqr_checkpoint ck;
+    CU_ASSERT_EQUAL(load_count(&m, path, &ck), m.n_tensors - 2); /* wq, wk */
+    const gqr_tensor *x = gqr_tf_find(ck.tf, "blk.0.attn_q.weight");
+    size_t row = 256 / 32 * 34;
+    CU_ASSERT(memcmp((const unsigned char *)ck.tensors[2] + row, x->data + 2 * row, row) == 0);
+    CU_ASSERT(memcmp((const unsigned char *)ck.tensors[2] + 64 * row, x->data + row, row) == 0);
+    gqr_checkpoint_close(&ck);
+}
+
+/* A NaN scale is refused at load, by tensor and block; a quantized matrix
+ * for an f32 model by its types. */
+static void test_inplace_errors(void) {
+    gqa_tensor t[64], t32[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_Q8_0), t, 0), m32 = qapi(all_at(GQA_DT_F32), t32, 0);
+    const char *path = write_typed("nan.gguf", GQR_FORMAT_GGUF, 0, &m, NULL);
+    char err[512] = "";
+    gqr_checkpoint ck;
+    CU_ASSERT_EQUAL(gqr_checkpoint_load(&ck, path, &m32, GQR_LOAD_MMAP, err, sizeof err), -1);
+    TEST_HAS(err, "nan.gguf: tensor 'token_embd.weight' is Q8_0 in the file, but the model has f32 "
+                  "for token_embd;");
+    gqr_tensorfile *tf;
+    CU_ASSERT_EQUAL_FATAL(gqr_tf_open(&tf, path, err, sizeof err), 0);
+    size_t at = (size_t)(gqr_tf_find(tf, "blk.0.ffn_up.weight")->data - (const unsigned char *)tf->maps[0]);
+    gqr_tf_close(tf);
+    size_t len;
+    unsigned char *bytes = (unsigned char *)test_read_file(path, &len);
+    bytes[at + 3 * 34] = 0x00, bytes[at + 3 * 34 + 1] = 0x7e; /* block 3's scale: NaN */
+    path = test_write_tmp("nan.gguf", bytes, len);
+    free(bytes);
+    CU_ASSERT_EQUAL(gqr_checkpoint_load(&ck, path, &m, GQR_LOAD_MMAP, err, sizeof err), -1);
+    TEST_HAS(err, "nan.gguf: tensor 'blk.0.ffn_up.weight': ");
+    TEST_HAS(err, "block 3");
+    CU_ASSERT_PTR_NULL(ck.tensors);
+}
+
+/* The load line: how the file came in, what is resident after (at least
+ * the tensors, which load made resident), and the peak at the end. */
+static void test_cli_resident(void) {
+    gqa_tensor t[64];
+    gqa_model_api m = qapi(all_at(GQA_DT_F32), t, 0);
+    const char *path = write_typed("rss.gguf", GQR_FORMAT_GGUF, GQA_DT_F32, &m, NULL);
+    char out[4096], err[4096];
+    cli_api = &m;
+    CU_ASSERT_EQUAL(cli(out, err, sizeof out, "--weights", path, "--tokens", "3", "-n", "2",
+                        "--temp", "0", (char *)NULL), 0);
+    cli_api = &fake_api;
+    double file = 0, inplace = -1, conv = -1, rss = 0, peak = 0;
+    const char *p = strstr(err, "rss.gguf (GGUF, ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(sscanf(p, "rss.gguf (GGUF, %lf MiB mapped: %lf MiB in place, %lf MiB "
+                              "converted), resident %lf MiB", &file, &inplace, &conv, &rss), 4);
+    CU_ASSERT(file > 1.0 && inplace == file && conv == 0.0);
+    CU_ASSERT(rss >= file);
+    p = strstr(err, "; peak resident ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(sscanf(p, "; peak resident %lf MiB", &peak), 1);
+    CU_ASSERT(peak >= rss);
+}
+
 static void add_file_suites(void) {
     CU_pSuite s = CU_add_suite("checkpoint", NULL, NULL);
     CU_add_test(s, "good file, both modes", test_checkpoint_good);
@@ -749,6 +1031,15 @@ static void add_file_suites(void) {
     CU_add_test(s, "input errors exit 1", test_cli_input_errors);
     CU_add_test(s, "runs", test_cli_run);
     CU_add_test(s, "GGUF weights without a tokenizer", test_cli_gguf_no_tokenizer);
+    CU_add_test(s, "resident memory on the load line", test_cli_resident);
+    s = CU_add_suite("in place", NULL, NULL);
+    CU_add_test(s, "same types: every tensor in the mapping", test_inplace_same_types);
+    CU_add_test(s, "llama2.c: packed offsets", test_inplace_packed);
+    CU_add_test(s, "f16 file, f32 model: widened", test_inplace_widened);
+    CU_add_test(s, "safetensors bf16", test_inplace_safetensors);
+    CU_add_test(s, "Q4_K_M-like mix", test_inplace_mixed);
+    CU_add_test(s, "quantized rows reordered", test_inplace_permuted);
+    CU_add_test(s, "NaN scale, quantized for f32", test_inplace_errors);
 }
 
 int main(void) {
