@@ -129,8 +129,9 @@ $(BUILD)/test_kernels: tests/test_kernels.c tests/attention_cases.h $(TEMPLATES)
                        $(BUILD)/gen/attention_cases.o
 	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TESTING) $(TEST_LIBS)
 $(BUILD)/test_model: tests/test_model.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
-                     $(TEST_MODELS:%=$(BUILD)/gen/%.bin)
-	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(TEST_LIBS)
+                     $(TEST_MODELS:%=$(BUILD)/gen/%.bin) $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) \
+	    $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_convert: tests/test_convert.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                        $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a \

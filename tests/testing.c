@@ -187,11 +187,14 @@ void test_put_le64(unsigned char *p, uint64_t v) {
         p[i] = (unsigned char)(v >> 8 * i);
 }
 
-/* One of wantf and wantd is the reference. */
+/* One of wantf and wantd is the reference.  A value that is not finite,
+ * on either side, is an infinite error (fmax would skip a NaN). */
 static double rel(const float *got, const float *wantf, const double *wantd, size_t n) {
     double err = 0, mag = 0;
     for (size_t i = 0; i < n; i++) {
         double want = wantf ? wantf[i] : wantd[i];
+        if (!isfinite(want) || !isfinite(got[i]))
+            return INFINITY;
         err = fmax(err, fabs((double)got[i] - want));
         mag = fmax(mag, fabs(want));
     }
