@@ -40,7 +40,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo test check check-asan check-cross check-install fuzz bench install clean deps
+.PHONY: all demo test check check-asan check-cross check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -279,15 +279,32 @@ BENCH_CFLAGS := -std=c99 -O3 -march=native -ffp-contract=fast -fopenmp -Wall -We
                 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Itemplates -Itests -I$(BENCH)
 # 32 query heads over 32, 16, 8, 4 KV heads (G = 1, 2, 4, 8), head_dim 64 and 128.
 BENCH_SHAPES := 32:32:64 32:16:64 32:8:64 32:4:64 32:32:128 32:16:128 32:8:128 32:4:128
-bench: $(BUILD)/gqac $(BUILD)/gen_attention
+# The weight types of section 5: every matrix of one type, in llama.cpp's
+# 123 M shape and TinyLlama's, and TinyLlama as llama.cpp's Q4_K_M.
+BENCH_TYPES := f32 q8_0 q4_0 q4_k q6_k bf16
+bench: bench-build
+	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
+bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	@mkdir -p $(BENCH)
 	$(BUILD)/gen_attention 32768 $(BENCH_SHAPES) > $(BENCH)/attention_cases.c
 	$(BUILD)/gqac bench/gqa-100m.gqa -o $(BENCH)/bench_100m.c --prefix bench_100m
 	$(BUILD)/gqac examples/tinyllama-1.1b.gqa -o $(BENCH)/tinyllama.c --prefix tinyllama
+	@rm -f $(BENCH)/typed.h
+	@for shape in gqa-123m tinyllama; do for t in $(BENCH_TYPES); do \
+	    src=bench/gqa-123m.gqa; [ $$shape = tinyllama ] && src=examples/tinyllama-1.1b.gqa; \
+	    stem=$$(echo $$shape | tr -d -)_$$t; \
+	    { sed '$$d' $$src; echo "    dtype { weights = $$t }"; echo "}"; } > $(BENCH)/$$stem.gqa; \
+	    echo "TYPED($$stem, \"$$shape\", \"$$t\")" >> $(BENCH)/typed.h; \
+	done; done
+	@echo 'TYPED(tinyllama_q4_k_m, "tinyllama", "Q4_K_M")' >> $(BENCH)/typed.h
+	cp bench/tinyllama-q4_k_m.gqa $(BENCH)/tinyllama_q4_k_m.gqa
+	for f in $$(sed 's/TYPED(\([a-z0-9_]*\),.*/\1/' $(BENCH)/typed.h); do \
+	    $(BUILD)/gqac $(BENCH)/$$f.gqa -o $(BENCH)/$$f.c --prefix $$f && \
+	    $(CC) $(BENCH_CFLAGS) -c -o $(BENCH)/$$f.o $(BENCH)/$$f.c || exit 1; done
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH)/bench bench/bench.c $(BENCH)/attention_cases.c \
-	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c -lm -ldl
+	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c \
+	    $$(sed 's/TYPED(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/typed.h) -lm -ldl
 	tcc -shared -o $(BENCH)/bench_100m_tcc.so $(BENCH)/bench_100m.c -lm
-	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
 
 # ---- install ----
 # gqa.pc gives a program built from `gqac -o` output its flags:

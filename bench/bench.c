@@ -5,12 +5,14 @@
  * of two models against the memory roofline, prompt processing, threads,
  * and the same code built by tcc.  Every figure is the median of repeated
  * runs; every ratio is taken within this run, against the bandwidth or
- * peak measured in the same seconds.  Prints a table and writes
+ * peak measured in the same seconds.  Then the weight types: decode and
+ * prefill of models whose weights are Q8_0, Q4_0, Q4_K, Q6_K, BF16, or
+ * llama.cpp's Q4_K_M mix, read in place.  Prints a table and writes
  * build/bench.json (or the path in argv[1]).
  *
  * Run it on a quiet machine: on two cores a second busy process halves
  * the threaded figures.  argv[3], if given, names the sections to run
- * ("attention,decode,prefill"; the machine is always measured).
+ * ("attention,decode,prefill,types"; the machine is always measured).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -26,6 +28,22 @@
 #include "gqa_api.h"
 
 extern const gqa_model_api bench_100m_api, tinyllama_api;
+
+/* The weight-type models (the Makefile writes typed.h): llama.cpp's
+ * 123 M shape and TinyLlama, each with every matrix of one type, and
+ * TinyLlama as llama.cpp's Q4_K_M mixes them. */
+typedef struct {
+    const gqa_model_api *api;
+    const char *shape, *type;
+} Typed;
+#define TYPED(stem, shape, type) extern const gqa_model_api stem##_api;
+#include "typed.h"
+#undef TYPED
+static const Typed typed[] = {
+#define TYPED(stem, shape, type) {&stem##_api, shape, type},
+#include "typed.h"
+#undef TYPED
+};
 
 #define REPEATS 5
 
@@ -393,13 +411,39 @@ static double matrix_weights(const gqa_model_api *m) {
     return n;
 }
 
+/* Random weights in each tensor's type: random bytes, made into finite
+ * values of about the size trained weights have: halves with an exponent
+ * of [0.5, 1), block scales 1/16 (f16 0x2c00), quants left random (every
+ * bit pattern is a quant). */
+static void *typed_weights(const gqa_model_api *m, unsigned seed) {
+    unsigned char *w = (unsigned char *)big_buffer((m->weight_bytes + 3) / 4, seed);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const gqa_tensor *t = &m->tensors[i];
+        unsigned char *p = w + t->offset;
+        static const int block[7] = {0, 0, 0, 18, 34, 144, 210}, scale[7][2] = {{-1, -1}, {-1, -1},
+            {-1, -1}, {0, -1}, {0, -1}, {0, 2}, {208, -1}};
+        if (t->dtype == GQA_DT_F16 || t->dtype == GQA_DT_BF16) {
+            for (size_t k = 0; k < t->bytes; k += 2) {
+                unsigned v = p[k] | (unsigned)p[k + 1] << 8;
+                v = t->dtype == GQA_DT_F16 ? (v & 0x83ffu) | 0x3800u : (v & 0x807fu) | 0x3f00u;
+                p[k] = (unsigned char)v, p[k + 1] = (unsigned char)(v >> 8);
+            }
+        } else if (t->dtype != GQA_DT_F32) {
+            for (size_t k = 0; k < t->bytes; k += (size_t)block[t->dtype])
+                for (int j = 0; j < 2 && scale[t->dtype][j] >= 0; j++)
+                    p[k + (size_t)scale[t->dtype][j]] = 0x00, p[k + (size_t)scale[t->dtype][j] + 1] = 0x2c;
+        }
+    }
+    return w;
+}
+
 typedef struct {
     void *arena;
     gqa_state *s;
     float *logits;
 } Instance;
 
-static void instance(Instance *in, const gqa_model_api *m, const float *w) {
+static void instance(Instance *in, const gqa_model_api *m, const void *w) {
     if (posix_memalign(&in->arena, 64, m->arena_bytes) != 0) {
         fprintf(stderr, "bench: cannot allocate %s's arena\n", m->name);
         exit(1);
@@ -555,10 +599,60 @@ static const gqa_model_api *load_tcc(const char *so) {
     return m;
 }
 
+/* 5. Each weight type: a decode step at contexts 256 and 2048 against
+ * the bandwidth of the same seconds (bytes: every tensor in its type),
+ * and a 256-token prefill, on 1 and 2 threads. */
+static void bench_types(const double machine_gbps[3], const double machine_peak[3], const float *a,
+                        const float *b, size_t n) {
+    enum { N = 256 };
+    static const int contexts[] = {256, 2048};
+    int tokens[N];
+    printf("\n5. Weight types: decode (tok/s, %% of the bandwidth read in the same seconds) and a "
+           "%d-token prefill\n", N);
+    printf("   %-15s %-7s %3s | %9s %9s %6s %6s | %9s %9s %6s %6s | %9s\n", "shape", "weights", "thr",
+           "MB/tok", "tok/s 256", "read", "%bw", "MB/tok", "tok/s 2k", "read", "%bw", "prefill");
+    json_open_list("types");
+    for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++) {
+        const gqa_model_api *m = typed[i].api;
+        void *w = typed_weights(m, 21 + (unsigned)i);
+        Instance in;
+        instance(&in, m, w);
+        for (int k = 0; k < N; k++)
+            tokens[k] = prompt_token(k, m->shape.vocab_size);
+        for (int threads = 1; threads <= 2; threads++) {
+            double tok_s[2], pct[2], bw[2], mb[2];
+            int held = 0;
+            for (int c = 0; c < 2; c++) {
+                double stream, t = decode_step(m, &in, contexts[c], threads, REPEATS, a, b, n, &stream);
+                mb[c] = bytes_per_token(m, contexts[c]) / 1e6;
+                tok_s[c] = 1 / t, bw[c] = stream, pct[c] = 100 * mb[c] * 1e6 / (stream * 1e9) / t;
+                held |= core_held(threads, stream, machine_gbps[1]);
+            }
+            m->set_threads(in.s, threads);
+            double tp = prefill(m, &in, tokens, N, 1, m->weight_bytes > 2000000000u ? 1 : 3);
+            printf("   %-15s %-7s %3d | %9.1f %9.1f %6.1f %5.0f%% | %9.1f %9.1f %6.1f %5.0f%% | %9.1f%s\n",
+                   typed[i].shape, typed[i].type, threads, mb[0], tok_s[0], bw[0], pct[0], mb[1], tok_s[1],
+                   bw[1], pct[1], N / tp, held_mark(held));
+            fprintf(json,
+                    "%s\n    {\"shape\": \"%s\", \"weights\": \"%s\", \"threads\": %d, "
+                    "\"mb_per_token_256\": %.2f, \"tok_s_256\": %.2f, \"stream_gbps_256\": %.2f, "
+                    "\"pct_of_bandwidth_256\": %.1f, \"mb_per_token_2048\": %.2f, \"tok_s_2048\": %.2f, "
+                    "\"stream_gbps_2048\": %.2f, \"pct_of_bandwidth_2048\": %.1f, \"prefill_tok_s\": %.2f, "
+                    "\"core_held\": %s}",
+                    json_items++ ? "," : "", typed[i].shape, typed[i].type, threads, mb[0], tok_s[0], bw[0],
+                    pct[0], mb[1], tok_s[1], bw[1], pct[1], N / tp, json_bool(held));
+        }
+        (void)machine_peak;
+        instance_free(&in);
+        free(w);
+    }
+    json_close_list();
+}
+
 int main(int argc, char **argv) {
     const char *out = argc > 1 ? argv[1] : "build/bench.json";
     const char *tcc_so = argc > 2 ? argv[2] : "build/bench/bench_100m_tcc.so";
-    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill";
+    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types";
     int cores = omp_get_max_threads() > 2 ? 2 : omp_get_max_threads();
     double stream[3], peak[3];
     json = fopen(out, "w");
@@ -593,7 +687,12 @@ int main(int argc, char **argv) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
         bench_prefill(models, n_models, weights, peak);
     }
-    free(weights[0]), free(weights[1]), free(a), free(b);
+    free(weights[0]), free(weights[1]);
+    if (strstr(sections, "types")) {
+        measure_machine(a, b, n, stream, peak, "\n   The machine again:");
+        bench_types(stream, peak, a, b, n);
+    }
+    free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"
                   "  \"peak_gflops\": %.1f, \"peak_gflops_1thread\": %.1f\n}\n",
             stream[2], stream[1], peak[2], peak[1]);
