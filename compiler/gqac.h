@@ -567,6 +567,13 @@ int tune_command(const Model *m, int argc, char **argv, Arena *a);
  * only in kv_heads, which divides from's: each K and V head (and bias) of
  * to is the mean of the from heads its group covers. */
 void tune_convert(const Model *from, const float *src, const Model *to, float *dst);
+/* to's packed weights into out (api: to's code, api->weight_bytes): from's
+ * floats src (ir_tensors' layout) pooled by tune_convert into pooled (to's
+ * float count), then each tensor stored in its type (ggml's reference
+ * quantizers for block types) at the offset api's table gives.  to differs
+ * from from in kv_heads and types only.  0, or -1 with a message. */
+int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
+              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen);
 
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 

@@ -380,33 +380,46 @@ static float *original_floats(const Variant *o, const gqr_checkpoint *ck, Arena 
     return w;
 }
 
-/* v's packed weights: the original's floats pooled to its kv_heads, each
- * tensor then stored in its type at the offset its code reads it from. */
-static bool pack_variant(Variant *v, const Model *orig, const float *floats, float *pooled,
-                         Arena *a) {
-    Model from = ir_with_f32(orig), to = ir_with_f32(&v->m);
-    char err[512];
+int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
+              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen) {
+    Model f = ir_with_f32(from), t = ir_with_f32(to);
     Slice *sl;
     uint64_t total;
-    int64_t n = ir_slices(&to, a, &sl, &total);
-    tune_convert(&from, floats, &to, pooled);
+    int64_t n = ir_slices(&t, a, &sl, &total);
+    if (n != (int64_t)api->n_tensors) {
+        snprintf(err, errlen, "the code's table of tensors is not the model's"); /* never */
+        return -1;
+    }
+    tune_convert(&f, src, &t, pooled);
+    memset(out, 0, api->weight_bytes);
+    for (int64_t i = 0; i < n; i++) {
+        const gqa_tensor *e = &api->tensors[i];
+        const float *x = pooled + sl[i].offset / 4;
+        uint64_t count = (uint64_t)e->rows * (uint64_t)e->cols;
+        char why[256];
+        if (e->dtype == GQA_DT_F32) {
+            memcpy(out + e->offset, x, count * sizeof *x);
+        } else if (gqr_q_quantize_row(e->dtype, x, count, out + e->offset, why, sizeof why)) {
+            snprintf(err, errlen, "tensor '%s' of layer %d: %s", e->name, e->layer, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* v's packed weights from the original's floats. */
+static bool pack_variant(Variant *v, const Model *orig, const float *floats, float *pooled,
+                         Arena *a) {
+    char err[512];
     v->packed = v->weights = gqr_pages_alloc(v->api->weight_bytes);
     if (!v->weights) {
         fprintf(stderr, "gqac tune: error: out of memory for the weights\n");
         return false;
     }
-    memset(v->weights, 0, v->api->weight_bytes);
-    for (int64_t i = 0; i < n && i < (int64_t)v->api->n_tensors; i++) {
-        const gqa_tensor *t = &v->api->tensors[i];
-        const float *src = pooled + sl[i].offset / 4;
-        uint64_t count = (uint64_t)t->rows * (uint64_t)t->cols;
-        if (t->dtype == GQA_DT_F32)
-            memcpy(v->weights + t->offset, src, count * sizeof *src);
-        else if (gqr_q_quantize_row(t->dtype, src, count, v->weights + t->offset, err, sizeof err)) {
-            fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: tensor '%s' of layer %d: "
-                    "%s\n", (long long)v->m.kv_heads, v->label, t->name, t->layer, err);
-            return false;
-        }
+    if (tune_pack(orig, floats, &v->m, v->api, pooled, v->weights, a, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: %s\n",
+                (long long)v->m.kv_heads, v->label, err);
+        return false;
     }
     return true;
 }
