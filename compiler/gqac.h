@@ -559,24 +559,36 @@ int quantize_command(const QuantizeArgs *q, Arena *a);
 /* ---- tune.c: gqac tune ---- */
 
 /* gqac tune MODEL.gqa FLAGS (argv: the flags after the model): every
- * candidate kv_heads compiled, its weights mean-pooled, timed and scored;
- * the report printed and written.  An exit status. */
+ * candidate kv_heads and weight type compiled, its weights mean-pooled in
+ * floats and stored in its types, timed and scored; the report printed
+ * and written.  An exit status. */
 int tune_command(const Model *m, int argc, char **argv, Arena *a);
 /* from's weights src (ir_tensors' layout) as to's, a model that differs
  * only in kv_heads, which divides from's: each K and V head (and bias) of
  * to is the mean of the from heads its group covers. */
 void tune_convert(const Model *from, const float *src, const Model *to, float *dst);
+/* to's packed weights into out (api: to's code, api->weight_bytes): from's
+ * floats src (ir_tensors' layout) pooled by tune_convert into pooled (to's
+ * float count), then each tensor stored in its type (ggml's reference
+ * quantizers for block types) at the offset api's table gives.  to differs
+ * from from in kv_heads and types only.  0, or -1 with a message. */
+int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
+              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen);
 
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 
-/* One measured variant of the model: its kv_heads, and what it costs and
- * loses.  NAN in ppl and kl when there was no eval text. */
+/* One measured variant of the model: its kv_heads and weight types, and
+ * what it costs and loses.  NAN in ppl and kl when there was no eval text. */
 typedef struct {
     int kv_heads;
+    const char *weights;       /* its matrices' type ("q8_0"), or "mixed"; NULL: not given */
+    bool original;             /* the reference of ppl and KL (one row) */
     double *ms_per_token;      /* median decode latency at each of the report's contexts */
     double kv_bytes_per_token; /* the KV cache's growth per position */
     double kv_bytes_full;      /* the KV cache at the model's full context */
-    double memory_bytes;       /* weights plus one instance's arena */
+    double weight_bytes;       /* every tensor in its type */
+    double bytes_per_token;    /* read per decoded token: weights, and KV at the longest context */
+    double memory_bytes;       /* weights plus one instance's arena, as allocated */
     double ppl;                /* teacher-forced perplexity on the eval text */
     double kl;                 /* mean KL(original || variant) per token, nats */
     bool pareto;               /* set by report_mark */
@@ -590,18 +602,18 @@ typedef struct {
     int n_contexts;          /* >= 1 */
     const int *contexts;     /* the decode contexts timed, ascending */
     int n_rows;
-    TuneRow *rows;           /* by kv_heads, descending; one has kv_heads == original_kv */
+    TuneRow *rows;           /* by kv_heads, descending; one is the original */
     double max_ppl_increase; /* the quality budget as a fraction (0.05 for 5%); < 0: none */
     int recommended;         /* set by report_mark: a row index, or -1 */
 } TuneReport;
 
 /* Marks the Pareto-optimal rows and picks the recommendation.  Costs are
  * latency at the longest context and, as quality, perplexity (or, with no
- * eval text, KV bytes per token): a row is on the front when no other row
- * is at least as good in both and better in one.  The recommendation, with
- * a budget, is the fastest row whose ppl is within it of the original's
- * (ties: fewer KV bytes), which may be the original itself; without a
- * budget or an eval text, none (-1). */
+ * eval text, bytes per token: weights and KV): a row is on the front when
+ * no other row is at least as good in both and better in one.  The
+ * recommendation, with a budget, is the fastest row whose ppl is within it
+ * of the original's (ties: fewer bytes per token), which may be the
+ * original itself; without a budget or an eval text, none (-1). */
 void report_mark(TuneReport *r);
 /* The table for a terminal: one row per variant, Pareto rows starred, the
  * recommendation and why (or why there is none) below it. */
@@ -609,9 +621,10 @@ void report_table(const TuneReport *r, FILE *out);
 /* Files; 0, or -1 with a message naming the path in err. */
 int report_json(const TuneReport *r, const char *path, char *err, size_t errlen);
 int report_csv(const TuneReport *r, const char *path, char *err, size_t errlen);
-/* Latency at the longest context (x) against perplexity (y; KV bytes per
+/* Latency at the longest context (x) against perplexity (y; bytes per
  * token when there was no eval text), a point per variant labelled with
- * its kv_heads, the Pareto front joined, the recommendation ringed. */
+ * its kv_heads and weights ("kv4 q8_0"), the Pareto front joined, the
+ * recommendation ringed. */
 int report_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
 
 #endif

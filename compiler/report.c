@@ -35,9 +35,11 @@ static bool has_ppl(const TuneReport *r) {
     return r->n_rows > 0;
 }
 
-/* The quality cost: perplexity, or the KV cache's size when it is unknown. */
+/* The quality cost: perplexity, or when it is unknown the bytes a token
+ * reads (weights in their types, and KV), which is what quality is traded
+ * for. */
 static double cost_y(const TuneReport *r, int i) {
-    return has_ppl(r) ? r->rows[i].ppl : r->rows[i].kv_bytes_per_token;
+    return has_ppl(r) ? r->rows[i].ppl : r->rows[i].bytes_per_token;
 }
 
 static double cost(const TuneReport *r, int i, bool y) {
@@ -61,9 +63,14 @@ static bool on_front(const TuneReport *r, int i) {
 /* The original's row, the reference of every change; -1 when missing. */
 static int original_row(const TuneReport *r) {
     for (int i = 0; i < r->n_rows; i++)
-        if (r->rows[i].kv_heads == r->original_kv)
+        if (r->rows[i].original)
             return i;
     return -1;
+}
+
+/* A row's weight types for every output. */
+static const char *weights_of(const TuneReport *r, int i) {
+    return r->rows[i].weights ? r->rows[i].weights : "-";
 }
 
 /* Whether row i is a better recommendation than row best (-1: none yet). */
@@ -72,7 +79,7 @@ static bool better(const TuneReport *r, int i, int best) {
         return true;
     double xi = cost_x(r, i), xb = cost_x(r, best);
     return xi < xb ||
-           (xi == xb && r->rows[i].kv_bytes_per_token < r->rows[best].kv_bytes_per_token);
+           (xi == xb && r->rows[i].bytes_per_token < r->rows[best].bytes_per_token);
 }
 
 static int recommend(const TuneReport *r) {
@@ -196,18 +203,19 @@ static double ppl_change(const TuneReport *r, int i) {
 }
 
 static int n_columns(const TuneReport *r) {
-    return 8 + r->n_contexts;
+    return 10 + r->n_contexts;
 }
 
 static void header_cells(const TuneReport *r, Cell *c) {
-    static const char *const tail[] = {"KV/token", "KV full ctx", "memory",
+    static const char *const tail[] = {"KV/token", "KV full ctx", "bytes/token", "memory",
                                        "ppl",      "ppl change",  "KL (nats)"};
     int k = 0;
     snprintf(c[k++], CELL, "kv_heads");
     snprintf(c[k++], CELL, "group");
+    snprintf(c[k++], CELL, "weights");
     for (int j = 0; j < r->n_contexts; j++)
         snprintf(c[k++], CELL, "ms/tok @%d", r->contexts[j]);
-    for (int j = 0; j < 6; j++)
+    for (int j = 0; j < 7; j++)
         snprintf(c[k++], CELL, "%s", tail[j]);
 }
 
@@ -216,10 +224,12 @@ static void row_cells(const TuneReport *r, int i, Cell *c) {
     int k = 0;
     snprintf(c[k++], CELL, "%d", w->kv_heads);
     snprintf(c[k++], CELL, "%d", group_size(r, i));
+    snprintf(c[k++], CELL, "%.16s", weights_of(r, i));
     for (int j = 0; j < r->n_contexts; j++)
         value_cell(c[k++], "%.3f", w->ms_per_token[j]);
     bytes_cell(c[k++], w->kv_bytes_per_token);
     bytes_cell(c[k++], w->kv_bytes_full);
+    bytes_cell(c[k++], w->bytes_per_token);
     bytes_cell(c[k++], w->memory_bytes);
     value_cell(c[k++], "%.3f", w->ppl);
     value_cell(c[k++], "%+.2f%%", ppl_change(r, i));
@@ -257,13 +267,13 @@ static void print_recommendation(const TuneReport *r, FILE *out) {
         fprintf(out, "recommended: none (no variant within +%g%% perplexity of the original)\n",
                 r->max_ppl_increase * 100);
     else if (best == orig)
-        fprintf(out, "recommended: kv_heads %d, the original: no variant is faster at context %d "
-                     "within +%g%% perplexity\n",
-                r->rows[best].kv_heads, ctx, r->max_ppl_increase * 100);
+        fprintf(out, "recommended: kv_heads %d, weights %s, the original: no variant is faster at "
+                     "context %d within +%g%% perplexity\n",
+                r->rows[best].kv_heads, weights_of(r, best), ctx, r->max_ppl_increase * 100);
     else
-        fprintf(out, "recommended: kv_heads %d (G = %d): %.1f%% faster than the original at "
-                     "context %d, perplexity %+.2f%%\n",
-                r->rows[best].kv_heads, group_size(r, best),
+        fprintf(out, "recommended: kv_heads %d (G = %d), weights %s: %.1f%% faster than the "
+                     "original at context %d, perplexity %+.2f%%\n",
+                r->rows[best].kv_heads, group_size(r, best), weights_of(r, best),
                 (1 - cost_x(r, best) / cost_x(r, orig)) * 100, ctx, ppl_change(r, best));
 }
 
@@ -295,7 +305,8 @@ void report_table(const TuneReport *r, FILE *out) {
     free(grid);
     fprintf(out, "\n* on the Pareto front: no other variant is at least as fast at context %d\n"
                  "  and at least as low in %s, and better in one\n",
-            r->contexts[r->n_contexts - 1], has_ppl(r) ? "perplexity" : "KV bytes per token");
+            r->contexts[r->n_contexts - 1],
+            has_ppl(r) ? "perplexity" : "bytes per token (weights and KV at that context)");
     print_recommendation(r, out);
 }
 
@@ -357,9 +368,13 @@ static bool json_latency(const TuneReport *r, int i, cJSON *v) {
 static bool json_variant(const TuneReport *r, int i, cJSON *v) {
     const TuneRow *w = &r->rows[i];
     return v && json_number(v, "kv_heads", w->kv_heads) &&
+           json_string(v, "weights", weights_of(r, i)) &&
+           cJSON_AddBoolToObject(v, "original", w->original) &&
            json_number(v, "group_size", group_size(r, i)) && json_latency(r, i, v) &&
            json_number(v, "kv_bytes_per_token", w->kv_bytes_per_token) &&
            json_number(v, "kv_bytes_full_context", w->kv_bytes_full) &&
+           json_number(v, "weight_bytes", w->weight_bytes) &&
+           json_number(v, "bytes_per_token", w->bytes_per_token) &&
            json_number(v, "memory_bytes", w->memory_bytes) &&
            json_number(v, "perplexity", w->ppl) && json_number(v, "kl_divergence", w->kl) &&
            cJSON_AddBoolToObject(v, "pareto", w->pareto);
@@ -374,7 +389,9 @@ static bool json_results(const TuneReport *r, cJSON *root) {
     double budget = r->max_ppl_increase < 0 ? NAN : r->max_ppl_increase;
     double best = r->recommended < 0 ? NAN : r->rows[r->recommended].kv_heads;
     ok = ok && json_number(root, "max_ppl_increase", budget) &&
-         json_number(root, "recommended_kv_heads", best);
+         json_number(root, "recommended_kv_heads", best) &&
+         json_string(root, "recommended_weights",
+                     r->recommended < 0 ? NULL : weights_of(r, r->recommended));
     cJSON *variants = ok ? cJSON_AddArrayToObject(root, "variants") : NULL;
     ok = variants != NULL;
     for (int i = 0; ok && i < r->n_rows; i++) {
@@ -419,18 +436,21 @@ static void csv_number(FILE *f, double v) {
 }
 
 static bool csv_write(const TuneReport *r, FILE *f) {
-    fputs("kv_heads,group_size", f);
+    fputs("kv_heads,weights,group_size", f);
     for (int j = 0; j < r->n_contexts; j++)
         fprintf(f, ",ms_per_token_at_%d", r->contexts[j]);
-    fputs(",kv_bytes_per_token,kv_bytes_full_context,memory_bytes,perplexity,kl_divergence,"
-          "pareto,recommended\n", f);
+    fputs(",kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,memory_bytes,"
+          "perplexity,kl_divergence,pareto,recommended\n", f);
     for (int i = 0; i < r->n_rows; i++) {
         const TuneRow *w = &r->rows[i];
-        fprintf(f, "%d,%d", w->kv_heads, group_size(r, i));
+        /* a type's name: letters, digits, '_' and '-', nothing to quote */
+        fprintf(f, "%d,%.16s,%d", w->kv_heads, weights_of(r, i), group_size(r, i));
         for (int j = 0; j < r->n_contexts; j++)
             csv_number(f, w->ms_per_token[j]);
         csv_number(f, w->kv_bytes_per_token);
         csv_number(f, w->kv_bytes_full);
+        csv_number(f, w->weight_bytes);
+        csv_number(f, w->bytes_per_token);
         csv_number(f, w->memory_bytes);
         csv_number(f, w->ppl);
         csv_number(f, w->kl);
@@ -521,7 +541,7 @@ static void svg_axis(FILE *f, const Axis *a, bool y) {
 static void svg_titles(const TuneReport *r, FILE *f) {
     fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", SVG_W / 2);
     text_put(f, r->model_name, true);
-    fputs(": kv_heads variants, backend ", f);
+    fputs(": kv_heads and weight type variants, backend ", f);
     text_put(f, r->backend, true);
     fputs(strcmp(r->backend, "tcc") ? "" : " (unoptimized code)", f);
     fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">decode latency at context "
@@ -533,7 +553,7 @@ static void svg_titles(const TuneReport *r, FILE *f) {
         fputs("perplexity on ", f);
         text_put(f, r->eval_path ? base_name(r->eval_path) : "the eval text", true);
     } else {
-        fputs("KV cache bytes per token", f);
+        fputs("bytes per token (weights and KV)", f);
     }
     fputs("</text>\n", f);
 }
@@ -568,8 +588,10 @@ static void svg_points(const TuneReport *r, FILE *f, const Axis *ax, const Axis 
             continue; /* a NaN or infinity has no place on an axis */
         double x = axis_px(ax, cost_x(r, i)), y = axis_px(ay, cost_y(r, i));
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#1f77b4\"/>\n"
-                   "<text x=\"%.1f\" y=\"%.1f\">kv=%d</text>\n",
+                   "<text x=\"%.1f\" y=\"%.1f\">kv%d ",
                 x, y, x + 11, y - 6, r->rows[i].kv_heads);
+        text_put(f, weights_of(r, i), true);
+        fputs("</text>\n", f);
         if (i == r->recommended)
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"9\" fill=\"none\" stroke=\"#2ca02c\" "
                        "stroke-width=\"2\"/>\n",
@@ -584,7 +606,7 @@ static void svg_legend(const TuneReport *r, FILE *f) {
                "stroke=\"#999\"/>\n",
             x, y, 8 + 18 * rows);
     fprintf(f, "<path d=\"M%d %dm-4 0a4 4 0 1 0 8 0a4 4 0 1 0 -8 0\" fill=\"#1f77b4\"/>\n"
-               "<text x=\"%d\" y=\"%d\">variant (kv=KV heads)</text>\n",
+               "<text x=\"%d\" y=\"%d\">variant (kvN TYPE)</text>\n",
             x + 14, y + 14, x + 28, y + 18);
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#d62728\" "
                "stroke-width=\"1.5\"/>\n<text x=\"%d\" y=\"%d\">Pareto front</text>\n",

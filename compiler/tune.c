@@ -2,11 +2,13 @@
  * tune.c: `gqac tune MODEL.gqa --weights W [...]`, the KV-head trade-off
  * measured.  Needs: the JIT (one compiled variant per candidate kv_heads),
  * the runtime (weights, tokenizer) and report.c.  Provides: for each
- * candidate, the weights converted by mean-pooling K and V heads (Ainslie
- * et al. 2023, "GQA", section 2.1), decode latency at each context, memory,
- * and, on an eval text, perplexity and the KL divergence from the original.
+ * candidate kv_heads and weight type, the weights converted by mean-pooling
+ * K and V heads (Ainslie et al. 2023, "GQA", section 2.1) in floats, then
+ * stored in the type; decode latency at each context, memory, and, on an
+ * eval text, perplexity and the KL divergence from the original.
  *
- *   gqac tune M.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048]
+ *   gqac tune M.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k]
+ *             [--context 512,2048]
  *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
  *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
  *             [--emit DIR]
@@ -14,6 +16,8 @@
 #include "gqac.h"
 #include "gqr.h"
 #include "outfile.h"
+#include "quant.h"
+#include "tensorfile.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -24,22 +28,27 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_LIST = 64 };
+enum { MAX_LIST = 64, TYPE_FILE = -1 /* the model's own types */ };
 
 typedef struct {
     const char *weights, *eval, *tokenizer, *jit, *out, *emit;
     int kv[MAX_LIST], n_kv;
+    int types[DT_COUNT + 1], n_types; /* DType or TYPE_FILE */
     int contexts[MAX_LIST], n_contexts;
     int eval_tokens, runs, threads;
     double max_ppl_increase;
 } TuneOptions;
 
-/* One candidate: its model, code, weights and instance. */
+/* One candidate: its model, code, weights (packed, in its types) and
+ * instance.  The original's packed weights are the checkpoint's. */
 typedef struct {
     Model m;
+    int type;          /* DType, or TYPE_FILE */
+    const char *label; /* the report's "weights": a type's name, or "mixed" */
     JitModel *jit;
     const gqa_model_api *api;
-    float *weights;
+    unsigned char *weights; /* owned, or NULL (the original) */
+    const void *packed;
     void *arena;
     gqa_state *s;
 } Variant;
@@ -47,8 +56,9 @@ typedef struct {
 static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, "gqac tune: error: ");
     fprintf(stderr, fmt, arg);
-    fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--context 512,2048] [--eval TEXT "
-          "--tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
+    fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k] "
+          "[--context 512,2048] [--eval TEXT --tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] "
+          "[--out PREFIX] [--emit DIR])\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -58,6 +68,8 @@ static int bad_value(const char *flag, const char *v) {
     static const char *const wants[][2] = {
         {"--jit", "cc or tcc"},
         {"--kv-heads", "a list of whole numbers >= 1, like 1,2,4"},
+        {"--types", "a list of file (the model's own types), f32, f16, bf16, q8_0, q4_0, q4_k "
+                    "or q6_k, like file,q8_0,q4_k"},
         {"--context", "a list of whole numbers >= 1, like 512,2048"},
         {"--eval-tokens", "a whole number >= 2"},
         {"--runs", "a whole number in [1, 10000]"},
@@ -86,6 +98,30 @@ static bool int_list(const char *s, int *out, int *n, int lo, int hi) {
     return *n > 0 && !*s;
 }
 
+/* "file,q8_0,f16" into out[] (TYPE_FILE for file), without repeats. */
+static bool type_list(const char *s, int *out, int *n) {
+    *n = 0;
+    while (*s) {
+        char word[16];
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof word || *n > DT_COUNT)
+            return false;
+        memcpy(word, s, len);
+        word[len] = 0;
+        bool file = !strcmp(word, "file");
+        int t = file ? TYPE_FILE : dtype_from_name(word);
+        bool seen = false;
+        for (int i = 0; i < *n; i++)
+            seen |= out[i] == t;
+        if ((t < 0 && !file) || (s[len] && !s[len + 1]))
+            return false;
+        if (!seen)
+            out[(*n)++] = t;
+        s += s[len] ? len + 1 : len;
+    }
+    return *n > 0;
+}
+
 /* "5%" or "0.05". */
 static bool fraction(const char *s, double *out) {
     char *end;
@@ -111,6 +147,7 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         else if (!strcmp(f, "--emit")) o->emit = v;
         else if (!strcmp(f, "--jit")) ok = jit_backend(o->jit = v) != NULL;
         else if (!strcmp(f, "--kv-heads")) ok = int_list(v, o->kv, &o->n_kv, 1, 1 << 20);
+        else if (!strcmp(f, "--types")) ok = type_list(v, o->types, &o->n_types);
         else if (!strcmp(f, "--context")) ok = int_list(v, o->contexts, &o->n_contexts, 1, 1 << 30);
         else if (!strcmp(f, "--eval-tokens")) ok = int_list(v, &o->eval_tokens, &(int){0}, 2, 1 << 30);
         else if (!strcmp(f, "--runs")) ok = int_list(v, &o->runs, &(int){0}, 1, 10000);
@@ -123,6 +160,8 @@ static int parse(int argc, char **argv, TuneOptions *o) {
     }
     if (!o->weights)
         return usage("%s", "--weights FILE is required");
+    if (o->n_types == 0)
+        o->types[o->n_types++] = TYPE_FILE;
     if (o->eval && !o->tokenizer)
         return usage("%s", "--eval needs --tokenizer (the text is tokenized as the model reads it)");
     return 0;
@@ -225,28 +264,176 @@ void tune_convert(const Model *from, const float *src, const Model *to, float *d
 
 /* ---- variants ---- */
 
-static bool compile_variant(Variant *v, const Model *m, int kv, const JitBackend *b) {
+static bool is_matrix(TensorKind k) {
+    return k != TK_RMS_ATT && k != TK_RMS_FFN && k != TK_RMS_FINAL && k != TK_BQ && k != TK_BK &&
+           k != TK_BV;
+}
+
+/* m at kv_heads kv with every matrix of type (the dtype block's kinds and
+ * layers cleared; norms and biases stay f32), or its own types. */
+static Model typed_model(const Model *m, int kv, int type) {
+    Model v = ir_with_kv_heads(m, kv);
+    if (type == TYPE_FILE)
+        return v;
+    v.weight_type = (DType)type;
+    for (int k = 0; k < TK_COUNT; k++)
+        v.kind_set[k] = false, v.layer_types[k] = NULL;
+    return v;
+}
+
+/* The first matrix whose rows are not whole blocks of t, or NULL. */
+static const Slice *misfit(const Slice *sl, int64_t n, int t) {
+    for (int64_t i = 0; i < n; i++)
+        if (is_matrix(sl[i].kind) && sl[i].cols % (uint64_t)dtype_block((DType)t))
+            return &sl[i];
+    return NULL;
+}
+
+/* Each --types type must fit every matrix (sema's rule for the dtype
+ * block); the message names the tensor and the types that do fit. */
+static int check_types(const Model *m, const TuneOptions *o, Arena *a) {
+    Slice *sl;
+    uint64_t total;
+    int64_t n = ir_slices(m, a, &sl, &total);
+    for (int i = 0; i < o->n_types; i++) {
+        const Slice *bad = o->types[i] == TYPE_FILE ? NULL : misfit(sl, n, o->types[i]);
+        if (!bad)
+            continue;
+        char fit[128] = "";
+        for (int t = 0; t < DT_COUNT; t++)
+            if (!misfit(sl, n, t))
+                snprintf(fit + strlen(fit), sizeof fit - strlen(fit), "%s%s", *fit ? ", " : "",
+                         dtype_name((DType)t));
+        fprintf(stderr, "gqac tune: error: --types %s: tensor '%s' (%s) has rows of %llu values, "
+                "not whole blocks of %d; the types every matrix of the model can hold: %s\n",
+                dtype_name((DType)o->types[i]), bad->name, ir_kind_key(bad->kind),
+                (unsigned long long)bad->cols, dtype_block((DType)o->types[i]), fit);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The report's name of a model's weight types: the one type of every
+ * matrix, or "mixed". */
+static const char *type_label(const Model *m, Arena *a) {
+    Slice *sl;
+    uint64_t total;
+    int64_t n = ir_slices(m, a, &sl, &total);
+    int type = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (is_matrix(sl[i].kind) && type != (int)sl[i].type)
+            type = type < 0 ? (int)sl[i].type : DT_COUNT;
+    return type < 0 || type == DT_COUNT ? "mixed" : dtype_name((DType)type);
+}
+
+/* kv_heads x types, the original (its kv_heads, its own types) first and
+ * every other variant once: a type that is the original's is its row. */
+static Variant *variants(const Model *m, const TuneOptions *o, int *nv, Arena *a) {
+    Variant *v = calloc((size_t)(o->n_kv * o->n_types + 1), sizeof *v);
+    *nv = 0;
+    for (int i = -1; v && i < o->n_kv; i++)
+        for (int j = 0; j < (i < 0 ? 1 : o->n_types); j++) {
+            int kv = i < 0 ? (int)m->kv_heads : o->kv[i], type = i < 0 ? TYPE_FILE : o->types[j];
+            Model t = typed_model(m, kv, type);
+            const char *label = type_label(&t, a);
+            bool seen = false;
+            for (int k = 0; k < *nv; k++)
+                seen |= v[k].m.kv_heads == kv && !strcmp(v[k].label, label);
+            if (!seen)
+                v[(*nv)++] = (Variant){.m = t, .type = type, .label = label};
+        }
+    return v;
+}
+
+static bool compile_variant(Variant *v, const JitBackend *b) {
     char err[1024];
-    v->m = *m;
-    v->m.kv_heads = kv;
     v->jit = jit_compile(&v->m, b, &v->api, err, sizeof err);
     if (!v->jit)
-        fprintf(stderr, "\ngqac tune: error: kv_heads %d: %s\n", kv, err);
+        fprintf(stderr, "\ngqac tune: error: kv_heads %lld, weights %s: %s\n",
+                (long long)v->m.kv_heads, v->label, err);
     return v->jit != NULL;
 }
 
-/* The variant's weights converted from the original's, and an instance. */
-static bool set_up_variant(Variant *v, const Model *m, const float *orig, int threads) {
-    int kv = (int)v->m.kv_heads;
-    v->weights = gqr_pages_alloc(v->api->weight_bytes);
-    v->arena = gqr_arena_alloc(v->api);
-    if (!v->weights || !v->arena) {
-        fprintf(stderr, "gqac tune: error: kv_heads %d: out of memory\n", kv);
+/* The original's weights as floats in its f32 layout (ir_tensors'), each
+ * tensor loaded in its own type dequantized: what pooling works on. */
+static float *original_floats(const Variant *o, const gqr_checkpoint *ck, Arena *a) {
+    Model f = ir_with_f32(&o->m);
+    Slice *sl;
+    uint64_t total;
+    int64_t n = ir_slices(&f, a, &sl, &total);
+    float *w = n == (int64_t)o->api->n_tensors ? calloc(total / 4 + 1, sizeof *w) : NULL;
+    for (int64_t i = 0; w && i < n; i++) {
+        const gqa_tensor *t = &o->api->tensors[i];
+        uint64_t count = (uint64_t)t->rows * (uint64_t)t->cols;
+        float *dst = w + sl[i].offset / 4;
+        if (t->kind != (int)sl[i].kind || t->layer != (int)sl[i].layer) {
+            free(w); /* the generated table is ir_slices': never */
+            return NULL;
+        }
+        if (t->dtype == GQA_DT_F32)
+            memcpy(dst, ck->tensors[i], count * sizeof *dst);
+        else
+            gqr_q_dequantize_row(t->dtype, ck->tensors[i], count, dst);
+    }
+    if (!w)
+        fprintf(stderr, "gqac tune: error: out of memory for the weights as floats\n");
+    return w;
+}
+
+int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
+              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen) {
+    Model f = ir_with_f32(from), t = ir_with_f32(to);
+    Slice *sl;
+    uint64_t total;
+    int64_t n = ir_slices(&t, a, &sl, &total);
+    if (n != (int64_t)api->n_tensors) {
+        snprintf(err, errlen, "the code's table of tensors is not the model's"); /* never */
+        return -1;
+    }
+    tune_convert(&f, src, &t, pooled);
+    memset(out, 0, api->weight_bytes);
+    for (int64_t i = 0; i < n; i++) {
+        const gqa_tensor *e = &api->tensors[i];
+        const float *x = pooled + sl[i].offset / 4;
+        uint64_t count = (uint64_t)e->rows * (uint64_t)e->cols;
+        char why[256];
+        if (e->dtype == GQA_DT_F32) {
+            memcpy(out + e->offset, x, count * sizeof *x);
+        } else if (gqr_q_quantize_row(e->dtype, x, count, out + e->offset, why, sizeof why)) {
+            snprintf(err, errlen, "tensor '%s' of layer %d: %s", e->name, e->layer, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* v's packed weights from the original's floats. */
+static bool pack_variant(Variant *v, const Model *orig, const float *floats, float *pooled,
+                         Arena *a) {
+    char err[512];
+    v->packed = v->weights = gqr_pages_alloc(v->api->weight_bytes);
+    if (!v->weights) {
+        fprintf(stderr, "gqac tune: error: out of memory for the weights\n");
         return false;
     }
-    tune_convert(m, orig, &v->m, v->weights);
-    if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->weights, v->api->weight_bytes)) {
-        fprintf(stderr, "gqac tune: error: kv_heads %d: init failed\n", kv);
+    if (tune_pack(orig, floats, &v->m, v->api, pooled, v->weights, a, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: %s\n",
+                (long long)v->m.kv_heads, v->label, err);
+        return false;
+    }
+    return true;
+}
+
+/* An instance over the variant's packed weights. */
+static bool set_up_variant(Variant *v, int threads) {
+    v->arena = gqr_arena_alloc(v->api);
+    if (!v->arena) {
+        fprintf(stderr, "gqac tune: error: kv_heads %lld: out of memory\n", (long long)v->m.kv_heads);
+        return false;
+    }
+    if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->packed, v->api->weight_bytes)) {
+        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: init failed\n",
+                (long long)v->m.kv_heads, v->label);
         return false;
     }
     v->api->set_threads(v->s, threads);
@@ -381,7 +568,20 @@ static bool evaluate(Variant *v, int nv, const int *ids, int n, int bos, TuneRow
 
 /* ---- the command ---- */
 
-/* The recommended variant as DIR/NAME-kvN.gqa and .bin, for gqac -o. */
+/* DIR/NAME-kvN-TYPE.bin: the llama2.c header, then the packed weights in
+ * their types, as `gqac weights` writes a typed model. */
+static bool write_bin(const Variant *v, FILE *f) {
+    const Model *m = &v->m;
+    int64_t h[7] = {m->dim, m->hidden, m->layers, m->heads, m->kv_heads,
+                    m->tied ? m->vocab : -m->vocab, m->context};
+    unsigned char head[GQR_HEADER_BYTES];
+    for (int i = 0; i < 7; i++)
+        gqr_tf_put32(head + 4 * i, (uint32_t)h[i]);
+    return fwrite(head, 1, sizeof head, f) == sizeof head &&
+           fwrite(v->packed, 1, v->api->weight_bytes, f) == v->api->weight_bytes;
+}
+
+/* The recommended variant as DIR/NAME-kvN-TYPE.gqa and .bin, for gqac -o. */
 static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Arena *a) {
     if (r->recommended < 0) {
         fprintf(stderr, "gqac tune: error: --emit: nothing to emit without a recommendation "
@@ -389,12 +589,14 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
         return EXIT_INPUT;
     }
     const Variant *best = &v[r->recommended];
-    char *stem = arena_printf(a, "%s/%s-kv%lld", o->emit, cname_mangle(a, best->m.name),
-                              (long long)best->m.kv_heads);
+    char *stem = arena_printf(a, "%s/%s-kv%lld-%s", o->emit, cname_mangle(a, best->m.name),
+                              (long long)best->m.kv_heads, best->label);
     char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
-    const char *comments[] = {arena_printf(a, "kv_heads %lld of the model in %s, chosen by gqac tune; "
-                                              "weights: K and V heads mean-pooled",
-                                           (long long)best->m.kv_heads, o->weights), NULL};
+    const char *comments[] = {arena_printf(a, "kv_heads %lld, weights %s, of the model in %s, chosen "
+                                              "by gqac tune; weights: K and V heads mean-pooled, "
+                                              "then stored in their types",
+                                           (long long)best->m.kv_heads, best->label, o->weights),
+                              NULL};
     Buf b = {0};
     gqa_source(&b, &best->m, comments);
     char err[1024];
@@ -407,7 +609,7 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
     if (ok && !(ok = fwrite(b.data, 1, b.len, out[0].f) == b.len))
         snprintf(err, sizeof err, "%s: cannot write: %s", gqa, strerror(errno));
     ok = ok && !gqr_out_open(&out[1], bin, err, sizeof err);
-    if (ok && !(ok = weights_write(&best->m, best->weights, out[1].f)))
+    if (ok && !(ok = write_bin(best, out[1].f)))
         snprintf(err, sizeof err, "%s: cannot write: %s", bin, strerror(errno));
     /* both written whole before either is renamed into place; a failure
      * leaves neither (nor a folder made for them) */
@@ -437,75 +639,113 @@ static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
     return 0;
 }
 
+/* Sizes from the code's table and allocations: weights in their types
+ * (tensors' bytes), the packed buffer and the arena as allocated. */
 static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, double *ms) {
     const gqa_model_api *api = v->api;
+    double weights = 0;
+    for (size_t i = 0; i < api->n_tensors; i++)
+        weights += (double)api->tensors[i].bytes;
     row->kv_heads = (int)v->m.kv_heads;
+    row->weights = v->label;
     row->ms_per_token = ms;
     row->kv_bytes_per_token = (double)api->kv_cache_bytes / api->shape.seq_len;
     row->kv_bytes_full = (double)api->kv_cache_bytes;
+    row->weight_bytes = weights;
+    row->bytes_per_token = weights + row->kv_bytes_per_token * o->contexts[o->n_contexts - 1];
     row->memory_bytes = (double)api->weight_bytes + (double)api->arena_bytes;
     row->ppl = row->kl = o->eval ? 0 : NAN;
 }
 
-/* v[0] is the original (candidates() sorts it first): its own code checks
- * the weights file, and every variant is converted from what it loaded. */
-static int tune(const Model *m, TuneOptions *o, Variant *v, TuneRow *rows, Arena *a) {
-    const JitBackend *b = jit_backend(o->jit);
+/* The file loaded for the original (v[0]: its own code checks it; a
+ * quantized GGUF under an f32 model is dequantized), its floats, and each
+ * variant pooled and stored in its types from them. */
+static int load_all(const Model *m, const TuneOptions *o, Variant *v, int nv, gqr_checkpoint *ck,
+                    Arena *a) {
     char err[1024];
-    gqr_checkpoint ck;
-    for (int i = 0; i < o->n_kv; i++) {
-        progress(i, o->n_kv, arena_printf(a, "kv_heads %d: compiling (%s)", o->kv[i], b->name));
-        if (!compile_variant(&v[i], m, o->kv[i], b))
-            return EXIT_INPUT;
-    }
-    progress(o->n_kv, o->n_kv, "compiled");
-    if (gqr_checkpoint_load(&ck, o->weights, v[0].api, GQR_LOAD_MMAP, err, sizeof err) ||
-        gqr_checkpoint_pack(&ck, v[0].api, err, sizeof err)) {
-        gqr_checkpoint_close(&ck);
+    if (gqr_checkpoint_load(ck, o->weights, v[0].api, GQR_LOAD_MMAP | GQR_LOAD_DEQUANTIZE, err,
+                            sizeof err) ||
+        gqr_checkpoint_pack(ck, v[0].api, err, sizeof err)) {
         fprintf(stderr, "gqac tune: error: %s\n", err);
         return EXIT_INPUT;
     }
+    v[0].packed = ck->weights;
+    if (nv == 1)
+        return 0;
+    float *floats = original_floats(&v[0], ck, a), *pooled = NULL;
+    uint64_t total;
+    Tensor t[IR_MAX_TENSORS];
+    ir_tensors(m, t, &total);
+    if (floats && !(pooled = malloc(sizeof *pooled * (size_t)(total + 1))))
+        fprintf(stderr, "gqac tune: error: out of memory for the pooled weights\n");
+    int rc = floats && pooled ? 0 : EXIT_INPUT;
+    for (int i = 1; i < nv && !rc; i++) {
+        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s: converting",
+                                     (long long)v[i].m.kv_heads, v[i].label));
+        rc = pack_variant(&v[i], m, floats, pooled, a) ? 0 : EXIT_INPUT;
+    }
+    free(floats), free(pooled);
+    return rc;
+}
+
+/* v[0] is the original, the reference of KL. */
+static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *rows, Arena *a) {
+    const JitBackend *b = jit_backend(o->jit);
+    gqr_checkpoint ck;
+    for (int i = 0; i < nv; i++) {
+        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s: compiling (%s)",
+                                     (long long)v[i].m.kv_heads, v[i].label, b->name));
+        if (!compile_variant(&v[i], b))
+            return EXIT_INPUT;
+    }
+    progress(nv, nv, "compiled");
+    int rc = load_all(m, o, v, nv, &ck, a);
     float *logits = malloc(sizeof *logits * (size_t)m->vocab);
-    double *ms = arena_alloc(a, sizeof *ms * (size_t)(o->n_kv * o->n_contexts));
-    int rc = logits ? 0 : EXIT_INPUT;
-    for (int i = 0; i < o->n_kv && !rc; i++) {
-        if (!set_up_variant(&v[i], m, ck.weights, o->threads))
+    double *ms = arena_alloc(a, sizeof *ms * (size_t)(nv * o->n_contexts));
+    rc = rc ? rc : logits ? 0 : EXIT_INPUT;
+    for (int i = 0; i < nv && !rc; i++) {
+        if (!set_up_variant(&v[i], o->threads))
             rc = EXIT_INPUT;
         else
             describe(&v[i], &rows[i], o, ms + i * o->n_contexts);
     }
-    gqr_checkpoint_close(&ck);
-    if (!rc && !time_all(v, o->n_kv, o, ms, logits))
+    rows[0].original = true;
+    if (!rc && !time_all(v, nv, o, ms, logits))
         rc = EXIT_INPUT;
     free(logits);
-    if (rc || !o->eval)
-        return rc;
-    int n = 0, bos = -1, *ids = eval_ids(o, (int)m->vocab, &n, &bos);
-    rc = ids && evaluate(v, o->n_kv, ids, n, bos, rows) ? 0 : EXIT_INPUT;
-    free(ids);
+    if (!rc && o->eval) {
+        int n = 0, bos = -1, *ids = eval_ids(o, (int)m->vocab, &n, &bos);
+        rc = ids && evaluate(v, nv, ids, n, bos, rows) ? 0 : EXIT_INPUT;
+        free(ids);
+    }
+    gqr_checkpoint_close(&ck);
     return rc;
+}
+
+static int report(const Model *m, const TuneOptions *o, const Variant *v, int nv, TuneRow *rows,
+                  Arena *a) {
+    TuneReport r = {m->name, o->jit, o->eval, (int)m->heads, (int)m->kv_heads, o->n_contexts,
+                    o->contexts, nv, rows, o->max_ppl_increase, -1};
+    report_mark(&r);
+    report_table(&r, stdout);
+    int rc = write_reports(o, &r, a);
+    return !rc && o->emit ? emit(o, &r, v, a) : rc;
 }
 
 int tune_command(const Model *m, int argc, char **argv, Arena *a) {
     TuneOptions o;
-    int rc = parse(argc, argv, &o);
+    int nv = 0, rc = parse(argc, argv, &o);
     rc = rc ? rc : candidates(m, &o);
     rc = rc ? rc : check_contexts(m, &o);
+    rc = rc ? rc : check_types(m, &o, a);
     if (rc)
         return rc;
-    Variant *v = calloc((size_t)o.n_kv, sizeof *v);
-    TuneRow *rows = calloc((size_t)o.n_kv, sizeof *rows);
-    rc = v && rows ? tune(m, &o, v, rows, a) : EXIT_INPUT;
-    if (!rc) {
-        TuneReport r = {m->name, o.jit, o.eval, (int)m->heads, (int)m->kv_heads, o.n_contexts,
-                        o.contexts, o.n_kv, rows, o.max_ppl_increase, -1};
-        report_mark(&r);
-        report_table(&r, stdout);
-        rc = write_reports(&o, &r, a);
-        if (!rc && o.emit)
-            rc = emit(&o, &r, v, a);
-    }
-    for (int i = 0; v && i < o.n_kv; i++)
+    Variant *v = variants(m, &o, &nv, a);
+    TuneRow *rows = calloc((size_t)nv + 1, sizeof *rows);
+    rc = v && rows ? tune(m, &o, v, nv, rows, a) : EXIT_INPUT;
+    if (!rc)
+        rc = report(m, &o, v, nv, rows, a);
+    for (int i = 0; v && i < nv; i++)
         free_variant(&v[i]);
     free(v), free(rows);
     return rc;

@@ -278,8 +278,10 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     memset(ck, 0, sizeof *ck);
     if (!path || !m)
         return gqr_fail(err, errlen, "%s: no path or no model", path ? path : "?");
+    int dequantize = flags & GQR_LOAD_DEQUANTIZE;
+    flags &= ~GQR_LOAD_DEQUANTIZE;
     if (flags != GQR_LOAD_MMAP && flags != GQR_LOAD_READ_HUGEPAGES)
-        return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags);
+        return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags | dequantize);
     if (m->n_tensors && !m->tensors)
         return gqr_fail(err, errlen, "%s: the model has no tensor table", path);
     uintmax_t size = 0;
@@ -295,7 +297,7 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     int rc = read_at(fd, h, have, 0, path, err, errlen);
     if (rc == 0 && gqr_tf_probe(h, have, path)) {
         close(fd);
-        rc = gqr_convert_load(ck, path, m, err, errlen);
+        rc = gqr_convert_load_dequantized(ck, path, m, dequantize, err, errlen);
     } else {
         if (rc == 0)
             rc = load_llama2c(ck, fd, size, m, flags, path, err, errlen);

@@ -226,6 +226,7 @@ typedef struct {
     gqr_checkpoint *ck;
     const char *path;
     int halves; /* the file's RoPE pairing (file_halves) */
+    int dequantize; /* GQR_LOAD_DEQUANTIZE: block types widen into F32 too */
     Slot t[N_SLOTS];
 } Load;
 
@@ -348,7 +349,8 @@ static int load_tensor(Load *L, size_t i, char *err, size_t errlen) {
         L->ck->inplace_bytes += (size_t)x->n_bytes;
     } else if (x->dtype == e->dtype) {
         rc = copy_same(L, i, x, s, permute);
-    } else if (e->dtype == GQR_DT_F32 && (s->rows == 1 || !gqr_q_is_block(x->dtype))) {
+    } else if (e->dtype == GQR_DT_F32 &&
+               (s->rows == 1 || !gqr_q_is_block(x->dtype) || L->dequantize)) {
         rc = widen(L, i, x, s, permute);
     } else {
         return type_error(L, x, e, err, errlen);
@@ -368,10 +370,15 @@ static int load_all(Load *L, char *err, size_t errlen) {
 
 int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m, char *err,
                      size_t errlen) {
+    return gqr_convert_load_dequantized(ck, path, m, 0, err, errlen);
+}
+
+int gqr_convert_load_dequantized(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                                 int dequantize, char *err, size_t errlen) {
     gqr_tensorfile *tf = NULL;
     if (gqr_tf_open(&tf, path, err, errlen))
         return -1;
-    Load L = {tf, m, ck, path, file_halves(tf), {{0}}};
+    Load L = {tf, m, ck, path, file_halves(tf), dequantize != 0, {{0}}};
     slots(&m->shape, L.t);
     ck->tf = tf;
     ck->format = gqr_tf_format(tf) == GQR_TF_GGUF ? GQR_FORMAT_GGUF : GQR_FORMAT_SAFETENSORS;

@@ -40,7 +40,11 @@ enum {
 
 enum {
     GQR_LOAD_MMAP = 0,           /* map the file read-only; pages come on demand */
-    GQR_LOAD_READ_HUGEPAGES = 1  /* read into 2 MiB aligned memory advised for huge pages */
+    GQR_LOAD_READ_HUGEPAGES = 1, /* read into 2 MiB aligned memory advised for huge pages */
+    /* Or'ed with either: a GGUF's block-typed matrix (Q4_K, ...) loads
+     * dequantized into an F32 tensor of the model (gqac tune pools floats);
+     * without it that difference of types is an error. */
+    GQR_LOAD_DEQUANTIZE = 4
 };
 
 /* What holds, by format:
@@ -111,6 +115,10 @@ size_t gqr_f32_floats(const gqa_model_api *m);
  * gqr_checkpoint_load. */
 int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                      char *err, size_t errlen);
+/* The same, block types dequantized into the model's F32 tensors when
+ * dequantize is nonzero (GQR_LOAD_DEQUANTIZE). */
+int gqr_convert_load_dequantized(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                                 int dequantize, char *err, size_t errlen);
 /* Writes gqr_f32_floats(m) floats of weights (the model's layout) to path as a
  * GQR_FORMAT_GGUF (with llama.* or qwen2.* metadata) or
  * GQR_FORMAT_SAFETENSORS file, tensors stored as dtype (tensorfile.h's

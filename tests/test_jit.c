@@ -323,6 +323,56 @@ static void test_conversion(void) {
     arena_free(a);
 }
 
+/* A q8_0 variant's weights from tune_pack against the same pooled floats
+ * written as a Q8_0 GGUF by the runtime's writer and loaded by its loader
+ * for the q8_0 code (names, not tune's offsets, place each tensor): equal
+ * logits, at the original kv_heads and a pooled one.  tiny-mha with
+ * hidden 192, so that every row is whole blocks of 32. */
+static void test_pack_q8_0(void) {
+    const char *gqa = test_tmp("q8.gqa"), *w = test_tmp("q8w.bin"), *gguf = test_tmp("q8.gguf");
+    CU_ASSERT_FATAL(test_sh("sed 's/hidden = 176/hidden = 192/' examples/tiny-mha.gqa > %s && "
+                            "%s weights --random %s -o %s --seed 7", gqa, gqac, gqa, w) == 0);
+    Arena *a = arena_new();
+    Model mha;
+    CU_ASSERT_FATAL(load_model(gqa, &mha, a));
+    char err[512];
+    const gqa_model_api *f32;
+    JitModel *jf = jit_compile(&mha, &jit_tcc, &f32, err, sizeof err);
+    gqr_checkpoint ck;
+    CU_ASSERT_FATAL(jf && gqr_checkpoint_open(&ck, w, f32, err, sizeof err) == 0);
+    float *pooled = malloc(f32->weight_bytes), *scratch = malloc(f32->weight_bytes);
+    for (int kv = 8; kv >= 2; kv /= 4) {
+        Model fv = mha, qv;
+        fv.kv_heads = kv;
+        qv = fv;
+        qv.weight_type = DT_Q8_0;
+        const gqa_model_api *fapi, *qapi;
+        JitModel *jv = jit_compile(&fv, &jit_tcc, &fapi, err, sizeof err);
+        JitModel *jq = jit_compile(&qv, &jit_tcc, &qapi, err, sizeof err);
+        CU_ASSERT_FATAL(jv && jq);
+        unsigned char *packed = malloc(qapi->weight_bytes);
+        CU_ASSERT_FATAL(tune_pack(&mha, ck.weights, &qv, qapi, scratch, packed, a, err, sizeof err) == 0);
+        tune_convert(&mha, ck.weights, &fv, pooled);
+        gqr_write_opts o = {.dtype = GQA_DT_Q8_0}; /* GQR_DT_* numbers as GQA_DT_* */
+        gqr_checkpoint qk;
+        CU_ASSERT_FATAL(gqr_convert_write_opts(gguf, GQR_FORMAT_GGUF, &o, fapi, pooled, err, sizeof err) == 0);
+        CU_ASSERT_FATAL(gqr_checkpoint_open(&qk, gguf, qapi, err, sizeof err) == 0 &&
+                        gqr_checkpoint_pack(&qk, qapi, err, sizeof err) == 0);
+        float *got = logits_of(qapi, (const float *)(const void *)packed);
+        float *want = logits_of(qapi, qk.weights);
+        double d = test_rel_diff(got, want, N_POS * (size_t)mha.vocab);
+        printf(" [kv %d: %.2g]", kv, d);
+        CU_ASSERT(d == 0);
+        free(got), free(want), free(packed);
+        gqr_checkpoint_close(&qk);
+        jit_free(jv), jit_free(jq);
+    }
+    free(pooled), free(scratch);
+    gqr_checkpoint_close(&ck);
+    jit_free(jf);
+    arena_free(a);
+}
+
 /* ---- gqac tune ---- */
 
 static int count_lines(const char *path) {
@@ -370,6 +420,49 @@ static void test_tune(void) {
                        "-n 4 --temp 0 > /dev/null 2>&1 || exit 1; done", test_tmp("emit"), gqac), 0);
 }
 
+/* kv_heads x types over a Q8_0 GGUF that the f32 model (tiny-mha with
+ * hidden 192: rows of whole 32-blocks) loads dequantized: the original is
+ * f32 with the file's values (KL 0), and q8_0 of them is nearly those. */
+static void test_tune_types(void) {
+    const char *gqa = test_tmp("ty.gqa"), *w = test_tmp("ty.bin"), *gguf = test_tmp("ty.gguf");
+    CU_ASSERT_FATAL(test_sh("sed 's/hidden = 176/hidden = 192/' examples/tiny-mha.gqa > %s && "
+                            "%s weights --random %s -o %s --seed 5 && %s quantize %s -o %s --type q8_0 "
+                            "--model %s > /dev/null", gqa, gqac, gqa, w, gqac, w, gguf, gqa) == 0);
+    /* a plain run refuses Q8_0 matrices under the f32 model: the flag is tune's alone */
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s run %s --jit tcc --weights %s -n 1 > /dev/null 2> %s",
+                            test_tmp("cache"), gqac, gqa, gguf, test_tmp("e")), 1);
+    int rc = test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 8,2 --types file,q8_0,f16 "
+                     "--context 16,32 --runs 2 --eval examples/fortune/eval.txt "
+                     "--tokenizer examples/fortune/tokenizer.bin --eval-tokens 100 --jit tcc "
+                     "--out %s > %s", test_tmp("cache"), gqac, gqa, gguf, test_tmp("ty"), test_tmp("ty.txt"));
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    cJSON *j = test_read_json(test_tmp("ty.json"));
+    CU_ASSERT_FATAL(j != NULL);
+    cJSON *vars = cJSON_GetObjectItem(j, "variants");
+    /* the original (8, f32) first, then kv_heads x types, each once */
+    static const int kv[] = {8, 8, 8, 2, 2, 2};
+    static const char *const type[] = {"f32", "q8_0", "f16", "f32", "q8_0", "f16"};
+    CU_ASSERT_EQUAL_FATAL(cJSON_GetArraySize(vars), 6);
+    for (int i = 0; i < 6; i++) {
+        cJSON *v = cJSON_GetArrayItem(vars, i), *f32 = cJSON_GetArrayItem(vars, i / 3 * 3);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItem(v, "kv_heads")->valueint, kv[i]);
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(v, "weights")->valuestring, type[i]);
+        CU_ASSERT_EQUAL(cJSON_IsTrue(cJSON_GetObjectItem(v, "original")), i == 0);
+        double kl = cJSON_GetObjectItem(v, "kl_divergence")->valuedouble;
+        double bytes = cJSON_GetObjectItem(v, "weight_bytes")->valuedouble;
+        CU_ASSERT(i != 0 || kl == 0);
+        CU_ASSERT(i != 1 || kl < 1e-3); /* q8_0 of q8_0 values: int8 activations alone */
+        CU_ASSERT(i % 3 == 0 || bytes < 0.6 * cJSON_GetObjectItem(f32, "weight_bytes")->valuedouble);
+    }
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL(count_lines(test_tmp("ty.csv")), 7);
+    CU_ASSERT_EQUAL(test_sh("head -1 %s | grep -q '^kv_heads,weights,' && grep -q '^2,q8_0,4,' %s",
+                            test_tmp("ty.csv"), test_tmp("ty.csv")), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -q '>kv2 q8_0<' %s", test_tmp("ty.svg")), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -q ' weights ' %s && grep -Eq ' 2 +4 +q8_0 ' %s", test_tmp("ty.txt"),
+                            test_tmp("ty.txt")), 0);
+}
+
 static void test_tune_errors(void) {
     const char *w = test_tmp("w.bin");
     CU_ASSERT_EQUAL(test_sh("%s weights --random examples/tiny-mha.gqa -o %s --seed 5", gqac, w), 0);
@@ -383,6 +476,14 @@ static void test_tune_errors(void) {
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --context 9999 2> %s", gqac, w, test_tmp("e")), 2);
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --jit llvm 2> %s", gqac, w, test_tmp("e")), 2);
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --eval x.txt 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --types f32,q5_1 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("grep -q -- \"--types wants .*not 'f32,q5_1'\" %s", test_tmp("e")), 0);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --types f32, 2> %s", gqac, w, test_tmp("e")), 2);
+    /* 176-wide rows of ffn_down hold no 32-blocks */
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --types f16,q8_0 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("grep -q \"q8_0: tensor 'w2' (ffn_down) has rows of 176 values, not whole "
+                            "blocks of 32; the types every matrix of the model can hold: f32, f16, bf16$\" %s",
+                            test_tmp("e")), 0);
 }
 
 int main(void) {
@@ -400,7 +501,9 @@ int main(void) {
     CU_add_test(s, "run: a full disk leaves nothing half-written", test_run_full_disk);
     s = CU_add_suite("tune", NULL, NULL);
     CU_add_test(s, "mean-pooling against the MHA path", test_conversion);
+    CU_add_test(s, "a q8_0 variant's weights as a Q8_0 GGUF loads them", test_pack_q8_0);
     CU_add_test(s, "gqac tune end to end", test_tune);
+    CU_add_test(s, "gqac tune --types: kv_heads x types, a quantized GGUF", test_tune_types);
     CU_add_test(s, "bad arguments", test_tune_errors);
     return cunit_run();
 }

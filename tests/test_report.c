@@ -62,6 +62,10 @@ static TuneReport *fixture(Fixture *fx, const Spec *s, int n, double budget) {
         w->kv_bytes_per_token = 1024.0 * s[i].kv;
         w->kv_bytes_full = w->kv_bytes_per_token * 2048;
         w->memory_bytes = 3.5 * 1024 * 1024 + w->kv_bytes_full;
+        w->weights = "f32";
+        w->original = s[i].kv == 8;
+        w->weight_bytes = 3.5 * 1024 * 1024;
+        w->bytes_per_token = w->weight_bytes + w->kv_bytes_per_token * 2048;
         w->ppl = s[i].ppl;
         w->kl = (s[i].ppl - s[0].ppl) / 10;
         w->pareto = false;
@@ -212,8 +216,9 @@ static void test_table_recommended(void) {
     TEST_HAS(t, "gqac tune: model tiny, backend cc, eval data/eval.txt");
     TEST_HAS(t, "ms/tok @512");
     TEST_HAS(t, "ms/tok @2048");
-    TEST_HAS(t, "recommended: kv_heads 4 (G = 2): 30.0% faster than the original at context 2048, "
-           "perplexity +2.00%");
+    TEST_HAS(t, "recommended: kv_heads 4 (G = 2), weights f32: 30.0% faster than the original at "
+           "context 2048, perplexity +2.00%");
+    TEST_HAS(t, " weights ");
     CU_ASSERT_FATAL(line_with(t, "<- recommended", line, sizeof line));
     CU_ASSERT_EQUAL(line[0], '*');
     TEST_HAS(line, "  4  ");
@@ -248,7 +253,7 @@ static void test_table_without_ppl(void) {
     TEST_HAS(t, "eval none");
     TEST_HAS(t, "tcc timings are of unoptimized code");
     TEST_HAS(t, "recommended: none (no eval text)");
-    TEST_HAS(t, "KV bytes per token");
+    TEST_HAS(t, "bytes per token (weights and KV at that context)");
     CU_ASSERT_FATAL(line_with(t, "10.000", line, sizeof line));
     CU_ASSERT(ends_with_dashes(line, 3)); /* ppl, its change, KL */
     LACKS(t, "nan");
@@ -271,7 +276,7 @@ static void test_table_reasons(void) {
     r = fixture(&fx, mixed, 4, 0.0);
     report_mark(r);
     t = table(r);
-    TEST_HAS(t, "recommended: kv_heads 8, the original");
+    TEST_HAS(t, "recommended: kv_heads 8, weights f32, the original");
     free(t);
 }
 
@@ -382,11 +387,11 @@ static void test_csv(void) {
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
     char *text = test_slurp(path, NULL);
     CU_ASSERT_EQUAL(count(text, "\n"), 5);
-    const char *header = "kv_heads,group_size,ms_per_token_at_512,ms_per_token_at_2048,"
-                         "kv_bytes_per_token,kv_bytes_full_context,memory_bytes,perplexity,"
-                         "kl_divergence,pareto,recommended\n";
+    const char *header = "kv_heads,weights,group_size,ms_per_token_at_512,ms_per_token_at_2048,"
+                         "kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,"
+                         "memory_bytes,perplexity,kl_divergence,pareto,recommended\n";
     CU_ASSERT_NSTRING_EQUAL(text, header, strlen(header));
-    TEST_HAS(text, "\n4,2,4,7,4096,8388608,12058624,5.1,");
+    TEST_HAS(text, "\n4,f32,2,4,7,4096,8388608,3670016,12058624,12058624,5.1,");
     TEST_HAS(text, ",true,true\n");
     CU_ASSERT_EQUAL(count(text, ",true\n"), 1);
     free(text);
@@ -394,7 +399,8 @@ static void test_csv(void) {
     report_mark(r);
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
     text = test_slurp(path, NULL);
-    TEST_HAS(text, "\n4,2,0.1,0.33333333333333331,4096,8388608,12058624,,,true,false\n");
+    TEST_HAS(text, "\n4,f32,2,0.1,0.33333333333333331,4096,8388608,3670016,12058624,12058624,,,true,"
+                   "false\n");
     free(text);
 }
 
@@ -472,7 +478,7 @@ static void test_svg_plot(void) {
     report_mark(r);
     char *svg = svg_of(r, "a.svg");
     check_svg(svg, 4 + 1);
-    TEST_HAS(svg, ">kv=2<");
+    TEST_HAS(svg, ">kv2 f32<");
     TEST_HAS(svg, "decode latency at context 2048 (ms/token)");
     TEST_HAS(svg, "perplexity on eval.txt");
     TEST_HAS(svg, "<polyline");
@@ -509,7 +515,7 @@ static void test_svg_without_ppl(void) {
     report_mark(r);
     char *svg = svg_of(r, "b.svg");
     check_svg(svg, 2);
-    TEST_HAS(svg, "KV cache bytes per token");
+    TEST_HAS(svg, "bytes per token (weights and KV)");
     free(svg);
 }
 
@@ -640,12 +646,39 @@ static void test_overwrite(void) {
     free(text);
 }
 
+/* Weight types at one kv_heads, no eval text: the same latency and KV,
+ * so the fewer bytes of q8_0 weights put it alone on the front; with
+ * perplexities the original is the row marked original, not the first
+ * of its kv_heads, and the recommendation names the type. */
+static void test_types(void) {
+    static const Spec s[] = {{8, 5.0, 10.0, NAN}, {8, 5.0, 10.0, NAN}};
+    Fixture fx;
+    TuneReport *r = fixture(&fx, s, 2, -1);
+    fx.rows[1].weights = "q8_0";
+    fx.rows[1].weight_bytes = 1024 * 1024;
+    fx.rows[1].bytes_per_token = fx.rows[1].weight_bytes + 8192.0 * 2048;
+    fx.rows[1].original = false;
+    report_mark(r);
+    expect_front(r, (const bool[]){false, true});
+    static const Spec q[] = {{8, 5.0, 10.0, 6.0}, {8, 4.0, 8.0, 5.0}, {4, 4.5, 9.0, 5.1}};
+    r = fixture(&fx, q, 3, 0.05);
+    fx.rows[0].original = false;
+    fx.rows[0].weights = "q4_0";
+    fx.rows[1].weights = "mixed"; /* the original: ppl 5, so 5.25 is the budget */
+    report_mark(r);
+    CU_ASSERT_EQUAL(r->recommended, 1);
+    char *t = table(r);
+    TEST_HAS(t, "recommended: kv_heads 8, weights mixed, the original");
+    free(t);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("mark", NULL, NULL);
     CU_add_test(s, "dominated row off the front", test_front_dominated);
     CU_add_test(s, "ties", test_front_ties);
+    CU_add_test(s, "weight types: bytes per token, the marked original", test_types);
     CU_add_test(s, "no ppl: KV bytes", test_front_without_ppl);
     CU_add_test(s, "latency at the last context", test_front_last_context);
     CU_add_test(s, "recommendation within budget", test_recommend_budget);
