@@ -62,13 +62,16 @@ build_driver() { # CC RUNTIME-DIR OUT API MODEL_SOURCES... (static: qemu needs n
 }
 
 # max |a - b| / max |a| over two files of one number a line, same length,
-# within LIMIT.
+# within LIMIT.  A NaN or infinity anywhere is "inf": NaN compares false,
+# so it would slip past the maximum.
 compare() { # A B LIMIT
     [ "$(wc -l < "$1")" -gt 0 ] && [ "$(wc -l < "$1")" = "$(wc -l < "$2")" ] || return 1
-    awk -v lim="$3" 'NR == FNR { a[FNR] = $1; next }
+    awk -v lim="$3" 'tolower($1) !~ /^[-+0-9.e]+$/ { bad = 1 }
+         NR == FNR { a[FNR] = $1; next }
          { d = $1 - a[FNR]; d = d < 0 ? -d : d; m = a[FNR] < 0 ? -a[FNR] : a[FNR]
            if (d > e) e = d; if (m > mx) mx = m }
-         END { printf "%.2g", e / mx; exit !(e / mx <= lim) }' "$1" "$2"
+         END { if (bad || mx == 0) { printf "inf"; exit 1 }
+               printf "%.2g", e / mx; exit !(e / mx <= lim) }' "$1" "$2"
 }
 check() { # WHAT WANT GOT LIMIT
     if err=$(compare "$2" "$3" "$4"); then ok "$1: logits within $err of the host's"
@@ -89,12 +92,13 @@ run_models() { # TRIPLE ARCH RUNTIME-DIR
     for m in tiny qcross; do
         for mode in file gguf embedded; do
             exe=$out/$2-$m-$mode want=$out/host-$m.txt
+            rm -f "$exe" "$exe.txt"
             if [ $mode = file ]; then
                 build_driver "$1-gcc" "$3" "$exe" ${m}_api "$out/$m.c" &&
                     "qemu-$2" "$exe" "$out/$m.bin" > "$exe.txt"
             elif [ $mode = gguf ]; then
                 want=$out/host-$m-gguf.txt
-                "qemu-$2" "$out/$2-$m-file" "$out/$m.gguf" > "$exe.txt"
+                [ -f "$out/$2-$m-file" ] && "qemu-$2" "$out/$2-$m-file" "$out/$m.gguf" > "$exe.txt"
             else
                 build_driver "$1-gcc" "$3" "$exe" ${m}_e_api "$out/${m}_e.c" "$out/${m}_e_weights.c" &&
                     "qemu-$2" "$exe" > "$exe.txt"
@@ -116,6 +120,7 @@ done
 
 if command -v aarch64-linux-gnu-gcc > /dev/null && command -v qemu-aarch64 > /dev/null; then
     exe=$out/aarch64-qcross-neon
+    rm -f "$exe" "$exe.txt"
     if build_driver "aarch64-linux-gnu-gcc -march=armv8.2-a+dotprod" "$out/rt-aarch64" \
            "$exe" qcross_api "$out/qcross.c" && qemu-aarch64 -cpu max "$exe" "$out/qcross.gguf" > "$exe.txt"
     then check "aarch64 qcross, NEON dot product, weights gguf" "$out/host-qcross-gguf.txt" "$exe.txt" 0.05
