@@ -569,8 +569,8 @@ static float dot_f16(const unsigned char *w, const float *x, int n) {
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++)
             acc[k] += qd_f16(w + 2 * (size_t)(j + k)) * x[j + k];
-    for (; j < n; j++)
-        acc[j % 8] += qd_f16(w + 2 * (size_t)j) * x[j];
+    for (int k = 0; k < n - j; k++) /* j % 8 == 0: k is j + k's sum */
+        acc[k] += qd_f16(w + 2 * (size_t)(j + k)) * x[j + k];
     for (int k = 0; k < 8; k++)
         sum += acc[k];
     return sum;
@@ -595,8 +595,8 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++)
             acc[k] += qd_bf16(w + 2 * (size_t)(j + k)) * x[j + k];
-    for (; j < n; j++)
-        acc[j % 8] += qd_bf16(w + 2 * (size_t)j) * x[j];
+    for (int k = 0; k < n - j; k++) /* j % 8 == 0: k is j + k's sum */
+        acc[k] += qd_bf16(w + 2 * (size_t)(j + k)) * x[j + k];
     for (int k = 0; k < 8; k++)
         sum += acc[k];
     return sum;
