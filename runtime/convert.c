@@ -285,8 +285,9 @@ static void swap_bytes(unsigned char *p, size_t bytes, int size) {
 }
 
 /* The file's bytes in the model's (same) type, rows reordered for RoPE
- * (rows are whole blocks, so a row's bytes move together), swapped into
- * host order for the one-element types. */
+ * (rows are whole blocks, so a row's bytes move together); f32 swapped
+ * into host order, every other type left little-endian, as the kernels
+ * read it (gqa_api.h). */
 static int copy_same(Load *L, size_t i, const gqr_tensor *x, const Slot *s, int permute) {
     unsigned char *dst = own(L, i, (size_t)x->n_bytes);
     if (!dst)
@@ -299,9 +300,8 @@ static int copy_same(Load *L, size_t i, const gqr_tensor *x, const Slot *s, int 
                           : r;
         memcpy(dst + r * row, x->data + from * row, row);
     }
-    int size = gqr_tf_dtype_size(x->dtype);
-    if (size > 1 && host_big_endian())
-        swap_bytes(dst, (size_t)x->n_bytes, size);
+    if (x->dtype == GQR_DT_F32 && host_big_endian())
+        swap_bytes(dst, (size_t)x->n_bytes, 4);
     return 0;
 }
 
@@ -324,10 +324,11 @@ static int widen(Load *L, size_t i, const gqr_tensor *x, const Slot *s, int perm
 }
 
 /* In place when nothing needs changing: the same type, no reordering, the
- * element's alignment, and a one-element type's bytes in host order. */
+ * element's alignment, and for f32 a little-endian host (the other types
+ * are read as little-endian bytes on every host). */
 static int usable_in_place(const gqr_tensor *x, int permute) {
     int size = gqr_tf_dtype_size(x->dtype);
-    if (permute || (size > 1 && host_big_endian()))
+    if (permute || (x->dtype == GQR_DT_F32 && host_big_endian()))
         return 0;
     return size <= 1 || (uintptr_t)x->data % (uintptr_t)size == 0;
 }
