@@ -728,6 +728,10 @@ static int report(const Model *m, const TuneOptions *o, const Variant *v, int nv
                     o->contexts, nv, rows, o->max_ppl_increase, -1};
     report_mark(&r);
     report_table(&r, stdout);
+    size_t rss, peak;
+    if (!gqr_resident_bytes(&rss, &peak)) /* measured, where /proc says it */
+        printf("measured: this run's peak resident memory %.1f MiB (every variant's weights and "
+               "instance at once, the original's floats too)\n", (double)peak / (1 << 20));
     int rc = write_reports(o, &r, a);
     return !rc && o->emit ? emit(o, &r, v, a) : rc;
 }
