@@ -408,6 +408,35 @@ static void info_row(const char *label, const char *const col[3]) {
     printf("  %-33s %-19s %-19s %s\n", label, col[0], col[1], col[2]);
 }
 
+/* "q4_k (attn_v per layer: 12 q4_k, 10 q6_k; output q6_k)": the
+ * matrices' types, in the words of the dtype block. */
+static const char *weight_types(const Model *m, Arena *a) {
+    char *s = arena_printf(a, "%s", dtype_name(m->weight_type));
+    const char *sep = " (";
+    for (int k = 0; k < TK_COUNT; k++) {
+        if (!ir_kind_key((TensorKind)k) || (k == TK_CLS && m->tied))
+            continue;
+        if (m->layer_types[k]) {
+            int64_t counts[DT_COUNT] = {0};
+            for (int64_t l = 0; l < m->layers; l++)
+                counts[m->layer_types[k][l]]++;
+            s = arena_printf(a, "%s%s%s per layer:", s, sep, ir_kind_key((TensorKind)k));
+            for (int t = 0, first = 1; t < DT_COUNT; t++)
+                if (counts[t]) {
+                    s = arena_printf(a, "%s%s %lld %s", s, first ? "" : ",", (long long)counts[t],
+                                     dtype_name((DType)t));
+                    first = 0;
+                }
+        } else if (m->kind_set[k] && m->kind_type[k] != m->weight_type) {
+            s = arena_printf(a, "%s%s%s %s", s, sep, ir_kind_key((TensorKind)k), dtype_name(m->kind_type[k]));
+        } else {
+            continue;
+        }
+        sep = "; ";
+    }
+    return arena_printf(a, "%s%s; norms and biases f32", s, *sep == ';' ? ")" : "");
+}
+
 static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)d;
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
@@ -418,10 +447,11 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
         fits[i] = ir_stats(&v[i], &s[i], &quiet, o->size_bits, PLAN_BATCH);
     }
     printf("%s: model \"%s\": %lld layers, dim %lld, %lld heads, %lld KV heads "
-           "(group size %lld), head_dim %lld, context %lld\n\n",
+           "(group size %lld), head_dim %lld, context %lld\n",
            o->input, cname_escape(a, m->name), (long long)m->layers, (long long)m->dim,
            (long long)m->heads, (long long)m->kv_heads, (long long)(m->heads / m->kv_heads),
            (long long)m->head_dim, (long long)m->context);
+    printf("weights: %s\n\n", weight_types(m, a));
     const char *col[3];
     for (int i = 0; i < 3; i++)
         col[i] = arena_printf(a, i == 0 ? "this (kv_heads %lld)" : i == 1 ? "MHA (kv_heads %lld)" : "MQA (kv_heads %lld)",

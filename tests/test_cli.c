@@ -181,6 +181,17 @@ static void test_tune_bad_value(void) {
     CU_ASSERT(test_file_has(e, "--kv-heads wants"));
 }
 
+/* info says each matrix's type, per layer where they differ. */
+static void test_info_weight_types(void) {
+    const char *o = test_tmp("info.out");
+    CU_ASSERT_EQUAL(test_sh("%s info tests/models/qmix.gqa > %s", gqac, o), 0);
+    CU_ASSERT(test_file_has(o, "weights: q8_0 (token_embd q6_k; attn_q f16; attn_v per layer: 1 q4_k, "
+                               "2 q6_k; ffn_down per layer: 1 q4_0, 1 q4_k, 1 q6_k; ffn_up bf16; output "
+                               "q4_0); norms and biases f32"));
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, model, o), 0);
+    CU_ASSERT(test_file_has(o, "weights: f32; norms and biases f32"));
+}
+
 int main(void) {
     gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -196,7 +207,8 @@ int main(void) {
         !CU_add_test(cli, "unknown command", test_unknown_command) ||
         !CU_add_test(cli, "a flag of another command", test_flag_of_another_command) ||
         !CU_add_test(cli, "run --jit anywhere", test_run_jit_anywhere) ||
-        !CU_add_test(cli, "tune's bad values", test_tune_bad_value)) {
+        !CU_add_test(cli, "tune's bad values", test_tune_bad_value) ||
+        !CU_add_test(cli, "info's weight types", test_info_weight_types)) {
         CU_cleanup_registry();
         return 1;
     }
