@@ -656,7 +656,13 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
  * 0x80) by the weights' q, less 128 * (sum of the unit's q), kept per
  * (unit, row).  Sums are exact integers; the floats round in another
  * order than dot_*, within test_qdot's bound. */
-#if GQ_QD_VNNI && GQ_QD_BLOCK_TYPES
+#if GQ_QD_F16C && defined(__AVX512F__) && (GQ_HAS_F16 || GQ_HAS_BF16)
+#define GQ_QF_OK 1
+#else
+#define GQ_QF_OK 0
+#endif
+#define GQ_QT_OK (GQ_QD_VNNI && GQ_QD_BLOCK_TYPES)
+#if GQ_QT_OK || GQ_QF_OK
 #define GQ_QT_ROWS 32 /* two zmm of rows */
 #define GQ_QT_K 512   /* elements of k per pass: the unpacked rows stay in L1 */
 #define GQ_QT_T 4     /* tokens per inner loop */
@@ -705,6 +711,9 @@ static void qt_transpose(int32_t (*dst)[GQ_QT_ROWS], const int8_t *src, size_t s
         _mm512_storeu_si512((void *)dst[12 + m], _mm512_shuffle_i32x4(q, q2, 0xdd));
     }
 }
+#endif
+
+#if GQ_QT_OK
 
 /* Row r of the pass unpacked (q[r], scale[.][r], mins[.][r]) from the
  * blocks at row covering the pass's k elements: n elements from k0. */
@@ -934,6 +943,104 @@ static void qt_tile(int type, float *out, size_t ostride, const unsigned char *w
 }
 #endif
 
+/* F16 and BF16 on AVX-512: rows in lanes as above, in floats.  A pass
+ * converts GQ_QF_K elements of 32 rows once and transposes them; each
+ * token's element is broadcast against 16 rows (FMA).  Each pass's sum
+ * starts from zero and is added to the total, so a long row is not one
+ * chain of n roundings. */
+#if GQ_QF_OK
+#define GQ_QF_K 128
+
+typedef struct {
+    float w[GQ_QF_K][GQ_QT_ROWS]; /* w[j][r]: element j of row r */
+    float f[GQ_QT_ROWS][GQ_QF_K]; /* rows converted, before transposing */
+} gq_qf;
+
+/* Halves (bf: bfloat16) [k0, k0 + n) of a row as floats, zero to a
+ * multiple of 16. */
+static void qf_convert(float *f, const unsigned char *row, int bf, int k0, int n) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)(k0 + j)));
+        __m512 v = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+        _mm512_storeu_ps(f + j, v);
+    }
+    for (; j < n; j++) {
+        const unsigned char *p = row + 2 * (size_t)(k0 + j);
+        uint32_t h = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+        __m128i v = _mm_cvtsi32_si128((int)(bf ? h << 16 : h));
+        f[j] = _mm_cvtss_f32(bf ? _mm_castsi128_ps(v) : _mm_cvtph_ps(v));
+    }
+    for (; j % 16; j++)
+        f[j] = 0.0f;
+}
+
+/* acc[g][t] += the pass's n elements of G groups of 16 rows . tokens x[t]. */
+GQ_QT_INLINE void qf_kernel(__m512 (*acc)[GQ_QT_T], const gq_qf *p, const float *const *x, int n, int G) {
+    __m512 s[2][GQ_QT_T];
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < GQ_QT_T; t++)
+            s[g][t] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512 w0 = _mm512_loadu_ps(p->w[j]), w1 = G == 2 ? _mm512_loadu_ps(p->w[j] + 16) : w0;
+        for (int t = 0; t < GQ_QT_T; t++) {
+            __m512 xb = _mm512_set1_ps(x[t][j]);
+            s[0][t] = _mm512_fmadd_ps(w0, xb, s[0][t]);
+            if (G == 2)
+                s[1][t] = _mm512_fmadd_ps(w1, xb, s[1][t]);
+        }
+    }
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < GQ_QT_T; t++)
+            acc[g][t] = _mm512_add_ps(acc[g][t], s[g][t]);
+}
+
+static void qf_tile(int bf, float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                    const float *x, size_t xstride, int k, int nt) {
+    gq_qf p;
+    for (int r0 = 0; r0 < nr; r0 += GQ_QT_ROWS) {
+        int rn = nr - r0 < GQ_QT_ROWS ? nr - r0 : GQ_QT_ROWS, groups = rn > 16 ? 2 : 1;
+        for (int t0 = 0; t0 < nt; t0 += GQ_QT_MAXT) {
+            int tn = nt - t0 < GQ_QT_MAXT ? nt - t0 : GQ_QT_MAXT;
+            __m512 acc[GQ_QT_MAXT / GQ_QT_T][2][GQ_QT_T];
+            for (int i = 0; i < GQ_QT_MAXT / GQ_QT_T; i++)
+                for (int g = 0; g < 2; g++)
+                    for (int t = 0; t < GQ_QT_T; t++)
+                        acc[i][g][t] = _mm512_setzero_ps();
+            for (int k0 = 0; k0 < k; k0 += GQ_QF_K) {
+                int n = k - k0 < GQ_QF_K ? k - k0 : GQ_QF_K;
+                for (int r = 0; r < 16 * groups; r++)
+                    if (r < rn)
+                        qf_convert(p.f[r], w + (size_t)(r0 + r) * row_bytes, bf, k0, n);
+                    else
+                        for (int j = 0; j < GQ_QF_K; j++)
+                            p.f[r][j] = 0.0f;
+                for (int g = 0; g < groups; g++)
+                    for (int j = 0; j < n; j += 16)
+                        qt_transpose((int32_t(*)[GQ_QT_ROWS])(void *)&p.w[j][16 * g],
+                                     (const int8_t *)(const void *)(p.f[16 * g] + j), sizeof p.f[0]);
+                for (int t = 0; t < tn; t += GQ_QT_T) {
+                    const float *xs[GQ_QT_T];
+                    for (int i = 0; i < GQ_QT_T; i++)
+                        xs[i] = x + (size_t)(t0 + (t + i < tn ? t + i : tn - 1)) * xstride + (size_t)k0;
+                    if (groups == 2)
+                        qf_kernel(acc[t / GQ_QT_T], &p, xs, n, 2);
+                    else
+                        qf_kernel(acc[t / GQ_QT_T], &p, xs, n, 1);
+                }
+            }
+            for (int t = 0; t < tn; t++) {
+                float v[GQ_QT_ROWS];
+                _mm512_storeu_ps(v, acc[t / GQ_QT_T][0][t % GQ_QT_T]);
+                _mm512_storeu_ps(v + 16, acc[t / GQ_QT_T][1][t % GQ_QT_T]);
+                for (int i = 0; i < rn; i++)
+                    out[(size_t)(t0 + t) * ostride + (size_t)(r0 + i)] = v[i];
+            }
+        }
+    }
+}
+#endif
+
 #if GQ_HAS_Q8_0
 static void tile_q8_0(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const gq_x8 *x, size_t xstride, int nb, int nt) {
@@ -1006,18 +1113,26 @@ static void tile_q6_k(float *out, size_t ostride, const unsigned char *w, size_t
 #if GQ_HAS_F16
 static void tile_f16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                      const float *x, size_t xstride, int n, int nt) {
+#if GQ_QF_OK
+    qf_tile(0, out, ostride, w, row_bytes, nr, x, xstride, n, nt);
+#else
     for (int i = 0; i < nr; i++)
         for (int t = 0; t < nt; t++)
             out[(size_t)t * ostride + (size_t)i] = dot_f16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+#endif
 }
 #endif
 
 #if GQ_HAS_BF16
 static void tile_bf16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const float *x, size_t xstride, int n, int nt) {
+#if GQ_QF_OK
+    qf_tile(1, out, ostride, w, row_bytes, nr, x, xstride, n, nt);
+#else
     for (int i = 0; i < nr; i++)
         for (int t = 0; t < nt; t++)
             out[(size_t)t * ostride + (size_t)i] = dot_bf16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+#endif
 }
 #endif
 

@@ -359,9 +359,9 @@ static void test_tile(void) {
 /* Tiles past the AVX-512 path's pass (32 rows, 512 elements, 64 tokens):
  * 70 rows (a third pass of 6) by 70 tokens (a second group of 6) of 4128
  * or 4352 elements (a last pass of 32 or 256), and 33 rows by 2 tokens of
- * 8224 or 8448. */
+ * 8224 or 8448; halves: 256 elements, and 4101 (passes of 128, then 5). */
 static void test_tile_large(void) {
-    for (int ti = 0; ti < 4; ti++) {
+    for (int ti = 0; ti < N_TYPES; ti++) {
         check_tile(TYPES[ti], length(TYPES[ti], 3), 70, 70);
         check_tile(TYPES[ti], length(TYPES[ti], 4), 33, 2);
     }
