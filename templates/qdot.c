@@ -16,7 +16,9 @@
  * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
  * product) gives the same integers.  Their float combining differs by path
  * (vector lanes or one sum); within a path, dot_* and tile_* sum each
- * (row, token) in the same order and agree to the bit.
+ * (row, token) in the same order and agree to the bit, but for the
+ * AVX-512 tiles (rows in vector lanes), which scale per unit and sum by
+ * passes of k, within test_qdot's bound of dot_*.
  *
  * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
  * unused static function is an error: a model that has a type uses both
@@ -604,9 +606,10 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
 #endif
 
 /* ---- prefill: rows [0, nr) of W . nt tokens -> out[t * ostride + i] ----
- * Each row's block is unpacked once and multiplied with GQ_QD_TOKENS tokens
- * at a time; a row's blocks stay in cache for the next group of tokens.
- * Per (row, token) the sum runs over blocks in dot_*'s order. */
+ * On AVX-512 (VNNI for the block types) qt_tile and qf_tile above; else
+ * each row's block is unpacked once and multiplied with GQ_QD_TOKENS
+ * tokens at a time; a row's blocks stay in cache for the next group of
+ * tokens.  Per (row, token) the sum runs over blocks in dot_*'s order. */
 
 #define GQ_QD_TILE_BEGIN                                                          \
     for (int i = 0; i < nr; i++) {                                                \

@@ -13,8 +13,8 @@
  *     scales and mins 0 and 63; Q8_0's q = -128 and Q6_K's scale -128;
  *     all-zero activations; full-range activations; rows of 1 block, odd
  *     block counts, 4096+ elements; weights at odd byte offsets.
- *   - tile_*: equal to dot_* per (row, token), within the same bound (by
- *     construction they agree to the bit), for nr, nt in {1, 3, 5, 17,
+ *   - tile_*: equal to dot_* per (row, token), within the same bound (they
+ *     agree to the bit but for the AVX-512 tiles), for nr, nt in {1, 3, 5, 17,
  *     40} (40 > the tile's group of 32 tokens), rows at odd addresses and
  *     strides wider than the data; and 70 rows by 70 tokens of 4128+
  *     elements, past the AVX-512 tile's pass of 32 rows, 512 elements
