@@ -606,7 +606,7 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
 #endif
 
 /* ---- prefill: rows [0, nr) of W . nt tokens -> out[t * ostride + i] ----
- * On AVX-512 (VNNI for the block types) qt_tile and qf_tile above; else
+ * On AVX-512 (VNNI for the block types) qt_tile and qf_tile below; else
  * each row's block is unpacked once and multiplied with GQ_QD_TOKENS
  * tokens at a time; a row's blocks stay in cache for the next group of
  * tokens.  Per (row, token) the sum runs over blocks in dot_*'s order. */
