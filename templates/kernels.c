@@ -155,7 +155,7 @@ typedef struct {
 /* Products of one X in a call: q, k and v; w1 and w3. */
 #define GQ_MAX_PRODUCTS 3
 /* Rows of a block-type matrix a thread takes at a time. */
-#define GQ_QROWS 8
+#define GQ_QROWS 32
 
 /* Tile i of f32 product p: GQ_TILE_ROWS rows against every tile of
  * tokens, or (from tiled on) one row left over, a dot_row per token. */

@@ -16,7 +16,9 @@
  * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
  * product) gives the same integers.  Their float combining differs by path
  * (vector lanes or one sum); within a path, dot_* and tile_* sum each
- * (row, token) in the same order and agree to the bit.
+ * (row, token) in the same order and agree to the bit, but for the
+ * AVX-512 tiles (rows in vector lanes), which scale per unit and sum by
+ * passes of k, within test_qdot's bound of dot_*.
  *
  * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
  * unused static function is an error: a model that has a type uses both
@@ -604,9 +606,10 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
 #endif
 
 /* ---- prefill: rows [0, nr) of W . nt tokens -> out[t * ostride + i] ----
- * Each row's block is unpacked once and multiplied with GQ_QD_TOKENS tokens
- * at a time; a row's blocks stay in cache for the next group of tokens.
- * Per (row, token) the sum runs over blocks in dot_*'s order. */
+ * On AVX-512 (VNNI for the block types) qt_tile and qf_tile below; else
+ * each row's block is unpacked once and multiplied with GQ_QD_TOKENS
+ * tokens at a time; a row's blocks stay in cache for the next group of
+ * tokens.  Per (row, token) the sum runs over blocks in dot_*'s order. */
 
 #define GQ_QD_TILE_BEGIN                                                          \
     for (int i = 0; i < nr; i++) {                                                \
@@ -645,9 +648,408 @@ static float dot_bf16(const unsigned char *w, const float *x, int n) {
     }
 #endif
 
+/* ---- prefill on AVX-512 VNNI: rows in vector lanes ----
+ * A pass takes GQ_QT_ROWS rows and GQ_QT_K elements of k: the rows are
+ * unpacked once to int8 q, one scale per unit (a block, or a K-quant
+ * sub-block), and transposed so that a zmm holds dword j of 16 rows; each
+ * dword of a token is then broadcast against them (vpdpbusd), and every
+ * (row, token) gets 64 bytes of products per instruction with one float
+ * step per unit, where a token-major tile scales each 32-byte block.
+ * dpbusd multiplies unsigned by signed bytes: the token's q + 128 (xor
+ * 0x80) by the weights' q, less 128 * (sum of the unit's q), kept per
+ * (unit, row).  Sums are exact integers; the floats round in another
+ * order than dot_*, within test_qdot's bound. */
+#if GQ_QD_F16C && defined(__AVX512F__) && (GQ_HAS_F16 || GQ_HAS_BF16)
+#define GQ_QF_OK 1
+#else
+#define GQ_QF_OK 0
+#endif
+#define GQ_QT_OK (GQ_QD_VNNI && GQ_QD_BLOCK_TYPES)
+#if GQ_QT_OK || GQ_QF_OK
+#define GQ_QT_ROWS 32 /* two zmm of rows */
+#define GQ_QT_K 512   /* elements of k per pass: the unpacked rows stay in L1 */
+#define GQ_QT_T 4     /* tokens per inner loop */
+#define GQ_QT_MAXT 64 /* tokens whose sums a pass keeps */
+#define GQ_QT_INLINE static inline __attribute__((always_inline))
+
+/* One pass's weights: w[j][r] is elements 4j..4j+3 of row r. */
+typedef struct {
+    int32_t w[GQ_QT_K / 4][GQ_QT_ROWS];
+    int32_t corr[GQ_QT_K / 16][GQ_QT_ROWS]; /* -128 * sum of the unit's q */
+    float scale[GQ_QT_K / 16][GQ_QT_ROWS];
+    float mins[GQ_QT_K / 32][GQ_QT_ROWS]; /* Q4_K: dmin * m of each sub-block */
+    int8_t q[GQ_QT_ROWS][GQ_QT_K];        /* rows unpacked, before transposing */
+} gq_qt;
+
+/* The tokens of an inner loop: q + 128, their block scales, Q4_K's sums
+ * of 32 elements as floats. */
+typedef struct {
+    int32_t x[GQ_QT_T][GQ_QT_K / 4];
+    float d[GQ_QT_T][GQ_QT_K / 32];
+    float bs[GQ_QT_T][GQ_QT_K / 32];
+} gq_qt_x;
+
+/* 16 rows of 16 dwords (at src, src + stride, ...) to 16 columns of 16. */
+static void qt_transpose(int32_t (*dst)[GQ_QT_ROWS], const int8_t *src, size_t stride) {
+    __m512i r[16], a[16], b[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_si512((const void *)(src + (size_t)i * stride));
+    for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* b[i + m]: element m of each 128-bit lane, rows i..i+3 */
+        b[i] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
+        b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
+        b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
+        b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512i p = _mm512_shuffle_i32x4(b[m], b[4 + m], 0x88), q = _mm512_shuffle_i32x4(b[m], b[4 + m], 0xdd);
+        __m512i p2 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0x88);
+        __m512i q2 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0xdd);
+        _mm512_storeu_si512((void *)dst[m], _mm512_shuffle_i32x4(p, p2, 0x88));
+        _mm512_storeu_si512((void *)dst[8 + m], _mm512_shuffle_i32x4(p, p2, 0xdd));
+        _mm512_storeu_si512((void *)dst[4 + m], _mm512_shuffle_i32x4(q, q2, 0x88));
+        _mm512_storeu_si512((void *)dst[12 + m], _mm512_shuffle_i32x4(q, q2, 0xdd));
+    }
+}
+#endif
+
+#if GQ_QT_OK
+
+/* Row r of the pass unpacked (q[r], scale[.][r], mins[.][r]) from the
+ * blocks at row covering the pass's k elements: n elements from k0. */
+static void qt_unpack(gq_qt *p, int type, int r, const unsigned char *row, int k0, int n) {
+    int8_t *q = p->q[r];
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    if (type == GQ_DT_Q8_0 || type == GQ_DT_Q4_0) {
+        size_t bb = type == GQ_DT_Q8_0 ? 34 : 18;
+        for (int u = 0; u < n / 32; u++) {
+            const unsigned char *blk = row + bb * (size_t)(k0 / 32 + u);
+            p->scale[u][r] = qd_f16(blk);
+            if (type == GQ_DT_Q8_0) {
+                _mm256_storeu_si256((__m256i *)(void *)(q + 32 * u),
+                                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)));
+            } else {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), e = _mm_set1_epi8(8);
+                _mm_storeu_si128((__m128i *)(void *)(q + 32 * u), _mm_sub_epi8(_mm_and_si128(v, m4), e));
+                _mm_storeu_si128((__m128i *)(void *)(q + 32 * u + 16),
+                                 _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), e));
+            }
+        }
+    }
+#if GQ_HAS_Q4_K
+    if (type == GQ_DT_Q4_K) {
+        for (int bi = 0; bi < n / 256; bi++) {
+            const unsigned char *blk = row + 144 * (size_t)(k0 / 256 + bi);
+            uint32_t s[4];
+            float d = qd_f16(blk), dmin = qd_f16(blk + 2);
+            qd_q4k_scales(s, blk + 4);
+            for (int j = 0; j < 8; j++) {
+                p->scale[8 * bi + j][r] = d * (float)(s[j / 4] >> 8 * (j % 4) & 0xff);
+                p->mins[8 * bi + j][r] = dmin * (float)(s[2 + j / 4] >> 8 * (j % 4) & 0xff);
+            }
+            for (int c = 0; c < 8; c++) { /* 16 bytes: sub-blocks 2 (c / 2) and 2 (c / 2) + 1 */
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + 16 + 16 * c));
+                int8_t *o = q + 256 * bi + 64 * (c / 2) + 16 * (c % 2);
+                _mm_storeu_si128((__m128i *)(void *)o, _mm_and_si128(v, m4));
+                _mm_storeu_si128((__m128i *)(void *)(o + 32), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+            }
+        }
+    }
+#endif
+#if GQ_HAS_Q6_K
+    if (type == GQ_DT_Q6_K) { /* qd_isum_q6k's layout */
+        for (int bi = 0; bi < n / 256; bi++) {
+            const unsigned char *blk = row + 210 * (size_t)(k0 / 256 + bi);
+            float d = qd_f16(blk + 208);
+            for (int j = 0; j < 16; j++)
+                p->scale[16 * bi + j][r] = d * (float)(int8_t)blk[192 + j];
+            for (int h = 0; h < 2; h++)
+                for (int c = 0; c < 4; c++)
+                    for (int k = 0; k < 2; k++) {
+                        __m128i lo = _mm_loadu_si128(
+                            (const __m128i *)(const void *)(blk + 64 * h + 32 * (c % 2) + 16 * k));
+                        __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(blk + 128 + 32 * h + 16 * k));
+                        lo = _mm_and_si128(c / 2 ? _mm_srli_epi16(lo, 4) : lo, m4);
+                        hi = _mm_and_si128(_mm_srli_epi16(hi, 2 * c), _mm_set1_epi8(3));
+                        __m128i v = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+                        _mm_storeu_si128((__m128i *)(void *)(q + 256 * bi + 128 * h + 32 * c + 16 * k), v);
+                    }
+        }
+    }
+#endif
+}
+
+/* The pass's weights: rows [0, nr) of w (the rest zero), elements [k0,
+ * k0 + n), unit of s elements. */
+static void qt_pack(gq_qt *p, int type, const unsigned char *w, size_t row_bytes, int nr, int groups, int k0,
+                    int n, int s) {
+    for (int r = 0; r < 16 * groups; r++) {
+        if (r < nr) {
+            qt_unpack(p, type, r, w + (size_t)r * row_bytes, k0, n);
+        } else {
+            for (int j = 0; j < n; j++)
+                p->q[r][j] = 0;
+            for (int u = 0; u < n / s; u++)
+                p->scale[u][r] = 0.0f;
+            for (int u = 0; u < n / 32; u++)
+                p->mins[u][r] = 0.0f;
+        }
+    }
+    for (int g = 0; g < groups; g++)
+        for (int j = 0; j < n / 4; j += 16)
+            qt_transpose((int32_t(*)[GQ_QT_ROWS])(void *)&p->w[j][16 * g], p->q[16 * g] + 4 * j, GQ_QT_K);
+    /* 128 * (sum of 4 q) per dword lane, by dpbusd against bytes 128 */
+    const __m512i h = _mm512_set1_epi8((char)0x80);
+    for (int g = 0; g < groups; g++)
+        for (int u = 0; u < n / s; u++) {
+            __m512i acc = _mm512_setzero_si512();
+            for (int j = u * s / 4; j < (u + 1) * s / 4; j++)
+                acc = _mm512_dpbusd_epi32(acc, h, _mm512_loadu_si512((const void *)&p->w[j][16 * g]));
+            _mm512_storeu_si512((void *)&p->corr[u][16 * g], _mm512_sub_epi32(_mm512_setzero_si512(), acc));
+        }
+}
+
+/* Tokens t0.. (GQ_QT_T of them, the last repeated past nt) over the pass's
+ * elements: q + 128, d per 32 elements, Q4_K's sums of 32. */
+static void qt_tokens(gq_qt_x *xt, const void *x, int kq, size_t xstride, int t0, int nt, int k0, int n) {
+    const __m256i h = _mm256_set1_epi8((char)0x80);
+    for (int t = 0; t < GQ_QT_T; t++) {
+        int tt = t0 + t < nt ? t0 + t : nt - 1;
+        for (int j = 0; j < n / 32; j++) {
+            const int8_t *q;
+            if (!kq) {
+                const gq_x8 *b = (const gq_x8 *)x + (size_t)tt * xstride + (size_t)(k0 / 32 + j);
+                q = b->q;
+                xt->d[t][j] = b->d;
+            } else {
+                const gq_x8k *b = (const gq_x8k *)x + (size_t)tt * xstride + (size_t)((k0 + 32 * j) / 256);
+                q = b->q + (k0 + 32 * j) % 256;
+                xt->d[t][j] = b->d;
+                xt->bs[t][j] = (float)(b->bsum[2 * (j % 8)] + b->bsum[2 * (j % 8) + 1]);
+            }
+            _mm256_storeu_si256((__m256i *)(void *)(xt->x[t] + 8 * j),
+                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)q), h));
+        }
+    }
+}
+
+/* acc[t][lane] += the pass's rows . GQ_QT_T tokens, for G groups of 16
+ * rows, units of S elements, U units a block of activations (1: x8, 8 or
+ * 16: x8k), MINS for Q4_K. */
+GQ_QT_INLINE void qt_kernel(__m512 (*acc)[GQ_QT_T], const gq_qt *p, const gq_qt_x *xt, int n, int G, int S, int U,
+                            int MINS) {
+    __m512 ab[2][GQ_QT_T];
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < GQ_QT_T; t++)
+            ab[g][t] = _mm512_setzero_ps();
+    for (int u = 0; u < n / S; u++) {
+        __m512i ai[2][GQ_QT_T];
+        for (int g = 0; g < G; g++) {
+            __m512i c = _mm512_loadu_si512((const void *)&p->corr[u][16 * g]);
+            for (int t = 0; t < GQ_QT_T; t++)
+                ai[g][t] = c;
+        }
+        for (int j = u * S / 4; j < (u + 1) * S / 4; j++) {
+            __m512i w0 = _mm512_loadu_si512((const void *)&p->w[j][0]), w1 = w0;
+            if (G == 2)
+                w1 = _mm512_loadu_si512((const void *)&p->w[j][16]);
+            for (int t = 0; t < GQ_QT_T; t++) {
+                __m512i xb = _mm512_set1_epi32(xt->x[t][j]);
+                ai[0][t] = _mm512_dpbusd_epi32(ai[0][t], xb, w0);
+                if (G == 2)
+                    ai[1][t] = _mm512_dpbusd_epi32(ai[1][t], xb, w1);
+            }
+        }
+        if (U == 1) {
+            for (int t = 0; t < GQ_QT_T; t++) {
+                __m512 dx = _mm512_set1_ps(xt->d[t][u]);
+                for (int g = 0; g < G; g++)
+                    acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[g][t]),
+                                                _mm512_mul_ps(_mm512_loadu_ps(&p->scale[u][16 * g]), dx), acc[g][t]);
+            }
+            continue;
+        }
+        for (int g = 0; g < G; g++) {
+            __m512 sc = _mm512_loadu_ps(&p->scale[u][16 * g]);
+            for (int t = 0; t < GQ_QT_T; t++)
+                ab[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[g][t]), sc,
+                                           u % U ? ab[g][t] : _mm512_setzero_ps());
+        }
+        if (u % U != U - 1)
+            continue;
+        int blk = u / U; /* a block of 256 ends */
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < GQ_QT_T; t++) {
+                __m512 b = ab[g][t];
+                if (MINS)
+                    for (int j = 0; j < 8; j++)
+                        b = _mm512_fnmadd_ps(_mm512_loadu_ps(&p->mins[8 * blk + j][16 * g]),
+                                             _mm512_set1_ps(xt->bs[t][8 * blk + j]), b);
+                acc[g][t] = _mm512_fmadd_ps(b, _mm512_set1_ps(xt->d[t][8 * blk]), acc[g][t]);
+            }
+    }
+}
+
+/* qt_kernel with constants, one copy for each shape. */
+static void qt_run(__m512 (*acc)[GQ_QT_T], const gq_qt *p, const gq_qt_x *xt, int n, int type, int groups) {
+    if (type == GQ_DT_Q6_K && groups == 2)
+        qt_kernel(acc, p, xt, n, 2, 16, 16, 0);
+    else if (type == GQ_DT_Q6_K)
+        qt_kernel(acc, p, xt, n, 1, 16, 16, 0);
+    else if (type == GQ_DT_Q4_K && groups == 2)
+        qt_kernel(acc, p, xt, n, 2, 32, 8, 1);
+    else if (type == GQ_DT_Q4_K)
+        qt_kernel(acc, p, xt, n, 1, 32, 8, 1);
+    else if (groups == 2)
+        qt_kernel(acc, p, xt, n, 2, 32, 1, 0);
+    else
+        qt_kernel(acc, p, xt, n, 1, 32, 1, 0);
+}
+
+/* Rows [0, nr) of w . nt tokens of x (gq_x8, or gq_x8k when type is a
+ * K-quant), of k elements: out[t * ostride + i]. */
+static void qt_tile(int type, float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                    const void *x, size_t xstride, int k, int nt) {
+    int kq = type == GQ_DT_Q4_K || type == GQ_DT_Q6_K, s = type == GQ_DT_Q6_K ? 16 : 32;
+    gq_qt p;
+    gq_qt_x xt;
+    for (int r0 = 0; r0 < nr; r0 += GQ_QT_ROWS) {
+        int rn = nr - r0 < GQ_QT_ROWS ? nr - r0 : GQ_QT_ROWS, groups = rn > 16 ? 2 : 1;
+        for (int t0 = 0; t0 < nt; t0 += GQ_QT_MAXT) {
+            int tn = nt - t0 < GQ_QT_MAXT ? nt - t0 : GQ_QT_MAXT;
+            __m512 acc[GQ_QT_MAXT / GQ_QT_T][2][GQ_QT_T];
+            for (int i = 0; i < GQ_QT_MAXT / GQ_QT_T; i++)
+                for (int g = 0; g < 2; g++)
+                    for (int t = 0; t < GQ_QT_T; t++)
+                        acc[i][g][t] = _mm512_setzero_ps();
+            for (int k0 = 0; k0 < k; k0 += GQ_QT_K) {
+                int n = k - k0 < GQ_QT_K ? k - k0 : GQ_QT_K;
+                qt_pack(&p, type, w + (size_t)r0 * row_bytes, row_bytes, rn, groups, k0, n, s);
+                for (int t = 0; t < tn; t += GQ_QT_T) {
+                    __m512(*a)[GQ_QT_T] = acc[t / GQ_QT_T];
+                    qt_tokens(&xt, x, kq, xstride, t0 + t, t0 + tn, k0, n);
+                    qt_run(a, &p, &xt, n, type, groups);
+                }
+            }
+            for (int t = 0; t < tn; t++) {
+                float v[GQ_QT_ROWS];
+                _mm512_storeu_ps(v, acc[t / GQ_QT_T][0][t % GQ_QT_T]);
+                _mm512_storeu_ps(v + 16, acc[t / GQ_QT_T][1][t % GQ_QT_T]);
+                for (int i = 0; i < rn; i++)
+                    out[(size_t)(t0 + t) * ostride + (size_t)(r0 + i)] = v[i];
+            }
+        }
+    }
+}
+#endif
+
+/* F16 and BF16 on AVX-512: rows in lanes as above, in floats.  A pass
+ * converts GQ_QF_K elements of 32 rows once and transposes them; each
+ * token's element is broadcast against 16 rows (FMA).  Each pass's sum
+ * starts from zero and is added to the total, so a long row is not one
+ * chain of n roundings. */
+#if GQ_QF_OK
+#define GQ_QF_K 128
+
+typedef struct {
+    float w[GQ_QF_K][GQ_QT_ROWS]; /* w[j][r]: element j of row r */
+    float f[GQ_QT_ROWS][GQ_QF_K]; /* rows converted, before transposing */
+} gq_qf;
+
+/* Halves (bf: bfloat16) [k0, k0 + n) of a row as floats, zero to a
+ * multiple of 16. */
+static void qf_convert(float *f, const unsigned char *row, int bf, int k0, int n) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)(k0 + j)));
+        __m512 v = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+        _mm512_storeu_ps(f + j, v);
+    }
+    for (; j < n; j++) {
+        const unsigned char *p = row + 2 * (size_t)(k0 + j);
+        uint32_t h = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+        __m128i v = _mm_cvtsi32_si128((int)(bf ? h << 16 : h));
+        f[j] = _mm_cvtss_f32(bf ? _mm_castsi128_ps(v) : _mm_cvtph_ps(v));
+    }
+    for (; j % 16; j++)
+        f[j] = 0.0f;
+}
+
+/* acc[g][t] += the pass's n elements of G groups of 16 rows . tokens x[t]. */
+GQ_QT_INLINE void qf_kernel(__m512 (*acc)[GQ_QT_T], const gq_qf *p, const float *const *x, int n, int G) {
+    __m512 s[2][GQ_QT_T];
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < GQ_QT_T; t++)
+            s[g][t] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512 w0 = _mm512_loadu_ps(p->w[j]), w1 = G == 2 ? _mm512_loadu_ps(p->w[j] + 16) : w0;
+        for (int t = 0; t < GQ_QT_T; t++) {
+            __m512 xb = _mm512_set1_ps(x[t][j]);
+            s[0][t] = _mm512_fmadd_ps(w0, xb, s[0][t]);
+            if (G == 2)
+                s[1][t] = _mm512_fmadd_ps(w1, xb, s[1][t]);
+        }
+    }
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < GQ_QT_T; t++)
+            acc[g][t] = _mm512_add_ps(acc[g][t], s[g][t]);
+}
+
+static void qf_tile(int bf, float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
+                    const float *x, size_t xstride, int k, int nt) {
+    gq_qf p;
+    for (int r0 = 0; r0 < nr; r0 += GQ_QT_ROWS) {
+        int rn = nr - r0 < GQ_QT_ROWS ? nr - r0 : GQ_QT_ROWS, groups = rn > 16 ? 2 : 1;
+        for (int t0 = 0; t0 < nt; t0 += GQ_QT_MAXT) {
+            int tn = nt - t0 < GQ_QT_MAXT ? nt - t0 : GQ_QT_MAXT;
+            __m512 acc[GQ_QT_MAXT / GQ_QT_T][2][GQ_QT_T];
+            for (int i = 0; i < GQ_QT_MAXT / GQ_QT_T; i++)
+                for (int g = 0; g < 2; g++)
+                    for (int t = 0; t < GQ_QT_T; t++)
+                        acc[i][g][t] = _mm512_setzero_ps();
+            for (int k0 = 0; k0 < k; k0 += GQ_QF_K) {
+                int n = k - k0 < GQ_QF_K ? k - k0 : GQ_QF_K;
+                for (int r = 0; r < 16 * groups; r++)
+                    if (r < rn)
+                        qf_convert(p.f[r], w + (size_t)(r0 + r) * row_bytes, bf, k0, n);
+                    else
+                        for (int j = 0; j < GQ_QF_K; j++)
+                            p.f[r][j] = 0.0f;
+                for (int g = 0; g < groups; g++)
+                    for (int j = 0; j < n; j += 16)
+                        qt_transpose((int32_t(*)[GQ_QT_ROWS])(void *)&p.w[j][16 * g],
+                                     (const int8_t *)(const void *)(p.f[16 * g] + j), sizeof p.f[0]);
+                for (int t = 0; t < tn; t += GQ_QT_T) {
+                    const float *xs[GQ_QT_T];
+                    for (int i = 0; i < GQ_QT_T; i++)
+                        xs[i] = x + (size_t)(t0 + (t + i < tn ? t + i : tn - 1)) * xstride + (size_t)k0;
+                    if (groups == 2)
+                        qf_kernel(acc[t / GQ_QT_T], &p, xs, n, 2);
+                    else
+                        qf_kernel(acc[t / GQ_QT_T], &p, xs, n, 1);
+                }
+            }
+            for (int t = 0; t < tn; t++) {
+                float v[GQ_QT_ROWS];
+                _mm512_storeu_ps(v, acc[t / GQ_QT_T][0][t % GQ_QT_T]);
+                _mm512_storeu_ps(v + 16, acc[t / GQ_QT_T][1][t % GQ_QT_T]);
+                for (int i = 0; i < rn; i++)
+                    out[(size_t)(t0 + t) * ostride + (size_t)(r0 + i)] = v[i];
+            }
+        }
+    }
+}
+#endif
+
 #if GQ_HAS_Q8_0
 static void tile_q8_0(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const gq_x8 *x, size_t xstride, int nb, int nt) {
+#if GQ_QD_VNNI
+    qt_tile(GQ_DT_Q8_0, out, ostride, w, row_bytes, nr, x, xstride, 32 * nb, nt);
+#else
     GQ_QD_TILE_LANES_BEGIN
     const unsigned char *blk = row + 34 * (size_t)b;
     const int8_t *q = (const int8_t *)(const void *)(blk + 2);
@@ -655,42 +1057,55 @@ static void tile_q8_0(float *out, size_t ostride, const unsigned char *w, size_t
     for (int t = 0; t < tn; t++)
         acc[t][b & 1] = qd_fma(acc[t][b & 1], qd_dot_q8(q, GQ_QD_X(t)->q), d * GQ_QD_X(t)->d);
     GQ_QD_TILE_LANES_END
+#endif
 }
 #endif
 
 #if GQ_HAS_Q4_0
 static void tile_q4_0(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const gq_x8 *x, size_t xstride, int nb, int nt) {
+#if GQ_QD_VNNI
+    qt_tile(GQ_DT_Q4_0, out, ostride, w, row_bytes, nr, x, xstride, 32 * nb, nt);
+#else
     GQ_QD_TILE_LANES_BEGIN
     const unsigned char *blk = row + 18 * (size_t)b;
     float d = qd_f16(blk);
     for (int t = 0; t < tn; t++)
         acc[t][b & 1] = qd_fma(acc[t][b & 1], qd_dot_q4(blk + 2, GQ_QD_X(t)->q), d * GQ_QD_X(t)->d);
     GQ_QD_TILE_LANES_END
+#endif
 }
 #endif
 
 #if GQ_HAS_Q4_K
 static void tile_q4_k(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const gq_x8k *x, size_t xstride, int nb, int nt) {
+#if GQ_QD_VNNI
+    qt_tile(GQ_DT_Q4_K, out, ostride, w, row_bytes, nr, x, xstride, 256 * nb, nt);
+#else
     GQ_QD_TILE_BEGIN
     gq_qd_q4k u;
     qd_unpack_q4_k(&u, row + 144 * (size_t)b);
     for (int t = 0; t < tn; t++)
         acc[t] += qd_block_q4_k(&u, GQ_QD_X(t));
     GQ_QD_TILE_END
+#endif
 }
 #endif
 
 #if GQ_HAS_Q6_K
 static void tile_q6_k(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const gq_x8k *x, size_t xstride, int nb, int nt) {
+#if GQ_QD_VNNI
+    qt_tile(GQ_DT_Q6_K, out, ostride, w, row_bytes, nr, x, xstride, 256 * nb, nt);
+#else
     GQ_QD_TILE_BEGIN
     const unsigned char *blk = row + 210 * (size_t)b;
     float d = qd_f16(blk + 208);
     for (int t = 0; t < tn; t++)
         acc[t] += qd_block_q6_k(blk, d, GQ_QD_X(t));
     GQ_QD_TILE_END
+#endif
 }
 #endif
 
@@ -701,18 +1116,26 @@ static void tile_q6_k(float *out, size_t ostride, const unsigned char *w, size_t
 #if GQ_HAS_F16
 static void tile_f16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                      const float *x, size_t xstride, int n, int nt) {
+#if GQ_QF_OK
+    qf_tile(0, out, ostride, w, row_bytes, nr, x, xstride, n, nt);
+#else
     for (int i = 0; i < nr; i++)
         for (int t = 0; t < nt; t++)
             out[(size_t)t * ostride + (size_t)i] = dot_f16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+#endif
 }
 #endif
 
 #if GQ_HAS_BF16
 static void tile_bf16(float *out, size_t ostride, const unsigned char *w, size_t row_bytes, int nr,
                       const float *x, size_t xstride, int n, int nt) {
+#if GQ_QF_OK
+    qf_tile(1, out, ostride, w, row_bytes, nr, x, xstride, n, nt);
+#else
     for (int i = 0; i < nr; i++)
         for (int t = 0; t < nt; t++)
             out[(size_t)t * ostride + (size_t)i] = dot_bf16(w + (size_t)i * row_bytes, x + (size_t)t * xstride, n);
+#endif
 }
 #endif
 

@@ -13,10 +13,12 @@
  *     scales and mins 0 and 63; Q8_0's q = -128 and Q6_K's scale -128;
  *     all-zero activations; full-range activations; rows of 1 block, odd
  *     block counts, 4096+ elements; weights at odd byte offsets.
- *   - tile_*: equal to dot_* per (row, token), within the same bound (by
- *     construction they agree to the bit), for nr, nt in {1, 3, 5, 17,
+ *   - tile_*: equal to dot_* per (row, token), within the same bound (they
+ *     agree to the bit but for the AVX-512 tiles), for nr, nt in {1, 3, 5, 17,
  *     40} (40 > the tile's group of 32 tokens), rows at odd addresses and
- *     strides wider than the data.
+ *     strides wider than the data; and 70 rows by 70 tokens of 4128+
+ *     elements, past the AVX-512 tile's pass of 32 rows, 512 elements
+ *     and 64 tokens.
  *   - quantize_x8 / x8k against a plain implementation (roundf), exactly,
  *     and values just under a half step.
  *   - row_to_floats bit for bit against gqr_q_dequantize_row.
@@ -324,8 +326,8 @@ static void test_dot_edges(void) {
 static void check_tile(int type, int n, int nr, int nt) {
     size_t rb = row_bytes(type, n) + 3, as = act_size(type);
     size_t xstride = (size_t)(BLOCK[type] > 1 ? n / BLOCK[type] : n) + 1, ostride = (size_t)nr + 2;
-    unsigned char *w = malloc(rb * (size_t)nr + 1);
-    char *x = malloc(as * xstride * (size_t)nt);
+    unsigned char *w = calloc(rb * (size_t)nr + 1, 1); /* padding read by none, but defined */
+    char *x = calloc(as * xstride * (size_t)nt, 1);
     float *f = malloc(sizeof *f * (size_t)n), *out = malloc(sizeof *out * ostride * (size_t)nt);
     for (int i = 0; i < nr; i++)
         make_row(type, i % 3, n, w + 1 + (size_t)i * rb);
@@ -352,6 +354,17 @@ static void test_tile(void) {
         for (int a = 0; a < 5; a++)
             for (int b = 0; b < 5; b++)
                 check_tile(TYPES[ti], length(TYPES[ti], 2), sizes[a], sizes[b]);
+}
+
+/* Tiles past the AVX-512 path's pass (32 rows, 512 elements, 64 tokens):
+ * 70 rows (a third pass of 6) by 70 tokens (a second group of 6) of 4128
+ * or 4352 elements (a last pass of 32 or 256), and 33 rows by 2 tokens of
+ * 8224 or 8448; halves: 256 elements, and 4101 (passes of 128, then 5). */
+static void test_tile_large(void) {
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        check_tile(TYPES[ti], length(TYPES[ti], 3), 70, 70);
+        check_tile(TYPES[ti], length(TYPES[ti], 4), 33, 2);
+    }
 }
 
 /* ---- activations: a plain quantizer ---- */
@@ -441,6 +454,7 @@ int main(void) {
     test_dot();
     test_dot_edges();
     test_tile();
+    test_tile_large();
     test_row_to_floats();
     printf("%s: %ld checks, %ld failed\n", PATH, n_checks, n_failed);
     return n_failed != 0;
@@ -454,6 +468,7 @@ int main(void) {
     CU_add_test(s, "dot_* against a double reference", test_dot);
     CU_add_test(s, "dot_* on edge blocks", test_dot_edges);
     CU_add_test(s, "tile_* against dot_*", test_tile);
+    CU_add_test(s, "tile_* against dot_*: many rows, tokens, elements", test_tile_large);
     CU_add_test(s, "row_to_floats against gqr_q_dequantize_row", test_row_to_floats);
     return cunit_run();
 }
