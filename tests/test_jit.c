@@ -35,6 +35,8 @@
 #include "tiny_mha.h"
 #include "testing.h"
 
+extern const gqa_model_api qmix_api; /* tests/models/qmix.gqa, built ahead of time */
+
 enum { N_POS = 16 };
 
 static const char *gqac;
@@ -89,7 +91,55 @@ static void check_backend(const char *name) {
     arena_free(a);
 }
 
+/* The model of every weight type through a backend (cc: -march=native,
+ * the AVX2 / AVX-512 VNNI kernels where the host has them; tcc: portable
+ * C) against its ahead-of-time build (portable C): decode logits at each
+ * position, and a prompt's (the prefill tiles).  The two paths add the
+ * same integer block sums in another float order, and the int8 rounding
+ * of a later product can flip on a last bit (test_model.c's
+ * QUANT_TOLERANCE), so the tolerance is that one; a kernel that read a
+ * block wrong is off by ~100%. */
+static void check_quantized(const char *name) {
+    Arena *a = arena_new();
+    Model m;
+    CU_ASSERT_FATAL(load_model("tests/models/qmix.gqa", &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    JitModel *j = jit_compile(&m, jit_backend(name), &api, err, sizeof err);
+    if (!j)
+        printf("\n  %s\n", err);
+    CU_ASSERT_FATAL(j != NULL);
+    CU_ASSERT_EQUAL_FATAL(api->weight_bytes, qmix_api.weight_bytes);
+    gqr_checkpoint ck;
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/qmix.bin", api, err, sizeof err) == 0);
+    float *want = logits_of(&qmix_api, ck.weights), *got = logits_of(api, ck.weights);
+    size_t V = (size_t)api->shape.vocab_size;
+    double d = test_rel_diff(got, want, (size_t)N_POS * V);
+    int tokens[40];
+    for (int i = 0; i < 40; i++)
+        tokens[i] = (i * 37 + 3) % (int)V;
+    const gqa_model_api *both[2] = {&qmix_api, api};
+    float *last[2];
+    for (int k = 0; k < 2; k++) {
+        void *arena = gqr_arena_alloc(both[k]);
+        gqa_state *s;
+        last[k] = malloc(sizeof(float) * V);
+        CU_ASSERT_FATAL(both[k]->init(&s, arena, both[k]->arena_bytes, ck.weights, both[k]->weight_bytes) == 0);
+        CU_ASSERT(both[k]->forward_batch(s, tokens, 40, 0, last[k]) == GQA_OK);
+        gqr_arena_free(arena);
+    }
+    double db = test_rel_diff(last[1], last[0], V);
+    printf(" [%s: %.2g, prompt %.2g] ", name, d, db);
+    CU_ASSERT(d <= 6e-2 && db <= 6e-2);
+    free(want), free(got), free(last[0]), free(last[1]);
+    gqr_checkpoint_close(&ck);
+    jit_free(j);
+    arena_free(a);
+}
+
 static void test_tcc(void) { check_backend("tcc"); }
+static void test_quantized_cc(void) { check_quantized("cc"); }
+static void test_quantized_tcc(void) { check_quantized("tcc"); }
 static void test_cc(void) { check_backend("cc"); }
 
 static void test_backend_errors(void) {
@@ -493,6 +543,8 @@ int main(void) {
     CU_pSuite s = CU_add_suite("jit", NULL, NULL);
     CU_add_test(s, "tcc: the AOT code's logits", test_tcc);
     CU_add_test(s, "cc: the AOT code's logits", test_cc);
+    CU_add_test(s, "every weight type, cc (native) against AOT", test_quantized_cc);
+    CU_add_test(s, "every weight type, tcc against AOT", test_quantized_tcc);
     CU_add_test(s, "backend errors", test_backend_errors);
     CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
     CU_add_test(s, "cache: the root is private", test_cache_root);
