@@ -69,6 +69,13 @@
 #else
 #define GQ_QD_F16C 0
 #endif
+/* 512-bit decode (dot_*): two Q8_0/Q4_0 blocks or half a K block per
+ * instruction, nibbles and bit fields picked by GFNI's affine byte map. */
+#if GQ_QD_VNNI && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__GFNI__)
+#define GQ_QD_Z 1
+#else
+#define GQ_QD_Z 0
+#endif
 
 /* Decode asks for the weights GQ_QD_AHEAD bytes ahead of the block in
  * use: the hardware's prefetcher alone falls behind on K-quant blocks,
@@ -489,6 +496,187 @@ static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
 }
 #endif
 
+/* ---- decode with 512-bit vectors (GQ_QD_Z) ----
+ * Weights stay unsigned (nibbles 0..15, Q6_K's 0..63, Q8_0's q + 128) for
+ * VNNI's u8 * s8 products; the offset comes off as offset * sum(x), so the
+ * integers are the other paths'.  Only the float combining differs. */
+
+#if GQ_QD_Z
+#define GQ_QD_LO 0x0102040800000000LL /* affine map: the low nibble */
+#define GQ_QD_HI 0x1020408000000000LL /* the high nibble, shifted down */
+
+static __m512i qd_z_load(const void *p) {
+    return _mm512_loadu_si512(p);
+}
+
+static __m256i qd_z_load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+static __m512i qd_z_pick(__m512i v, __m512i map) {
+    return _mm512_gf2p8affine_epi64_epi8(v, map, 0);
+}
+#endif
+
+#if GQ_QD_Z && (GQ_HAS_Q8_0 || GQ_HAS_Q4_0)
+/* Blocks b and b + 1's activations as one vector. */
+static __m512i qd_z_x2(const gq_x8 *x) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(qd_z_load256(x[0].q)), qd_z_load256(x[1].q), 1);
+}
+
+/* 16 values, 4 at a time from windows every step bytes at p: dwords
+ * (size 4) or words (2) at offsets 0, gap, 2 gap, 3 gap (in values) of
+ * each window; a window is read as 64 bytes where they fit, else 128. */
+static __m512i qd_z_pick16(const unsigned char *p, size_t step, int size, int gap) {
+    __m512i r = _mm512_setzero_si512();
+    int two = (3 * gap + 1) * size > 64;
+    for (int j = 0; j < 4; j++) {
+        const unsigned char *q = p + step * (size_t)j;
+        __mmask16 m = (__mmask16)(0xfu << 4 * j);
+        __m512i lo = qd_z_load(q), v;
+        if (size == 4) {
+            __m512i idx = _mm512_set_epi32(3 * gap, 2 * gap, gap, 0, 3 * gap, 2 * gap, gap, 0, 3 * gap, 2 * gap, gap, 0,
+                                           3 * gap, 2 * gap, gap, 0);
+            v = two ? _mm512_maskz_permutex2var_epi32(m, lo, idx, qd_z_load(q + 64))
+                    : _mm512_maskz_permutexvar_epi32(m, idx, lo);
+        } else {
+            __m512i idx = _mm512_set1_epi64((long long)(3 * gap) << 48 | (long long)(2 * gap) << 32 | (long long)gap << 16);
+            v = two ? _mm512_maskz_permutex2var_epi16(m, lo, idx, qd_z_load(q + 64))
+                    : _mm512_maskz_permutexvar_epi16(m, idx, lo);
+        }
+        r = _mm512_or_si512(r, v);
+    }
+    return r;
+}
+
+/* Scales of 16 blocks: the f16 d every stride bytes at w (4 blocks fit a
+ * 128-byte window for Q8_0's 34 bytes), times x's d. */
+static __m512 qd_z_scales(const unsigned char *w, int stride, const gq_x8 *x) {
+    __m512i dw = qd_z_pick16(w, 4 * (size_t)stride, 2, stride / 2);
+    __m512i dx = qd_z_pick16((const unsigned char *)x, 4 * sizeof *x, 4, (int)sizeof *x / 4);
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(dw)), _mm512_castsi512_ps(dx));
+}
+
+/* acc + (u . x - off . x) for blocks 2k, 2k + 1 (u and off unsigned), times
+ * their scales in s, as 8 lanes each. */
+static __m512 qd_z_pair(__m512 acc, __m512i u, __m512i x, __m512i off, __m512 s, int k) {
+    __m512i z = _mm512_setzero_si512();
+    __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, u, x), _mm512_dpbusd_epi32(z, off, x));
+    __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(2 * k),
+                                   _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s), acc);
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q8_0
+/* Q8_0 rows of nb blocks, nb % 16 == 0. */
+static float qd_z_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    for (int b = 0; b < nb; b += 16) {
+        const unsigned char *g = w + 34 * (size_t)b;
+        __m512 s = qd_z_scales(g, 34, x + b);
+        for (int k = 0; k < 8; k++) {
+            const unsigned char *p = g + 68 * k + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(qd_z_load256(p)), qd_z_load256(p + 34), 1);
+            acc[k & 1] = qd_z_pair(acc[k & 1], _mm512_xor_si512(v, off), qd_z_x2(x + b + 2 * k), off, s, k);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q4_0
+/* Q4_0 rows of nb blocks, nb % 16 == 0: each block's 16 bytes twice in a
+ * 256-bit half, low nibbles taken from the first copy, high from the second. */
+static float qd_z_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i map = _mm512_set_epi64(GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO, GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO);
+    const __m512i off = _mm512_set1_epi8(8);
+    for (int b = 0; b < nb; b += 16) {
+        const unsigned char *g = w + 18 * (size_t)b;
+        __m512 s = qd_z_scales(g, 18, x + b);
+        for (int k = 0; k < 8; k++) {
+            const unsigned char *p = g + 36 * k + 2;
+            __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)p));
+            v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)(const void *)(p + 18)));
+            acc[k & 1] = qd_z_pair(acc[k & 1], qd_z_pick(v, map), qd_z_x2(x + b + 2 * k), off, s, k);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q4_K
+/* Q4_K rows: per block, sub-blocks 2k and 2k + 1 in one vector (their 32
+ * bytes twice: low nibbles, then high), scales as int16 lanes. */
+static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i map = _mm512_set_epi64(GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO);
+    const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 0);
+    /* int16 lanes 8 + j, twice each: the mins beside bsum's pairs */
+    const __m256i mins = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *blk = w + 144 * (size_t)b;
+        for (int k = 0; k < 144; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
+        uint32_t s[4];
+        qd_q4k_scales(s, blk + 4);
+        __m256i sc = _mm256_cvtepu8_epi16(_mm_set_epi32((int)s[3], (int)s[2], (int)s[1], (int)s[0]));
+        __m512i sc512 = _mm512_castsi256_si512(sc), isum = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_broadcast_i64x4(qd_z_load256(blk + 16 + 32 * k));
+            __m512i sck = _mm512_permutexvar_epi16(_mm512_add_epi16(half, _mm512_set1_epi16((short)(2 * k))), sc512);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qd_z_pick(v, map), qd_z_load(x[b].q + 64 * k)), sck);
+        }
+        __m256i m = _mm256_madd_epi16(_mm256_permutexvar_epi16(mins, sc), qd_z_load256(x[b].bsum));
+        float dx = x[b].d;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(qd_f16(blk) * dx), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(qd_f16(blk + 2) * dx), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_castps256_ps512(accm));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q6_K
+/* Q6_K rows: per block and half h, elements 128h + 64p.. in one vector
+ * (c = 2p, 2p + 1): 4 low bits from ql's 64 bytes (nibble p), 2 high from
+ * qh's 32 twice (bits 4p, 4p + 2 in the halves); 4 sub-blocks' scales. */
+static float qd_z_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+#define GQ_QD_Q6H(s) ((1LL << (s)) << 24 | (1LL << ((s) + 1)) << 16) /* bits s, s + 1 to 4, 5 */
+    const __m512i hi0 = _mm512_set_epi64(GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(0),
+                                         GQ_QD_Q6H(0), GQ_QD_Q6H(0), GQ_QD_Q6H(0));
+    const __m512i hi1 = _mm512_set_epi64(GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(4),
+                                         GQ_QD_Q6H(4), GQ_QD_Q6H(4), GQ_QD_Q6H(4));
+#undef GQ_QD_Q6H
+    const __m512i quarter = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1,
+                                             0, 0, 0, 0, 0, 0, 0, 0);
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *blk = w + 210 * (size_t)b;
+        for (int k = 0; k < 210; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
+        __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, qd_z_load256(x[b].bsum)), 5); /* 32 sc . bsum */
+        __m512i sc512 = _mm512_castsi256_si512(sc);
+        __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = qd_z_load(blk + 64 * h), qh = _mm512_broadcast_i64x4(qd_z_load256(blk + 128 + 32 * h));
+            for (int p = 0; p < 2; p++) {
+                __m512i q = _mm512_or_si512(qd_z_pick(ql, _mm512_set1_epi64(p ? GQ_QD_HI : GQ_QD_LO)),
+                                            qd_z_pick(qh, p ? hi1 : hi0));
+                __m512i scj = _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16((short)(8 * h + 4 * p))), sc512);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q, qd_z_load(x[b].q + 128 * h + 64 * p)), scj);
+            }
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(qd_f16(blk + 208) * x[b].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+#endif
+
 /* ---- decode: one row . one token ---- */
 
 #if GQ_HAS_Q8_0
@@ -496,6 +684,11 @@ static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
 static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
     gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero(); /* even and odd blocks: two chains of adds */
     int b = 0;
+    float z = 0.0f;
+#if GQ_QD_Z
+    b = nb / 16 * 16;
+    z = qd_z_q8_0(w, x, b);
+#endif
     for (; b + 2 <= nb; b += 2) {
         const unsigned char *blk = w + 34 * (size_t)b;
         acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(blk + 2), x[b].q), qd_f16(blk) * x[b].d);
@@ -505,7 +698,7 @@ static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
     if (b < nb)
         acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(w + 34 * (size_t)b + 2), x[b].q),
                       qd_f16(w + 34 * (size_t)b) * x[b].d);
-    return qd_fsum(acc0, acc1);
+    return z + qd_fsum(acc0, acc1);
 }
 #endif
 
@@ -513,6 +706,11 @@ static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
 static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
     gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero();
     int b = 0;
+    float z = 0.0f;
+#if GQ_QD_Z
+    b = nb / 16 * 16;
+    z = qd_z_q4_0(w, x, b);
+#endif
     for (; b + 2 <= nb; b += 2) {
         const unsigned char *blk = w + 18 * (size_t)b;
         acc0 = qd_fma(acc0, qd_dot_q4(blk + 2, x[b].q), qd_f16(blk) * x[b].d);
@@ -520,12 +718,15 @@ static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
     }
     if (b < nb)
         acc0 = qd_fma(acc0, qd_dot_q4(w + 18 * (size_t)b + 2, x[b].q), qd_f16(w + 18 * (size_t)b) * x[b].d);
-    return qd_fsum(acc0, acc1);
+    return z + qd_fsum(acc0, acc1);
 }
 #endif
 
 #if GQ_HAS_Q4_K
 static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
+#if GQ_QD_Z
+    return qd_z_q4_k(w, x, nb);
+#endif
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         gq_qd_q4k u;
@@ -540,6 +741,9 @@ static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
 
 #if GQ_HAS_Q6_K
 static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
+#if GQ_QD_Z
+    return qd_z_q6_k(w, x, nb);
+#endif
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const unsigned char *blk = w + 210 * (size_t)b;
