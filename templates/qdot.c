@@ -608,6 +608,17 @@ static float qd_z_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
 #endif
 
 #if GQ_QD_Z && GQ_HAS_Q4_K
+/* qd_q4k_scales in a vector, from a block's first 16 bytes (d, dmin and
+ * the 12 bytes of scales as words 1 to 3). */
+static __m128i qd_z_q4k_scales(__m128i head) {
+    __m128i a = _mm_shuffle_epi32(head, 0xed); /* words 1, 3, 2, 3 */
+    __m128i b = _mm_shuffle_epi32(head, 0xa5); /* 1, 1, 2, 2 */
+    __m128i lo = _mm_and_si128(_mm_srlv_epi32(a, _mm_set_epi32(4, 0, 0, 0)),
+                               _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    __m128i hi = _mm_and_si128(_mm_srlv_epi32(b, _mm_set_epi32(2, 0, 2, 0)), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    return _mm_or_si128(lo, hi);
+}
+
 /* Q4_K rows: per block, sub-blocks 2k and 2k + 1 in one vector (their 32
  * bytes twice: low nibbles, then high), scales as int16 lanes. */
 static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
@@ -622,9 +633,8 @@ static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
         const unsigned char *blk = w + 144 * (size_t)b;
         for (int k = 0; k < 144; k += 64)
             GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
-        uint32_t s[4];
-        qd_q4k_scales(s, blk + 4);
-        __m256i sc = _mm256_cvtepu8_epi16(_mm_set_epi32((int)s[3], (int)s[2], (int)s[1], (int)s[0]));
+        __m128i head = _mm_loadu_si128((const __m128i *)(const void *)blk);
+        __m256i sc = _mm256_cvtepu8_epi16(qd_z_q4k_scales(head));
         __m512i sc512 = _mm512_castsi256_si512(sc), isum = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
             __m512i v = _mm512_broadcast_i64x4(qd_z_load256(blk + 16 + 32 * k));
@@ -632,9 +642,9 @@ static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
             isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qd_z_pick(v, map), qd_z_load(x[b].q + 64 * k)), sck);
         }
         __m256i m = _mm256_madd_epi16(_mm256_permutexvar_epi16(mins, sc), qd_z_load256(x[b].bsum));
-        float dx = x[b].d;
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(qd_f16(blk) * dx), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(qd_f16(blk + 2) * dx), accm);
+        __m128 d = _mm_mul_ps(_mm_cvtph_ps(head), _mm_set1_ps(x[b].d)); /* d dx, dmin dx */
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_broadcastss_ps(_mm_movehdup_ps(d)), accm);
     }
     return _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_castps256_ps512(accm));
 }
