@@ -70,8 +70,10 @@
 #define GQ_QD_F16C 0
 #endif
 /* 512-bit decode (dot_*): two Q8_0/Q4_0 blocks or half a K block per
- * instruction, nibbles and bit fields picked by GFNI's affine byte map. */
-#if GQ_QD_VNNI && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__GFNI__)
+ * instruction, nibbles and bit fields picked by GFNI's affine byte map
+ * (Ice Lake, Zen 4 and later). */
+#if GQ_QD_VNNI && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && \
+    defined(__GFNI__)
 #define GQ_QD_Z 1
 #else
 #define GQ_QD_Z 0
@@ -528,7 +530,7 @@ static __m512i qd_z_x2(const gq_x8 *x) {
  * (size 4) or words (2) at offsets 0, gap, 2 gap, 3 gap (in values) of
  * each window; a window is read as 64 bytes where they fit, else 128. */
 static __m512i qd_z_pick16(const unsigned char *p, size_t step, int size, int gap) {
-    __m512i r = _mm512_setzero_si512();
+    __m512i t[4];
     int two = (3 * gap + 1) * size > 64;
     for (int j = 0; j < 4; j++) {
         const unsigned char *q = p + step * (size_t)j;
@@ -544,9 +546,9 @@ static __m512i qd_z_pick16(const unsigned char *p, size_t step, int size, int ga
             v = two ? _mm512_maskz_permutex2var_epi16(m, lo, idx, qd_z_load(q + 64))
                     : _mm512_maskz_permutexvar_epi16(m, idx, lo);
         }
-        r = _mm512_or_si512(r, v);
+        t[j] = v;
     }
-    return r;
+    return _mm512_or_si512(_mm512_ternarylogic_epi64(t[0], t[1], t[2], 0xfe), t[3]); /* 0xfe: a | b | c */
 }
 
 /* Scales of 16 blocks: the f16 d every stride bytes at w (4 blocks fit a
@@ -587,6 +589,21 @@ static float qd_z_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
 #endif
 
 #if GQ_QD_Z && GQ_HAS_Q4_0
+/* Byte lanes 16j + i = s_j + i: vpermb's indices taking 16 bytes at s_j
+ * to the j-th quarter. */
+static __m512i qd_z_idx(int s0, int s1, int s2, int s3) {
+    const int k = 0x01010101;
+    return _mm512_add_epi32(_mm512_set_epi32(s3 * k, s3 * k, s3 * k, s3 * k, s2 * k, s2 * k, s2 * k, s2 * k, s1 * k,
+                                             s1 * k, s1 * k, s1 * k, s0 * k, s0 * k, s0 * k, s0 * k),
+                            _mm512_set4_epi32(0x0f0e0d0c, 0x0b0a0908, 0x07060504, 0x03020100));
+}
+/* Adjacent int32 lane pairs of a and b summed, per 128-bit lane: a's two
+ * sums, then b's.  Exact while |lanes| < 2^15 (Q4_0: 4 * 8 * 127 a lane
+ * of a block's product, doubled at each of two merges). */
+static __m512i qd_z_merge(__m512i a, __m512i b) {
+    return _mm512_madd_epi16(_mm512_packs_epi32(a, b), _mm512_set1_epi16(1));
+}
+
 /* Q4_0 rows of nb blocks, nb % 16 == 0: each block's 16 bytes twice in a
  * 256-bit half, low nibbles taken from the first copy, high from the second. */
 static float qd_z_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
@@ -596,11 +613,22 @@ static float qd_z_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
     for (int b = 0; b < nb; b += 16) {
         const unsigned char *g = w + 18 * (size_t)b;
         __m512 s = qd_z_scales(g, 18, x + b);
+        __m512i m[4];
         for (int k = 0; k < 8; k++) {
-            const unsigned char *p = g + 36 * k + 2;
-            __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)p));
-            v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)(const void *)(p + 18)));
-            acc[k & 1] = qd_z_pair(acc[k & 1], qd_z_pick(v, map), qd_z_x2(x + b + 2 * k), off, s, k);
+            /* the pair's 36 bytes (a masked load: none past the row) */
+            __m512i v = _mm512_maskz_loadu_epi8(0xfffffffffULL, g + 36 * k);
+            v = _mm512_permutexvar_epi8(qd_z_idx(2, 2, 20, 20), v);
+            __m512i xv = qd_z_x2(x + b + 2 * k), z = _mm512_setzero_si512();
+            __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, qd_z_pick(v, map), xv), _mm512_dpbusd_epi32(z, off, xv));
+            m[k / 2] = k & 1 ? qd_z_merge(m[k / 2], d) : d;
+        }
+        for (int i = 0; i < 2; i++) {
+            /* lane 4L + t: block 8i + 2t + (L >= 2) */
+            __m512i idx = _mm512_set_epi32(8 * i + 7, 8 * i + 5, 8 * i + 3, 8 * i + 1, 8 * i + 7, 8 * i + 5, 8 * i + 3,
+                                           8 * i + 1, 8 * i + 6, 8 * i + 4, 8 * i + 2, 8 * i, 8 * i + 6, 8 * i + 4,
+                                           8 * i + 2, 8 * i);
+            __m512i n = qd_z_merge(m[2 * i], m[2 * i + 1]);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(n), _mm512_permutexvar_ps(idx, s), acc[i]);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
