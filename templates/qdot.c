@@ -503,10 +503,7 @@ static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
  * VNNI's u8 * s8 products; the offset comes off as offset * sum(x), so the
  * integers are the other paths'.  Only the float combining differs. */
 
-#if GQ_QD_Z
-#define GQ_QD_LO 0x0102040800000000LL /* affine map: the low nibble */
-#define GQ_QD_HI 0x1020408000000000LL /* the high nibble, shifted down */
-
+#if GQ_QD_Z && GQ_QD_BLOCK_TYPES
 static __m512i qd_z_load(const void *p) {
     return _mm512_loadu_si512(p);
 }
@@ -514,7 +511,13 @@ static __m512i qd_z_load(const void *p) {
 static __m256i qd_z_load256(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
+#endif
 
+#if GQ_QD_Z && (GQ_HAS_Q4_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+#define GQ_QD_LO 0x0102040800000000LL /* affine map: the low nibble */
+#define GQ_QD_HI 0x1020408000000000LL /* the high nibble, shifted down */
+
+/* Each byte of v through the 8x8 bit matrix of its qword in map. */
 static __m512i qd_z_pick(__m512i v, __m512i map) {
     return _mm512_gf2p8affine_epi64_epi8(v, map, 0);
 }
@@ -559,6 +562,9 @@ static __m512 qd_z_scales(const unsigned char *w, int stride, const gq_x8 *x) {
     return _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(dw)), _mm512_castsi512_ps(dx));
 }
 
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q8_0
 /* acc + (u . x - off . x) for blocks 2k, 2k + 1 (u and off unsigned), times
  * their scales in s, as 8 lanes each. */
 static __m512 qd_z_pair(__m512 acc, __m512i u, __m512i x, __m512i off, __m512 s, int k) {
@@ -568,9 +574,6 @@ static __m512 qd_z_pair(__m512 acc, __m512i u, __m512i x, __m512i off, __m512 s,
                                    _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s), acc);
 }
-#endif
-
-#if GQ_QD_Z && GQ_HAS_Q8_0
 /* Q8_0 rows of nb blocks, nb % 16 == 0. */
 static float qd_z_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
