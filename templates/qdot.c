@@ -16,7 +16,8 @@
  * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
  * product) gives the same integers.  Their float combining differs by path
  * (vector lanes or one sum); within a path, dot_* and tile_* sum each
- * (row, token) in the same order and agree to the bit.
+ * (row, token) in the same order and agree to the bit, except where dot_*
+ * takes the 512-bit decode path (GQ_QD_Z), which groups blocks its own way.
  *
  * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
  * unused static function is an error: a model that has a type uses both

@@ -14,8 +14,8 @@
  *     all-zero activations; full-range activations; rows of 1 block, odd
  *     block counts, 4096+ elements, Q8_0 and Q4_0 rows of whole groups of
  *     16 blocks (the 512-bit step); weights at odd byte offsets.
- *   - tile_*: equal to dot_* per (row, token), within the same bound (by
- *     construction they agree to the bit), for nr, nt in {1, 3, 5, 17,
+ *   - tile_*: equal to dot_* per (row, token), within the same bound (to
+ *     the bit but on the 512-bit decode path), for nr, nt in {1, 3, 5, 17,
  *     40} (40 > the tile's group of 32 tokens), rows at odd addresses and
  *     strides wider than the data.
  *   - quantize_x8 / x8k against a plain implementation (roundf), exactly,
