@@ -657,8 +657,9 @@ static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     const __m512i map = _mm512_set_epi64(GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO);
-    const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0, 0);
+    /* int16 lanes 8L + i of packs(p0, p1): sub-block (L >= 2) of p0 (i < 4), 2 + (L >= 2) of p1 */
+    const __m512i half = _mm512_set_epi16(3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0, 2,
+                                          2, 2, 2, 0, 0, 0, 0);
     /* int16 lanes 8 + j, twice each: the mins beside bsum's pairs */
     const __m256i mins = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
     for (int b = 0; b < nb; b++) {
@@ -668,10 +669,15 @@ static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
         __m128i head = _mm_loadu_si128((const __m128i *)(const void *)blk);
         __m256i sc = _mm256_cvtepu8_epi16(qd_z_q4k_scales(head));
         __m512i sc512 = _mm512_castsi256_si512(sc), isum = _mm512_setzero_si512();
+        __m512i p[2];
         for (int k = 0; k < 4; k++) {
             __m512i v = _mm512_broadcast_i64x4(qd_z_load256(blk + 16 + 32 * k));
-            __m512i sck = _mm512_permutexvar_epi16(_mm512_add_epi16(half, _mm512_set1_epi16((short)(2 * k))), sc512);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qd_z_pick(v, map), qd_z_load(x[b].q + 64 * k)), sck);
+            p[k & 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qd_z_pick(v, map), qd_z_load(x[b].q + 64 * k));
+            if (k & 1) {
+                /* lanes under 2^15 (4 * 15 * 127): as int16, each beside its sub-block's scale */
+                __m512i sck = _mm512_permutexvar_epi16(_mm512_add_epi16(half, _mm512_set1_epi16((short)(2 * k - 2))), sc512);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(p[0], p[1]), sck);
+            }
         }
         __m256i m = _mm256_madd_epi16(_mm256_permutexvar_epi16(mins, sc), qd_z_load256(x[b].bsum));
         __m128 d = _mm_mul_ps(_mm_cvtph_ps(head), _mm_set1_ps(x[b].d)); /* d dx, dmin dx */
