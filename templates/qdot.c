@@ -774,7 +774,7 @@ static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
 static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
 #if GQ_QD_Z
     return qd_z_q4_k(w, x, nb);
-#endif
+#else
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         gq_qd_q4k u;
@@ -784,6 +784,7 @@ static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
         sum += qd_block_q4_k(&u, &x[b]);
     }
     return sum;
+#endif
 }
 #endif
 
@@ -791,7 +792,7 @@ static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
 static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
 #if GQ_QD_Z
     return qd_z_q6_k(w, x, nb);
-#endif
+#else
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const unsigned char *blk = w + 210 * (size_t)b;
@@ -800,6 +801,7 @@ static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
         sum += qd_block_q6_k(blk, qd_f16(blk + 208), &x[b]);
     }
     return sum;
+#endif
 }
 #endif
 
