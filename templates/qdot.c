@@ -16,9 +16,10 @@
  * exact integer sums: every path (portable C, AVX2, AVX-512 VNNI, NEON dot
  * product) gives the same integers.  Their float combining differs by path
  * (vector lanes or one sum); within a path, dot_* and tile_* sum each
- * (row, token) in the same order and agree to the bit, but for the
- * AVX-512 tiles (rows in vector lanes), which scale per unit and sum by
- * passes of k, within test_qdot's bound of dot_*.
+ * (row, token) in the same order and agree to the bit, except for the
+ * AVX-512 tiles (rows in vector lanes, scaled per unit, summed by passes
+ * of k) and the 512-bit decode path (GQ_QD_Z, which groups blocks its
+ * own way): those within test_qdot's bound of each other.
  *
  * Each type's kernels are compiled only under its GQ_HAS_ hole, since an
  * unused static function is an error: a model that has a type uses both
@@ -70,6 +71,15 @@
 #define GQ_QD_F16C 1
 #else
 #define GQ_QD_F16C 0
+#endif
+/* 512-bit decode (dot_*): two Q8_0/Q4_0 blocks or half a K block per
+ * instruction, nibbles and bit fields picked by GFNI's affine byte map
+ * (Ice Lake, Zen 4 and later). */
+#if GQ_QD_VNNI && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && \
+    defined(__GFNI__)
+#define GQ_QD_Z 1
+#else
+#define GQ_QD_Z 0
 #endif
 
 /* Decode asks for the weights GQ_QD_AHEAD bytes ahead of the block in
@@ -491,6 +501,232 @@ static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
 }
 #endif
 
+/* ---- decode with 512-bit vectors (GQ_QD_Z) ----
+ * Weights stay unsigned (nibbles 0..15, Q6_K's 0..63, Q8_0's q + 128) for
+ * VNNI's u8 * s8 products; the offset comes off as offset * sum(x), so the
+ * integers are the other paths'.  Only the float combining differs. */
+
+#if GQ_QD_Z && GQ_QD_BLOCK_TYPES
+static __m512i qd_z_load(const void *p) {
+    return _mm512_loadu_si512(p);
+}
+
+static __m256i qd_z_load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+#endif
+
+#if GQ_QD_Z && (GQ_HAS_Q4_0 || GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+#define GQ_QD_LO 0x0102040800000000LL /* affine map: the low nibble */
+#define GQ_QD_HI 0x1020408000000000LL /* the high nibble, shifted down */
+
+/* Each byte of v through the 8x8 bit matrix of its qword in map. */
+static __m512i qd_z_pick(__m512i v, __m512i map) {
+    return _mm512_gf2p8affine_epi64_epi8(v, map, 0);
+}
+#endif
+
+#if GQ_QD_Z && (GQ_HAS_Q8_0 || GQ_HAS_Q4_0)
+/* Blocks b and b + 1's activations as one vector. */
+static __m512i qd_z_x2(const gq_x8 *x) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(qd_z_load256(x[0].q)), qd_z_load256(x[1].q), 1);
+}
+
+/* 16 values, 4 at a time from windows every step bytes at p: dwords
+ * (size 4) or words (2) at offsets 0, gap, 2 gap, 3 gap (in values) of
+ * each window; a window is read as 64 bytes where they fit, else 128. */
+static __m512i qd_z_pick16(const unsigned char *p, size_t step, int size, int gap) {
+    __m512i t[4];
+    int two = (3 * gap + 1) * size > 64;
+    for (int j = 0; j < 4; j++) {
+        const unsigned char *q = p + step * (size_t)j;
+        __mmask16 m = (__mmask16)(0xfu << 4 * j);
+        __m512i lo = qd_z_load(q), v;
+        if (size == 4) {
+            __m512i idx = _mm512_set_epi32(3 * gap, 2 * gap, gap, 0, 3 * gap, 2 * gap, gap, 0, 3 * gap, 2 * gap, gap, 0,
+                                           3 * gap, 2 * gap, gap, 0);
+            v = two ? _mm512_maskz_permutex2var_epi32(m, lo, idx, qd_z_load(q + 64))
+                    : _mm512_maskz_permutexvar_epi32(m, idx, lo);
+        } else {
+            __m512i idx = _mm512_set1_epi64((long long)(3 * gap) << 48 | (long long)(2 * gap) << 32 | (long long)gap << 16);
+            v = two ? _mm512_maskz_permutex2var_epi16(m, lo, idx, qd_z_load(q + 64))
+                    : _mm512_maskz_permutexvar_epi16(m, idx, lo);
+        }
+        t[j] = v;
+    }
+    return _mm512_or_si512(_mm512_ternarylogic_epi64(t[0], t[1], t[2], 0xfe), t[3]); /* 0xfe: a | b | c */
+}
+
+/* Scales of 16 blocks: the f16 d every stride bytes at w (4 blocks fit a
+ * 128-byte window for Q8_0's 34 bytes), times x's d. */
+static __m512 qd_z_scales(const unsigned char *w, int stride, const gq_x8 *x) {
+    __m512i dw = qd_z_pick16(w, 4 * (size_t)stride, 2, stride / 2);
+    __m512i dx = qd_z_pick16((const unsigned char *)x, 4 * sizeof *x, 4, (int)sizeof *x / 4);
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(dw)), _mm512_castsi512_ps(dx));
+}
+
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q8_0
+/* acc + (u . x - off . x) for blocks 2k, 2k + 1 (u and off unsigned), times
+ * their scales in s, as 8 lanes each. */
+static __m512 qd_z_pair(__m512 acc, __m512i u, __m512i x, __m512i off, __m512 s, int k) {
+    __m512i z = _mm512_setzero_si512();
+    __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, u, x), _mm512_dpbusd_epi32(z, off, x));
+    __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(2 * k),
+                                   _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s), acc);
+}
+/* Q8_0 rows of nb blocks, nb % 16 == 0. */
+static float qd_z_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    for (int b = 0; b < nb; b += 16) {
+        const unsigned char *g = w + 34 * (size_t)b;
+        __m512 s = qd_z_scales(g, 34, x + b);
+        for (int k = 0; k < 8; k++) {
+            const unsigned char *p = g + 68 * k + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(qd_z_load256(p)), qd_z_load256(p + 34), 1);
+            acc[k & 1] = qd_z_pair(acc[k & 1], _mm512_xor_si512(v, off), qd_z_x2(x + b + 2 * k), off, s, k);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q4_0
+/* Byte lanes 16j + i = s_j + i: vpermb's indices taking 16 bytes at s_j
+ * to the j-th quarter. */
+static __m512i qd_z_idx(int s0, int s1, int s2, int s3) {
+    const int k = 0x01010101;
+    return _mm512_add_epi32(_mm512_set_epi32(s3 * k, s3 * k, s3 * k, s3 * k, s2 * k, s2 * k, s2 * k, s2 * k, s1 * k,
+                                             s1 * k, s1 * k, s1 * k, s0 * k, s0 * k, s0 * k, s0 * k),
+                            _mm512_set4_epi32(0x0f0e0d0c, 0x0b0a0908, 0x07060504, 0x03020100));
+}
+/* Adjacent int32 lane pairs of a and b summed, per 128-bit lane: a's two
+ * sums, then b's.  Exact while |lanes| < 2^15 (Q4_0: 4 * 8 * 127 a lane
+ * of a block's product, doubled at each of two merges). */
+static __m512i qd_z_merge(__m512i a, __m512i b) {
+    return _mm512_madd_epi16(_mm512_packs_epi32(a, b), _mm512_set1_epi16(1));
+}
+
+/* Q4_0 rows of nb blocks, nb % 16 == 0: each block's 16 bytes twice in a
+ * 256-bit half, low nibbles taken from the first copy, high from the second. */
+static float qd_z_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i map = _mm512_set_epi64(GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO, GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO);
+    const __m512i off = _mm512_set1_epi8(8);
+    for (int b = 0; b < nb; b += 16) {
+        const unsigned char *g = w + 18 * (size_t)b;
+        __m512 s = qd_z_scales(g, 18, x + b);
+        __m512i m[4];
+        for (int k = 0; k < 8; k++) {
+            /* the pair's 36 bytes (a masked load: none past the row) */
+            __m512i v = _mm512_maskz_loadu_epi8(0xfffffffffULL, g + 36 * k);
+            v = _mm512_permutexvar_epi8(qd_z_idx(2, 2, 20, 20), v);
+            __m512i xv = qd_z_x2(x + b + 2 * k), z = _mm512_setzero_si512();
+            __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, qd_z_pick(v, map), xv), _mm512_dpbusd_epi32(z, off, xv));
+            m[k / 2] = k & 1 ? qd_z_merge(m[k / 2], d) : d;
+        }
+        for (int i = 0; i < 2; i++) {
+            /* lane 4L + t: block 8i + 2t + (L >= 2) */
+            __m512i idx = _mm512_set_epi32(8 * i + 7, 8 * i + 5, 8 * i + 3, 8 * i + 1, 8 * i + 7, 8 * i + 5, 8 * i + 3,
+                                           8 * i + 1, 8 * i + 6, 8 * i + 4, 8 * i + 2, 8 * i, 8 * i + 6, 8 * i + 4,
+                                           8 * i + 2, 8 * i);
+            __m512i n = qd_z_merge(m[2 * i], m[2 * i + 1]);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(n), _mm512_permutexvar_ps(idx, s), acc[i]);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q4_K
+/* qd_q4k_scales in a vector, from a block's first 16 bytes (d, dmin and
+ * the 12 bytes of scales as words 1 to 3). */
+static __m128i qd_z_q4k_scales(__m128i head) {
+    __m128i a = _mm_shuffle_epi32(head, 0xed); /* words 1, 3, 2, 3 */
+    __m128i b = _mm_shuffle_epi32(head, 0xa5); /* 1, 1, 2, 2 */
+    __m128i lo = _mm_and_si128(_mm_srlv_epi32(a, _mm_set_epi32(4, 0, 0, 0)),
+                               _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    __m128i hi = _mm_and_si128(_mm_srlv_epi32(b, _mm_set_epi32(2, 0, 2, 0)), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    return _mm_or_si128(lo, hi);
+}
+
+/* Q4_K rows: per block, sub-blocks 2k and 2k + 1 in one vector (their 32
+ * bytes twice: low nibbles, then high), scales as int16 lanes. */
+static float qd_z_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i map = _mm512_set_epi64(GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_HI, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO, GQ_QD_LO);
+    /* int16 lanes 8L + i of packs(p0, p1): sub-block (L >= 2) of p0 (i < 4), 2 + (L >= 2) of p1 */
+    const __m512i half = _mm512_set_epi16(3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0, 2,
+                                          2, 2, 2, 0, 0, 0, 0);
+    /* int16 lanes 8 + j, twice each: the mins beside bsum's pairs */
+    const __m256i mins = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *blk = w + 144 * (size_t)b;
+        for (int k = 0; k < 144; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
+        __m128i head = _mm_loadu_si128((const __m128i *)(const void *)blk);
+        __m256i sc = _mm256_cvtepu8_epi16(qd_z_q4k_scales(head));
+        __m512i sc512 = _mm512_castsi256_si512(sc), isum = _mm512_setzero_si512();
+        __m512i p[2];
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_broadcast_i64x4(qd_z_load256(blk + 16 + 32 * k));
+            p[k & 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qd_z_pick(v, map), qd_z_load(x[b].q + 64 * k));
+            if (k & 1) {
+                /* lanes under 2^15 (4 * 15 * 127): as int16, each beside its sub-block's scale */
+                __m512i sck = _mm512_permutexvar_epi16(_mm512_add_epi16(half, _mm512_set1_epi16((short)(2 * k - 2))), sc512);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(p[0], p[1]), sck);
+            }
+        }
+        __m256i m = _mm256_madd_epi16(_mm256_permutexvar_epi16(mins, sc), qd_z_load256(x[b].bsum));
+        __m128 d = _mm_mul_ps(_mm_cvtph_ps(head), _mm_set1_ps(x[b].d)); /* d dx, dmin dx */
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_broadcastss_ps(_mm_movehdup_ps(d)), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_castps256_ps512(accm));
+}
+#endif
+
+#if GQ_QD_Z && GQ_HAS_Q6_K
+/* Q6_K rows: per block and half h, elements 128h + 64p.. in one vector
+ * (c = 2p, 2p + 1): 4 low bits from ql's 64 bytes (nibble p), 2 high from
+ * qh's 32 twice (bits 4p, 4p + 2 in the halves); 4 sub-blocks' scales. */
+static float qd_z_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+#define GQ_QD_Q6H(s) ((1LL << (s)) << 24 | (1LL << ((s) + 1)) << 16) /* bits s, s + 1 to 4, 5 */
+    const __m512i hi0 = _mm512_set_epi64(GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(2), GQ_QD_Q6H(0),
+                                         GQ_QD_Q6H(0), GQ_QD_Q6H(0), GQ_QD_Q6H(0));
+    const __m512i hi1 = _mm512_set_epi64(GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(6), GQ_QD_Q6H(4),
+                                         GQ_QD_Q6H(4), GQ_QD_Q6H(4), GQ_QD_Q6H(4));
+#undef GQ_QD_Q6H
+    const __m512i quarter = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1,
+                                             0, 0, 0, 0, 0, 0, 0, 0);
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *blk = w + 210 * (size_t)b;
+        for (int k = 0; k < 210; k += 64)
+            GQ_QD_PREFETCH(blk + GQ_QD_AHEAD + k);
+        __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, qd_z_load256(x[b].bsum)), 5); /* 32 sc . bsum */
+        __m512i sc512 = _mm512_castsi256_si512(sc);
+        __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = qd_z_load(blk + 64 * h), qh = _mm512_broadcast_i64x4(qd_z_load256(blk + 128 + 32 * h));
+            for (int p = 0; p < 2; p++) {
+                __m512i q = _mm512_or_si512(qd_z_pick(ql, _mm512_set1_epi64(p ? GQ_QD_HI : GQ_QD_LO)),
+                                            qd_z_pick(qh, p ? hi1 : hi0));
+                __m512i scj = _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16((short)(8 * h + 4 * p))), sc512);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q, qd_z_load(x[b].q + 128 * h + 64 * p)), scj);
+            }
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(qd_f16(blk + 208) * x[b].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+#endif
+
 /* ---- decode: one row . one token ---- */
 
 #if GQ_HAS_Q8_0
@@ -498,6 +734,11 @@ static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
 static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
     gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero(); /* even and odd blocks: two chains of adds */
     int b = 0;
+    float z = 0.0f;
+#if GQ_QD_Z
+    b = nb / 16 * 16;
+    z = qd_z_q8_0(w, x, b);
+#endif
     for (; b + 2 <= nb; b += 2) {
         const unsigned char *blk = w + 34 * (size_t)b;
         acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(blk + 2), x[b].q), qd_f16(blk) * x[b].d);
@@ -507,7 +748,7 @@ static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
     if (b < nb)
         acc0 = qd_fma(acc0, qd_dot_q8((const int8_t *)(const void *)(w + 34 * (size_t)b + 2), x[b].q),
                       qd_f16(w + 34 * (size_t)b) * x[b].d);
-    return qd_fsum(acc0, acc1);
+    return z + qd_fsum(acc0, acc1);
 }
 #endif
 
@@ -515,6 +756,11 @@ static float dot_q8_0(const unsigned char *w, const gq_x8 *x, int nb) {
 static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
     gq_qd_f acc0 = qd_fzero(), acc1 = qd_fzero();
     int b = 0;
+    float z = 0.0f;
+#if GQ_QD_Z
+    b = nb / 16 * 16;
+    z = qd_z_q4_0(w, x, b);
+#endif
     for (; b + 2 <= nb; b += 2) {
         const unsigned char *blk = w + 18 * (size_t)b;
         acc0 = qd_fma(acc0, qd_dot_q4(blk + 2, x[b].q), qd_f16(blk) * x[b].d);
@@ -522,12 +768,15 @@ static float dot_q4_0(const unsigned char *w, const gq_x8 *x, int nb) {
     }
     if (b < nb)
         acc0 = qd_fma(acc0, qd_dot_q4(w + 18 * (size_t)b + 2, x[b].q), qd_f16(w + 18 * (size_t)b) * x[b].d);
-    return qd_fsum(acc0, acc1);
+    return z + qd_fsum(acc0, acc1);
 }
 #endif
 
 #if GQ_HAS_Q4_K
 static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
+#if GQ_QD_Z
+    return qd_z_q4_k(w, x, nb);
+#else
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         gq_qd_q4k u;
@@ -537,11 +786,15 @@ static float dot_q4_k(const unsigned char *w, const gq_x8k *x, int nb) {
         sum += qd_block_q4_k(&u, &x[b]);
     }
     return sum;
+#endif
 }
 #endif
 
 #if GQ_HAS_Q6_K
 static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
+#if GQ_QD_Z
+    return qd_z_q6_k(w, x, nb);
+#else
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const unsigned char *blk = w + 210 * (size_t)b;
@@ -550,6 +803,7 @@ static float dot_q6_k(const unsigned char *w, const gq_x8k *x, int nb) {
         sum += qd_block_q6_k(blk, qd_f16(blk + 208), &x[b]);
     }
     return sum;
+#endif
 }
 #endif
 

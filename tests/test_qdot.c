@@ -12,9 +12,11 @@
  *     and the edges: scales 0, -0 and subnormal; nibbles 0 and 15; 6-bit
  *     scales and mins 0 and 63; Q8_0's q = -128 and Q6_K's scale -128;
  *     all-zero activations; full-range activations; rows of 1 block, odd
- *     block counts, 4096+ elements; weights at odd byte offsets.
- *   - tile_*: equal to dot_* per (row, token), within the same bound (they
- *     agree to the bit but for the AVX-512 tiles), for nr, nt in {1, 3, 5, 17,
+ *     block counts, 4096+ elements, Q8_0 and Q4_0 rows of whole groups of
+ *     16 blocks (the 512-bit step); weights at odd byte offsets.
+ *   - tile_*: equal to dot_* per (row, token), within the same bound (to
+ *     the bit but for the AVX-512 tiles and the 512-bit decode path), for
+ *     nr, nt in {1, 3, 5, 17,
  *     40} (40 > the tile's group of 32 tokens), rows at odd addresses and
  *     strides wider than the data; and 70 rows by 70 tokens of 4128+
  *     elements, past the AVX-512 tile's pass of 32 rows, 512 elements
@@ -303,6 +305,18 @@ static void test_dot(void) {
                         check_dot(TYPES[ti], kind, length(TYPES[ti], li), xk);
 }
 
+/* Q8_0 and Q4_0 rows of whole groups of 16 blocks and one short of a
+ * group (the 512-bit path's step, and its tail of 15 on the 256-bit one). */
+static void test_dot_groups(void) {
+    static const int blocks[] = {16, 32, 48, 31, 63};
+    for (int ti = 0; ti < 2; ti++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int li = 0; li < 5; li++)
+                for (int xk = 0; xk < 4; xk++)
+                    for (int rep = 0; rep < 4; rep++)
+                        check_dot(TYPES[ti], kind, 32 * blocks[li], xk);
+}
+
 /* Edge blocks one at a time, each pattern and scale pairing: 56 per type. */
 static void test_dot_edges(void) {
     for (int ti = 0; ti < 4; ti++) {
@@ -452,6 +466,7 @@ int main(void) {
     test_quantize();
     test_quantize_halves();
     test_dot();
+    test_dot_groups();
     test_dot_edges();
     test_tile();
     test_tile_large();
@@ -466,6 +481,7 @@ int main(void) {
     CU_add_test(s, "quantize_x8 and quantize_x8k against a plain quantizer", test_quantize);
     CU_add_test(s, "quantize_x8 and quantize_x8k round just under a half down", test_quantize_halves);
     CU_add_test(s, "dot_* against a double reference", test_dot);
+    CU_add_test(s, "dot_* on rows of whole and short groups of 16 blocks", test_dot_groups);
     CU_add_test(s, "dot_* on edge blocks", test_dot_edges);
     CU_add_test(s, "tile_* against dot_*", test_tile);
     CU_add_test(s, "tile_* against dot_*: many rows, tokens, elements", test_tile_large);
