@@ -206,7 +206,7 @@ static void quantize_x8k(gq_x8k *y, const float *x, int n) {
  * on NEON, 1 in C), which qd_fma scales into float lanes (gq_qd_f) with
  * no horizontal sum per block; qd_fsum adds two of them at the end. */
 
-#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K) && !(GQ_QD_Z && GQ_QD_VNNI)
 static int32_t qd_hsum(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
@@ -227,7 +227,7 @@ static __m256i qd_dpbusd(__m256i acc, __m256i u, __m256i s) {
 }
 #endif
 
-#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K)
+#if GQ_QD_AVX2 && (GQ_HAS_Q4_K || GQ_HAS_Q6_K) && !(GQ_QD_Z && GQ_QD_VNNI)
 /* acc + sc16 * (pair sums of u8 * s8 products), sc16 int16 lanes: a
  * K-quant sub-block's scale applied before the int32 sums (u <= 63, so
  * the pair sums fit int16). */
@@ -358,6 +358,7 @@ static int qd_byte(const uint32_t *s, int j) {
 /* Q4_K: sum over 8 sub-blocks j of 32: sc[j] * (q . x) - ..., the 4-bit q
  * in qs[32 (j / 2) + l] (low nibble for even j, high for odd), 0..15; and
  * *mins = sum m[j] * (bsum[2j] + bsum[2j + 1]). */
+#if !(GQ_QD_Z && GQ_QD_VNNI) /* qd_block_*: see there */
 static int32_t qd_isum_q4k(const unsigned char *qs, const uint32_t *s, const gq_x8k *x, int32_t *mins) {
 #if GQ_QD_AVX2
     __m128i sc8 = _mm_set_epi32((int)s[3], (int)s[2], (int)s[1], (int)s[0]);
@@ -412,6 +413,7 @@ static int32_t qd_isum_q4k(const unsigned char *qs, const uint32_t *s, const gq_
 #endif
 }
 #endif
+#endif
 
 #if GQ_HAS_Q6_K
 /* Q6_K block b . x: sum over 16 sub-blocks j of 16: sc[j] * ((q - 32) . x)
@@ -419,6 +421,7 @@ static int32_t qd_isum_q4k(const unsigned char *qs, const uint32_t *s, const gq_
  * Elements 128h + 32c + l (c < 4, l < 32): low 4 bits from ql[64h + 32(c %
  * 2) + l] (nibble c / 2), high 2 from qh[32h + l] (bits 2c); qh at b +
  * 128, int8 scales at b + 192. */
+#if !(GQ_QD_Z && GQ_QD_VNNI) /* qd_block_*: see there */
 static int32_t qd_isum_q6k(const unsigned char *b, const gq_x8k *x) {
 #if GQ_QD_AVX2
     __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
@@ -471,6 +474,7 @@ static int32_t qd_isum_q6k(const unsigned char *b, const gq_x8k *x) {
 #endif
 }
 #endif
+#endif
 
 /* ---- one block . one token's activations ---- */
 
@@ -489,13 +493,17 @@ static void qd_unpack_q4_k(gq_qd_q4k *u, const unsigned char *b) {
     u->qs = b + 16;
 }
 
+/* A block's product, for the paths that take blocks one at a time (not
+ * the 512-bit decode with the AVX-512 tiles, where neither does). */
+#if !(GQ_QD_Z && GQ_QD_VNNI)
 static float qd_block_q4_k(const gq_qd_q4k *u, const gq_x8k *x) {
     int32_t mins, sum = qd_isum_q4k(u->qs, u->s, x, &mins);
     return x->d * (u->d * (float)sum - u->dmin * (float)mins);
 }
 #endif
+#endif
 
-#if GQ_HAS_Q6_K
+#if GQ_HAS_Q6_K && !(GQ_QD_Z && GQ_QD_VNNI)
 static float qd_block_q6_k(const unsigned char *b, float d, const gq_x8k *x) {
     return x->d * d * (float)qd_isum_q6k(b, x);
 }
