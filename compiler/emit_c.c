@@ -266,8 +266,8 @@ static void emit_embedded(Buf *c, const Plan *p, const char *prefix) {
             buf_printf(c, "extern const union %s_w_%s { uint32_t bits[%llu]; float f[%llu]; } %s_w_%s;\n",
                        prefix, name, (unsigned long long)bytes / 4, (unsigned long long)bytes / 4, prefix, name);
         else
-            buf_printf(c, "extern const union %s_w_%s { uint32_t align; unsigned char b[%llu]; } %s_w_%s;\n",
-                       prefix, name, (unsigned long long)bytes, prefix, name);
+            buf_printf(c, "extern const union %s_w_%s { float f[%llu]; unsigned char b[%llu]; } %s_w_%s;\n",
+                       prefix, name, (unsigned long long)bytes / 4, (unsigned long long)bytes, prefix, name);
         for (int64_t j = i; !f32 && j < p->n_slices && p->slices[j].kind == p->slices[i].kind; j++)
             mixed = mixed || p->slices[j].type == DT_F32;
     }
@@ -280,7 +280,7 @@ static void emit_embedded(Buf *c, const Plan *p, const char *prefix) {
         if (p->slices[i].layer <= 0)
             first = i;
         uint64_t at = p->slices[i].offset - p->slices[first].offset;
-        if (kind_all_f32(p, first))
+        if (kind_all_f32(p, first) || p->slices[i].type == DT_F32) /* at: a multiple of 4 */
             buf_printf(c, "    %s_w_%s.f + %llu,\n", prefix, p->slices[i].name, (unsigned long long)at / 4);
         else
             buf_printf(c, "    %s_w_%s.b + %llu,\n", prefix, p->slices[i].name, (unsigned long long)at);

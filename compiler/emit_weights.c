@@ -72,7 +72,8 @@ static bool check_file(const Model *m, FILE *f, const char *path, uint64_t bytes
 
 /* One kind's tensors (slices t[0..n), every layer's): f32 as a union of
  * its bits and its floats, eight words a line; other types as a union of
- * their bytes with a word (for alignment), sixteen a line. */
+ * their bytes with floats (the f32 layers of a kind that mixes types are
+ * read through that member, and it aligns the object), sixteen a line. */
 static bool emit_kind(Buf *b, const char *prefix, const Slice *t, int64_t n, FILE *f) {
     uint64_t bytes = t[n - 1].offset + (t[n - 1].bytes + 3) / 4 * 4 - t[0].offset;
     bool f32 = true;
@@ -84,8 +85,9 @@ static bool emit_kind(Buf *b, const char *prefix, const Slice *t, int64_t n, FIL
                    t->name, prefix, t->name, (unsigned long long)bytes / 4, (unsigned long long)bytes / 4,
                    prefix, t->name);
     else
-        buf_printf(b, "\n/* %s */\nconst union %s_w_%s { uint32_t align; unsigned char b[%llu]; } %s_w_%s = "
-                      "{.b = {\n", t->name, prefix, t->name, (unsigned long long)bytes, prefix, t->name);
+        buf_printf(b, "\n/* %s */\nconst union %s_w_%s { float f[%llu]; unsigned char b[%llu]; } %s_w_%s = "
+                      "{.b = {\n", t->name, prefix, t->name, (unsigned long long)bytes / 4, (unsigned long long)bytes,
+                   prefix, t->name);
     if (fseek(f, (long)(28 + t[0].offset), SEEK_SET) != 0)
         return false;
     for (uint64_t i = 0; i < bytes; i += sizeof chunk) {

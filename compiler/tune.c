@@ -689,9 +689,11 @@ static int load_all(const Model *m, const TuneOptions *o, Variant *v, int nv, gq
 }
 
 /* v[0] is the original, the reference of KL. */
-static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *rows, Arena *a) {
+/* ck: the file, left open for the caller to close after --emit, since
+ * the original's weights are its bytes. */
+static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *rows, gqr_checkpoint *ck,
+                Arena *a) {
     const JitBackend *b = jit_backend(o->jit);
-    gqr_checkpoint ck;
     for (int i = 0; i < nv; i++) {
         progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s: compiling (%s)",
                                      (long long)v[i].m.kv_heads, v[i].label, b->name));
@@ -699,7 +701,7 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *row
             return EXIT_INPUT;
     }
     progress(nv, nv, "compiled");
-    int rc = load_all(m, o, v, nv, &ck, a);
+    int rc = load_all(m, o, v, nv, ck, a);
     float *logits = malloc(sizeof *logits * (size_t)m->vocab);
     double *ms = arena_alloc(a, sizeof *ms * (size_t)(nv * o->n_contexts));
     rc = rc ? rc : logits ? 0 : EXIT_INPUT;
@@ -718,7 +720,6 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *row
         rc = ids && evaluate(v, nv, ids, n, bos, rows) ? 0 : EXIT_INPUT;
         free(ids);
     }
-    gqr_checkpoint_close(&ck);
     return rc;
 }
 
@@ -746,9 +747,12 @@ int tune_command(const Model *m, int argc, char **argv, Arena *a) {
         return rc;
     Variant *v = variants(m, &o, &nv, a);
     TuneRow *rows = calloc((size_t)nv + 1, sizeof *rows);
-    rc = v && rows ? tune(m, &o, v, nv, rows, a) : EXIT_INPUT;
+    gqr_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    rc = v && rows ? tune(m, &o, v, nv, rows, &ck, a) : EXIT_INPUT;
     if (!rc)
-        rc = report(m, &o, v, nv, rows, a);
+        rc = report(m, &o, v, nv, rows, a); /* --emit of the original writes ck's bytes */
+    gqr_checkpoint_close(&ck);
     for (int i = 0; v && i < nv; i++)
         free_variant(&v[i]);
     free(v), free(rows);

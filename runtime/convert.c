@@ -377,6 +377,7 @@ int gqr_convert_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *
 int gqr_convert_load_dequantized(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                                  int dequantize, char *err, size_t errlen) {
     gqr_tensorfile *tf = NULL;
+    memset(ck, 0, sizeof *ck); /* counted into and closed on failure */
     if (gqr_tf_open(&tf, path, err, errlen))
         return -1;
     Load L = {tf, m, ck, path, file_halves(tf), dequantize != 0, {{0}}};

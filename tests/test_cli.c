@@ -181,6 +181,20 @@ static void test_tune_bad_value(void) {
     CU_ASSERT(test_file_has(e, "--kv-heads wants"));
 }
 
+/* --emit of the original (no variant within a 0% budget) writes the
+ * file's own weights: the .bin is the input, byte for byte.  (tune once
+ * closed the file before --emit read from it: a segfault.) */
+static void test_tune_emit_original(void) {
+    const char *w = test_tmp("orig.bin"), *emit = test_tmp("emit0");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random examples/tiny-mha.gqa -o %s", gqac, w), 0);
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune examples/tiny-mha.gqa --weights %s --kv-heads 4 "
+                            "--context 16 --runs 1 --eval examples/fortune/eval.txt --tokenizer "
+                            "examples/fortune/tokenizer.bin --eval-tokens 50 --jit tcc "
+                            "--max-ppl-increase 0%% --out %s --emit %s > /dev/null 2>&1",
+                            test_tmp("cache"), gqac, w, test_tmp("rep0"), emit), 0);
+    CU_ASSERT_EQUAL(test_sh("cmp -s %s %s/tiny_mha-kv8-f32.bin", w, emit), 0);
+}
+
 /* info says each matrix's type, per layer where they differ. */
 static void test_info_weight_types(void) {
     const char *o = test_tmp("info.out");
@@ -208,7 +222,8 @@ int main(void) {
         !CU_add_test(cli, "a flag of another command", test_flag_of_another_command) ||
         !CU_add_test(cli, "run --jit anywhere", test_run_jit_anywhere) ||
         !CU_add_test(cli, "tune's bad values", test_tune_bad_value) ||
-        !CU_add_test(cli, "info's weight types", test_info_weight_types)) {
+        !CU_add_test(cli, "info's weight types", test_info_weight_types) ||
+        !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original)) {
         CU_cleanup_registry();
         return 1;
     }
