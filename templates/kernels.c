@@ -189,64 +189,37 @@ static void product_rows(const Product *p, int row, int nr, const float *x, cons
     float *out = p->out + row;
     int r;
     (void)x, (void)sc, (void)w, (void)out, (void)r, (void)ostride, (void)nr, (void)b;
+/* One token: a dot a row; more: the tile (xn: x's blocks, or floats, a token). */
+#define GQ_TYPED_ROWS(dot, tile, xq, xn)                                                         \
+    if (b == 1)                                                                                   \
+        for (r = 0; r < nr; r++)                                                                  \
+            out[r] = dot(w + (size_t)r * stride, xq, xn);                                         \
+    else                                                                                          \
+        tile(out, ostride, w, stride, nr, xq, (size_t)(xn), xn, b);                               \
+    break;
     switch (p->type) {
 #if GQ_HAS_Q8_0
-    case GQA_DT_Q8_0:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_q8_0(w + (size_t)r * stride, (const gq_x8 *)sc->x8, n / 32);
-        else
-            tile_q8_0(out, ostride, w, stride, nr, (const gq_x8 *)sc->x8, (size_t)n / 32, n / 32, b);
-        break;
+    case GQA_DT_Q8_0: GQ_TYPED_ROWS(dot_q8_0, tile_q8_0, (const gq_x8 *)sc->x8, n / 32)
 #endif
 #if GQ_HAS_Q4_0
-    case GQA_DT_Q4_0:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_q4_0(w + (size_t)r * stride, (const gq_x8 *)sc->x8, n / 32);
-        else
-            tile_q4_0(out, ostride, w, stride, nr, (const gq_x8 *)sc->x8, (size_t)n / 32, n / 32, b);
-        break;
+    case GQA_DT_Q4_0: GQ_TYPED_ROWS(dot_q4_0, tile_q4_0, (const gq_x8 *)sc->x8, n / 32)
 #endif
 #if GQ_HAS_Q4_K
-    case GQA_DT_Q4_K:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_q4_k(w + (size_t)r * stride, (const gq_x8k *)sc->x8k, n / 256);
-        else
-            tile_q4_k(out, ostride, w, stride, nr, (const gq_x8k *)sc->x8k, (size_t)n / 256, n / 256, b);
-        break;
+    case GQA_DT_Q4_K: GQ_TYPED_ROWS(dot_q4_k, tile_q4_k, (const gq_x8k *)sc->x8k, n / 256)
 #endif
 #if GQ_HAS_Q6_K
-    case GQA_DT_Q6_K:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_q6_k(w + (size_t)r * stride, (const gq_x8k *)sc->x8k, n / 256);
-        else
-            tile_q6_k(out, ostride, w, stride, nr, (const gq_x8k *)sc->x8k, (size_t)n / 256, n / 256, b);
-        break;
+    case GQA_DT_Q6_K: GQ_TYPED_ROWS(dot_q6_k, tile_q6_k, (const gq_x8k *)sc->x8k, n / 256)
 #endif
 #if GQ_HAS_F16
-    case GQA_DT_F16:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_f16(w + (size_t)r * stride, x, n);
-        else
-            tile_f16(out, ostride, w, stride, nr, x, (size_t)n, n, b);
-        break;
+    case GQA_DT_F16: GQ_TYPED_ROWS(dot_f16, tile_f16, x, n)
 #endif
 #if GQ_HAS_BF16
-    case GQA_DT_BF16:
-        if (b == 1)
-            for (r = 0; r < nr; r++)
-                out[r] = dot_bf16(w + (size_t)r * stride, x, n);
-        else
-            tile_bf16(out, ostride, w, stride, nr, x, (size_t)n, n, b);
-        break;
+    case GQA_DT_BF16: GQ_TYPED_ROWS(dot_bf16, tile_bf16, x, n)
 #endif
     default:
         break; /* f32 goes to product_tile */
     }
+#undef GQ_TYPED_ROWS
 }
 
 /* Work item i of product p: an f32 product's tiles, or GQ_QROWS rows of
