@@ -351,7 +351,7 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
                 for (int r = 0; r < REPEATS; r++) {
                     bw[r] = timed_read(a, b, n, threads);
                     double t0 = now();
-                    c->fn(out, q, key_cache, value_cache, T - 1, scratch, threads);
+                    c->fn(out, q, key_cache, value_cache, 0, 0, T - 1, scratch, threads);
                     ts[r] = now() - t0;
                     sink = read_both(a, b, n, 2);
                     t0 = now();

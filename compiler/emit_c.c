@@ -344,21 +344,25 @@ void emit_c_attention(const Plan *p, const char *prefix, Buf *c) {
     static const char *const parts[] = {"parallel.h", "mathlib.c", "gqmath.h", "attention.c", NULL};
     emit_holes(c, p);
     emit_parts(c, p, prefix, parts);
-    buf_printf(c, "\nvoid %s_attention(float *out, const float *q, const float *key_cache,\n"
-                  "    const float *value_cache, int pos, float *scratch, int threads);\n", prefix);
-    buf_printf(c, "void %s_attention(float *out, const float *q, const float *key_cache,\n"
-                  "    const float *value_cache, int pos, float *scratch, int threads) {\n"
-                  "    attention(out, q, key_cache, value_cache, pos, scratch, threads);\n}\n", prefix);
-    buf_printf(c, "\nvoid %s_attention_prompt(float *out, const float *q, const float *key_cache,\n"
-                  "    const float *value_cache, int p0, int b, int threads);\n", prefix);
-    buf_printf(c, "void %s_attention_prompt(float *out, const float *q, const float *key_cache,\n"
-                  "    const float *value_cache, int p0, int b, int threads) {\n"
-                  "    attention_prompt(out, q, key_cache, value_cache, p0, b, threads);\n}\n", prefix);
-    buf_printf(c, "\nvoid %s_kv_store(float *key_cache, float *value_cache, int pos, const float *k,\n"
-                  "    const float *v);\n", prefix);
-    buf_printf(c, "void %s_kv_store(float *key_cache, float *value_cache, int pos, const float *k,\n"
-                  "    const float *v) {\n"
-                  "    kv_store(key_cache, value_cache, pos, k, v);\n}\n", prefix);
+    buf_printf(c, "\nvoid %s_attention(float *out, const float *q, const void *key_cache,\n"
+                  "    const void *value_cache, int window, int sinks, int pos, float *scratch, int threads);\n", prefix);
+    buf_printf(c, "void %s_attention(float *out, const float *q, const void *key_cache,\n"
+                  "    const void *value_cache, int window, int sinks, int pos, float *scratch, int threads) {\n"
+                  "    attention(out, q, key_cache, value_cache, window, sinks, pos, scratch, threads);\n}\n", prefix);
+    buf_printf(c, "\nvoid %s_attention_prompt(float *out, const float *q, const void *key_cache,\n"
+                  "    const void *value_cache, int window, int sinks, int p0, int b, int threads);\n", prefix);
+    buf_printf(c, "void %s_attention_prompt(float *out, const float *q, const void *key_cache,\n"
+                  "    const void *value_cache, int window, int sinks, int p0, int b, int threads) {\n"
+                  "    attention_prompt(out, q, key_cache, value_cache, window, sinks, p0, b, threads);\n}\n", prefix);
+    buf_printf(c, "\nvoid %s_kv_store(void *key_cache, void *value_cache, int window, int sinks, int pos,\n"
+                  "    const float *k, const float *v);\n", prefix);
+    buf_printf(c, "void %s_kv_store(void *key_cache, void *value_cache, int window, int sinks, int pos,\n"
+                  "    const float *k, const float *v) {\n"
+                  "    kv_store(key_cache, value_cache, window, sinks, pos, k, v);\n}\n", prefix);
+    buf_printf(c, "\nsize_t %s_cache_bytes(int window, int sinks);\n", prefix);
+    buf_printf(c, "size_t %s_cache_bytes(int window, int sinks) {\n"
+                  "    return (size_t)GQ_KV_HEADS * (size_t)GQ_LAYER_BLOCKS(window, sinks) * GQ_KV_BLOCK_BYTES;\n}\n",
+               prefix);
     for (int i = 0; i < p->n_holes; i++)
         buf_printf(c, "#undef %s\n", p->holes[i].name);
 }

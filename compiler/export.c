@@ -31,7 +31,9 @@ gqa_model_api export_api(const Model *m, Arena *a, const double *freqs) {
                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
                             (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
-                            m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps};
+                            m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps,
+                            (int)m->kv_type, (int)m->window, (int)m->sinks, (int)m->global_every,
+                            (int)m->context};
     return api;
 }
 

@@ -183,6 +183,10 @@ struct Model {
     NormKind norm;
     FfnKind ffn;
     DType weight_type, kv_type; /* weight_type: every matrix's, unless set by kind below */
+    /* Sliding-window attention: window 0 for none; else each layer sees
+     * the window positions up to its own and the first sinks, but every
+     * global_every-th layer (0: none) sees all. */
+    int64_t window, sinks, global_every;
     /* The dtype block's keys that name a tensor kind: one type for every
      * layer (layer_types NULL), or a list of one per layer (layers entries). */
     bool kind_set[TK_COUNT];
@@ -190,7 +194,7 @@ struct Model {
     const DType *layer_types[TK_COUNT];
     Loc loc_type[TK_COUNT]; /* the value that set it */
     Loc loc_vocab, loc_dim, loc_layers, loc_context, loc_heads, loc_kv_heads,
-        loc_head_dim, loc_hidden;
+        loc_head_dim, loc_hidden, loc_window;
 };
 
 /* Checks ast and fills m; returns false (with errors in d) if it is not a
@@ -264,8 +268,9 @@ struct Stats {
     uint64_t weight_bytes;      /* params, each tensor in its type */
     uint64_t packed_bytes;      /* the packed weights (ir_slices), RoPE tables included */
     int64_t n_slices;           /* tensors of the generated table */
-    uint64_t kv_bytes_per_token;
-    uint64_t kv_bytes;          /* at full context */
+    uint64_t kv_bytes_per_token; /* K and V of one position, every layer, in the cache's type */
+    uint64_t kv_bytes;          /* the cache as an instance holds it (full context, or windowed
+                                 * layers' rings; whole blocks) */
     uint64_t arena_bytes;       /* state + scratch + KV cache */
     uint64_t flops_per_token;   /* one decoded token at full context */
     uint64_t bytes_per_token;   /* weights + KV read for it at full context */
@@ -292,6 +297,8 @@ const char *ir_kind_key(TensorKind k);
 DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer);
 /* m with every tensor f32 (the float checkpoint converters read and write). */
 Model ir_with_f32(const Model *m);
+/* Layers without a sliding window (all of them when window is 0). */
+int64_t ir_global_layers(const Model *m);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
 /* RoPE's angle per position of pair i (radians), Llama 3 scaling applied:
@@ -347,7 +354,7 @@ struct Plan {
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a);
 /* A plan for the attention kernel alone (tests, benchmarks). */
 void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim,
-                    int64_t context, Target target, Plan *p, Arena *a);
+                    int64_t context, DType kv_type, Target target, Plan *p, Arena *a);
 const char *plan_hole(const Plan *p, const char *name);
 /* NULL when every constant the plan prints is finite and within its C
  * type (int, a signed 64-bit size, uint64_t, float, double), else the

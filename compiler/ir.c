@@ -306,17 +306,41 @@ void ir_act_bytes(const Model *m, uint64_t batch, uint64_t *x8, uint64_t *x8k) {
     *x8k = has_type(m, large, 2) ? (batch * ((w + 255) / 256) * IR_X8K_BLOCK + 63) / 64 * 64 : 0;
 }
 
+int64_t ir_global_layers(const Model *m) {
+    return m->window <= 0 ? m->layers : m->global_every > 0 ? m->layers / m->global_every : 0;
+}
+
+/* The KV cache: templates/attention.c's blocks of 16 positions (each KV
+ * head's K or V, values then q8_0's scales: 16 rows of the type), the
+ * context's for a layer without a window, the sinks' and the ring's for
+ * one with (GQ_LAYER_BLOCKS), both caches of every layer rounded to a
+ * line: forward.c's GQ_CACHE_BYTES. */
+static void stats_kv(Checker *c, const Model *m, Stats *s, uint64_t batch) {
+    Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
+    Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads};
+    Factor row = {ir_type_bytes(m->kv_type, 1, (uint64_t)m->head_dim), m->loc_head_dim};
+    Factor per_token[] = {two, L, K, row};
+    s->kv_bytes_per_token = product(c, "the KV cache size", per_token, 4);
+#define BLOCKS(n) (((uint64_t)(n) + 15) / 16)
+    uint64_t all = BLOCKS(m->context), wrap = BLOCKS(m->sinks) + BLOCKS(m->window) + 1 + BLOCKS(batch);
+    bool unbounded = m->window > 0 && m->global_every == 0;
+    uint64_t ring = m->window <= 0 || (!unbounded && wrap >= all) ? all : wrap;
+#undef BLOCKS
+    uint64_t global = (uint64_t)ir_global_layers(m);
+    Factor block = {ir_type_bytes(m->kv_type, 16, (uint64_t)m->head_dim), m->loc_head_dim};
+    Factor g[] = {{global, m->loc_layers}, K, {all, m->loc_context}, block};
+    Factor w[] = {{(uint64_t)m->layers - global, m->loc_layers}, K, {ring, m->loc_window}, block};
+    uint64_t parts[] = {product(c, "the KV cache size", g, 4), product(c, "the KV cache size", w, 4), 63};
+    uint64_t one = sum(c, "the KV cache size", parts, 3, m->loc_context) / 64 * 64;
+    Factor both[] = {two, {one, m->loc_context}};
+    s->kv_bytes = product(c, "the KV cache size", both, 2);
+}
+
 /* State, scratch and KV cache, each rounded up to 16 elements: the same
  * formula as the arena layout in templates/forward.c, which checks, as it
  * compiles, that the two agree. */
 static void stats_memory(Checker *c, const Model *m, Stats *s, uint64_t batch) {
-    Factor two = {2, m->loc_layers}, L = {(uint64_t)m->layers, m->loc_layers};
-    Factor K = {(uint64_t)m->kv_heads, m->loc_kv_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
-    Factor B = {4, m->loc_kv_heads}; /* f32 cache */
-    Factor per_token[] = {two, L, K, HD, B};
-    s->kv_bytes_per_token = product(c, "the KV cache size", per_token, 5);
-    Factor all[] = {{s->kv_bytes_per_token, m->loc_context}, {(uint64_t)m->context, m->loc_context}};
-    s->kv_bytes = product(c, "the KV cache size", all, 2);
+    stats_kv(c, m, s, batch);
     uint64_t q = (uint64_t)(m->heads * m->head_dim), d = (uint64_t)m->dim;
     uint64_t kvd = (uint64_t)(m->kv_heads * m->head_dim), f = (uint64_t)m->hidden;
 #define R16(n) (((n) + 15) / 16 * 16)
@@ -326,18 +350,14 @@ static void stats_memory(Checker *c, const Model *m, Stats *s, uint64_t batch) {
      * so each term is below 2^40 and the sum needs no overflow check. */
     uint64_t floats = 3 * R16(batch * d) + 2 * R16(batch * f) + 2 * R16(batch * q) + R16(parts) +
                       2 * R16(batch * kvd) + R16(batch * (uint64_t)m->head_dim);
-    /* Attention keeps whole blocks of 16 positions (templates/attention.c). */
-    Factor cache[] = {{s->kv_bytes_per_token, m->loc_context}, {R16((uint64_t)m->context), m->loc_context}};
 #undef R16
     uint64_t x8, x8k;
     ir_act_bytes(m, batch, &x8, &x8k);
-    uint64_t scratch[] = {ir_state_bytes(s->n_slices), 4 * floats, x8, x8k,
-                          product(c, "the arena size", cache, 2)};
+    uint64_t scratch[] = {ir_state_bytes(s->n_slices), 4 * floats, x8, x8k, s->kv_bytes};
     s->arena_bytes = sum(c, "the arena size", scratch, 5, m->loc_context);
 }
 
 static void stats_traffic(Checker *c, const Model *m, Stats *s) {
-    Factor T = {(uint64_t)m->context, m->loc_context}, L = {(uint64_t)m->layers, m->loc_layers};
     Factor H = {(uint64_t)m->heads, m->loc_heads}, HD = {(uint64_t)m->head_dim, m->loc_head_dim};
     Factor four = {4, m->loc_heads}, two = {2, m->loc_dim};
     uint64_t table = (uint64_t)m->vocab * (uint64_t)m->dim;
@@ -347,12 +367,17 @@ static void stats_traffic(Checker *c, const Model *m, Stats *s) {
      * also the classifier (a row counted as dim floats, a bound).  Attention: q.k and p.v, 2 FLOPs each, over
      * every cached position of every head. */
     Factor matmul[] = {{s->params - table + (m->tied ? table : 0), m->loc_dim}, two};
-    Factor attn[] = {four, L, H, HD, T};
+    /* Positions read at full context, summed over layers: a windowed
+     * layer reads its window and sinks. */
+    int64_t global = ir_global_layers(m), seen = m->window + m->sinks < m->context ? m->window + m->sinks : m->context;
+    uint64_t layer_positions = (uint64_t)global * (uint64_t)m->context + (uint64_t)(m->layers - global) * (uint64_t)seen;
+    Factor LT = {layer_positions, m->loc_context};
+    Factor attn[] = {four, LT, H, HD};
     Factor read[] = {{s->weight_bytes - (m->tied ? 0 : table_bytes) + 4 * (uint64_t)m->dim, m->loc_dim},
                      {1, m->loc_dim}};
-    Factor kv[] = {{s->kv_bytes_per_token, m->loc_context}, T};
+    Factor kv[] = {{s->kv_bytes_per_token / (uint64_t)m->layers, m->loc_context}, LT};
     uint64_t flops[] = {product(c, "the FLOP count per token", matmul, 2),
-                        product(c, "the FLOP count per token", attn, 5)};
+                        product(c, "the FLOP count per token", attn, 4)};
     s->flops_per_token = sum(c, "the FLOP count per token", flops, 2, m->loc_context);
     uint64_t bytes[] = {product(c, "the byte count per token", read, 2),
                         product(c, "the byte count per token", kv, 2)};

@@ -163,8 +163,10 @@ static void plan_attention_tiles(Plan *p, Arena *a, int64_t group, int64_t head_
 }
 
 static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                       int64_t context, Target target) {
+                       int64_t context, DType kv_type, int batch, Target target) {
     p->target = target;
+    hole_int(p, a, "GQ_KV_TYPE", (uint64_t)kv_type);
+    hole_int(p, a, "GQ_RING_CHUNK", (uint64_t)batch);
     hole_int(p, a, "GQ_FREESTANDING", target == TARGET_FREESTANDING);
     hole_int(p, a, "GQ_HEADS", (uint64_t)heads);
     hole_int(p, a, "GQ_KV_HEADS", (uint64_t)kv_heads);
@@ -182,9 +184,10 @@ static void plan_shape(Plan *p, Arena *a, int64_t heads, int64_t kv_heads, int64
 }
 
 void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t context,
-                    Target target, Plan *p, Arena *a) {
+                    DType kv_type, Target target, Plan *p, Arena *a) {
     memset(p, 0, sizeof *p);
-    plan_shape(p, a, heads, kv_heads, head_dim, context, target);
+    plan_shape(p, a, heads, kv_heads, head_dim, context, kv_type, PLAN_BATCH, target);
+    hole_int(p, a, "GQ_UNBOUNDED", 0);
 }
 
 /* The tensor table (emitted by emit_c.c from p->slices): its size, where
@@ -224,7 +227,11 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
     hole_int(p, a, "GQ_LAYERS", (uint64_t)m->layers);
     hole_int(p, a, "GQ_VOCAB", (uint64_t)m->vocab);
-    plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, target);
+    plan_shape(p, a, m->heads, m->kv_heads, m->head_dim, m->context, m->kv_type, batch, target);
+    hole_int(p, a, "GQ_WINDOW", (uint64_t)m->window);
+    hole_int(p, a, "GQ_SINKS", (uint64_t)m->sinks);
+    hole_int(p, a, "GQ_GLOBAL_EVERY", (uint64_t)m->global_every);
+    hole_int(p, a, "GQ_UNBOUNDED", m->window > 0 && m->global_every == 0);
     if (target == TARGET_FREESTANDING)
         hole(p, "GQ_ROPE_STEPS", rope_steps(p, a, m));
     hole(p, "GQ_ROPE_FREQS", rope_freqs(p, a, m));

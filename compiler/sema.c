@@ -52,6 +52,9 @@ static const Field fields[] = {
     {"attention", "rope_theta", V_FLOAT, false, NULL},
     {"attention", "qkv_bias", V_BOOL, false, NULL},
     {"attention", "rope_pairs", V_SYMBOL, false, rope_pairs},
+    {"attention", "window", V_INT, false, NULL},
+    {"attention", "sinks", V_INT, false, NULL},
+    {"attention", "global_every", V_INT, false, NULL},
     {"ffn", "hidden", V_INT, true, NULL},
     {"norm", "eps", V_FLOAT, false, NULL},
     {"dtype", "weights", V_SYMBOL, false, dtypes},
@@ -684,12 +687,38 @@ static void resolve_types(Sema *s, Model *m, Arena *a) {
     }
 }
 
-/* The KV cache's other types are another issue's work. */
+/* The cache holds f32, f16, bf16 or q8_0, whose blocks of 32 run along
+ * head_dim (templates/attention.c). */
 static void check_kv_type(Sema *s, const Model *m) {
     int f = find_field("dtype", "kv_cache");
-    if (m->kv_type != DT_F32)
-        diag_error(s->d, s->loc[f], "dtype %s for kv_cache is not supported yet (this version "
-                   "keeps the KV cache in f32)", dtype_name(m->kv_type));
+    if (m->kv_type == DT_Q8_0 && m->head_dim % 32 != 0)
+        diag_error(s->d, s->loc[f], "kv_cache q8_0 quantizes blocks of 32 along head_dim, but head_dim "
+                   "is %lld; use f16 or bf16", (long long)m->head_dim);
+    else if (m->kv_type != DT_F32 && m->kv_type != DT_F16 && m->kv_type != DT_BF16 && m->kv_type != DT_Q8_0)
+        diag_error(s->d, s->loc[f], "kv_cache cannot be %s: the KV cache holds f32, f16, bf16 or q8_0",
+                   dtype_name(m->kv_type));
+}
+
+/* window: 1 .. context; sinks: below it; global_every: 2 or more (1
+ * would leave no layer windowed).  Sinks and the pattern need a window. */
+static void check_window(Sema *s, Model *m) {
+    int w = find_field("attention", "window"), k = find_field("attention", "sinks");
+    int g = find_field("attention", "global_every");
+    if (s->set[w] && (m->window < 1 || m->window > m->context))
+        diag_error(s->d, s->loc[w], "window is %lld, but it must be 1 .. context (%lld): the positions "
+                   "a token sees, itself included", (long long)m->window, (long long)m->context);
+    if (s->set[k] && !s->set[w])
+        diag_error(s->d, s->loc[k], "sinks needs a window: they are the first positions a windowed "
+                   "layer keeps seeing");
+    else if (s->set[k] && (m->sinks < 0 || m->sinks >= m->window))
+        diag_error(s->d, s->loc[k], "sinks is %lld, but it must be 0 .. window - 1 (%lld)",
+                   (long long)m->sinks, (long long)m->window - 1);
+    if (s->set[g] && !s->set[w])
+        diag_error(s->d, s->loc[g], "global_every needs a window: it names the layers without one");
+    else if (s->set[g] && (m->global_every < 2 || m->global_every > m->layers))
+        diag_error(s->d, s->loc[g], "global_every is %lld, but it must be 2 .. layers (%lld): every "
+                   "global_every-th layer sees every position", (long long)m->global_every,
+                   (long long)m->layers);
 }
 
 bool sema_check(const Ast *ast, Model *m, Diag *d) {
@@ -726,9 +755,13 @@ bool sema_check(const Ast *ast, Model *m, Diag *d) {
     m->ffn = FFN_SWIGLU;
     m->weight_type = get_dtype(&s, "weights");
     m->kv_type = get_dtype(&s, "kv_cache");
+    m->window = get_int(&s, "attention", "window", 0, &m->loc_window);
+    m->sinks = get_int(&s, "attention", "sinks", 0, NULL);
+    m->global_every = get_int(&s, "attention", "global_every", 0, NULL);
     derive_head_dim(&s, m);
     check_shape(&s, m);
     check_kv_type(&s, m);
+    check_window(&s, m);
     if (d->errors == errors) /* the sizes rows are checked against are valid */
         resolve_types(&s, m, ast->arena);
     return d->errors == errors;

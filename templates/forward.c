@@ -30,6 +30,8 @@ struct gqa_state {
     const void *t[GQ_N_TENSORS]; /* each tensor of gq_tensors */
     int threads;     /* < 1: OpenMP's default */
     int n_pos;       /* positions in the KV cache */
+    int n_high;      /* the most positions ever in it since init or reset
+                      * (a rewind must not need what a ring overwrote) */
     /* Activations, one row per token of a prompt block (GQ_BATCH rows);
      * forward() uses the first row. */
     float *x;        /* (batch, dim) the residual stream */
@@ -45,8 +47,8 @@ struct gqa_state {
     float *rope;     /* (batch, head_dim) the position's cos and sin */
     void *x8;        /* (batch, widest / 32) gq_x8: x quantized for Q8_0 and Q4_0 weights */
     void *x8k;       /* (batch, widest / 256) gq_x8k: for Q4_K and Q6_K */
-    float *key_cache;   /* (layer, ...) each layer's in kv_store's layout */
-    float *value_cache; /* (layer, ...) */
+    unsigned char *key_cache;   /* each layer's in kv_store's layout and type */
+    unsigned char *value_cache; /* (layer_cache gives where a layer's starts) */
 };
 
 /* The arena: the state (GQ_STATE_BYTES), then each buffer rounded up to
@@ -60,15 +62,41 @@ struct gqa_state {
      2 * GQ_ROUND16(GQ_ROWS(GQ_Q_DIM)) + GQ_ROUND16(GQ_SPLIT * (GQ_Q_DIM + 2 * GQ_HEADS)) +     \
      2 * GQ_ROUND16(GQ_ROWS(GQ_KV_DIM)) + GQ_ROUND16(GQ_ROWS(GQ_HEAD_DIM)))
 
-/* Each of K and V: attention.c's layout, every layer's positions rounded
- * up to whole blocks. */
-#define GQ_LAYER_CACHE ((size_t)GQ_KV_HEADS * GQ_CACHE_POSITIONS * GQ_HEAD_DIM)
-#define GQ_CACHE_FLOATS (GQ_LAYERS * GQ_LAYER_CACHE)
+/* The layers with a window: all of them, but every GQ_GLOBAL_EVERY-th
+ * (counting from 1) when that is set (local and global layers
+ * interleaved, as Gemma's 5 to 1). */
+#define GQ_GLOBAL_LAYER(l) (GQ_WINDOW <= 0 || (GQ_GLOBAL_EVERY > 0 && ((l) + 1) % GQ_GLOBAL_EVERY == 0))
+#define GQ_GLOBAL_LAYERS (GQ_WINDOW <= 0 ? GQ_LAYERS : GQ_GLOBAL_EVERY > 0 ? GQ_LAYERS / GQ_GLOBAL_EVERY : 0)
+
+/* Each of K and V: a layer's KV heads, each its blocks (attention.c's
+ * layout: the context's blocks, or a windowed layer's sinks and ring). */
+#define GQ_GLOBAL_CACHE ((size_t)GQ_KV_HEADS * GQ_LAYER_BLOCKS(0, 0) * GQ_KV_BLOCK_BYTES)
+#define GQ_LOCAL_CACHE ((size_t)GQ_KV_HEADS * GQ_LAYER_BLOCKS(GQ_WINDOW, GQ_SINKS) * GQ_KV_BLOCK_BYTES)
+#define GQ_CACHE_BYTES                                                                              \
+    (((size_t)GQ_GLOBAL_LAYERS * GQ_GLOBAL_CACHE + (size_t)(GQ_LAYERS - GQ_GLOBAL_LAYERS) * GQ_LOCAL_CACHE + \
+      63) / 64 * 64)
 
 typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_BYTES + 4 * GQ_SCRATCH_FLOATS + GQ_X8_BYTES +
-                                                   GQ_X8K_BYTES + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS)
+                                                   GQ_X8K_BYTES + 2 * GQ_CACHE_BYTES
                                  ? 1
                                  : -1];
+typedef char gqm_check_kv[GQ_KV_BYTES == 2 * GQ_CACHE_BYTES ? 1 : -1];
+
+/* Layer l's window (0: none) and where its cache starts in each of K and V. */
+static int layer_window(int l) {
+    return GQ_GLOBAL_LAYER(l) ? 0 : GQ_WINDOW;
+}
+
+static size_t layer_cache(int l) {
+    size_t global = GQ_WINDOW <= 0 ? (size_t)l : GQ_GLOBAL_EVERY > 0 ? (size_t)(l / GQ_GLOBAL_EVERY) : 0;
+    return global * GQ_GLOBAL_CACHE + ((size_t)l - global) * GQ_LOCAL_CACHE;
+}
+
+/* The positions a forward may run: the context, or when every layer has
+ * a window (a ring of constant size) and RoPE's angles are not a table of
+ * the context's, as far as an int goes with room for a prompt block and
+ * a block of positions. */
+#define GQ_MAX_POS (GQ_UNBOUNDED && !GQ_ROPE_TABLE ? INT_MAX - GQ_BATCH - 64 : GQ_CONTEXT)
 typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_BYTES ? 1 : -1];
 
 static float *take(unsigned char **at, size_t floats) {
@@ -99,8 +127,9 @@ static gqa_state *lay_out(void *arena) {
     at += GQ_X8_BYTES;
     s->x8k = at;
     at += GQ_X8K_BYTES;
-    s->key_cache = take(&at, GQ_CACHE_FLOATS);
-    s->value_cache = take(&at, GQ_CACHE_FLOATS);
+    s->key_cache = at;
+    s->value_cache = at + GQ_CACHE_BYTES;
+    s->n_high = 0;
     return s;
 }
 
@@ -162,15 +191,29 @@ int gqm_init_embedded(gqa_state **out, void *arena, size_t arena_bytes) {
 
 void gqm_reset(gqa_state *s) {
     if (s)
-        s->n_pos = 0;
+        s->n_pos = s->n_high = 0;
+}
+
+/* Whether the cache can go back to n positions: a windowed layer's ring
+ * must still hold what a query at n sees, positions above n - window that
+ * are not sinks, which later positions (up to n_high - 1) may have
+ * overwritten.  (A wrapping ring only: one that never wraps keeps all.) */
+static int can_rewind(const gqa_state *s, int n) {
+    Ring r = ring_of(GQ_WINDOW, GQ_SINKS);
+    int oldest = n - r.window + 1 > r.sink_blocks * GQ_BLOCK ? n - r.window + 1 : r.sink_blocks * GQ_BLOCK;
+    if (GQ_GLOBAL_LAYERS == GQ_LAYERS || n >= s->n_high || oldest >= n)
+        return 1;
+    return oldest >= s->n_high - r.ring_blocks * GQ_BLOCK;
 }
 
 int gqm_seek(gqa_state *s, int n_pos) {
     if (!s)
         return GQA_EARG;
-    if (n_pos < 0 || n_pos > GQ_CONTEXT)
+    if (n_pos < 0 || n_pos > GQ_MAX_POS || !can_rewind(s, n_pos))
         return GQA_EPOS;
     s->n_pos = n_pos;
+    if (n_pos > s->n_high)
+        s->n_high = n_pos;
     return GQA_OK;
 }
 
@@ -248,7 +291,7 @@ static void ffn_up(gqa_state *s, int l, int b, int threads) {
 
 /* q, k, v of this position; k and v go into the cache at pos. */
 static void attention_block(gqa_state *s, int l, int pos, int threads) {
-    size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
+    unsigned char *kc = s->key_cache + layer_cache(l), *vc = s->value_cache + layer_cache(l);
     Scratch sc = scratch(s, NULL);
     rmsnorm(s->xb, s->x, GQ_VECTOR(s, rms_att, l), GQ_DIM);
     qkv(s, l, 1, threads);
@@ -257,9 +300,8 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
     add_bias(s->v, GQ_BIAS(s, bv, l), GQ_KV_DIM);
     rope(s->q, GQ_HEADS, s->rope);
     rope(s->k, GQ_KV_HEADS, s->rope);
-    kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, pos, s->k, s->v);
-    attention(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, pos,
-              s->att_acc, threads);
+    kv_store(kc, vc, layer_window(l), GQ_SINKS, pos, s->k, s->v);
+    attention(s->att, s->q, kc, vc, layer_window(l), GQ_SINKS, pos, s->att_acc, threads);
     matvec(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, &sc, threads);
     add_inplace(s->x, s->xb2, GQ_DIM);
 }
@@ -280,7 +322,7 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
         return GQA_EARG;
     if (token < 0 || token >= GQ_VOCAB)
         return GQA_ETOKEN;
-    if (pos < 0 || pos >= GQ_CONTEXT || pos > s->n_pos)
+    if (pos < 0 || pos >= GQ_MAX_POS || pos > s->n_pos || !can_rewind(s, pos))
         return GQA_EPOS;
     threads = thread_count(s);
     embed(s, s->x, token);
@@ -290,6 +332,8 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
         ffn_block(s, l, threads);
     }
     s->n_pos = pos + 1;
+    if (s->n_pos > s->n_high)
+        s->n_high = s->n_pos;
     if (logits) {
         Scratch sc = scratch(s, NULL);
         rmsnorm(s->x, s->x, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
@@ -314,7 +358,7 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
  * of tokens, each token over the positions up to its own (this block's
  * later tokens are weighed 0). */
 static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
-    size_t layer_cache = (size_t)l * GQ_LAYER_CACHE;
+    unsigned char *kc = s->key_cache + layer_cache(l), *vc = s->value_cache + layer_cache(l);
     const float *bq = GQ_BIAS(s, bq, l), *bk = GQ_BIAS(s, bk, l), *bv = GQ_BIAS(s, bv, l);
     const float *norm = GQ_VECTOR(s, rms_att, l);
     Scratch sc = scratch(s, s->q);
@@ -333,17 +377,15 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
         add_bias(v, bv, GQ_KV_DIM);
         rope(q, GQ_HEADS, table);
         rope(k, GQ_KV_HEADS, table);
-        kv_store(s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, k, v);
+        kv_store(kc, vc, layer_window(l), GQ_SINKS, p0 + t, k, v);
     }
     if (prompt_tiles(b) >= threads) {
-        attention_prompt(s->att, s->q, s->key_cache + layer_cache, s->value_cache + layer_cache, p0,
-                         b, threads);
+        attention_prompt(s->att, s->q, kc, vc, layer_window(l), GQ_SINKS, p0, b, threads);
     } else { /* too few tiles to share out: split each token's positions
               * across threads instead */
         for (t = 0; t < b; t++)
-            attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM,
-                      s->key_cache + layer_cache, s->value_cache + layer_cache, p0 + t, s->att_acc,
-                      threads);
+            attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM, kc, vc, layer_window(l),
+                      GQ_SINKS, p0 + t, s->att_acc, threads);
     }
     matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, b, &sc, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
@@ -388,7 +430,7 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
     float *last;
     if (!s || !tokens || n < 1)
         return GQA_EARG;
-    if (pos < 0 || pos > s->n_pos || n > GQ_CONTEXT - pos)
+    if (pos < 0 || pos > s->n_pos || n > GQ_MAX_POS - pos || !can_rewind(s, pos))
         return GQA_EPOS;
     for (i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB)
@@ -399,6 +441,8 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
         forward_block(s, tokens + i, b, pos + i, threads);
     }
     s->n_pos = pos + n;
+    if (s->n_pos > s->n_high)
+        s->n_high = s->n_pos;
     if (logits) {
         last = s->x + (size_t)(b - 1) * GQ_DIM; /* the last block's last token */
         Scratch sc = scratch(s, NULL);
@@ -413,7 +457,8 @@ const gqa_model_api gqm_api = {
     GQ_NAME,
     GQ_PREFIX,
     {GQ_DIM, GQ_HIDDEN, GQ_LAYERS, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB, GQ_CONTEXT,
-     GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_HALVES, GQ_ROPE_THETA, (double)GQ_NORM_EPS},
+     GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_HALVES, GQ_ROPE_THETA, (double)GQ_NORM_EPS, GQ_KV_TYPE, GQ_WINDOW,
+     GQ_SINKS, GQ_GLOBAL_EVERY, GQ_MAX_POS},
     gq_rope_freqs,
     gq_tensors,
     GQ_N_TENSORS,

@@ -25,7 +25,8 @@ enum {
     GQA_EARENA = 1,   /* arena NULL, too small or misaligned */
     GQA_EWEIGHTS = 2, /* weights NULL, or not the byte count or tensor count the model needs */
     GQA_ETOKEN = 3,   /* token outside [0, vocab_size) */
-    GQA_EPOS = 4,     /* position outside [0, seq_len), or past the next unrun one */
+    GQA_EPOS = 4,     /* position outside [0, max_positions), past the next unrun one,
+                       * or back to where a sliding window's ring was overwritten */
     GQA_EARG = 5      /* some other NULL or out-of-range argument */
 };
 
@@ -91,6 +92,14 @@ typedef struct gqa_shape {
                           * 2i+1), as Meta, llama2.c and GGUF-llama do */
     double rope_theta;
     double norm_eps;
+    int kv_type;         /* GQA_DT_* of the KV cache: F32, F16, BF16 or Q8_0 */
+    int window;          /* sliding window: a position sees the `window` up to
+                          * itself (and the first `sinks`); 0: every one */
+    int sinks;
+    int global_every;    /* > 0: every global_every-th layer (counting from 1)
+                          * has no window */
+    int max_positions;   /* positions forward runs: seq_len, or, when every
+                          * layer has a window, as far as an int goes */
 } gqa_shape;
 
 /* An opaque model instance; each generated model defines it privately. */
@@ -98,7 +107,7 @@ typedef struct gqa_state gqa_state;
 
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 5
+#define GQA_API_VERSION 6
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
@@ -136,7 +145,7 @@ typedef struct gqa_model_api {
     int (*forward)(gqa_state *s, int token, int pos, float *logits);
     /* Runs tokens[0..n) at positions pos .. pos + n - 1, as n calls of
      * forward would (the same rules: pos <= the positions run, pos + n <=
-     * seq_len, n >= 1), and writes the logits of the last token only (NULL
+     * max_positions, n >= 1), and writes the logits of the last token only (NULL
      * skips them).  Prompt processing: blocks of tokens go through every
      * layer together, as matrix-matrix products that read the weights once
      * per block.  GQA_EARG, GQA_EPOS or GQA_ETOKEN (any token) change
@@ -146,7 +155,9 @@ typedef struct gqa_model_api {
     void (*reset)(gqa_state *s);
     /* Declares positions 0..n_pos-1 present in the KV cache, as they are
      * in the arena (a cache restored from elsewhere, or a benchmark of a
-     * step at a given context); GQA_EPOS outside [0, seq_len]. */
+     * step at a given context); GQA_EPOS outside [0, max_positions], or
+     * going back past what a sliding window's ring still holds (forward
+     * and forward_batch at an earlier position check the same). */
     int (*seek)(gqa_state *s, int n_pos);
     /* Threads used by forward when built with OpenMP (ignored otherwise);
      * n < 1 means the OpenMP default. */

@@ -28,6 +28,15 @@
  *   GQ_ATT_VECS     vectors of lanes in the update tile; GQ_ATT_VECS *
  *                   GQ_ATT_LANES divides GQ_HEAD_DIM
  *   GQ_SPLIT        most spans one KV head's positions are cut into for threads
+ *   GQ_KV_TYPE      the KV cache's type, gqa_api.h's number: 0 f32, 1 f16,
+ *                   2 bf16, 4 q8_0 (head_dim a multiple of 32)
+ *   GQ_WINDOW       sliding window of the windowed layers (0: none)
+ *   GQ_SINKS        positions from 0 a windowed layer always sees
+ *   GQ_GLOBAL_EVERY > 0: every GQ_GLOBAL_EVERY-th layer has no window
+ *   GQ_UNBOUNDED    1: every layer has a window, so positions are not
+ *                   limited by the context (their cache is a ring)
+ *   GQ_RING_CHUNK   most tokens whose K and V are stored before the first
+ *                   of them attends (a prompt block: GQ_BATCH)
  *   GQ_PROMPT_TOKENS tokens of a prompt's attention tiles
  *   GQ_PROMPT_ROWS  query rows of their register tiles
  *   GQ_PROMPT_VECS  vectors of GQ_ATT_LANES V columns in the prompt's update
@@ -103,13 +112,21 @@
 #define GQ_TILE_ROWS 4
 #define GQ_TILE_VECS 1
 #define GQ_LANES 8
+#ifndef GQ_KV_TYPE /* a test may build the templates for each type */
+#define GQ_KV_TYPE 0
+#endif
+#define GQ_WINDOW 0
+#define GQ_SINKS 0
+#define GQ_GLOBAL_EVERY 0
+#define GQ_UNBOUNDED 0
+#define GQ_RING_CHUNK GQ_BATCH
 
 #define GQ_X8_BYTES 0
 #define GQ_X8K_BYTES 0
 
-#define GQ_KV_BYTES (2 * 4 * GQ_LAYERS * GQ_KV_DIM * GQ_CONTEXT)
+#define GQ_KV_BYTES (2 * GQ_CACHE_BYTES)
 #define GQ_STATE_BYTES 4096
-#define GQ_ARENA_BYTES (GQ_STATE_BYTES + 4 * GQ_SCRATCH_FLOATS + 2 * 4 * GQ_ROUND16(GQ_CACHE_FLOATS))
+#define GQ_ARENA_BYTES (GQ_STATE_BYTES + 4 * GQ_SCRATCH_FLOATS + 2 * GQ_CACHE_BYTES)
 #define GQ_NAME "default"
 #define GQ_PREFIX "gqm"
 #ifndef GQ_FREESTANDING /* a test may build the templates both ways */

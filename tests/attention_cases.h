@@ -5,22 +5,28 @@
 
 #include <stdlib.h>
 
-/* q (heads, head_dim), caches in the kernel's layout -> out. */
-typedef void (*AttentionFn)(float *out, const float *q, const float *key_cache,
-                            const float *value_cache, int pos, float *scratch, int threads);
+/* q (heads, head_dim), caches in the kernel's layout and type -> out; a
+ * sliding window (0: none) with sinks. */
+typedef void (*AttentionFn)(float *out, const float *q, const void *key_cache, const void *value_cache,
+                            int window, int sinks, int pos, float *scratch, int threads);
 /* q (b, heads, head_dim) of the tokens at positions p0 .. p0 + b - 1 ->
  * out (the same). */
-typedef void (*AttentionPromptFn)(float *out, const float *q, const float *key_cache,
-                                  const float *value_cache, int p0, int b, int threads);
+typedef void (*AttentionPromptFn)(float *out, const float *q, const void *key_cache,
+                                  const void *value_cache, int window, int sinks, int p0, int b,
+                                  int threads);
 /* k, v (kv_heads, head_dim) of position pos -> the caches. */
-typedef void (*KvStoreFn)(float *key_cache, float *value_cache, int pos, const float *k,
-                          const float *v);
+typedef void (*KvStoreFn)(void *key_cache, void *value_cache, int window, int sinks, int pos,
+                          const float *k, const float *v);
+/* Bytes of each of the caches for that window and sinks. */
+typedef size_t (*CacheBytesFn)(int window, int sinks);
 
 typedef struct {
     int heads, kv_heads, head_dim;
+    int kv_type; /* GQA_DT_*: 0 f32, 1 f16, 2 bf16, 4 q8_0 */
     AttentionFn fn;
     KvStoreFn store;
     AttentionPromptFn prompt;
+    CacheBytesFn cache_bytes;
 } AttentionCase;
 
 extern const AttentionCase attention_cases[]; /* ends with fn == 0 */
@@ -29,7 +35,7 @@ extern const int attention_context;
 /* Positions 0..last of kc, vc (kv_heads, context, head_dim), the plain
  * layout that references read -> key_cache, value_cache in the kernel's
  * own layout, through its store. */
-static inline void attention_cases_fill(KvStoreFn store, float *key_cache, float *value_cache,
+static inline void attention_cases_fill(KvStoreFn store, void *key_cache, void *value_cache,
                                         const float *kc, const float *vc, int kv_heads, int hd,
                                         int context, int last) {
     float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
@@ -39,7 +45,7 @@ static inline void attention_cases_fill(KvStoreFn store, float *key_cache, float
                 k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
                 v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
             }
-        store(key_cache, value_cache, t, k, v);
+        store(key_cache, value_cache, 0, 0, t, k, v);
     }
     free(k), free(v);
 }

@@ -6,8 +6,10 @@
  *   heads {1, 2, 4, 6, 8, 10, 12, 28, 32} x every divisor as kv_heads
  *   x head_dim {8, 16, 64, 128}, context 520
  *
- * so every group size 1..8, and 14, 16, 28 and 32, is generated.  With
- * arguments, `CONTEXT HEADS:KV_HEADS:HEAD_DIM ...` (bench/bench.c's).
+ * so every group size 1..8, and 14, 16, 28 and 32, is generated, with an
+ * f32 cache; then f16, bf16 and q8_0 caches at heads 8, G 1, 4 and 8.
+ * With arguments, `CONTEXT HEADS:KV_HEADS:HEAD_DIM[:TYPE] ...`
+ * (bench/bench.c's).
  */
 #include "gqac.h"
 
@@ -24,14 +26,17 @@ static const char *const statics[] = {
     "v_at",          "kv_store",      "score_block",   "weigh_block",   "update_block",  "attend_span",
     "merge_parts",   "span_count",    "span_start",    "attention",     "prompt_scores",
     "gq_pair_is_32", "pair_max",      "prompt_weigh",  "prompt_update", "prompt_row",
-    "prompt_tile",   "prompt_tiles",  "attention_prompt", NULL};
+    "prompt_tile",   "prompt_tiles",  "attention_prompt", "gq_kv", "kv_bits_float", "kv_float_bits",
+    "kv_f16", "kv_value", "kv_to_f16", "kv_to_bf16", "kv_quantize", "k_scale", "v_scale", "Ring",
+    "ring_of", "cache_block", "Visit", "visit_of", "visit_block", "block_lanes", "prefetch_lines",
+    "mask_lanes", "block_seen", "lanes_upto", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
-                      int context) {
+                      DType kv_type, int context) {
     Plan p;
     Buf unit = {0};
-    const char *prefix = arena_printf(a, "att_%d_%d_%d", heads, kv_heads, head_dim);
-    plan_attention(heads, kv_heads, head_dim, context, TARGET_HOSTED, &p, a);
+    const char *prefix = arena_printf(a, "att_%d_%d_%d_%s", heads, kv_heads, head_dim, dtype_name(kv_type));
+    plan_attention(heads, kv_heads, head_dim, context, kv_type, TARGET_HOSTED, &p, a);
     emit_c_attention(&p, prefix, &unit);
     /* Each unit's static functions and local macros, renamed and undefined
      * so that 144 units share one file. */
@@ -41,9 +46,11 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     for (int i = 0; statics[i]; i++)
         buf_printf(out, "#undef %s\n", statics[i]);
     buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n"
-                  "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n\n");
-    buf_printf(table, "    {%d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt},\n", heads,
-               kv_heads, head_dim, prefix, prefix, prefix);
+                  "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n#undef GQ_KV_Q8\n#undef GQ_KV_CHUNK\n#undef GQ_KV_CHUNKS\n"
+                  "#undef GQ_KV_VALUES\n#undef GQ_KV_BLOCK_BYTES\n#undef GQ_CACHE_BLOCKS\n#undef GQ_BLOCKS_OF\n"
+                  "#undef GQ_WRAP_BLOCKS\n#undef GQ_LAYER_BLOCKS\n\n");
+    buf_printf(table, "    {%d, %d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt, %s_cache_bytes},\n",
+               heads, kv_heads, head_dim, (int)kv_type, prefix, prefix, prefix, prefix);
     buf_free(&unit);
 }
 
@@ -52,7 +59,16 @@ static void emit_test_matrix(Arena *a, Buf *out, Buf *table) {
         for (int kv = 1; kv <= heads_list[h]; kv++)
             for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++)
                 if (heads_list[h] % kv == 0)
-                    emit_case(a, out, table, heads_list[h], kv, head_dims[d], TEST_CONTEXT);
+                    emit_case(a, out, table, heads_list[h], kv, head_dims[d], DT_F32, TEST_CONTEXT);
+    /* Every other cache type at G 1, 4 and 8 (q8_0's blocks of 32 need
+     * head_dim 32 or more). */
+    static const DType typed[] = {DT_F16, DT_BF16, DT_Q8_0};
+    static const int typed_dims[] = {16, 64, 128};
+    for (size_t t = 0; t < sizeof typed / sizeof typed[0]; t++)
+        for (int kv = 1; kv <= 8; kv *= 2)
+            for (size_t d = 0; d < sizeof typed_dims / sizeof typed_dims[0]; d++)
+                if (kv != 4 && (typed[t] != DT_Q8_0 || typed_dims[d] % 32 == 0))
+                    emit_case(a, out, table, 8, kv, typed_dims[d], typed[t], TEST_CONTEXT);
 }
 
 int main(int argc, char **argv) {
@@ -64,15 +80,20 @@ int main(int argc, char **argv) {
     if (argc == 1)
         emit_test_matrix(a, &out, &table);
     for (int i = 2; i < argc; i++) {
-        int heads, kv, hd;
-        if (sscanf(argv[i], "%d:%d:%d", &heads, &kv, &hd) != 3 || context < 1 || heads < 1 ||
-            kv < 1 || heads % kv || hd < 2 || hd % 2) {
-            fprintf(stderr, "gen_attention: bad shape '%s' (HEADS:KV_HEADS:HEAD_DIM)\n", argv[i]);
+        int heads, kv, hd, type = DT_F32;
+        char name[16] = "f32";
+        int n = sscanf(argv[i], "%d:%d:%d:%15s", &heads, &kv, &hd, name);
+        if (n == 4)
+            type = dtype_from_name(name);
+        if (n < 3 || context < 1 || heads < 1 || kv < 1 || heads % kv || hd < 2 || hd % 2 ||
+            !(type == DT_F32 || type == DT_F16 || type == DT_BF16 || (type == DT_Q8_0 && hd % 32 == 0))) {
+            fprintf(stderr, "gen_attention: bad shape '%s' (HEADS:KV_HEADS:HEAD_DIM[:f32|f16|bf16|q8_0])\n",
+                    argv[i]);
             return 2;
         }
-        emit_case(a, &out, &table, heads, kv, hd, context);
+        emit_case(a, &out, &table, heads, kv, hd, (DType)type, context);
     }
-    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0, 0, 0},\n};\n", out.data,
+    printf("%s\nconst AttentionCase attention_cases[] = {\n%s    {0, 0, 0, 0, 0, 0, 0, 0},\n};\n", out.data,
            table.data ? table.data : "");
     printf("const int attention_context = %d;\n", context);
     buf_free(&out);

@@ -212,10 +212,10 @@ static void test_template_attention(void) {
     for (int pos = 0; pos < GQ_CONTEXT; pos += 7) {
         fill_caches(kv_store, key_cache, value_cache, floats, kc, vc, GQ_KV_HEADS, GQ_HEAD_DIM,
                     GQ_CONTEXT, pos);
-        attention(out, q, key_cache, value_cache, pos, scratch, 1);
+        attention(out, q, key_cache, value_cache, 0, 0, pos, scratch, 1);
         reference_attention(want, q, kc, vc, GQ_HEADS, GQ_KV_HEADS, GQ_HEAD_DIM, GQ_CONTEXT, pos);
         CU_ASSERT(test_rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
-        attention_prompt(out, q, key_cache, value_cache, pos, 1, 1); /* the prompt path, one token */
+        attention_prompt(out, q, key_cache, value_cache, 0, 0, pos, 1, 1); /* the prompt path, one token */
         CU_ASSERT(test_rel_error(out, want, GQ_Q_DIM) <= TOLERANCE);
     }
     free(q), free(kc), free(vc), free(key_cache), free(value_cache);
@@ -247,7 +247,7 @@ static double check_prompt(const AttentionCase *c, int at) {
         reference_attention(want + t * qn, q + t * qn, kc, vc, c->heads, c->kv_heads, c->head_dim,
                             attention_context, at + t);
     for (int threads = 1; threads <= 3; threads++) {
-        c->prompt(out, q, key_cache, value_cache, at, PROMPT, threads);
+        c->prompt(out, q, key_cache, value_cache, 0, 0, at, PROMPT, threads);
         for (int t = 0; t < PROMPT; t++)
             worst = fmax(worst, test_rel_error(out + t * qn, want + t * qn, qn));
     }
@@ -274,7 +274,7 @@ static double check_case(const AttentionCase *c) {
         for (size_t i = 0; i < sizeof thread_counts / sizeof thread_counts[0]; i++) {
             int threads = thread_counts[i];
             memset(out, 0, qn * sizeof *out);
-            c->fn(out, q, key_cache, value_cache, positions[p], scratch, threads);
+            c->fn(out, q, key_cache, value_cache, 0, 0, positions[p], scratch, threads);
             worst = fmax(worst, test_rel_error(out, want, qn));
         }
     }
@@ -285,7 +285,10 @@ static double check_case(const AttentionCase *c) {
 
 static void test_generated_matrix(void) {
     int n = 0, groups_seen[33] = {0};
-    for (const AttentionCase *c = attention_cases; c->fn; c++, n++) {
+    for (const AttentionCase *c = attention_cases; c->fn; c++) {
+        if (c->kv_type != 0)
+            continue;
+        n++;
         double err = check_case(c);
         groups_seen[c->heads / c->kv_heads] = 1;
         if (err > TOLERANCE)
@@ -303,7 +306,7 @@ static void test_generated_matrix(void) {
  * tiles (query head h on KV head h % kv_heads) is far off. */
 static void test_reference_detects_tiling(void) {
     const AttentionCase *c = attention_cases;
-    while (c->fn && !(c->heads == 8 && c->kv_heads == 2 && c->head_dim == 16))
+    while (c->fn && !(c->heads == 8 && c->kv_heads == 2 && c->head_dim == 16 && c->kv_type == 0))
         c++;
     CU_ASSERT_FATAL(c->fn != NULL);
     size_t qn = 8 * 16, cache = 2 * (size_t)attention_context * 16, floats = cache_floats(2, 16, attention_context);
@@ -312,7 +315,7 @@ static void test_reference_detects_tiling(void) {
     float out[8 * 16], scratch[8 * (8 * 16 + 2 * 8)];
     double want[8 * 16];
     fill_caches(c->store, key_cache, value_cache, floats, kc, vc, 2, 16, attention_context, 64);
-    c->fn(out, q, key_cache, value_cache, 64, scratch, 1);
+    c->fn(out, q, key_cache, value_cache, 0, 0, 64, scratch, 1);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 0);
     CU_ASSERT(test_rel_error(out, want, qn) <= TOLERANCE);
     reference_attention_order(want, q, kc, vc, 8, 2, 16, attention_context, 64, 1);

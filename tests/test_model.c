@@ -141,7 +141,7 @@ static const float *take(const float **p, size_t n) {
 static gqa_shape ref_shape(const TestModel *m, const File *f) {
     gqa_shape s = {f->header[0], f->header[1], f->header[2], f->header[3], f->header[4],
                    m->head_dim, abs(f->header[5]), f->header[6], f->header[5] > 0, m->qkv_bias,
-                   m->rope_halves, m->rope_theta, m->norm_eps};
+                   m->rope_halves, m->rope_theta, m->norm_eps, 0, 0, 0, 0, f->header[6]};
     return s;
 }
 

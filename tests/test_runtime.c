@@ -88,7 +88,7 @@ static const gqa_tensor fake_tensors[1] = {{"w", GQA_T_EMBED, -1, GQA_DT_F32, 1,
 
 static const gqa_model_api fake_api = {
     GQA_API_VERSION, "fake", "fake",
-    {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5},
+    {8, 16, 2, 4, 2, 2, VOCAB, SEQ, 1, 0, 0, 10000.0, 1e-5, 0, 0, 0, 0, SEQ},
     fake_freqs,
     fake_tensors, 1, 4 * NW, sizeof(gqa_state), 64, 0,
     fake_init, fake_init_tensors, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL,
@@ -790,7 +790,7 @@ static void test_cli_gguf_no_tokenizer(void) {
 /* ---- in place ---- */
 
 /* Rows of whole 256-weight blocks; untied, so output.weight is there. */
-static const gqa_shape qshape = {256, 256, 1, 2, 1, 128, VOCAB, SEQ, 0, 0, 0, 10000.0, 1e-5};
+static const gqa_shape qshape = {256, 256, 1, 2, 1, 128, VOCAB, SEQ, 0, 0, 0, 10000.0, 1e-5, 0, 0, 0, 0, SEQ};
 static double qfreqs[64];
 
 static gqa_model_api qapi(const int *dtype, gqa_tensor *t, int halves) {
