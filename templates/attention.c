@@ -44,6 +44,9 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#if GQ_KV_TYPE == 1 && (defined(__AVX512F__) || defined(__F16C__))
+#include <immintrin.h> /* vcvtph2ps: a vector of f16 to floats in one instruction */
+#endif
 
 /* Positions per K block, scored together: one vector of scores per query
  * head, one maximum, at most one rescale and a vectorized exponential per
@@ -190,27 +193,60 @@ static uint16_t kv_quantize(const float *x, int n, int8_t *out, size_t ostride) 
 }
 #endif
 
-/* The scale of K's chunk c at position j of a block, of V's column col
- * at position j: 1 but for q8_0 (a constant the compiler folds away). */
-static inline float k_scale(const unsigned char *block, int c, int j) {
-#if GQ_KV_Q8
-    const uint16_t *scales = (const uint16_t *)(const void *)(block + GQ_KV_VALUES);
-    return kv_f16(scales[c * GQ_BLOCK + j]);
-#else
-    (void)block, (void)c, (void)j;
-    return 1.0f;
-#endif
+#if GQ_KV_TYPE != 0
+/* Asks for the lines of next whose starts are in bytes [from, to), each
+ * once however the reads that call this step through them. */
+static void prefetch_lines(const unsigned char *next, size_t from, size_t to) {
+    for (from = (from + 63) / 64 * 64; from < to; from += 64)
+        GQ_PREFETCH(next + from);
 }
 
-static inline float v_scale(const unsigned char *block, int j, int col) {
-#if GQ_KV_Q8
-    const uint16_t *scales = (const uint16_t *)(const void *)(block + GQ_KV_VALUES);
-    return kv_f16(scales[j * GQ_KV_CHUNKS + col / GQ_KV_CHUNK]);
+/* A block of K (v 0) or V (v 1) in the cache's type -> out, its
+ * GQ_KV_VALUES floats in the same order (q8_0's scales applied), which
+ * the f32 kernels then read from L1.  Converting a block once serves
+ * every query head of the group, where converting in the kernels' loops
+ * did not vectorize well (measured 2-4x slower).  next: the next block,
+ * asked for a line per line read. */
+static void block_floats(float *restrict out, const unsigned char *restrict block, const unsigned char *next,
+                         int v) {
+    const gq_kv *x = (const gq_kv *)(const void *)block;
+    int i, j;
+    for (i = 0; i < GQ_KV_VALUES; i += GQ_BLOCK) {
+        prefetch_lines(next, (size_t)i * sizeof(gq_kv), (size_t)(i + GQ_BLOCK) * sizeof(gq_kv));
+#if GQ_KV_TYPE == 1 && defined(__AVX512F__)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(x + i))));
+#elif GQ_KV_TYPE == 1 && defined(__F16C__)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+        _mm256_storeu_ps(out + i + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i + 8))));
 #else
-    (void)block, (void)j, (void)col;
-    return 1.0f;
+        for (j = 0; j < GQ_BLOCK; j++)
+            out[i + j] = kv_value(x[i + j]);
+#endif
+    }
+#if GQ_KV_Q8
+    {
+        const uint16_t *scales = (const uint16_t *)(const void *)(block + GQ_KV_VALUES);
+        float d[GQ_BLOCK * GQ_KV_CHUNKS];
+        int c, col;
+        GQ_PREFETCH(next + GQ_KV_VALUES);
+        for (i = 0; i < GQ_BLOCK * GQ_KV_CHUNKS; i++)
+            d[i] = kv_f16(scales[i]);
+        if (!v) { /* (GQ_HEAD_DIM, GQ_BLOCK), scales (chunk, position) */
+            for (i = 0; i < GQ_HEAD_DIM; i++)
+                for (j = 0; j < GQ_BLOCK; j++)
+                    out[i * GQ_BLOCK + j] *= d[i / GQ_KV_CHUNK * GQ_BLOCK + j];
+        } else { /* tiles, scales (position, chunk) */
+            for (col = 0; col < GQ_HEAD_DIM; col += GQ_KV_CHUNK < GQ_VTILE ? GQ_KV_CHUNK : GQ_VTILE)
+                for (j = 0; j < GQ_BLOCK; j++)
+                    for (c = 0; c < (GQ_KV_CHUNK < GQ_VTILE ? GQ_KV_CHUNK : GQ_VTILE); c++)
+                        out[v_at(j, col) + (size_t)c] *= d[j * GQ_KV_CHUNKS + col / GQ_KV_CHUNK];
+        }
+    }
+#else
+    (void)v;
 #endif
 }
+#endif
 
 /* ---- where positions live: sinks and the ring ---- */
 
@@ -291,13 +327,6 @@ static void block_lanes(const Ring *r, int t, int p, int *nb, int *cut, int *cut
     *cut = r->sinks - t > 0 ? (r->sinks - t < *cut_end ? r->sinks - t : *cut_end) : 0;
 }
 
-/* Asks for the lines of next whose starts are in bytes [from, to), each
- * once however the reads that call this step through them. */
-static void prefetch_lines(const unsigned char *next, size_t from, size_t to) {
-    for (from = (from + 63) / 64 * 64; from < to; from += 64)
-        GQ_PREFETCH(next + from);
-}
-
 /* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches,
  * in the cache's type, at pos's slot. */
 static void kv_store(void *key_cache, void *value_cache, int window, int sinks, int pos, const float *k,
@@ -342,68 +371,50 @@ static void kv_store(void *key_cache, void *value_cache, int window, int sinks, 
  * then l (GQ_GROUP), its softmax denominator relative to m. */
 #define GQ_PART (GQ_GROUP * GQ_HEAD_DIM + 2 * GQ_GROUP)
 
-/* q (GQ_GROUP, GQ_HEAD_DIM) . the K block (GQ_HEAD_DIM, GQ_BLOCK) ->
+/* q (GQ_GROUP, GQ_HEAD_DIM) . the K block kb (GQ_HEAD_DIM, GQ_BLOCK) ->
  * score (GQ_GROUP, GQ_BLOCK), GQ_ATT_HEADS query heads at a time, each
  * with GQ_ATT_SPLIT sums over alternate elements of head_dim: enough
  * independent vector sums that the multiply-adds do not wait on each
  * other, few enough to stay in registers.  The heads' statements sit
  * inside the loop over the block's positions, so that gcc vectorizes that
- * loop whole and keeps each sum in one register.  q8_0's chunks are
- * summed apart and scaled as they end.  next: the next K block, asked for
- * a line per line read here (see attend_span). */
+ * loop whole and keeps each sum in one register.  next: the next K block,
+ * asked for a line per line read here (see attend_span). */
 static void score_block(float score[GQ_GROUP][GQ_BLOCK], const float *restrict q,
-                        const unsigned char *restrict block, const unsigned char *next) {
-    const gq_kv *kb = (const gq_kv *)(const void *)block;
+                        const float *restrict kb, const float *next) {
     float acc[GQ_ATT_SPLIT][GQ_ATT_HEADS][GQ_BLOCK], qd[GQ_ATT_SPLIT][GQ_ATT_HEADS];
-    float sum[GQ_ATT_HEADS][GQ_BLOCK];
-    int g0, c, d, j;
-    if (GQ_KV_Q8)
-        GQ_PREFETCH(next + GQ_KV_VALUES * sizeof(gq_kv));
+    int g0, d, j;
     for (g0 = 0; g0 < GQ_GROUP; g0 += GQ_ATT_HEADS) {
         const float *qg = q + (size_t)g0 * GQ_HEAD_DIM;
         for (j = 0; j < GQ_BLOCK; j++) {
-            for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                sum[g][j] = 0.0f;
+            for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                    acc[s][g][j] = 0.0f;
+                }
             }
         }
-        for (c = 0; c < GQ_KV_CHUNKS; c++) {
-            for (j = 0; j < GQ_BLOCK; j++) {
-                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
-                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                        acc[s][g][j] = 0.0f;
-                    }
-                }
-            }
-            for (d = c * GQ_KV_CHUNK; d < (c + 1) * GQ_KV_CHUNK; d += GQ_ATT_SPLIT) {
-                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
-                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                        qd[s][g] = qg[g * GQ_HEAD_DIM + d + s];
-                    }
-                }
-                prefetch_lines(next, (size_t)d * GQ_BLOCK * sizeof(gq_kv),
-                               (size_t)(d + GQ_ATT_SPLIT) * GQ_BLOCK * sizeof(gq_kv));
-                for (j = 0; j < GQ_BLOCK; j++) {
-                    for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
-                        for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                            acc[s][g][j] += qd[s][g] * kv_value(kb[(d + s) * GQ_BLOCK + j]);
-                        }
-                    }
-                }
-            }
-            for (j = 0; j < GQ_BLOCK; j++) {
-                float scale = k_scale(block, c, j);
+        for (d = 0; d < GQ_HEAD_DIM; d += GQ_ATT_SPLIT) {
+            for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
                 for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                    float part = 0.0f;
-                    for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
-                        part += acc[s][g][j];
+                    qd[s][g] = qg[g * GQ_HEAD_DIM + d + s];
+                }
+                for (j = 0; j < GQ_BLOCK; j += GQ_LINE)
+                    GQ_PREFETCH(next + (size_t)(d + s) * GQ_BLOCK + j);
+            }
+            for (j = 0; j < GQ_BLOCK; j++) {
+                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                        acc[s][g][j] += qd[s][g] * kb[(d + s) * GQ_BLOCK + j];
                     }
-                    sum[g][j] += part * scale;
                 }
             }
         }
         for (j = 0; j < GQ_BLOCK; j++) {
             for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                score[g0 + g][j] = sum[g][j] * GQ_ATT_SCALE;
+                float sum = 0.0f;
+                for (int s = 0; s < GQ_ATT_SPLIT; s++) { /* gqac:unroll */
+                    sum += acc[s][g][j];
+                }
+                score[g0 + g][j] = sum * GQ_ATT_SCALE;
             }
         }
     }
@@ -457,20 +468,17 @@ static void weigh_block(float score[GQ_GROUP][GQ_BLOCK], float *restrict o, floa
 }
 
 /* o (GQ_GROUP, GQ_HEAD_DIM) += weights (GQ_GROUP, GQ_BLOCK) . the first
- * nb V rows of the block (kv_store's tiles).  Tiles of GQ_ATT_HEADS
+ * nb V rows of the block vb (kv_store's tiles).  Tiles of GQ_ATT_HEADS
  * heads by GQ_VTILE columns sit in registers while the block's rows of
- * the tile stream past, each V element loaded once per tile and used by
- * every head of it (with q8_0, each weight times the scale of the
- * vector's chunk).  As in score_block, the tile's statements sit inside
- * the loop over lanes, which gcc vectorizes whole.  next: the next V
- * block, asked for a line per line read here. */
+ * the tile stream past, each V
+ * element loaded once per tile and used by every head of it.  As in
+ * score_block, the tile's statements sit inside the loop over lanes,
+ * which gcc vectorizes whole.  next: the next V block, asked for a line
+ * per line read here. */
 static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
-                         const unsigned char *restrict block, const unsigned char *next, int nb) {
-    const gq_kv *vb = (const gq_kv *)(const void *)block;
-    float acc[GQ_ATT_VECS][GQ_ATT_HEADS][GQ_ATT_LANES], p[GQ_ATT_VECS][GQ_ATT_HEADS];
+                         const float *restrict vb, const float *next, int nb) {
+    float acc[GQ_ATT_VECS][GQ_ATT_HEADS][GQ_ATT_LANES], p[GQ_ATT_HEADS];
     int g0, c0, j, u;
-    if (GQ_KV_Q8)
-        GQ_PREFETCH(next + GQ_KV_VALUES * sizeof(gq_kv));
     for (g0 = 0; g0 < GQ_GROUP; g0 += GQ_ATT_HEADS) {
         float *og = o + (size_t)g0 * GQ_HEAD_DIM;
         for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_VTILE) {
@@ -482,18 +490,17 @@ static void update_block(float *restrict o, float weights[GQ_GROUP][GQ_BLOCK],
                 }
             }
             for (j = 0; j < nb; j++) {
-                const gq_kv *vr = vb + v_at(j, c0);
-                for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
-                    float scale = v_scale(block, j, c0 + c * GQ_ATT_LANES);
-                    for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                        p[c][g] = weights[g0 + g][j] * scale;
-                    }
+                const float *vr = vb + v_at(j, c0);
+                for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
+                    p[g] = weights[g0 + g][j];
                 }
-                prefetch_lines(next, v_at(j, c0) * sizeof(gq_kv), (v_at(j, c0) + GQ_VTILE) * sizeof(gq_kv));
+                for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
+                    GQ_PREFETCH(next + v_at(j, c0) + c * GQ_ATT_LANES);
+                }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int c = 0; c < GQ_ATT_VECS; c++) { /* gqac:unroll */
                         for (int g = 0; g < GQ_ATT_HEADS; g++) { /* gqac:unroll */
-                            acc[c][g][u] += p[c][g] * kv_value(vr[c * GQ_ATT_LANES + u]);
+                            acc[c][g][u] += p[g] * vr[c * GQ_ATT_LANES + u];
                         }
                     }
                 }
@@ -524,6 +531,9 @@ static void attend_span(float *restrict o, float *restrict ml, const float *rest
                         const void *k, const void *v, const Ring *r, const Visit *vis, int kv,
                         int i0, int i1, int pos) {
     float m[GQ_GROUP], l[GQ_GROUP][GQ_BLOCK], score[GQ_GROUP][GQ_BLOCK];
+#if GQ_KV_TYPE != 0
+    float kf[GQ_KV_VALUES], vf[GQ_KV_VALUES]; /* the block as floats */
+#endif
     int g, d, j, i, nb, cut, cut_end;
     for (g = 0; g < GQ_GROUP; g++) {
         m[g] = -FLT_MAX;
@@ -534,12 +544,22 @@ static void attend_span(float *restrict o, float *restrict ml, const float *rest
     }
     for (i = i0; i < i1; i++) {
         int a = visit_block(vis, i), next = visit_block(vis, i + 1 < i1 ? i + 1 : i);
+        const unsigned char *kb = cache_block(k, r, kv, a), *kn = cache_block(k, r, kv, next);
+        const unsigned char *vb = cache_block(v, r, kv, a), *vn = cache_block(v, r, kv, next);
         /* Positions past pos may never have been written: their scores
          * are computed (one vector either way) but not used. */
         block_lanes(r, a * GQ_BLOCK, pos, &nb, &cut, &cut_end);
-        score_block(score, q, cache_block(k, r, kv, a), cache_block(k, r, kv, next));
+#if GQ_KV_TYPE == 0
+        score_block(score, q, (const float *)(const void *)kb, (const float *)(const void *)kn);
         weigh_block(score, o, m, l, nb, cut, cut_end);
-        update_block(o, score, cache_block(v, r, kv, a), cache_block(v, r, kv, next), nb);
+        update_block(o, score, (const float *)(const void *)vb, (const float *)(const void *)vn, nb);
+#else
+        block_floats(kf, kb, kn, 0);
+        score_block(score, q, kf, kf);
+        weigh_block(score, o, m, l, nb, cut, cut_end);
+        block_floats(vf, vb, vn, 1);
+        update_block(o, score, vf, vf, nb);
+#endif
     }
     for (g = 0; g < GQ_GROUP; g++) {
         float sum = 0.0f;
@@ -637,42 +657,32 @@ static void attention(float *out, const float *q, const void *key_cache, const v
  * (GQ_HEAD_DIM, GQ_BLOCK) layout) -> s (GQ_PROMPT_ROWS, GQ_PAIR), scaled.
  * Each step along head_dim broadcasts an element of every row against a
  * vector of each block's positions: each K vector loaded serves every
- * row of the tile.  q8_0's chunks are summed apart and scaled. */
+ * row of the tile. */
 static void prompt_scores(float s[GQ_PROMPT_ROWS][GQ_PAIR], const float *const q[GQ_PROMPT_ROWS],
-                          const unsigned char *b0, const unsigned char *b1) {
-    const gq_kv *k0 = (const gq_kv *)(const void *)b0, *k1 = (const gq_kv *)(const void *)b1;
+                          const float *k0, const float *k1) {
     float acc[GQ_PROMPT_ROWS][2][GQ_BLOCK], qd[GQ_PROMPT_ROWS];
-    int c, d, j;
+    int d, j;
     for (j = 0; j < GQ_BLOCK; j++) {
         for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-            s[r][j] = 0.0f;
-            s[r][GQ_BLOCK + j] = 0.0f;
+            acc[r][0][j] = 0.0f;
+            acc[r][1][j] = 0.0f;
         }
     }
-    for (c = 0; c < GQ_KV_CHUNKS; c++) {
-        for (j = 0; j < GQ_BLOCK; j++) {
-            for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-                acc[r][0][j] = 0.0f;
-                acc[r][1][j] = 0.0f;
-            }
-        }
-        for (d = c * GQ_KV_CHUNK; d < (c + 1) * GQ_KV_CHUNK; d++) {
-            for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-                qd[r] = q[r][d];
-            }
-            for (j = 0; j < GQ_BLOCK; j++) {
-                for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-                    acc[r][0][j] += qd[r] * kv_value(k0[d * GQ_BLOCK + j]);
-                    acc[r][1][j] += qd[r] * kv_value(k1[d * GQ_BLOCK + j]);
-                }
-            }
+    for (d = 0; d < GQ_HEAD_DIM; d++) {
+        for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+            qd[r] = q[r][d];
         }
         for (j = 0; j < GQ_BLOCK; j++) {
-            float scale0 = k_scale(b0, c, j) * GQ_ATT_SCALE, scale1 = k_scale(b1, c, j) * GQ_ATT_SCALE;
             for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-                s[r][j] += acc[r][0][j] * scale0;
-                s[r][GQ_BLOCK + j] += acc[r][1][j] * scale1;
+                acc[r][0][j] += qd[r] * k0[d * GQ_BLOCK + j];
+                acc[r][1][j] += qd[r] * k1[d * GQ_BLOCK + j];
             }
+        }
+    }
+    for (j = 0; j < GQ_BLOCK; j++) {
+        for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+            s[r][j] = acc[r][0][j] * GQ_ATT_SCALE;
+            s[r][GQ_BLOCK + j] = acc[r][1][j] * GQ_ATT_SCALE;
         }
     }
 }
@@ -741,13 +751,13 @@ static void prompt_weigh(float s[GQ_PROMPT_ROWS][GQ_PAIR], float *restrict m,
 }
 
 /* o (GQ_PROMPT_ROWS rows of GQ_HEAD_DIM) += p (GQ_PROMPT_ROWS, GQ_PAIR) .
- * the first n0 positions of V block b0 and n1 of b1.  The register tile:
+ * the first n0 positions of V block v0 and n1 of v1.  The register tile:
  * GQ_PROMPT_ROWS rows by GQ_PROMPT_VECS vectors of columns; each V vector
  * loaded serves every row, each broadcast weight every vector. */
 static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS][GQ_PAIR],
-                          const unsigned char *b0, const unsigned char *b1, int n0, int n1) {
-    float acc[GQ_PROMPT_ROWS][GQ_PROMPT_VECS][GQ_ATT_LANES], pj[GQ_PROMPT_VECS][GQ_PROMPT_ROWS];
-    const gq_kv *vr[GQ_PROMPT_VECS];
+                          const float *v0, const float *v1, int n0, int n1) {
+    float acc[GQ_PROMPT_ROWS][GQ_PROMPT_VECS][GQ_ATT_LANES], pj[GQ_PROMPT_ROWS];
+    const float *vr[GQ_PROMPT_VECS];
     int c0, h, j, u;
     for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_PROMPT_VECS * GQ_ATT_LANES) {
         for (u = 0; u < GQ_ATT_LANES; u++) {
@@ -758,21 +768,19 @@ static void prompt_update(float *const o[GQ_PROMPT_ROWS], float p[GQ_PROMPT_ROWS
             }
         }
         for (h = 0; h < 2; h++) {
-            const unsigned char *block = h ? b1 : b0;
-            const gq_kv *vb = (const gq_kv *)(const void *)block;
+            const float *vb = h ? v1 : v0;
             int nb = h ? n1 : n0;
             for (j = 0; j < nb; j++) {
+                for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
+                    pj[r] = p[r][h * GQ_BLOCK + j];
+                }
                 for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
-                    float scale = v_scale(block, j, c0 + c * GQ_ATT_LANES);
                     vr[c] = vb + v_at(j, c0 + c * GQ_ATT_LANES);
-                    for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
-                        pj[c][r] = p[r][h * GQ_BLOCK + j] * scale;
-                    }
                 }
                 for (u = 0; u < GQ_ATT_LANES; u++) {
                     for (int r = 0; r < GQ_PROMPT_ROWS; r++) { /* gqac:unroll */
                         for (int c = 0; c < GQ_PROMPT_VECS; c++) { /* gqac:unroll */
-                            acc[r][c][u] += pj[c][r] * kv_value(vr[c][u]);
+                            acc[r][c][u] += pj[r] * vr[c][u];
                         }
                     }
                 }
@@ -815,6 +823,9 @@ static void prompt_tile(float *out, const float *q, const void *k, const void *v
                         int kv, int first, int nt) {
     float m[GQ_PROMPT_ALL], l[GQ_PROMPT_ALL][GQ_BLOCK], s[GQ_PROMPT_ROWS][GQ_PAIR];
     float zeros[GQ_HEAD_DIM], sink[GQ_HEAD_DIM];
+#if GQ_KV_TYPE != 0
+    float kf[2][GQ_KV_VALUES], vf[2][GQ_KV_VALUES]; /* the pair's blocks as floats */
+#endif
     const float *qr[GQ_PROMPT_ROWS];
     float *orow[GQ_PROMPT_ROWS];
     int rows = nt * GQ_GROUP, last = first + nt - 1, i, r0, r, d;
@@ -834,8 +845,18 @@ static void prompt_tile(float *out, const float *q, const void *k, const void *v
          * (past the last position the cache may end). */
         int a0 = visit_block(&vis, i), a1 = i + 1 < vis.n ? visit_block(&vis, i + 1) : a0;
         int t0 = a0 * GQ_BLOCK, t1 = i + 1 < vis.n ? a1 * GQ_BLOCK : last + 1;
-        const unsigned char *k0 = cache_block(k, ring, kv, a0), *k1 = cache_block(k, ring, kv, a1);
-        const unsigned char *v0 = cache_block(v, ring, kv, a0), *v1 = cache_block(v, ring, kv, a1);
+#if GQ_KV_TYPE == 0
+        const float *k0 = (const float *)(const void *)cache_block(k, ring, kv, a0);
+        const float *k1 = (const float *)(const void *)cache_block(k, ring, kv, a1);
+        const float *v0 = (const float *)(const void *)cache_block(v, ring, kv, a0);
+        const float *v1 = (const float *)(const void *)cache_block(v, ring, kv, a1);
+#else
+        const float *k0 = kf[0], *k1 = kf[1], *v0 = vf[0], *v1 = vf[1];
+        block_floats(kf[0], cache_block(k, ring, kv, a0), cache_block(k, ring, kv, a1), 0);
+        block_floats(kf[1], cache_block(k, ring, kv, a1), cache_block(v, ring, kv, a0), 0);
+        block_floats(vf[0], cache_block(v, ring, kv, a0), cache_block(v, ring, kv, a1), 1);
+        block_floats(vf[1], cache_block(v, ring, kv, a1), cache_block(v, ring, kv, a1), 1);
+#endif
         for (r0 = 0; r0 < rows; r0 += GQ_PROMPT_ROWS) {
             int end = r0 + GQ_PROMPT_ROWS < rows ? r0 + GQ_PROMPT_ROWS : rows;
             int lo = first + r0 / GQ_GROUP, hi = first + (end - 1) / GQ_GROUP;

@@ -27,7 +27,7 @@ static const char *const statics[] = {
     "merge_parts",   "span_count",    "span_start",    "attention",     "prompt_scores",
     "gq_pair_is_32", "pair_max",      "prompt_weigh",  "prompt_update", "prompt_row",
     "prompt_tile",   "prompt_tiles",  "attention_prompt", "gq_kv", "kv_bits_float", "kv_float_bits",
-    "kv_f16", "kv_value", "kv_to_f16", "kv_to_bf16", "kv_quantize", "k_scale", "v_scale", "Ring",
+    "kv_f16", "kv_value", "kv_to_f16", "kv_to_bf16", "kv_quantize", "block_floats", "Ring",
     "ring_of", "cache_block", "Visit", "visit_of", "visit_block", "block_lanes", "prefetch_lines",
     "mask_lanes", "block_seen", "lanes_upto", NULL};
 
