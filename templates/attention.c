@@ -46,6 +46,9 @@
 #include <stdint.h>
 #if GQ_KV_TYPE == 1 && (defined(__AVX512F__) || defined(__F16C__))
 #include <immintrin.h> /* vcvtph2ps: a vector of f16 to floats in one instruction */
+#define GQ_KV_F16C 1
+#else
+#define GQ_KV_F16C 0
 #endif
 
 /* Positions per K block, scored together: one vector of scores per query
@@ -91,7 +94,7 @@ typedef int8_t gq_kv;
  * K's by (chunk, position), V's by (position, chunk). */
 #define GQ_KV_BLOCK_BYTES (GQ_KV_VALUES * sizeof(gq_kv) + (GQ_KV_Q8 ? 2 * GQ_BLOCK * GQ_KV_CHUNKS : 0))
 
-#if GQ_KV_TYPE != 0
+#if GQ_KV_TYPE == 2 || (GQ_KV_TYPE == 1 && !GQ_KV_F16C) || GQ_KV_Q8
 static inline float kv_bits_float(uint32_t u) {
     union {
         uint32_t u;
@@ -101,6 +104,9 @@ static inline float kv_bits_float(uint32_t u) {
     return v.f;
 }
 
+#endif
+
+#if GQ_KV_TYPE != 0
 static inline uint32_t kv_float_bits(float f) {
     union {
         uint32_t u;
@@ -114,7 +120,7 @@ static inline uint32_t kv_float_bits(float f) {
  * shifted into a float's, times 2^112 (which also makes subnormals
  * right), infinity and NaN given back their exponent, then the sign.  gcc
  * vectorizes this; its _Float16 conversions it does one at a time. */
-#if GQ_KV_TYPE == 1 || GQ_KV_Q8
+#if (GQ_KV_TYPE == 1 && !GQ_KV_F16C) || GQ_KV_Q8
 static inline float kv_f16(uint32_t h) {
     uint32_t e = h & 0x7fffu;
     float v = kv_bits_float(e << 13) * ((float)(1ull << 56) * (float)(1ull << 56));
@@ -125,6 +131,7 @@ static inline float kv_f16(uint32_t h) {
 #endif
 
 /* A stored value as a float (q8_0: before its scale). */
+#if GQ_KV_TYPE != 0 && !GQ_KV_F16C
 static inline float kv_value(gq_kv x) {
 #if GQ_KV_TYPE == 1
     return kv_f16(x);
@@ -134,6 +141,7 @@ static inline float kv_value(gq_kv x) {
     return (float)x;
 #endif
 }
+#endif
 
 #if GQ_KV_TYPE == 1 || GQ_KV_Q8
 /* float -> binary16, rounded to nearest even.  Finite values past f16's
