@@ -196,13 +196,13 @@ static void test_tune_emit_original(void) {
 }
 
 /* A model whose head_dim (32) holds a q8_0 cache: 2 layers, 2 KV heads,
- * context 256; extra goes into its attention block. */
-static const char *hd32_model(const char *name, const char *extra) {
+ * context 256; attention goes into its attention block, more after it. */
+static const char *hd32_model(const char *name, const char *attention, const char *more) {
     char text[1024];
     snprintf(text, sizeof text,
              "model \"hd32\" {\n vocab = 512\n dim = 64\n layers = 2\n context = 256\n"
              " tie_embeddings = true\n attention {\n  heads = 2\n  kv_heads = 2\n%s }\n"
-             " ffn swiglu { hidden = 176 }\n norm rmsnorm { eps = 1e-5 }\n}\n", extra);
+             " ffn swiglu { hidden = 176 }\n norm rmsnorm { eps = 1e-5 }\n%s}\n", attention, more);
     const char *path = test_tmp(name);
     CU_ASSERT_FATAL(test_write_text(path, text));
     return path;
@@ -235,7 +235,7 @@ static void expect_fields(const char *csv, int kv, const char *c, const char *fi
  * 34/128 of it); the f32-cache rows are the rows a run without the axis
  * gives, perplexity and KL to the last digit. */
 static void test_tune_kv_types(void) {
-    const char *m = hd32_model("hd32.gqa", ""), *w = test_tmp("hd32.bin");
+    const char *m = hd32_model("hd32.gqa", "", ""), *w = test_tmp("hd32.bin");
     const char *a = test_tmp("kvt.csv"), *b = test_tmp("kvt0.csv");
     CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
     const char *flags = "--kv-heads 1 --context 16 --runs 1 --eval examples/fortune/eval.txt "
@@ -267,7 +267,7 @@ static void test_tune_kv_types(void) {
  * of one position, and the bytes a token reads at context 128 count
  * only the window (32) and sinks (4) of each layer. */
 static void test_tune_kv_window(void) {
-    const char *m = hd32_model("win.gqa", "  window = 32\n  sinks = 4\n"), *w = test_tmp("win.bin");
+    const char *m = hd32_model("win.gqa", "  window = 32\n  sinks = 4\n", ""), *w = test_tmp("win.bin");
     const char *csv = test_tmp("win.csv");
     CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
     CU_ASSERT_EQUAL_FATAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 2 --context 128 "
@@ -278,6 +278,23 @@ static void test_tune_kv_window(void) {
                             "END { exit !ok }' %s", csv), 0);
     CU_ASSERT_EQUAL(test_sh("awk -F, '$3 == \"f32\" { ok = $6 == 1024 && $9 == $8 + 36864 } "
                             "END { exit !ok }' %s", csv), 0);
+}
+
+/* --emit names a cache that is not f32 in the files and keeps it in the
+ * .gqa: the original, its cache f16 (a 0% budget), with its weights
+ * byte for byte. */
+static void test_tune_emit_cache(void) {
+    const char *m = hd32_model("c16.gqa", "", " dtype { kv_cache = f16 }\n"), *w = test_tmp("c16.bin");
+    const char *emit = test_tmp("emitc");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 2 --context 16 "
+                            "--runs 1 --eval examples/fortune/eval.txt --tokenizer "
+                            "examples/fortune/tokenizer.bin --eval-tokens 30 --jit tcc "
+                            "--max-ppl-increase 0%% --out %s --emit %s > /dev/null 2>&1",
+                            test_tmp("cache"), gqac, m, w, test_tmp("repc"), emit), 0);
+    CU_ASSERT_EQUAL(test_sh("cmp -s %s %s/hd32-kv2-f32-cache-f16.bin", w, emit), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -Eq 'kv_cache *= *f16' %s/hd32-kv2-f32-cache-f16.gqa", emit), 0);
+    CU_ASSERT_EQUAL(test_sh("%s check %s/hd32-kv2-f32-cache-f16.gqa > /dev/null", gqac, emit), 0);
 }
 
 /* q8_0 caches blocks of 32 along head_dim: on tiny (head_dim 8) it is
@@ -329,7 +346,8 @@ int main(void) {
         !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original) ||
         !CU_add_test(cli, "tune --kv-types", test_tune_kv_types) ||
         !CU_add_test(cli, "tune --kv-types on a windowed model", test_tune_kv_window) ||
-        !CU_add_test(cli, "tune's q8_0 cache skipped", test_tune_kv_q8_skipped)) {
+        !CU_add_test(cli, "tune's q8_0 cache skipped", test_tune_kv_q8_skipped) ||
+        !CU_add_test(cli, "tune --emit with an f16 cache", test_tune_emit_cache)) {
         CU_cleanup_registry();
         return 1;
     }
