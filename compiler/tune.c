@@ -60,8 +60,8 @@ static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, "gqac tune: error: ");
     fprintf(stderr, fmt, arg);
     fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k] "
-          "[--kv-types file,f16,q8_0] [--context 512,2048] [--eval TEXT --tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] "
-          "[--out PREFIX] [--emit DIR])\n",
+          "[--kv-types file,f16,q8_0] [--context 512,2048] [--eval TEXT --tokenizer T] "
+          "[--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -336,7 +336,7 @@ static int check_types(const Model *m, const TuneOptions *o, Arena *a) {
 /* q8_0 caches blocks of 32 along head_dim (sema's check_kv_type): on
  * another head_dim it is dropped from --kv-types with a note, not an
  * error, so one command line serves every model.  Pooling keeps head_dim,
- * so no variant could hold it. */
+ * so no variant could hold it.  Nothing left: the model's own cache. */
 static void drop_kv_misfits(const Model *m, TuneOptions *o) {
     int n = 0;
     for (int i = 0; i < o->n_kv_types; i++) {
@@ -347,6 +347,8 @@ static void drop_kv_misfits(const Model *m, TuneOptions *o) {
         }
         o->kv_types[n++] = o->kv_types[i];
     }
+    if (n == 0)
+        o->kv_types[n++] = TYPE_FILE;
     o->n_kv_types = n;
 }
 

@@ -311,6 +311,11 @@ static void test_tune_kv_q8_skipped(void) {
     CU_ASSERT(test_file_has(csv, "\n2,f32,f16,"));
     CU_ASSERT(test_file_has(csv, "\n1,f32,f16,"));
     CU_ASSERT_FALSE(test_file_has(csv, "q8_0"));
+    /* q8_0 alone: the model's own cache at every kv_heads */
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 1 --context 16 "
+                            "--runs 1 --jit tcc --kv-types q8_0 --out %s > /dev/null 2> %s",
+                            test_tmp("cache"), gqac, model, w, test_tmp("kvq"), e), 0);
+    CU_ASSERT(test_file_has(csv, "\n1,f32,f32,"));
     CU_ASSERT_EQUAL(test_sh("%s tune %s --weights %s --kv-types f16,q4_0 2> %s", gqac, model, w, e), 2);
     CU_ASSERT(test_file_has(e, "--kv-types wants a list of file"));
 }
