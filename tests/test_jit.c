@@ -36,6 +36,7 @@
 #include "testing.h"
 
 extern const gqa_model_api qmix_api; /* tests/models/qmix.gqa, built ahead of time */
+extern const gqa_model_api swa_mix_api; /* tests/models/swa_mix.gqa: q8_0 cache, windows */
 
 enum { N_POS = 16 };
 
@@ -137,7 +138,62 @@ static void check_quantized(const char *name) {
     arena_free(a);
 }
 
+/* The logits of decode at positions 0 .. n-1 (n rows), then of a prompt
+ * of the same n tokens from position 0 (one more row). */
+static float *window_logits(const gqa_model_api *api, const float *w, int n) {
+    size_t V = (size_t)api->shape.vocab_size;
+    float *out = malloc(sizeof *out * (size_t)(n + 1) * V);
+    int *tokens = malloc(sizeof *tokens * (size_t)n);
+    void *arena = gqr_arena_alloc(api);
+    gqa_state *s;
+    CU_ASSERT_FATAL(out && tokens && arena && api->init(&s, arena, api->arena_bytes, w, api->weight_bytes) == 0);
+    for (int pos = 0; pos < n; pos++) {
+        tokens[pos] = (pos * 37 + 3) % (int)V;
+        CU_ASSERT(api->forward(s, tokens[pos], pos, out + (size_t)pos * V) == GQA_OK);
+    }
+    CU_ASSERT(api->forward_batch(s, tokens, n, 0, out + (size_t)n * V) == GQA_OK);
+    gqr_arena_free(arena);
+    free(tokens);
+    return out;
+}
+
+/* A q8_0 cache with windowed layers (40 positions and 4 sinks) and a
+ * global one through a backend against its ahead-of-time build, over 300
+ * positions (each ring wraps twice) and a prompt as long.  cc's
+ * -march=native may contract a product into an FMA, which moves the last
+ * bit of a K or V and so, rarely, the step q8_0 rounds it to: the
+ * tolerance is test_model's for a q8_0 cache against its own rounding
+ * (own_tolerance); a wrong ring slot or mask is off by ~100%. */
+static void check_windowed(const char *name) {
+    enum { N = 300 };
+    Arena *a = arena_new();
+    Model m;
+    CU_ASSERT_FATAL(load_model("tests/models/swa_mix.gqa", &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    JitModel *j = jit_compile(&m, jit_backend(name), &api, err, sizeof err);
+    if (!j)
+        printf("\n  %s\n", err);
+    CU_ASSERT_FATAL(j != NULL);
+    CU_ASSERT_EQUAL_FATAL(api->weight_bytes, swa_mix_api.weight_bytes);
+    CU_ASSERT_EQUAL(api->kv_cache_bytes, swa_mix_api.kv_cache_bytes);
+    CU_ASSERT(api->shape.kv_type == GQA_DT_Q8_0 && api->shape.window == 40 && api->shape.sinks == 4);
+    gqr_checkpoint ck;
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/swa_mix.bin", api, err, sizeof err) == 0);
+    float *want = window_logits(&swa_mix_api, ck.weights, N), *got = window_logits(api, ck.weights, N);
+    size_t V = (size_t)api->shape.vocab_size;
+    double d = test_rel_diff(got, want, N * V), db = test_rel_diff(got + N * V, want + N * V, V);
+    printf(" [%s: %.2g, prompt %.2g] ", name, d, db);
+    CU_ASSERT(d <= 2e-3 && db <= 2e-3);
+    free(want), free(got);
+    gqr_checkpoint_close(&ck);
+    jit_free(j);
+    arena_free(a);
+}
+
 static void test_tcc(void) { check_backend("tcc"); }
+static void test_windowed_cc(void) { check_windowed("cc"); }
+static void test_windowed_tcc(void) { check_windowed("tcc"); }
 static void test_quantized_cc(void) { check_quantized("cc"); }
 static void test_quantized_tcc(void) { check_quantized("tcc"); }
 static void test_cc(void) { check_backend("cc"); }
@@ -545,6 +601,8 @@ int main(void) {
     CU_add_test(s, "cc: the AOT code's logits", test_cc);
     CU_add_test(s, "every weight type, cc (native) against AOT", test_quantized_cc);
     CU_add_test(s, "every weight type, tcc against AOT", test_quantized_tcc);
+    CU_add_test(s, "q8_0 cache, windows and sinks, cc (native) against AOT", test_windowed_cc);
+    CU_add_test(s, "q8_0 cache, windows and sinks, tcc against AOT", test_windowed_tcc);
     CU_add_test(s, "backend errors", test_backend_errors);
     CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
     CU_add_test(s, "cache: the root is private", test_cache_root);
