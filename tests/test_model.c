@@ -10,6 +10,11 @@
  * reads those files on its own and computes in double precision, in the
  * plainest way: no groups but the rule query head h -> KV head h / G.
  *
+ * KV caches of f16, bf16 and q8_0 against the f32 cache's reference and
+ * against their own rounding; sliding windows, sinks and global layers
+ * against an explicit mask, past the context where every layer has a
+ * window; seek and rewinds on a ring.
+ *
  * Also: forward_batch (a prompt in blocks) against forward token by token,
  * independence of instances (interleaved, and in two threads), the API's
  * error codes, and the generated C of every example compiled by gcc,
@@ -469,11 +474,12 @@ static double kv_tolerance(int kv_type) {
 
 /* Against a reference that stores K and V as the cache's type does
  * (runtime/quant.c's rounding): the float model's own error, and values
- * whose float and double K or V fall on two sides of a rounding step.
- * ~2x the worst measured (64 positions, 1 and 3 threads): f16 1.8e-4,
- * bf16 1.9e-5, q8_0 6.0e-4.  A reference that rounded only K gave 7.2e-4,
- * 5.5e-3, 1.6e-2, only V 6.8e-4, 4.6e-3, 1.2e-2: rounding both is what
- * the cache does. */
+ * whose float and double K or V fall on two sides of a rounding step
+ * (more of them on the freestanding target, whose sin and cos are its
+ * own).  ~2x the worst measured (64 positions, 1 and 3 threads): f16
+ * 1.9e-4, bf16 1.9e-5, q8_0 2.8e-3 (6.0e-4 hosted).  A reference that
+ * rounded only K gave 7.2e-4, 5.5e-3, 1.6e-2, only V 6.8e-4, 4.6e-3,
+ * 1.2e-2: rounding both is what the cache does. */
 static double own_tolerance(int kv_type) {
     switch (kv_type) {
     case GQA_DT_F16:
@@ -481,7 +487,7 @@ static double own_tolerance(int kv_type) {
     case GQA_DT_BF16:
         return 1e-4;
     case GQA_DT_Q8_0:
-        return 2e-3;
+        return 5e-3;
     }
     return 0;
 }
@@ -896,7 +902,7 @@ static void test_window_memory(void) {
     CU_ASSERT(swa_api.kv_cache_bytes < (size_t)s->seq_len * position);
 }
 
-/* n positions of tokens token_at(first + pos) on a new instance. */
+/* A new instance that ran tokens token_at(pos) at positions 0 .. n-1. */
 static void start(Instance *in, const TestModel *m, const File *f, int n, float *out) {
     CU_ASSERT_FATAL(instance_new(in, m->api, f) == GQA_OK);
     run_sequence(in, 0, n, out);
@@ -918,7 +924,7 @@ static void test_window_seek(void) {
     float *got = malloc(sizeof(float) * (size_t)V);
     CU_ASSERT_FATAL(load(&f, m->stem) == 0);
     start(&a, m, &f, N, first);
-    start(&b, m, &f, N + 1, first);
+    start(&b, m, &f, N + 1, first); /* the same, and row N: a's next after its detours */
     /* a little back */
     CU_ASSERT_EQUAL(api->seek(a.s, N - w), GQA_OK);
     for (int pos = N - w; pos < N; pos++) {
