@@ -155,9 +155,10 @@ $(BUILD)/test_quant: tests/test_quant.c runtime/quant.h $(BUILD)/libgqa.a
 
 $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a \
                    $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/tiny.bin $(BUILD)/gen/tiny_mha.bin \
-                   $(BUILD)/gen/qmix.o $(BUILD)/gen/qmix.bin
+                   $(BUILD)/gen/qmix.o $(BUILD)/gen/qmix.bin $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_mix.bin \
+                   $(BUILD)/gen/swa_f16.o $(BUILD)/gen/swa_f16.bin
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TESTING) $(BUILD)/gen/tiny.o \
-	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
+	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_f16.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)

@@ -197,11 +197,12 @@ void gqm_reset(gqa_state *s) {
 /* Whether the cache can go back to n positions: a windowed layer's ring
  * must still hold what a query at n sees, positions above n - window that
  * are not sinks, which later positions (up to n_high - 1) may have
- * overwritten.  (A wrapping ring only: one that never wraps keeps all.) */
+ * overwritten.  (A wrapping ring only: one that never wraps keeps all.)
+ * The next position n_pos always can: every step to it was checked. */
 static int can_rewind(const gqa_state *s, int n) {
     Ring r = ring_of(GQ_WINDOW, GQ_SINKS);
     int oldest = n - r.window + 1 > r.sink_blocks * GQ_BLOCK ? n - r.window + 1 : r.sink_blocks * GQ_BLOCK;
-    if (GQ_GLOBAL_LAYERS == GQ_LAYERS || n >= s->n_high || oldest >= n)
+    if (GQ_GLOBAL_LAYERS == GQ_LAYERS || n >= s->n_high || n == s->n_pos || oldest >= n)
         return 1;
     return oldest >= s->n_high - r.ring_blocks * GQ_BLOCK;
 }

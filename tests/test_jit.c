@@ -36,6 +36,8 @@
 #include "testing.h"
 
 extern const gqa_model_api qmix_api; /* tests/models/qmix.gqa, built ahead of time */
+extern const gqa_model_api swa_mix_api; /* tests/models/swa_mix.gqa: q8_0 cache, windows */
+extern const gqa_model_api swa_f16_api; /* tests/models/swa_f16.gqa: f16 cache, all windowed */
 
 enum { N_POS = 16 };
 
@@ -137,7 +139,75 @@ static void check_quantized(const char *name) {
     arena_free(a);
 }
 
+/* The logits of decode at positions 0 .. n-1 (n rows), then of a prompt
+ * of the same n tokens from position 0 (one more row). */
+static float *window_logits(const gqa_model_api *api, const float *w, int n) {
+    size_t V = (size_t)api->shape.vocab_size;
+    float *out = malloc(sizeof *out * (size_t)(n + 1) * V);
+    int *tokens = malloc(sizeof *tokens * (size_t)n);
+    void *arena = gqr_arena_alloc(api);
+    gqa_state *s;
+    CU_ASSERT_FATAL(out && tokens && arena && api->init(&s, arena, api->arena_bytes, w, api->weight_bytes) == 0);
+    for (int pos = 0; pos < n; pos++) {
+        tokens[pos] = (pos * 37 + 3) % (int)V;
+        CU_ASSERT(api->forward(s, tokens[pos], pos, out + (size_t)pos * V) == GQA_OK);
+    }
+    CU_ASSERT(api->forward_batch(s, tokens, n, 0, out + (size_t)n * V) == GQA_OK);
+    gqr_arena_free(arena);
+    free(tokens);
+    return out;
+}
+
+/* A model with windows of 40 through a backend against its ahead-of-time
+ * build, over 300 positions (each ring wraps twice; swa_f16 past its
+ * context of 256) and a prompt as long: swa_mix, a q8_0 cache, 4 sinks
+ * and a global layer; swa_f16, an f16 cache, which cc's -march=native
+ * converts with F16C or AVX-512 where the AOT build (portable) takes
+ * integer operations.  cc may also contract a product into an FMA, which
+ * moves the last bit of a K or V and so, rarely, the step a typed cache
+ * rounds it to: the tolerance is test_model's for a q8_0 cache against
+ * its own rounding (own_tolerance); a wrong ring slot or mask is off by
+ * ~100%. */
+static void check_windowed(const char *name, const char *stem, const gqa_model_api *aot) {
+    enum { N = 300 };
+    Arena *a = arena_new();
+    Model m;
+    char path[256];
+    snprintf(path, sizeof path, "tests/models/%s.gqa", stem);
+    CU_ASSERT_FATAL(load_model(path, &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    JitModel *j = jit_compile(&m, jit_backend(name), &api, err, sizeof err);
+    if (!j)
+        printf("\n  %s\n", err);
+    CU_ASSERT_FATAL(j != NULL);
+    CU_ASSERT_EQUAL_FATAL(api->weight_bytes, aot->weight_bytes);
+    CU_ASSERT_EQUAL(api->kv_cache_bytes, aot->kv_cache_bytes);
+    CU_ASSERT(api->shape.kv_type == aot->shape.kv_type && api->shape.window == 40);
+    CU_ASSERT(api->shape.max_positions == aot->shape.max_positions && api->shape.max_positions >= N);
+    gqr_checkpoint ck;
+    snprintf(path, sizeof path, "build/gen/%s.bin", stem);
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, path, api, err, sizeof err) == 0);
+    float *want = window_logits(aot, ck.weights, N), *got = window_logits(api, ck.weights, N);
+    size_t V = (size_t)api->shape.vocab_size;
+    double d = test_rel_diff(got, want, N * V), db = test_rel_diff(got + N * V, want + N * V, V);
+    printf(" [%s %s: %.2g, prompt %.2g] ", name, stem, d, db);
+    CU_ASSERT(d <= 5e-3 && db <= 5e-3);
+    free(want), free(got);
+    gqr_checkpoint_close(&ck);
+    jit_free(j);
+    arena_free(a);
+}
+
 static void test_tcc(void) { check_backend("tcc"); }
+static void test_windowed_cc(void) {
+    check_windowed("cc", "swa_mix", &swa_mix_api);
+    check_windowed("cc", "swa_f16", &swa_f16_api);
+}
+static void test_windowed_tcc(void) {
+    check_windowed("tcc", "swa_mix", &swa_mix_api);
+    check_windowed("tcc", "swa_f16", &swa_f16_api);
+}
 static void test_quantized_cc(void) { check_quantized("cc"); }
 static void test_quantized_tcc(void) { check_quantized("tcc"); }
 static void test_cc(void) { check_backend("cc"); }
@@ -545,6 +615,8 @@ int main(void) {
     CU_add_test(s, "cc: the AOT code's logits", test_cc);
     CU_add_test(s, "every weight type, cc (native) against AOT", test_quantized_cc);
     CU_add_test(s, "every weight type, tcc against AOT", test_quantized_tcc);
+    CU_add_test(s, "typed caches, windows and sinks, cc (native) against AOT", test_windowed_cc);
+    CU_add_test(s, "typed caches, windows and sinks, tcc against AOT", test_windowed_tcc);
     CU_add_test(s, "backend errors", test_backend_errors);
     CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
     CU_add_test(s, "cache: the root is private", test_cache_root);

@@ -10,6 +10,11 @@
  * reads those files on its own and computes in double precision, in the
  * plainest way: no groups but the rule query head h -> KV head h / G.
  *
+ * KV caches of f16, bf16 and q8_0 against the f32 cache's reference and
+ * against their own rounding; sliding windows, sinks and global layers
+ * against an explicit mask, past the context where every layer has a
+ * window; seek and rewinds on a ring.
+ *
  * Also: forward_batch (a prompt in blocks) against forward token by token,
  * independence of instances (interleaved, and in two threads), the API's
  * error codes, and the generated C of every example compiled by gcc,
@@ -55,11 +60,15 @@ typedef struct {
     double rope_theta, norm_eps;
     int rope_halves;
     double factor, low_freq, high_freq, original_context; /* Llama 3 scaling; factor 0: none */
+    int kv_type;                            /* GQA_DT_* of the KV cache */
+    int window, sinks, global_every;        /* window 0: none */
 } TestModel;
 
 static const TestModel models[] = {
-#define MODEL(stem, gqa, flags, head_dim, bias, theta, eps, halves, factor, low, high, original) \
-    {&stem##_api, #stem, head_dim, bias, theta, eps, halves, factor, low, high, original},
+#define MODEL(stem, gqa, flags, head_dim, bias, theta, eps, halves, factor, low, high, original, kv, \
+              window, sinks, every)                                                              \
+    {&stem##_api, #stem, head_dim, bias, theta, eps, halves, factor, low, high, original,         \
+     GQA_DT_##kv, window, sinks, every},
 #include "models.def"
 #undef MODEL
 };
@@ -95,7 +104,7 @@ static int load(File *f, const char *stem) {
 static int quantized(const gqa_model_api *api) {
     for (size_t i = 0; i < api->n_tensors; i++)
         if (gqr_q_is_block(api->tensors[i].dtype))
-            return 1;
+            return 1.0;
     return 0;
 }
 
@@ -128,8 +137,12 @@ typedef struct {
     const TestModel *m;
     const float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
     const float *bq, *bk, *bv;
-    double *kc, *vc; /* (layer, context, kv_heads * head_dim) */
+    int cap;         /* positions the cache holds: the context, or more past it */
+    int round;       /* REF_ROUND_K | REF_ROUND_V: store K, V as the cache's type holds them */
+    double *kc, *vc; /* (layer, cap, kv_heads * head_dim) */
 } Ref;
+
+enum { REF_ROUND_K = 1, REF_ROUND_V = 2 };
 
 static const float *take(const float **p, size_t n) {
     const float *t = *p;
@@ -145,7 +158,7 @@ static gqa_shape ref_shape(const TestModel *m, const File *f) {
     return s;
 }
 
-static void ref_init(Ref *r, const TestModel *m, const gqa_shape *s, const float *w) {
+static void ref_init(Ref *r, const TestModel *m, const gqa_shape *s, const float *w, int cap) {
     size_t L = (size_t)s->n_layers, D = (size_t)s->dim, F = (size_t)s->hidden_dim;
     size_t Q = (size_t)s->n_heads * s->head_dim, KV = (size_t)s->n_kv_heads * s->head_dim;
     size_t V = (size_t)s->vocab_size;
@@ -167,8 +180,10 @@ static void ref_init(Ref *r, const TestModel *m, const gqa_shape *s, const float
     r->bq = s->qkv_bias ? take(&w, L * Q) : NULL;
     r->bk = s->qkv_bias ? take(&w, L * KV) : NULL;
     r->bv = s->qkv_bias ? take(&w, L * KV) : NULL;
-    r->kc = calloc(L * (size_t)s->seq_len * KV, sizeof(double));
-    r->vc = calloc(L * (size_t)s->seq_len * KV, sizeof(double));
+    r->cap = cap;
+    r->round = 0;
+    r->kc = calloc(L * (size_t)cap * KV, sizeof(double));
+    r->vc = calloc(L * (size_t)cap * KV, sizeof(double));
 }
 
 static void ref_free(Ref *r) {
@@ -221,15 +236,28 @@ static void ref_rope(const TestModel *m, double *v, int heads, int hd, int pos) 
         }
 }
 
+/* Whether the query at pos sees position t in layer l: its window (the
+ * window positions up to itself) and the sinks; every position when the
+ * model has no window or l is a global layer (every global_every-th,
+ * counting from 1). */
+static int ref_sees(const TestModel *m, int l, int pos, int t) {
+    if (m->window <= 0 || (m->global_every > 0 && (l + 1) % m->global_every == 0))
+        return 1.0;
+    return pos - t < m->window || t < m->sinks;
+}
+
 static void ref_attention(Ref *r, int l, int pos, const double *q, double *out) {
     const gqa_shape *s = &r->s;
     int hd = s->head_dim, KV = s->n_kv_heads * hd, G = s->n_heads / s->n_kv_heads;
     double *score = malloc((size_t)(pos + 1) * sizeof *score);
     for (int h = 0; h < s->n_heads; h++) {
-        const double *k = r->kc + (size_t)l * s->seq_len * KV + (size_t)(h / G) * hd;
-        const double *v = r->vc + (size_t)l * s->seq_len * KV + (size_t)(h / G) * hd;
+        const double *k = r->kc + (size_t)l * r->cap * KV + (size_t)(h / G) * hd;
+        const double *v = r->vc + (size_t)l * r->cap * KV + (size_t)(h / G) * hd;
         double max = -INFINITY, sum = 0;
         for (int t = 0; t <= pos; t++) {
+            score[t] = -INFINITY;
+            if (!ref_sees(r->m, l, pos, t))
+                continue;
             score[t] = 0;
             for (int d = 0; d < hd; d++)
                 score[t] += q[h * hd + d] * k[(size_t)t * KV + d];
@@ -237,7 +265,7 @@ static void ref_attention(Ref *r, int l, int pos, const double *q, double *out) 
             max = fmax(max, score[t]);
         }
         for (int t = 0; t <= pos; t++)
-            sum += score[t] = exp(score[t] - max);
+            sum += score[t] = exp(score[t] - max); /* 0 where masked */
         for (int d = 0; d < hd; d++) {
             out[h * hd + d] = 0;
             for (int t = 0; t <= pos; t++)
@@ -245,6 +273,24 @@ static void ref_attention(Ref *r, int l, int pos, const double *q, double *out) 
         }
     }
     free(score);
+}
+
+/* x (n values, whole q8_0 blocks of 32) as the cache's type holds them:
+ * through the runtime's ggml quantizer and back (f16 and bf16 round to
+ * nearest even; q8_0 a scale a block of 32, which a KV head's row is
+ * whole blocks of). */
+static void ref_round(int kv_type, double *x, int n) {
+    enum { MAX = 1024 };
+    float f[MAX];
+    unsigned char q[4 * MAX];
+    char err[200];
+    CU_ASSERT_FATAL(n <= MAX);
+    for (int i = 0; i < n; i++)
+        f[i] = (float)x[i];
+    CU_ASSERT_FATAL(gqr_q_quantize_row(kv_type, f, (uint64_t)n, q, err, sizeof err) == 0);
+    gqr_q_dequantize_row(kv_type, q, (uint64_t)n, f);
+    for (int i = 0; i < n; i++)
+        x[i] = f[i];
 }
 
 static void ref_forward(Ref *r, int token, int pos, double *logits) {
@@ -263,8 +309,12 @@ static void ref_forward(Ref *r, int token, int pos, double *logits) {
         ref_matvec(v, r->wv + (size_t)l * KV * D, xb, D, KV, r->bv ? r->bv + (size_t)l * KV : NULL);
         ref_rope(r->m, q, s->n_heads, s->head_dim, pos);
         ref_rope(r->m, k, s->n_kv_heads, s->head_dim, pos);
-        memcpy(r->kc + ((size_t)l * s->seq_len + pos) * KV, k, sizeof(double) * KV);
-        memcpy(r->vc + ((size_t)l * s->seq_len + pos) * KV, v, sizeof(double) * KV);
+        if (r->round & REF_ROUND_K)
+            ref_round(r->m->kv_type, k, KV);
+        if (r->round & REF_ROUND_V)
+            ref_round(r->m->kv_type, v, KV);
+        memcpy(r->kc + ((size_t)l * r->cap + pos) * KV, k, sizeof(double) * KV);
+        memcpy(r->vc + ((size_t)l * r->cap + pos) * KV, v, sizeof(double) * KV);
         ref_attention(r, l, pos, q, att);
         ref_matvec(xb2, r->wo + (size_t)l * D * Q, att, Q, D, NULL);
         for (int i = 0; i < D; i++)
@@ -306,12 +356,83 @@ static int token_at(int i, int vocab) {
     return (i * 7919 + 13) % vocab;
 }
 
-/* Positions 0 .. n-1 of one model against the reference. */
-static double check_model(const TestModel *m, int n, int threads) {
+/* The reference's logits at positions 0 .. n-1 of tokens token_at(pos),
+ * n rows of the vocabulary (n may pass the context: the reference's cache
+ * holds n positions).  round: REF_ROUND_* (0: the f32 cache's reference). */
+static double *ref_run(const TestModel *m, int n, int round) {
+    File f;
+    Ref r;
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    gqa_shape s = ref_shape(m, &f);
+    size_t V = (size_t)s.vocab_size;
+    float *floats = ref_floats(m->api, &f);
+    double *want = malloc(sizeof(double) * (size_t)n * V);
+    ref_init(&r, m, &s, floats, n);
+    r.round = round;
+    for (int pos = 0; pos < n; pos++)
+        ref_forward(&r, token_at(pos, (int)V), pos, want + (size_t)pos * V);
+    ref_free(&r);
+    free(floats), free(f.data);
+    return want;
+}
+
+/* forward at positions 0 .. n-1 against ref_run's want: the worst error. */
+static double decode_error(const TestModel *m, const double *want, int n, int threads) {
     File f;
     Instance in;
-    Ref r;
+    int V = m->api->shape.vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)V);
     double worst = 0;
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
+    m->api->set_threads(in.s, threads);
+    for (int pos = 0; pos < n; pos++) {
+        CU_ASSERT_EQUAL(m->api->forward(in.s, token_at(pos, V), pos, logits), GQA_OK);
+        worst = fmax(worst, test_rel_error(logits, want + (size_t)pos * V, (size_t)V));
+    }
+    free(logits), free(in.arena), free(f.data);
+    return worst;
+}
+
+/* The same through forward_batch, in calls of uneven lengths (each cut
+ * into prompt blocks of GQ_BATCH tokens, so the blocks start at many
+ * offsets), each call's last logits against the reference's. */
+static double prompt_error(const TestModel *m, const double *want, int n, int threads) {
+    static const int lengths[] = {100, 64, 37, 150, 1, 90, 64, 5};
+    File f;
+    Instance in;
+    int V = m->api->shape.vocab_size, len;
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    int *tokens = malloc(sizeof(int) * (size_t)n);
+    double worst = 0;
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
+    m->api->set_threads(in.s, threads);
+    for (int pos = 0; pos < n; pos++)
+        tokens[pos] = token_at(pos, V);
+    for (int pos = 0, i = 0; pos < n; pos += len, i++) {
+        len = lengths[i % 8] < n - pos ? lengths[i % 8] : n - pos;
+        CU_ASSERT_EQUAL(m->api->forward_batch(in.s, tokens + pos, len, pos, logits), GQA_OK);
+        worst = fmax(worst, test_rel_error(logits, want + (size_t)(pos + len - 1) * V, (size_t)V));
+    }
+    free(logits), free(tokens), free(in.arena), free(f.data);
+    return worst;
+}
+
+/* The worse of the two. */
+static double both_errors(const TestModel *m, const double *want, int n, int threads) {
+    return fmax(decode_error(m, want, n, threads), prompt_error(m, want, n, threads));
+}
+
+/* Whether every layer has a window: then positions run past the context. */
+static int unbounded(const TestModel *m) {
+    return m->window > 0 && m->global_every == 0;
+}
+
+/* Positions 0 .. n-1 (at most the context) of one model against the
+ * reference, after its shape against the generated one's. */
+static double check_model(const TestModel *m, int n, int threads) {
+    File f;
     CU_ASSERT_FATAL(load(&f, m->stem) == 0);
     gqa_shape shape = ref_shape(m, &f), *s = &shape;
     const gqa_shape *api = &m->api->shape;
@@ -323,25 +444,56 @@ static double check_model(const TestModel *m, int n, int threads) {
     CU_ASSERT(api->qkv_bias == s->qkv_bias && api->rope_theta == s->rope_theta);
     CU_ASSERT(api->rope_halves == s->rope_halves);
     CU_ASSERT(fabs(api->norm_eps - s->norm_eps) < 1e-12);
-    CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
-    m->api->set_threads(in.s, threads);
-    float *floats = ref_floats(m->api, &f);
-    ref_init(&r, m, s, floats);
-    float *logits = malloc(sizeof(float) * (size_t)s->vocab_size);
-    double *want = malloc(sizeof(double) * (size_t)s->vocab_size);
-    for (int pos = 0; pos < n && pos < s->seq_len; pos++) {
-        int tok = token_at(pos, s->vocab_size);
-        CU_ASSERT_EQUAL(m->api->forward(in.s, tok, pos, logits), GQA_OK);
-        ref_forward(&r, tok, pos, want);
-        worst = fmax(worst, test_rel_error(logits, want, s->vocab_size));
-    }
-    free(logits), free(want), free(in.arena), free(f.data), free(floats);
-    ref_free(&r);
+    CU_ASSERT(api->kv_type == m->kv_type && api->window == m->window && api->sinks == m->sinks);
+    CU_ASSERT(api->global_every == m->global_every);
+    CU_ASSERT(unbounded(m) ? api->max_positions > s->seq_len : api->max_positions == s->seq_len);
+    free(f.data);
+    n = n < s->seq_len ? n : s->seq_len;
+    double *want = ref_run(m, n, 0);
+    double worst = decode_error(m, want, n, threads);
+    free(want);
     return worst;
 }
 
+/* A typed KV cache against the f32 cache's reference: the error its
+ * rounding costs, ~3x the worst measured over these models' decode and
+ * prompts on 1-3 threads (random weights; 64 positions, and a window's
+ * test's 320-421): f16 9.9e-4, bf16 8.2e-3, q8_0 3.3e-2.  A cache that
+ * stored a K or V wrong (its type, scale, layout) is off by ~100%. */
+static double kv_tolerance(int kv_type) {
+    switch (kv_type) {
+    case GQA_DT_F16:
+        return 3e-3;
+    case GQA_DT_BF16:
+        return 2.5e-2;
+    case GQA_DT_Q8_0:
+        return 0.1;
+    }
+    return 0;
+}
+
+/* Against a reference that stores K and V as the cache's type does
+ * (runtime/quant.c's rounding): the float model's own error, and values
+ * whose float and double K or V fall on two sides of a rounding step
+ * (more of them on the freestanding target, whose sin and cos are its
+ * own).  ~2x the worst measured (64 positions, 1 and 3 threads): f16
+ * 1.9e-4, bf16 1.9e-5, q8_0 2.8e-3 (6.0e-4 hosted).  A reference that
+ * rounded only K gave 7.2e-4, 5.5e-3, 1.6e-2, only V 6.8e-4, 4.6e-3,
+ * 1.2e-2: rounding both is what the cache does. */
+static double own_tolerance(int kv_type) {
+    switch (kv_type) {
+    case GQA_DT_F16:
+        return 4e-4;
+    case GQA_DT_BF16:
+        return 1e-4;
+    case GQA_DT_Q8_0:
+        return 5e-3;
+    }
+    return 0;
+}
+
 static double tolerance(const TestModel *m) {
-    return quantized(m->api) ? QUANT_TOLERANCE : TOLERANCE;
+    return fmax(quantized(m->api) ? QUANT_TOLERANCE : TOLERANCE, kv_tolerance(m->kv_type));
 }
 
 static void test_models_against_reference(void) {
@@ -563,7 +715,8 @@ static void test_batch_models(void) {
     for (int threads = 1; threads <= 2; threads++)
         for (size_t i = 0; i < N_MODELS; i++) {
             double err = check_batch(&models[i], threads);
-            double tol = quantized(models[i].api) ? QUANT_TOLERANCE : BATCH_TOLERANCE;
+            double tol = fmax(quantized(models[i].api) ? QUANT_TOLERANCE : BATCH_TOLERANCE,
+                              kv_tolerance(models[i].kv_type));
             if (err > tol)
                 printf("\n  %s, %d threads: batch differs by %.3g > %g", models[i].stem, threads, err, tol);
             CU_ASSERT(err <= tol);
@@ -584,7 +737,7 @@ static void test_batch_reference(void) {
         gqa_shape shape = ref_shape(m, &f);
         CU_ASSERT_FATAL(instance_new(&in, m->api, &f) == GQA_OK);
         float *floats = ref_floats(m->api, &f);
-        ref_init(&r, m, &shape, floats);
+        ref_init(&r, m, &shape, floats, shape.seq_len);
         float *logits = malloc(sizeof(float) * (size_t)vocab);
         double *want = malloc(sizeof(double) * (size_t)vocab);
         for (int pos = 0; pos < N; pos++) {
@@ -615,13 +768,15 @@ static void test_batch_one(void) {
         CU_ASSERT_FATAL(instance_new(&b, api, &f) == GQA_OK);
         /* On two threads one token has fewer (token, KV head) pairs than
          * threads in the MQA models: their batch takes decode's split path,
-         * the others the prompt's. */
+         * the others the prompt's.  A typed cache stores what the two
+         * paths computed, equal but for the last bits, which can round to
+         * neighbouring values of the type (kv_f16: 1.1e-5). */
         api->set_threads(a.s, 2);
         for (int pos = 0; pos < N; pos++) {
             int tok = token_at(pos, vocab);
             CU_ASSERT_EQUAL(api->forward_batch(a.s, &tok, 1, pos, got), GQA_OK);
             CU_ASSERT_EQUAL(api->forward(b.s, tok, pos, want), GQA_OK);
-            CU_ASSERT(test_rel_diff(got, want, vocab) <= 1e-6);
+            CU_ASSERT(test_rel_diff(got, want, vocab) <= fmax(1e-6, own_tolerance(models[i].kv_type)));
         }
         free(a.arena), free(b.arena), free(f.data);
     }
@@ -669,6 +824,160 @@ static void test_batch_errors(void) {
     CU_ASSERT_EQUAL(tiny_forward_batch(a.s, tokens, 1, C, logits), GQA_EPOS);
     CU_ASSERT_EQUAL(tiny_forward(a.s, 1, C - 1, logits), GQA_OK);
     free(a.arena), free(f.data);
+}
+
+/* ---- KV cache types, sliding windows, sinks ---- */
+
+/* The model of tests/models.def by its stem. */
+static const TestModel *model_named(const char *stem) {
+    for (size_t i = 0; i < N_MODELS; i++)
+        if (!strcmp(models[i].stem, stem))
+            return &models[i];
+    CU_FAIL_FATAL("no such model in tests/models.def");
+    return NULL;
+}
+
+/* Each typed cache of a model with f32 weights (so that the cache's is
+ * the only rounding) over 64 positions, decode and prompts on 1 and 3
+ * threads: against the f32 cache's reference within kv_tolerance (the
+ * worst per type printed), and against the typed reference within
+ * own_tolerance, which a cache that rounded K or V but not the other
+ * would not meet. */
+static void test_kv_types(void) {
+    static const char *const names[] = {"", "f16", "bf16", "", "q8_0"};
+    double worst[GQA_DT_Q8_0 + 1] = {0}, typed[GQA_DT_Q8_0 + 1] = {0};
+    for (size_t i = 0; i < N_MODELS; i++) {
+        const TestModel *m = &models[i];
+        if (m->kv_type == GQA_DT_F32 || quantized(m->api))
+            continue;
+        int n = m->api->shape.seq_len < 64 ? m->api->shape.seq_len : 64, t = m->kv_type;
+        double *want = ref_run(m, n, 0), *want_typed = ref_run(m, n, REF_ROUND_K | REF_ROUND_V);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            worst[t] = fmax(worst[t], both_errors(m, want, n, threads));
+            typed[t] = fmax(typed[t], both_errors(m, want_typed, n, threads));
+        }
+        free(want), free(want_typed);
+    }
+    for (int t = GQA_DT_F16; t <= GQA_DT_Q8_0; t++) {
+        if (t == GQA_DT_Q4_0)
+            continue;
+        printf("\n  kv_cache %s: error %.3g (tolerance %g), against its own rounding %.3g (tolerance %g)",
+               names[t], worst[t], kv_tolerance(t), typed[t], own_tolerance(t));
+        CU_ASSERT(worst[t] > 0 && worst[t] <= kv_tolerance(t));
+        CU_ASSERT(typed[t] <= own_tolerance(t));
+    }
+}
+
+/* Each windowed model against the reference's explicit mask, decode and
+ * prompts on 1, 2 and 3 threads: over its context (which its rings wrap),
+ * and when every layer has a window past the context by three windows
+ * and more, RoPE at the true positions. */
+static void test_windows(void) {
+    for (size_t i = 0; i < N_MODELS; i++) {
+        const TestModel *m = &models[i];
+        if (m->window <= 0)
+            continue;
+        int context = m->api->shape.seq_len, n = unbounded(m) ? context + 3 * m->window + 45 : context;
+        CU_ASSERT(n >= 3 * m->window);
+        CU_ASSERT(unbounded(m) ? m->api->shape.max_positions >= n : m->api->shape.max_positions == context);
+        double *want = ref_run(m, n, 0), worst = 0;
+        for (int threads = 1; threads <= 3; threads++)
+            worst = fmax(worst, both_errors(m, want, n, threads));
+        printf("\n  %s: %d positions (context %d), error %.3g (tolerance %g)", m->stem, n, context, worst,
+               tolerance(m));
+        CU_ASSERT(worst <= tolerance(m));
+        free(want);
+    }
+}
+
+/* An all-windowed model's cache is its rings: the same bytes at 8x the
+ * context, each layer's K and V per KV head the sinks' block, the window's
+ * two blocks, one more and a prompt block's four (of 16 positions). */
+static void test_window_memory(void) {
+    const gqa_shape *s = &swa_api.shape;
+    size_t position = 2 * (size_t)s->n_layers * (size_t)s->n_kv_heads * (size_t)s->head_dim * 4; /* f32 */
+    CU_ASSERT_EQUAL(swa_long_api.shape.seq_len, 8 * s->seq_len);
+    CU_ASSERT_EQUAL(swa_long_api.kv_cache_bytes, swa_api.kv_cache_bytes);
+    CU_ASSERT_EQUAL(swa_api.kv_cache_bytes, (1 + 2 + 1 + 4) * 16 * position);
+    CU_ASSERT(swa_api.kv_cache_bytes < (size_t)s->seq_len * position);
+}
+
+/* A new instance that ran tokens token_at(pos) at positions 0 .. n-1. */
+static void start(Instance *in, const TestModel *m, const File *f, int n, float *out) {
+    CU_ASSERT_FATAL(instance_new(in, m->api, f) == GQA_OK);
+    run_sequence(in, 0, n, out);
+}
+
+/* After running far past the window (its ring wrapped twice): going back a
+ * little (a window, which the ring still holds) reruns as before and goes
+ * on as if it never went back; going back further than the ring holds is
+ * GQA_EPOS through seek, forward and forward_batch, and changes nothing;
+ * back to the start reruns as before. */
+static void test_window_seek(void) {
+    enum { N = 300 };
+    const TestModel *m = model_named("swa");
+    const gqa_model_api *api = m->api;
+    int V = api->shape.vocab_size, w = m->window, tokens[8];
+    File f;
+    Instance a, b;
+    float *first = malloc(sizeof(float) * (size_t)(N + 1) * (size_t)V);
+    float *got = malloc(sizeof(float) * (size_t)V);
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    start(&a, m, &f, N, first);
+    start(&b, m, &f, N + 1, first); /* the same, and row N: a's next after its detours */
+    /* a little back */
+    CU_ASSERT_EQUAL(api->seek(a.s, N - w), GQA_OK);
+    for (int pos = N - w; pos < N; pos++) {
+        CU_ASSERT_EQUAL(api->forward(a.s, token_at(pos, V), pos, got), GQA_OK);
+        CU_ASSERT(memcmp(got, first + (size_t)pos * V, sizeof(float) * (size_t)V) == 0);
+    }
+    CU_ASSERT_EQUAL(api->forward(a.s, token_at(N - 3, V), N - 3, got), GQA_OK); /* forward going back */
+    CU_ASSERT(memcmp(got, first + (size_t)(N - 3) * V, sizeof(float) * (size_t)V) == 0);
+    for (int i = 0; i < 8; i++)
+        tokens[i] = token_at(N - 8 + i, V);
+    CU_ASSERT_EQUAL(api->forward_batch(a.s, tokens, 8, N - 8, got), GQA_OK); /* and a prompt */
+    CU_ASSERT(test_rel_diff(got, first + (size_t)(N - 1) * V, (size_t)V) <= BATCH_TOLERANCE);
+    for (int pos = N - 8; pos < N; pos++) { /* the decode path's K and V again */
+        CU_ASSERT_EQUAL(api->forward(a.s, token_at(pos, V), pos, got), GQA_OK);
+        CU_ASSERT(memcmp(got, first + (size_t)pos * V, sizeof(float) * (size_t)V) == 0);
+    }
+    /* far back: refused, and the next position is still N */
+    for (int i = 0; i < 8; i++)
+        tokens[i] = token_at(N / 2 + i, V);
+    CU_ASSERT_EQUAL(api->seek(a.s, N / 2), GQA_EPOS);
+    CU_ASSERT_EQUAL(api->forward(a.s, tokens[0], N / 2, got), GQA_EPOS);
+    CU_ASSERT_EQUAL(api->forward_batch(a.s, tokens, 8, N / 2, got), GQA_EPOS);
+    CU_ASSERT_EQUAL(api->forward(a.s, token_at(N + 1, V), N + 1, got), GQA_EPOS);
+    CU_ASSERT_EQUAL(api->forward(a.s, token_at(N, V), N, got), GQA_OK);
+    CU_ASSERT(memcmp(got, first + (size_t)N * V, sizeof(float) * (size_t)V) == 0);
+    /* back to the start, then on past the ring again */
+    CU_ASSERT_EQUAL(api->seek(a.s, 0), GQA_OK);
+    for (int pos = 0; pos < N; pos++) {
+        CU_ASSERT_EQUAL_FATAL(api->forward(a.s, token_at(pos, V), pos, got), GQA_OK);
+        CU_ASSERT(memcmp(got, first + (size_t)pos * V, sizeof(float) * (size_t)V) == 0);
+    }
+    free(first), free(got), free(a.arena), free(b.arena), free(f.data);
+}
+
+/* A model without a window keeps every position: any seek back works and
+ * reruns as before. */
+static void test_global_seek(void) {
+    enum { N = 40 };
+    const TestModel *m = model_named("kv_f16");
+    int V = m->api->shape.vocab_size;
+    File f;
+    Instance a;
+    float *first = malloc(sizeof(float) * (size_t)N * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
+    CU_ASSERT_FATAL(load(&f, m->stem) == 0);
+    start(&a, m, &f, N, first);
+    for (int back = N - 1; back >= 0; back -= 13) {
+        CU_ASSERT_EQUAL(m->api->seek(a.s, back), GQA_OK);
+        for (int pos = back; pos < N; pos++) {
+            CU_ASSERT_EQUAL(m->api->forward(a.s, token_at(pos, V), pos, got), GQA_OK);
+            CU_ASSERT(memcmp(got, first + (size_t)pos * V, sizeof(float) * (size_t)V) == 0);
+        }
+    }
+    free(first), free(got), free(a.arena), free(f.data);
 }
 
 /* ---- the generated C under three compilers ---- */
@@ -723,7 +1032,7 @@ int main(int argc, char **argv) {
         gen_dir = argv[1];
     gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
+        return 1.0;
     s = CU_add_suite("whole models", NULL, NULL);
     CU_add_test(s, "every test model against the reference", test_models_against_reference);
     CU_add_test(s, "tiny: full context, 2 threads", test_full_context);
@@ -737,6 +1046,12 @@ int main(int argc, char **argv) {
     CU_add_test(s, "every test model: a batch against the reference", test_batch_reference);
     CU_add_test(s, "n = 1 is forward", test_batch_one);
     CU_add_test(s, "errors change nothing", test_batch_errors);
+    s = CU_add_suite("KV cache types and windows", NULL, NULL);
+    CU_add_test(s, "typed caches against the f32 cache's reference", test_kv_types);
+    CU_add_test(s, "windows, sinks, global layers against the mask, past the context", test_windows);
+    CU_add_test(s, "an all-windowed cache does not grow with the context", test_window_memory);
+    CU_add_test(s, "seek and rewinds on a windowed model", test_window_seek);
+    CU_add_test(s, "seek back on a model without a window", test_global_seek);
     s = CU_add_suite("compilers", NULL, NULL);
     CU_add_test(s, "examples with gcc, clang, tcc", test_examples_compile);
     CU_add_test(s, "tcc build matches", test_tcc_build_matches);
