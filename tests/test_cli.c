@@ -260,6 +260,31 @@ static void test_info_weight_types(void) {
     CU_ASSERT(test_file_has(o, "weights: f32; norms and biases f32"));
 }
 
+/* info says the KV cache's type and what each layer sees, and its size
+ * held: a ring for a windowed layer. */
+static void test_info_kv_cache(void) {
+    const char *o = test_tmp("info-kv.out");
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, model, o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: f32; attention: full (every layer sees every position)"));
+    CU_ASSERT(test_file_has(o, "KV cache at context 256           64.00 KiB"));
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, small_model("win", true), o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: f16; attention: window 16, 4 sinks in every layer: runs past "
+                               "the context in constant memory"));
+    /* K and V, 2 layers, 2 KV heads, 8 f16 a head: 128 B a position; held,
+     * per KV head and layer, a sink block and a ring of 1 + 1 + 4 blocks
+     * (the window's, one more, a prompt block of 64: PLAN_BATCH) of 16
+     * positions, more than the context's 2 blocks, as it never ends */
+    CU_ASSERT(test_file_has(o, "KV cache per token                128 B"));
+    CU_ASSERT(test_file_has(o, "KV cache held (windows as rings)  14.00 KiB"));
+    const char *gqa = test_tmp("pattern.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, "model \"p\" {\n vocab = 32\n dim = 32\n layers = 6\n context = 64\n"
+                                         " attention {\n heads = 4\n kv_heads = 2\n window = 8\n global_every = 3\n }\n"
+                                         " ffn swiglu {\n hidden = 64\n }\n dtype {\n kv_cache = bf16\n }\n}\n"));
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, gqa, o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: bf16; attention: window 8; global_every 3: 2 of 6 layers see every "
+                               "position\n"));
+}
+
 int main(void) {
     gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -278,6 +303,7 @@ int main(void) {
         !CU_add_test(cli, "tune's bad values", test_tune_bad_value) ||
         !CU_add_test(cli, "run past the context", test_run_past_context) ||
         !CU_add_test(cli, "info's weight types", test_info_weight_types) ||
+        !CU_add_test(cli, "info's KV cache", test_info_kv_cache) ||
         !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original)) {
         CU_cleanup_registry();
         return 1;
