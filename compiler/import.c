@@ -260,9 +260,9 @@ static int config_window(Ctx *c, const cJSON *o, const char *arch, Imported *m) 
         return 0;
     }
     snprintf(m->note, sizeof m->note,
-             "context capped at the sliding window (%lld of %lld): layers %lld and up have it, the "
-             "first %lld none, which global_every cannot express; within it, sliding-window "
-             "attention is full attention", w, m->context, full, full);
+             "context capped at the sliding window (%lld of %lld): the first %lld layers have "
+             "none and the rest have it, which global_every cannot express; within it, "
+             "sliding-window attention is full attention", w, m->context, full);
     m->context = w;
     return 0;
 }
