@@ -287,7 +287,8 @@ bench: bench-build
 	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
 bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	@mkdir -p $(BENCH)
-	$(BUILD)/gen_attention 32768 $(BENCH_SHAPES) > $(BENCH)/attention_cases.c
+	$(BUILD)/gen_attention 32768 $(BENCH_SHAPES) $(foreach t,f16 bf16 q8_0,$(BENCH_SHAPES:%=%:$(t))) \
+	    > $(BENCH)/attention_cases.c
 	$(BUILD)/gqac bench/gqa-100m.gqa -o $(BENCH)/bench_100m.c --prefix bench_100m
 	$(BUILD)/gqac examples/tinyllama-1.1b.gqa -o $(BENCH)/tinyllama.c --prefix tinyllama
 	@rm -f $(BENCH)/typed.h
@@ -298,13 +299,21 @@ bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	    echo "TYPED($$stem, \"$$shape\", \"$$t\")" >> $(BENCH)/typed.h; \
 	done; done
 	@echo 'TYPED(tinyllama_q4_k_m, "tinyllama", "Q4_K_M")' >> $(BENCH)/typed.h
+	@rm -f $(BENCH)/kv.h
+	@for v in f32 f16 bf16 q8_0 window; do \
+	    t=$$v; win=; [ $$v = window ] && t=f32 && win='s/kv_heads = 4/kv_heads = 4\n        window = 1024\n        sinks = 4/'; \
+	    { sed -e '$$d' -e 's/context = 2048/context = 32768/' -e "$$win" bench/gqa-100m.gqa; \
+	      echo "    dtype { kv_cache = $$t }"; echo "}"; } > $(BENCH)/kv_$$v.gqa; \
+	    echo "KV(kv_$$v, \"100m $$v\")" >> $(BENCH)/kv.h; \
+	done
 	cp bench/tinyllama-q4_k_m.gqa $(BENCH)/tinyllama_q4_k_m.gqa
-	for f in $$(sed 's/TYPED(\([a-z0-9_]*\),.*/\1/' $(BENCH)/typed.h); do \
+	for f in $$(sed 's/TYPED(\([a-z0-9_]*\),.*/\1/' $(BENCH)/typed.h) $$(sed 's/KV(\([a-z0-9_]*\),.*/\1/' $(BENCH)/kv.h); do \
 	    $(BUILD)/gqac $(BENCH)/$$f.gqa -o $(BENCH)/$$f.c --prefix $$f && \
 	    $(CC) $(BENCH_CFLAGS) -c -o $(BENCH)/$$f.o $(BENCH)/$$f.c || exit 1; done
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH)/bench bench/bench.c $(BENCH)/attention_cases.c \
 	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c \
-	    $$(sed 's/TYPED(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/typed.h) -lm -ldl
+	    $$(sed 's/TYPED(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/typed.h) \
+	    $$(sed 's/KV(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/kv.h) -lm -ldl
 	tcc -shared -o $(BENCH)/bench_100m_tcc.so $(BENCH)/bench_100m.c -lm
 
 # ---- install ----

@@ -45,6 +45,21 @@ static const Typed typed[] = {
 #undef TYPED
 };
 
+/* The KV cache models (the Makefile writes kv.h): the 100 M model at a
+ * 32 k context with each cache type, and with a sliding window. */
+typedef struct {
+    const gqa_model_api *api;
+    const char *label;
+} KvModel;
+#define KV(stem, label) extern const gqa_model_api stem##_api;
+#include "kv.h"
+#undef KV
+static const KvModel kv_models[] = {
+#define KV(stem, label) {&stem##_api, label},
+#include "kv.h"
+#undef KV
+};
+
 #define REPEATS 5
 
 static FILE *json;
@@ -207,6 +222,15 @@ static const char *json_bool(int b) {
 
 /* ---- 2. decode attention ---- */
 
+/* Bytes of K and V of one position of one KV head, in the cache's type. */
+static double kv_row_bytes(int kv_type, int head_dim) {
+    return kv_type == GQA_DT_F32 ? 4.0 * head_dim : kv_type == GQA_DT_Q8_0 ? head_dim / 32 * 34.0 : 2.0 * head_dim;
+}
+
+static const char *kv_name(int kv_type) {
+    return kv_type == GQA_DT_F16 ? "f16" : kv_type == GQA_DT_BF16 ? "bf16" : kv_type == GQA_DT_Q8_0 ? "q8_0" : "f32";
+}
+
 /* The usual decode attention, llama2.c's: every query head reads its own
  * K and V rows (KV head h / G), two passes, shapes known only at run time. */
 static void generic_attention(float *out, const float *q, const float *kc, const float *vc,
@@ -337,15 +361,20 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
                     json_bool(held));
         }
     json_close_list();
-    printf("   %2s %4s %6s %3s | %9s %7s %6s %6s %7s | %9s %8s\n", "G", "hd", "T", "thr", "ms", "GB/s",
-           "read", "%read", "%bound", "generic", "speedup");
+    printf("   Cache types: bytes of K and V in the type; 'vs' is the generic f32 kernel's time (f32\n"
+           "   rows) or the f32 cache's (other types) over the row's\n");
+    printf("   %-4s %2s %4s %6s %3s | %9s %7s %6s %6s %7s | %9s %8s\n", "kv", "G", "hd", "T", "thr", "ms", "GB/s",
+           "read", "%read", "%bound", "vs (ms)", "speedup");
     json_open_list("attention");
+    double f32_ms[8][2][4][2] = {{{{0}}}}; /* [shape][hd 64/128][context][threads] */
     for (const AttentionCase *c = attention_cases; c->fn; c++) {
-        int group = c->heads / c->kv_heads;
+        int group = c->heads / c->kv_heads, gi = group < 8 ? group : 7, hi = c->head_dim == 128;
         attention_cases_fill(c->store, key_cache, value_cache, kc, vc, c->kv_heads, c->head_dim, ctx,
                              ctx - 1);
         for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
             int T = contexts[i];
+            if (c->kv_type != GQA_DT_F32 && T < 8192)
+                continue; /* cache types: the long contexts, where the cache is what is read */
             for (int threads = 1; threads <= 2; threads++) {
                 double ts[REPEATS], tg[REPEATS], bw[REPEATS];
                 for (int r = 0; r < REPEATS; r++) {
@@ -353,6 +382,9 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
                     double t0 = now();
                     c->fn(out, q, key_cache, value_cache, 0, 0, T - 1, scratch, threads);
                     ts[r] = now() - t0;
+                    tg[r] = 0;
+                    if (c->kv_type != GQA_DT_F32)
+                        continue;
                     sink = read_both(a, b, n, 2);
                     t0 = now();
                     generic_attention(out, q, kc, vc, c->heads, c->kv_heads, c->head_dim, ctx,
@@ -360,21 +392,27 @@ static void bench_attention(const double machine_gbps[3], const double peak[3], 
                     tg[r] = now() - t0;
                 }
                 double t = median(ts, REPEATS), g = median(tg, REPEATS), stream = median(bw, REPEATS);
-                double bytes = 2.0 * c->kv_heads * c->head_dim * (double)T * 4;
+                if (c->kv_type == GQA_DT_F32)
+                    f32_ms[gi][hi][i][threads - 1] = t;
+                else
+                    g = f32_ms[gi][hi][i][threads - 1];
+                double bytes = 2.0 * c->kv_heads * kv_row_bytes(c->kv_type, c->head_dim) * (double)T;
                 double flops = 4.0 * c->heads * c->head_dim * (double)T;
                 double bound = fmax(bytes / (stream * 1e9), flops / (peak[threads] * 1e9));
                 double gbps = bytes / t / 1e9;
                 int held = core_held(threads, stream, machine_gbps[1]);
-                printf("   %2d %4d %6d %3d | %9.3f %7.1f %6.1f %5.0f%% %6.0f%% | %9.3f %7.2fx%s\n", group,
-                       c->head_dim, T, threads, t * 1e3, gbps, stream, 100 * gbps / stream,
-                       100 * bound / t, g * 1e3, g / t, held_mark(held));
+                printf("   %-4s %2d %4d %6d %3d | %9.3f %7.1f %6.1f %5.0f%% %6.0f%% | %9.3f %7.2fx%s\n",
+                       kv_name(c->kv_type), group, c->head_dim, T, threads, t * 1e3, gbps, stream,
+                       100 * gbps / stream, 100 * bound / t, g * 1e3, g / t, held_mark(held));
                 fprintf(json,
-                        "%s\n    {\"G\": %d, \"head_dim\": %d, \"T\": %d, \"threads\": %d, \"ms\": %.4f, "
-                        "\"gbps\": %.2f, \"stream_gbps\": %.2f, \"pct_of_stream\": %.1f, "
-                        "\"pct_of_bound\": %.1f, \"generic_ms\": %.4f, \"speedup_vs_generic\": %.2f, "
-                        "\"core_held\": %s}",
-                        json_items++ ? "," : "", group, c->head_dim, T, threads, t * 1e3, gbps, stream,
-                        100 * gbps / stream, 100 * bound / t, g * 1e3, g / t, json_bool(held));
+                        "%s\n    {\"kv_cache\": \"%s\", \"G\": %d, \"head_dim\": %d, \"T\": %d, "
+                        "\"threads\": %d, \"ms\": %.4f, \"gbps\": %.2f, \"stream_gbps\": %.2f, "
+                        "\"pct_of_stream\": %.1f, \"pct_of_bound\": %.1f, \"%s_ms\": %.4f, "
+                        "\"speedup_vs_%s\": %.2f, \"core_held\": %s}",
+                        json_items++ ? "," : "", kv_name(c->kv_type), group, c->head_dim, T, threads, t * 1e3,
+                        gbps, stream, 100 * gbps / stream, 100 * bound / t,
+                        c->kv_type == GQA_DT_F32 ? "generic" : "f32", g * 1e3,
+                        c->kv_type == GQA_DT_F32 ? "generic" : "f32", g / t, json_bool(held));
             }
         }
     }
@@ -390,6 +428,19 @@ typedef struct {
     const char *compiler;
 } Model;
 
+/* Bytes of the KV cache a token at context ctx reads: every position of a
+ * layer without a window, the window and sinks of one with. */
+static double kv_read(const gqa_model_api *m, int ctx) {
+    const gqa_shape *s = &m->shape;
+    double row = 2.0 * s->n_kv_heads * kv_row_bytes(s->kv_type, s->head_dim), sum = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        int global = s->window <= 0 || (s->global_every > 0 && (l + 1) % s->global_every == 0);
+        int seen = global || ctx < s->window + s->sinks ? ctx : s->window + s->sinks;
+        sum += row * seen;
+    }
+    return sum;
+}
+
 /* Bytes one decoded token touches at context ctx: every weight but the
  * unused RoPE tables and all but one row of an untied embedding, and the
  * whole KV cache up to ctx. */
@@ -399,7 +450,7 @@ static double bytes_per_token(const gqa_model_api *m, int ctx) {
     for (size_t i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].kind != GQA_T_EMBED || s->tied_embeddings)
             weights += (double)m->tensors[i].bytes;
-    return weights + 2.0 * 4 * s->n_layers * s->n_kv_heads * s->head_dim * (double)ctx;
+    return weights + kv_read(m, ctx);
 }
 
 /* Weights of the layers and the classifier, in elements. */
@@ -471,11 +522,21 @@ static double decode_step(const gqa_model_api *m, Instance *in, int ctx, int thr
     double t[REPEATS], bw[REPEATS];
     m->set_threads(in->s, threads);
     for (int r = 0; r < repeats; r++) {
-        m->seek(in->s, ctx - 1);
+        /* (reset first: a windowed model refuses to seek back to where its
+         * ring no longer holds the window) */
+        m->reset(in->s);
+        if (m->seek(in->s, ctx - 1) != GQA_OK) {
+            fprintf(stderr, "bench: %s cannot seek to %d\n", m->name, ctx - 1);
+            exit(1);
+        }
         bw[r] = timed_read(a, b, n, threads);
         double t0 = now();
-        m->forward(in->s, 1, ctx - 1, in->logits);
+        int rc = m->forward(in->s, 1, ctx - 1, in->logits);
         t[r] = now() - t0;
+        if (rc != GQA_OK) {
+            fprintf(stderr, "bench: %s's forward at %d failed (%d)\n", m->name, ctx - 1, rc);
+            exit(1);
+        }
     }
     *stream = median(bw, repeats);
     return median(t, repeats);
@@ -649,10 +710,54 @@ static void bench_types(const double machine_gbps[3], const double machine_peak[
     json_close_list();
 }
 
+/* 6. The KV cache in a whole model: the 100 M model at a 32 k context
+ * with each cache type, and with a window of 1024 (and 4 sinks) on every
+ * layer: a decode step at growing contexts against the bandwidth of the
+ * same seconds (bytes: the weights and the cache the token reads).  A
+ * windowed model's steps stay flat past the window. */
+static void bench_kv(const double machine_gbps[3], const float *a, const float *b, size_t n) {
+    static const int contexts[] = {1024, 4096, 16384, 32768};
+    enum { N_CTX = sizeof contexts / sizeof contexts[0] };
+    printf("\n6. KV cache types and a sliding window: decode (tok/s, %% of the bandwidth read in the same "
+           "seconds)\n   %-16s %3s |", "model", "thr");
+    for (int c = 0; c < N_CTX; c++)
+        printf(" %6d ctx %%bw |", contexts[c]);
+    printf("\n");
+    json_open_list("kv_cache");
+    for (size_t i = 0; i < sizeof kv_models / sizeof kv_models[0]; i++) {
+        const gqa_model_api *m = kv_models[i].api;
+        void *w = typed_weights(m, 31 + (unsigned)i);
+        Instance in;
+        instance(&in, m, w);
+        for (int threads = 1; threads <= 2; threads++) {
+            double tok_s[N_CTX], pct[N_CTX];
+            int held = 0;
+            printf("   %-16s %3d |", kv_models[i].label, threads);
+            for (int c = 0; c < N_CTX; c++) {
+                double stream, t = decode_step(m, &in, contexts[c], threads, REPEATS, a, b, n, &stream);
+                tok_s[c] = 1 / t;
+                pct[c] = 100 * bytes_per_token(m, contexts[c]) / (stream * 1e9) / t;
+                held |= core_held(threads, stream, machine_gbps[1]);
+                printf(" %10.1f %3.0f%% |", tok_s[c], pct[c]);
+            }
+            printf("%s\n", held_mark(held));
+            fprintf(json, "%s\n    {\"model\": \"%s\", \"threads\": %d, \"kv_cache_bytes\": %zu", json_items++ ? "," : "",
+                    kv_models[i].label, threads, m->kv_cache_bytes);
+            for (int c = 0; c < N_CTX; c++)
+                fprintf(json, ", \"tok_s_%d\": %.2f, \"pct_of_bandwidth_%d\": %.1f", contexts[c], tok_s[c],
+                        contexts[c], pct[c]);
+            fprintf(json, ", \"core_held\": %s}", json_bool(held));
+        }
+        instance_free(&in);
+        free(w);
+    }
+    json_close_list();
+}
+
 int main(int argc, char **argv) {
     const char *out = argc > 1 ? argv[1] : "build/bench.json";
     const char *tcc_so = argc > 2 ? argv[2] : "build/bench/bench_100m_tcc.so";
-    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types";
+    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types,kv";
     int cores = omp_get_max_threads() > 2 ? 2 : omp_get_max_threads();
     double stream[3], peak[3];
     json = fopen(out, "w");
@@ -691,6 +796,10 @@ int main(int argc, char **argv) {
     if (strstr(sections, "types")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
         bench_types(stream, peak, a, b, n);
+    }
+    if (strstr(sections, "kv")) {
+        measure_machine(a, b, n, stream, peak, "\n   The machine again:");
+        bench_kv(stream, a, b, n);
     }
     free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"

@@ -566,7 +566,7 @@ int quantize_command(const QuantizeArgs *q, Arena *a);
 /* ---- tune.c: gqac tune ---- */
 
 /* gqac tune MODEL.gqa FLAGS (argv: the flags after the model): every
- * candidate kv_heads and weight type compiled, its weights mean-pooled in
+ * candidate kv_heads, weight type and cache type compiled, its weights mean-pooled in
  * floats and stored in its types, timed and scored; the report printed
  * and written.  An exit status. */
 int tune_command(const Model *m, int argc, char **argv, Arena *a);
@@ -584,11 +584,12 @@ int tune_pack(const Model *from, const float *src, const Model *to, const struct
 
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 
-/* One measured variant of the model: its kv_heads and weight types, and
+/* One measured variant of the model: its kv_heads, weight and cache types, and
  * what it costs and loses.  NAN in ppl and kl when there was no eval text. */
 typedef struct {
     int kv_heads;
     const char *weights;       /* its matrices' type ("q8_0"), or "mixed"; NULL: not given */
+    const char *kv_cache;      /* its KV cache's type ("f16"); NULL: not given */
     bool original;             /* the reference of ppl and KL (one row) */
     double *ms_per_token;      /* median decode latency at each of the report's contexts */
     double kv_bytes_per_token; /* the KV cache's growth per position */

@@ -62,7 +62,7 @@ static const char usage_text[] =
     "       gqac quantize WEIGHTS -o OUT.gguf --type T [--model MODEL.gqa]\n"
     "                 [--keep NAME,...] [--keep-type T]\n"
     "       gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k]\n"
-    "                 [--context 512,2048]\n"
+    "                 [--kv-types file,f16,q8_0] [--context 512,2048]\n"
     "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc]\n"
     "                 [--runs N] [--threads N] [--eval-tokens N] [--out PREFIX] [--emit DIR]\n"
     "\n"

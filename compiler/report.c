@@ -73,6 +73,11 @@ static const char *weights_of(const TuneReport *r, int i) {
     return r->rows[i].weights ? r->rows[i].weights : "-";
 }
 
+/* A row's cache type for every output. */
+static const char *cache_of(const TuneReport *r, int i) {
+    return r->rows[i].kv_cache ? r->rows[i].kv_cache : "-";
+}
+
 /* Whether row i is a better recommendation than row best (-1: none yet). */
 static bool better(const TuneReport *r, int i, int best) {
     if (best < 0)
@@ -203,7 +208,7 @@ static double ppl_change(const TuneReport *r, int i) {
 }
 
 static int n_columns(const TuneReport *r) {
-    return 10 + r->n_contexts;
+    return 11 + r->n_contexts;
 }
 
 static void header_cells(const TuneReport *r, Cell *c) {
@@ -213,6 +218,7 @@ static void header_cells(const TuneReport *r, Cell *c) {
     snprintf(c[k++], CELL, "kv_heads");
     snprintf(c[k++], CELL, "group");
     snprintf(c[k++], CELL, "weights");
+    snprintf(c[k++], CELL, "cache");
     for (int j = 0; j < r->n_contexts; j++)
         snprintf(c[k++], CELL, "ms/tok @%d", r->contexts[j]);
     for (int j = 0; j < 7; j++)
@@ -225,6 +231,7 @@ static void row_cells(const TuneReport *r, int i, Cell *c) {
     snprintf(c[k++], CELL, "%d", w->kv_heads);
     snprintf(c[k++], CELL, "%d", group_size(r, i));
     snprintf(c[k++], CELL, "%.16s", weights_of(r, i));
+    snprintf(c[k++], CELL, "%.16s", cache_of(r, i));
     for (int j = 0; j < r->n_contexts; j++)
         value_cell(c[k++], "%.3f", w->ms_per_token[j]);
     bytes_cell(c[k++], w->kv_bytes_per_token);
@@ -259,6 +266,9 @@ static void print_grid(const TuneReport *r, Cell *grid, int n_cols, FILE *out) {
 static void print_recommendation(const TuneReport *r, FILE *out) {
     int best = r->recommended, orig = original_row(r);
     int ctx = r->contexts[r->n_contexts - 1];
+    char cache[32] = ""; /* ", cache f16" where the rows say */
+    if (best >= 0 && r->rows[best].kv_cache)
+        snprintf(cache, sizeof cache, ", cache %.16s", r->rows[best].kv_cache);
     if (r->max_ppl_increase < 0)
         fputs("recommended: none (no --max-ppl-increase given)\n", out);
     else if (!has_ppl(r))
@@ -267,13 +277,13 @@ static void print_recommendation(const TuneReport *r, FILE *out) {
         fprintf(out, "recommended: none (no variant within +%g%% perplexity of the original)\n",
                 r->max_ppl_increase * 100);
     else if (best == orig)
-        fprintf(out, "recommended: kv_heads %d, weights %s, the original: no variant is faster at "
+        fprintf(out, "recommended: kv_heads %d, weights %s%s, the original: no variant is faster at "
                      "context %d within +%g%% perplexity\n",
-                r->rows[best].kv_heads, weights_of(r, best), ctx, r->max_ppl_increase * 100);
+                r->rows[best].kv_heads, weights_of(r, best), cache, ctx, r->max_ppl_increase * 100);
     else
-        fprintf(out, "recommended: kv_heads %d (G = %d), weights %s: %.1f%% faster than the "
+        fprintf(out, "recommended: kv_heads %d (G = %d), weights %s%s: %.1f%% faster than the "
                      "original at context %d, perplexity %+.2f%%\n",
-                r->rows[best].kv_heads, group_size(r, best), weights_of(r, best),
+                r->rows[best].kv_heads, group_size(r, best), weights_of(r, best), cache,
                 (1 - cost_x(r, best) / cost_x(r, orig)) * 100, ctx, ppl_change(r, best));
 }
 
@@ -369,6 +379,7 @@ static bool json_variant(const TuneReport *r, int i, cJSON *v) {
     const TuneRow *w = &r->rows[i];
     return v && json_number(v, "kv_heads", w->kv_heads) &&
            json_string(v, "weights", weights_of(r, i)) &&
+           json_string(v, "kv_cache", w->kv_cache) &&
            cJSON_AddBoolToObject(v, "original", w->original) &&
            json_number(v, "group_size", group_size(r, i)) && json_latency(r, i, v) &&
            json_number(v, "kv_bytes_per_token", w->kv_bytes_per_token) &&
@@ -391,7 +402,9 @@ static bool json_results(const TuneReport *r, cJSON *root) {
     ok = ok && json_number(root, "max_ppl_increase", budget) &&
          json_number(root, "recommended_kv_heads", best) &&
          json_string(root, "recommended_weights",
-                     r->recommended < 0 ? NULL : weights_of(r, r->recommended));
+                     r->recommended < 0 ? NULL : weights_of(r, r->recommended)) &&
+         json_string(root, "recommended_kv_cache",
+                     r->recommended < 0 ? NULL : r->rows[r->recommended].kv_cache);
     cJSON *variants = ok ? cJSON_AddArrayToObject(root, "variants") : NULL;
     ok = variants != NULL;
     for (int i = 0; ok && i < r->n_rows; i++) {
@@ -436,7 +449,7 @@ static void csv_number(FILE *f, double v) {
 }
 
 static bool csv_write(const TuneReport *r, FILE *f) {
-    fputs("kv_heads,weights,group_size", f);
+    fputs("kv_heads,weights,kv_cache,group_size", f);
     for (int j = 0; j < r->n_contexts; j++)
         fprintf(f, ",ms_per_token_at_%d", r->contexts[j]);
     fputs(",kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,memory_bytes,"
@@ -444,7 +457,8 @@ static bool csv_write(const TuneReport *r, FILE *f) {
     for (int i = 0; i < r->n_rows; i++) {
         const TuneRow *w = &r->rows[i];
         /* a type's name: letters, digits, '_' and '-', nothing to quote */
-        fprintf(f, "%d,%.16s,%d", w->kv_heads, weights_of(r, i), group_size(r, i));
+        fprintf(f, "%d,%.16s,%.16s,%d", w->kv_heads, weights_of(r, i), cache_of(r, i),
+                group_size(r, i));
         for (int j = 0; j < r->n_contexts; j++)
             csv_number(f, w->ms_per_token[j]);
         csv_number(f, w->kv_bytes_per_token);
@@ -541,7 +555,7 @@ static void svg_axis(FILE *f, const Axis *a, bool y) {
 static void svg_titles(const TuneReport *r, FILE *f) {
     fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", SVG_W / 2);
     text_put(f, r->model_name, true);
-    fputs(": kv_heads and weight type variants, backend ", f);
+    fputs(": kv_heads, weight and cache type variants, backend ", f);
     text_put(f, r->backend, true);
     fputs(strcmp(r->backend, "tcc") ? "" : " (unoptimized code)", f);
     fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">decode latency at context "
@@ -591,6 +605,10 @@ static void svg_points(const TuneReport *r, FILE *f, const Axis *ax, const Axis 
                    "<text x=\"%.1f\" y=\"%.1f\">kv%d ",
                 x, y, x + 11, y - 6, r->rows[i].kv_heads);
         text_put(f, weights_of(r, i), true);
+        if (r->rows[i].kv_cache && strcmp(r->rows[i].kv_cache, "f32")) {
+            fputs(" cache ", f); /* an f32 cache, the default, goes unsaid */
+            text_put(f, r->rows[i].kv_cache, true);
+        }
         fputs("</text>\n", f);
         if (i == r->recommended)
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"9\" fill=\"none\" stroke=\"#2ca02c\" "
@@ -601,12 +619,12 @@ static void svg_points(const TuneReport *r, FILE *f, const Axis *ax, const Axis 
 
 /* The legend's symbols are paths, so each <circle> in the file is a point. */
 static void svg_legend(const TuneReport *r, FILE *f) {
-    int x = SVG_W - RIGHT - 180, y = TOP + 10, rows = r->recommended >= 0 ? 3 : 2;
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"170\" height=\"%d\" fill=\"white\" "
+    int x = SVG_W - RIGHT - 220, y = TOP + 10, rows = r->recommended >= 0 ? 3 : 2;
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"210\" height=\"%d\" fill=\"white\" "
                "stroke=\"#999\"/>\n",
             x, y, 8 + 18 * rows);
     fprintf(f, "<path d=\"M%d %dm-4 0a4 4 0 1 0 8 0a4 4 0 1 0 -8 0\" fill=\"#1f77b4\"/>\n"
-               "<text x=\"%d\" y=\"%d\">variant (kvN TYPE)</text>\n",
+               "<text x=\"%d\" y=\"%d\">variant (kvN TYPE [cache T])</text>\n",
             x + 14, y + 14, x + 28, y + 18);
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#d62728\" "
                "stroke-width=\"1.5\"/>\n<text x=\"%d\" y=\"%d\">Pareto front</text>\n",

@@ -2,13 +2,14 @@
  * tune.c: `gqac tune MODEL.gqa --weights W [...]`, the KV-head trade-off
  * measured.  Needs: the JIT (one compiled variant per candidate kv_heads),
  * the runtime (weights, tokenizer) and report.c.  Provides: for each
- * candidate kv_heads and weight type, the weights converted by mean-pooling
- * K and V heads (Ainslie et al. 2023, "GQA", section 2.1) in floats, then
- * stored in the type; decode latency at each context, memory, and, on an
- * eval text, perplexity and the KL divergence from the original.
+ * candidate kv_heads, weight type and KV-cache type, the weights converted
+ * by mean-pooling K and V heads (Ainslie et al. 2023, "GQA", section 2.1)
+ * in floats, then stored in the type; decode latency at each context,
+ * memory, and, on an eval text, perplexity and the KL divergence from the
+ * original.
  *
  *   gqac tune M.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k]
- *             [--context 512,2048]
+ *             [--kv-types file,f16,q8_0] [--context 512,2048]
  *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
  *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
  *             [--emit DIR]
@@ -34,6 +35,7 @@ typedef struct {
     const char *weights, *eval, *tokenizer, *jit, *out, *emit;
     int kv[MAX_LIST], n_kv;
     int types[DT_COUNT + 1], n_types; /* DType or TYPE_FILE */
+    int kv_types[DT_COUNT + 1], n_kv_types; /* the cache's: DType or TYPE_FILE */
     int contexts[MAX_LIST], n_contexts;
     int eval_tokens, runs, threads;
     double max_ppl_increase;
@@ -45,6 +47,7 @@ typedef struct {
     Model m;
     int type;          /* DType, or TYPE_FILE */
     const char *label; /* the report's "weights": a type's name, or "mixed" */
+    const char *cache; /* the report's "kv_cache": the cache's type */
     JitModel *jit;
     const gqa_model_api *api;
     unsigned char *weights; /* owned, or NULL (the original) */
@@ -57,8 +60,8 @@ static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, "gqac tune: error: ");
     fprintf(stderr, fmt, arg);
     fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k] "
-          "[--context 512,2048] [--eval TEXT --tokenizer T] [--jit cc|tcc] [--max-ppl-increase 5%] "
-          "[--out PREFIX] [--emit DIR])\n",
+          "[--kv-types file,f16,q8_0] [--context 512,2048] [--eval TEXT --tokenizer T] "
+          "[--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -70,6 +73,8 @@ static int bad_value(const char *flag, const char *v) {
         {"--kv-heads", "a list of whole numbers >= 1, like 1,2,4"},
         {"--types", "a list of file (the model's own types), f32, f16, bf16, q8_0, q4_0, q4_k "
                     "or q6_k, like file,q8_0,q4_k"},
+        {"--kv-types", "a list of file (the model's own cache type), f32, f16, bf16 or q8_0, "
+                       "like f32,f16,q8_0"},
         {"--context", "a list of whole numbers >= 1, like 512,2048"},
         {"--eval-tokens", "a whole number >= 2"},
         {"--runs", "a whole number in [1, 10000]"},
@@ -122,6 +127,15 @@ static bool type_list(const char *s, int *out, int *n) {
     return *n > 0;
 }
 
+/* type_list's, each a type the KV cache can hold (sema's check_kv_type). */
+static bool kv_type_list(const char *s, int *out, int *n) {
+    bool ok = type_list(s, out, n);
+    for (int i = 0; ok && i < *n; i++)
+        ok = out[i] == TYPE_FILE || out[i] == DT_F32 || out[i] == DT_F16 || out[i] == DT_BF16 ||
+             out[i] == DT_Q8_0;
+    return ok;
+}
+
 /* "5%" or "0.05". */
 static bool fraction(const char *s, double *out) {
     char *end;
@@ -148,6 +162,7 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         else if (!strcmp(f, "--jit")) ok = jit_backend(o->jit = v) != NULL;
         else if (!strcmp(f, "--kv-heads")) ok = int_list(v, o->kv, &o->n_kv, 1, 1 << 20);
         else if (!strcmp(f, "--types")) ok = type_list(v, o->types, &o->n_types);
+        else if (!strcmp(f, "--kv-types")) ok = kv_type_list(v, o->kv_types, &o->n_kv_types);
         else if (!strcmp(f, "--context")) ok = int_list(v, o->contexts, &o->n_contexts, 1, 1 << 30);
         else if (!strcmp(f, "--eval-tokens")) ok = int_list(v, &o->eval_tokens, &(int){0}, 2, 1 << 30);
         else if (!strcmp(f, "--runs")) ok = int_list(v, &o->runs, &(int){0}, 1, 10000);
@@ -162,6 +177,8 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         return usage("%s", "--weights FILE is required");
     if (o->n_types == 0)
         o->types[o->n_types++] = TYPE_FILE;
+    if (o->n_kv_types == 0)
+        o->kv_types[o->n_kv_types++] = TYPE_FILE;
     if (o->eval && !o->tokenizer)
         return usage("%s", "--eval needs --tokenizer (the text is tokenized as the model reads it)");
     return 0;
@@ -269,10 +286,13 @@ static bool is_matrix(TensorKind k) {
            k != TK_BV;
 }
 
-/* m at kv_heads kv with every matrix of type (the dtype block's kinds and
- * layers cleared; norms and biases stay f32), or its own types. */
-static Model typed_model(const Model *m, int kv, int type) {
+/* m at kv_heads kv with a cache of kv_type (or its own) and every matrix
+ * of type (the dtype block's kinds and layers cleared; norms and biases
+ * stay f32), or its own types. */
+static Model typed_model(const Model *m, int kv, int type, int kv_type) {
     Model v = ir_with_kv_heads(m, kv);
+    if (kv_type != TYPE_FILE)
+        v.kv_type = (DType)kv_type;
     if (type == TYPE_FILE)
         return v;
     v.weight_type = (DType)type;
@@ -313,6 +333,25 @@ static int check_types(const Model *m, const TuneOptions *o, Arena *a) {
     return 0;
 }
 
+/* q8_0 caches blocks of 32 along head_dim (sema's check_kv_type): on
+ * another head_dim it is dropped from --kv-types with a note, not an
+ * error, so one command line serves every model.  Pooling keeps head_dim,
+ * so no variant could hold it.  Nothing left: the model's own cache. */
+static void drop_kv_misfits(const Model *m, TuneOptions *o) {
+    int n = 0;
+    for (int i = 0; i < o->n_kv_types; i++) {
+        if (o->kv_types[i] == DT_Q8_0 && m->head_dim % 32) {
+            fprintf(stderr, "gqac tune: note: --kv-types q8_0 skipped: a q8_0 cache quantizes blocks "
+                    "of 32 along head_dim, and head_dim is %lld\n", (long long)m->head_dim);
+            continue;
+        }
+        o->kv_types[n++] = o->kv_types[i];
+    }
+    if (n == 0)
+        o->kv_types[n++] = TYPE_FILE;
+    o->n_kv_types = n;
+}
+
 /* The report's name of a model's weight types: the one type of every
  * matrix, or "mixed". */
 static const char *type_label(const Model *m, Arena *a) {
@@ -326,21 +365,27 @@ static const char *type_label(const Model *m, Arena *a) {
     return type < 0 || type == DT_COUNT ? "mixed" : dtype_name((DType)type);
 }
 
-/* kv_heads x types, the original (its kv_heads, its own types) first and
- * every other variant once: a type that is the original's is its row. */
+/* kv_heads x types x cache types, the original (its kv_heads, its own
+ * types and cache) first and every other variant once: a combination that
+ * is the original's is its row. */
 static Variant *variants(const Model *m, const TuneOptions *o, int *nv, Arena *a) {
-    Variant *v = calloc((size_t)(o->n_kv * o->n_types + 1), sizeof *v);
+    int per_kv = o->n_types * o->n_kv_types;
+    Variant *v = calloc((size_t)(o->n_kv * per_kv + 1), sizeof *v);
     *nv = 0;
     for (int i = -1; v && i < o->n_kv; i++)
-        for (int j = 0; j < (i < 0 ? 1 : o->n_types); j++) {
-            int kv = i < 0 ? (int)m->kv_heads : o->kv[i], type = i < 0 ? TYPE_FILE : o->types[j];
-            Model t = typed_model(m, kv, type);
+        for (int j = 0; j < (i < 0 ? 1 : per_kv); j++) {
+            int kv = i < 0 ? (int)m->kv_heads : o->kv[i];
+            int type = i < 0 ? TYPE_FILE : o->types[j / o->n_kv_types];
+            int cache = i < 0 ? TYPE_FILE : o->kv_types[j % o->n_kv_types];
+            Model t = typed_model(m, kv, type, cache);
             const char *label = type_label(&t, a);
             bool seen = false;
             for (int k = 0; k < *nv; k++)
-                seen |= v[k].m.kv_heads == kv && !strcmp(v[k].label, label);
+                seen |= v[k].m.kv_heads == kv && v[k].m.kv_type == t.kv_type &&
+                        !strcmp(v[k].label, label);
             if (!seen)
-                v[(*nv)++] = (Variant){.m = t, .type = type, .label = label};
+                v[(*nv)++] = (Variant){.m = t, .type = type, .label = label,
+                                       .cache = dtype_name(t.kv_type)};
         }
     return v;
 }
@@ -349,8 +394,8 @@ static bool compile_variant(Variant *v, const JitBackend *b) {
     char err[1024];
     v->jit = jit_compile(&v->m, b, &v->api, err, sizeof err);
     if (!v->jit)
-        fprintf(stderr, "\ngqac tune: error: kv_heads %lld, weights %s: %s\n",
-                (long long)v->m.kv_heads, v->label, err);
+        fprintf(stderr, "\ngqac tune: error: kv_heads %lld, weights %s, cache %s: %s\n",
+                (long long)v->m.kv_heads, v->label, v->cache, err);
     return v->jit != NULL;
 }
 
@@ -417,8 +462,8 @@ static bool pack_variant(Variant *v, const Model *orig, const float *floats, flo
         return false;
     }
     if (tune_pack(orig, floats, &v->m, v->api, pooled, v->weights, a, err, sizeof err)) {
-        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: %s\n",
-                (long long)v->m.kv_heads, v->label, err);
+        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s, cache %s: %s\n",
+                (long long)v->m.kv_heads, v->label, v->cache, err);
         return false;
     }
     return true;
@@ -432,8 +477,8 @@ static bool set_up_variant(Variant *v, int threads) {
         return false;
     }
     if (v->api->init(&v->s, v->arena, v->api->arena_bytes, v->packed, v->api->weight_bytes)) {
-        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s: init failed\n",
-                (long long)v->m.kv_heads, v->label);
+        fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s, cache %s: init failed\n",
+                (long long)v->m.kv_heads, v->label, v->cache);
         return false;
     }
     v->api->set_threads(v->s, threads);
@@ -589,13 +634,17 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
         return EXIT_INPUT;
     }
     const Variant *best = &v[r->recommended];
-    char *stem = arena_printf(a, "%s/%s-kv%lld-%s", o->emit, cname_mangle(a, best->m.name),
-                              (long long)best->m.kv_heads, best->label);
+    /* an f32 cache, the default, keeps the name it had before caches had types */
+    char *stem = arena_printf(a, "%s/%s-kv%lld-%s%s%s", o->emit, cname_mangle(a, best->m.name),
+                              (long long)best->m.kv_heads, best->label,
+                              best->m.kv_type == DT_F32 ? "" : "-cache-",
+                              best->m.kv_type == DT_F32 ? "" : best->cache);
     char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
-    const char *comments[] = {arena_printf(a, "kv_heads %lld, weights %s, of the model in %s, chosen "
-                                              "by gqac tune; weights: K and V heads mean-pooled, "
-                                              "then stored in their types",
-                                           (long long)best->m.kv_heads, best->label, o->weights),
+    const char *comments[] = {arena_printf(a, "kv_heads %lld, weights %s, cache %s, of the model in "
+                                              "%s, chosen by gqac tune; weights: K and V heads "
+                                              "mean-pooled, then stored in their types",
+                                           (long long)best->m.kv_heads, best->label, best->cache,
+                                           o->weights),
                               NULL};
     Buf b = {0};
     gqa_source(&b, &best->m, comments);
@@ -639,8 +688,26 @@ static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
     return 0;
 }
 
+/* K and V of one position over every layer, in the cache's type (a
+ * q8_0 row: head_dim / 32 blocks of 34 bytes). */
+static double kv_per_token(const Model *m) {
+    return 2.0 * (double)m->layers * (double)m->kv_heads *
+           (double)ir_type_bytes(m->kv_type, 1, (uint64_t)m->head_dim);
+}
+
+/* The cached positions one decoded token reads at context ctx, summed
+ * over layers: a windowed layer sees at most its window and sinks, so a
+ * ring's bytes are not charged for positions it no longer holds. */
+static double positions_read(const Model *m, int ctx) {
+    int64_t global = ir_global_layers(m), seen = ctx;
+    if (m->window > 0 && ctx > m->window)
+        seen = m->window + (m->sinks < ctx - m->window ? m->sinks : ctx - m->window);
+    return (double)global * ctx + (double)(m->layers - global) * (double)seen;
+}
+
 /* Sizes from the code's table and allocations: weights in their types
- * (tensors' bytes), the packed buffer and the arena as allocated. */
+ * (tensors' bytes), the KV cache in its type (the code's own size at full
+ * context, rings included), the packed buffer and the arena as allocated. */
 static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, double *ms) {
     const gqa_model_api *api = v->api;
     double weights = 0;
@@ -648,11 +715,13 @@ static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, doubl
         weights += (double)api->tensors[i].bytes;
     row->kv_heads = (int)v->m.kv_heads;
     row->weights = v->label;
+    row->kv_cache = v->cache;
     row->ms_per_token = ms;
-    row->kv_bytes_per_token = (double)api->kv_cache_bytes / api->shape.seq_len;
+    row->kv_bytes_per_token = kv_per_token(&v->m);
     row->kv_bytes_full = (double)api->kv_cache_bytes;
     row->weight_bytes = weights;
-    row->bytes_per_token = weights + row->kv_bytes_per_token * o->contexts[o->n_contexts - 1];
+    row->bytes_per_token = weights + row->kv_bytes_per_token / (double)v->m.layers *
+                                         positions_read(&v->m, o->contexts[o->n_contexts - 1]);
     row->memory_bytes = (double)api->weight_bytes + (double)api->arena_bytes;
     row->ppl = row->kl = o->eval ? 0 : NAN;
 }
@@ -680,8 +749,8 @@ static int load_all(const Model *m, const TuneOptions *o, Variant *v, int nv, gq
         fprintf(stderr, "gqac tune: error: out of memory for the pooled weights\n");
     int rc = floats && pooled ? 0 : EXIT_INPUT;
     for (int i = 1; i < nv && !rc; i++) {
-        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s: converting",
-                                     (long long)v[i].m.kv_heads, v[i].label));
+        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s, cache %s: converting",
+                                     (long long)v[i].m.kv_heads, v[i].label, v[i].cache));
         rc = pack_variant(&v[i], m, floats, pooled, a) ? 0 : EXIT_INPUT;
     }
     free(floats), free(pooled);
@@ -695,8 +764,8 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *row
                 Arena *a) {
     const JitBackend *b = jit_backend(o->jit);
     for (int i = 0; i < nv; i++) {
-        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s: compiling (%s)",
-                                     (long long)v[i].m.kv_heads, v[i].label, b->name));
+        progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s, cache %s: compiling (%s)",
+                                     (long long)v[i].m.kv_heads, v[i].label, v[i].cache, b->name));
         if (!compile_variant(&v[i], b))
             return EXIT_INPUT;
     }
@@ -745,6 +814,7 @@ int tune_command(const Model *m, int argc, char **argv, Arena *a) {
     rc = rc ? rc : check_types(m, &o, a);
     if (rc)
         return rc;
+    drop_kv_misfits(m, &o);
     Variant *v = variants(m, &o, &nv, a);
     TuneRow *rows = calloc((size_t)nv + 1, sizeof *rows);
     gqr_checkpoint ck;

@@ -46,6 +46,9 @@
 #include <stdint.h>
 #if GQ_KV_TYPE == 1 && (defined(__AVX512F__) || defined(__F16C__))
 #include <immintrin.h> /* vcvtph2ps: a vector of f16 to floats in one instruction */
+#define GQ_KV_F16C 1
+#else
+#define GQ_KV_F16C 0
 #endif
 
 /* Positions per K block, scored together: one vector of scores per query
@@ -83,11 +86,15 @@ typedef int8_t gq_kv;
 #define GQ_KV_CHUNK (GQ_KV_Q8 ? 32 : GQ_HEAD_DIM)
 #define GQ_KV_CHUNKS (GQ_HEAD_DIM / GQ_KV_CHUNK)
 #define GQ_KV_VALUES (GQ_BLOCK * GQ_HEAD_DIM)
+/* Values a cache line holds (each block_floats step, one prefetch), and
+ * the columns of a V tile that share a q8_0 scale. */
+#define GQ_KV_LINE ((int)(64 / sizeof(gq_kv)))
+#define GQ_KV_RUN (GQ_KV_CHUNK < GQ_VTILE ? GQ_KV_CHUNK : GQ_VTILE)
 /* One KV head's block of K or V: its values, then (q8_0) its f16 scales,
  * K's by (chunk, position), V's by (position, chunk). */
 #define GQ_KV_BLOCK_BYTES (GQ_KV_VALUES * sizeof(gq_kv) + (GQ_KV_Q8 ? 2 * GQ_BLOCK * GQ_KV_CHUNKS : 0))
 
-#if GQ_KV_TYPE != 0
+#if GQ_KV_TYPE == 2 || (GQ_KV_TYPE == 1 && !GQ_KV_F16C) || GQ_KV_Q8
 static inline float kv_bits_float(uint32_t u) {
     union {
         uint32_t u;
@@ -97,6 +104,9 @@ static inline float kv_bits_float(uint32_t u) {
     return v.f;
 }
 
+#endif
+
+#if GQ_KV_TYPE != 0
 static inline uint32_t kv_float_bits(float f) {
     union {
         uint32_t u;
@@ -110,7 +120,7 @@ static inline uint32_t kv_float_bits(float f) {
  * shifted into a float's, times 2^112 (which also makes subnormals
  * right), infinity and NaN given back their exponent, then the sign.  gcc
  * vectorizes this; its _Float16 conversions it does one at a time. */
-#if GQ_KV_TYPE == 1 || GQ_KV_Q8
+#if (GQ_KV_TYPE == 1 && !GQ_KV_F16C) || GQ_KV_Q8
 static inline float kv_f16(uint32_t h) {
     uint32_t e = h & 0x7fffu;
     float v = kv_bits_float(e << 13) * ((float)(1ull << 56) * (float)(1ull << 56));
@@ -121,6 +131,7 @@ static inline float kv_f16(uint32_t h) {
 #endif
 
 /* A stored value as a float (q8_0: before its scale). */
+#if GQ_KV_TYPE != 0 && !GQ_KV_F16C
 static inline float kv_value(gq_kv x) {
 #if GQ_KV_TYPE == 1
     return kv_f16(x);
@@ -130,6 +141,7 @@ static inline float kv_value(gq_kv x) {
     return (float)x;
 #endif
 }
+#endif
 
 #if GQ_KV_TYPE == 1 || GQ_KV_Q8
 /* float -> binary16, rounded to nearest even.  Finite values past f16's
@@ -194,13 +206,6 @@ static uint16_t kv_quantize(const float *x, int n, int8_t *out, size_t ostride) 
 #endif
 
 #if GQ_KV_TYPE != 0
-/* Asks for the lines of next whose starts are in bytes [from, to), each
- * once however the reads that call this step through them. */
-static void prefetch_lines(const unsigned char *next, size_t from, size_t to) {
-    for (from = (from + 63) / 64 * 64; from < to; from += 64)
-        GQ_PREFETCH(next + from);
-}
-
 /* A block of K (v 0) or V (v 1) in the cache's type -> out, its
  * GQ_KV_VALUES floats in the same order (q8_0's scales applied), which
  * the f32 kernels then read from L1.  Converting a block once serves
@@ -211,35 +216,48 @@ static void block_floats(float *restrict out, const unsigned char *restrict bloc
                          int v) {
     const gq_kv *x = (const gq_kv *)(const void *)block;
     int i, j;
-    for (i = 0; i < GQ_KV_VALUES; i += GQ_BLOCK) {
-        prefetch_lines(next, (size_t)i * sizeof(gq_kv), (size_t)(i + GQ_BLOCK) * sizeof(gq_kv));
+    for (i = 0; i < GQ_KV_VALUES; i += GQ_KV_LINE) {
+        GQ_PREFETCH(next + (size_t)i * sizeof(gq_kv));
 #if GQ_KV_TYPE == 1 && defined(__AVX512F__)
-        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(x + i))));
+        for (j = 0; j < GQ_KV_LINE; j += 16)
+            _mm512_storeu_ps(out + i + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(x + i + j))));
 #elif GQ_KV_TYPE == 1 && defined(__F16C__)
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i))));
-        _mm256_storeu_ps(out + i + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i + 8))));
+        for (j = 0; j < GQ_KV_LINE; j += 8)
+            _mm256_storeu_ps(out + i + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i + j))));
 #else
-        for (j = 0; j < GQ_BLOCK; j++)
+        for (j = 0; j < GQ_KV_LINE; j++)
             out[i + j] = kv_value(x[i + j]);
 #endif
     }
 #if GQ_KV_Q8
     {
         const uint16_t *scales = (const uint16_t *)(const void *)(block + GQ_KV_VALUES);
-        float d[GQ_BLOCK * GQ_KV_CHUNKS];
-        int c, col;
+        float d[GQ_KV_CHUNKS * GQ_BLOCK];
+        int c, c0, u0, u;
         GQ_PREFETCH(next + GQ_KV_VALUES);
-        for (i = 0; i < GQ_BLOCK * GQ_KV_CHUNKS; i++)
+        for (i = 0; i < GQ_KV_CHUNKS * GQ_BLOCK; i++)
             d[i] = kv_f16(scales[i]);
+        /* (Loops shaped so that gcc vectorizes each: a chunk's 16 scales,
+         * then a broadcast scale over a run of a V tile's columns.) */
         if (!v) { /* (GQ_HEAD_DIM, GQ_BLOCK), scales (chunk, position) */
-            for (i = 0; i < GQ_HEAD_DIM; i++)
+            for (c = 0; c < GQ_KV_CHUNKS; c++) {
+                float sc[GQ_BLOCK];
                 for (j = 0; j < GQ_BLOCK; j++)
-                    out[i * GQ_BLOCK + j] *= d[i / GQ_KV_CHUNK * GQ_BLOCK + j];
+                    sc[j] = d[c * GQ_BLOCK + j];
+                for (i = c * GQ_KV_CHUNK; i < (c + 1) * GQ_KV_CHUNK; i++)
+                    for (j = 0; j < GQ_BLOCK; j++)
+                        out[i * GQ_BLOCK + j] *= sc[j];
+            }
         } else { /* tiles, scales (position, chunk) */
-            for (col = 0; col < GQ_HEAD_DIM; col += GQ_KV_CHUNK < GQ_VTILE ? GQ_KV_CHUNK : GQ_VTILE)
-                for (j = 0; j < GQ_BLOCK; j++)
-                    for (c = 0; c < (GQ_KV_CHUNK < GQ_VTILE ? GQ_KV_CHUNK : GQ_VTILE); c++)
-                        out[v_at(j, col) + (size_t)c] *= d[j * GQ_KV_CHUNKS + col / GQ_KV_CHUNK];
+            for (c0 = 0; c0 < GQ_HEAD_DIM; c0 += GQ_VTILE)
+                for (j = 0; j < GQ_BLOCK; j++) {
+                    float *row = out + v_at(j, c0);
+                    for (u0 = 0; u0 < GQ_VTILE; u0 += GQ_KV_RUN) {
+                        float sc = d[j * GQ_KV_CHUNKS + (c0 + u0) / GQ_KV_CHUNK];
+                        for (u = 0; u < GQ_KV_RUN; u++)
+                            row[u0 + u] *= sc;
+                    }
+                }
         }
     }
 #else

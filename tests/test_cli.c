@@ -249,6 +249,131 @@ static void test_tune_emit_original(void) {
     CU_ASSERT_EQUAL(test_sh("cmp -s %s %s/tiny_mha-kv8-f32.bin", w, emit), 0);
 }
 
+/* A model whose head_dim (32) holds a q8_0 cache: 2 layers, 2 KV heads,
+ * context 256; attention goes into its attention block, more after it. */
+static const char *hd32_model(const char *name, const char *attention, const char *more) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "model \"hd32\" {\n vocab = 512\n dim = 64\n layers = 2\n context = 256\n"
+             " tie_embeddings = true\n attention {\n  heads = 2\n  kv_heads = 2\n%s }\n"
+             " ffn swiglu { hidden = 176 }\n norm rmsnorm { eps = 1e-5 }\n%s}\n", attention, more);
+    const char *path = test_tmp(name);
+    CU_ASSERT_FATAL(test_write_text(path, text));
+    return path;
+}
+
+/* The CSV line of kv_heads kv, weights f32 and cache c, fields from..to
+ * (cut's numbering), in out; false when there is none. */
+static bool csv_fields(const char *csv, int kv, const char *c, const char *fields, char *out,
+                       size_t size) {
+    const char *got = test_tmp("fields.out");
+    if (test_sh("grep '^%d,f32,%s,' %s | cut -d, -f%s > %s", kv, c, csv, fields, got))
+        return false;
+    char *text = test_slurp(got, NULL);
+    snprintf(out, size, "%s", text ? text : "");
+    free(text);
+    return *out != 0;
+}
+
+static void expect_fields(const char *csv, int kv, const char *c, const char *fields,
+                          const char *want) {
+    char got[256] = "";
+    if (!csv_fields(csv, kv, c, fields, got, sizeof got) || strcmp(got, want))
+        fprintf(stderr, "\n    kv %d cache %s: fields %s are '%s', not '%s'\n", kv, c, fields, got,
+                want);
+    CU_ASSERT_STRING_EQUAL(got, want);
+}
+
+/* --kv-types: a row per kv_heads and cache type; KV bytes per token and
+ * at full context in the cache's type (f16 and bf16 half of f32, q8_0
+ * 34/128 of it); the f32-cache rows are the rows a run without the axis
+ * gives, perplexity and KL to the last digit. */
+static void test_tune_kv_types(void) {
+    const char *m = hd32_model("hd32.gqa", "", ""), *w = test_tmp("hd32.bin");
+    const char *a = test_tmp("kvt.csv"), *b = test_tmp("kvt0.csv");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
+    const char *flags = "--kv-heads 1 --context 16 --runs 1 --eval examples/fortune/eval.txt "
+                        "--tokenizer examples/fortune/tokenizer.bin --eval-tokens 60 --jit tcc";
+    CU_ASSERT_EQUAL_FATAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s %s --kv-types "
+                                  "f32,f16,bf16,q8_0 --out %s > /dev/null 2>&1",
+                                  test_tmp("cache"), gqac, m, w, flags, test_tmp("kvt")), 0);
+    CU_ASSERT_EQUAL_FATAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s %s --out %s > /dev/null "
+                                  "2>&1", test_tmp("cache"), gqac, m, w, flags, test_tmp("kvt0")), 0);
+    CU_ASSERT_EQUAL(test_sh("test $(wc -l < %s) = 9", a), 0); /* a header, 2 x 4 rows */
+    /* kv_bytes_per_token, kv_bytes_full_context: 2 * 2 layers * 2 heads * 32 */
+    expect_fields(a, 2, "f32", "6-7", "1024,262144\n");
+    expect_fields(a, 2, "f16", "6-7", "512,131072\n");
+    expect_fields(a, 2, "bf16", "6-7", "512,131072\n");
+    expect_fields(a, 2, "q8_0", "6-7", "272,69632\n");
+    expect_fields(a, 1, "f32", "6-7", "512,131072\n");
+    expect_fields(a, 1, "q8_0", "6-7", "136,34816\n");
+    char with[256] = "", without[256] = "";
+    for (int kv = 1; kv <= 2; kv++) { /* perplexity, KL */
+        CU_ASSERT(csv_fields(a, kv, "f32", "11-12", with, sizeof with));
+        CU_ASSERT(csv_fields(b, kv, "f32", "11-12", without, sizeof without));
+        CU_ASSERT_STRING_EQUAL(with, without);
+    }
+    CU_ASSERT(test_file_has(a, "\n2,f32,f32,1,"));
+    CU_ASSERT_EQUAL(test_sh("grep -c '^2,f32,f32,' %s | grep -qx 1", a), 0); /* the original, once */
+}
+
+/* A windowed model: KV bytes per token are still every layer's K and V
+ * of one position, and the bytes a token reads at context 128 count
+ * only the window (32) and sinks (4) of each layer. */
+static void test_tune_kv_window(void) {
+    const char *m = hd32_model("win.gqa", "  window = 32\n  sinks = 4\n", ""), *w = test_tmp("win.bin");
+    const char *csv = test_tmp("win.csv");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
+    CU_ASSERT_EQUAL_FATAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 2 --context 128 "
+                                  "--runs 1 --jit tcc --kv-types f16 --out %s > /dev/null 2>&1",
+                                  test_tmp("cache"), gqac, m, w, test_tmp("win")), 0);
+    /* weight_bytes + 512 / 2 layers * 2 layers * (32 + 4) positions */
+    CU_ASSERT_EQUAL(test_sh("awk -F, '$3 == \"f16\" { ok = $6 == 512 && $9 == $8 + 18432 } "
+                            "END { exit !ok }' %s", csv), 0);
+    CU_ASSERT_EQUAL(test_sh("awk -F, '$3 == \"f32\" { ok = $6 == 1024 && $9 == $8 + 36864 } "
+                            "END { exit !ok }' %s", csv), 0);
+}
+
+/* --emit names a cache that is not f32 in the files and keeps it in the
+ * .gqa: the original, its cache f16 (a 0% budget), with its weights
+ * byte for byte. */
+static void test_tune_emit_cache(void) {
+    const char *m = hd32_model("c16.gqa", "", " dtype { kv_cache = f16 }\n"), *w = test_tmp("c16.bin");
+    const char *emit = test_tmp("emitc");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, m, w), 0);
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 2 --context 16 "
+                            "--runs 1 --eval examples/fortune/eval.txt --tokenizer "
+                            "examples/fortune/tokenizer.bin --eval-tokens 30 --jit tcc "
+                            "--max-ppl-increase 0%% --out %s --emit %s > /dev/null 2>&1",
+                            test_tmp("cache"), gqac, m, w, test_tmp("repc"), emit), 0);
+    CU_ASSERT_EQUAL(test_sh("cmp -s %s %s/hd32-kv2-f32-cache-f16.bin", w, emit), 0);
+    CU_ASSERT_EQUAL(test_sh("grep -Eq 'kv_cache *= *f16' %s/hd32-kv2-f32-cache-f16.gqa", emit), 0);
+    CU_ASSERT_EQUAL(test_sh("%s check %s/hd32-kv2-f32-cache-f16.gqa > /dev/null", gqac, emit), 0);
+}
+
+/* q8_0 caches blocks of 32 along head_dim: on tiny (head_dim 8) it is
+ * left out with a note and the other cache types still run; a type the
+ * cache cannot hold is a usage error. */
+static void test_tune_kv_q8_skipped(void) {
+    const char *w = test_tmp("tiny.bin"), *e = test_tmp("kvq.err"), *csv = test_tmp("kvq.csv");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, model, w), 0);
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 1 --context 16 "
+                            "--runs 1 --jit tcc --kv-types q8_0,f16 --out %s > /dev/null 2> %s",
+                            test_tmp("cache"), gqac, model, w, test_tmp("kvq"), e), 0);
+    CU_ASSERT(test_file_has(e, "--kv-types q8_0 skipped: a q8_0 cache quantizes blocks of 32 along "
+                               "head_dim, and head_dim is 8"));
+    CU_ASSERT(test_file_has(csv, "\n2,f32,f16,"));
+    CU_ASSERT(test_file_has(csv, "\n1,f32,f16,"));
+    CU_ASSERT_FALSE(test_file_has(csv, "q8_0"));
+    /* q8_0 alone: the model's own cache at every kv_heads */
+    CU_ASSERT_EQUAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 1 --context 16 "
+                            "--runs 1 --jit tcc --kv-types q8_0 --out %s > /dev/null 2> %s",
+                            test_tmp("cache"), gqac, model, w, test_tmp("kvq"), e), 0);
+    CU_ASSERT(test_file_has(csv, "\n1,f32,f32,"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights %s --kv-types f16,q4_0 2> %s", gqac, model, w, e), 2);
+    CU_ASSERT(test_file_has(e, "--kv-types wants a list of file"));
+}
+
 /* info says each matrix's type, per layer where they differ. */
 static void test_info_weight_types(void) {
     const char *o = test_tmp("info.out");
@@ -304,7 +429,11 @@ int main(void) {
         !CU_add_test(cli, "run past the context", test_run_past_context) ||
         !CU_add_test(cli, "info's weight types", test_info_weight_types) ||
         !CU_add_test(cli, "info's KV cache", test_info_kv_cache) ||
-        !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original)) {
+        !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original) ||
+        !CU_add_test(cli, "tune --kv-types", test_tune_kv_types) ||
+        !CU_add_test(cli, "tune --kv-types on a windowed model", test_tune_kv_window) ||
+        !CU_add_test(cli, "tune's q8_0 cache skipped", test_tune_kv_q8_skipped) ||
+        !CU_add_test(cli, "tune --emit with an f16 cache", test_tune_emit_cache)) {
         CU_cleanup_registry();
         return 1;
     }

@@ -506,7 +506,7 @@ static void test_tune_types(void) {
     }
     cJSON_Delete(j);
     CU_ASSERT_EQUAL(count_lines(test_tmp("ty.csv")), 7);
-    CU_ASSERT_EQUAL(test_sh("head -1 %s | grep -q '^kv_heads,weights,' && grep -q '^2,q8_0,4,' %s",
+    CU_ASSERT_EQUAL(test_sh("head -1 %s | grep -q '^kv_heads,weights,' && grep -q '^2,q8_0,f32,4,' %s",
                             test_tmp("ty.csv"), test_tmp("ty.csv")), 0);
     CU_ASSERT_EQUAL(test_sh("grep -q '>kv2 q8_0<' %s", test_tmp("ty.svg")), 0);
     CU_ASSERT_EQUAL(test_sh("grep -q ' weights ' %s && grep -Eq ' 2 +4 +q8_0 ' %s", test_tmp("ty.txt"),

@@ -63,6 +63,7 @@ static TuneReport *fixture(Fixture *fx, const Spec *s, int n, double budget) {
         w->kv_bytes_full = w->kv_bytes_per_token * 2048;
         w->memory_bytes = 3.5 * 1024 * 1024 + w->kv_bytes_full;
         w->weights = "f32";
+        w->kv_cache = "f32";
         w->original = s[i].kv == 8;
         w->weight_bytes = 3.5 * 1024 * 1024;
         w->bytes_per_token = w->weight_bytes + w->kv_bytes_per_token * 2048;
@@ -216,7 +217,7 @@ static void test_table_recommended(void) {
     TEST_HAS(t, "gqac tune: model tiny, backend cc, eval data/eval.txt");
     TEST_HAS(t, "ms/tok @512");
     TEST_HAS(t, "ms/tok @2048");
-    TEST_HAS(t, "recommended: kv_heads 4 (G = 2), weights f32: 30.0% faster than the original at "
+    TEST_HAS(t, "recommended: kv_heads 4 (G = 2), weights f32, cache f32: 30.0% faster than the original at "
            "context 2048, perplexity +2.00%");
     TEST_HAS(t, " weights ");
     CU_ASSERT_FATAL(line_with(t, "<- recommended", line, sizeof line));
@@ -276,7 +277,7 @@ static void test_table_reasons(void) {
     r = fixture(&fx, mixed, 4, 0.0);
     report_mark(r);
     t = table(r);
-    TEST_HAS(t, "recommended: kv_heads 8, weights f32, the original");
+    TEST_HAS(t, "recommended: kv_heads 8, weights f32, cache f32, the original");
     free(t);
 }
 
@@ -387,11 +388,11 @@ static void test_csv(void) {
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
     char *text = test_slurp(path, NULL);
     CU_ASSERT_EQUAL(count(text, "\n"), 5);
-    const char *header = "kv_heads,weights,group_size,ms_per_token_at_512,ms_per_token_at_2048,"
+    const char *header = "kv_heads,weights,kv_cache,group_size,ms_per_token_at_512,ms_per_token_at_2048,"
                          "kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,"
                          "memory_bytes,perplexity,kl_divergence,pareto,recommended\n";
     CU_ASSERT_NSTRING_EQUAL(text, header, strlen(header));
-    TEST_HAS(text, "\n4,f32,2,4,7,4096,8388608,3670016,12058624,12058624,5.1,");
+    TEST_HAS(text, "\n4,f32,f32,2,4,7,4096,8388608,3670016,12058624,12058624,5.1,");
     TEST_HAS(text, ",true,true\n");
     CU_ASSERT_EQUAL(count(text, ",true\n"), 1);
     free(text);
@@ -399,7 +400,7 @@ static void test_csv(void) {
     report_mark(r);
     CU_ASSERT_EQUAL_FATAL(report_csv(r, path, err, sizeof err), 0);
     text = test_slurp(path, NULL);
-    TEST_HAS(text, "\n4,f32,2,0.1,0.33333333333333331,4096,8388608,3670016,12058624,12058624,,,true,"
+    TEST_HAS(text, "\n4,f32,f32,2,0.1,0.33333333333333331,4096,8388608,3670016,12058624,12058624,,,true,"
                    "false\n");
     free(text);
 }
@@ -668,8 +669,48 @@ static void test_types(void) {
     report_mark(r);
     CU_ASSERT_EQUAL(r->recommended, 1);
     char *t = table(r);
-    TEST_HAS(t, "recommended: kv_heads 8, weights mixed, the original");
+    TEST_HAS(t, "recommended: kv_heads 8, weights mixed, cache f32, the original");
     free(t);
+}
+
+/* The cache-type axis: kv 8 with an f16 cache holds the KV bytes of kv
+ * 4 with an f32 one; every output names each row's cache, the SVG only
+ * where it is not the default f32, and the recommendation says it. */
+static void test_cache_types(void) {
+    static const Spec s[] = {{8, 5.0, 10.0, 5.0}, {8, 4.5, 8.0, 5.01}, {4, 4.0, 8.5, 5.1}};
+    Fixture fx;
+    TuneReport *r = fixture(&fx, s, 3, 0.05);
+    fx.rows[1].kv_cache = "f16";
+    fx.rows[1].kv_bytes_per_token /= 2, fx.rows[1].kv_bytes_full /= 2;
+    fx.rows[1].bytes_per_token = fx.rows[1].weight_bytes + fx.rows[1].kv_bytes_per_token * 2048;
+    report_mark(r);
+    CU_ASSERT_EQUAL(r->recommended, 1);
+    char *t = table(r), line[512];
+    TEST_HAS(t, " weights  cache ");
+    TEST_HAS(t, "recommended: kv_heads 8 (G = 1), weights f32, cache f16: 20.0% faster");
+    CU_ASSERT_FATAL(line_with(t, "<- recommended", line, sizeof line));
+    TEST_HAS(line, " f32    f16 ");
+    TEST_HAS(line, "4.00 KiB");
+    free(t);
+    cJSON *root = json_of(r, "c.json");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(root, "recommended_kv_cache")),
+                           "f16");
+    const cJSON *vars = cJSON_GetObjectItem(root, "variants");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(vars, 0),
+                                                                    "kv_cache")), "f32");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(vars, 1),
+                                                                    "kv_cache")), "f16");
+    cJSON_Delete(root);
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(report_csv(r, test_tmp("c.csv"), err, sizeof err), 0);
+    char *csv = test_slurp(test_tmp("c.csv"), NULL);
+    TEST_HAS(csv, "\n8,f32,f16,1,4.5,8,4096,8388608,");
+    TEST_HAS(csv, "\n4,f32,f32,2,4,8.5,4096,8388608,");
+    free(csv);
+    char *svg = svg_of(r, "c.svg");
+    TEST_HAS(svg, ">kv8 f32<");
+    TEST_HAS(svg, ">kv8 f32 cache f16<");
+    free(svg);
 }
 
 int main(void) {
@@ -707,5 +748,6 @@ int main(void) {
     CU_add_test(s, "unwritable path", test_unwritable);
     CU_add_test(s, "rename fails", test_rename_fails);
     CU_add_test(s, "overwrite", test_overwrite);
+    CU_add_test(s, "cache types", test_cache_types);
     return cunit_run();
 }
