@@ -77,6 +77,18 @@ static void write_dtypes(Buf *b, const Model *m) {
     buf_free(&kinds);
 }
 
+/* The sliding window, its sinks and the global layers' period, each
+ * only where set (sema accepts sinks and global_every only with a window). */
+static void write_window(Buf *b, const Model *m) {
+    if (m->window <= 0)
+        return;
+    buf_printf(b, "        window     = %lld\n", (long long)m->window);
+    if (m->sinks > 0)
+        buf_printf(b, "        sinks      = %lld\n", (long long)m->sinks);
+    if (m->global_every > 0)
+        buf_printf(b, "        global_every = %lld\n", (long long)m->global_every);
+}
+
 static void write_body(Buf *b, const Model *m) {
     char n1[32], n2[32], n3[32];
     buf_puts(b, "model ");
@@ -91,6 +103,7 @@ static void write_body(Buf *b, const Model *m) {
                num(n1, m->rope_theta), m->rope_halves ? "halves" : "adjacent");
     if (m->qkv_bias)
         buf_puts(b, "        qkv_bias   = true\n");
+    write_window(b, m);
     buf_puts(b, "    }\n\n");
     if (m->rope_llama3)
         buf_printf(b, "    rope_scaling llama3 {\n        factor           = %s\n"

@@ -34,6 +34,7 @@ typedef struct {
     bool llama3;
     double factor, low_freq, high_freq;
     long long original_context;
+    long long window, global_every; /* sliding window (0: none), its global layers' period */
     /* Each matrix's GQR_DT_* (DType's numbers) by layer (one entry for
      * token_embd and output), -1 where the file has none; NULL for a kind
      * the file lacks, or no weights were read. */
@@ -236,21 +237,33 @@ static const char *config_arch(const cJSON *o) {
     return type ? type : "(no model_type)";
 }
 
-/* Mistral's sliding window is the whole attention span when the context
- * is no longer than the window: the import caps the context there. */
+/* Which layers a config's sliding window covers: Mistral's, every one;
+ * Qwen2's, with use_sliding_window, those from max_window_layers (28 by
+ * default) up, which global_every cannot say when it is between 0 and the
+ * layer count: there the context is capped at the window (within it, a
+ * sliding window is full attention), as for every model before windows. */
 static int config_window(Ctx *c, const cJSON *o, const char *arch, Imported *m) {
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "sliding_window");
+    long long w = 0, full = 0;
     bool used = strcmp(arch, "qwen2") ? true : json_true(o, "use_sliding_window");
-    if (!used || !w || cJSON_IsNull(w))
+    if (used && json_int(c, o, "sliding_window", false, 0, &w))
+        return -1;
+    if (w == 0 || w >= m->context) /* none, or all of the context */
         return 0;
-    if (!cJSON_IsNumber(w) || w->valuedouble < 1)
-        return fail(c, "'sliding_window' must be a positive integer");
-    if (w->valuedouble < (double)m->context) {
-        snprintf(m->note, sizeof m->note,
-                 "context capped at the sliding window (%lld of %lld): within it, sliding-window "
-                 "attention is full attention", (long long)w->valuedouble, m->context);
-        m->context = (long long)w->valuedouble;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "max_window_layers");
+    bool zero = cJSON_IsNumber(v) && v->valuedouble == 0; /* json_int's are positive */
+    if (!strcmp(arch, "qwen2") && !zero && json_int(c, o, "max_window_layers", false, 28, &full))
+        return -1;
+    if (full >= m->layers) /* no layer has the window */
+        return 0;
+    if (full == 0) {
+        m->window = w;
+        return 0;
     }
+    snprintf(m->note, sizeof m->note,
+             "context capped at the sliding window (%lld of %lld): the first %lld layers have "
+             "none and the rest have it, which global_every cannot express; within it, "
+             "sliding-window attention is full attention", w, m->context, full);
+    m->context = w;
     return 0;
 }
 
@@ -328,6 +341,27 @@ static long long gguf_vocab(const gqr_tensorfile *tf, long long dflt) {
     return emb && emb->n_dims == 2 ? (long long)emb->dims[0] : dflt;
 }
 
+/* llama.cpp's sliding window, with its period of global layers when that
+ * is one number (llama_hparams::set_swa_pattern: layer l has no window
+ * when (l + 1) % pattern == 0, global_every's meaning; 0 or more than the
+ * layers: all windowed; 1: none).  A window as long as the context
+ * changes nothing. */
+static int gguf_window(Ctx *c, const gqr_tensorfile *tf, const char *arch, Imported *m) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.attention.sliding_window_pattern", arch);
+    const gqr_gguf_value *v = gqr_gguf_get(tf, full);
+    int64_t pattern = 0;
+    if (v && (gqr_gguf_int(v, &pattern) || pattern < 0))
+        return fail(c, "metadata '%s' must be a whole number (a list of layers is not "
+                    "supported)", full);
+    if (gguf_int(c, tf, arch, "attention.sliding_window", false, 0, &m->window))
+        return -1;
+    if (m->window >= m->context || pattern == 1)
+        m->window = 0;
+    m->global_every = m->window && pattern <= m->layers ? pattern : 0;
+    return 0;
+}
+
 static int gguf_fields(Ctx *c, const gqr_tensorfile *tf, const char *arch, Imported *m) {
     long long rope_dims = 0;
     if (gguf_int(c, tf, arch, "embedding_length", true, 0, &m->dim) ||
@@ -340,7 +374,8 @@ static int gguf_fields(Ctx *c, const gqr_tensorfile *tf, const char *arch, Impor
         gguf_int(c, tf, arch, "rope.dimension_count", false, m->head_dim, &rope_dims) ||
         gguf_int(c, tf, arch, "vocab_size", false, gguf_vocab(tf, 0), &m->vocab) ||
         gguf_num(c, tf, arch, "rope.freq_base", 10000.0, &m->theta) ||
-        gguf_num(c, tf, arch, "attention.layer_norm_rms_epsilon", 1e-5, &m->eps))
+        gguf_num(c, tf, arch, "attention.layer_norm_rms_epsilon", 1e-5, &m->eps) ||
+        gguf_window(c, tf, arch, m))
         return -1;
     if (m->vocab < 1)
         return fail(c, "no vocabulary size: neither %s.vocab_size, tokenizer.ggml.tokens nor "
@@ -441,7 +476,8 @@ static void write_gqa(Buf *b, const Imported *x, const char *path, Arena *a) {
                .head_dim = x->head_dim, .hidden = x->hidden, .rope_theta = x->theta,
                .norm_eps = x->eps, .tied = x->tied, .qkv_bias = x->bias, .rope_halves = x->halves,
                .rope_llama3 = x->llama3, .rope_factor = x->factor, .rope_low_freq = x->low_freq,
-               .rope_high_freq = x->high_freq, .rope_original_context = x->original_context};
+               .rope_high_freq = x->high_freq, .rope_original_context = x->original_context,
+               .window = x->window, .global_every = x->global_every};
     set_types(&m, x, a);
     const char *comments[3] = {arena_printf(a, "Imported by gqac import from %s (%s).", x->source, path),
                                *x->note ? arena_printf(a, "Note: %s.", x->note) : NULL, NULL};

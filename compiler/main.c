@@ -437,6 +437,23 @@ static const char *weight_types(const Model *m, Arena *a) {
     return arena_printf(a, "%s%s; norms and biases f32", s, *sep == ';' ? ")" : "");
 }
 
+/* "f16; attention: window 1024, 4 sinks; global_every 6: 5 of 30 layers
+ * see every position": the cache's type and what each layer sees. */
+static const char *kv_layout(const Model *m, Arena *a) {
+    char *s = arena_printf(a, "%s; attention: ", dtype_name(m->kv_type));
+    if (m->window <= 0)
+        return arena_printf(a, "%sfull (every layer sees every position)", s);
+    s = arena_printf(a, "%swindow %lld", s, (long long)m->window);
+    if (m->sinks > 0)
+        s = arena_printf(a, "%s, %lld sinks", s, (long long)m->sinks);
+    if (m->global_every > 0)
+        return arena_printf(a, "%s; global_every %lld: %lld of %lld layers see every position", s,
+                            (long long)m->global_every, (long long)ir_global_layers(m),
+                            (long long)m->layers);
+    return arena_printf(a, "%s in every layer: runs past the context in constant memory "
+                        "(unless compiled with --rope-table)", s);
+}
+
 static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)d;
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
@@ -451,7 +468,8 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
            o->input, cname_escape(a, m->name), (long long)m->layers, (long long)m->dim,
            (long long)m->heads, (long long)m->kv_heads, (long long)(m->heads / m->kv_heads),
            (long long)m->head_dim, (long long)m->context);
-    printf("weights: %s\n\n", weight_types(m, a));
+    printf("weights: %s\n", weight_types(m, a));
+    printf("KV cache: %s\n\n", kv_layout(m, a));
     const char *col[3];
     for (int i = 0; i < 3; i++)
         col[i] = arena_printf(a, i == 0 ? "this (kv_heads %lld)" : i == 1 ? "MHA (kv_heads %lld)" : "MQA (kv_heads %lld)",
@@ -464,7 +482,9 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     ROW("parameters", params, "", 1000);
     ROW("weight bytes", weight_bytes, "B", 1024);
     ROW("KV cache per token", kv_bytes_per_token, "B", 1024);
-    ROW(arena_printf(a, "KV cache at context %lld", (long long)m->context), kv_bytes, "B", 1024);
+    ROW(m->window > 0 ? "KV cache held (windows as rings)"
+                      : arena_printf(a, "KV cache at context %lld", (long long)m->context),
+        kv_bytes, "B", 1024);
     ROW("instance memory (arena)", arena_bytes, "B", 1024);
     ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
     ROW("bytes per token at full context", bytes_per_token, "B", 1024);

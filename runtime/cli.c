@@ -55,7 +55,8 @@ static void usage(FILE *f, const char *argv0) {
             "  --tokenizer FILE   llama2.c tokenizer.bin or Hugging Face tokenizer.json\n"
             "                     (default: the one in a GGUF file; none: ids in and out)\n"
             "  -p TEXT            prompt text (needs a tokenizer); BOS is put first\n"
-            "  -n N               tokens to generate (default 32; stops at seq_len or EOS)\n"
+            "  -n N               tokens to generate (default 32; stops at EOS or the context,\n"
+            "                     past it where every layer has a sliding window)\n"
             "  --temp T           temperature, 0 = greedy (default 1.0)\n"
             "  --top-p P          nucleus sampling mass in (0, 1] (default 0.9)\n"
             "  --seed S           random seed (default: from the clock, printed)\n"
@@ -223,10 +224,12 @@ static int parse_tokens(const char *list, int vocab, run *r, char *err, size_t e
     return 0;
 }
 
+/* max_positions is seq_len unless every layer has a window, and then
+ * beyond any prompt an int can count. */
 static int fits(const gqa_model_api *m, const run *r, char *err, size_t errlen) {
-    if (r->n_prompt > m->shape.seq_len)
+    if (r->n_prompt > m->shape.max_positions)
         return say(err, errlen, "the prompt's %d tokens do not fit in seq_len %d", r->n_prompt,
-                   m->shape.seq_len);
+                   m->shape.max_positions);
     return 0;
 }
 
@@ -377,12 +380,27 @@ static void print_weights(const options *o, const run *r) {
         fprintf(stderr, ", resident %.1f MiB", (double)rss / MIB);
 }
 
+/* The cache type in the .gqa's words (dtype { kv_cache = ... }). */
+static const char *kv_type_name(int t) {
+    switch (t) {
+    case GQA_DT_F32: return "f32";
+    case GQA_DT_F16: return "f16";
+    case GQA_DT_BF16: return "bf16";
+    case GQA_DT_Q8_0: return "q8_0";
+    default: return "?";
+    }
+}
+
 static void print_loaded(const gqa_model_api *m, const options *o, const run *r) {
     fputs(PROG ": model ", stderr);
     print_name(m->name);
     fputs(", weights ", stderr);
     print_weights(o, r);
-    fprintf(stderr, ", KV cache %.1f MiB, seed %llu\n", (double)m->kv_cache_bytes / MIB, o->seed);
+    fprintf(stderr, ", KV cache %.1f MiB %s", (double)m->kv_cache_bytes / MIB,
+            kv_type_name(m->shape.kv_type));
+    if (m->shape.window > 0)
+        fprintf(stderr, " (window %d)", m->shape.window);
+    fprintf(stderr, ", seed %llu\n", o->seed);
     if (r->tok)
         fprintf(stderr, PROG ": tokenizer %s (%d tokens), prompt %d tokens\n",
                 o->tokenizer ? o->tokenizer : "from the GGUF file", gqr_tokenizer_vocab_size(r->tok),

@@ -420,6 +420,10 @@ static int set_gguf_metadata(gqr_tf_writer *w, const gqa_shape *s, const char *n
     rc |= gqr_tf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)s->vocab_size);
     rc |= gqr_tf_writer_set_f32(w, KEY("rope.freq_base"), (float)s->rope_theta);
     rc |= gqr_tf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)s->norm_eps);
+    if (s->window > 0) /* llama.cpp's keys; its pattern is global_every */
+        rc |= gqr_tf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)s->window);
+    if (s->window > 0 && s->global_every > 0)
+        rc |= gqr_tf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)s->global_every);
 #undef KEY
     return rc;
 }

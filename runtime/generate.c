@@ -21,7 +21,7 @@ static int check_args(const gqa_model_api *m, gqa_state *s, const gqr_sampler *s
         return GQA_EARG;
     if (smp->vocab_size != m->shape.vocab_size)
         return GQA_EARG;
-    if (n_prompt > m->shape.seq_len)
+    if (n_prompt > m->shape.max_positions)
         return GQA_EPOS;
     return GQA_OK;
 }
@@ -50,12 +50,14 @@ static int run_prompt(const gqa_model_api *m, gqa_state *s, const int *prompt, i
 }
 
 /* Sample, hand over, feed back; the token at pos is fed back only if one
- * more is wanted and fits, so no forward is wasted on the last one. */
+ * more is wanted and fits, so no forward is wasted on the last one.  A
+ * model whose every layer has a window runs past its context (its
+ * max_positions): the rings keep the memory constant. */
 static int run_generation(const gqa_model_api *m, gqa_state *s, gqr_sampler *smp,
                           int n_generate, gqr_token_fn on_token, void *user, float *logits,
                           gqr_result *res) {
     double t0 = now_seconds();
-    int rc = GQA_OK, pos = res->n_prompt, end = m->shape.seq_len;
+    int rc = GQA_OK, pos = res->n_prompt, end = m->shape.max_positions;
     if (n_generate < end - pos)
         end = pos + n_generate;
     for (; pos < end; pos++) {
@@ -97,7 +99,9 @@ const char *gqr_strerror(int code) {
     case GQA_EARENA: return "arena NULL, too small or misaligned";
     case GQA_EWEIGHTS: return "weights NULL, or not the float count the model needs";
     case GQA_ETOKEN: return "token outside [0, vocab_size)";
-    case GQA_EPOS: return "position outside [0, seq_len)";
+    case GQA_EPOS:
+        return "position outside [0, max_positions), or back where a sliding window's ring was "
+               "overwritten";
     case GQA_EARG: return "invalid argument";
     case GQR_ENOMEM: return "out of memory";
     default: return "unknown error";

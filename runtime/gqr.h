@@ -215,10 +215,11 @@ typedef struct gqr_result {
  * m->forward token by token where the model has none) on s (fresh
  * from init or reset), then samples up to n_generate tokens, feeding each
  * back, until n_generate are done, on_token asks to stop, or the next
- * one's position would reach seq_len.  The last generated token is not fed back.  res (may be NULL)
+ * one's position would reach shape.max_positions (seq_len, or past it
+ * where every layer has a sliding window).  The last generated token is not fed back.  res (may be NULL)
  * holds what was done even on error.  Returns GQA_OK, forward's code,
  * GQA_EARG (n_prompt < 1, n_generate < 0, NULL argument, sampler vocab
- * mismatch), GQA_EPOS (n_prompt > seq_len) or GQR_ENOMEM. */
+ * mismatch), GQA_EPOS (n_prompt > max_positions) or GQR_ENOMEM. */
 int gqr_generate(const gqa_model_api *m, gqa_state *s, gqr_sampler *smp,
                  const int *prompt, int n_prompt, int n_generate,
                  gqr_token_fn on_token, void *user, gqr_result *res);

@@ -6,8 +6,16 @@
 #   tiny    the f32 example (its GGUF f16)
 #   qcross  tests/models/qcross.gqa: Q8_0, Q4_0, Q4_K, Q6_K, F16 and BF16
 #           tensors, its GGUF in each tensor's own type
+#   kvf16   tiny with an f16 KV cache and a window of 16 with 4 sinks in
+#           every layer, run 300 positions: past its context, its rings
+#           wrapping many times
+#   kvbf16  tiny with a bf16 cache, the same window and sinks in every
+#           other layer (global_every 2), run its whole context
+#   kvq8    qcross with a q8_0 cache, run its whole context
+# (the caches convert f16 and bf16 by integer operations in portable C).
 # The host and the targets run the same portable C in the same order, so
-# the limit is 1e-5 of the largest logit.  aarch64 also runs qcross on
+# the limit is 1e-5 of the largest logit (for the f32 caches; see limit()
+# for the others).  aarch64 also runs qcross on
 # the NEON dot product (qemu -cpu max): its integer block sums are the
 # same, its float sums are in another order, and a last-bit change can
 # move an int8 activation a step of max|x|/127 that later layers carry:
@@ -42,7 +50,29 @@ gen() { # GQA NAME GGUF-FLAGS...
     $gqac weights --random "$src" -o "$out/$name.gguf" --seed 3 --format gguf "$@" &&
     $gqac "$src" -o "$out/${name}_e.c" --prefix "${name}_e" --embed-weights "$out/$name.bin"
 }
-gen examples/tiny.gqa tiny --dtype f16 && gen tests/models/qcross.gqa qcross ||
+# tiny's and qcross's variants with other KV caches and windows
+variant() { # GQA NAME SED
+    sed "$3" "$1" > "$out/$2.gqa" && gen "$out/$2.gqa" "$2"
+}
+models="tiny qcross kvf16 kvbf16 kvq8"
+# A last-bit difference (s390x's differ from the host's by 5e-7 in f32)
+# can round a K or V value to the next value of the cache's type, which
+# later positions carry: s390x measured 3.5e-5 with the f16 and bf16
+# caches, 0.011 with q8_0 (a step of max|x|/127), the same as the host's
+# own build with FMA contraction (-march=native -ffp-contract=fast)
+# against the reference.  A wrong layout or byte order is off by the
+# logits' size.
+limit() { # MODEL
+    case $1 in kvf16 | kvbf16) echo 1e-3 ;; kvq8) echo 0.05 ;; *) echo 1e-5 ;; esac
+}
+positions() { # MODEL
+    case $1 in kvf16*) echo 300 ;; kvbf16*) echo 256 ;; kvq8*) echo 32 ;; *) echo 16 ;; esac
+}
+gen examples/tiny.gqa tiny --dtype f16 && gen tests/models/qcross.gqa qcross &&
+variant examples/tiny.gqa kvf16 's/kv_cache = f32/kv_cache = f16/; s/^\( *\)rope_theta.*/&\n\1window = 16\n\1sinks = 4/' &&
+variant examples/tiny.gqa kvbf16 \
+    's/kv_cache = f32/kv_cache = bf16/; s/^\( *\)rope_theta.*/&\n\1window = 16\n\1sinks = 4\n\1global_every = 2/' &&
+variant tests/models/qcross.gqa kvq8 's/^\( *\)output .*/&\n\1kv_cache = q8_0/' ||
     { say "cross: gqac failed"; exit 1; }
 
 # Debian ships cJSON for the host only: the targets get the runtime
@@ -58,7 +88,8 @@ runtime() { # CC DIR: the runtime's objects, compiled once per CPU
 build_driver() { # CC RUNTIME-DIR OUT API MODEL_SOURCES... (static: qemu needs no target libc)
     cc=$1 rt=$2 exe=$3 api=$4
     shift 4
-    $cc $FLAGS -static -DMODEL_API="$api" -o "$exe" tests/cross_driver.c "$@" "$rt"/*.o -lm
+    $cc $FLAGS -static -DMODEL_API="$api" -DPOSITIONS="$(positions "${api%_api}")" -o "$exe" \
+        tests/cross_driver.c "$@" "$rt"/*.o -lm
 }
 
 # max |a - b| / max |a| over two files of one number a line, same length,
@@ -80,7 +111,7 @@ check() { # WHAT WANT GOT LIMIT
 
 say "cross: host reference (portable C: no -march)"
 runtime cc "$out/rt-host" || { say "cross: the host build failed"; exit 1; }
-for m in tiny qcross; do
+for m in $models; do
     build_driver cc "$out/rt-host" "$out/host-$m" ${m}_api "$out/$m.c" &&
         "$out/host-$m" "$out/$m.bin" > "$out/host-$m.txt" &&
         "$out/host-$m" "$out/$m.gguf" > "$out/host-$m-gguf.txt" ||
@@ -89,7 +120,7 @@ done
 
 # One CPU: each model from its file, its GGUF and compiled in.
 run_models() { # TRIPLE ARCH RUNTIME-DIR
-    for m in tiny qcross; do
+    for m in $models; do
         for mode in file gguf embedded; do
             exe=$out/$2-$m-$mode want=$out/host-$m.txt
             rm -f "$exe" "$exe.txt"
@@ -104,7 +135,7 @@ run_models() { # TRIPLE ARCH RUNTIME-DIR
                     "qemu-$2" "$exe" > "$exe.txt"
             fi
             if [ $? -ne 0 ]; then bad "$2 $m, weights $mode: build or run failed"; continue; fi
-            check "$2 $m, weights $mode" "$want" "$exe.txt" 1e-5
+            check "$2 $m, weights $mode" "$want" "$exe.txt" "$(limit $m)"
         done
     done
 }
@@ -141,13 +172,15 @@ for target in aarch64-linux-gnu:aarch64:-march=armv8.2-a+dotprod arm-linux-gnuea
 done
 
 # The Cortex-M4: tiny's shape with whole 32-blocks (tests/models/tiny32.gqa)
-# in each weight type, freestanding, weights in flash.  Flash is text
-# (code and the weights, rodata) plus data; RAM is data plus bss (the
-# arena, its alignment slack and the logits).
-m4() { # DTYPE
+# in each weight type, and in f32 with an f16 cache and a window of 16
+# with 4 sinks in every layer, and with a bf16 cache windowed in every
+# other layer; freestanding, weights in flash.  Flash is text (code and
+# the weights, rodata) plus data; RAM is data plus bss (the arena, its
+# alignment slack and the logits).
+m4() { # NAME SED
     dir=$out/m4-$1
     mkdir -p "$dir"
-    sed "s/weights = f32/weights = $1/" tests/models/tiny32.gqa > "$dir/tiny32.gqa" &&
+    sed "$2" tests/models/tiny32.gqa > "$dir/tiny32.gqa" &&
     $gqac weights --random "$dir/tiny32.gqa" -o "$dir/tiny32.bin" --seed 3 &&
     $gqac "$dir/tiny32.gqa" -o "$dir/tiny_m4.c" --prefix tiny_m4 --target freestanding \
           --embed-weights "$dir/tiny32.bin" &&
@@ -158,8 +191,15 @@ m4() { # DTYPE
 }
 say "cross: Cortex-M4, freestanding, weights in flash (dim 64, hidden 192, vocab 512, 2 layers)"
 if command -v arm-none-eabi-gcc > /dev/null; then
-    for t in f32 q8_0 q4_0; do
-        if m4 $t; then
+    window='s/^\( *\)kv_heads.*/&\n\1window = 16\n\1sinks = 4/'
+    pattern='s/^\( *\)kv_heads.*/&\n\1window = 16\n\1sinks = 4\n\1global_every = 2/'
+    for t in f32 q8_0 q4_0 kv-f16-window kv-bf16-pattern; do
+        case $t in
+        kv-f16-window) edit="$window; s/^\( *\)weights.*/&\n\1kv_cache = f16/" ;;
+        kv-bf16-pattern) edit="$pattern; s/^\( *\)weights.*/&\n\1kv_cache = bf16/" ;;
+        *) edit="s/weights = f32/weights = $t/" ;;
+        esac
+        if m4 $t "$edit"; then
             arena=$(sed -n 's/^#define TINY_M4_ARENA_BYTES \([0-9]*\).*/\1/p' "$out/m4-$t/tiny_m4.h")
             ok "$(arm-none-eabi-size "$out/m4-$t/tiny_m4.elf" | awk -v t=$t -v a="$arena" 'NR == 2 {
                 printf "cortex-m4 %s: links, nothing undefined: flash %d bytes, RAM %d (arena %d)",

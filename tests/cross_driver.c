@@ -7,6 +7,7 @@
  *   driver               weights compiled in (gqac --embed-weights)
  *
  * MODEL_API names the model's function table (-DMODEL_API=tiny_api).
+ * Tokens are a fixed pseudo-random walk, the same on every CPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,11 @@
 
 extern const gqa_model_api MODEL_API;
 
+/* Positions run (-DPOSITIONS=N): past a sliding window's ring, and past
+ * the context for a model whose every layer has a window. */
+#ifndef POSITIONS
 #define POSITIONS 16
+#endif
 
 static int run(const gqa_model_api *m, gqa_state *s) {
     float *logits = malloc(sizeof(float) * (size_t)m->shape.vocab_size);

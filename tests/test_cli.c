@@ -173,6 +173,60 @@ static void test_run_jit_anywhere(void) {
     CU_ASSERT(test_file_has(out, "tokenizer"));
 }
 
+/* A small model: every layer windowed (window 16, 4 sinks, f16 cache)
+ * when windowed, else a global one; both of context 32. */
+static const char *small_model(const char *name, bool windowed) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "model \"%s\" {\n vocab = 32\n dim = 32\n layers = 2\n context = 32\n"
+             " attention {\n heads = 4\n kv_heads = 2\n%s }\n ffn swiglu {\n hidden = 64\n }\n%s}\n",
+             name, windowed ? " window = 16\n sinks = 4\n" : "",
+             windowed ? " dtype {\n kv_cache = f16\n }\n" : "");
+    const char *path = test_tmp(windowed ? "windowed.gqa" : "global.gqa");
+    return test_write_text(path, text) ? path : NULL;
+}
+
+/* The ids gqac run printed (the generated tokens, without a tokenizer). */
+static int count_ids(const char *path) {
+    FILE *f = fopen(path, "r");
+    int n = 0, id;
+    while (f && fscanf(f, "%d", &id) == 1)
+        n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* -n past the context: a model whose every layer has a window generates
+ * all it is asked for (its rings wrap, many times over); a global one
+ * stops at its context. */
+static void test_run_past_context(void) {
+    const char *w = test_tmp("win.bin"), *out = test_tmp("win.out"), *err = test_tmp("win.err");
+    const char *win = small_model("win", true), *glob = small_model("glob", false);
+    CU_ASSERT_FATAL(win && glob);
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, win, w), 0);
+    CU_ASSERT_EQUAL(test_sh("%s run %s --weights %s --tokens 1,2,3 -n 200 --temp 0 --jit tcc > %s 2> %s",
+                            gqac, win, w, out, err), 0);
+    CU_ASSERT_EQUAL(count_ids(out), 200);
+    CU_ASSERT(test_file_has(err, "generated: 200 tok"));
+    CU_ASSERT(test_file_has(err, " f16 (window 16), seed"));
+    CU_ASSERT_EQUAL(test_sh("%s run %s --weights %s --tokens 1,2,3 -n 200 --temp 0 --jit tcc > %s 2> %s",
+                            gqac, glob, w, out, err), 0);
+    CU_ASSERT_EQUAL(count_ids(out), 29); /* positions 3 .. 31 */
+    CU_ASSERT(test_file_has(err, "generated: 29 tok"));
+    CU_ASSERT(test_file_has(err, " f32, seed"));
+    /* a prompt longer than the context: the windowed model takes it */
+    char ids[256] = "1";
+    for (int i = 1; i < 40; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), ",%d", i % 32);
+    CU_ASSERT_EQUAL(test_sh("%s run %s --weights %s --tokens %s -n 5 --temp 0 --jit tcc > %s 2> %s",
+                            gqac, win, w, ids, out, err), 0);
+    CU_ASSERT(test_file_has(err, "prompt: 40 tok"));
+    CU_ASSERT_EQUAL(test_sh("%s run %s --weights %s --tokens %s -n 5 --jit tcc > %s 2> %s",
+                            gqac, glob, w, ids, out, err), 1);
+    CU_ASSERT(test_file_has(err, "the prompt's 40 tokens do not fit in seq_len 32"));
+}
+
 static void test_tune_bad_value(void) {
     const char *e = test_tmp("tune.err");
     CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --runs 0 2> %s", gqac, model, e), 2);
@@ -331,6 +385,31 @@ static void test_info_weight_types(void) {
     CU_ASSERT(test_file_has(o, "weights: f32; norms and biases f32"));
 }
 
+/* info says the KV cache's type and what each layer sees, and its size
+ * held: a ring for a windowed layer. */
+static void test_info_kv_cache(void) {
+    const char *o = test_tmp("info-kv.out");
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, model, o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: f32; attention: full (every layer sees every position)"));
+    CU_ASSERT(test_file_has(o, "KV cache at context 256           64.00 KiB"));
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, small_model("win", true), o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: f16; attention: window 16, 4 sinks in every layer: runs past "
+                               "the context in constant memory"));
+    /* K and V, 2 layers, 2 KV heads, 8 f16 a head: 128 B a position; held,
+     * per KV head and layer, a sink block and a ring of 1 + 1 + 4 blocks
+     * (the window's, one more, a prompt block of 64: PLAN_BATCH) of 16
+     * positions, more than the context's 2 blocks, as it never ends */
+    CU_ASSERT(test_file_has(o, "KV cache per token                128 B"));
+    CU_ASSERT(test_file_has(o, "KV cache held (windows as rings)  14.00 KiB"));
+    const char *gqa = test_tmp("pattern.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, "model \"p\" {\n vocab = 32\n dim = 32\n layers = 6\n context = 64\n"
+                                         " attention {\n heads = 4\n kv_heads = 2\n window = 8\n global_every = 3\n }\n"
+                                         " ffn swiglu {\n hidden = 64\n }\n dtype {\n kv_cache = bf16\n }\n}\n"));
+    CU_ASSERT_EQUAL(test_sh("%s info %s > %s", gqac, gqa, o), 0);
+    CU_ASSERT(test_file_has(o, "KV cache: bf16; attention: window 8; global_every 3: 2 of 6 layers see every "
+                               "position\n"));
+}
+
 int main(void) {
     gqac = test_gqac();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -347,7 +426,9 @@ int main(void) {
         !CU_add_test(cli, "a flag of another command", test_flag_of_another_command) ||
         !CU_add_test(cli, "run --jit anywhere", test_run_jit_anywhere) ||
         !CU_add_test(cli, "tune's bad values", test_tune_bad_value) ||
+        !CU_add_test(cli, "run past the context", test_run_past_context) ||
         !CU_add_test(cli, "info's weight types", test_info_weight_types) ||
+        !CU_add_test(cli, "info's KV cache", test_info_kv_cache) ||
         !CU_add_test(cli, "tune --emit of the original", test_tune_emit_original) ||
         !CU_add_test(cli, "tune --kv-types", test_tune_kv_types) ||
         !CU_add_test(cli, "tune --kv-types on a windowed model", test_tune_kv_window) ||

@@ -263,6 +263,53 @@ static void expect_import_error(const char *json, const char *want) {
 #define BASE "\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, " \
              "\"intermediate_size\": 128, \"vocab_size\": 100, \"max_position_embeddings\": 64"
 
+/* gqac import of a config.json made of json: the .gqa has each of want
+ * (NULL-ended) and none of unwanted. */
+static void expect_import(const char *json, const char *const *want, const char *unwanted) {
+    const char *out = test_tmp("win-import.gqa");
+    test_write_tmp("win.json", json, strlen(json));
+    CU_ASSERT_FATAL(test_sh_ok("%s import %s -o %s", gqac, test_tmp("win.json"), out));
+    char *text = test_read_file(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    bool ok = !unwanted || !strstr(text, unwanted);
+    for (; *want; want++)
+        ok = ok && strstr(text, *want);
+    if (!ok)
+        printf("\n  unexpected import of %s:\n%s", json, text);
+    CU_ASSERT(ok);
+    free(text);
+}
+
+/* Mistral's window and Qwen2's where global_every can say which layers
+ * have it (all or none); where it cannot, the context is capped. */
+static void test_import_windows(void) {
+    const char *windowed[] = {"context = 64\n", "window     = 16\n", NULL};
+    const char *plain[] = {"context = 64\n", NULL};
+    const char *capped[] = {"context = 16\n", "global_every cannot express", NULL};
+    expect_import("{\"model_type\": \"mistral\", \"sliding_window\": 16, " BASE "}", windowed, NULL);
+    expect_import("{\"model_type\": \"mistral\", \"sliding_window\": 64, " BASE "}", plain, "window     =");
+    expect_import("{\"model_type\": \"mistral\", \"sliding_window\": null, " BASE "}", plain, "window     =");
+    expect_import("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, "
+                  "\"max_window_layers\": 0, " BASE "}", windowed, NULL);
+    expect_import("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, "
+                  "\"max_window_layers\": 1, " BASE "}", capped, "window     =");
+    expect_import("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, "
+                  "\"max_window_layers\": 2, " BASE "}", plain, "window     =");
+    expect_import("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, "
+                  BASE "}", plain, "window     ="); /* max_window_layers 28 by default */
+    expect_import("{\"model_type\": \"qwen2\", \"use_sliding_window\": false, \"sliding_window\": 16, "
+                  "\"max_window_layers\": 0, " BASE "}", plain, "window     =");
+    expect_import_error("{\"model_type\": \"mistral\", \"sliding_window\": 1.5, " BASE "}",
+                        "'sliding_window' must be a positive integer");
+    /* GGUF: llama.cpp's sliding_window and sliding_window_pattern keys */
+    const char *gqa = test_tmp("win.gqa");
+    CU_ASSERT_FATAL(test_write_text(gqa, "model \"win\" {\n vocab = 32\n dim = 32\n layers = 4\n context = 64\n"
+                                         " attention {\n heads = 4\n kv_heads = 2\n window = 16\n"
+                                         " global_every = 2\n }\n ffn swiglu {\n hidden = 64\n }\n}\n"));
+    check_round_trip(gqa, "gguf");
+    CU_ASSERT(test_file_has(test_tmp("b.txt"), "window 16; global_every 2: 2 of 4 layers"));
+}
+
 static void test_import_errors(void) {
     expect_import_error("{\"model_type\": \"gpt2\", " BASE "}",
                         "unsupported architecture 'gpt2' (supported: llama, mistral, qwen2)");
@@ -401,6 +448,7 @@ int main(void) {
     CU_add_test(s, "config.json of four published models", test_import_configs);
     CU_add_test(s, "GGUF and llama2.c headers round trip", test_import_round_trip);
     CU_add_test(s, "bad config.json", test_import_errors);
+    CU_add_test(s, "sliding windows", test_import_windows);
     CU_add_test(s, "GGUF of each weight type", test_import_quantized);
     CU_add_test(s, "GGUF of mixed types, per kind and per layer", test_import_mixed);
     CU_add_test(s, "safetensors' f16 and bf16", test_import_safetensors_types);

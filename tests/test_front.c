@@ -415,13 +415,15 @@ static bool parse_model(Arena *a, const char *text, Model *m) {
 }
 
 /* parse(gqa_source(parse(text))) has text's types, tensor by tensor and
- * layer by layer; the written text has want in it. */
-static void check_types_round_trip(const char *types, bool tied, const char *want) {
+ * layer by layer, and its window; the written text has want in it.
+ * attention: lines added to the attention block. */
+static void check_round_trip(const char *attention, const char *types, bool tied, const char *want) {
     char text[2048];
     snprintf(text, sizeof text,
              "model \"rt\" {\n vocab = 32\n dim = 256\n layers = 10\n context = 8\n"
-             " tie_embeddings = %s\n attention {\n heads = 4\n kv_heads = 2\n }\n"
-             " ffn swiglu {\n hidden = 512\n }\n dtype {\n%s\n }\n}\n", tied ? "true" : "false", types);
+             " tie_embeddings = %s\n attention {\n heads = 4\n kv_heads = 2\n%s }\n"
+             " ffn swiglu {\n hidden = 512\n }\n dtype {\n%s\n }\n}\n", tied ? "true" : "false",
+             attention, types);
     Arena *a = arena_new();
     Model m1, m2;
     CU_ASSERT_FATAL(parse_model(a, text, &m1));
@@ -437,10 +439,17 @@ static void check_types_round_trip(const char *types, bool tied, const char *wan
     CU_ASSERT(strstr(written, want) != NULL);
     CU_ASSERT_EQUAL(m1.weight_type, m2.weight_type);
     CU_ASSERT_EQUAL(m1.kv_type, m2.kv_type);
+    CU_ASSERT_EQUAL(m1.window, m2.window);
+    CU_ASSERT_EQUAL(m1.sinks, m2.sinks);
+    CU_ASSERT_EQUAL(m1.global_every, m2.global_every);
     for (int k = 0; ok && k < TK_COUNT; k++)
         for (int64_t l = 0; l < m1.layers; l++)
             CU_ASSERT_EQUAL(ir_tensor_type(&m1, (TensorKind)k, l), ir_tensor_type(&m2, (TensorKind)k, l));
     arena_free(a);
+}
+
+static void check_types_round_trip(const char *types, bool tied, const char *want) {
+    check_round_trip("", types, tied, want);
 }
 
 static void test_types_round_trip(void) {
@@ -460,6 +469,14 @@ static void test_types_round_trip(void) {
                            "        weights     = bf16\n        token_embd  = q8_0\n"
                            "        attn_k      = [bf16, bf16, bf16, bf16, bf16, bf16, bf16, bf16,\n"
                            "                       bf16, q8_0]\n    }\n");
+    /* the KV cache's type and the sliding window */
+    check_round_trip(" window = 6\n sinks = 2\n global_every = 5\n", "kv_cache = q8_0", false,
+                     "        rope_pairs = adjacent\n        window     = 6\n        sinks      = 2\n"
+                     "        global_every = 5\n    }\n");
+    check_round_trip(" window = 8\n", "kv_cache = bf16", false,
+                     "        window     = 8\n    }\n");
+    check_round_trip("", "kv_cache = f16", false,
+                     "    dtype {\n        weights     = f32\n        kv_cache    = f16\n    }\n");
 }
 
 /* ---- cname.c ---- */
@@ -870,7 +887,7 @@ int main(int argc, char **argv) {
         !CU_add_test(diag, "examples are clean", test_examples) ||
         !CU_add_test(diag, "CRLF, CR and a byte order mark", test_line_endings) ||
         !CU_add_test(diag, "long tokens give short messages", test_long_tokens) ||
-        !CU_add_test(diag, "weight types round trip through gqa_source", test_types_round_trip) ||
+        !CU_add_test(diag, "types and windows round trip through gqa_source", test_types_round_trip) ||
         !CU_add_test(cname, "cname_check", test_cname_check) ||
         !CU_add_test(cname, "cname_mangle", test_cname_mangle) ||
         !CU_add_test(cname, "cname_escape", test_cname_escape_text) ||
