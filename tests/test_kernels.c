@@ -26,6 +26,8 @@
 
 #include "cunit_run.h"
 #include "attention_cases.h"
+#include "quant.h"
+#include "tensorfile.h"
 #include "testing.h"
 
 /* The templates, compiled here exactly as written (no embedding rows:
@@ -809,6 +811,74 @@ static void test_bf16_encode(void) {
     check_half_encode(2, ref_bf16_bits, ref_bf16_value, 0x7f7f, 1e6, 2e-38, 0x7f80);
 }
 
+/* ---- 5. q8_0's bytes: ggml's quantizer's ---- */
+
+/* One KV head's row x (head_dim) at position 0 of a q8_0 case's K (int8
+ * at d * 16, f16 scales at 16 * head_dim + (chunk * 16) * 2) or V (int8
+ * where map says, scales at 16 * head_dim + chunk * 2) against
+ * gqr_q_quantize_row's blocks (f16 d, then 32 int8).  Counts mismatches. */
+static int q8_row_mismatches(const unsigned char *block, const size_t *map, const float *x, int hd) {
+    unsigned char want[4 * 34];
+    char err[200];
+    int bad = 0;
+    if (gqr_q_quantize_row(GQR_DT_Q8_0, x, (uint64_t)hd, want, err, sizeof err)) {
+        printf("\n  %s", err);
+        return 1;
+    }
+    for (int c = 0; c < hd / 32; c++) {
+        uint16_t d;
+        memcpy(&d, block + 16 * hd + (map ? (size_t)c : (size_t)c * 16) * 2, 2);
+        bad += d != (want[c * 34] | want[c * 34 + 1] << 8);
+        for (int j = 0; j < 32; j++) {
+            size_t at = map ? map[c * 32 + j] : (size_t)(c * 32 + j) * 16;
+            bad += (signed char)block[at] != (signed char)want[c * 34 + 2 + j];
+        }
+    }
+    return bad;
+}
+
+/* Rows of every scale (2^-12 .. 2^12), one-hot and zero chunks, and
+ * values on roundf's edges: x / d = 0.49999997 (which x + 0.5 truncated
+ * would round up), 0.5, 1.5, 2.5, 126.5, -0.5 ... */
+static void q8_test_row(float *x, int hd, int row) {
+    static const float edges[] = {127, 0.49999997f, -0.49999997f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f,
+                                  126.5f, -126.5f, 1.4999999f, 0, -0.0f, 64, 3.5f, -2.5f};
+    for (int d = 0; d < hd; d++) {
+        float scale = ldexpf(1, row % 25 - 12);
+        x[d] = scale * frand();
+        if (row % 7 == 3)
+            x[d] = d % 32 == row % 32 ? scale : 0;
+        if (row % 7 == 5)
+            x[d] = edges[d % 16];
+    }
+}
+
+static void test_q8_store(void) {
+    const AttentionCase *c = find_case(8, 8, 128, 4);
+    CU_ASSERT_FATAL(c != NULL);
+    size_t bytes = c->cache_bytes(0, 0), hb = head_bytes(c), map[128];
+    unsigned char *k = malloc(bytes), *v = malloc(bytes);
+    float kx[8 * 128], vx[8 * 128];
+    int bad = 0;
+    v_lane0(c, map);
+    for (int row = 0; row < 200; row++) {
+        for (int h = 0; h < 8; h++) {
+            q8_test_row(kx + h * 128, 128, row * 16 + h);
+            q8_test_row(vx + h * 128, 128, row * 16 + 8 + h);
+        }
+        c->store(k, v, 0, 0, 0, kx, vx);
+        for (int h = 0; h < 8; h++) {
+            int b = q8_row_mismatches(k + h * hb, NULL, kx + h * 128, 128) +
+                    q8_row_mismatches(v + h * hb, map, vx + h * 128, 128);
+            if (b && !bad)
+                printf("\n  row %d head %d: %d bytes differ", row, h, b);
+            bad += b;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    free(k), free(v);
+}
+
 static void test_template_add_copy(void) {
     float x[3] = {1, 2, 3}, y[3] = {0.5f, -2, 4};
     add_inplace(x, y, 3);
@@ -876,5 +946,6 @@ int main(void) {
     CU_add_test(s, "q8_0 scales (f16) -> float, every pattern", test_q8_scale_decode);
     CU_add_test(s, "float -> f16: ties to even, subnormals, 65504, inf, NaN", test_f16_encode);
     CU_add_test(s, "float -> bf16: ties to even, subnormals, inf, NaN", test_bf16_encode);
+    CU_add_test(s, "q8_0 store: ggml's quantize_row_q8_0 bytes", test_q8_store);
     return cunit_run();
 }
