@@ -10,6 +10,12 @@
  *    8 threads (long contexts then split across threads and merge), and
  *    for a prompt's block of tokens at once:
  *    max |error| / max |reference| <= 1e-5.
+ * 3. Every f16, bf16 and q8_0 case and a few f32 ones under sliding
+ *    windows and sinks: decode and prompt blocks through a context whose
+ *    rings wrap, against the reference on the values the cache holds.
+ * 4. The cache's conversions (f16 and bf16 both ways, q8_0's scales)
+ *    against decoders and rounders written from the formats' fields.
+ * 5. q8_0's stored bytes against ggml's quantizer (runtime/quant.c).
  *
  * The reference knows nothing of groups beyond the one rule under test:
  * query head h reads KV head h / (heads / kv_heads).  It reads K and V as
