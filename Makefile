@@ -126,8 +126,8 @@ $(TESTING): tests/testing.c tests/testing.h | $(BUILD)/obj
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
 $(BUILD)/test_kernels: tests/test_kernels.c tests/attention_cases.h $(TEMPLATES) \
-                       $(BUILD)/gen/attention_cases.o
-	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TESTING) $(TEST_LIBS)
+                       $(BUILD)/gen/attention_cases.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(BUILD)/gen/attention_cases.o $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_model: tests/test_model.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
                      $(TEST_MODELS:%=$(BUILD)/gen/%.bin) $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) \

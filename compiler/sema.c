@@ -704,20 +704,25 @@ static void check_kv_type(Sema *s, const Model *m) {
 static void check_window(Sema *s, Model *m) {
     int w = find_field("attention", "window"), k = find_field("attention", "sinks");
     int g = find_field("attention", "global_every");
-    if (s->set[w] && (m->window < 1 || m->window > m->context))
+    bool bad_window = s->set[w] && (m->window < 1 || m->window > m->context);
+    if (bad_window)
         diag_error(s->d, s->loc[w], "window is %lld, but it must be 1 .. context (%lld): the positions "
                    "a token sees, itself included", (long long)m->window, (long long)m->context);
     if (s->set[k] && !s->set[w])
         diag_error(s->d, s->loc[k], "sinks needs a window: they are the first positions a windowed "
                    "layer keeps seeing");
-    else if (s->set[k] && (m->sinks < 0 || m->sinks >= m->window))
-        diag_error(s->d, s->loc[k], "sinks is %lld, but it must be 0 .. window - 1 (%lld)",
-                   (long long)m->sinks, (long long)m->window - 1);
+    else if (s->set[k] && !bad_window && (m->sinks < 0 || m->sinks >= m->window))
+        diag_error(s->d, s->loc[k], "sinks is %lld, but it must be 0 .. window - 1 (%lld): the first "
+                   "positions, seen besides the window", (long long)m->sinks, (long long)m->window - 1);
     if (s->set[g] && !s->set[w])
         diag_error(s->d, s->loc[g], "global_every needs a window: it names the layers without one");
-    else if (s->set[g] && (m->global_every < 2 || m->global_every > m->layers))
-        diag_error(s->d, s->loc[g], "global_every is %lld, but it must be 2 .. layers (%lld): every "
-                   "global_every-th layer sees every position", (long long)m->global_every,
+    else if (s->set[g] && m->global_every < 2)
+        diag_error(s->d, s->loc[g], "global_every is %lld, but it must be 2 or more: every "
+                   "global_every-th layer has no window, and 1 would leave none with one",
+                   (long long)m->global_every);
+    else if (s->set[g] && m->global_every > m->layers)
+        diag_error(s->d, s->loc[g], "global_every is %lld, but the model has %lld layers, so no layer "
+                   "would be without the window; leave global_every out", (long long)m->global_every,
                    (long long)m->layers);
 }
 

@@ -198,8 +198,10 @@ static uint16_t kv_quantize(const float *x, int n, int8_t *out, size_t ostride) 
     id = d > 0.0f ? 1.0f / d : 0.0f;
     for (i = 0; i < n; i++) {
         float v = bad ? 0.0f : x[i] * id;
+        float t;
         v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        out[(size_t)i * ostride] = (int8_t)(int)(v + (v < 0.0f ? -0.5f : 0.5f));
+        t = (float)(int)v; /* v - t is exact, where v + 0.5f rounds 0.49999997f up to 1 */
+        out[(size_t)i * ostride] = (int8_t)(int)(t + (float)(v - t >= 0.5f) - (float)(t - v >= 0.5f));
     }
     return bad ? (uint16_t)0x7e00u : kv_to_f16(d);
 }

@@ -32,22 +32,28 @@ typedef struct {
 extern const AttentionCase attention_cases[]; /* ends with fn == 0 */
 extern const int attention_context;
 
-/* Positions 0..last of kc, vc (kv_heads, context, head_dim), the plain
- * layout that references read -> key_cache, value_cache in the kernel's
- * own layout, through its store. */
+/* Position t of kc, vc (kv_heads, context, head_dim), the plain layout
+ * that references read -> key_cache, value_cache in the kernel's own
+ * layout for that window and sinks, through its store. */
+static inline void attention_cases_store(KvStoreFn store, void *key_cache, void *value_cache, int window,
+                                         int sinks, const float *kc, const float *vc, int kv_heads, int hd,
+                                         int context, int t) {
+    float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
+    for (int h = 0; h < kv_heads; h++)
+        for (int d = 0; d < hd; d++) {
+            k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
+            v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
+        }
+    store(key_cache, value_cache, window, sinks, t, k, v);
+    free(k), free(v);
+}
+
+/* Positions 0..last, no window. */
 static inline void attention_cases_fill(KvStoreFn store, void *key_cache, void *value_cache,
                                         const float *kc, const float *vc, int kv_heads, int hd,
                                         int context, int last) {
-    float *k = malloc((size_t)kv_heads * hd * sizeof *k), *v = malloc((size_t)kv_heads * hd * sizeof *v);
-    for (int t = 0; t <= last; t++) {
-        for (int h = 0; h < kv_heads; h++)
-            for (int d = 0; d < hd; d++) {
-                k[h * hd + d] = kc[((size_t)h * context + t) * hd + d];
-                v[h * hd + d] = vc[((size_t)h * context + t) * hd + d];
-            }
-        store(key_cache, value_cache, 0, 0, t, k, v);
-    }
-    free(k), free(v);
+    for (int t = 0; t <= last; t++)
+        attention_cases_store(store, key_cache, value_cache, 0, 0, kc, vc, kv_heads, hd, context, t);
 }
 
 #endif
