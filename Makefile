@@ -185,7 +185,7 @@ $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)
 	@set -e; for t in $(TESTS); do \
 	    echo "== $$t ($(BUILD))"; \
-	    GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache GQAC_CFLAGS="$(RUN_CFLAGS)" \
+	    OMP_WAIT_POLICY=passive GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache GQAC_CFLAGS="$(RUN_CFLAGS)" \
 	        $(BUILD)/$$t; \
 	done
 
