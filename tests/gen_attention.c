@@ -47,7 +47,7 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
         buf_printf(out, "#undef %s\n", statics[i]);
     buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n"
                   "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n#undef GQ_KV_Q8\n#undef GQ_KV_CHUNK\n#undef GQ_KV_CHUNKS\n"
-                  "#undef GQ_KV_VALUES\n#undef GQ_KV_LINE\n#undef GQ_KV_RUN\n#undef GQ_KV_BLOCK_BYTES\n#undef GQ_CACHE_BLOCKS\n#undef GQ_BLOCKS_OF\n"
+                  "#undef GQ_KV_F16C\n#undef GQ_KV_VALUES\n#undef GQ_KV_LINE\n#undef GQ_KV_RUN\n#undef GQ_KV_BLOCK_BYTES\n#undef GQ_CACHE_BLOCKS\n#undef GQ_BLOCKS_OF\n"
                   "#undef GQ_WRAP_BLOCKS\n#undef GQ_LAYER_BLOCKS\n\n");
     buf_printf(table, "    {%d, %d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt, %s_cache_bytes},\n",
                heads, kv_heads, head_dim, (int)kv_type, prefix, prefix, prefix, prefix);
