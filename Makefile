@@ -37,7 +37,7 @@ TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtim
                 runtime/quant.c
 TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h templates/parallel.h \
                 templates/mathlib.c templates/gqmath.h templates/qdot.c templates/kernels.c \
-                templates/attention.c templates/forward.c
+                templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
 .PHONY: all demo test check check-asan check-cross check-install fuzz bench bench-build install clean deps

@@ -297,6 +297,9 @@ const char *ir_kind_key(TensorKind k);
 DType ir_tensor_type(const Model *m, TensorKind k, int64_t layer);
 /* m with every tensor f32 (the float checkpoint converters read and write). */
 Model ir_with_f32(const Model *m);
+/* Why the generated training step cannot train m (a message naming what
+ * it has), or NULL: only RMSNorm + SwiGLU models train. */
+const char *train_unsupported(const Model *m);
 /* Layers without a sliding window (all of them when window is 0). */
 int64_t ir_global_layers(const Model *m);
 /* m with kv_heads replaced (for MHA/MQA comparisons and tuning). */
@@ -335,6 +338,7 @@ typedef struct {
     Target target;
     bool embed_weights; /* the weights are compiled in, one object a tensor */
     bool rope_table;    /* RoPE's cos and sin for every position, computed by gqac */
+    bool train;         /* also the training step (templates/train.c, PREFIX_train_api) */
 } CodeOptions;
 
 struct Plan {
@@ -347,6 +351,7 @@ struct Plan {
     const Slice *slices;
     int64_t n_slices;
     bool embedded;           /* the tensors are compiled in */
+    bool train;              /* train.c follows forward.c */
     const char *bad; /* the first hole whose value is outside its C type's range, or NULL */
 };
 
@@ -522,6 +527,11 @@ struct gqa_model_api; /* templates/gqa_api.h */
  * global state), the cc backend needs no lock. */
 JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                       char *err, size_t errlen);
+/* The same with the training step (m trainable: train_unsupported NULL, and
+ * f32): both tables, each version checked. */
+struct gqa_train_api;
+JitModel *jit_compile_train(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
+                            const struct gqa_train_api **train, char *err, size_t errlen);
 void jit_free(JitModel *j);
 
 /* ---- import.c: gqac import ---- */

@@ -56,6 +56,16 @@ Model ir_with_f32(const Model *m) {
     return f;
 }
 
+const char *train_unsupported(const Model *m) {
+    if (m->norm != NORM_RMSNORM && m->ffn != FFN_SWIGLU)
+        return "only rmsnorm + swiglu models can be trained (this model has layernorm and gelu)";
+    if (m->norm != NORM_RMSNORM)
+        return "only rmsnorm + swiglu models can be trained (this model has layernorm)";
+    if (m->ffn != FFN_SWIGLU)
+        return "only rmsnorm + swiglu models can be trained (this model has a gelu ffn)";
+    return NULL;
+}
+
 Model ir_with_kv_heads(const Model *m, int64_t kv_heads) {
     Model v = *m;
     v.kv_heads = kv_heads;

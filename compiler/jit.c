@@ -23,11 +23,12 @@ const JitBackend *jit_backend(const char *name) {
     return NULL;
 }
 
-JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api **api, char *err,
-                      size_t errlen) {
+/* Plans m with opt, compiles it with b and checks the model table. */
+static JitModel *compile(const Model *m, const JitBackend *b, CodeOptions opt, const gqa_model_api **api,
+                         char *err, size_t errlen) {
     Arena *a = arena_new();
     Plan p;
-    plan_model(m, "model", (CodeOptions){0}, &p, a);
+    plan_model(m, "model", opt, &p, a);
     if (plan_check(&p)) {
         snprintf(err, errlen, "internal error: the plan's %s is out of its C type's range: a gqac bug",
                  plan_check(&p));
@@ -53,6 +54,34 @@ JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api *
     }
     *j = (JitModel){b, handle};
     *api = t;
+    return j;
+}
+
+JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api **api, char *err,
+                      size_t errlen) {
+    return compile(m, b, (CodeOptions){0}, api, err, errlen);
+}
+
+JitModel *jit_compile_train(const Model *m, const JitBackend *b, const gqa_model_api **api,
+                            const gqa_train_api **train, char *err, size_t errlen) {
+    const char *why = train_unsupported(m);
+    if (why) {
+        snprintf(err, errlen, "gqac train: %s: %s", m->name, why);
+        return NULL;
+    }
+    Model f32 = ir_with_f32(m); /* training is done on f32 weights */
+    JitModel *j = compile(&f32, b, (CodeOptions){.train = true}, api, err, errlen);
+    if (!j)
+        return NULL;
+    const gqa_train_api *t = b->symbol(j->handle, "model_train_api");
+    if (!t || t->version != GQA_TRAIN_API_VERSION) {
+        snprintf(err, errlen, "%s JIT: the compiled code has %s (gqac expects training API version %d)",
+                 b->name, t ? "another training API version" : "no model_train_api table",
+                 GQA_TRAIN_API_VERSION);
+        jit_free(j);
+        return NULL;
+    }
+    *train = t;
     return j;
 }
 

@@ -76,6 +76,8 @@ static const char usage_text[] =
     "  --target T       hosted (default: libc, libm, OpenMP) or freestanding (none of them)\n"
     "  --rope-table     RoPE's cos and sin for every position as a table in the C\n"
     "                   (context x head_dim floats), computed by gqac in double\n"
+    "  --train          also the training step (PREFIX_train_api: forward, backward,\n"
+    "                   AdamW) over f32 weights; rmsnorm + swiglu models, hosted only\n"
     "  --embed-weights W  compile the checkpoint W in: FILE_weights.c (and _1.c, ...) beside\n"
     "                   FILE.c, and PREFIX_init_embedded needs no file\n"
     "  --size-bits N    the target's size_t width, 32 or 64 (default 64): sizes must fit\n"
@@ -139,6 +141,7 @@ static int set_prefix(Options *o, const char *v) { o->prefix = v; return 0; }
 static int set_header(Options *o, const char *v) { o->header = v; return 0; }
 static int set_main(Options *o, const char *v) { (void)v; o->with_main = true; return 0; }
 static int set_rope_table(Options *o, const char *v) { (void)v; o->code.rope_table = true; return 0; }
+static int set_train(Options *o, const char *v) { (void)v; o->code.train = true; return 0; }
 static int set_random(Options *o, const char *v) { (void)v; o->random = true; return 0; }
 
 static int set_embed(Options *o, const char *v) {
@@ -199,6 +202,7 @@ static const Flag flags[] = {
     {"--target", true, C_COMPILE, set_target},
     {"--embed-weights", true, C_COMPILE, set_embed},
     {"--rope-table", false, C_COMPILE, set_rope_table},
+    {"--train", false, C_COMPILE, set_train},
     {"--size-bits", true, C_COMPILE | C_CHECK | C_INFO, set_size_bits},
     {"--random", false, C_WEIGHTS, set_random},
     {"--seed", true, C_WEIGHTS, set_seed},
@@ -367,6 +371,15 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
         return EXIT_INPUT;
     }
     Plan p;
+    Model f32;
+    if (o->code.train) { /* training is done on f32 weights, whatever the dtype block says */
+        if ((why = train_unsupported(m))) {
+            fprintf(stderr, "gqac: error: --train: %s: %s\n", m->name, why);
+            return EXIT_INPUT;
+        }
+        f32 = ir_with_f32(m);
+        m = &f32;
+    }
     plan_model(m, prefix, o->code, &p, a);
     if (plan_check(&p)) {
         fprintf(stderr, "gqac: internal error: the plan's %s is out of its C type's range (sema should have "
@@ -638,6 +651,8 @@ static int check_args(const Options *o) {
         return usage_error("%s", "--embed-weights writes files beside -o FILE.c: give a file, not -");
     if (o->with_main && o->code.target == TARGET_FREESTANDING)
         return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
+    if (o->code.train && o->code.target == TARGET_FREESTANDING)
+        return usage_error("%s", "--train needs a hosted target (training uses libm and OpenMP)");
     if (c->bit == C_QUANTIZE && !o->type)
         return usage_error("%s", "gqac quantize needs --type (q8_0, q4_0, q4_k, q6_k, f16, bf16 or f32)");
     if (o->keep_type && !o->keep)

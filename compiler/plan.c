@@ -223,6 +223,7 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     memset(p, 0, sizeof *p);
     p->model = m;
     p->embedded = opt.embed_weights;
+    p->train = opt.train;
     hole_int(p, a, "GQ_DIM", (uint64_t)m->dim);
     hole_int(p, a, "GQ_HIDDEN", (uint64_t)m->hidden);
     hole_int(p, a, "GQ_LAYERS", (uint64_t)m->layers);

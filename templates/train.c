@@ -1,0 +1,789 @@
+/*
+ * train.c: the training step (gqac --train): a batch of rows of tokens
+ * forward with the activations each layer's backward needs saved, the
+ * next-token cross-entropy, then backward to the gradient of every
+ * parameter; and AdamW.  The parameters are one flat f32 array, the packed
+ * weights, each tensor where gq_tensors says (gqa_api.h's gqa_train_api).
+ *
+ * The forward projections are kernels.c's matmul over blocks of GQ_BATCH
+ * tokens.  The backward products are gemm below: dX = dY W and dW = dY^T X,
+ * rows of the output across threads, each element summed in one fixed
+ * order, so results do not depend on the thread count.  Attention saves
+ * each row's log-sum-exp, not its probabilities (batch * heads * seq^2
+ * floats a layer), and backward recomputes the scores from q and k, one
+ * work item per (row, KV head) so that a K/V head's gradient, which sums
+ * over its group's query heads, has one writer.
+ *
+ * Holes: those of forward.c (this file follows it in the generated code).
+ */
+#include "forward.c" /* gqac:drop */
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* A tensor of the flat parameters (or of its gradient): floats. */
+#define GQ_PARAM(p, name, l) ((p) + gq_tensors[GQ_T_##name + (l)].offset / sizeof(float))
+
+/* What layer l's backward reads, saved by forward: N = batch * seq rows each. */
+typedef struct {
+    float *x;    /* (N, dim) the layer's input (the residual stream) */
+    float *r1;   /* (N) attention RMSNorm's 1 / rms */
+    float *q;    /* (N, q_dim) after bias and RoPE */
+    float *k;    /* (N, kv_dim) after bias and RoPE */
+    float *v;    /* (N, kv_dim) */
+    float *att;  /* (N, q_dim) attention's output */
+    float *lse;  /* (N, heads) each score row's log-sum-exp */
+    float *xmid; /* (N, dim) the residual stream after attention */
+    float *r2;   /* (N) FFN RMSNorm's 1 / rms */
+    float *h1;   /* (N, hidden) the gate before SiLU */
+    float *h3;   /* (N, hidden) up */
+} TrainLayer;
+
+struct gqa_trainer {
+    int batch, seq, threads;
+    TrainLayer layer[GQ_LAYERS];
+    float *xfin;   /* (N, dim) the last layer's output */
+    float *rfin;   /* (N) the final RMSNorm's 1 / rms */
+    float *logits; /* (N, vocab); backward: d loss / d logits */
+    double *nll;   /* (N) each prediction's cross-entropy */
+    /* scratch */
+    float *xn;   /* (N, dim) a normalized input */
+    float *hb;   /* (N, hidden) silu(h1) * h3 */
+    float *dh1;  /* (N, hidden) */
+    float *dh3;  /* (N, hidden) */
+    float *dx;   /* (N, dim) d loss / d the residual stream */
+    float *dxn;  /* (N, dim) d loss / d a normalized input; forward: a block's output */
+    float *datt; /* (N, q_dim) */
+    float *dq;   /* (N, q_dim) */
+    float *dk;   /* (N, kv_dim) */
+    float *dv;   /* (N, kv_dim) */
+    float *rope; /* (seq, head_dim) each position's cos and sin */
+    float *pack; /* (GQ_BATCH, widest input) matmul's packed block */
+    float *kt;   /* (batch * kv_heads, 2 * head_dim * seq + 2 * seq) attention's transposed K, V and rows */
+};
+
+/* The arena: the trainer, then each buffer on a 64-byte line.  at counts
+ * bytes (and total the same in double, to catch an overflow); with base
+ * NULL nothing is laid out, only counted. */
+typedef struct {
+    unsigned char *base;
+    size_t at;
+    double total;
+} TrainArena;
+
+static float *train_take(TrainArena *a, double floats) {
+    size_t n = floats > 0 ? (size_t)floats : 0;
+    float *p = a->base ? (float *)(void *)(a->base + a->at) : NULL;
+    size_t bytes = GQ_ROUND16(n) * sizeof(float);
+    a->at += bytes;
+    a->total += (floats + 16) * sizeof(float);
+    return p;
+}
+
+#define GQ_WIDEST (GQ_HIDDEN > GQ_Q_DIM ? (GQ_HIDDEN > GQ_DIM ? GQ_HIDDEN : GQ_DIM) : \
+                   (GQ_Q_DIM > GQ_DIM ? GQ_Q_DIM : GQ_DIM))
+#define GQ_TRAINER_BYTES ((sizeof(struct gqa_trainer) + 63) / 64 * 64)
+
+static void train_lay_out(TrainArena *a, gqa_trainer *t, int batch, int seq) {
+    double n = (double)batch * seq;
+    int l;
+    a->at = GQ_TRAINER_BYTES;
+    a->total = (double)GQ_TRAINER_BYTES;
+    for (l = 0; l < GQ_LAYERS; l++) {
+        TrainLayer *s = &t->layer[l];
+        s->x = train_take(a, n * GQ_DIM);
+        s->r1 = train_take(a, n);
+        s->q = train_take(a, n * GQ_Q_DIM);
+        s->k = train_take(a, n * GQ_KV_DIM);
+        s->v = train_take(a, n * GQ_KV_DIM);
+        s->att = train_take(a, n * GQ_Q_DIM);
+        s->lse = train_take(a, n * GQ_HEADS);
+        s->xmid = train_take(a, n * GQ_DIM);
+        s->r2 = train_take(a, n);
+        s->h1 = train_take(a, n * GQ_HIDDEN);
+        s->h3 = train_take(a, n * GQ_HIDDEN);
+    }
+    t->xfin = train_take(a, n * GQ_DIM);
+    t->rfin = train_take(a, n);
+    t->logits = train_take(a, n * GQ_VOCAB);
+    t->nll = (double *)(void *)train_take(a, 2 * n);
+    t->xn = train_take(a, n * GQ_DIM);
+    t->hb = train_take(a, n * GQ_HIDDEN);
+    t->dh1 = train_take(a, n * GQ_HIDDEN);
+    t->dh3 = train_take(a, n * GQ_HIDDEN);
+    t->dx = train_take(a, n * GQ_DIM);
+    t->dxn = train_take(a, n * GQ_DIM);
+    t->datt = train_take(a, n * GQ_Q_DIM);
+    t->dq = train_take(a, n * GQ_Q_DIM);
+    t->dk = train_take(a, n * GQ_KV_DIM);
+    t->dv = train_take(a, n * GQ_KV_DIM);
+    t->rope = train_take(a, (double)seq * GQ_HEAD_DIM);
+    t->pack = train_take(a, (double)GQ_BATCH * GQ_WIDEST);
+    t->kt = train_take(a, (double)batch * GQ_KV_HEADS * (2.0 * GQ_HEAD_DIM * seq + 2.0 * seq));
+}
+
+static size_t train_arena_bytes(int batch, int seq) {
+    struct gqa_trainer scratch_t;
+    TrainArena a = {NULL, 0, 0};
+    if (batch < 1 || seq < 1 || seq > GQ_CONTEXT)
+        return 0;
+    train_lay_out(&a, &scratch_t, batch, seq);
+    return a.total < (double)(SIZE_MAX / 2) ? a.at : 0;
+}
+
+static int train_init(gqa_trainer **out, void *arena, size_t arena_bytes, int batch, int seq) {
+    size_t need = train_arena_bytes(batch, seq);
+    TrainArena a;
+    gqa_trainer *t;
+    int p;
+    if (!out)
+        return GQA_EARG;
+    *out = NULL;
+    if (!need)
+        return GQA_EARG;
+    if (!arena || arena_bytes < need || (uintptr_t)arena % 64 != 0)
+        return GQA_EARENA;
+    t = (gqa_trainer *)arena;
+    a.base = arena;
+    train_lay_out(&a, t, batch, seq);
+    t->batch = batch;
+    t->seq = seq;
+    t->threads = 0;
+    for (p = 0; p < seq; p++)
+        rope_table(t->rope + (size_t)p * GQ_HEAD_DIM, p);
+    *out = t;
+    return GQA_OK;
+}
+
+static void train_set_threads(gqa_trainer *t, int n) {
+    if (t)
+        t->threads = n;
+}
+
+static int train_threads(const gqa_trainer *t) {
+#if GQ_OPENMP
+    return t->threads > 0 ? t->threads : omp_get_max_threads();
+#else
+    return t->threads > 0 ? t->threads : 1;
+#endif
+}
+
+/* ---- products ---- */
+
+/* The register tile of gemm: GQ_TILE_ROWS rows of C by GQ_TILE_VECS vectors
+ * of GQ_LANES columns, as kernels.c's matmul_tile: each step along k
+ * broadcasts one element of A per row against a vector of B's row k, so
+ * no horizontal sums, and gcc keeps acc in registers. */
+#define GQ_GEMM_COLS (GQ_TILE_VECS * GQ_LANES)
+/* Steps along k per pass over the output: a panel of B (GQ_GEMM_K rows)
+ * stays in L2 while every row tile meets it. */
+#define GQ_GEMM_K 256
+
+/* C (GQ_TILE_ROWS, GQ_GEMM_COLS; row stride ldc) += A (rows, kn) B (kn,
+ * cols; row stride ldb), element (r, k) of A at a[r * ar + k * ak]. */
+static void gemm_tile(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
+                      int kn) {
+    float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], ark[GQ_TILE_ROWS];
+    int k, u;
+    for (u = 0; u < GQ_LANES; u++) {
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+                acc[r][v][u] = c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)];
+            }
+        }
+    }
+    for (k = 0; k < kn; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            ark[r] = a[(size_t)r * ar + (size_t)k * ak];
+        }
+        for (u = 0; u < GQ_LANES; u++) {
+            for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+                for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+                    acc[r][v][u] += ark[r] * bk[v * GQ_LANES + u];
+                }
+            }
+        }
+    }
+    for (u = 0; u < GQ_LANES; u++) {
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+                c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)] = acc[r][v][u];
+            }
+        }
+    }
+}
+
+/* The same for a tile cut short by the edge of C: mr rows, nc columns.
+ * Each element's sum runs over k in the same order as gemm_tile's. */
+static void gemm_edge(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
+                      int kn, int mr, int nc) {
+    int r, k, j;
+    for (r = 0; r < mr; r++) {
+        float *cr = c + (size_t)r * ldc;
+        for (k = 0; k < kn; k++) {
+            float ark = a[(size_t)r * ar + (size_t)k * ak];
+            const float *bk = b + (size_t)k * ldb;
+            for (j = 0; j < nc; j++)
+                cr[j] += ark * bk[j];
+        }
+    }
+}
+
+/* C (m, n; row stride ldc) += A (m, kn) B (kn, n; row stride ldb), A's
+ * element (r, k) at a[r * ar + k * ak]: dX = dY W (A = dY, ar = its
+ * width, ak = 1) and dW = dY^T X (A = dY transposed: ar = 1, ak = its
+ * width).  Tiles of rows across threads, k in panels of GQ_GEMM_K. */
+static void gemm(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
+                 int m, int n, int kn, int threads) {
+    int tiles = (m + GQ_TILE_ROWS - 1) / GQ_TILE_ROWS;
+    (void)threads;
+    GQ_OMP("omp parallel num_threads(threads) if((double)m * n * kn >= GQ_PARALLEL_MIN)")
+    {
+        int k0, i;
+        for (k0 = 0; k0 < kn; k0 += GQ_GEMM_K) {
+            int kb = kn - k0 < GQ_GEMM_K ? kn - k0 : GQ_GEMM_K;
+            GQ_OMP("omp for schedule(static)")
+            for (i = 0; i < tiles; i++) {
+                int r0 = i * GQ_TILE_ROWS, mr = m - r0 < GQ_TILE_ROWS ? m - r0 : GQ_TILE_ROWS, j;
+                const float *ai = a + (size_t)r0 * ar + (size_t)k0 * ak, *bk = b + (size_t)k0 * ldb;
+                float *ci = c + (size_t)r0 * ldc;
+                for (j = 0; j < n; j += GQ_GEMM_COLS) {
+                    int nc = n - j < GQ_GEMM_COLS ? n - j : GQ_GEMM_COLS;
+                    if (mr == GQ_TILE_ROWS && nc == GQ_GEMM_COLS)
+                        gemm_tile(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb);
+                    else
+                        gemm_edge(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb, mr, nc);
+                }
+            }
+        }
+    }
+}
+
+/* dX (N, n) += dY (N, d) W (d, n). */
+static void gemm_dx(float *dx, const float *dy, const float *w, int rows, int d, int n, int threads) {
+    gemm(dx, (size_t)n, dy, (size_t)d, 1, w, (size_t)n, rows, n, d, threads);
+}
+
+/* dW (d, n) += dY (N, d)^T X (N, n). */
+static void gemm_dw(float *dw, const float *dy, const float *x, int rows, int d, int n, int threads) {
+    gemm(dw, (size_t)n, dy, 1, (size_t)d, x, (size_t)n, d, n, rows, threads);
+}
+
+/* Y (N, d) = X (N, n) W (d, n)^T: kernels.c's matmul a block of GQ_BATCH tokens at a time. */
+static void train_matmul(gqa_trainer *t, float *y, const float *w, const float *x, int rows, int n, int d,
+                         int threads) {
+    Scratch sc;
+    int i;
+    sc.pack = t->pack;
+    sc.x8 = sc.x8k = NULL;
+    for (i = 0; i < rows; i += GQ_BATCH) {
+        int b = rows - i < GQ_BATCH ? rows - i : GQ_BATCH;
+        matmul(y + (size_t)i * (size_t)d, w, GQA_DT_F32, x + (size_t)i * (size_t)n, n, d, b, &sc, threads);
+    }
+}
+
+/* ---- per-token steps ---- */
+
+/* Whether rows of width floats go across threads (as forward.c's blocks). */
+#define GQ_ROWS_PARALLEL(rows, width) ((double)(rows) * (width) * 4 >= GQ_PARALLEL_MIN)
+
+/* xn = RMSNorm(x) * weight, row by row, and each row's 1 / rms in r. */
+static void norm_rows(float *xn, float *r, const float *x, const float *weight, int rows, int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_DIM))")
+    for (i = 0; i < rows; i++) {
+        const float *xi = x + (size_t)i * GQ_DIM;
+        float ss = 0.0f, scale;
+        int j;
+        for (j = 0; j < GQ_DIM; j++)
+            ss += xi[j] * xi[j];
+        scale = 1.0f / sqrtf(ss / GQ_DIM + GQ_NORM_EPS);
+        r[i] = scale;
+        for (j = 0; j < GQ_DIM; j++)
+            xn[(size_t)i * GQ_DIM + j] = weight[j] * (scale * xi[j]);
+    }
+}
+
+/* The same from saved 1 / rms (backward recomputes rather than saves xn). */
+static void renorm_rows(float *xn, const float *r, const float *x, const float *weight, int rows,
+                        int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_DIM))")
+    for (i = 0; i < rows; i++) {
+        int j;
+        for (j = 0; j < GQ_DIM; j++)
+            xn[(size_t)i * GQ_DIM + j] = weight[j] * (r[i] * x[(size_t)i * GQ_DIM + j]);
+    }
+}
+
+/* Backward of y = w * r * x with r = 1 / sqrt(mean(x^2) + eps), given
+ * dy: dx += r (w dy) - r^3 / dim * x * sum(w dy x); dw += sum over rows
+ * of dy r x (columns across threads, rows in order: one writer each). */
+static void norm_back(float *dx, float *dw, const float *dy, const float *x, const float *r,
+                      const float *weight, int rows, int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel num_threads(threads) if(GQ_ROWS_PARALLEL(rows, GQ_DIM))")
+    {
+        int j;
+        GQ_OMP("omp for schedule(static)")
+        for (i = 0; i < rows; i++) {
+            const float *xi = x + (size_t)i * GQ_DIM, *dyi = dy + (size_t)i * GQ_DIM;
+            float *dxi = dx + (size_t)i * GQ_DIM;
+            float dot = 0.0f, c;
+            for (j = 0; j < GQ_DIM; j++)
+                dot += weight[j] * dyi[j] * xi[j];
+            c = r[i] * r[i] * r[i] * dot / GQ_DIM;
+            for (j = 0; j < GQ_DIM; j++)
+                dxi[j] += r[i] * weight[j] * dyi[j] - c * xi[j];
+        }
+        GQ_OMP("omp for schedule(static)")
+        for (j = 0; j < GQ_DIM; j++) {
+            float sum = 0.0f;
+            int k;
+            for (k = 0; k < rows; k++)
+                sum += dy[(size_t)k * GQ_DIM + j] * r[k] * x[(size_t)k * GQ_DIM + j];
+            dw[j] += sum;
+        }
+    }
+}
+
+/* x (rows, n) += bias (n,), when there is one. */
+static void bias_rows(float *x, const float *bias, int rows, int n) {
+    int i;
+    for (i = 0; bias && i < rows; i++)
+        add_inplace(x + (size_t)i * (size_t)n, bias, n);
+}
+
+/* dbias (n,) += the sum of dy's rows (rows, n), in row order. */
+static void bias_back(float *dbias, const float *dy, int rows, int n) {
+    int i, j;
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < n; j++)
+            dbias[j] += dy[(size_t)i * (size_t)n + (size_t)j];
+}
+
+/* v (n_heads, GQ_HEAD_DIM) rotated back by the angles in table (rope's
+ * inverse and its transpose: the gradient through it). */
+static void rope_back(float *v, int n_heads, const float *table) {
+    int h, i;
+    for (h = 0; h < n_heads; h++) {
+        float *p = v + (size_t)h * GQ_HEAD_DIM;
+        for (i = 0; i < GQ_HEAD_DIM / 2; i++) {
+            float c = table[i], s = table[GQ_HEAD_DIM / 2 + i];
+            float a = p[GQ_PAIR_A(i)], b = p[GQ_PAIR_B(i)];
+            p[GQ_PAIR_A(i)] = a * c + b * s;
+            p[GQ_PAIR_B(i)] = b * c - a * s;
+        }
+    }
+}
+
+/* sigmoid(g) without overflow: e^-|g| is never above 1. */
+static float train_sigmoid(float g) {
+    float e = gq_exp_neg(g < 0 ? g : -g);
+    return g >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+/* ---- attention ---- */
+
+/* Whether position t of layer l sees position s <= t (forward.c's mask:
+ * the window and the sinks of a windowed layer). */
+static int train_sees(int window, int t, int s) {
+    return window <= 0 || t - s < window || s < GQ_SINKS;
+}
+
+/* Work item (row b, KV head g)'s scratch: K and V transposed (head_dim,
+ * seq), a row of scores and one of their gradients. */
+typedef struct {
+    float *kt, *vt, *score, *dp;
+} AttScratch;
+
+static AttScratch att_scratch(const gqa_trainer *t, int item) {
+    AttScratch s;
+    size_t seq = (size_t)t->seq;
+    s.kt = t->kt + (size_t)item * (2 * GQ_HEAD_DIM * seq + 2 * seq);
+    s.vt = s.kt + GQ_HEAD_DIM * seq;
+    s.score = s.vt + GQ_HEAD_DIM * seq;
+    s.dp = s.score + seq;
+    return s;
+}
+
+/* rows (seq, head_dim; row stride GQ_KV_DIM) -> out (head_dim, seq). */
+static void transpose_head(float *out, const float *rows, int seq) {
+    int p, d;
+    for (p = 0; p < seq; p++)
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[(size_t)d * (size_t)seq + (size_t)p] = rows[(size_t)p * GQ_KV_DIM + (size_t)d];
+}
+
+/* score[0..pos] = q . K's columns * scale, masked positions -FLT_MAX. */
+static void att_scores(float *score, const float *q, const float *kt, int seq, int pos, int window) {
+    int s, d;
+    for (s = 0; s <= pos; s++)
+        score[s] = 0.0f;
+    for (d = 0; d < GQ_HEAD_DIM; d++) {
+        const float *kd = kt + (size_t)d * (size_t)seq;
+        float qd = q[d] * GQ_ATT_SCALE;
+        for (s = 0; s <= pos; s++)
+            score[s] += qd * kd[s];
+    }
+    for (s = 0; s <= pos; s++)
+        if (!train_sees(window, pos, s))
+            score[s] = -FLT_MAX;
+}
+
+/* Forward attention of row b's KV head g's group at layer l: att and lse. */
+static void att_forward_item(const gqa_trainer *t, const TrainLayer *L, int window, int b, int g, AttScratch sc) {
+    int seq = t->seq, h, pos, s, d;
+    size_t row0 = (size_t)b * (size_t)seq;
+    const float *vrows = L->v + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM;
+    transpose_head(sc.kt, L->k + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM, seq);
+    for (h = g * GQ_GROUP; h < (g + 1) * GQ_GROUP; h++) {
+        for (pos = 0; pos < seq; pos++) {
+            size_t row = row0 + (size_t)pos;
+            const float *q = L->q + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
+            float *o = L->att + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
+            float m = -FLT_MAX, sum = 0.0f, acc[GQ_HEAD_DIM];
+            att_scores(sc.score, q, sc.kt, seq, pos, window);
+            for (s = 0; s <= pos; s++)
+                m = sc.score[s] > m ? sc.score[s] : m;
+            for (s = 0; s <= pos; s++) {
+                sc.score[s] = gq_exp_neg(sc.score[s] - m);
+                sum += sc.score[s];
+            }
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                acc[d] = 0.0f;
+            for (s = 0; s <= pos; s++)
+                for (d = 0; d < GQ_HEAD_DIM; d++)
+                    acc[d] += sc.score[s] * vrows[(size_t)s * GQ_KV_DIM + (size_t)d];
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                o[d] = acc[d] / sum;
+            L->lse[row * GQ_HEADS + (size_t)h] = m + logf(sum);
+        }
+    }
+}
+
+/* Backward of one work item: dq of the group's query heads, dk and dv of
+ * KV head g (sums over the group's heads and the positions that see
+ * them).  With p = e^(score - lse): dv_s += p datt, dp_s = datt . v_s,
+ * ds = p (dp - datt . att), dq += scale ds k_s, dk_s += scale ds q. */
+static void att_backward_item(const gqa_trainer *t, const TrainLayer *L, int window, int b, int g,
+                              AttScratch sc) {
+    int seq = t->seq, h, pos, s, d;
+    size_t row0 = (size_t)b * (size_t)seq, head = (size_t)g * GQ_HEAD_DIM;
+    const float *krows = L->k + row0 * GQ_KV_DIM + head, *vrows = L->v + row0 * GQ_KV_DIM + head;
+    float *dk = t->dk + row0 * GQ_KV_DIM + head, *dv = t->dv + row0 * GQ_KV_DIM + head;
+    transpose_head(sc.kt, krows, seq);
+    transpose_head(sc.vt, vrows, seq);
+    for (s = 0; s < seq; s++)
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            dk[(size_t)s * GQ_KV_DIM + (size_t)d] = dv[(size_t)s * GQ_KV_DIM + (size_t)d] = 0.0f;
+    for (h = g * GQ_GROUP; h < (g + 1) * GQ_GROUP; h++) {
+        for (pos = 0; pos < seq; pos++) {
+            size_t row = row0 + (size_t)pos, at = row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
+            const float *q = L->q + at, *o = L->att + at, *da = t->datt + at;
+            float *dq = t->dq + at, lse = L->lse[row * GQ_HEADS + (size_t)h], D = 0.0f, acc[GQ_HEAD_DIM];
+            att_scores(sc.score, q, sc.kt, seq, pos, window);
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                D += da[d] * o[d];
+            for (s = 0; s <= pos; s++) {
+                sc.score[s] = gq_exp_neg(sc.score[s] - lse);
+                sc.dp[s] = 0.0f;
+            }
+            for (d = 0; d < GQ_HEAD_DIM; d++) {
+                const float *vd = sc.vt + (size_t)d * (size_t)seq;
+                for (s = 0; s <= pos; s++)
+                    sc.dp[s] += da[d] * vd[s];
+            }
+            for (s = 0; s <= pos; s++)
+                sc.dp[s] = sc.score[s] * (sc.dp[s] - D) * GQ_ATT_SCALE; /* ds, scaled */
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                acc[d] = 0.0f;
+            for (s = 0; s <= pos; s++) {
+                float ds = sc.dp[s], p = sc.score[s];
+                for (d = 0; d < GQ_HEAD_DIM; d++) {
+                    acc[d] += ds * krows[(size_t)s * GQ_KV_DIM + (size_t)d];
+                    dk[(size_t)s * GQ_KV_DIM + (size_t)d] += ds * q[d];
+                    dv[(size_t)s * GQ_KV_DIM + (size_t)d] += p * da[d];
+                }
+            }
+            for (d = 0; d < GQ_HEAD_DIM; d++)
+                dq[d] = acc[d];
+        }
+    }
+}
+
+/* One of the above over every (row, KV head) across threads. */
+static void att_items(const gqa_trainer *t, const TrainLayer *L, int window, int backward, int threads) {
+    int i, items = t->batch * GQ_KV_HEADS;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if((double)t->seq * t->seq * items * GQ_GROUP * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    for (i = 0; i < items; i++) {
+        if (backward)
+            att_backward_item(t, L, window, i / GQ_KV_HEADS, i % GQ_KV_HEADS, att_scratch(t, i));
+        else
+            att_forward_item(t, L, window, i / GQ_KV_HEADS, i % GQ_KV_HEADS, att_scratch(t, i));
+    }
+}
+
+/* ---- forward ---- */
+
+#if GQ_QKV_BIAS
+#define GQ_TRAIN_BIAS(p, name, l) GQ_PARAM(p, name, l)
+#else
+#define GQ_TRAIN_BIAS(p, name, l) ((float *)NULL)
+#endif
+
+static void forward_layer(gqa_trainer *t, const float *params, int l, float *out, int threads) {
+    TrainLayer *L = &t->layer[l];
+    int rows = t->batch * t->seq, i;
+    norm_rows(t->xn, L->r1, L->x, GQ_PARAM(params, rms_att, l), rows, threads);
+    train_matmul(t, L->q, GQ_PARAM(params, wq, l), t->xn, rows, GQ_DIM, GQ_Q_DIM, threads);
+    train_matmul(t, L->k, GQ_PARAM(params, wk, l), t->xn, rows, GQ_DIM, GQ_KV_DIM, threads);
+    train_matmul(t, L->v, GQ_PARAM(params, wv, l), t->xn, rows, GQ_DIM, GQ_KV_DIM, threads);
+    bias_rows(L->q, GQ_TRAIN_BIAS(params, bq, l), rows, GQ_Q_DIM);
+    bias_rows(L->k, GQ_TRAIN_BIAS(params, bk, l), rows, GQ_KV_DIM);
+    bias_rows(L->v, GQ_TRAIN_BIAS(params, bv, l), rows, GQ_KV_DIM);
+    for (i = 0; i < rows; i++) {
+        const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
+        rope(L->q + (size_t)i * GQ_Q_DIM, GQ_HEADS, table);
+        rope(L->k + (size_t)i * GQ_KV_DIM, GQ_KV_HEADS, table);
+    }
+    att_items(t, L, layer_window(l), 0, threads);
+    train_matmul(t, t->dxn, GQ_PARAM(params, wo, l), L->att, rows, GQ_Q_DIM, GQ_DIM, threads);
+    for (i = 0; i < rows; i++) {
+        size_t at = (size_t)i * GQ_DIM;
+        int j;
+        for (j = 0; j < GQ_DIM; j++)
+            L->xmid[at + j] = L->x[at + j] + t->dxn[at + j];
+    }
+    norm_rows(t->xn, L->r2, L->xmid, GQ_PARAM(params, rms_ffn, l), rows, threads);
+    train_matmul(t, L->h1, GQ_PARAM(params, w1, l), t->xn, rows, GQ_DIM, GQ_HIDDEN, threads);
+    train_matmul(t, L->h3, GQ_PARAM(params, w3, l), t->xn, rows, GQ_DIM, GQ_HIDDEN, threads);
+    memcpy(t->hb, L->h1, (size_t)rows * GQ_HIDDEN * sizeof(float));
+    for (i = 0; i < rows; i++)
+        swiglu(t->hb + (size_t)i * GQ_HIDDEN, L->h3 + (size_t)i * GQ_HIDDEN, GQ_HIDDEN);
+    train_matmul(t, t->dxn, GQ_PARAM(params, w2, l), t->hb, rows, GQ_HIDDEN, GQ_DIM, threads);
+    for (i = 0; i < rows; i++) {
+        size_t at = (size_t)i * GQ_DIM;
+        int j;
+        for (j = 0; j < GQ_DIM; j++)
+            out[at + j] = L->xmid[at + j] + t->dxn[at + j];
+    }
+}
+
+/* The cross-entropy of each prediction (nll) from the logits, which
+ * become d loss / d logits when grad is set: (softmax - onehot) / N. */
+static void cross_entropy(gqa_trainer *t, const int *tokens, int grad, int threads) {
+    int rows = t->batch * t->seq, i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_VOCAB))")
+    for (i = 0; i < rows; i++) {
+        float *z = t->logits + (size_t)i * GQ_VOCAB, m = -FLT_MAX, sum = 0.0f;
+        int target = tokens[(i / t->seq) * (t->seq + 1) + i % t->seq + 1], j;
+        for (j = 0; j < GQ_VOCAB; j++)
+            m = z[j] > m ? z[j] : m;
+        for (j = 0; j < GQ_VOCAB; j++)
+            sum += gq_exp_neg(z[j] - m);
+        t->nll[i] = (double)m + log((double)sum) - (double)z[target];
+        if (grad) {
+            float inv = 1.0f / sum, scale = 1.0f / (float)rows;
+            for (j = 0; j < GQ_VOCAB; j++)
+                z[j] = gq_exp_neg(z[j] - m) * inv * scale;
+            z[target] -= scale;
+        }
+    }
+}
+
+/* Everything up to the loss; 0, or GQA_ETOKEN for an id outside the vocab. */
+static int train_forward(gqa_trainer *t, const float *params, const int *tokens, int grad, double *loss,
+                         int threads) {
+    int rows = t->batch * t->seq, i, l;
+    const float *embed = GQ_PARAM(params, token_embedding, 0);
+    double sum = 0.0;
+    for (i = 0; i < t->batch * (t->seq + 1); i++)
+        if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB)
+            return GQA_ETOKEN;
+    for (i = 0; i < rows; i++)
+        copy_floats(t->layer[0].x + (size_t)i * GQ_DIM,
+                    embed + (size_t)tokens[(i / t->seq) * (t->seq + 1) + i % t->seq] * GQ_DIM, GQ_DIM);
+    for (l = 0; l < GQ_LAYERS; l++)
+        forward_layer(t, params, l, l + 1 < GQ_LAYERS ? t->layer[l + 1].x : t->xfin, threads);
+    norm_rows(t->xn, t->rfin, t->xfin, GQ_PARAM(params, rms_final, 0), rows, threads);
+    train_matmul(t, t->logits, GQ_PARAM(params, wcls, 0), t->xn, rows, GQ_DIM, GQ_VOCAB, threads);
+    cross_entropy(t, tokens, grad, threads);
+    for (i = 0; i < rows; i++)
+        sum += t->nll[i];
+    *loss = sum / rows;
+    return GQA_OK;
+}
+
+/* ---- backward ---- */
+
+/* The FFN half of layer l: t->dx (d loss / d the layer's output) gains
+ * the path through the FFN, becoming d loss / d xmid. */
+static void backward_ffn(gqa_trainer *t, const float *params, float *grads, int l, int threads) {
+    TrainLayer *L = &t->layer[l];
+    int rows = t->batch * t->seq, i;
+    renorm_rows(t->xn, L->r2, L->xmid, GQ_PARAM(params, rms_ffn, l), rows, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_HIDDEN))")
+    for (i = 0; i < rows; i++) {
+        int j;
+        for (j = 0; j < GQ_HIDDEN; j++) {
+            size_t at = (size_t)i * GQ_HIDDEN + (size_t)j;
+            float g = L->h1[at], sig = train_sigmoid(g);
+            t->hb[at] = g * sig * L->h3[at];
+        }
+    }
+    gemm_dw(GQ_PARAM(grads, w2, l), t->dx, t->hb, rows, GQ_DIM, GQ_HIDDEN, threads);
+    memset(t->dh1, 0, (size_t)rows * GQ_HIDDEN * sizeof(float));
+    gemm_dx(t->dh1, t->dx, GQ_PARAM(params, w2, l), rows, GQ_DIM, GQ_HIDDEN, threads); /* d hb */
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_HIDDEN))")
+    for (i = 0; i < rows; i++) {
+        int j;
+        for (j = 0; j < GQ_HIDDEN; j++) {
+            size_t at = (size_t)i * GQ_HIDDEN + (size_t)j;
+            float g = L->h1[at], sig = train_sigmoid(g), dhb = t->dh1[at];
+            t->dh3[at] = dhb * g * sig;
+            t->dh1[at] = dhb * L->h3[at] * sig * (1.0f + g * (1.0f - sig));
+        }
+    }
+    gemm_dw(GQ_PARAM(grads, w1, l), t->dh1, t->xn, rows, GQ_HIDDEN, GQ_DIM, threads);
+    gemm_dw(GQ_PARAM(grads, w3, l), t->dh3, t->xn, rows, GQ_HIDDEN, GQ_DIM, threads);
+    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
+    gemm_dx(t->dxn, t->dh1, GQ_PARAM(params, w1, l), rows, GQ_HIDDEN, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->dh3, GQ_PARAM(params, w3, l), rows, GQ_HIDDEN, GQ_DIM, threads);
+    norm_back(t->dx, GQ_PARAM(grads, rms_ffn, l), t->dxn, L->xmid, L->r2, GQ_PARAM(params, rms_ffn, l), rows,
+              threads);
+}
+
+/* The attention half: t->dx (d loss / d xmid) becomes d loss / d the layer's input. */
+static void backward_attention(gqa_trainer *t, const float *params, float *grads, int l, int threads) {
+    TrainLayer *L = &t->layer[l];
+    int rows = t->batch * t->seq, i;
+    gemm_dw(GQ_PARAM(grads, wo, l), t->dx, L->att, rows, GQ_DIM, GQ_Q_DIM, threads);
+    memset(t->datt, 0, (size_t)rows * GQ_Q_DIM * sizeof(float));
+    gemm_dx(t->datt, t->dx, GQ_PARAM(params, wo, l), rows, GQ_DIM, GQ_Q_DIM, threads);
+    att_items(t, L, layer_window(l), 1, threads);
+    for (i = 0; i < rows; i++) {
+        const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
+        rope_back(t->dq + (size_t)i * GQ_Q_DIM, GQ_HEADS, table);
+        rope_back(t->dk + (size_t)i * GQ_KV_DIM, GQ_KV_HEADS, table);
+    }
+#if GQ_QKV_BIAS
+    bias_back(GQ_PARAM(grads, bq, l), t->dq, rows, GQ_Q_DIM);
+    bias_back(GQ_PARAM(grads, bk, l), t->dk, rows, GQ_KV_DIM);
+    bias_back(GQ_PARAM(grads, bv, l), t->dv, rows, GQ_KV_DIM);
+#else
+    (void)bias_back;
+#endif
+    renorm_rows(t->xn, L->r1, L->x, GQ_PARAM(params, rms_att, l), rows, threads);
+    gemm_dw(GQ_PARAM(grads, wq, l), t->dq, t->xn, rows, GQ_Q_DIM, GQ_DIM, threads);
+    gemm_dw(GQ_PARAM(grads, wk, l), t->dk, t->xn, rows, GQ_KV_DIM, GQ_DIM, threads);
+    gemm_dw(GQ_PARAM(grads, wv, l), t->dv, t->xn, rows, GQ_KV_DIM, GQ_DIM, threads);
+    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
+    gemm_dx(t->dxn, t->dq, GQ_PARAM(params, wq, l), rows, GQ_Q_DIM, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->dk, GQ_PARAM(params, wk, l), rows, GQ_KV_DIM, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->dv, GQ_PARAM(params, wv, l), rows, GQ_KV_DIM, GQ_DIM, threads);
+    norm_back(t->dx, GQ_PARAM(grads, rms_att, l), t->dxn, L->x, L->r1, GQ_PARAM(params, rms_att, l), rows,
+              threads);
+}
+
+static void train_backward(gqa_trainer *t, const float *params, const int *tokens, float *grads, int threads) {
+    int rows = t->batch * t->seq, i, l;
+    float *dembed = GQ_PARAM(grads, token_embedding, 0);
+    /* classifier (tied: into the embedding's gradient) and final norm */
+    renorm_rows(t->xn, t->rfin, t->xfin, GQ_PARAM(params, rms_final, 0), rows, threads);
+    gemm_dw(GQ_PARAM(grads, wcls, 0), t->logits, t->xn, rows, GQ_VOCAB, GQ_DIM, threads);
+    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
+    gemm_dx(t->dxn, t->logits, GQ_PARAM(params, wcls, 0), rows, GQ_VOCAB, GQ_DIM, threads);
+    memset(t->dx, 0, (size_t)rows * GQ_DIM * sizeof(float));
+    norm_back(t->dx, GQ_PARAM(grads, rms_final, 0), t->dxn, t->xfin, t->rfin, GQ_PARAM(params, rms_final, 0),
+              rows, threads);
+    for (l = GQ_LAYERS - 1; l >= 0; l--) {
+        backward_ffn(t, params, grads, l, threads);
+        backward_attention(t, params, grads, l, threads);
+    }
+    /* the embedding: each row's gradient to its token's row, in order */
+    for (i = 0; i < rows; i++)
+        add_inplace(dembed + (size_t)tokens[(i / t->seq) * (t->seq + 1) + i % t->seq] * GQ_DIM,
+                    t->dx + (size_t)i * GQ_DIM, GQ_DIM);
+}
+
+static int train_step(gqa_trainer *t, const float *params, const int *tokens, float *grads, double *loss) {
+    int threads, err;
+    if (!t || !params || !tokens || !grads || !loss)
+        return GQA_EARG;
+    threads = train_threads(t);
+    if ((err = train_forward(t, params, tokens, 1, loss, threads)))
+        return err;
+    memset(grads, 0, (size_t)GQ_WEIGHT_BYTES);
+    train_backward(t, params, tokens, grads, threads);
+    return GQA_OK;
+}
+
+static int train_loss(gqa_trainer *t, const float *params, const int *tokens, double *loss) {
+    if (!t || !params || !tokens || !loss)
+        return GQA_EARG;
+    return train_forward(t, params, tokens, 0, loss, train_threads(t));
+}
+
+/* ---- the optimizer ---- */
+
+static void train_grad_sq(gqa_trainer *t, const float *grads, double *sq) {
+    int i;
+    (void)t;
+    for (i = 0; i < GQ_N_TENSORS; i++) {
+        const float *g = grads + gq_tensors[i].offset / sizeof(float);
+        size_t n = gq_tensors[i].bytes / sizeof(float), j;
+        double sum = 0.0;
+        for (j = 0; j < n; j++)
+            sum += (double)g[j] * g[j];
+        sq[i] = sum;
+    }
+}
+
+/* Whether AdamW decays tensors of kind: the matrices, not norms or biases. */
+static int decays(int kind) {
+    return kind == GQA_T_EMBED || kind == GQA_T_CLS || (kind >= GQA_T_WQ && kind <= GQA_T_WO) ||
+           (kind >= GQA_T_W1 && kind <= GQA_T_W3);
+}
+
+static void train_adamw(gqa_trainer *t, float *params, const float *grads, float *m, float *v, const gqa_adamw *h,
+                     float scale) {
+    float b1 = (float)h->beta1, b2 = (float)h->beta2, eps = (float)h->eps;
+    float step = (float)(h->lr / (1.0 - pow(h->beta1, (double)h->step)));
+    float bc2 = (float)sqrt(1.0 - pow(h->beta2, (double)h->step));
+    int i, threads = train_threads(t);
+    (void)threads;
+    for (i = 0; i < GQ_N_TENSORS; i++) {
+        size_t at = gq_tensors[i].offset / sizeof(float);
+        long n = (long)(gq_tensors[i].bytes / sizeof(float)), j;
+        float keep = decays(gq_tensors[i].kind) ? (float)(1.0 - h->lr * h->weight_decay) : 1.0f;
+        float *p = params + at, *mi = m + at, *vi = v + at;
+        const float *g = grads + at;
+        GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(n * 8 >= GQ_PARALLEL_MIN)")
+        for (j = 0; j < n; j++) {
+            float gj = g[j] * scale;
+            mi[j] = b1 * mi[j] + (1.0f - b1) * gj;
+            vi[j] = b2 * vi[j] + (1.0f - b2) * gj * gj;
+            p[j] = p[j] * keep - step * mi[j] / (sqrtf(vi[j]) / bc2 + eps);
+        }
+    }
+}
+
+const gqa_train_api gqm_train_api = {
+    GQA_TRAIN_API_VERSION,
+    GQ_WEIGHT_BYTES / sizeof(float),
+    train_arena_bytes,
+    train_init,
+    train_set_threads,
+    train_step,
+    train_loss,
+    train_grad_sq,
+    train_adamw,
+};
