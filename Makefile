@@ -177,8 +177,17 @@ $(BUILD)/test_qdot: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD
 $(BUILD)/test_qdot_portable: tests/test_qdot.c templates/qdot.c templates/shape.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -DGQ_QDOT_PORTABLE=1 -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
 
+# The training step's tests: tests/train_models.def names the models
+# (tests/models/train/STEM.gqa), each generated with --train.
+TRAIN_MODELS := $(shell sed -n 's/^TRAIN(\([A-Za-z0-9_]*\)).*/\1/p' tests/train_models.def)
+$(BUILD)/gen/train_%.c $(BUILD)/gen/train_%.h: tests/models/train/%.gqa $(BUILD)/gqac | $(BUILD)/gen
+	$(BUILD)/gqac $< --train -o $(BUILD)/gen/train_$*.c --prefix train_$*
+.SECONDARY: $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.c) $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.h)
+$(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o)
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) $(TESTING) $(TEST_LIBS)
+
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable
+         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
