@@ -59,7 +59,7 @@ struct gqa_trainer {
     float *dk;   /* (N, kv_dim) */
     float *dv;   /* (N, kv_dim) */
     float *rope; /* (seq, head_dim) each position's cos and sin */
-    float *pack; /* (GQ_BATCH, widest input) matmul's packed block */
+    float *wt;   /* (the largest matrix) a weight matrix transposed */
     float *kt;   /* (batch * kv_heads, 2 * head_dim * seq + 2 * seq) attention's transposed K, V and rows */
 };
 
@@ -119,7 +119,7 @@ static void train_lay_out(TrainArena *a, gqa_trainer *t, int batch, int seq) {
     t->dk = train_take(a, n * GQ_KV_DIM);
     t->dv = train_take(a, n * GQ_KV_DIM);
     t->rope = train_take(a, (double)seq * GQ_HEAD_DIM);
-    t->pack = train_take(a, (double)GQ_BATCH * GQ_WIDEST);
+    t->wt = train_take(a, (double)GQ_WIDEST * (GQ_VOCAB > GQ_WIDEST ? GQ_VOCAB : GQ_WIDEST));
     t->kt = train_take(a, (double)batch * GQ_KV_HEADS * (2.0 * GQ_HEAD_DIM * seq + 2.0 * seq));
 }
 
@@ -183,13 +183,13 @@ static int train_threads(const gqa_trainer *t) {
 /* C (GQ_TILE_ROWS, GQ_GEMM_COLS; row stride ldc) += A (rows, kn) B (kn,
  * cols; row stride ldb), element (r, k) of A at a[r * ar + k * ak]. */
 static void gemm_tile(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
-                      int kn) {
+                      int kn, int overwrite) {
     float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], ark[GQ_TILE_ROWS];
     int k, u;
     for (u = 0; u < GQ_LANES; u++) {
         for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
             for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
-                acc[r][v][u] = c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)];
+                acc[r][v][u] = overwrite ? 0.0f : c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)];
             }
         }
     }
@@ -218,10 +218,12 @@ static void gemm_tile(float *c, size_t ldc, const float *a, size_t ar, size_t ak
 /* The same for a tile cut short by the edge of C: mr rows, nc columns.
  * Each element's sum runs over k in the same order as gemm_tile's. */
 static void gemm_edge(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
-                      int kn, int mr, int nc) {
+                      int kn, int mr, int nc, int overwrite) {
     int r, k, j;
     for (r = 0; r < mr; r++) {
         float *cr = c + (size_t)r * ldc;
+        for (j = 0; overwrite && j < nc; j++)
+            cr[j] = 0.0f;
         for (k = 0; k < kn; k++) {
             float ark = a[(size_t)r * ar + (size_t)k * ak];
             const float *bk = b + (size_t)k * ldb;
@@ -231,12 +233,13 @@ static void gemm_edge(float *c, size_t ldc, const float *a, size_t ar, size_t ak
     }
 }
 
-/* C (m, n; row stride ldc) += A (m, kn) B (kn, n; row stride ldb), A's
- * element (r, k) at a[r * ar + k * ak]: dX = dY W (A = dY, ar = its
- * width, ak = 1) and dW = dY^T X (A = dY transposed: ar = 1, ak = its
- * width).  Tiles of rows across threads, k in panels of GQ_GEMM_K. */
+/* C (m, n; row stride ldc) += A (m, kn) B (kn, n; row stride ldb), or
+ * = when overwrite is set, A's element (r, k) at a[r * ar + k * ak]: dX =
+ * dY W (A = dY, ar = its width, ak = 1) and dW = dY^T X (A = dY
+ * transposed: ar = 1, ak = its width).  Tiles of rows across threads, k
+ * in panels of GQ_GEMM_K. */
 static void gemm(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
-                 int m, int n, int kn, int threads) {
+                 int m, int n, int kn, int overwrite, int threads) {
     int tiles = (m + GQ_TILE_ROWS - 1) / GQ_TILE_ROWS;
     (void)threads;
     GQ_OMP("omp parallel num_threads(threads) if((double)m * n * kn >= GQ_PARALLEL_MIN)")
@@ -252,36 +255,35 @@ static void gemm(float *c, size_t ldc, const float *a, size_t ar, size_t ak, con
                 for (j = 0; j < n; j += GQ_GEMM_COLS) {
                     int nc = n - j < GQ_GEMM_COLS ? n - j : GQ_GEMM_COLS;
                     if (mr == GQ_TILE_ROWS && nc == GQ_GEMM_COLS)
-                        gemm_tile(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb);
+                        gemm_tile(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb, overwrite && k0 == 0);
                     else
-                        gemm_edge(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb, mr, nc);
+                        gemm_edge(ci + j, ldc, ai, ar, ak, bk + j, ldb, kb, mr, nc, overwrite && k0 == 0);
                 }
             }
         }
     }
 }
 
-/* dX (N, n) += dY (N, d) W (d, n). */
-static void gemm_dx(float *dx, const float *dy, const float *w, int rows, int d, int n, int threads) {
-    gemm(dx, (size_t)n, dy, (size_t)d, 1, w, (size_t)n, rows, n, d, threads);
+/* dX (N, n) = dY (N, d) W (d, n), or += when add is set. */
+static void gemm_dx(float *dx, const float *dy, const float *w, int rows, int d, int n, int add, int threads) {
+    gemm(dx, (size_t)n, dy, (size_t)d, 1, w, (size_t)n, rows, n, d, !add, threads);
 }
 
-/* dW (d, n) += dY (N, d)^T X (N, n). */
+/* dW (d, n) += dY (N, d)^T X (N, n) (a tied embedding's gradient has two parts). */
 static void gemm_dw(float *dw, const float *dy, const float *x, int rows, int d, int n, int threads) {
-    gemm(dw, (size_t)n, dy, 1, (size_t)d, x, (size_t)n, d, n, rows, threads);
+    gemm(dw, (size_t)n, dy, 1, (size_t)d, x, (size_t)n, d, n, rows, 0, threads);
 }
 
-/* Y (N, d) = X (N, n) W (d, n)^T: kernels.c's matmul a block of GQ_BATCH tokens at a time. */
+/* Y (N, d) = X (N, n) W (d, n)^T: W transposed into t->wt, then gemm
+ * (which ran the forward products ~2x faster than kernels.c's matmul
+ * over blocks of GQ_BATCH tokens: its tiles suit a block, not N rows). */
 static void train_matmul(gqa_trainer *t, float *y, const float *w, const float *x, int rows, int n, int d,
                          int threads) {
-    Scratch sc;
-    int i;
-    sc.pack = t->pack;
-    sc.x8 = sc.x8k = NULL;
-    for (i = 0; i < rows; i += GQ_BATCH) {
-        int b = rows - i < GQ_BATCH ? rows - i : GQ_BATCH;
-        matmul(y + (size_t)i * (size_t)d, w, GQA_DT_F32, x + (size_t)i * (size_t)n, n, d, b, &sc, threads);
-    }
+    int r, c;
+    for (r = 0; r < d; r++)
+        for (c = 0; c < n; c++)
+            t->wt[(size_t)c * (size_t)d + (size_t)r] = w[(size_t)r * (size_t)n + (size_t)c];
+    gemm(y, (size_t)d, x, (size_t)n, 1, t->wt, (size_t)d, rows, d, n, 1, threads);
 }
 
 /* ---- per-token steps ---- */
@@ -382,19 +384,25 @@ static void rope_back(float *v, int n_heads, const float *table) {
     }
 }
 
-/* sigmoid(g) without overflow: e^-|g| is never above 1. */
+/* sigmoid(g) without overflow: with e = e^-|g| (never above 1), 1 / (1 +
+ * e) for g >= 0 and e / (1 + e) below; the choice made on the sign bit,
+ * as kernels.c's swiglu, so that loops of it vectorize. */
 static float train_sigmoid(float g) {
-    float e = gq_exp_neg(g < 0 ? g : -g);
-    return g >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    union {
+        float f;
+        uint32_t u;
+    } x, num;
+    uint32_t negative;
+    float e;
+    x.f = g;
+    negative = 0u - (x.u >> 31);
+    x.u |= 0x80000000u;
+    num.f = e = gq_exp_neg(x.f);
+    num.u = (num.u & negative) | (0x3f800000u & ~negative); /* e, or 1.0f */
+    return num.f / (1.0f + e);
 }
 
 /* ---- attention ---- */
-
-/* Whether position t of layer l sees position s <= t (forward.c's mask:
- * the window and the sinks of a windowed layer). */
-static int train_sees(int window, int t, int s) {
-    return window <= 0 || t - s < window || s < GQ_SINKS;
-}
 
 /* Work item (row b, KV head g)'s scratch: K and V transposed (head_dim,
  * seq), a row of scores and one of their gradients. */
@@ -420,7 +428,8 @@ static void transpose_head(float *out, const float *rows, int seq) {
             out[(size_t)d * (size_t)seq + (size_t)p] = rows[(size_t)p * GQ_KV_DIM + (size_t)d];
 }
 
-/* score[0..pos] = q . K's columns * scale, masked positions -FLT_MAX. */
+/* score[0..pos] = q . K's columns * scale, masked positions -FLT_MAX
+ * (those from the sinks up to the window's start). */
 static void att_scores(float *score, const float *q, const float *kt, int seq, int pos, int window) {
     int s, d;
     for (s = 0; s <= pos; s++)
@@ -431,14 +440,81 @@ static void att_scores(float *score, const float *q, const float *kt, int seq, i
         for (s = 0; s <= pos; s++)
             score[s] += qd * kd[s];
     }
-    for (s = 0; s <= pos; s++)
-        if (!train_sees(window, pos, s))
+    if (window > 0)
+        for (s = GQ_SINKS; s <= pos - window; s++)
             score[s] = -FLT_MAX;
+}
+
+/* Lanes of attention's sums over positions: independent partial sums, so
+ * that the adds do not wait on each other (and vectorize). */
+#define GQ_ATT_PART 16
+
+/* The largest of x[0..n). */
+static float att_max(const float *x, int n) {
+    float part[GQ_ATT_PART], m;
+    int s, u;
+    for (u = 0; u < GQ_ATT_PART; u++)
+        part[u] = -FLT_MAX;
+    for (s = 0; s + GQ_ATT_PART <= n; s += GQ_ATT_PART)
+        for (u = 0; u < GQ_ATT_PART; u++)
+            part[u] = x[s + u] > part[u] ? x[s + u] : part[u];
+    for (; s < n; s++)
+        part[0] = x[s] > part[0] ? x[s] : part[0];
+    m = part[0];
+    for (u = 1; u < GQ_ATT_PART; u++)
+        m = part[u] > m ? part[u] : m;
+    return m;
+}
+
+/* x[s] = e^(x[s] - shift) for s < n; their sum. */
+static float att_exp(float *x, int n, float shift) {
+    float part[GQ_ATT_PART], sum = 0.0f;
+    int s, u;
+    for (u = 0; u < GQ_ATT_PART; u++)
+        part[u] = 0.0f;
+    for (s = 0; s + GQ_ATT_PART <= n; s += GQ_ATT_PART)
+        for (u = 0; u < GQ_ATT_PART; u++) {
+            x[s + u] = gq_exp_neg(x[s + u] - shift);
+            part[u] += x[s + u];
+        }
+    for (; s < n; s++) {
+        x[s] = gq_exp_neg(x[s] - shift);
+        part[0] += x[s];
+    }
+    for (u = 0; u < GQ_ATT_PART; u++)
+        sum += part[u];
+    return sum;
+}
+
+/* out (head_dim) = sum over s < n of w[s] rows[s] (row stride
+ * GQ_KV_DIM), in four independent chains (positions s mod 4) so that
+ * the multiply-adds do not wait on each other; the loop over head_dim
+ * holds the four statements, which gcc vectorizes whole. */
+static void att_weigh(float *restrict out, const float *restrict w, const float *restrict rows, int n) {
+    float a0[GQ_HEAD_DIM], a1[GQ_HEAD_DIM], a2[GQ_HEAD_DIM], a3[GQ_HEAD_DIM];
+    int s, d;
+    for (d = 0; d < GQ_HEAD_DIM; d++)
+        a0[d] = a1[d] = a2[d] = a3[d] = 0.0f;
+    for (s = 0; s + 4 <= n; s += 4) {
+        const float *r = rows + (size_t)s * GQ_KV_DIM;
+        float w0 = w[s], w1 = w[s + 1], w2 = w[s + 2], w3 = w[s + 3];
+        for (d = 0; d < GQ_HEAD_DIM; d++) {
+            a0[d] += w0 * r[d];
+            a1[d] += w1 * r[GQ_KV_DIM + d];
+            a2[d] += w2 * r[2 * GQ_KV_DIM + d];
+            a3[d] += w3 * r[3 * GQ_KV_DIM + d];
+        }
+    }
+    for (; s < n; s++)
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            a0[d] += w[s] * rows[(size_t)s * GQ_KV_DIM + (size_t)d];
+    for (d = 0; d < GQ_HEAD_DIM; d++)
+        out[d] = (a0[d] + a1[d]) + (a2[d] + a3[d]);
 }
 
 /* Forward attention of row b's KV head g's group at layer l: att and lse. */
 static void att_forward_item(const gqa_trainer *t, const TrainLayer *L, int window, int b, int g, AttScratch sc) {
-    int seq = t->seq, h, pos, s, d;
+    int seq = t->seq, h, pos, d;
     size_t row0 = (size_t)b * (size_t)seq;
     const float *vrows = L->v + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM;
     transpose_head(sc.kt, L->k + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM, seq);
@@ -447,24 +523,28 @@ static void att_forward_item(const gqa_trainer *t, const TrainLayer *L, int wind
             size_t row = row0 + (size_t)pos;
             const float *q = L->q + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
             float *o = L->att + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
-            float m = -FLT_MAX, sum = 0.0f, acc[GQ_HEAD_DIM];
+            float m, sum;
             att_scores(sc.score, q, sc.kt, seq, pos, window);
-            for (s = 0; s <= pos; s++)
-                m = sc.score[s] > m ? sc.score[s] : m;
-            for (s = 0; s <= pos; s++) {
-                sc.score[s] = gq_exp_neg(sc.score[s] - m);
-                sum += sc.score[s];
-            }
+            m = att_max(sc.score, pos + 1);
+            sum = att_exp(sc.score, pos + 1, m);
+            att_weigh(o, sc.score, vrows, pos + 1);
             for (d = 0; d < GQ_HEAD_DIM; d++)
-                acc[d] = 0.0f;
-            for (s = 0; s <= pos; s++)
-                for (d = 0; d < GQ_HEAD_DIM; d++)
-                    acc[d] += sc.score[s] * vrows[(size_t)s * GQ_KV_DIM + (size_t)d];
-            for (d = 0; d < GQ_HEAD_DIM; d++)
-                o[d] = acc[d] / sum;
+                o[d] /= sum;
             L->lse[row * GQ_HEADS + (size_t)h] = m + logf(sum);
         }
     }
+}
+
+/* dk_s += ds_s q and dv_s += p_s da for s < n (rows of stride
+ * GQ_KV_DIM): restrict, so that the rows' updates vectorize. */
+static void att_kv_back(float *restrict dk, float *restrict dv, const float *restrict ds,
+                        const float *restrict p, const float *restrict q, const float *restrict da, int n) {
+    int s, d;
+    for (s = 0; s < n; s++)
+        for (d = 0; d < GQ_HEAD_DIM; d++) {
+            dk[(size_t)s * GQ_KV_DIM + (size_t)d] += ds[s] * q[d];
+            dv[(size_t)s * GQ_KV_DIM + (size_t)d] += p[s] * da[d];
+        }
 }
 
 /* Backward of one work item: dq of the group's query heads, dk and dv of
@@ -486,14 +566,13 @@ static void att_backward_item(const gqa_trainer *t, const TrainLayer *L, int win
         for (pos = 0; pos < seq; pos++) {
             size_t row = row0 + (size_t)pos, at = row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
             const float *q = L->q + at, *o = L->att + at, *da = t->datt + at;
-            float *dq = t->dq + at, lse = L->lse[row * GQ_HEADS + (size_t)h], D = 0.0f, acc[GQ_HEAD_DIM];
+            float *dq = t->dq + at, lse = L->lse[row * GQ_HEADS + (size_t)h], D = 0.0f;
             att_scores(sc.score, q, sc.kt, seq, pos, window);
             for (d = 0; d < GQ_HEAD_DIM; d++)
                 D += da[d] * o[d];
-            for (s = 0; s <= pos; s++) {
-                sc.score[s] = gq_exp_neg(sc.score[s] - lse);
+            att_exp(sc.score, pos + 1, lse);
+            for (s = 0; s <= pos; s++)
                 sc.dp[s] = 0.0f;
-            }
             for (d = 0; d < GQ_HEAD_DIM; d++) {
                 const float *vd = sc.vt + (size_t)d * (size_t)seq;
                 for (s = 0; s <= pos; s++)
@@ -501,18 +580,8 @@ static void att_backward_item(const gqa_trainer *t, const TrainLayer *L, int win
             }
             for (s = 0; s <= pos; s++)
                 sc.dp[s] = sc.score[s] * (sc.dp[s] - D) * GQ_ATT_SCALE; /* ds, scaled */
-            for (d = 0; d < GQ_HEAD_DIM; d++)
-                acc[d] = 0.0f;
-            for (s = 0; s <= pos; s++) {
-                float ds = sc.dp[s], p = sc.score[s];
-                for (d = 0; d < GQ_HEAD_DIM; d++) {
-                    acc[d] += ds * krows[(size_t)s * GQ_KV_DIM + (size_t)d];
-                    dk[(size_t)s * GQ_KV_DIM + (size_t)d] += ds * q[d];
-                    dv[(size_t)s * GQ_KV_DIM + (size_t)d] += p * da[d];
-                }
-            }
-            for (d = 0; d < GQ_HEAD_DIM; d++)
-                dq[d] = acc[d];
+            att_weigh(dq, sc.dp, krows, pos + 1);
+            att_kv_back(dk, dv, sc.dp, sc.score, q, da, pos + 1);
         }
     }
 }
@@ -640,8 +709,7 @@ static void backward_ffn(gqa_trainer *t, const float *params, float *grads, int 
         }
     }
     gemm_dw(GQ_PARAM(grads, w2, l), t->dx, t->hb, rows, GQ_DIM, GQ_HIDDEN, threads);
-    memset(t->dh1, 0, (size_t)rows * GQ_HIDDEN * sizeof(float));
-    gemm_dx(t->dh1, t->dx, GQ_PARAM(params, w2, l), rows, GQ_DIM, GQ_HIDDEN, threads); /* d hb */
+    gemm_dx(t->dh1, t->dx, GQ_PARAM(params, w2, l), rows, GQ_DIM, GQ_HIDDEN, 0, threads); /* d hb */
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_HIDDEN))")
     for (i = 0; i < rows; i++) {
         int j;
@@ -654,9 +722,8 @@ static void backward_ffn(gqa_trainer *t, const float *params, float *grads, int 
     }
     gemm_dw(GQ_PARAM(grads, w1, l), t->dh1, t->xn, rows, GQ_HIDDEN, GQ_DIM, threads);
     gemm_dw(GQ_PARAM(grads, w3, l), t->dh3, t->xn, rows, GQ_HIDDEN, GQ_DIM, threads);
-    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
-    gemm_dx(t->dxn, t->dh1, GQ_PARAM(params, w1, l), rows, GQ_HIDDEN, GQ_DIM, threads);
-    gemm_dx(t->dxn, t->dh3, GQ_PARAM(params, w3, l), rows, GQ_HIDDEN, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->dh1, GQ_PARAM(params, w1, l), rows, GQ_HIDDEN, GQ_DIM, 0, threads);
+    gemm_dx(t->dxn, t->dh3, GQ_PARAM(params, w3, l), rows, GQ_HIDDEN, GQ_DIM, 1, threads);
     norm_back(t->dx, GQ_PARAM(grads, rms_ffn, l), t->dxn, L->xmid, L->r2, GQ_PARAM(params, rms_ffn, l), rows,
               threads);
 }
@@ -666,8 +733,7 @@ static void backward_attention(gqa_trainer *t, const float *params, float *grads
     TrainLayer *L = &t->layer[l];
     int rows = t->batch * t->seq, i;
     gemm_dw(GQ_PARAM(grads, wo, l), t->dx, L->att, rows, GQ_DIM, GQ_Q_DIM, threads);
-    memset(t->datt, 0, (size_t)rows * GQ_Q_DIM * sizeof(float));
-    gemm_dx(t->datt, t->dx, GQ_PARAM(params, wo, l), rows, GQ_DIM, GQ_Q_DIM, threads);
+    gemm_dx(t->datt, t->dx, GQ_PARAM(params, wo, l), rows, GQ_DIM, GQ_Q_DIM, 0, threads);
     att_items(t, L, layer_window(l), 1, threads);
     for (i = 0; i < rows; i++) {
         const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
@@ -685,10 +751,9 @@ static void backward_attention(gqa_trainer *t, const float *params, float *grads
     gemm_dw(GQ_PARAM(grads, wq, l), t->dq, t->xn, rows, GQ_Q_DIM, GQ_DIM, threads);
     gemm_dw(GQ_PARAM(grads, wk, l), t->dk, t->xn, rows, GQ_KV_DIM, GQ_DIM, threads);
     gemm_dw(GQ_PARAM(grads, wv, l), t->dv, t->xn, rows, GQ_KV_DIM, GQ_DIM, threads);
-    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
-    gemm_dx(t->dxn, t->dq, GQ_PARAM(params, wq, l), rows, GQ_Q_DIM, GQ_DIM, threads);
-    gemm_dx(t->dxn, t->dk, GQ_PARAM(params, wk, l), rows, GQ_KV_DIM, GQ_DIM, threads);
-    gemm_dx(t->dxn, t->dv, GQ_PARAM(params, wv, l), rows, GQ_KV_DIM, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->dq, GQ_PARAM(params, wq, l), rows, GQ_Q_DIM, GQ_DIM, 0, threads);
+    gemm_dx(t->dxn, t->dk, GQ_PARAM(params, wk, l), rows, GQ_KV_DIM, GQ_DIM, 1, threads);
+    gemm_dx(t->dxn, t->dv, GQ_PARAM(params, wv, l), rows, GQ_KV_DIM, GQ_DIM, 1, threads);
     norm_back(t->dx, GQ_PARAM(grads, rms_att, l), t->dxn, L->x, L->r1, GQ_PARAM(params, rms_att, l), rows,
               threads);
 }
@@ -699,8 +764,7 @@ static void train_backward(gqa_trainer *t, const float *params, const int *token
     /* classifier (tied: into the embedding's gradient) and final norm */
     renorm_rows(t->xn, t->rfin, t->xfin, GQ_PARAM(params, rms_final, 0), rows, threads);
     gemm_dw(GQ_PARAM(grads, wcls, 0), t->logits, t->xn, rows, GQ_VOCAB, GQ_DIM, threads);
-    memset(t->dxn, 0, (size_t)rows * GQ_DIM * sizeof(float));
-    gemm_dx(t->dxn, t->logits, GQ_PARAM(params, wcls, 0), rows, GQ_VOCAB, GQ_DIM, threads);
+    gemm_dx(t->dxn, t->logits, GQ_PARAM(params, wcls, 0), rows, GQ_VOCAB, GQ_DIM, 0, threads);
     memset(t->dx, 0, (size_t)rows * GQ_DIM * sizeof(float));
     norm_back(t->dx, GQ_PARAM(grads, rms_final, 0), t->dxn, t->xfin, t->rfin, GQ_PARAM(params, rms_final, 0),
               rows, threads);
