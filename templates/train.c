@@ -280,6 +280,7 @@ static void gemm_dw(float *dw, const float *dy, const float *x, int rows, int d,
 static void train_matmul(gqa_trainer *t, float *y, const float *w, const float *x, int rows, int n, int d,
                          int threads) {
     int r, c;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) private(c) if((double)d * n >= GQ_PARALLEL_MIN)")
     for (r = 0; r < d; r++)
         for (c = 0; c < n; c++)
             t->wt[(size_t)c * (size_t)d + (size_t)r] = w[(size_t)r * (size_t)n + (size_t)c];
@@ -352,13 +353,6 @@ static void norm_back(float *dx, float *dw, const float *dy, const float *x, con
             dw[j] += sum;
         }
     }
-}
-
-/* x (rows, n) += bias (n,), when there is one. */
-static void bias_rows(float *x, const float *bias, int rows, int n) {
-    int i;
-    for (i = 0; bias && i < rows; i++)
-        add_inplace(x + (size_t)i * (size_t)n, bias, n);
 }
 
 /* dbias (n,) += the sum of dy's rows (rows, n), in row order. */
@@ -607,42 +601,68 @@ static void att_items(const gqa_trainer *t, const TrainLayer *L, int window, int
 #define GQ_TRAIN_BIAS(p, name, l) ((float *)NULL)
 #endif
 
+/* q, k, v (rows of them) get their biases, then q and k their rotation. */
+static void qkv_rows(gqa_trainer *t, const float *params, TrainLayer *L, int l, int threads) {
+    int rows = t->batch * t->seq, i;
+    const float *bq = GQ_TRAIN_BIAS(params, bq, l), *bk = GQ_TRAIN_BIAS(params, bk, l);
+    const float *bv = GQ_TRAIN_BIAS(params, bv, l);
+    (void)threads, (void)l, (void)params;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_Q_DIM))")
+    for (i = 0; i < rows; i++) {
+        const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
+        float *q = L->q + (size_t)i * GQ_Q_DIM, *k = L->k + (size_t)i * GQ_KV_DIM;
+        if (bq) {
+            add_inplace(q, bq, GQ_Q_DIM);
+            add_inplace(k, bk, GQ_KV_DIM);
+            add_inplace(L->v + (size_t)i * GQ_KV_DIM, bv, GQ_KV_DIM);
+        }
+        rope(q, GQ_HEADS, table);
+        rope(k, GQ_KV_HEADS, table);
+    }
+}
+
+/* out = a + b, rows of dim (the residual stream). */
+static void add_rows(float *out, const float *a, const float *b, int rows, int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_DIM))")
+    for (i = 0; i < rows; i++) {
+        size_t at = (size_t)i * GQ_DIM;
+        int j;
+        for (j = 0; j < GQ_DIM; j++)
+            out[at + j] = a[at + j] + b[at + j];
+    }
+}
+
+/* hb = silu(h1) * h3, rows of hidden (h1 kept for backward). */
+static void swiglu_rows(float *hb, const float *h1, const float *h3, int rows, int threads) {
+    int i;
+    (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_HIDDEN))")
+    for (i = 0; i < rows; i++) {
+        size_t at = (size_t)i * GQ_HIDDEN;
+        copy_floats(hb + at, h1 + at, GQ_HIDDEN);
+        swiglu(hb + at, h3 + at, GQ_HIDDEN);
+    }
+}
+
 static void forward_layer(gqa_trainer *t, const float *params, int l, float *out, int threads) {
     TrainLayer *L = &t->layer[l];
-    int rows = t->batch * t->seq, i;
+    int rows = t->batch * t->seq;
     norm_rows(t->xn, L->r1, L->x, GQ_PARAM(params, rms_att, l), rows, threads);
     train_matmul(t, L->q, GQ_PARAM(params, wq, l), t->xn, rows, GQ_DIM, GQ_Q_DIM, threads);
     train_matmul(t, L->k, GQ_PARAM(params, wk, l), t->xn, rows, GQ_DIM, GQ_KV_DIM, threads);
     train_matmul(t, L->v, GQ_PARAM(params, wv, l), t->xn, rows, GQ_DIM, GQ_KV_DIM, threads);
-    bias_rows(L->q, GQ_TRAIN_BIAS(params, bq, l), rows, GQ_Q_DIM);
-    bias_rows(L->k, GQ_TRAIN_BIAS(params, bk, l), rows, GQ_KV_DIM);
-    bias_rows(L->v, GQ_TRAIN_BIAS(params, bv, l), rows, GQ_KV_DIM);
-    for (i = 0; i < rows; i++) {
-        const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
-        rope(L->q + (size_t)i * GQ_Q_DIM, GQ_HEADS, table);
-        rope(L->k + (size_t)i * GQ_KV_DIM, GQ_KV_HEADS, table);
-    }
+    qkv_rows(t, params, L, l, threads);
     att_items(t, L, layer_window(l), 0, threads);
     train_matmul(t, t->dxn, GQ_PARAM(params, wo, l), L->att, rows, GQ_Q_DIM, GQ_DIM, threads);
-    for (i = 0; i < rows; i++) {
-        size_t at = (size_t)i * GQ_DIM;
-        int j;
-        for (j = 0; j < GQ_DIM; j++)
-            L->xmid[at + j] = L->x[at + j] + t->dxn[at + j];
-    }
+    add_rows(L->xmid, L->x, t->dxn, rows, threads);
     norm_rows(t->xn, L->r2, L->xmid, GQ_PARAM(params, rms_ffn, l), rows, threads);
     train_matmul(t, L->h1, GQ_PARAM(params, w1, l), t->xn, rows, GQ_DIM, GQ_HIDDEN, threads);
     train_matmul(t, L->h3, GQ_PARAM(params, w3, l), t->xn, rows, GQ_DIM, GQ_HIDDEN, threads);
-    memcpy(t->hb, L->h1, (size_t)rows * GQ_HIDDEN * sizeof(float));
-    for (i = 0; i < rows; i++)
-        swiglu(t->hb + (size_t)i * GQ_HIDDEN, L->h3 + (size_t)i * GQ_HIDDEN, GQ_HIDDEN);
+    swiglu_rows(t->hb, L->h1, L->h3, rows, threads);
     train_matmul(t, t->dxn, GQ_PARAM(params, w2, l), t->hb, rows, GQ_HIDDEN, GQ_DIM, threads);
-    for (i = 0; i < rows; i++) {
-        size_t at = (size_t)i * GQ_DIM;
-        int j;
-        for (j = 0; j < GQ_DIM; j++)
-            out[at + j] = L->xmid[at + j] + t->dxn[at + j];
-    }
+    add_rows(out, L->xmid, t->dxn, rows, threads);
 }
 
 /* The cross-entropy of each prediction (nll) from the logits, which
@@ -677,6 +697,7 @@ static int train_forward(gqa_trainer *t, const float *params, const int *tokens,
     for (i = 0; i < t->batch * (t->seq + 1); i++)
         if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB)
             return GQA_ETOKEN;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_DIM))")
     for (i = 0; i < rows; i++)
         copy_floats(t->layer[0].x + (size_t)i * GQ_DIM,
                     embed + (size_t)tokens[(i / t->seq) * (t->seq + 1) + i % t->seq] * GQ_DIM, GQ_DIM);
@@ -735,6 +756,7 @@ static void backward_attention(gqa_trainer *t, const float *params, float *grads
     gemm_dw(GQ_PARAM(grads, wo, l), t->dx, L->att, rows, GQ_DIM, GQ_Q_DIM, threads);
     gemm_dx(t->datt, t->dx, GQ_PARAM(params, wo, l), rows, GQ_DIM, GQ_Q_DIM, 0, threads);
     att_items(t, L, layer_window(l), 1, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_ROWS_PARALLEL(rows, GQ_Q_DIM))")
     for (i = 0; i < rows; i++) {
         const float *table = t->rope + (size_t)(i % t->seq) * GQ_HEAD_DIM;
         rope_back(t->dq + (size_t)i * GQ_Q_DIM, GQ_HEADS, table);
