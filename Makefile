@@ -183,8 +183,10 @@ TRAIN_MODELS := $(shell sed -n 's/^TRAIN(\([A-Za-z0-9_]*\)).*/\1/p' tests/train_
 $(BUILD)/gen/train_%.c $(BUILD)/gen/train_%.h: tests/models/train/%.gqa $(BUILD)/gqac | $(BUILD)/gen
 	$(BUILD)/gqac $< --train -o $(BUILD)/gen/train_$*.c --prefix train_$*
 .SECONDARY: $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.c) $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.h)
-$(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o)
-	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) $(TESTING) $(TEST_LIBS)
+$(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) \
+                     $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) $(TESTING) $(GQAC_ONLY) \
+	    $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train

@@ -13,6 +13,7 @@
  */
 #include "cunit_run.h"
 #include "gqa_api.h"
+#include "gqac.h"
 #include "testing.h"
 
 #include <math.h>
@@ -491,6 +492,84 @@ static void test_bad_input(void) {
     free(p), free(g), free(tok), free(tr.arena);
 }
 
+/* ---- the JIT ---- */
+
+static bool load_model(const char *path, Model *m, Arena *a) {
+    size_t n = 0;
+    char *text = test_read_file(path, &n);
+    Source src = {path, text, n};
+    Diag d;
+    Stats st;
+    diag_init(&d, &src, stderr);
+    bool ok = n > 0 && front_end(a, &d, m, &st, 64);
+    free(text);
+    return ok;
+}
+
+/* jit_compile_train through a backend gives the ahead-of-time step's loss
+ * and gradients (rel 1e-5 of the largest: another compiler's rounding). */
+static void check_jit(const char *backend) {
+    const Case *c = &cases[1];
+    Arena *a = arena_new();
+    Model m;
+    const gqa_model_api *api;
+    const gqa_train_api *train;
+    char err[1024] = "";
+    CU_ASSERT_FATAL(load_model("tests/models/train/g3bias.gqa", &m, a));
+    JitModel *j = jit_compile_train(&m, jit_backend(backend), &api, &train, err, sizeof err);
+    if (!j)
+        fprintf(stderr, "\n    %s\n", err);
+    CU_ASSERT_FATAL(j != NULL);
+    CU_ASSERT_EQUAL(train->n_params, c->t->n_params);
+    CU_ASSERT_EQUAL(api->weight_bytes, c->m->weight_bytes);
+    int seq = case_seq(c);
+    size_t n = train->n_params;
+    float *p = random_params(c->m, 120), *g1 = malloc(sizeof *g1 * n), *g2 = malloc(sizeof *g2 * n);
+    int *tok = random_tokens(c->m, seq, 121);
+    double l1, l2, gmax = 0.0, diff = 0.0;
+    Trainer aot = trainer_new(c, seq);
+    Case jc = {backend, api, train};
+    Trainer jit = trainer_new(&jc, seq);
+    CU_ASSERT_EQUAL(c->t->step(aot.t, p, tok, g1, &l1), GQA_OK);
+    CU_ASSERT_EQUAL(train->step(jit.t, p, tok, g2, &l2), GQA_OK);
+    CU_ASSERT(fabs(l1 - l2) <= 1e-5 * l1);
+    for (size_t i = 0; i < n; i++) {
+        gmax = fabs(g1[i]) > gmax ? fabs(g1[i]) : gmax;
+        diff = fabs(g1[i] - g2[i]) > diff ? fabs(g1[i] - g2[i]) : diff;
+    }
+    CU_ASSERT(diff <= 1e-5 * gmax);
+    free(p), free(g1), free(g2), free(tok), free(aot.arena), free(jit.arena);
+    jit_free(j);
+    arena_free(a);
+}
+
+static void test_jit_cc(void) {
+    check_jit("cc");
+}
+
+static void test_jit_tcc(void) {
+    check_jit("tcc");
+}
+
+/* A model the step cannot train: a clear error, nothing compiled. */
+static void test_untrainable(void) {
+    Arena *a = arena_new();
+    Model m;
+    const gqa_model_api *api = NULL;
+    const gqa_train_api *train = NULL;
+    char err[1024] = "";
+    CU_ASSERT_FATAL(load_model("tests/models/train/mha.gqa", &m, a));
+    CU_ASSERT_PTR_NULL(train_unsupported(&m));
+    m.norm = NORM_LAYERNORM;
+    CU_ASSERT_PTR_NULL(jit_compile_train(&m, &jit_tcc, &api, &train, err, sizeof err));
+    TEST_HAS(err, "gqac train: train mha: only rmsnorm + swiglu models can be trained (this model has layernorm)");
+    m.ffn = FFN_GELU;
+    TEST_HAS(train_unsupported(&m), "layernorm and gelu");
+    m.norm = NORM_RMSNORM;
+    TEST_HAS(train_unsupported(&m), "a gelu ffn");
+    arena_free(a);
+}
+
 /* gqac --train's refusals and help. */
 static void test_command_line(void) {
     const char *gqac = test_gqac(), *err = test_tmp("train.err");
@@ -516,5 +595,8 @@ int main(void) {
     CU_add_test(s, "determinism and grad_sq", test_determinism);
     CU_add_test(s, "bad tokens and arenas", test_bad_input);
     CU_add_test(s, "gqac --train", test_command_line);
+    CU_add_test(s, "cc JIT against ahead of time", test_jit_cc);
+    CU_add_test(s, "tcc JIT against ahead of time", test_jit_tcc);
+    CU_add_test(s, "untrainable models refused", test_untrainable);
     return cunit_run();
 }
