@@ -73,7 +73,8 @@ typedef struct {
 } TrainArena;
 
 static float *train_take(TrainArena *a, double floats) {
-    size_t n = floats > 0 ? (size_t)floats : 0;
+    /* past SIZE_MAX / 8 floats total says no; the cut keeps the cast defined */
+    size_t n = floats <= 0 ? 0 : floats < (double)(SIZE_MAX / 8) ? (size_t)floats : SIZE_MAX / 8;
     float *p = a->base ? (float *)(void *)(a->base + a->at) : NULL;
     size_t bytes = GQ_ROUND16(n) * sizeof(float);
     a->at += bytes;
@@ -823,6 +824,8 @@ static int train_loss(gqa_trainer *t, const float *params, const int *tokens, do
 static void train_grad_sq(gqa_trainer *t, const float *grads, double *sq) {
     int i;
     (void)t;
+    if (!grads || !sq)
+        return;
     for (i = 0; i < GQ_N_TENSORS; i++) {
         const float *g = grads + gq_tensors[i].offset / sizeof(float);
         size_t n = gq_tensors[i].bytes / sizeof(float), j;
@@ -841,10 +844,14 @@ static int decays(int kind) {
 
 static void train_adamw(gqa_trainer *t, float *params, const float *grads, float *m, float *v, const gqa_adamw *h,
                      float scale) {
-    float b1 = (float)h->beta1, b2 = (float)h->beta2, eps = (float)h->eps;
-    float step = (float)(h->lr / (1.0 - pow(h->beta1, (double)h->step)));
-    float bc2 = (float)sqrt(1.0 - pow(h->beta2, (double)h->step));
-    int i, threads = train_threads(t);
+    float b1, b2, eps, step, bc2;
+    int i, threads;
+    if (!t || !params || !grads || !m || !v || !h)
+        return;
+    b1 = (float)h->beta1, b2 = (float)h->beta2, eps = (float)h->eps;
+    step = (float)(h->lr / (1.0 - pow(h->beta1, (double)h->step)));
+    bc2 = (float)sqrt(1.0 - pow(h->beta2, (double)h->step));
+    threads = train_threads(t);
     (void)threads;
     for (i = 0; i < GQ_N_TENSORS; i++) {
         size_t at = gq_tensors[i].offset / sizeof(float);

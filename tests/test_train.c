@@ -487,6 +487,11 @@ static void test_bad_input(void) {
     CU_ASSERT_EQUAL(c->t->init(&t, (char *)tr.arena + 4, c->t->arena_bytes(BATCH, seq), BATCH, seq),
                     GQA_EARENA);
     CU_ASSERT_EQUAL(c->t->init(&t, tr.arena, c->t->arena_bytes(BATCH, seq), BATCH, ctx + 1), GQA_EARG);
+    CU_ASSERT_EQUAL(c->t->step(NULL, p, tok, g, &loss), GQA_EARG);
+    CU_ASSERT_EQUAL(c->t->step(tr.t, p, NULL, g, &loss), GQA_EARG);
+    CU_ASSERT_EQUAL(c->t->loss(tr.t, NULL, tok, &loss), GQA_EARG);
+    c->t->grad_sq(tr.t, NULL, NULL);                  /* nothing to do, no crash */
+    c->t->adamw(NULL, p, g, g, g, NULL, 1.0f);
     CU_ASSERT_EQUAL(c->t->n_params, n);
     CU_ASSERT_EQUAL(c->t->version, GQA_TRAIN_API_VERSION);
     free(p), free(g), free(tok), free(tr.arena);
