@@ -84,6 +84,9 @@ static float *train_take(TrainArena *a, double floats) {
 
 #define GQ_WIDEST (GQ_HIDDEN > GQ_Q_DIM ? (GQ_HIDDEN > GQ_DIM ? GQ_HIDDEN : GQ_DIM) : \
                    (GQ_Q_DIM > GQ_DIM ? GQ_Q_DIM : GQ_DIM))
+/* Positions of att_dots' register tile; the scratch rows are whole tiles. */
+#define GQ_ATT_TILE 16
+#define GQ_ATT_LD(seq) (((seq) + GQ_ATT_TILE - 1) / GQ_ATT_TILE * GQ_ATT_TILE)
 #define GQ_TRAINER_BYTES ((sizeof(struct gqa_trainer) + 63) / 64 * 64)
 
 static void train_lay_out(TrainArena *a, gqa_trainer *t, int batch, int seq) {
@@ -121,7 +124,7 @@ static void train_lay_out(TrainArena *a, gqa_trainer *t, int batch, int seq) {
     t->dv = train_take(a, n * GQ_KV_DIM);
     t->rope = train_take(a, (double)seq * GQ_HEAD_DIM);
     t->wt = train_take(a, (double)GQ_WIDEST * (GQ_VOCAB > GQ_WIDEST ? GQ_VOCAB : GQ_WIDEST));
-    t->kt = train_take(a, (double)batch * GQ_KV_HEADS * (2.0 * GQ_HEAD_DIM * seq + 2.0 * seq));
+    t->kt = train_take(a, (double)batch * GQ_KV_HEADS * (2.0 * GQ_HEAD_DIM + 2.0) * GQ_ATT_LD(seq));
 }
 
 static size_t train_arena_bytes(int batch, int seq) {
@@ -399,42 +402,60 @@ static float train_sigmoid(float g) {
 
 /* ---- attention ---- */
 
+
 /* Work item (row b, KV head g)'s scratch: K and V transposed (head_dim,
- * seq), a row of scores and one of their gradients. */
+ * ld), a row of scores and one of their gradients (ld), ld being seq
+ * rounded up to a whole tile of att_dots. */
 typedef struct {
     float *kt, *vt, *score, *dp;
+    int ld;
 } AttScratch;
 
 static AttScratch att_scratch(const gqa_trainer *t, int item) {
     AttScratch s;
-    size_t seq = (size_t)t->seq;
-    s.kt = t->kt + (size_t)item * (2 * GQ_HEAD_DIM * seq + 2 * seq);
-    s.vt = s.kt + GQ_HEAD_DIM * seq;
-    s.score = s.vt + GQ_HEAD_DIM * seq;
-    s.dp = s.score + seq;
+    size_t ld = (size_t)GQ_ATT_LD(t->seq);
+    s.ld = (int)ld;
+    s.kt = t->kt + (size_t)item * (2 * GQ_HEAD_DIM + 2) * ld;
+    s.vt = s.kt + GQ_HEAD_DIM * ld;
+    s.score = s.vt + GQ_HEAD_DIM * ld;
+    s.dp = s.score + ld;
     return s;
 }
 
-/* rows (seq, head_dim; row stride GQ_KV_DIM) -> out (head_dim, seq). */
-static void transpose_head(float *out, const float *rows, int seq) {
+/* rows (seq, head_dim; row stride GQ_KV_DIM) -> out (head_dim, ld), zeros past seq. */
+static void transpose_head(float *out, const float *rows, int seq, int ld) {
     int p, d;
-    for (p = 0; p < seq; p++)
+    for (p = 0; p < ld; p++)
         for (d = 0; d < GQ_HEAD_DIM; d++)
-            out[(size_t)d * (size_t)seq + (size_t)p] = rows[(size_t)p * GQ_KV_DIM + (size_t)d];
+            out[(size_t)d * (size_t)ld + (size_t)p] = p < seq ? rows[(size_t)p * GQ_KV_DIM + (size_t)d] : 0.0f;
+}
+
+/* out[s] = scale * x . column s of t (head_dim, ld) for s < n, a tile of
+ * GQ_ATT_TILE columns at a time held in registers across head_dim (the
+ * tile past n, up to ld, gets the padding's dots). */
+static void att_dots(float *restrict out, const float *restrict x, const float *restrict t, int ld, int n,
+                     float scale) {
+    int s0, d, u;
+    for (s0 = 0; s0 < n; s0 += GQ_ATT_TILE) {
+        float acc[GQ_ATT_TILE];
+        for (u = 0; u < GQ_ATT_TILE; u++)
+            acc[u] = 0.0f;
+        for (d = 0; d < GQ_HEAD_DIM; d++) {
+            const float *td = t + (size_t)d * (size_t)ld + (size_t)s0;
+            float xd = x[d] * scale;
+            for (u = 0; u < GQ_ATT_TILE; u++)
+                acc[u] += xd * td[u];
+        }
+        for (u = 0; u < GQ_ATT_TILE; u++)
+            out[s0 + u] = acc[u];
+    }
 }
 
 /* score[0..pos] = q . K's columns * scale, masked positions -FLT_MAX
  * (those from the sinks up to the window's start). */
-static void att_scores(float *score, const float *q, const float *kt, int seq, int pos, int window) {
-    int s, d;
-    for (s = 0; s <= pos; s++)
-        score[s] = 0.0f;
-    for (d = 0; d < GQ_HEAD_DIM; d++) {
-        const float *kd = kt + (size_t)d * (size_t)seq;
-        float qd = q[d] * GQ_ATT_SCALE;
-        for (s = 0; s <= pos; s++)
-            score[s] += qd * kd[s];
-    }
+static void att_scores(float *score, const float *q, const float *kt, int ld, int pos, int window) {
+    int s;
+    att_dots(score, q, kt, ld, pos + 1, GQ_ATT_SCALE);
     if (window > 0)
         for (s = GQ_SINKS; s <= pos - window; s++)
             score[s] = -FLT_MAX;
@@ -512,14 +533,14 @@ static void att_forward_item(const gqa_trainer *t, const TrainLayer *L, int wind
     int seq = t->seq, h, pos, d;
     size_t row0 = (size_t)b * (size_t)seq;
     const float *vrows = L->v + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM;
-    transpose_head(sc.kt, L->k + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM, seq);
+    transpose_head(sc.kt, L->k + row0 * GQ_KV_DIM + (size_t)g * GQ_HEAD_DIM, seq, sc.ld);
     for (h = g * GQ_GROUP; h < (g + 1) * GQ_GROUP; h++) {
         for (pos = 0; pos < seq; pos++) {
             size_t row = row0 + (size_t)pos;
             const float *q = L->q + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
             float *o = L->att + row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
             float m, sum;
-            att_scores(sc.score, q, sc.kt, seq, pos, window);
+            att_scores(sc.score, q, sc.kt, sc.ld, pos, window);
             m = att_max(sc.score, pos + 1);
             sum = att_exp(sc.score, pos + 1, m);
             att_weigh(o, sc.score, vrows, pos + 1);
@@ -552,8 +573,8 @@ static void att_backward_item(const gqa_trainer *t, const TrainLayer *L, int win
     size_t row0 = (size_t)b * (size_t)seq, head = (size_t)g * GQ_HEAD_DIM;
     const float *krows = L->k + row0 * GQ_KV_DIM + head, *vrows = L->v + row0 * GQ_KV_DIM + head;
     float *dk = t->dk + row0 * GQ_KV_DIM + head, *dv = t->dv + row0 * GQ_KV_DIM + head;
-    transpose_head(sc.kt, krows, seq);
-    transpose_head(sc.vt, vrows, seq);
+    transpose_head(sc.kt, krows, seq, sc.ld);
+    transpose_head(sc.vt, vrows, seq, sc.ld);
     for (s = 0; s < seq; s++)
         for (d = 0; d < GQ_HEAD_DIM; d++)
             dk[(size_t)s * GQ_KV_DIM + (size_t)d] = dv[(size_t)s * GQ_KV_DIM + (size_t)d] = 0.0f;
@@ -562,17 +583,11 @@ static void att_backward_item(const gqa_trainer *t, const TrainLayer *L, int win
             size_t row = row0 + (size_t)pos, at = row * GQ_Q_DIM + (size_t)h * GQ_HEAD_DIM;
             const float *q = L->q + at, *o = L->att + at, *da = t->datt + at;
             float *dq = t->dq + at, lse = L->lse[row * GQ_HEADS + (size_t)h], D = 0.0f;
-            att_scores(sc.score, q, sc.kt, seq, pos, window);
+            att_scores(sc.score, q, sc.kt, sc.ld, pos, window);
             for (d = 0; d < GQ_HEAD_DIM; d++)
                 D += da[d] * o[d];
             att_exp(sc.score, pos + 1, lse);
-            for (s = 0; s <= pos; s++)
-                sc.dp[s] = 0.0f;
-            for (d = 0; d < GQ_HEAD_DIM; d++) {
-                const float *vd = sc.vt + (size_t)d * (size_t)seq;
-                for (s = 0; s <= pos; s++)
-                    sc.dp[s] += da[d] * vd[s];
-            }
+            att_dots(sc.dp, da, sc.vt, sc.ld, pos + 1, 1.0f);
             for (s = 0; s <= pos; s++)
                 sc.dp[s] = sc.score[s] * (sc.dp[s] - D) * GQ_ATT_SCALE; /* ds, scaled */
             att_weigh(dq, sc.dp, krows, pos + 1);
