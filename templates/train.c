@@ -5,16 +5,20 @@
  * parameter; and AdamW.  The parameters are one flat f32 array, the packed
  * weights, each tensor where gq_tensors says (gqa_api.h's gqa_train_api).
  *
- * The forward projections are kernels.c's matmul over blocks of GQ_BATCH
- * tokens.  The backward products are gemm below: dX = dY W and dW = dY^T X,
- * rows of the output across threads, each element summed in one fixed
- * order, so results do not depend on the thread count.  Attention saves
+ * Every product is gemm below, a register tile as kernels.c's matmul_tile
+ * but over all batch * seq rows: Y = X W^T (W transposed first), dX = dY W
+ * and dW = dY^T X, rows of the output across threads, each element summed
+ * in one fixed order, so results do not depend on the thread count (1 and
+ * 2 threads give the same bits).  RoPE, SwiGLU and the small vector steps
+ * are kernels.c's and forward.c's; RMSNorm is its own, which keeps each
+ * row's 1 / rms for backward.  Attention saves
  * each row's log-sum-exp, not its probabilities (batch * heads * seq^2
  * floats a layer), and backward recomputes the scores from q and k, one
  * work item per (row, KV head) so that a K/V head's gradient, which sums
  * over its group's query heads, has one writer.
  *
- * Holes: those of forward.c (this file follows it in the generated code).
+ * Holes: those of forward.c, which this file follows in the generated
+ * code; like forward.c it needs gqac's tensor table (gq_tensors) to compile.
  */
 #include "forward.c" /* gqac:drop */
 
