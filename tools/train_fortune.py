@@ -27,12 +27,10 @@ steps and printed; rerunning with --steps N repeats that run exactly (same
 seeds, same batches) on the same machine and torch build.
 """
 import argparse
-import glob
 import json
 import math
 import os
 import random
-import re
 import struct
 import sys
 import time
@@ -42,18 +40,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fortune_corpus import MAX_CHARS, SEED, load_corpus  # noqa: E402  (the corpus, shared)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "examples", "fortune")
 GQA = os.path.join(ROOT, "examples", "fortune.gqa")
-CORPUS = "/usr/share/games/fortunes"
 
 # The model's shape (also written into examples/fortune.gqa).
 SHAPE = dict(vocab=512, dim=128, layers=4, heads=8, kv_heads=8, hidden=352, context=256)
 ROPE_THETA = 10000.0
 NORM_EPS = 1e-5
 BOS, EOS = 1, 2
-SEED = 1337
-MAX_CHARS = 600
 PROMPT = "The meaning of life"
 
 
@@ -104,60 +102,6 @@ def use_fast_gemm():
                LD_PRELOAD=(lib + " " + os.environ.get("LD_PRELOAD", "")).strip())
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
-# ---------------------------------------------------------------- corpus
-
-def corpus_files():
-    """The fortune text files (no .dat index, no .u8 links), sorted; no
-    offensive ones (their paths contain "off") and no ascii-art, which is
-    pictures rather than text."""
-    files = []
-    for f in sorted(glob.glob(os.path.join(CORPUS, "**", "*"), recursive=True)):
-        if not os.path.isfile(f) or os.path.islink(f) or f.endswith((".dat", ".u8")):
-            continue
-        if "off" in os.path.relpath(f, CORPUS) or os.path.basename(f) == "ascii-art":
-            continue
-        files.append(f)
-    return files
-
-
-def clean(text):
-    """Light cleanup of one fortune; None if it should be dropped."""
-    # Some fortunes are UTF-8 that was decoded as Latin-1 and encoded again.
-    if re.search("[\u0080-\u009f]", text):
-        try:
-            text = text.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
-    text = re.sub(".\x08", "", text)                    # overstrike: "_\bX" -> "X"
-    text = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", text)  # other control chars
-    lines = [ln.expandtabs(8).rstrip() for ln in text.split("\n")]
-    text = "\n".join(lines).strip("\n")
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    if not text.strip() or len(text) > MAX_CHARS:
-        return None
-    return text
-
-
-def load_corpus():
-    fortunes, files = [], corpus_files()
-    for f in files:
-        with open(f, "rb") as fh:
-            raw = fh.read().decode("utf-8", errors="replace")
-        for part in re.split(r"(?m)^%[ \t]*$", raw):
-            c = clean(part)
-            if c is not None:
-                fortunes.append(c)
-    n_raw = len(fortunes)
-    fortunes = list(dict.fromkeys(fortunes))  # drop exact duplicates, keep order
-    random.Random(SEED).shuffle(fortunes)
-    n_val = len(fortunes) // 20
-    val, train = fortunes[:n_val], fortunes[n_val:]
-    log(f"corpus: {len(files)} files, {n_raw} fortunes <= {MAX_CHARS} chars, "
-        f"{len(fortunes)} unique; train {len(train)}, val {len(val)}, "
-        f"{sum(map(len, train))} train chars")
-    return train, val, files
 
 
 # ---------------------------------------------------------------- tokenizer
