@@ -165,15 +165,21 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_angles(head_dim, n, theta=ROPE_THETA):
+def rope_angles(head_dim, n, theta=ROPE_THETA, dtype=torch.float32):
     """(n, head_dim/2) angles: position t times theta^(-2i/head_dim)."""
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    return torch.outer(torch.arange(n).float(), freqs)
+    i = torch.arange(0, head_dim, 2, dtype=dtype)[: head_dim // 2]
+    freqs = 1.0 / (theta ** (i / head_dim))
+    return torch.outer(torch.arange(n, dtype=dtype), freqs)
+
+
+def at_least_f32(x):
+    """x in float32, or float64 if it is (tools/train_reference.py's double run)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def apply_rope(x, cos, sin):
     """x: (B, T, H, hd); rotates the adjacent pairs (2i, 2i+1) as Meta's Llama."""
-    xr = x.float().reshape(*x.shape[:-1], -1, 2)
+    xr = at_least_f32(x).reshape(*x.shape[:-1], -1, 2)
     a, b = xr[..., 0], xr[..., 1]
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
@@ -200,7 +206,7 @@ class Attention(nn.Module):
             k, v = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask[:T, :T]
-        y = F.softmax(att.float(), dim=-1).type_as(q) @ v
+        y = F.softmax(at_least_f32(att), dim=-1).type_as(q) @ v
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
