@@ -27,12 +27,10 @@ steps and printed; rerunning with --steps N repeats that run exactly (same
 seeds, same batches) on the same machine and torch build.
 """
 import argparse
-import glob
 import json
 import math
 import os
 import random
-import re
 import struct
 import sys
 import time
@@ -42,18 +40,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fortune_corpus import MAX_CHARS, SEED, load_corpus  # noqa: E402  (the corpus, shared)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "examples", "fortune")
 GQA = os.path.join(ROOT, "examples", "fortune.gqa")
-CORPUS = "/usr/share/games/fortunes"
 
 # The model's shape (also written into examples/fortune.gqa).
 SHAPE = dict(vocab=512, dim=128, layers=4, heads=8, kv_heads=8, hidden=352, context=256)
 ROPE_THETA = 10000.0
 NORM_EPS = 1e-5
 BOS, EOS = 1, 2
-SEED = 1337
-MAX_CHARS = 600
 PROMPT = "The meaning of life"
 
 
@@ -104,60 +102,6 @@ def use_fast_gemm():
                LD_PRELOAD=(lib + " " + os.environ.get("LD_PRELOAD", "")).strip())
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
-# ---------------------------------------------------------------- corpus
-
-def corpus_files():
-    """The fortune text files (no .dat index, no .u8 links), sorted; no
-    offensive ones (their paths contain "off") and no ascii-art, which is
-    pictures rather than text."""
-    files = []
-    for f in sorted(glob.glob(os.path.join(CORPUS, "**", "*"), recursive=True)):
-        if not os.path.isfile(f) or os.path.islink(f) or f.endswith((".dat", ".u8")):
-            continue
-        if "off" in os.path.relpath(f, CORPUS) or os.path.basename(f) == "ascii-art":
-            continue
-        files.append(f)
-    return files
-
-
-def clean(text):
-    """Light cleanup of one fortune; None if it should be dropped."""
-    # Some fortunes are UTF-8 that was decoded as Latin-1 and encoded again.
-    if re.search("[\u0080-\u009f]", text):
-        try:
-            text = text.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
-    text = re.sub(".\x08", "", text)                    # overstrike: "_\bX" -> "X"
-    text = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", text)  # other control chars
-    lines = [ln.expandtabs(8).rstrip() for ln in text.split("\n")]
-    text = "\n".join(lines).strip("\n")
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    if not text.strip() or len(text) > MAX_CHARS:
-        return None
-    return text
-
-
-def load_corpus():
-    fortunes, files = [], corpus_files()
-    for f in files:
-        with open(f, "rb") as fh:
-            raw = fh.read().decode("utf-8", errors="replace")
-        for part in re.split(r"(?m)^%[ \t]*$", raw):
-            c = clean(part)
-            if c is not None:
-                fortunes.append(c)
-    n_raw = len(fortunes)
-    fortunes = list(dict.fromkeys(fortunes))  # drop exact duplicates, keep order
-    random.Random(SEED).shuffle(fortunes)
-    n_val = len(fortunes) // 20
-    val, train = fortunes[:n_val], fortunes[n_val:]
-    log(f"corpus: {len(files)} files, {n_raw} fortunes <= {MAX_CHARS} chars, "
-        f"{len(fortunes)} unique; train {len(train)}, val {len(val)}, "
-        f"{sum(map(len, train))} train chars")
-    return train, val, files
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -221,15 +165,21 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_angles(head_dim, n, theta=ROPE_THETA):
+def rope_angles(head_dim, n, theta=ROPE_THETA, dtype=torch.float32):
     """(n, head_dim/2) angles: position t times theta^(-2i/head_dim)."""
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    return torch.outer(torch.arange(n).float(), freqs)
+    i = torch.arange(0, head_dim, 2, dtype=dtype)[: head_dim // 2]
+    freqs = 1.0 / (theta ** (i / head_dim))
+    return torch.outer(torch.arange(n, dtype=dtype), freqs)
+
+
+def at_least_f32(x):
+    """x in float32, or float64 if it is (tools/train_reference.py's double run)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def apply_rope(x, cos, sin):
     """x: (B, T, H, hd); rotates the adjacent pairs (2i, 2i+1) as Meta's Llama."""
-    xr = x.float().reshape(*x.shape[:-1], -1, 2)
+    xr = at_least_f32(x).reshape(*x.shape[:-1], -1, 2)
     a, b = xr[..., 0], xr[..., 1]
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
@@ -256,7 +206,7 @@ class Attention(nn.Module):
             k, v = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask[:T, :T]
-        y = F.softmax(att.float(), dim=-1).type_as(q) @ v
+        y = F.softmax(at_least_f32(att), dim=-1).type_as(q) @ v
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
