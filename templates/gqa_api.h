@@ -167,4 +167,35 @@ typedef struct gqa_model_api {
     int (*init_embedded)(gqa_state **out, void *arena, size_t arena_bytes);
 } gqa_model_api;
 
+#define GQA_TRAIN_API_VERSION 1
+typedef struct gqa_trainer gqa_trainer;      /* opaque, in the caller's arena */
+typedef struct gqa_adamw {                    /* torch.optim.AdamW's update, exactly */
+    double lr, beta1, beta2, eps, weight_decay;
+    long step;                                /* 1-based: the bias corrections' t */
+} gqa_adamw;
+typedef struct gqa_train_api {
+    int version;                              /* GQA_TRAIN_API_VERSION */
+    size_t n_params;                          /* floats of params/grads/m/v: weight_bytes / 4 */
+    /* Bytes of a trainer's arena (alignment: the model api's arena_align) for batch rows of seq
+     * positions; 0 when batch < 1, seq < 1, seq > the model's context, or the size overflows. */
+    size_t (*arena_bytes)(int batch, int seq);
+    int (*init)(gqa_trainer **out, void *arena, size_t arena_bytes, int batch, int seq);
+    void (*set_threads)(gqa_trainer *t, int n);   /* OpenMP threads; < 1: the default */
+    /* tokens: batch rows of seq + 1 ids; row b's inputs are tokens[b*(seq+1) + 0 .. seq-1] at positions
+     * 0 .. seq-1, and its targets the ids one further.  *loss = the mean next-token cross-entropy over the
+     * batch * seq predictions (accumulated in double); grads (n_params floats) overwritten with d loss /
+     * d params (0 outside the tensors).  GQA_ETOKEN (nothing written) for an id outside the vocab. */
+    int (*step)(gqa_trainer *t, const float *params, const int *tokens, float *grads, double *loss);
+    /* The same loss, no gradient (evaluation). */
+    int (*loss)(gqa_trainer *t, const float *params, const int *tokens, double *loss);
+    /* Sum of squares of each tensor's gradient, sq[i] for the model table's tensor i (n_tensors of them):
+     * gradient clipping's norm and the non-finite check. */
+    void (*grad_sq)(gqa_trainer *t, const float *grads, double *sq);
+    /* One AdamW update of every tensor: g = grads * scale (clipping), m = b1 m + (1-b1) g,
+     * v = b2 v + (1-b2) g^2, p -= lr * wd * p (matrices only: embedding, wq wk wv wo w1 w2 w3, classifier;
+     * not norms or biases), p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).  m, v: zero at first. */
+    void (*adamw)(gqa_trainer *t, float *params, const float *grads, float *m, float *v,
+                  const gqa_adamw *h, float scale);
+} gqa_train_api;
+
 #endif
