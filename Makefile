@@ -163,6 +163,10 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
 
+$(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
+
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -178,7 +182,7 @@ $(BUILD)/test_qdot_portable: tests/test_qdot.c templates/qdot.c templates/shape.
 	$(CC) $(TEST_CFLAGS) -DGQ_QDOT_PORTABLE=1 -o $@ $< $(BUILD)/libgqa.a $(TEST_LIBS)
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable
+         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_trainloop
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

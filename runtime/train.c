@@ -487,9 +487,10 @@ static int parse_checkpoint(gqr_train *tr, const unsigned char *data, size_t len
     Reader r = {data, data + len};
     if (check_head(tr, &r, path, len, err, errlen))
         return -1;
+    uint64_t step = get_u64(&r);
     Reader opts = r; /* compared once the checksum has vouched for them */
     r.p += CK_OPTS;
-    uint64_t step = get_u64(&r), rng = get_u64(&r), hash = get_u64(&r), n_log = get_u64(&r);
+    uint64_t rng = get_u64(&r), hash = get_u64(&r), n_log = get_u64(&r);
     gqr_train_opts c;
     Reader peek = opts;
     get_opts(&peek, &c);
