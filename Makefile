@@ -66,6 +66,7 @@ $(BUILD)/obj/lexer.o: $(BUILD)/lexer.c $(BUILD)/parser.h compiler/gqac.h compile
 	$(CC) $(GENERATED_CFLAGS) -c -o $@ $<
 $(BUILD)/obj/templates.o: $(BUILD)/templates.c compiler/gqac.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/obj/train_cmd.o: runtime/train.h
 $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
@@ -75,7 +76,8 @@ $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o \
+                                  train_cmd.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
