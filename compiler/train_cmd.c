@@ -278,10 +278,10 @@ static int on_step(void *user, const gqr_train_row *r) {
     Progress *p = user;
     long steps = p->a->t.steps, done = r->step - p->step0;
     double el = now() - p->t0, left = el / (double)done * (double)(steps - r->step);
-    char eta[32], ev[48] = "";
+    char eta[32], ev[96] = "";
     p->tokens += (double)p->a->t.batch * p->a->t.seq;
     if (!isnan(r->eval_loss))
-        snprintf(ev, sizeof ev, " eval %.4f (ppl %.2f)", r->eval_loss, exp(r->eval_loss));
+        snprintf(ev, sizeof ev, " eval %.4f (ppl %.4g)", r->eval_loss, exp(r->eval_loss));
     if (p->tty) {
         int width = 24, fill = (int)((double)width * (double)r->step / (double)steps);
         fprintf(stderr, "\r\033[Kstep %ld/%ld [%.*s%*s] loss %.4f%s %.0f tok/s, %s left", r->step, steps,
@@ -289,7 +289,8 @@ static int on_step(void *user, const gqr_train_row *r) {
                 duration(left, eta, sizeof eta));
         if (*ev || r->step == steps)
             fputc('\n', stderr); /* keep the evaluations on screen */
-    } else if (r->step % p->a->log_every == 0 || r->step == 1 || r->step == steps || *ev) {
+    } else if (r->step % p->a->log_every == 0 || done == 1 || r->step == steps || r->step == p->a->stop_at ||
+               *ev) {
         fprintf(stderr, "step %ld/%ld lr %.3e loss %.4f grad norm %.3f%s %.0f tok/s, %s left\n", r->step,
                 steps, r->lr, r->loss, r->grad_norm, ev, p->tokens / el, duration(left, eta, sizeof eta));
     }
@@ -399,9 +400,12 @@ static int train(const TrainArgs *a, const Model *m, Run *r, Arena *ar) {
         if (p.tty)
             fputc('\n', stderr);
         fprintf(stderr, "gqac train: error: %s; %s not written", err, a->output);
-        if (a->checkpoint)
-            fprintf(stderr, "; the last good checkpoint is %s (resume with --resume %s)\n", a->checkpoint,
-                    a->checkpoint);
+        long saved = gqr_train_saved(r->tr);
+        if (a->checkpoint && saved >= 0)
+            fprintf(stderr, "; the last good checkpoint is %s, of step %ld (resume with --resume %s)\n",
+                    a->checkpoint, saved, a->checkpoint);
+        else if (a->checkpoint)
+            fprintf(stderr, "; no checkpoint was written before it (--save-every %ld)\n", a->t.save_every);
         else
             fputs(" (--checkpoint FILE keeps one to resume from)\n", stderr);
         write_logs(a, m, r);
@@ -411,10 +415,10 @@ static int train(const TrainArgs *a, const Model *m, Run *r, Arena *ar) {
     rc = rc ? rc : write_weights(&f, gqr_train_params(r->tr), a->output);
     size_t n;
     const gqr_train_row *log = gqr_train_log(r->tr, &n);
-    char ev[64] = "";
+    char ev[96] = "";
     for (size_t i = n; i-- > 0 && !*ev;)
         if (!isnan(log[i].eval_loss))
-            snprintf(ev, sizeof ev, ", eval loss %.4f (ppl %.2f) at step %ld", log[i].eval_loss,
+            snprintf(ev, sizeof ev, ", eval loss %.4f (ppl %.4g) at step %ld", log[i].eval_loss,
                      exp(log[i].eval_loss), log[i].step);
     if (!rc && n)
         printf("trained to step %ld of %ld: loss %.4f%s; %s written\n", log[n - 1].step, a->t.steps,

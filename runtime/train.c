@@ -33,6 +33,7 @@ struct gqr_train {
     double *sq;                /* per tensor */
     uint64_t rng;
     long step;                 /* steps done */
+    long saved;                /* the step of the checkpoint last written or resumed from; -1: none */
     uint64_t data_hash;        /* of the training stream, once run or resumed; 0: unknown */
     gqr_train_row *log;        /* step rows, o.steps of room */
     size_t n_log;
@@ -109,7 +110,7 @@ int gqr_train_new(gqr_train **out, const gqa_model_api *model, const gqa_train_a
     gqr_train *tr = calloc(1, sizeof *tr);
     if (!tr)
         return gqr_fail(err, errlen, "out of memory");
-    *tr = (gqr_train){.model = model, .api = api, .o = *o, .n = api->n_params, .rng = o->seed};
+    *tr = (gqr_train){.model = model, .api = api, .o = *o, .n = api->n_params, .rng = o->seed, .saved = -1};
     size_t bytes = tr->n * sizeof(float);
     tr->params = aligned(64, bytes), tr->grads = aligned(64, bytes);
     tr->m = aligned(64, bytes), tr->v = aligned(64, bytes);
@@ -141,6 +142,7 @@ void gqr_train_free(gqr_train *tr) {
 }
 
 long gqr_train_step(const gqr_train *tr) { return tr->step; }
+long gqr_train_saved(const gqr_train *tr) { return tr->saved; }
 const float *gqr_train_params(const gqr_train *tr) { return tr->params; }
 
 const gqr_train_row *gqr_train_log(const gqr_train *tr, size_t *n) {
@@ -252,9 +254,11 @@ int gqr_train_run(gqr_train *tr, const gqr_data *data, const gqr_data *eval, lon
             return -1;
         tr->log[tr->n_log++] = row;
         int stop = fn && fn(user, &row);
-        if (tr->o.checkpoint && (due(row.step, tr->o.save_every) || row.step == until || stop) &&
-            gqr_train_save(tr, tr->o.checkpoint, err, errlen))
-            return -1;
+        if (tr->o.checkpoint && (due(row.step, tr->o.save_every) || row.step == until || stop)) {
+            if (gqr_train_save(tr, tr->o.checkpoint, err, errlen))
+                return -1;
+            tr->saved = row.step;
+        }
         if (stop)
             break;
     }
@@ -510,7 +514,7 @@ static int parse_checkpoint(gqr_train *tr, const unsigned char *data, size_t len
         return gqr_fail(err, errlen, "%s: the checkpoint's run trained on other text (its tokens' hash "
                         "%016llx, this text's %016llx)", path, (unsigned long long)hash,
                         (unsigned long long)d->hash);
-    tr->step = (long)step, tr->rng = rng, tr->data_hash = hash, tr->n_log = (size_t)n_log;
+    tr->step = tr->saved = (long)step, tr->rng = rng, tr->data_hash = hash, tr->n_log = (size_t)n_log;
     get_floats(&r, tr->params, tr->n), get_floats(&r, tr->m, tr->n), get_floats(&r, tr->v, tr->n);
     for (size_t i = 0; i < tr->n_log; i++) {
         gqr_train_row *row = &tr->log[i];

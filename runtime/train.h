@@ -124,6 +124,9 @@ int gqr_train_eval(gqr_train *tr, const gqr_data *d, double *loss, char *err, si
 /* The run's state, read-only: steps done, the n_params parameters, and
  * the log of every step done (*n rows). */
 long gqr_train_step(const gqr_train *tr);
+/* The step of the checkpoint this run last wrote (o.checkpoint) or
+ * resumed from; -1 when none. */
+long gqr_train_saved(const gqr_train *tr);
 const float *gqr_train_params(const gqr_train *tr);
 const gqr_train_row *gqr_train_log(const gqr_train *tr, size_t *n);
 

@@ -451,6 +451,7 @@ static void test_resume_identical(void) {
     gqr_train *rest = new_run(&o);
     CU_ASSERT_EQUAL_FATAL(gqr_train_resume(rest, o.checkpoint, &corpus, err, sizeof err), 0);
     CU_ASSERT_EQUAL(gqr_train_step(rest), 13);
+    CU_ASSERT_EQUAL(gqr_train_saved(rest), 13);
     CU_ASSERT_EQUAL_FATAL(gqr_train_run(rest, &corpus, &corpus, 30, NULL, NULL, err, sizeof err), 0);
     CU_ASSERT(!memcmp(gqr_train_params(whole), gqr_train_params(rest), sizeof(float) * N_PARAMS));
     size_t n1, n2;
@@ -534,6 +535,7 @@ static void test_nan_stop(void) {
         CU_ASSERT_EQUAL(gqr_train_run(tr, &corpus, NULL, 30, NULL, NULL, err, sizeof err), -1);
         TEST_HAS(err, loss ? "step 5: the loss is not finite" : "step 5: the gradient of bq (layer 0) is not finite");
         CU_ASSERT_EQUAL(gqr_train_step(tr), 4);
+        CU_ASSERT_EQUAL(gqr_train_saved(tr), 4);
         CU_ASSERT(!memcmp(gqr_train_params(tr), gqr_train_params(good), sizeof(float) * N_PARAMS));
         gqr_train_free(tr);
         /* the checkpoint on disk is the last good one, of step 4 */
