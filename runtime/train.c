@@ -470,10 +470,14 @@ static int check_opts_match(const gqr_train *tr, Reader *r, const char *path, ch
         {"lr", c.lr, o->lr}, {"min_lr_ratio", c.min_lr_ratio, o->min_lr_ratio},
         {"warmup", (double)c.warmup, (double)o->warmup}, {"beta1", c.beta1, o->beta1},
         {"beta2", c.beta2, o->beta2}, {"eps", c.eps, o->eps}, {"weight_decay", c.weight_decay, o->weight_decay},
-        {"clip", c.clip, o->clip}, {"seed", (double)c.seed, (double)o->seed},
+        {"clip", c.clip, o->clip},
     };
+    if (c.seed != o->seed)
+        return gqr_fail(err, errlen, "%s: the checkpoint's run has seed %llu, this run %llu (a resumed run "
+                        "takes the options it started with)", path, (unsigned long long)c.seed,
+                        (unsigned long long)o->seed);
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (memcmp(&f[i].got, &f[i].want, sizeof f[i].got) || (i == 11 && c.seed != o->seed))
+        if (memcmp(&f[i].got, &f[i].want, sizeof f[i].got))
             return gqr_fail(err, errlen, "%s: the checkpoint's run has %s %.17g, this run %.17g (a resumed "
                             "run takes the options it started with)", path, f[i].name, f[i].got, f[i].want);
     return 0;

@@ -506,6 +506,8 @@ static void test_checkpoint_refused(void) {
     gqr_train_opts other = o;
     other.lr = 2e-2;
     refused(ck, len, 0, 0, 0, &other, NULL, "the checkpoint's run has lr 0.01, this run 0.02");
+    other = o, other.seed = 7;
+    refused(ck, len, 0, 0, 0, &other, NULL, "the checkpoint's run has seed 1337, this run 7");
     other = o, other.steps = 40;
     refused(ck, len, 0, 0, 0, &other, NULL, "has steps 30, this run 40");
     gqr_data d = corpus;
