@@ -167,20 +167,33 @@ typedef struct gqa_model_api {
     int (*init_embedded)(gqa_state **out, void *arena, size_t arena_bytes);
 } gqa_model_api;
 
+/* ---- training (gqac --train): the step a training loop calls ---- */
+
+/* Bumped whenever gqa_train_api changes. */
 #define GQA_TRAIN_API_VERSION 1
-typedef struct gqa_trainer gqa_trainer;      /* opaque, in the caller's arena */
-typedef struct gqa_adamw {                    /* torch.optim.AdamW's update, exactly */
+
+/* A training instance (its buffers), opaque, in the caller's arena. */
+typedef struct gqa_trainer gqa_trainer;
+
+/* torch.optim.AdamW's update, exactly. */
+typedef struct gqa_adamw {
     double lr, beta1, beta2, eps, weight_decay;
-    long step;                                /* 1-based: the bias corrections' t */
+    long step; /* 1-based: the bias corrections' t */
 } gqa_adamw;
+
+/* The parameters are one flat f32 array, the model's packed f32 weights
+ * (weight_bytes / 4 floats, the llama2.c checkpoint after its header, the
+ * unused RoPE tables included), each tensor where the model's table says.
+ * Gradients and AdamW's m and v are flat arrays of the same layout; floats
+ * outside every tensor get gradient 0 and AdamW never changes them. */
 typedef struct gqa_train_api {
-    int version;                              /* GQA_TRAIN_API_VERSION */
-    size_t n_params;                          /* floats of params/grads/m/v: weight_bytes / 4 */
+    int version;     /* GQA_TRAIN_API_VERSION */
+    size_t n_params; /* floats of params/grads/m/v: weight_bytes / 4 */
     /* Bytes of a trainer's arena (alignment: the model api's arena_align) for batch rows of seq
      * positions; 0 when batch < 1, seq < 1, seq > the model's context, or the size overflows. */
     size_t (*arena_bytes)(int batch, int seq);
     int (*init)(gqa_trainer **out, void *arena, size_t arena_bytes, int batch, int seq);
-    void (*set_threads)(gqa_trainer *t, int n);   /* OpenMP threads; < 1: the default */
+    void (*set_threads)(gqa_trainer *t, int n); /* OpenMP threads; < 1: the default */
     /* tokens: batch rows of seq + 1 ids; row b's inputs are tokens[b*(seq+1) + 0 .. seq-1] at positions
      * 0 .. seq-1, and its targets the ids one further.  *loss = the mean next-token cross-entropy over the
      * batch * seq predictions (accumulated in double); grads (n_params floats) overwritten with d loss /
