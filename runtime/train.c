@@ -653,6 +653,10 @@ static void svg(const gqr_train *tr, const char *title, FILE *f) {
             (LEFT + SVG_W - RIGHT) / 2, SVG_H - 16, tr->o.batch, tr->o.seq, (TOP + SVG_H - BOTTOM) / 2);
     svg_line(f, tr, &ax, &ay, 0, "#1f77b4");
     svg_line(f, tr, &ax, &ay, 1, "#d62728");
+    for (size_t i = 0; i < tr->n_log; i++) /* evaluations are few: each one marked */
+        if (isfinite(tr->log[i].eval_loss))
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
+                    px(&ax, (double)tr->log[i].step), px(&ay, tr->log[i].eval_loss));
     int x = SVG_W - RIGHT - 150, y = TOP + 10;
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"140\" height=\"44\" fill=\"white\" stroke=\"#999\"/>\n"
                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#1f77b4\" stroke-width=\"1.5\"/>"

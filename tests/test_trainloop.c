@@ -580,6 +580,10 @@ static void test_logs(void) {
     TEST_HAS(text, "bigram &lt;&amp;&gt; test");
     TEST_HAS(text, "stroke=\"#d62728\" stroke-width=\"1.5\" points=\"");
     TEST_HAS(text, "</svg>");
+    int circles = 0;
+    for (const char *c = text; (c = strstr(c, "<circle")); c++)
+        circles++;
+    CU_ASSERT_EQUAL(circles, 8); /* one per evaluation */
     free(text);
     CU_ASSERT_EQUAL(gqr_train_csv(tr, test_dir(), err, sizeof err), -1); /* a folder: refused */
     gqr_train_free(tr);
