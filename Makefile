@@ -66,6 +66,7 @@ $(BUILD)/obj/lexer.o: $(BUILD)/lexer.c $(BUILD)/parser.h compiler/gqac.h compile
 	$(CC) $(GENERATED_CFLAGS) -c -o $@ $<
 $(BUILD)/obj/templates.o: $(BUILD)/templates.c compiler/gqac.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/obj/train_cmd.o: runtime/train.h
 $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
@@ -75,7 +76,8 @@ $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 # libtcc1.a and tcc's headers: where Debian's tcc put them.
 TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.a /usr/lib/tcc/libtcc1.a \
                                                          /usr/local/lib/tcc/libtcc1.a))))
-GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o)
+GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o \
+                                  train_cmd.o)
 GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
@@ -163,6 +165,10 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
 
+$(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
+
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -189,7 +195,8 @@ $(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=
 	    $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
-         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train
+         test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
+         test_trainloop
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

@@ -592,6 +592,13 @@ void tune_convert(const Model *from, const float *src, const Model *to, float *d
 int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
               float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen);
 
+/* ---- train_cmd.c: gqac train ---- */
+
+/* gqac train MODEL.gqa FLAGS (argv: the flags after the model): m's f32
+ * training step compiled, trained on a text (runtime/train.h) and the
+ * weights written.  An exit status. */
+int train_command(const Model *m, int argc, char **argv, Arena *a);
+
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 
 /* One measured variant of the model: its kv_heads, weight and cache types, and

@@ -65,6 +65,10 @@ static const char usage_text[] =
     "                 [--kv-types file,f16,q8_0] [--context 512,2048]\n"
     "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc]\n"
     "                 [--runs N] [--threads N] [--eval-tokens N] [--out PREFIX] [--emit DIR]\n"
+    "       gqac train MODEL.gqa --data TEXT --tokenizer T (--init W | --random) -o OUT.bin\n"
+    "                 [--steps N] [--batch B] [--seq S] [--lr LR] [--warmup N] [--seed N]\n"
+    "                 [--eval TEXT] [--eval-every K] [--threads N] [--log CSV] [--svg FILE]\n"
+    "                 [--checkpoint FILE] [--save-every K] [--resume FILE] [--jit cc|tcc]\n"
     "\n"
     "Compiles a grouped-query-attention model description to C99.\n"
     "\n"
@@ -99,6 +103,17 @@ static const char usage_text[] =
     "--jit (right after the model) compiles it in this process instead: tcc\n"
     "(libtcc, milliseconds, unoptimized) or cc (a cached shared object).\n"
     "\n"
+    "gqac train compiles MODEL.gqa's f32 training step and trains it on TEXT\n"
+    "(documents separated by lines holding only %, each tokenized as BOS + text +\n"
+    "EOS): AdamW, warmup then cosine decay, gradient clipping, as\n"
+    "tools/train_fortune.py.  Defaults: --steps 1000, --batch 16, --seq the\n"
+    "context, --lr 2e-3, --warmup 100 (or steps/14 if fewer), --seed 1337,\n"
+    "--eval-every 200, --eval-windows 200, --log OUT.csv, --save-every 200,\n"
+    "--weight-decay 0.1, --clip 1.0, --min-lr-ratio 0.05, --jit cc, --threads\n"
+    "OpenMP's; progress on stderr (a bar on a terminal, else a line every\n"
+    "--log-every 50 steps); --stop-at K pauses at step K (resume with --resume\n"
+    "FILE and the same flags).\n"
+    "\n"
     "MODEL.gqa may be '-' for standard input.  Exit status: 0 success, 1 bad\n"
     "input, 2 bad usage.\n";
 
@@ -123,7 +138,7 @@ static bool parse_number(const char *s, uint64_t *out) {
 
 enum {
     C_COMPILE = 1, C_CHECK = 2, C_INFO = 4, C_WEIGHTS = 8, C_IMPORT = 16, C_RUN = 32, C_TUNE = 64,
-    C_QUANTIZE = 128
+    C_QUANTIZE = 128, C_TRAIN = 256
 };
 
 /* Sets one flag from its value (NULL for a switch); 0 or EXIT_USAGE. */
@@ -568,6 +583,11 @@ static int cmd_tune(const Options *o, const Model *m, Arena *a, Diag *d) {
     return tune_command(m, o->n_rest, o->rest, a);
 }
 
+static int cmd_train(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)d;
+    return train_command(m, o->n_rest, o->rest, a);
+}
+
 /* ---- the command line ---- */
 
 static const Command commands[] = {
@@ -579,6 +599,7 @@ static const Command commands[] = {
     {"quantize", C_QUANTIZE, false, false, true, cmd_quantize},
     {"run", C_RUN, true, true, false, cmd_run},
     {"tune", C_TUNE, true, true, false, cmd_tune},
+    {"train", C_TRAIN, true, true, false, cmd_train},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -605,7 +626,7 @@ static int unknown_command(const char *word) {
     fprintf(stderr, "gqac: error: unknown command '%s'", word);
     if (best)
         fprintf(stderr, "; did you mean '%s'?", best);
-    fputs("\n(commands: check, info, weights, import, quantize, run, tune; or gqac MODEL.gqa -o FILE.c to compile;"
+    fputs("\n(commands: check, info, weights, import, quantize, run, tune, train; or gqac MODEL.gqa -o FILE.c to compile;"
           " see gqac --help)\n", stderr);
     return EXIT_USAGE;
 }
@@ -616,7 +637,7 @@ static int parse_model_first(int argc, char **argv, Options *o) {
     const char *name = o->command->name;
     if (argc < 1 || argv[0][0] == '-') {
         fprintf(stderr, "gqac: error: gqac %s needs the model first: gqac %s MODEL.gqa %s\n(see gqac --help)\n",
-                name, name, o->command->bit == C_RUN ? "[flags]" : "--weights W");
+                name, name, o->command->bit == C_RUN ? "[flags]" : o->command->bit == C_TRAIN ? "--data TEXT ..." : "--weights W");
         return EXIT_USAGE;
     }
     o->input = argv[0];
