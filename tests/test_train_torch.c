@@ -121,6 +121,12 @@ static void adamw_step(const float *grads, double wd, float scale) {
     run.t->adamw(run.tr, run.p1, grads, run.mo, run.vo, &h, scale);
 }
 
+/* A top-level number of the reference, -1 when it has none. */
+static double top_num(const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(run.ref, key);
+    return cJSON_IsNumber(j) ? j->valuedouble : -1.0;
+}
+
 static int setup(void) {
     run.ref = test_read_json(REF_JSON);
     run.m = &train_fortune_api;
@@ -128,9 +134,9 @@ static int setup(void) {
     if (!run.ref)
         return 1;
     run.n = run.m->weight_bytes / 4;
-    run.batch = (int)cJSON_GetObjectItem(run.ref, "batch")->valuedouble;
-    run.seq = (int)cJSON_GetObjectItem(run.ref, "seq")->valuedouble;
-    if (run.t->n_params != run.n || (double)run.n != cJSON_GetObjectItem(run.ref, "n_params")->valuedouble)
+    run.batch = (int)top_num("batch");
+    run.seq = (int)top_num("seq");
+    if (run.t->n_params != run.n || (double)run.n != top_num("n_params"))
         return 1;
     size_t bytes = run.t->arena_bytes(run.batch, run.seq);
     if (!bytes || posix_memalign(&run.arena, run.m->arena_align, bytes) ||
