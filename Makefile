@@ -194,9 +194,17 @@ $(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=
 	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) $(TESTING) $(GQAC_ONLY) \
 	    $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
 
+# The fortune model's training step against PyTorch's reference values
+# (examples/fortune/train_reference.json, tools/train_reference.py).
+$(BUILD)/gen/train_fortune.c $(BUILD)/gen/train_fortune.h: examples/fortune.gqa $(BUILD)/gqac | $(BUILD)/gen
+	$(BUILD)/gqac $< --train -o $(BUILD)/gen/train_fortune.c --prefix train_fortune
+.SECONDARY: $(BUILD)/gen/train_fortune.c $(BUILD)/gen/train_fortune.h
+$(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(BUILD)/gen/train_fortune.o $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop
+         test_trainloop test_train_torch
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
