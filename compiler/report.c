@@ -208,7 +208,12 @@ static double ppl_change(const TuneReport *r, int i) {
 }
 
 static int n_columns(const TuneReport *r) {
-    return 11 + r->n_contexts;
+    return 11 + r->n_contexts + (r->init_columns ? 2 : 0);
+}
+
+/* A row's init for every output: "-" for a row not converted. */
+static const char *init_of(const TuneReport *r, int i) {
+    return r->rows[i].init ? r->rows[i].init : "-";
 }
 
 static void header_cells(const TuneReport *r, Cell *c) {
@@ -219,6 +224,10 @@ static void header_cells(const TuneReport *r, Cell *c) {
     snprintf(c[k++], CELL, "group");
     snprintf(c[k++], CELL, "weights");
     snprintf(c[k++], CELL, "cache");
+    if (r->init_columns) {
+        snprintf(c[k++], CELL, "init");
+        snprintf(c[k++], CELL, "uptrain");
+    }
     for (int j = 0; j < r->n_contexts; j++)
         snprintf(c[k++], CELL, "ms/tok @%d", r->contexts[j]);
     for (int j = 0; j < 7; j++)
@@ -232,6 +241,13 @@ static void row_cells(const TuneReport *r, int i, Cell *c) {
     snprintf(c[k++], CELL, "%d", group_size(r, i));
     snprintf(c[k++], CELL, "%.16s", weights_of(r, i));
     snprintf(c[k++], CELL, "%.16s", cache_of(r, i));
+    if (r->init_columns) {
+        snprintf(c[k++], CELL, "%.16s", init_of(r, i));
+        if (w->uptrain_steps < 0)
+            snprintf(c[k++], CELL, "-");
+        else
+            snprintf(c[k++], CELL, "%ld", w->uptrain_steps);
+    }
     for (int j = 0; j < r->n_contexts; j++)
         value_cell(c[k++], "%.3f", w->ms_per_token[j]);
     bytes_cell(c[k++], w->kv_bytes_per_token);
@@ -388,7 +404,11 @@ static bool json_variant(const TuneReport *r, int i, cJSON *v) {
            json_number(v, "bytes_per_token", w->bytes_per_token) &&
            json_number(v, "memory_bytes", w->memory_bytes) &&
            json_number(v, "perplexity", w->ppl) && json_number(v, "kl_divergence", w->kl) &&
-           cJSON_AddBoolToObject(v, "pareto", w->pareto);
+           cJSON_AddBoolToObject(v, "pareto", w->pareto) &&
+           (!r->init_columns ||
+            ((w->init ? json_string(v, "init", w->init) : cJSON_AddNullToObject(v, "init") != NULL) &&
+             (w->uptrain_steps >= 0 ? json_number(v, "uptrain_steps", (double)w->uptrain_steps)
+                                    : cJSON_AddNullToObject(v, "uptrain_steps") != NULL)));
 }
 
 /* The contexts, the budget, the recommendation and the variants. */
@@ -449,7 +469,8 @@ static void csv_number(FILE *f, double v) {
 }
 
 static bool csv_write(const TuneReport *r, FILE *f) {
-    fputs("kv_heads,weights,kv_cache,group_size", f);
+    fputs(r->init_columns ? "kv_heads,weights,kv_cache,init,uptrain_steps,group_size"
+                          : "kv_heads,weights,kv_cache,group_size", f);
     for (int j = 0; j < r->n_contexts; j++)
         fprintf(f, ",ms_per_token_at_%d", r->contexts[j]);
     fputs(",kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,memory_bytes,"
@@ -457,8 +478,12 @@ static bool csv_write(const TuneReport *r, FILE *f) {
     for (int i = 0; i < r->n_rows; i++) {
         const TuneRow *w = &r->rows[i];
         /* a type's name: letters, digits, '_' and '-', nothing to quote */
-        fprintf(f, "%d,%.16s,%.16s,%d", w->kv_heads, weights_of(r, i), cache_of(r, i),
-                group_size(r, i));
+        fprintf(f, "%d,%.16s,%.16s", w->kv_heads, weights_of(r, i), cache_of(r, i));
+        if (r->init_columns && w->uptrain_steps >= 0)
+            fprintf(f, ",%.16s,%ld", w->init ? w->init : "", w->uptrain_steps);
+        else if (r->init_columns)
+            fprintf(f, ",%.16s,", w->init ? w->init : "");
+        fprintf(f, ",%d", group_size(r, i));
         for (int j = 0; j < r->n_contexts; j++)
             csv_number(f, w->ms_per_token[j]);
         csv_number(f, w->kv_bytes_per_token);
