@@ -660,5 +660,8 @@ int report_csv(const TuneReport *r, const char *path, char *err, size_t errlen);
  * its kv_heads and weights ("kv4 q8_0"), the Pareto front joined, the
  * recommendation ringed. */
 int report_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
+/* Perplexity (y) against uptraining steps (x), a line per kv_heads, init
+ * and weight type through its rows, the original's perplexity dashed. */
+int report_uptrain_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
 
 #endif

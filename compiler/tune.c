@@ -956,6 +956,14 @@ static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
         return EXIT_INPUT;
     }
     printf("wrote %s, %s and %s\n", json, csv, svg);
+    if (o->n_up && o->eval) {
+        const char *up = arena_printf(a, "%s-uptrain.svg", o->out);
+        if (report_uptrain_svg(r, up, err, sizeof err)) {
+            fprintf(stderr, "gqac tune: error: %s\n", err);
+            return EXIT_INPUT;
+        }
+        printf("wrote %s\n", up);
+    }
     return 0;
 }
 

@@ -292,6 +292,11 @@ static void test_tune_uptrain(void) {
         CU_ASSERT_STRING_NOT_EQUAL(ppl[i][0], ppl[(i + 1) % 3][0]); /* the inits differ */
         CU_ASSERT_STRING_NOT_EQUAL(ppl[i][0], ppl[i][2]);           /* training changed it */
     }
+    /* the plot: a line per init through 0, 3 and 5 steps, and the original */
+    CU_ASSERT_EQUAL(test_sh("test $(grep -c '<polyline' %s) = 3", test_tmp("up-uptrain.svg")), 0);
+    CU_ASSERT_EQUAL(test_sh("test $(grep -c '<circle' %s) = 9", test_tmp("up-uptrain.svg")), 0);
+    CU_ASSERT(test_file_has(test_tmp("up-uptrain.svg"), "kv1 random f32</text>"));
+    CU_ASSERT(test_file_has(test_tmp("up-uptrain.svg"), "original (kv2)"));
     /* six trainings, each lowering the training text's loss */
     CU_ASSERT_EQUAL(test_sh("test $(grep -c 'uptrained [35] steps, training text loss' %s) = 6", err),
                     0);
