@@ -675,6 +675,18 @@ static int uptrain_code(Uptrain *u, const Variant *v, const TuneOptions *o) {
     return u->n_code++;
 }
 
+/* The bar while a variant trains, on a terminal. */
+typedef struct {
+    const Variant *v;
+    char what[128];
+} Training;
+
+static int on_step(void *user, const gqr_train_row *row) {
+    Training *t = user;
+    progress((int)row->step, (int)t->v->uptrain, t->what);
+    return 0;
+}
+
 /* The converted floats p (n floats, the f32 layout) trained v->uptrain
  * steps with gqac train's recipe, the warmup its 100 of 1,408 steps'
  * share; the training text's loss before and after said on stderr. */
@@ -690,15 +702,18 @@ static bool uptrain(Variant *v, const TuneOptions *o, Uptrain *u, float *p, uint
     t.warmup = lround(0.071 * (double)v->uptrain) > 1 ? lround(0.071 * (double)v->uptrain) : 1;
     gqr_train *tr = NULL;
     double before = NAN, after = NAN;
+    Training bar = {v, ""};
+    snprintf(bar.what, sizeof bar.what, "kv_heads %lld, init %s: uptraining %ld steps",
+             (long long)v->m.kv_heads, init_names[v->init], v->uptrain);
     bool ok = u->code[c].train->n_params <= n &&
               !gqr_train_new(&tr, u->code[c].api, u->code[c].train, &t, p, err, sizeof err) &&
               !gqr_train_eval(tr, &u->data, &before, err, sizeof err) &&
-              !gqr_train_run(tr, &u->data, NULL, v->uptrain, NULL, NULL, err, sizeof err) &&
+              !gqr_train_run(tr, &u->data, NULL, v->uptrain, on_step, &bar, err, sizeof err) &&
               !gqr_train_eval(tr, &u->data, &after, err, sizeof err);
     if (ok) {
         memcpy(p, gqr_train_params(tr), u->code[c].train->n_params * sizeof *p);
-        fprintf(stderr, "gqac tune: kv_heads %lld, init %s: uptrained %ld steps, training text "
-                "loss %.4f -> %.4f\n", (long long)v->m.kv_heads, init_names[v->init], v->uptrain,
+        fprintf(stderr, "%sgqac tune: kv_heads %lld, init %s: uptrained %ld steps, training text "
+                "loss %.4f -> %.4f\n", isatty(2) ? "\r\033[K" : "", (long long)v->m.kv_heads, init_names[v->init], v->uptrain,
                 before, after);
     } else {
         fprintf(stderr, "\ngqac tune: error: kv_heads %lld, init %s, --uptrain %ld: %s\n",
@@ -906,11 +921,13 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
                               best->m.kv_type == DT_F32 ? "" : best->cache);
     char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
     const char *how = best->init < 0 ? "the original's"
-                      : arena_printf(a, "K and V heads %s%s, then uptrained %ld steps",
+                      : arena_printf(a, "K and V heads %s%s",
                                      best->init == TUNE_INIT_MEAN    ? "mean-pooled"
                                      : best->init == TUNE_INIT_FIRST ? "of each group's first head"
                                                                      : "random",
-                                     "", best->uptrain > 0 ? best->uptrain : 0L);
+                                     best->uptrain > 0 ? arena_printf(a, ", then uptrained %ld steps",
+                                                                      best->uptrain)
+                                                       : "");
     const char *comments[] = {arena_printf(a, "kv_heads %lld, weights %s, cache %s, of the model in "
                                               "%s, chosen by gqac tune; weights: %s, then stored "
                                               "in their types",
