@@ -12,7 +12,14 @@
  *             [--kv-types file,f16,q8_0] [--context 512,2048]
  *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
  *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
- *             [--emit DIR]
+ *             [--emit DIR] [--init mean,first,random]
+ *             [--uptrain 0,1%,5% [--pretrain-steps N] --train TEXT [--batch B]
+ *              [--seq S] [--lr LR] [--seed N]]
+ *
+ * --init picks how a converted variant's K and V heads are made (mean,
+ * the group's first head, or random); --uptrain trains each converted
+ * variant that many steps after conversion with gqac train's recipe
+ * (runtime/train.h) on f32 before it is stored in its types.
  */
 #include "gqac.h"
 #include "gqr.h"
