@@ -584,6 +584,12 @@ int tune_command(const Model *m, int argc, char **argv, Arena *a);
  * only in kv_heads, which divides from's: each K and V head (and bias) of
  * to is the mean of the from heads its group covers. */
 void tune_convert(const Model *from, const float *src, const Model *to, float *dst);
+/* How a converted variant's K and V heads are made (--init): the mean of
+ * its group's heads (tune_convert), the group's first head, or random
+ * normal(0, 0.02) with biases 0 (gqac train --random's matrices), seeded. */
+enum { TUNE_INIT_MEAN, TUNE_INIT_FIRST, TUNE_INIT_RANDOM, TUNE_INIT_COUNT };
+void tune_convert_init(const Model *from, const float *src, const Model *to, float *dst, int init,
+                       uint64_t seed);
 /* to's packed weights into out (api: to's code, api->weight_bytes): from's
  * floats src (ir_tensors' layout) pooled by tune_convert into pooled (to's
  * float count), then each tensor stored in its type (ggml's reference
@@ -617,6 +623,8 @@ typedef struct {
     double ppl;                /* teacher-forced perplexity on the eval text */
     double kl;                 /* mean KL(original || variant) per token, nats */
     bool pareto;               /* set by report_mark */
+    const char *init;          /* "mean", "first" or "random"; NULL: not converted */
+    long uptrain_steps;        /* steps trained after conversion; < 0: not uptrained */
 } TuneRow;
 
 typedef struct {
@@ -630,6 +638,7 @@ typedef struct {
     TuneRow *rows;           /* by kv_heads, descending; one is the original */
     double max_ppl_increase; /* the quality budget as a fraction (0.05 for 5%); < 0: none */
     int recommended;         /* set by report_mark: a row index, or -1 */
+    bool init_columns;       /* the rows' init and uptrain_steps shown (--init or --uptrain given) */
 } TuneReport;
 
 /* Marks the Pareto-optimal rows and picks the recommendation.  Costs are
@@ -651,5 +660,8 @@ int report_csv(const TuneReport *r, const char *path, char *err, size_t errlen);
  * its kv_heads and weights ("kv4 q8_0"), the Pareto front joined, the
  * recommendation ringed. */
 int report_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
+/* Perplexity (y) against uptraining steps (x), a line per kv_heads, init
+ * and weight type through its rows, the original's perplexity dashed. */
+int report_uptrain_svg(const TuneReport *r, const char *path, char *err, size_t errlen);
 
 #endif

@@ -208,7 +208,12 @@ static double ppl_change(const TuneReport *r, int i) {
 }
 
 static int n_columns(const TuneReport *r) {
-    return 11 + r->n_contexts;
+    return 11 + r->n_contexts + (r->init_columns ? 2 : 0);
+}
+
+/* A row's init for every output: "-" for a row not converted. */
+static const char *init_of(const TuneReport *r, int i) {
+    return r->rows[i].init ? r->rows[i].init : "-";
 }
 
 static void header_cells(const TuneReport *r, Cell *c) {
@@ -219,6 +224,10 @@ static void header_cells(const TuneReport *r, Cell *c) {
     snprintf(c[k++], CELL, "group");
     snprintf(c[k++], CELL, "weights");
     snprintf(c[k++], CELL, "cache");
+    if (r->init_columns) {
+        snprintf(c[k++], CELL, "init");
+        snprintf(c[k++], CELL, "uptrain");
+    }
     for (int j = 0; j < r->n_contexts; j++)
         snprintf(c[k++], CELL, "ms/tok @%d", r->contexts[j]);
     for (int j = 0; j < 7; j++)
@@ -232,6 +241,13 @@ static void row_cells(const TuneReport *r, int i, Cell *c) {
     snprintf(c[k++], CELL, "%d", group_size(r, i));
     snprintf(c[k++], CELL, "%.16s", weights_of(r, i));
     snprintf(c[k++], CELL, "%.16s", cache_of(r, i));
+    if (r->init_columns) {
+        snprintf(c[k++], CELL, "%.16s", init_of(r, i));
+        if (w->uptrain_steps < 0)
+            snprintf(c[k++], CELL, "-");
+        else
+            snprintf(c[k++], CELL, "%ld", w->uptrain_steps);
+    }
     for (int j = 0; j < r->n_contexts; j++)
         value_cell(c[k++], "%.3f", w->ms_per_token[j]);
     bytes_cell(c[k++], w->kv_bytes_per_token);
@@ -388,7 +404,11 @@ static bool json_variant(const TuneReport *r, int i, cJSON *v) {
            json_number(v, "bytes_per_token", w->bytes_per_token) &&
            json_number(v, "memory_bytes", w->memory_bytes) &&
            json_number(v, "perplexity", w->ppl) && json_number(v, "kl_divergence", w->kl) &&
-           cJSON_AddBoolToObject(v, "pareto", w->pareto);
+           cJSON_AddBoolToObject(v, "pareto", w->pareto) &&
+           (!r->init_columns ||
+            ((w->init ? json_string(v, "init", w->init) : cJSON_AddNullToObject(v, "init") != NULL) &&
+             (w->uptrain_steps >= 0 ? json_number(v, "uptrain_steps", (double)w->uptrain_steps)
+                                    : cJSON_AddNullToObject(v, "uptrain_steps") != NULL)));
 }
 
 /* The contexts, the budget, the recommendation and the variants. */
@@ -449,7 +469,8 @@ static void csv_number(FILE *f, double v) {
 }
 
 static bool csv_write(const TuneReport *r, FILE *f) {
-    fputs("kv_heads,weights,kv_cache,group_size", f);
+    fputs(r->init_columns ? "kv_heads,weights,kv_cache,init,uptrain_steps,group_size"
+                          : "kv_heads,weights,kv_cache,group_size", f);
     for (int j = 0; j < r->n_contexts; j++)
         fprintf(f, ",ms_per_token_at_%d", r->contexts[j]);
     fputs(",kv_bytes_per_token,kv_bytes_full_context,weight_bytes,bytes_per_token,memory_bytes,"
@@ -457,8 +478,12 @@ static bool csv_write(const TuneReport *r, FILE *f) {
     for (int i = 0; i < r->n_rows; i++) {
         const TuneRow *w = &r->rows[i];
         /* a type's name: letters, digits, '_' and '-', nothing to quote */
-        fprintf(f, "%d,%.16s,%.16s,%d", w->kv_heads, weights_of(r, i), cache_of(r, i),
-                group_size(r, i));
+        fprintf(f, "%d,%.16s,%.16s", w->kv_heads, weights_of(r, i), cache_of(r, i));
+        if (r->init_columns && w->uptrain_steps >= 0)
+            fprintf(f, ",%.16s,%ld", w->init ? w->init : "", w->uptrain_steps);
+        else if (r->init_columns)
+            fprintf(f, ",%.16s,", w->init ? w->init : "");
+        fprintf(f, ",%d", group_size(r, i));
         for (int j = 0; j < r->n_contexts; j++)
             csv_number(f, w->ms_per_token[j]);
         csv_number(f, w->kv_bytes_per_token);
@@ -513,13 +538,9 @@ static bool plottable(const TuneReport *r, int i) {
     return isfinite(cost_x(r, i)) && isfinite(cost_y(r, i));
 }
 
-/* An axis over the finite costs, padded so no point sits on the frame and
- * a single value (one row, or all equal) still spans a range. */
-static Axis axis_fit(const TuneReport *r, bool y, double from, double to) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (int i = 0; i < r->n_rows; i++)
-        if (plottable(r, i))
-            lo = fmin(lo, cost(r, i, y)), hi = fmax(hi, cost(r, i, y));
+/* An axis over [lo, hi] padded so no point sits on the frame and a single
+ * value (one row, or all equal) still spans a range. */
+static Axis axis_span(double lo, double hi, double from, double to) {
     if (lo > hi)
         lo = hi = 0;
     double size = fmax(fabs(lo), fabs(hi)), pad = (hi - lo) * 0.05;
@@ -528,6 +549,15 @@ static Axis axis_fit(const TuneReport *r, bool y, double from, double to) {
     Axis a = {0, 0, 0, from, to};
     axis_ticks(&a, lo - pad, hi + pad);
     return a;
+}
+
+/* An axis over the finite costs. */
+static Axis axis_fit(const TuneReport *r, bool y, double from, double to) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < r->n_rows; i++)
+        if (plottable(r, i))
+            lo = fmin(lo, cost(r, i, y)), hi = fmax(hi, cost(r, i, y));
+    return axis_span(lo, hi, from, to);
 }
 
 static double axis_px(const Axis *a, double v) {
@@ -659,4 +689,95 @@ static bool svg_write(const TuneReport *r, FILE *f) {
 
 int report_svg(const TuneReport *r, const char *path, char *err, size_t errlen) {
     return write_file(r, path, svg_write, err, errlen);
+}
+
+/* ---- SVG of uptraining: perplexity against steps ---- */
+
+static bool uptrained(const TuneReport *r, int i) {
+    return r->rows[i].init && r->rows[i].uptrain_steps >= 0 && isfinite(r->rows[i].ppl);
+}
+
+/* Rows i and j on one line: the same kv_heads, init, weights and cache. */
+static bool same_line(const TuneReport *r, int i, int j) {
+    const TuneRow *a = &r->rows[i], *b = &r->rows[j];
+    return a->kv_heads == b->kv_heads && !strcmp(a->init, b->init) &&
+           !strcmp(weights_of(r, i), weights_of(r, j)) && !strcmp(cache_of(r, i), cache_of(r, j));
+}
+
+/* One line per (kv_heads, init, types) through its rows by steps (the
+ * rows come by steps already), labelled at its last point. */
+static void svg_lines(const TuneReport *r, FILE *f, const Axis *ax, const Axis *ay) {
+    static const char *const colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd",
+                                         "#8c564b", "#e377c2", "#17becf", "#bcbd22"};
+    int line = 0;
+    for (int i = 0; i < r->n_rows; i++) {
+        bool first = uptrained(r, i);
+        for (int j = 0; first && j < i; j++)
+            first = !(uptrained(r, j) && same_line(r, i, j));
+        if (!first)
+            continue;
+        const char *c = colors[line++ % 8];
+        int last = i;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", c);
+        for (int j = i; j < r->n_rows; j++)
+            if (uptrained(r, j) && same_line(r, i, j))
+                fprintf(f, "%s%.1f,%.1f", j > i ? " " : "",
+                        axis_px(ax, (double)r->rows[j].uptrain_steps), axis_px(ay, r->rows[j].ppl)),
+                    last = j;
+        fputs("\"/>\n", f);
+        for (int j = i; j < r->n_rows; j++)
+            if (uptrained(r, j) && same_line(r, i, j))
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                        axis_px(ax, (double)r->rows[j].uptrain_steps), axis_px(ay, r->rows[j].ppl), c);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"%s\">kv%d ",
+                axis_px(ax, (double)r->rows[last].uptrain_steps) - 6,
+                axis_px(ay, r->rows[last].ppl) - 6, c, r->rows[i].kv_heads);
+        text_put(f, r->rows[i].init, true);
+        fputs(" ", f);
+        text_put(f, weights_of(r, i), true);
+        fputs("</text>\n", f);
+    }
+}
+
+static bool uptrain_svg_write(const TuneReport *r, FILE *f) {
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    int orig = original_row(r);
+    for (int i = 0; i < r->n_rows; i++)
+        if (uptrained(r, i) || (i == orig && isfinite(r->rows[i].ppl))) {
+            ylo = fmin(ylo, r->rows[i].ppl), yhi = fmax(yhi, r->rows[i].ppl);
+            if (i != orig)
+                xlo = fmin(xlo, (double)r->rows[i].uptrain_steps),
+                xhi = fmax(xhi, (double)r->rows[i].uptrain_steps);
+        }
+    Axis ax = axis_span(xlo, xhi, LEFT, SVG_W - RIGHT), ay = axis_span(ylo, yhi, SVG_H - BOTTOM, TOP);
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" "
+               "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    svg_axis(f, &ax, false);
+    svg_axis(f, &ay, true);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+               "stroke=\"#333\"/>\n",
+            LEFT, TOP, SVG_W - LEFT - RIGHT, SVG_H - TOP - BOTTOM);
+    fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", SVG_W / 2);
+    text_put(f, r->model_name, true);
+    fprintf(f, ": perplexity after conversion and uptraining</text>\n<text x=\"%d\" y=\"%d\" "
+               "text-anchor=\"middle\">uptraining steps</text>\n<text transform=\"translate(20,%d) "
+               "rotate(-90)\" text-anchor=\"middle\">perplexity on ",
+            (LEFT + SVG_W - RIGHT) / 2, SVG_H - 20, (TOP + SVG_H - BOTTOM) / 2);
+    text_put(f, r->eval_path ? base_name(r->eval_path) : "the eval text", true);
+    fputs("</text>\n", f);
+    if (orig >= 0 && isfinite(r->rows[orig].ppl)) /* the original: the line to get back to */
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#333\" "
+                   "stroke-dasharray=\"6 4\"/>\n<text x=\"%d\" y=\"%.1f\">original (kv%d)</text>\n",
+                LEFT, axis_px(&ay, r->rows[orig].ppl), SVG_W - RIGHT, axis_px(&ay, r->rows[orig].ppl),
+                LEFT + 6, axis_px(&ay, r->rows[orig].ppl) - 6, r->rows[orig].kv_heads);
+    svg_lines(r, f, &ax, &ay);
+    fputs("</svg>\n", f);
+    return true;
+}
+
+int report_uptrain_svg(const TuneReport *r, const char *path, char *err, size_t errlen) {
+    return write_file(r, path, uptrain_svg_write, err, errlen);
 }

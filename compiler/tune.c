@@ -12,7 +12,14 @@
  *             [--kv-types file,f16,q8_0] [--context 512,2048]
  *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
  *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
- *             [--emit DIR]
+ *             [--emit DIR] [--init mean,first,random]
+ *             [--uptrain 0,1%,5% [--pretrain-steps N] --train TEXT [--batch B]
+ *              [--seq S] [--lr LR] [--seed N]]
+ *
+ * --init picks how a converted variant's K and V heads are made (mean,
+ * the group's first head, or random); --uptrain trains each converted
+ * variant that many steps after conversion with gqac train's recipe
+ * (runtime/train.h) on f32 before it is stored in its types.
  */
 #include "gqac.h"
 #include "gqr.h"
@@ -20,6 +27,7 @@
 #include "quant.h"
 #include "tensorfile.h"
 #include "tokenizer.h"
+#include "train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -39,7 +47,19 @@ typedef struct {
     int contexts[MAX_LIST], n_contexts;
     int eval_tokens, runs, threads;
     double max_ppl_increase;
+    /* --init, --uptrain and the training it does (gqac train's recipe) */
+    int inits[TUNE_INIT_COUNT], n_inits;
+    bool init_given;
+    double up[MAX_LIST]; /* steps, or percents of pretrain_steps where up_pct */
+    bool up_pct[MAX_LIST];
+    long uptrain[MAX_LIST + 1]; /* in steps, ascending, 0 first */
+    int n_up, n_uptrain, batch, seq;
+    long pretrain_steps, seed;
+    double lr;
+    const char *train;
 } TuneOptions;
+
+static const char *const init_names[TUNE_INIT_COUNT] = {"mean", "first", "random"};
 
 /* One candidate: its model, code, weights (packed, in its types) and
  * instance.  The original's packed weights are the checkpoint's. */
@@ -48,6 +68,8 @@ typedef struct {
     int type;          /* DType, or TYPE_FILE */
     const char *label; /* the report's "weights": a type's name, or "mixed" */
     const char *cache; /* the report's "kv_cache": the cache's type */
+    int init;          /* TUNE_INIT_*, or -1: not converted (the original's kv_heads) */
+    long uptrain;      /* steps trained after conversion; -1: not uptraining */
     JitModel *jit;
     const gqa_model_api *api;
     unsigned char *weights; /* owned, or NULL (the original) */
@@ -61,7 +83,9 @@ static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k] "
           "[--kv-types file,f16,q8_0] [--context 512,2048] [--eval TEXT --tokenizer T] "
-          "[--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR])\n",
+          "[--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR] "
+          "[--init mean,first,random] [--uptrain 0,1%,5% [--pretrain-steps N] --train TEXT "
+          "[--batch B] [--seq S] [--lr LR] [--seed N]])\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -80,6 +104,13 @@ static int bad_value(const char *flag, const char *v) {
         {"--runs", "a whole number in [1, 10000]"},
         {"--threads", "a whole number in [0, 4096] (0: the OpenMP default)"},
         {"--max-ppl-increase", "a fraction >= 0, like 5% or 0.05"},
+        {"--init", "a list of mean, first or random, like mean,first"},
+        {"--uptrain", "a list of steps or percents of --pretrain-steps, like 0,10 or 0,1%,5%"},
+        {"--pretrain-steps", "a whole number >= 1"},
+        {"--batch", "a whole number in [1, 65536]"},
+        {"--seq", "a whole number >= 1"},
+        {"--lr", "a number > 0, like 2e-3"},
+        {"--seed", "a whole number >= 0"},
     };
     char msg[512];
     for (size_t i = 0; i < sizeof wants / sizeof wants[0]; i++)
@@ -136,6 +167,86 @@ static bool kv_type_list(const char *s, int *out, int *n) {
     return ok;
 }
 
+/* "mean,first" into o->inits, without repeats. */
+static bool init_list(const char *s, TuneOptions *o) {
+    o->n_inits = 0;
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        int k = -1;
+        for (int i = 0; i < TUNE_INIT_COUNT; i++)
+            if (len == strlen(init_names[i]) && !strncmp(s, init_names[i], len))
+                k = i;
+        bool seen = false;
+        for (int i = 0; i < o->n_inits; i++)
+            seen |= o->inits[i] == k;
+        if (k < 0 || (s[len] && !s[len + 1]))
+            return false;
+        if (!seen)
+            o->inits[o->n_inits++] = k;
+        s += s[len] ? len + 1 : len;
+    }
+    return o->n_inits > 0;
+}
+
+/* "0,10,1%,2.5%": whole steps, or percents of --pretrain-steps. */
+static bool uptrain_list(const char *s, TuneOptions *o) {
+    o->n_up = 0;
+    while (*s && o->n_up < MAX_LIST) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        bool pct = end != s && *end == '%';
+        end += pct;
+        if (end == s || errno || !(v >= 0 && v <= 1e9) || (!pct && v != floor(v)) ||
+            (*end && *end != ','))
+            return false;
+        o->up[o->n_up] = v, o->up_pct[o->n_up++] = pct;
+        s = *end ? end + 1 : end;
+    }
+    return o->n_up > 0 && !*s;
+}
+
+/* The --uptrain amounts in steps, 0 first, ascending, without repeats. */
+static int uptrain_steps(TuneOptions *o) {
+    o->n_uptrain = 0;
+    o->uptrain[o->n_uptrain++] = 0;
+    for (int i = 0; i < o->n_up; i++) {
+        if (o->up_pct[i] && o->pretrain_steps <= 0) {
+            fprintf(stderr, "gqac tune: error: --uptrain %g%% needs --pretrain-steps N (the "
+                    "original's training steps, of which it is a percent)\n", o->up[i]);
+            return EXIT_USAGE;
+        }
+        long n = o->up_pct[i] ? lround(o->up[i] / 100 * (double)o->pretrain_steps) : (long)o->up[i];
+        int j = o->n_uptrain;
+        for (int k = 0; k < o->n_uptrain; k++)
+            if (o->uptrain[k] == n)
+                j = -1;
+        if (j < 0)
+            continue;
+        while (j > 0 && o->uptrain[j - 1] > n)
+            o->uptrain[j] = o->uptrain[j - 1], j--;
+        o->uptrain[j] = n, o->n_uptrain++;
+    }
+    return 0;
+}
+
+/* A whole number in [lo, hi]. */
+static bool whole(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    *out = v;
+    return end != s && !*end && !errno && v >= lo && v <= hi;
+}
+
+/* A finite number > 0. */
+static bool positive(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    *out = v;
+    return end != s && !*end && v > 0 && v < 1e6;
+}
+
 /* "5%" or "0.05". */
 static bool fraction(const char *s, double *out) {
     char *end;
@@ -148,7 +259,8 @@ static bool fraction(const char *s, double *out) {
 
 static int parse(int argc, char **argv, TuneOptions *o) {
     *o = (TuneOptions){.jit = "cc", .out = "tune", .eval_tokens = 4096, .runs = 15,
-                       .max_ppl_increase = -1};
+                       .max_ppl_increase = -1, .inits = {TUNE_INIT_MEAN}, .n_inits = 1,
+                       .batch = 16, .lr = 2e-3, .seed = 1337};
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -168,6 +280,14 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         else if (!strcmp(f, "--runs")) ok = int_list(v, &o->runs, &(int){0}, 1, 10000);
         else if (!strcmp(f, "--threads")) ok = int_list(v, &o->threads, &(int){0}, 0, 4096);
         else if (!strcmp(f, "--max-ppl-increase")) ok = fraction(v, &o->max_ppl_increase);
+        else if (!strcmp(f, "--init")) ok = o->init_given = init_list(v, o);
+        else if (!strcmp(f, "--uptrain")) ok = uptrain_list(v, o);
+        else if (!strcmp(f, "--train")) o->train = v;
+        else if (!strcmp(f, "--pretrain-steps")) ok = whole(v, 1, 1L << 40, &o->pretrain_steps);
+        else if (!strcmp(f, "--batch")) ok = int_list(v, &o->batch, &(int){0}, 1, 65536);
+        else if (!strcmp(f, "--seq")) ok = int_list(v, &o->seq, &(int){0}, 1, 1 << 30);
+        else if (!strcmp(f, "--lr")) ok = positive(v, &o->lr);
+        else if (!strcmp(f, "--seed")) ok = whole(v, 0, 1L << 62, &o->seed);
         else return usage("unknown flag '%s'", f);
         if (!ok)
             return bad_value(f, v);
@@ -181,7 +301,13 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         o->kv_types[o->n_kv_types++] = TYPE_FILE;
     if (o->eval && !o->tokenizer)
         return usage("%s", "--eval needs --tokenizer (the text is tokenized as the model reads it)");
-    return 0;
+    if (o->n_up && !o->train)
+        return usage("%s", "--uptrain needs --train TEXT (the text the variants are trained on)");
+    if (o->train && !o->n_up)
+        return usage("%s", "--train needs --uptrain LIST (how many steps to train each variant)");
+    if (o->train && !o->tokenizer)
+        return usage("%s", "--train needs --tokenizer (the text is tokenized as the model reads it)");
+    return o->n_up ? uptrain_steps(o) : 0;
 }
 
 /* The candidates: given, or every divisor of the original kv_heads
@@ -254,6 +380,34 @@ static void progress(int done, int total, const char *what) {
  * so the groups stay aligned); biases alike; every other tensor is the
  * original's. */
 void tune_convert(const Model *from, const float *src, const Model *to, float *dst) {
+    tune_convert_init(from, src, to, dst, TUNE_INIT_MEAN, 0);
+}
+
+/* splitmix64 and Box-Muller, as gqac train --random: the same normals on
+ * every host for a seed. */
+static double normal(uint64_t *s) {
+    double u1 = ((double)(gqr_data_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = (double)(gqr_data_next(s) >> 11) / 9007199254740992.0;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+/* Head h's element e of a converted K or V tensor (or bias): the mean of
+ * the r heads it replaces, the first of them, or random. */
+static float kv_value(const float *src, uint64_t h, uint64_t e, uint64_t block, int64_t r, int init,
+                      bool bias, uint64_t *rng) {
+    if (init == TUNE_INIT_RANDOM)
+        return bias ? 0.0f : (float)(0.02 * normal(rng));
+    if (init == TUNE_INIT_FIRST)
+        return src[h * (uint64_t)r * block + e];
+    double sum = 0;
+    for (int64_t k = 0; k < r; k++)
+        sum += src[(h * (uint64_t)r + (uint64_t)k) * block + e];
+    return (float)(sum / (double)r);
+}
+
+void tune_convert_init(const Model *from, const float *src, const Model *to, float *dst, int init,
+                       uint64_t seed) {
+    uint64_t rng = seed;
     Tensor a[IR_MAX_TENSORS], b[IR_MAX_TENSORS];
     uint64_t total;
     int n = ir_tensors(from, a, &total);
@@ -269,13 +423,11 @@ void tune_convert(const Model *from, const float *src, const Model *to, float *d
         }
         /* per layer, kv_heads blocks of `block` floats (head_dim rows) */
         uint64_t block = b[i].count / (uint64_t)to->layers / (uint64_t)to->kv_heads;
+        bool bias = name[0] == 'b';
         for (uint64_t h = 0; h < (uint64_t)(to->layers * to->kv_heads); h++)
-            for (uint64_t e = 0; e < block; e++) {
-                double sum = 0;
-                for (int64_t k = 0; k < r; k++)
-                    sum += src[a[i].offset + (h * (uint64_t)r + (uint64_t)k) * block + e];
-                dst[b[i].offset + h * block + e] = (float)(sum / (double)r);
-            }
+            for (uint64_t e = 0; e < block; e++)
+                dst[b[i].offset + h * block + e] =
+                    kv_value(src + a[i].offset, h, e, block, r, init, bias, &rng);
     }
 }
 
@@ -365,27 +517,37 @@ static const char *type_label(const Model *m, Arena *a) {
     return type < 0 || type == DT_COUNT ? "mixed" : dtype_name((DType)type);
 }
 
+/* t as v[*nv], unless a variant of the same kv_heads, types, cache,
+ * init and uptraining is there already. */
+static void add_variant(Variant *v, int *nv, Model t, int type, int init, long up, Arena *a) {
+    const char *label = type_label(&t, a);
+    for (int k = 0; k < *nv; k++)
+        if (v[k].m.kv_heads == t.kv_heads && v[k].m.kv_type == t.kv_type &&
+            !strcmp(v[k].label, label) && v[k].init == init && v[k].uptrain == up)
+            return;
+    v[(*nv)++] = (Variant){.m = t, .type = type, .label = label, .cache = dtype_name(t.kv_type),
+                           .init = init, .uptrain = up};
+}
+
 /* kv_heads x types x cache types, the original (its kv_heads, its own
  * types and cache) first and every other variant once: a combination that
- * is the original's is its row. */
+ * is the original's is its row.  A converted kv_heads comes once per
+ * --init and --uptrain amount. */
 static Variant *variants(const Model *m, const TuneOptions *o, int *nv, Arena *a) {
-    int per_kv = o->n_types * o->n_kv_types;
-    Variant *v = calloc((size_t)(o->n_kv * per_kv + 1), sizeof *v);
+    int per_kv = o->n_types * o->n_kv_types, amounts = o->n_up ? o->n_uptrain : 1;
+    int ways = o->n_inits * amounts;
+    Variant *v = calloc((size_t)(o->n_kv * per_kv * ways + 1), sizeof *v);
     *nv = 0;
     for (int i = -1; v && i < o->n_kv; i++)
         for (int j = 0; j < (i < 0 ? 1 : per_kv); j++) {
             int kv = i < 0 ? (int)m->kv_heads : o->kv[i];
             int type = i < 0 ? TYPE_FILE : o->types[j / o->n_kv_types];
             int cache = i < 0 ? TYPE_FILE : o->kv_types[j % o->n_kv_types];
-            Model t = typed_model(m, kv, type, cache);
-            const char *label = type_label(&t, a);
-            bool seen = false;
-            for (int k = 0; k < *nv; k++)
-                seen |= v[k].m.kv_heads == kv && v[k].m.kv_type == t.kv_type &&
-                        !strcmp(v[k].label, label);
-            if (!seen)
-                v[(*nv)++] = (Variant){.m = t, .type = type, .label = label,
-                                       .cache = dtype_name(t.kv_type)};
+            bool converted = kv != m->kv_heads; /* each init and amount of uptraining */
+            for (int w = 0; w < (converted ? ways : 1); w++)
+                add_variant(v, nv, typed_model(m, kv, type, cache), type,
+                            converted ? o->inits[w / amounts] : -1,
+                            converted && o->n_up ? o->uptrain[w % amounts] : -1, a);
         }
     return v;
 }
@@ -425,9 +587,10 @@ static float *original_floats(const Variant *o, const gqr_checkpoint *ck, Arena 
     return w;
 }
 
-int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
-              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen) {
-    Model f = ir_with_f32(from), t = ir_with_f32(to);
+/* to's floats (its f32 layout) stored in to's types into out. */
+static int store(const Model *to, const struct gqa_model_api *api, const float *pooled,
+                 unsigned char *out, Arena *a, char *err, size_t errlen) {
+    Model t = ir_with_f32(to);
     Slice *sl;
     uint64_t total;
     int64_t n = ir_slices(&t, a, &sl, &total);
@@ -435,7 +598,6 @@ int tune_pack(const Model *from, const float *src, const Model *to, const struct
         snprintf(err, errlen, "the code's table of tensors is not the model's"); /* never */
         return -1;
     }
-    tune_convert(&f, src, &t, pooled);
     memset(out, 0, api->weight_bytes);
     for (int64_t i = 0; i < n; i++) {
         const gqa_tensor *e = &api->tensors[i];
@@ -452,16 +614,141 @@ int tune_pack(const Model *from, const float *src, const Model *to, const struct
     return 0;
 }
 
-/* v's packed weights from the original's floats. */
-static bool pack_variant(Variant *v, const Model *orig, const float *floats, float *pooled,
-                         Arena *a) {
+int tune_pack(const Model *from, const float *src, const Model *to, const struct gqa_model_api *api,
+              float *pooled, unsigned char *out, Arena *a, char *err, size_t errlen) {
+    Model f = ir_with_f32(from), t = ir_with_f32(to);
+    tune_convert(&f, src, &t, pooled);
+    return store(to, api, pooled, out, a, err, errlen);
+}
+
+/* ---- uptraining: gqac train's loop on the converted f32 weights ---- */
+
+/* The training text, and one f32 training step compiled per kv_heads. */
+typedef struct {
+    gqr_tokenizer *tok;
+    gqr_data data;
+    struct {
+        int kv;
+        JitModel *jit;
+        const gqa_model_api *api;
+        const gqa_train_api *train;
+    } code[MAX_LIST];
+    int n_code;
+} Uptrain;
+
+static void uptrain_free(Uptrain *u) {
+    for (int i = 0; i < u->n_code; i++)
+        jit_free(u->code[i].jit);
+    gqr_data_free(&u->data);
+    gqr_tokenizer_free(u->tok);
+}
+
+/* The text tokenized, long enough for a window of --seq (the model's
+ * context by default). */
+static int uptrain_load(const Model *m, TuneOptions *o, Uptrain *u) {
+    char err[1024];
+    if (o->seq == 0)
+        o->seq = (int)m->context;
+    if (o->seq > m->context) {
+        fprintf(stderr, "gqac tune: error: --seq %d is past the model's context %lld\n", o->seq,
+                (long long)m->context);
+        return EXIT_USAGE;
+    }
+    if (gqr_tokenizer_load(&u->tok, o->tokenizer, 0, err, sizeof err) ||
+        gqr_data_load(&u->data, o->train, u->tok, (int)m->vocab, err, sizeof err) ||
+        gqr_data_check(&u->data, o->train, o->seq, err, sizeof err)) {
+        fprintf(stderr, "gqac tune: error: --train: %s\n", err);
+        return EXIT_INPUT;
+    }
+    return 0;
+}
+
+/* The training step of v's kv_heads in f32, compiled on first use. */
+static int uptrain_code(Uptrain *u, const Variant *v, const TuneOptions *o) {
+    for (int i = 0; i < u->n_code; i++)
+        if (u->code[i].kv == v->m.kv_heads)
+            return i;
+    char err[1024];
+    Model f = ir_with_f32(&v->m);
+    int i = u->n_code;
+    u->code[i].kv = (int)v->m.kv_heads;
+    u->code[i].jit = jit_compile_train(&f, jit_backend(o->jit), &u->code[i].api, &u->code[i].train,
+                                       err, sizeof err);
+    if (!u->code[i].jit) {
+        fprintf(stderr, "\ngqac tune: error: kv_heads %lld: --uptrain: %s\n",
+                (long long)v->m.kv_heads, err);
+        return -1;
+    }
+    return u->n_code++;
+}
+
+/* The bar while a variant trains, on a terminal. */
+typedef struct {
+    const Variant *v;
+    char what[128];
+} Training;
+
+static int on_step(void *user, const gqr_train_row *row) {
+    Training *t = user;
+    progress((int)row->step, (int)t->v->uptrain, t->what);
+    return 0;
+}
+
+/* The converted floats p (n floats, the f32 layout) trained v->uptrain
+ * steps with gqac train's recipe, the warmup its 100 of 1,408 steps'
+ * share; the training text's loss before and after said on stderr. */
+static bool uptrain(Variant *v, const TuneOptions *o, Uptrain *u, float *p, uint64_t n) {
+    int c = uptrain_code(u, v, o);
+    if (c < 0)
+        return false;
+    char err[1024];
+    gqr_train_opts t;
+    gqr_train_defaults(&t);
+    t.steps = v->uptrain, t.batch = o->batch, t.seq = o->seq, t.lr = o->lr;
+    t.seed = (uint64_t)o->seed, t.threads = o->threads, t.eval_windows = 64;
+    t.warmup = lround(0.071 * (double)v->uptrain) > 1 ? lround(0.071 * (double)v->uptrain) : 1;
+    gqr_train *tr = NULL;
+    double before = NAN, after = NAN;
+    Training bar = {v, ""};
+    snprintf(bar.what, sizeof bar.what, "kv_heads %lld, init %s: uptraining %ld steps",
+             (long long)v->m.kv_heads, init_names[v->init], v->uptrain);
+    bool ok = u->code[c].train->n_params <= n &&
+              !gqr_train_new(&tr, u->code[c].api, u->code[c].train, &t, p, err, sizeof err) &&
+              !gqr_train_eval(tr, &u->data, &before, err, sizeof err) &&
+              !gqr_train_run(tr, &u->data, NULL, v->uptrain, on_step, &bar, err, sizeof err) &&
+              !gqr_train_eval(tr, &u->data, &after, err, sizeof err);
+    if (ok) {
+        memcpy(p, gqr_train_params(tr), u->code[c].train->n_params * sizeof *p);
+        fprintf(stderr, "%sgqac tune: kv_heads %lld, init %s: uptrained %ld steps, training text "
+                "loss %.4f -> %.4f\n", isatty(2) ? "\r\033[K" : "", (long long)v->m.kv_heads, init_names[v->init], v->uptrain,
+                before, after);
+    } else {
+        fprintf(stderr, "\ngqac tune: error: kv_heads %lld, init %s, --uptrain %ld: %s\n",
+                (long long)v->m.kv_heads, init_names[v->init], v->uptrain,
+                u->code[c].train->n_params > n ? "the training code's parameters are not the "
+                                                "model's f32 weights" : err);
+    }
+    gqr_train_free(tr);
+    return ok;
+}
+
+/* v's packed weights from the original's floats: converted as its init
+ * says, uptrained when asked, stored in its types. */
+static bool pack_variant(Variant *v, const Model *orig, const TuneOptions *o, Uptrain *u,
+                         const float *floats, float *pooled, uint64_t n_pooled, Arena *a) {
     char err[512];
     v->packed = v->weights = gqr_pages_alloc(v->api->weight_bytes);
     if (!v->weights) {
         fprintf(stderr, "gqac tune: error: out of memory for the weights\n");
         return false;
     }
-    if (tune_pack(orig, floats, &v->m, v->api, pooled, v->weights, a, err, sizeof err)) {
+    Model f = ir_with_f32(orig), t = ir_with_f32(&v->m);
+    memset(pooled, 0, n_pooled * sizeof *pooled);
+    tune_convert_init(&f, floats, &t, pooled, v->init < 0 ? TUNE_INIT_MEAN : v->init,
+                      (uint64_t)o->seed);
+    if (v->uptrain > 0 && !uptrain(v, o, u, pooled, n_pooled))
+        return false;
+    if (store(&v->m, v->api, pooled, v->weights, a, err, sizeof err)) {
         fprintf(stderr, "gqac tune: error: kv_heads %lld, weights %s, cache %s: %s\n",
                 (long long)v->m.kv_heads, v->label, v->cache, err);
         return false;
@@ -640,11 +927,19 @@ static int emit(const TuneOptions *o, const TuneReport *r, const Variant *v, Are
                               best->m.kv_type == DT_F32 ? "" : "-cache-",
                               best->m.kv_type == DT_F32 ? "" : best->cache);
     char *gqa = arena_printf(a, "%s.gqa", stem), *bin = arena_printf(a, "%s.bin", stem);
+    const char *how = best->init < 0 ? "the original's"
+                      : arena_printf(a, "K and V heads %s%s",
+                                     best->init == TUNE_INIT_MEAN    ? "mean-pooled"
+                                     : best->init == TUNE_INIT_FIRST ? "of each group's first head"
+                                                                     : "random",
+                                     best->uptrain > 0 ? arena_printf(a, ", then uptrained %ld steps",
+                                                                      best->uptrain)
+                                                       : "");
     const char *comments[] = {arena_printf(a, "kv_heads %lld, weights %s, cache %s, of the model in "
-                                              "%s, chosen by gqac tune; weights: K and V heads "
-                                              "mean-pooled, then stored in their types",
+                                              "%s, chosen by gqac tune; weights: %s, then stored "
+                                              "in their types",
                                            (long long)best->m.kv_heads, best->label, best->cache,
-                                           o->weights),
+                                           o->weights, how),
                               NULL};
     Buf b = {0};
     gqa_source(&b, &best->m, comments);
@@ -685,6 +980,14 @@ static int write_reports(const TuneOptions *o, const TuneReport *r, Arena *a) {
         return EXIT_INPUT;
     }
     printf("wrote %s, %s and %s\n", json, csv, svg);
+    if (o->n_up && o->eval) {
+        const char *up = arena_printf(a, "%s-uptrain.svg", o->out);
+        if (report_uptrain_svg(r, up, err, sizeof err)) {
+            fprintf(stderr, "gqac tune: error: %s\n", err);
+            return EXIT_INPUT;
+        }
+        printf("wrote %s\n", up);
+    }
     return 0;
 }
 
@@ -724,13 +1027,15 @@ static void describe(const Variant *v, TuneRow *row, const TuneOptions *o, doubl
                                          positions_read(&v->m, o->contexts[o->n_contexts - 1]);
     row->memory_bytes = (double)api->weight_bytes + (double)api->arena_bytes;
     row->ppl = row->kl = o->eval ? 0 : NAN;
+    row->init = v->init >= 0 ? init_names[v->init] : NULL;
+    row->uptrain_steps = v->uptrain;
 }
 
 /* The file loaded for the original (v[0]: its own code checks it; a
  * quantized GGUF under an f32 model is dequantized), its floats, and each
  * variant pooled and stored in its types from them. */
 static int load_all(const Model *m, const TuneOptions *o, Variant *v, int nv, gqr_checkpoint *ck,
-                    Arena *a) {
+                    Uptrain *u, Arena *a) {
     char err[1024];
     if (gqr_checkpoint_load(ck, o->weights, v[0].api, GQR_LOAD_MMAP | GQR_LOAD_DEQUANTIZE, err,
                             sizeof err) ||
@@ -751,7 +1056,7 @@ static int load_all(const Model *m, const TuneOptions *o, Variant *v, int nv, gq
     for (int i = 1; i < nv && !rc; i++) {
         progress(i, nv, arena_printf(a, "kv_heads %lld, weights %s, cache %s: converting",
                                      (long long)v[i].m.kv_heads, v[i].label, v[i].cache));
-        rc = pack_variant(&v[i], m, floats, pooled, a) ? 0 : EXIT_INPUT;
+        rc = pack_variant(&v[i], m, o, u, floats, pooled, total + 1, a) ? 0 : EXIT_INPUT;
     }
     free(floats), free(pooled);
     return rc;
@@ -770,7 +1075,11 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *row
             return EXIT_INPUT;
     }
     progress(nv, nv, "compiled");
-    int rc = load_all(m, o, v, nv, ck, a);
+    Uptrain u;
+    memset(&u, 0, sizeof u);
+    int rc = o->n_up ? uptrain_load(m, o, &u) : 0;
+    rc = rc ? rc : load_all(m, o, v, nv, ck, &u, a);
+    uptrain_free(&u);
     float *logits = malloc(sizeof *logits * (size_t)m->vocab);
     double *ms = arena_alloc(a, sizeof *ms * (size_t)(nv * o->n_contexts));
     rc = rc ? rc : logits ? 0 : EXIT_INPUT;
@@ -795,7 +1104,7 @@ static int tune(const Model *m, TuneOptions *o, Variant *v, int nv, TuneRow *row
 static int report(const Model *m, const TuneOptions *o, const Variant *v, int nv, TuneRow *rows,
                   Arena *a) {
     TuneReport r = {m->name, o->jit, o->eval, (int)m->heads, (int)m->kv_heads, o->n_contexts,
-                    o->contexts, nv, rows, o->max_ppl_increase, -1};
+                    o->contexts, nv, rows, o->max_ppl_increase, -1, o->init_given || o->n_up};
     report_mark(&r);
     report_table(&r, stdout);
     size_t rss, peak;

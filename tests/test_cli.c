@@ -28,6 +28,7 @@
 static const char *gqac;
 
 static const char *const model = "examples/tiny.gqa";
+static const char *const fortune_tok = "examples/fortune/tokenizer.bin", *const fortune_text = "examples/fortune/eval.txt";
 
 /* The files in the test folder whose name has s in it: none, after a failure. */
 static int count_files(const char *s) {
@@ -235,6 +236,72 @@ static void test_tune_bad_value(void) {
     CU_ASSERT(test_file_has(e, "--runs wants a whole number"));
     CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --kv-heads 1,x 2> %s", gqac, model, e), 2);
     CU_ASSERT(test_file_has(e, "--kv-heads wants"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --init mean,bogus 2> %s", gqac, model, e), 2);
+    CU_ASSERT(test_file_has(e, "--init wants a list of mean, first or random"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --uptrain 0,1.5 --train t 2> %s", gqac, model,
+                            e), 2);
+    CU_ASSERT(test_file_has(e, "--uptrain wants"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --uptrain 5 --tokenizer t 2> %s", gqac, model,
+                            e), 2);
+    CU_ASSERT(test_file_has(e, "--uptrain needs --train TEXT"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --uptrain 0,5%% --train t --tokenizer t "
+                            "2> %s", gqac, model, e), 2);
+    CU_ASSERT(test_file_has(e, "--uptrain 5% needs --pretrain-steps N"));
+    CU_ASSERT_EQUAL(test_sh("%s tune %s --weights x.bin --uptrain 5 --train t 2> %s", gqac, model,
+                            e), 2);
+    CU_ASSERT(test_file_has(e, "--train needs --tokenizer"));
+}
+
+/* The first line of path, without its newline, into out. */
+static bool first_line(const char *path, char *out, int size) {
+    FILE *f = fopen(path, "r");
+    bool ok = f && fgets(out, size, f);
+    if (f)
+        fclose(f);
+    out[ok ? strcspn(out, "\n") : 0] = 0;
+    return ok;
+}
+
+/* tune --init and --uptrain on tiny.gqa (random weights): a row per
+ * init and amount, 0 (the plain conversion) included; the inits give
+ * different weights; and each uptraining lowers the training text's loss. */
+static void test_tune_uptrain(void) {
+    const char *w = test_tmp("up.bin"), *csv = test_tmp("up.csv"), *err = test_tmp("up.err");
+    CU_ASSERT_EQUAL_FATAL(test_sh("%s weights --random %s -o %s", gqac, model, w), 0);
+    CU_ASSERT_EQUAL_FATAL(test_sh("GQAC_CACHE=%s %s tune %s --weights %s --kv-heads 1 --init "
+                                  "mean,first,random --uptrain 0,2%%,5 --pretrain-steps 150 --train "
+                                  "%s --eval %s --tokenizer %s --eval-tokens 100 --context 16 "
+                                  "--runs 1 --seq 32 --batch 4 --out %s > /dev/null 2> %s",
+                                  test_tmp("cache"), gqac, model, w, fortune_text, fortune_text,
+                                  fortune_tok, test_tmp("up"), err), 0);
+    CU_ASSERT(test_file_has(csv, "kv_heads,weights,kv_cache,init,uptrain_steps,group_size,"));
+    CU_ASSERT(test_file_has(csv, "\n2,f32,f32,,,4,")); /* the original: no init */
+    const char *inits[] = {"mean", "first", "random"};
+    char ppl[3][3][64];
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) { /* 0, 2% of 150 = 3, and 5 steps */
+            char row[64];
+            snprintf(row, sizeof row, "1,f32,f32,%s,%d,8,", inits[i], (int[]){0, 3, 5}[k]);
+            CU_ASSERT(test_file_has(csv, row));
+            CU_ASSERT_EQUAL(test_sh("grep '^%s' %s | cut -d, -f13 > %s", row, csv,
+                                    test_tmp("ppl")), 0);
+            CU_ASSERT(first_line(test_tmp("ppl"), ppl[i][k], sizeof ppl[i][k]));
+            CU_ASSERT(strlen(ppl[i][k]) > 2);
+        }
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_STRING_NOT_EQUAL(ppl[i][0], ppl[(i + 1) % 3][0]); /* the inits differ */
+        CU_ASSERT_STRING_NOT_EQUAL(ppl[i][0], ppl[i][2]);           /* training changed it */
+    }
+    /* the plot: a line per init through 0, 3 and 5 steps, and the original */
+    CU_ASSERT_EQUAL(test_sh("test $(grep -c '<polyline' %s) = 3", test_tmp("up-uptrain.svg")), 0);
+    CU_ASSERT_EQUAL(test_sh("test $(grep -c '<circle' %s) = 9", test_tmp("up-uptrain.svg")), 0);
+    CU_ASSERT(test_file_has(test_tmp("up-uptrain.svg"), "kv1 random f32</text>"));
+    CU_ASSERT(test_file_has(test_tmp("up-uptrain.svg"), "original (kv2)"));
+    /* six trainings, each lowering the training text's loss */
+    CU_ASSERT_EQUAL(test_sh("test $(grep -c 'uptrained [35] steps, training text loss' %s) = 6", err),
+                    0);
+    CU_ASSERT_EQUAL(test_sh("awk '/training text loss/ { n++; if (!($(NF-2) > $NF)) bad = 1 } "
+                            "END { exit bad || n != 6 }' %s", err), 0);
 }
 
 /* --emit of the original (no variant within a 0% budget) writes the
@@ -414,7 +481,6 @@ static void test_info_kv_cache(void) {
 
 /* ---- gqac train ---- */
 
-static const char *const fortune_tok = "examples/fortune/tokenizer.bin", *const fortune_text = "examples/fortune/eval.txt";
 
 /* gqac train on tiny.gqa (vocab 512, the fortune tokenizer's) with flags;
  * its exit status, stderr in train.err. */
@@ -578,6 +644,7 @@ int main(void) {
         !CU_add_test(cli, "tune --kv-types on a windowed model", test_tune_kv_window) ||
         !CU_add_test(cli, "tune's q8_0 cache skipped", test_tune_kv_q8_skipped) ||
         !CU_add_test(cli, "tune --emit with an f16 cache", test_tune_emit_cache) ||
+        !CU_add_test(cli, "tune --init and --uptrain", test_tune_uptrain) ||
         !CU_add_test(cli, "train's bad command lines", test_train_usage) ||
         !CU_add_test(cli, "train's bad inputs", test_train_bad_input) ||
         !CU_add_test(cli, "train end to end", test_train_end_to_end)) {

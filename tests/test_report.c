@@ -72,7 +72,7 @@ static TuneReport *fixture(Fixture *fx, const Spec *s, int n, double budget) {
         w->pareto = false;
     }
     TuneReport r = {"tiny", "cc", isnan(s[0].ppl) ? NULL : "data/eval.txt", 8, 8, 2, contexts,
-                    n, fx->rows, budget, -2};
+                    n, fx->rows, budget, -2, false};
     fx->r = r;
     return &fx->r;
 }
@@ -402,6 +402,48 @@ static void test_csv(void) {
     text = test_slurp(path, NULL);
     TEST_HAS(text, "\n4,f32,f32,2,0.1,0.33333333333333331,4096,8388608,3670016,12058624,12058624,,,true,"
                    "false\n");
+    free(text);
+}
+
+/* --init/--uptrain rows: the init and steps in the table, CSV and JSON
+ * ("-", empty or null for the original), and a line per init in the
+ * uptraining plot. */
+static void test_init_columns(void) {
+    static const Spec s[] = {{8, 5.0, 10.0, 10.0}, {4, 3.0, 6.0, 14.0}, {4, 3.0, 6.0, 12.0},
+                             {4, 3.0, 6.0, 16.0}, {4, 3.0, 6.0, 13.0}};
+    static const char *const inits[] = {NULL, "mean", "mean", "first", "first"};
+    static const long steps[] = {-1, 0, 5, 0, 5};
+    Fixture fx;
+    TuneReport *r = fixture(&fx, s, 5, 0.05);
+    for (int i = 0; i < 5; i++)
+        fx.rows[i].init = inits[i], fx.rows[i].uptrain_steps = steps[i];
+    r->init_columns = true;
+    report_mark(r);
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(report_csv(r, test_tmp("i.csv"), err, sizeof err), 0);
+    char *text = test_slurp(test_tmp("i.csv"), NULL);
+    TEST_HAS(text, "kv_heads,weights,kv_cache,init,uptrain_steps,group_size,");
+    TEST_HAS(text, "\n8,f32,f32,,,1,");
+    TEST_HAS(text, "\n4,f32,f32,mean,5,2,");
+    TEST_HAS(text, "\n4,f32,f32,first,0,2,");
+    free(text);
+    cJSON *root = json_of(r, "i.json");
+    cJSON *v = cJSON_GetObjectItem(root, "variants");
+    CU_ASSERT(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "init")));
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 2), "init")),
+                           "mean");
+    CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 2),
+                                                             "uptrain_steps")), 5);
+    cJSON_Delete(root);
+    CU_ASSERT_EQUAL_FATAL(report_uptrain_svg(r, test_tmp("i.svg"), err, sizeof err), 0);
+    text = test_slurp(test_tmp("i.svg"), NULL);
+    CU_ASSERT_EQUAL(count(text, "<polyline"), 2);
+    TEST_HAS(text, "kv4 first f32</text>");
+    free(text);
+    r->init_columns = false; /* without --init/--uptrain: the old header */
+    CU_ASSERT_EQUAL_FATAL(report_csv(r, test_tmp("i.csv"), err, sizeof err), 0);
+    text = test_slurp(test_tmp("i.csv"), NULL);
+    TEST_HAS(text, "kv_heads,weights,kv_cache,group_size,");
     free(text);
 }
 
@@ -749,5 +791,6 @@ int main(void) {
     CU_add_test(s, "rename fails", test_rename_fails);
     CU_add_test(s, "overwrite", test_overwrite);
     CU_add_test(s, "cache types", test_cache_types);
+    CU_add_test(s, "init and uptrain columns", test_init_columns);
     return cunit_run();
 }
