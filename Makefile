@@ -5,6 +5,7 @@
 #   make test       unit tests, the same under ASan+UBSan, cross-CPU tests, the installed
 #                   library through pkg-config, bounded fuzzing
 #   make bench      speed against the machine's bandwidth and FMA peak
+#   make paper      the GQA paper's uptraining experiment on the fortune model (minutes)
 #   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
 # Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
@@ -40,7 +41,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo test check check-asan check-cross check-install fuzz bench bench-build install clean deps
+.PHONY: all demo paper test check check-asan check-cross check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -299,6 +300,12 @@ demo:
 	    -p "The meaning of life is" -n 200 --temp 0.8 --seed 42
 	@echo
 	$(BUILD)/gqac info examples/fortune.gqa
+
+# ---- paper: the GQA paper's uptraining experiment at the fortune model's scale ----
+paper:
+	@tools/deps.sh paper
+	@$(MAKE) --no-print-directory all
+	sh tools/paper.sh $(BUILD)
 
 # ---- bench (not part of make test; run it on a quiet machine) ----
 BENCH := $(BUILD)/bench

@@ -1,5 +1,5 @@
 #!/bin/sh
-# deps.sh demo|test: checks what `make demo` or `make test` needs on a
+# deps.sh demo|test|paper: checks what `make demo`, `make test` or `make paper` needs on a
 # Debian machine.  As root it installs what is missing with apt-get;
 # otherwise it names the packages and stops.
 set -u
@@ -36,6 +36,12 @@ if [ "${1:-test}" = test ]; then
         have_cmd "qemu-$qemu" || want qemu-user
     done
     have_cmd arm-none-eabi-gcc || want gcc-arm-none-eabi
+fi
+if [ "${1:-test}" = paper ]; then
+    # tools/fortune_corpus.py: the fortune corpus, read by python3's standard library.
+    have_cmd python3 || want python3
+    [ -f /usr/share/games/fortunes/art ] || want fortunes
+    [ -f /usr/share/games/fortunes/fortunes ] || want fortunes-min
 fi
 [ -z "$need" ] && exit 0
 
