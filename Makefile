@@ -325,6 +325,7 @@ bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	    > $(BENCH)/attention_cases.c
 	$(BUILD)/gqac bench/gqa-100m.gqa -o $(BENCH)/bench_100m.c --prefix bench_100m
 	$(BUILD)/gqac examples/tinyllama-1.1b.gqa -o $(BENCH)/tinyllama.c --prefix tinyllama
+	$(BUILD)/gqac examples/fortune.gqa --train -o $(BENCH)/fortune.c --prefix fortune
 	@rm -f $(BENCH)/typed.h
 	@for shape in gqa-123m tinyllama; do for t in $(BENCH_TYPES); do \
 	    src=bench/gqa-123m.gqa; [ $$shape = tinyllama ] && src=examples/tinyllama-1.1b.gqa; \
@@ -345,7 +346,7 @@ bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	    $(BUILD)/gqac $(BENCH)/$$f.gqa -o $(BENCH)/$$f.c --prefix $$f && \
 	    $(CC) $(BENCH_CFLAGS) -c -o $(BENCH)/$$f.o $(BENCH)/$$f.c || exit 1; done
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH)/bench bench/bench.c $(BENCH)/attention_cases.c \
-	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c \
+	    $(BENCH)/bench_100m.c $(BENCH)/tinyllama.c $(BENCH)/fortune.c \
 	    $$(sed 's/TYPED(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/typed.h) \
 	    $$(sed 's/KV(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/kv.h) -lm -ldl
 	tcc -shared -o $(BENCH)/bench_100m_tcc.so $(BENCH)/bench_100m.c -lm

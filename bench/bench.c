@@ -7,12 +7,15 @@
  * runs; every ratio is taken within this run, against the bandwidth or
  * peak measured in the same seconds.  Then the weight types: decode and
  * prefill of models whose weights are Q8_0, Q4_0, Q4_K, Q6_K, BF16, or
- * llama.cpp's Q4_K_M mix, read in place.  Prints a table and writes
+ * llama.cpp's Q4_K_M mix, read in place; the KV cache types; and a
+ * training step of the fortune model against PyTorch's, timed in the same
+ * run where python3-torch is installed.  Prints a table and writes
  * build/bench.json (or the path in argv[1]).
  *
  * Run it on a quiet machine: on two cores a second busy process halves
  * the threaded figures.  argv[3], if given, names the sections to run
- * ("attention,decode,prefill,types"; the machine is always measured).
+ * ("attention,decode,prefill,types,kv,train"; the machine is always
+ * measured).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -28,6 +31,9 @@
 #include "gqa_api.h"
 
 extern const gqa_model_api bench_100m_api, tinyllama_api;
+/* The fortune model with its training step (gqac --train --prefix fortune). */
+extern const gqa_model_api fortune_api;
+extern const gqa_train_api fortune_train_api;
 
 /* The weight-type models (the Makefile writes typed.h): llama.cpp's
  * 123 M shape and TinyLlama, each with every matrix of one type, and
@@ -754,10 +760,102 @@ static void bench_kv(const double machine_gbps[3], const float *a, const float *
     json_close_list();
 }
 
+/* ---- 7. training ---- */
+
+/* FLOPs of one training step: forward and backward (2 + 4 per weight and
+ * token) through every product, the tied classifier counted once, and
+ * causal attention's scores and weighting, backward 2.5 times forward. */
+static double train_flops(const gqa_model_api *m, int batch, int seq) {
+    const gqa_shape *s = &m->shape;
+    double matrix = s->tied_embeddings ? (double)s->vocab_size * s->dim : 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const gqa_tensor *t = &m->tensors[i];
+        if (t->kind != GQA_T_EMBED && t->rows > 1 && t->cols > 1)
+            matrix += (double)t->rows * t->cols;
+    }
+    double tokens = (double)batch * seq;
+    double att = 4.0 * s->n_layers * batch * s->n_heads * s->head_dim * (seq * (seq + 1.0) / 2);
+    return 6 * matrix * tokens + 3.5 * att;
+}
+
+/* Seconds per step of the whole update gqac train makes: step, the
+ * gradient's norm, AdamW. */
+static double train_step_s(const gqa_train_api *t, gqa_trainer *tr, float *p, float *g, float *mo,
+                           float *v, const int *tokens, int threads) {
+    double sq[64], loss, times[2 * REPEATS];
+    t->set_threads(tr, threads);
+    for (int r = -2; r < 2 * REPEATS; r++) {
+        double t0 = now();
+        gqa_adamw h = {1e-4, 0.9, 0.95, 1e-8, 0.1, r + 3};
+        if (t->step(tr, p, tokens, g, &loss) != GQA_OK)
+            return NAN;
+        t->grad_sq(tr, g, sq);
+        t->adamw(tr, p, g, mo, v, &h, 1.0f);
+        if (r >= 0)
+            times[r] = now() - t0;
+    }
+    return median(times, 2 * REPEATS);
+}
+
+/* PyTorch's seconds per step on threads, from tools/torch_train_speed.py;
+ * NAN when torch is not installed. */
+static double torch_step_s(int threads) {
+    char cmd[160], line[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/torch_train_speed.py %d 2>/dev/null", threads);
+    FILE *f = popen(cmd, "r");
+    double s = NAN;
+    const char *key = "\"s_per_step_median\": ";
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, key))
+            s = strtod(strstr(line, key) + strlen(key), NULL);
+    if (f && pclose(f) != 0)
+        s = NAN;
+    return s;
+}
+
+static void bench_train(const double peak[3]) {
+    enum { BATCH = 16 };
+    const gqa_model_api *m = &fortune_api;
+    const gqa_train_api *t = &fortune_train_api;
+    int seq = m->shape.seq_len;
+    size_t n = t->n_params, bytes = t->arena_bytes(BATCH, seq);
+    float *p = big_buffer(n, 41), *g = malloc(n * sizeof *g), *mo = calloc(n, sizeof *mo),
+          *v = calloc(n, sizeof *v);
+    int *tokens = malloc(sizeof *tokens * BATCH * (seq + 1));
+    void *arena = NULL;
+    gqa_trainer *tr;
+    if (posix_memalign(&arena, 64, bytes ? bytes : 64))
+        arena = NULL;
+    for (size_t i = 0; i < n; i++)
+        p[i] *= 0.04f; /* about the recipe's init scale */
+    for (int i = 0; i < BATCH * (seq + 1); i++)
+        tokens[i] = (int)((unsigned)(i * 2654435761u) >> 7) % m->shape.vocab_size;
+    if (!g || !mo || !v || !tokens || !arena || t->init(&tr, arena, bytes, BATCH, seq) != GQA_OK) {
+        printf("\n7. Training: cannot set up the trainer\n");
+        return;
+    }
+    double flops = train_flops(m, BATCH, seq);
+    printf("\n7. Training: the fortune model's step (forward, backward, AdamW) at %d x %d tokens, "
+           "%.1f GFLOP;\n   PyTorch's (tools/torch_train_speed.py) timed in this run\n"
+           "   thr | gqac s/step  tok/s  %%peak | torch s/step  tok/s | gqac/torch\n", BATCH, seq, flops / 1e9);
+    json_open_list("train");
+    for (int threads = 1; threads <= 2; threads++) {
+        double s = train_step_s(t, tr, p, g, mo, v, tokens, threads), ts = torch_step_s(threads);
+        double tok = BATCH * seq, pct = 100 * flops / s / (peak[threads] * 1e9);
+        printf("   %3d | %11.3f %6.0f %5.1f%% | %12.3f %6.0f | %9.2fx\n", threads, s, tok / s, pct, ts,
+               tok / ts, ts / s);
+        fprintf(json, "%s\n    {\"model\": \"fortune\", \"threads\": %d, \"s_per_step\": %.4f, \"tokens_per_s\": %.0f, "
+                "\"pct_of_peak\": %.1f, \"torch_s_per_step\": %.4f, \"speedup_vs_torch\": %.2f}",
+                json_items++ ? "," : "", threads, s, tok / s, pct, isnan(ts) ? -1 : ts, isnan(ts) ? -1 : ts / s);
+    }
+    json_close_list();
+    free(p), free(g), free(mo), free(v), free(tokens), free(arena);
+}
+
 int main(int argc, char **argv) {
     const char *out = argc > 1 ? argv[1] : "build/bench.json";
     const char *tcc_so = argc > 2 ? argv[2] : "build/bench/bench_100m_tcc.so";
-    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types,kv";
+    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types,kv,train";
     int cores = omp_get_max_threads() > 2 ? 2 : omp_get_max_threads();
     double stream[3], peak[3];
     json = fopen(out, "w");
@@ -800,6 +898,10 @@ int main(int argc, char **argv) {
     if (strstr(sections, "kv")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
         bench_kv(stream, a, b, n);
+    }
+    if (strstr(sections, "train")) {
+        measure_machine(a, b, n, stream, peak, "\n   The machine again:");
+        bench_train(peak);
     }
     free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"
