@@ -582,6 +582,21 @@ static void svg_axis(FILE *f, const Axis *a, bool y) {
     }
 }
 
+/* The page, the grid of both axes and the plot's frame: what every plot
+ * starts with. */
+static void svg_frame(FILE *f, const Axis *ax, const Axis *ay) {
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" "
+               "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    svg_axis(f, ax, false);
+    svg_axis(f, ay, true);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+               "stroke=\"#333\"/>\n",
+            LEFT, TOP, SVG_W - LEFT - RIGHT, SVG_H - TOP - BOTTOM);
+}
+
 static void svg_titles(const TuneReport *r, FILE *f) {
     fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", SVG_W / 2);
     text_put(f, r->model_name, true);
@@ -669,16 +684,7 @@ static void svg_legend(const TuneReport *r, FILE *f) {
 static bool svg_write(const TuneReport *r, FILE *f) {
     Axis ax = axis_fit(r, false, LEFT, SVG_W - RIGHT);
     Axis ay = axis_fit(r, true, SVG_H - BOTTOM, TOP);
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" "
-               "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-            SVG_W, SVG_H, SVG_W, SVG_H);
-    svg_axis(f, &ax, false);
-    svg_axis(f, &ay, true);
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-               "stroke=\"#333\"/>\n",
-            LEFT, TOP, SVG_W - LEFT - RIGHT, SVG_H - TOP - BOTTOM);
+    svg_frame(f, &ax, &ay);
     svg_titles(r, f);
     bool ok = svg_front(r, f, &ax, &ay);
     svg_points(r, f, &ax, &ay);
@@ -750,16 +756,7 @@ static bool uptrain_svg_write(const TuneReport *r, FILE *f) {
                 xhi = fmax(xhi, (double)r->rows[i].uptrain_steps);
         }
     Axis ax = axis_span(xlo, xhi, LEFT, SVG_W - RIGHT), ay = axis_span(ylo, yhi, SVG_H - BOTTOM, TOP);
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" "
-               "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-            SVG_W, SVG_H, SVG_W, SVG_H);
-    svg_axis(f, &ax, false);
-    svg_axis(f, &ay, true);
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-               "stroke=\"#333\"/>\n",
-            LEFT, TOP, SVG_W - LEFT - RIGHT, SVG_H - TOP - BOTTOM);
+    svg_frame(f, &ax, &ay);
     fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", SVG_W / 2);
     text_put(f, r->model_name, true);
     fprintf(f, ": perplexity after conversion and uptraining</text>\n<text x=\"%d\" y=\"%d\" "
