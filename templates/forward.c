@@ -479,4 +479,8 @@ const gqa_model_api gqm_api = {
 #else
     NULL,
 #endif
+    GQ_BLOCK,
+    0, /* issue 19: page_bytes, seqs_arena_bytes and forward_seqs come with the paged cache */
+    GQ_ARENA_BYTES,
+    NULL,
 };

@@ -105,9 +105,21 @@ typedef struct gqa_shape {
 /* An opaque model instance; each generated model defines it privately. */
 typedef struct gqa_state gqa_state;
 
+/* One sequence's share of a forward_seqs step (serving many sequences at
+ * once over a paged KV cache).  Its positions live in pages of the
+ * caller's pool: positions a * page_positions .. (a + 1) * page_positions
+ * - 1 in page pages[a]. */
+typedef struct gqa_seq {
+    const int *tokens; /* n tokens, at positions pos .. pos + n - 1 */
+    int n;             /* >= 1: 1 decoding, more a chunk of its prompt */
+    int pos;           /* positions 0 .. pos - 1 are already in its pages */
+    const int *pages;  /* a page for every position up to pos + n - 1 */
+    float *logits;     /* vocab_size floats: its last token's logits; NULL skips them */
+} gqa_seq;
+
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 6
+#define GQA_API_VERSION 7
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
@@ -165,6 +177,26 @@ typedef struct gqa_model_api {
     /* init over the weights compiled into the program (gqac
      * --embed-weights), or NULL when there are none. */
     int (*init_embedded)(gqa_state **out, void *arena, size_t arena_bytes);
+    /* ---- many sequences over a paged KV cache (serving) ---- */
+    int page_positions; /* positions per page */
+    size_t page_bytes;  /* one page: every layer's K and V for page_positions positions */
+    /* Bytes of an instance used only through forward_seqs: arena_bytes
+     * without the instance's own KV cache.  init and init_tensors take an
+     * arena this small; such an instance's forward, forward_batch and
+     * seek return GQA_EARENA. */
+    size_t seqs_arena_bytes;
+    /* Runs seqs[0 .. n_seqs) one step each, as if each ran alone through
+     * forward_batch on its own cache: token rows of every sequence share
+     * the projections and the FFN (each weight read once per block of
+     * rows), attention reads each sequence's pages.  pool: n_pages pages
+     * of page_bytes, 64-byte aligned.  A sequence's positions stop at
+     * seq_len (no ring: a sliding window is a mask here).  Checks every
+     * sequence first (sequences must not share a page: the caller's
+     * allocator sees to it): GQA_EARG (NULL, n < 1, a page index outside
+     * [0, n_pages)), GQA_EPOS (pos < 0,
+     * pos + n > seq_len), GQA_ETOKEN, and then nothing is written.  A
+     * sequence's logits do not depend on the others in the step. */
+    int (*forward_seqs)(gqa_state *s, void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs);
 } gqa_model_api;
 
 /* ---- training (gqac --train): the step a training loop calls ---- */
