@@ -68,7 +68,7 @@ $(BUILD)/obj/lexer.o: $(BUILD)/lexer.c $(BUILD)/parser.h compiler/gqac.h compile
 $(BUILD)/obj/templates.o: $(BUILD)/templates.c compiler/gqac.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/obj/train_cmd.o: runtime/train.h
-$(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h templates/gqa_api.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
 	$(AR) rcs $@ $^
