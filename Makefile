@@ -68,6 +68,7 @@ $(BUILD)/obj/lexer.o: $(BUILD)/lexer.c $(BUILD)/parser.h compiler/gqac.h compile
 $(BUILD)/obj/templates.o: $(BUILD)/templates.c compiler/gqac.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/obj/train_cmd.o: runtime/train.h
+$(BUILD)/obj/serve.o $(BUILD)/obj/serve_req.o $(BUILD)/obj/serve_http.o: compiler/serve.h runtime/engine.h
 $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h templates/gqa_api.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
@@ -79,9 +80,11 @@ TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.
                                                          /usr/local/lib/tcc/libtcc1.a))))
 GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o \
                                   train_cmd.o)
-GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
+# gqac serve: in gqac alone (the tests that link GQAC_ONLY need no HTTP library).
+GQAC_SERVE := $(addprefix $(BUILD)/obj/,serve.o serve_req.o serve_http.o)
+GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread -lmicrohttpd
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
-$(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+$(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(GQAC_SERVE) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
 
 # ---- the runtime ----
