@@ -9,8 +9,8 @@
 #   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
 # Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
-# root installs what is missing: gcc flex bison libcjson-dev tcc libtcc-dev,
-# and for the tests clang libcunit1-dev libclang-rt-14-dev pkg-config,
+# root installs what is missing: gcc flex bison libcjson-dev tcc libtcc-dev
+# libmicrohttpd-dev curl, and for the tests clang libcunit1-dev libclang-rt-14-dev pkg-config,
 # gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf), gcc-arm-none-eabi and
 # qemu-user.
 
@@ -41,7 +41,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo paper test check check-asan check-cross check-install fuzz bench bench-build install clean deps
+.PHONY: all demo paper test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -284,6 +284,10 @@ fuzz: $(BUILD)/fuzz_front $(FUZZ_FORMATS:%=$(BUILD)/fuzz_%)
 check-cross: $(BUILD)/gqac
 	GQAC=$(BUILD)/gqac BUILD=$(BUILD) sh tests/cross.sh
 
+# gqac serve under curl (tests/serve.sh): bad requests, overload, hang-ups, SIGTERM.
+check-serve: $(BUILD)/gqac
+	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache sh tests/serve.sh
+
 deps:
 	@tools/deps.sh test
 
@@ -291,6 +295,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory check-asan
 	$(MAKE) --no-print-directory check-cross
+	$(MAKE) --no-print-directory check-serve
 	$(MAKE) --no-print-directory check-install
 	$(MAKE) --no-print-directory fuzz
 	@echo "make test: all passed"
