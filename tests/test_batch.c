@@ -351,6 +351,61 @@ static void test_models(void) {
         check_case(&cases[i]);
 }
 
+/* ---- a chunk cut anywhere by the step's blocks of rows ---- */
+
+/* A chunk of 30 tokens at position P (a window or more past the start)
+ * after a filler sequence of 1 .. 80 rows in the same call, so that the
+ * blocks of rows (GQ_BATCH: 16 or 64) cut it at every offset: its logits
+ * the same bits as the chunk alone. */
+static void check_cuts(const Case *c) {
+    const gqa_model_api *api = c->api;
+    int vocab = api->shape.vocab_size, ctx = api->shape.seq_len, P = ctx - 40 < 100 ? ctx - 40 : 100;
+    int tokens[130], filler[80], pages[2][16], cut, same = 1;
+    size_t wbytes = 0, n_pages = 20;
+    void *w = load_weights(c->stem, &wbytes), *arena = alloc64(api->arena_bytes);
+    unsigned char *pool = alloc64(n_pages * api->page_bytes);
+    float *alone = malloc(sizeof(float) * (size_t)vocab), *got = malloc(sizeof(float) * (size_t)vocab);
+    gqa_seq seqs[2];
+    gqa_state *s;
+    CU_ASSERT_FATAL(w && P + 30 <= ctx && P + 30 <= 130);
+    CU_ASSERT_FATAL(api->init(&s, arena, api->arena_bytes, w, wbytes) == GQA_OK);
+    memset(pool, 0xff, n_pages * api->page_bytes);
+    rng_state = 99;
+    for (int i = 0; i < 130; i++)
+        tokens[i] = rnd(vocab);
+    for (int i = 0; i < 80; i++)
+        filler[i] = rnd(vocab);
+    for (int i = 0; i < 16; i++) { /* interleaved pages: the chunk's even, the filler's odd */
+        pages[0][i] = 2 * (9 - i % 10);
+        pages[1][i] = 2 * (i % 10) + 1;
+    }
+    seqs[0] = (gqa_seq){tokens, P, 0, pages[0], NULL};
+    CU_ASSERT_FATAL(P == 0 || api->forward_seqs(s, pool, n_pages, seqs, 1) == GQA_OK);
+    seqs[0] = (gqa_seq){tokens + P, 30, P, pages[0], alone};
+    CU_ASSERT_FATAL(api->forward_seqs(s, pool, n_pages, seqs, 1) == GQA_OK);
+    for (cut = 1; cut <= 80 && cut <= ctx; cut++) {
+        seqs[1] = seqs[0];
+        seqs[1].logits = got;
+        seqs[0] = (gqa_seq){filler, cut, 0, pages[1], NULL};
+        CU_ASSERT_FATAL(api->forward_seqs(s, pool, n_pages, seqs, 2) == GQA_OK);
+        same &= memcmp(alone, got, sizeof(float) * (size_t)vocab) == 0;
+        seqs[0] = seqs[1];
+    }
+    if (!same)
+        fprintf(stderr, "\n%s: a chunk cut by the blocks differs from it whole\n", c->stem);
+    CU_ASSERT(same);
+    free(alone);
+    free(got);
+    free(pool);
+    free(arena);
+    free(w);
+}
+
+static void test_cuts(void) {
+    for (size_t i = 0; i < N_CASES; i++)
+        check_cuts(&cases[i]);
+}
+
 /* ---- the table's sizes ---- */
 
 static void test_sizes(void) {
@@ -499,6 +554,7 @@ int main(void) {
     CU_pSuite s = CU_add_suite("forward_seqs", NULL, NULL);
     CU_add_test(s, "sizes in the table", test_sizes);
     CU_add_test(s, "against each sequence alone; bit for bit on 1-3 threads and alone", test_models);
+    CU_add_test(s, "a chunk cut anywhere by the blocks: the same bits", test_cuts);
     CU_add_test(s, "errors write nothing", test_errors);
     CU_add_test(s, "an arena without a cache", test_seqs_arena);
     return cunit_run();
