@@ -306,6 +306,13 @@ else
     no "SIGTERM" "exit $status after $((t1 - t0)) s; ended $ended, refused $refused, broken $broken; $(tail -n 3 "$LOG")"
 fi
 
+# a sanitizer build (GQAC=build/asan/gqac) reports into the server's log
+if grep -q 'Sanitizer\|runtime error:' "$LOG"; then
+    no "the server's log holds a sanitizer report" "$(grep -m 5 'Sanitizer\|runtime error:\|#[0-9] ' "$LOG")"
+else
+    ok "no sanitizer report in the server's log"
+fi
+
 # ---- usage errors ----
 "$GQAC" serve "$MODEL" --weights "$WEIGHTS" --tokenizer "$TOKENIZER" --port 99999 2>/dev/null
 [ $? = 2 ] && ok "--port 99999: exit 2" || no "--port 99999: exit 2"
