@@ -314,9 +314,9 @@ static enum MHD_Result too_long(Conn *k, struct MHD_Connection *conn, int n, int
                  k->ctx->context, n, max_tokens);
     else
         snprintf(msg, sizeof msg,
-                 "This request needs %d tokens of KV cache (the prompt has %d and max_tokens asks for %d); "
-                 "the server's --kv-memory holds %d",
-                 n + max_tokens, n, max_tokens, s.pages_total * 16);
+                 "This request needs %d positions of KV cache (the prompt has %d and max_tokens asks for %d); "
+                 "the server's KV cache (--kv-memory) holds %d",
+                 n + max_tokens, n, max_tokens, s.pages_total * k->ctx->page_positions);
     return send_error(k, conn, MHD_HTTP_BAD_REQUEST, msg, max_tokens >= k->ctx->context ? "max_tokens" : "prompt",
                       "context_length_exceeded");
 }

@@ -37,8 +37,10 @@ ok() { passed=$((passed + 1)); echo "ok    $1"; }
 no() { failed=$((failed + 1)); echo "FAIL  $1"; [ $# -gt 1 ] && echo "      $2"; }
 
 # start FLAGS...: the server on a free port; sets PID, PORT, URL.
+SERVERS=0
 start() {
-    LOG=$TMP/server.log
+    SERVERS=$((SERVERS + 1))
+    LOG=$TMP/server$SERVERS.log
     "$GQAC" serve "$MODEL" --weights "$WEIGHTS" --tokenizer "$TOKENIZER" --port 0 "$@" 2>"$LOG" &
     PID=$!
     i=0
@@ -306,9 +308,21 @@ else
     no "SIGTERM" "exit $status after $((t1 - t0)) s; ended $ended, refused $refused, broken $broken; $(tail -n 3 "$LOG")"
 fi
 
+# ---- a KV cache smaller than a context: 8 pages of 16 positions ----
+start --kv-memory 512k --max-seqs 2
+got=$(post /v1/completions '{"prompt":"a","max_tokens":200}')
+[ "$got" = 400 ] && has "KV cache (--kv-memory) holds 128" && has context_length_exceeded &&
+    ok "--kv-memory 512k: 200 tokens asked of 128 positions: 400 saying so" || no "--kv-memory 512k" "$got $(cat "$TMP/body")"
+got=$(post /v1/completions '{"prompt":"a","max_tokens":100,"seed":2}')
+[ "$got" = 200 ] && ok "--kv-memory 512k: 100 tokens fit" || no "--kv-memory 512k: 100 tokens" "$got $(cat "$TMP/body")"
+kill -TERM "$PID" && wait "$PID"
+st=$?
+PID=
+[ $st = 0 ] && ok "SIGTERM when idle: exit 0" || no "SIGTERM when idle: exit $st"
+
 # a sanitizer build (GQAC=build/asan/gqac) reports into the server's log
-if grep -q 'Sanitizer\|runtime error:' "$LOG"; then
-    no "the server's log holds a sanitizer report" "$(grep -m 5 'Sanitizer\|runtime error:\|#[0-9] ' "$LOG")"
+if grep -q 'Sanitizer\|runtime error:' "$TMP"/server*.log; then
+    no "the server's log holds a sanitizer report" "$(grep -m 5 'Sanitizer\|runtime error:\|#[0-9] ' "$TMP"/server*.log)"
 else
     ok "no sanitizer report in the server's log"
 fi
@@ -318,6 +332,10 @@ fi
 [ $? = 2 ] && ok "--port 99999: exit 2" || no "--port 99999: exit 2"
 "$GQAC" serve "$MODEL" --tokenizer "$TOKENIZER" 2>/dev/null
 [ $? = 2 ] && ok "no --weights: exit 2" || no "no --weights: exit 2"
+"$GQAC" serve "$MODEL" --weights "$WEIGHTS" --tokenizer "$TOKENIZER" --kv-memory 1k 2>/dev/null
+[ $? = 2 ] && ok "--kv-memory 1k (less than a page): exit 2" || no "--kv-memory 1k: exit 2"
+"$GQAC" serve "$MODEL" --weights "$WEIGHTS" --tokenizer "$TOKENIZER" --kv-memory lots 2>/dev/null
+[ $? = 2 ] && ok "--kv-memory lots: exit 2" || no "--kv-memory lots: exit 2"
 "$GQAC" serve "$MODEL" --weights "$TMP/none.bin" --tokenizer "$TOKENIZER" 2>/dev/null
 [ $? = 1 ] && ok "missing weights: exit 1" || no "missing weights: exit 1"
 
