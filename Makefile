@@ -183,6 +183,8 @@ $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/token
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
+$(BUILD)/test_serve: tests/test_serve.c $(BUILD)/obj/serve_req.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/serve_req.o $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -215,7 +217,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_engine test_batch
+         test_trainloop test_train_torch test_engine test_batch test_serve
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
