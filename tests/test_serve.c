@@ -143,6 +143,7 @@ static void check_ready(const char *text, const char *const *stops, int n_stops)
     int *ids, n;
     ServeReq *whole = request(text, stops, n_stops, &ids, &n);
     feed(whole, ids, n);
+    free(ids);
     ServeReq *r = request(text, stops, n_stops, &ids, &n);
     size_t last = 0;
     for (int i = 1; i < n; i++) {
