@@ -295,7 +295,7 @@ static void test_new_refusals(void) {
 
 static void test_submit_refusals(void) {
     gqr_engine *e = engine(2, 4, 4, 0);
-    Rec r;
+    Rec r = {0};
     int ok[2] = {1, 2}, bad[2] = {1, V};
     gqr_request q = {.prompt = ok, .n_prompt = 2, .max_tokens = 4, .temperature = 1, .top_p = 1, .eos = -1,
                      .on_done = on_done, .user = &r};
@@ -322,6 +322,14 @@ static void test_submit_refusals(void) {
     CU_ASSERT_EQUAL(st.rejected, 2);
     CU_ASSERT_EQUAL(st.requests, 0);
     gqr_engine_free(e);
+    /* Past the context though the pool would hold it. */
+    e = engine(2, 40, 4, 0);
+    b = q, b.max_tokens = CTX - 1;
+    CU_ASSERT_EQUAL(gqr_engine_submit(e, &b, NULL), GQR_ETOOLONG);
+    b = q, b.max_tokens = CTX - 2; /* exactly the context */
+    CU_ASSERT_EQUAL(gqr_engine_submit(e, &b, NULL), 0);
+    gqr_engine_free(e);
+    CU_ASSERT(r.done_calls == 1 && r.reason == GQR_FINISH_SHUTDOWN);
 }
 
 /* n requests of mixed lengths over slots and pages; rec[i]'s prompt
@@ -395,6 +403,11 @@ static void test_no_overtaking(void) {
     CU_ASSERT_EQUAL(a.n, 80);
     CU_ASSERT(c.reason == GQR_FINISH_LENGTH && b.reason == GQR_FINISH_LENGTH);
     CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
+    /* b and c waited for a's 80 steps of 0.3 ms at least: TTFTs past 5 ms. */
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT_EQUAL(st.ttft.n, 3);
+    CU_ASSERT(st.ttft.count[0] + st.ttft.count[1] + st.ttft.count[2] <= 1);
+    CU_ASSERT(st.ttft.sum >= 2 * 0.024 && st.itl.sum >= 79 * 0.0003);
     gqr_engine_free(e);
 }
 
@@ -578,6 +591,57 @@ static void test_same_alone(void) {
     CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
 }
 
+/* Submitters in 4 threads, every third request cancelled at once, EBUSY
+ * retried: each accepted request ends once, every page comes back. */
+#define SUBMITTERS 4
+#define PER_THREAD 25
+static Rec threaded[SUBMITTERS * PER_THREAD];
+static int accepted[SUBMITTERS * PER_THREAD];
+
+static void *submitter(void *arg) {
+    gqr_engine *e = ((void **)arg)[0];
+    int t = (int)(intptr_t)((void **)arg)[1];
+    for (int k = 0; k < PER_THREAD; k++) {
+        int i = t * PER_THREAD + k, rc;
+        while ((rc = submit(e, &threaded[i], i % V, 1 + i % 30, 1 + i % 20, 1, (uint64_t)i, -1)) == GQR_EBUSY)
+            usleep(100);
+        accepted[i] = rc == 0;
+        if (rc == 0 && k % 3 == 0)
+            gqr_engine_cancel(e, threaded[i].id);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    fake_reset(50);
+    gqr_engine *e = engine(4, 16, 8, 6);
+    CU_ASSERT_EQUAL(gqr_engine_start(e), 0);
+    pthread_t th[SUBMITTERS];
+    void *args[SUBMITTERS][2];
+    for (int t = 0; t < SUBMITTERS; t++) {
+        args[t][0] = e;
+        args[t][1] = (void *)(intptr_t)t;
+        CU_ASSERT_FATAL(pthread_create(&th[t], NULL, submitter, args[t]) == 0);
+    }
+    for (int t = 0; t < SUBMITTERS; t++)
+        pthread_join(th[t], NULL);
+    int n = 0;
+    for (int i = 0; i < SUBMITTERS * PER_THREAD; i++)
+        n += accepted[i];
+    CU_ASSERT_EQUAL(n, SUBMITTERS * PER_THREAD);
+    CU_ASSERT(wait_for(&n_done, n));
+    gqr_engine_stats st;
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT(st.pages_used == 0 && st.running == 0 && st.queued == 0);
+    CU_ASSERT_EQUAL(st.finished[GQR_FINISH_LENGTH] + st.finished[GQR_FINISH_CANCEL], (uint64_t)n);
+    gqr_engine_free(e);
+    for (int i = 0; i < SUBMITTERS * PER_THREAD; i++) {
+        CU_ASSERT_EQUAL(threaded[i].done_calls, 1);
+        CU_ASSERT(threaded[i].reason == GQR_FINISH_CANCEL || threaded[i].n == 1 + i % 20);
+    }
+    CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
+}
+
 int main(void) {
     FAKE = fake_api();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -595,7 +659,8 @@ int main(void) {
         !CU_add_test(eng, "shutdown cut", test_shutdown_cut) ||
         !CU_add_test(eng, "never started", test_never_started) ||
         !CU_add_test(eng, "model error", test_model_error) ||
-        !CU_add_test(eng, "same tokens alone and among many", test_same_alone)) {
+        !CU_add_test(eng, "same tokens alone and among many", test_same_alone) ||
+        !CU_add_test(eng, "submit and cancel from 4 threads", test_threads)) {
         CU_cleanup_registry();
         return 1;
     }
