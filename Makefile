@@ -172,8 +172,9 @@ $(BUILD)/test_cli: tests/test_cli.c
 
 $(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
-$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny.bin $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -DGEN_DIR='"$(BUILD)/gen"' -o $@ $< $(BUILD)/gen/tiny.o $(TESTING) \
+	    $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/obj/rt_engine.o $(BUILD)/obj/rt_kvpool.o: runtime/engine.h
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 

@@ -34,6 +34,11 @@
 #include "engine.h"
 #include "gqr.h"
 #include "testing.h"
+#include "tiny.h"
+
+#ifndef GEN_DIR
+#define GEN_DIR "build/gen" /* where tiny.bin is: the Makefile's $(BUILD)/gen */
+#endif
 
 #define V 64         /* the fake's vocab */
 #define CTX 96       /* its context: 6 pages */
@@ -642,6 +647,92 @@ static void test_threads(void) {
     CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
 }
 
+/* ---- a real generated model: build/gen/tiny (tests/models.def) ---- */
+
+typedef struct Collect { int *tokens, n; } Collect;
+
+static int collect(void *user, int token, int pos) {
+    Collect *c = user;
+    (void)pos;
+    c->tokens[c->n++] = token;
+    return 0;
+}
+
+/* Request i's prompt on the real model: 3 + 9i ids. */
+static int real_prompt(int i, int *prompt, int vocab) {
+    int n = 3 + 9 * i;
+    for (int k = 0; k < n; k++)
+        prompt[k] = (i * 31 + k * 17 + 1) % vocab;
+    return n;
+}
+
+/* Greedy tokens of request i through gqr_generate on an instance of its own. */
+static int generate_alone(const gqr_checkpoint *ck, int i, int max_tokens, int *out) {
+    const gqa_model_api *m = &tiny_api;
+    int prompt[256], n_prompt = real_prompt(i, prompt, m->shape.vocab_size);
+    void *arena = gqr_arena_alloc(m);
+    gqa_state *s = NULL;
+    gqr_sampler smp;
+    Collect c = {out, 0};
+    CU_ASSERT_FATAL(arena && m->init_tensors(&s, arena, m->arena_bytes, ck->tensors, ck->n_tensors) == GQA_OK);
+    CU_ASSERT_FATAL(gqr_sampler_init(&smp, m->shape.vocab_size, 0, 1, 0) == 0);
+    CU_ASSERT(gqr_generate(m, s, &smp, prompt, n_prompt, max_tokens, collect, &c, NULL) == GQA_OK);
+    gqr_sampler_free(&smp);
+    gqr_arena_free(arena);
+    return c.n;
+}
+
+/* n requests (greedy, or sampled with seed i) through an engine of max_seqs. */
+static void run_real(const gqr_checkpoint *ck, Rec *rec, int n, int max_seqs, float temp) {
+    const gqa_model_api *m = &tiny_api;
+    gqr_engine_opts o = {.max_seqs = max_seqs, .kv_memory = 12 * m->page_bytes, .max_queue = 16, .threads = 2,
+                         .prefill_chunk = 7};
+    gqr_engine *e = NULL;
+    char err[256] = "";
+    CU_ASSERT_FATAL(gqr_engine_new(&e, m, ck->tensors, ck->n_tensors, &o, err, sizeof err) == 0);
+    n_done = 0;
+    for (int i = 0; i < n; i++) {
+        int prompt[256], n_prompt = real_prompt(i, prompt, m->shape.vocab_size);
+        memset(&rec[i], 0, sizeof rec[i]);
+        gqr_request q = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = 20 + 5 * i, .temperature = temp,
+                         .top_p = 0.9f, .seed = (uint64_t)i, .eos = -1, .on_token = on_token,
+                         .on_done = on_done, .user = &rec[i]};
+        CU_ASSERT_EQUAL(gqr_engine_submit(e, &q, &rec[i].id), 0);
+    }
+    CU_ASSERT_EQUAL(gqr_engine_start(e), 0);
+    CU_ASSERT(wait_for(&n_done, n));
+    gqr_engine_stats st;
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT(st.pages_used == 0 && st.finished[GQR_FINISH_LENGTH] == (uint64_t)n);
+    gqr_engine_free(e);
+}
+
+static void test_real_model(void) {
+    gqr_checkpoint ck;
+    char err[256] = "";
+    int rc = gqr_checkpoint_open(&ck, GEN_DIR "/tiny.bin", &tiny_api, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CU_ASSERT_FATAL(rc == 0);
+    enum { N = 6 };
+    static Rec greedy[N], one[N], many[N];
+    run_real(&ck, greedy, N, 3, 0);
+    for (int i = 0; i < N; i++) {
+        int want[CTX];
+        int n = generate_alone(&ck, i, 20 + 5 * i, want);
+        CU_ASSERT_EQUAL(greedy[i].n, n);
+        CU_ASSERT_EQUAL(memcmp(greedy[i].tokens, want, (size_t)n * sizeof *want), 0);
+    }
+    /* Sampled: a sequence's logits do not depend on the others in the step. */
+    run_real(&ck, one, N, 1, 0.9f);
+    run_real(&ck, many, N, 4, 0.9f);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(one[i].n, many[i].n);
+        CU_ASSERT_EQUAL(memcmp(one[i].tokens, many[i].tokens, (size_t)one[i].n * sizeof(int)), 0);
+    }
+    gqr_checkpoint_close(&ck);
+}
+
 int main(void) {
     FAKE = fake_api();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -660,7 +751,8 @@ int main(void) {
         !CU_add_test(eng, "never started", test_never_started) ||
         !CU_add_test(eng, "model error", test_model_error) ||
         !CU_add_test(eng, "same tokens alone and among many", test_same_alone) ||
-        !CU_add_test(eng, "submit and cancel from 4 threads", test_threads)) {
+        !CU_add_test(eng, "submit and cancel from 4 threads", test_threads) ||
+        !CU_add_test(eng, "tiny: engine = gqr_generate alone", test_real_model)) {
         CU_cleanup_registry();
         return 1;
     }
