@@ -175,8 +175,9 @@ $(BUILD)/test_cli: tests/test_cli.c
 
 $(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
-$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny.bin $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -DGEN_DIR='"$(BUILD)/gen"' -o $@ $< $(BUILD)/gen/tiny.o $(TESTING) \
+	    $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/obj/rt_engine.o $(BUILD)/obj/rt_kvpool.o: runtime/engine.h
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 
@@ -217,7 +218,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_engine test_batch test_serve
+         test_trainloop test_train_torch test_batch test_engine test_serve
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
