@@ -183,7 +183,7 @@ static int load(const Model *m, const ServeOptions *o, Server *s) {
 
 static int start_engine(const ServeOptions *o, Server *s, size_t kv_memory) {
     char err[1024];
-    gqr_engine_opts eo = {(int)o->max_seqs, kv_memory, (int)o->max_queue, (int)o->threads, 64};
+    gqr_engine_opts eo = {(int)o->max_seqs, kv_memory, (int)o->max_queue, (int)o->threads, 0};
     if (gqr_engine_new(&s->engine, s->api, s->ck.tensors, s->ck.n_tensors, &eo, err, sizeof err) ||
         gqr_engine_start(s->engine)) {
         fprintf(stderr, "gqac serve: error: %s\n", s->engine ? "the engine's thread did not start" : err);
