@@ -270,17 +270,18 @@ st=$?
     no "port in use" "exit $st: $(cat "$TMP/second.log")"
 
 # ---- SIGTERM while streams run ----
-# 12 long streams on 4 slots: at the first event, 4 run and 8 wait; the
+# 12 long streams on 4 slots: once all are in, 4 run and 8 wait; the
 # waiting ones end at once with finish_reason "shutdown", the running ones
 # finish (their grace is 10 s).
+accepted=$(metric gqac_requests_total)
 i=0
 while [ $i -lt 12 ]; do
     curl -s -N --max-time 30 -o "$TMP/term$i" --data-binary "$LONG,\"stream\":true}" "$URL/v1/completions" &
     PIDS="$PIDS $!"
     i=$((i + 1))
 done
-i=0
-while [ $i -lt 100 ] && ! grep -q '^data: ' "$TMP"/term* 2>/dev/null; do
+i=0 # until the engine took all 12 (not yet connected, a client would be refused by the closed socket)
+while [ $i -lt 100 ] && [ "$(metric gqac_requests_total)" -lt $((accepted + 12)) ]; do
     sleep 0.05
     i=$((i + 1))
 done
