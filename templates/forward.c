@@ -497,7 +497,7 @@ typedef struct {
     int seg_n[GQ_BATCH];     /* and its rows */
 } SeqBlock;
 
-/* The layer-l view of sequence i's pages. */
+/* Layer l's view of a sequence's pages. */
 static Ring seq_ring(const gqa_seq *seq, int l) {
     return ring_of(layer_window(l), GQ_SINKS, seq->pages);
 }
