@@ -6,6 +6,7 @@
 #                   library through pkg-config, bounded fuzzing
 #   make bench      speed against the machine's bandwidth and FMA peak
 #   make paper      the GQA paper's uptraining experiment on the fortune model (minutes)
+#   make loadtest   gqac serve under load: MHA, GQA and MQA at one KV budget (minutes)
 #   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
 # Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
@@ -41,7 +42,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo paper test check check-asan check-cross check-install fuzz bench bench-build install clean deps
+.PHONY: all demo paper loadtest test check check-asan check-cross check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -306,6 +307,16 @@ paper:
 	@tools/deps.sh paper
 	@$(MAKE) --no-print-directory all
 	sh tools/paper.sh $(BUILD)
+
+# ---- loadtest: gqac serve under load, MHA, GQA and MQA at one KV budget (minutes; a quiet machine) ----
+loadtest:
+	@tools/deps.sh loadtest
+	@$(MAKE) --no-print-directory $(BUILD)/gqac $(BUILD)/loadtest/loadtest
+	sh tools/loadtest.sh $(BUILD)
+# (a folder: the run's JSON and SVG go beside the client)
+$(BUILD)/loadtest/loadtest: tools/loadtest.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lcurl $(LDLIBS)
 
 # ---- bench (not part of make test; run it on a quiet machine) ----
 BENCH := $(BUILD)/bench

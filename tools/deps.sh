@@ -1,6 +1,6 @@
 #!/bin/sh
-# deps.sh demo|test|paper: checks what `make demo`, `make test` or `make paper` needs on a
-# Debian machine.  As root it installs what is missing with apt-get;
+# deps.sh demo|test|paper|loadtest: checks what `make demo`, `make test`, `make paper` or
+# `make loadtest` needs on a Debian machine.  As root it installs what is missing with apt-get;
 # otherwise it names the packages and stops.
 set -u
 need=""
@@ -42,6 +42,11 @@ if [ "${1:-test}" = paper ]; then
     have_cmd python3 || want python3
     [ -f /usr/share/games/fortunes/art ] || want fortunes
     [ -f /usr/share/games/fortunes/fortunes ] || want fortunes-min
+fi
+if [ "${1:-test}" = loadtest ]; then
+    # gqac serve's HTTP server, and the load client's HTTP (libcurl's multi interface).
+    [ -f /usr/include/microhttpd.h ] || want libmicrohttpd-dev
+    [ -n "$(ls /usr/include/curl/curl.h /usr/include/*/curl/curl.h 2>/dev/null)" ] || want libcurl4-openssl-dev
 fi
 [ -z "$need" ] && exit 0
 
