@@ -171,6 +171,10 @@ $(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 
+# the load client (tools/loadtest.c) included whole, its main renamed
+$(BUILD)/test_loadtest: tests/test_loadtest.c tools/loadtest.c
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS) -lcurl
+
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -206,7 +210,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch
+         test_trainloop test_train_torch test_loadtest
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

@@ -19,6 +19,8 @@ have_cmd tcc || want tcc
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
     [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
+    # test_loadtest builds the load client, which links libcurl.
+    [ -n "$(ls /usr/include/curl/curl.h /usr/include/*/curl/curl.h 2>/dev/null)" ] || want libcurl4-openssl-dev
     # libFuzzer's runtime ships apart from clang on Debian.
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
         [ "$(uname -m)" != x86_64 ] || want libclang-rt-14-dev

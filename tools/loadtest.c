@@ -266,6 +266,20 @@ static void sse_line(User *u, Tally *t, char *line) {
         samples_add(tokens ? &t->itl : &t->ttft, u->last - (tokens ? before : u->sent));
 }
 
+/* n bytes of a 200 answer's body, as they come: whole lines are handled,
+ * the rest kept for the next bytes. */
+static void sse_feed(User *u, Tally *t, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n') {
+            buf_add(&u->line, p + i, 1);
+            continue;
+        }
+        buf_add(&u->line, "", 0);
+        sse_line(u, t, u->line.data);
+        u->line.len = 0;
+    }
+}
+
 typedef struct {
     User *u;
     Tally *t;
@@ -282,15 +296,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg) {
             buf_add(&u->body, p, n);
         return n;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n') {
-            buf_add(&u->line, p + i, 1);
-            continue;
-        }
-        buf_add(&u->line, "", 0);
-        sse_line(u, s->t, u->line.data);
-        u->line.len = 0;
-    }
+    sse_feed(u, s->t, p, n);
     return n;
 }
 
