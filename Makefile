@@ -69,6 +69,7 @@ $(BUILD)/obj/lexer.o: $(BUILD)/lexer.c $(BUILD)/parser.h compiler/gqac.h compile
 $(BUILD)/obj/templates.o: $(BUILD)/templates.c compiler/gqac.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/obj/train_cmd.o: runtime/train.h
+$(BUILD)/obj/serve.o $(BUILD)/obj/serve_req.o $(BUILD)/obj/serve_http.o: compiler/serve.h runtime/engine.h
 $(BUILD)/obj/%.o: compiler/%.c compiler/gqac.h templates/gqa_api.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/libgqac.a: $(COMPILER_OBJ)
@@ -80,9 +81,11 @@ TCC_LIB  ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/tcc/libtcc1.
                                                          /usr/local/lib/tcc/libtcc1.a))))
 GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tcc.o jit_cc.o tune.o report.o \
                                   train_cmd.o)
-GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread
+# gqac serve: in gqac alone (the tests that link GQAC_ONLY need no HTTP library).
+GQAC_SERVE := $(addprefix $(BUILD)/obj/,serve.o serve_req.o serve_http.o)
+GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread -lmicrohttpd
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
-$(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+$(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(GQAC_SERVE) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
 
 # ---- the runtime ----
@@ -169,6 +172,9 @@ $(BUILD)/test_cli: tests/test_cli.c
 
 $(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/obj/rt_engine.o $(BUILD)/obj/rt_kvpool.o: runtime/engine.h
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 
 # the load client (tools/loadtest.c) included whole, its main renamed
@@ -210,7 +216,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_loadtest
+         test_trainloop test_train_torch test_engine test_loadtest
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

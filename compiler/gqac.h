@@ -605,6 +605,13 @@ int tune_pack(const Model *from, const float *src, const Model *to, const struct
  * weights written.  An exit status. */
 int train_command(const Model *m, int argc, char **argv, Arena *a);
 
+/* ---- serve.c: gqac serve ---- */
+
+/* gqac serve MODEL.gqa FLAGS (argv: the flags after the model): m compiled
+ * in this process, HTTP completions over one continuous-batching engine
+ * until SIGTERM or SIGINT.  An exit status. */
+int serve_command(const Model *m, int argc, char **argv, Arena *a);
+
 /* ---- report.c: gqac tune's results as a table, JSON, CSV and SVG ---- */
 
 /* One measured variant of the model: its kv_heads, weight and cache types, and

@@ -69,6 +69,11 @@ static const char usage_text[] =
     "                 [--steps N] [--batch B] [--seq S] [--lr LR] [--warmup N] [--seed N]\n"
     "                 [--eval TEXT] [--eval-every K] [--threads N] [--log CSV] [--svg FILE]\n"
     "                 [--checkpoint FILE] [--save-every K] [--resume FILE] [--jit cc|tcc]\n"
+    "       gqac serve MODEL.gqa --weights W [--tokenizer T] [--host 127.0.0.1] [--port 8080]\n"
+    "                 [--max-seqs 16] [--kv-memory BYTES] [--max-queue 64] [--threads N]\n"
+    "                 [--timeout 30] [--jit cc|tcc]\n";
+/* Split from usage_text: C99 promises string literals of 4095 bytes only. */
+static const char usage_details[] =
     "\n"
     "Compiles a grouped-query-attention model description to C99.\n"
     "\n"
@@ -138,7 +143,7 @@ static bool parse_number(const char *s, uint64_t *out) {
 
 enum {
     C_COMPILE = 1, C_CHECK = 2, C_INFO = 4, C_WEIGHTS = 8, C_IMPORT = 16, C_RUN = 32, C_TUNE = 64,
-    C_QUANTIZE = 128, C_TRAIN = 256
+    C_QUANTIZE = 128, C_TRAIN = 256, C_SERVE = 512
 };
 
 /* Sets one flag from its value (NULL for a switch); 0 or EXIT_USAGE. */
@@ -588,6 +593,11 @@ static int cmd_train(const Options *o, const Model *m, Arena *a, Diag *d) {
     return train_command(m, o->n_rest, o->rest, a);
 }
 
+static int cmd_serve(const Options *o, const Model *m, Arena *a, Diag *d) {
+    (void)d;
+    return serve_command(m, o->n_rest, o->rest, a);
+}
+
 /* ---- the command line ---- */
 
 static const Command commands[] = {
@@ -600,6 +610,7 @@ static const Command commands[] = {
     {"run", C_RUN, true, true, false, cmd_run},
     {"tune", C_TUNE, true, true, false, cmd_tune},
     {"train", C_TRAIN, true, true, false, cmd_train},
+    {"serve", C_SERVE, true, true, false, cmd_serve},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -626,7 +637,7 @@ static int unknown_command(const char *word) {
     fprintf(stderr, "gqac: error: unknown command '%s'", word);
     if (best)
         fprintf(stderr, "; did you mean '%s'?", best);
-    fputs("\n(commands: check, info, weights, import, quantize, run, tune, train; or gqac MODEL.gqa -o FILE.c to compile;"
+    fputs("\n(commands: check, info, weights, import, quantize, run, tune, train, serve; or gqac MODEL.gqa -o FILE.c to compile;"
           " see gqac --help)\n", stderr);
     return EXIT_USAGE;
 }
@@ -735,6 +746,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < own; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage_text, stdout);
+            fputs(usage_details, stdout);
             return EXIT_OK;
         }
         if (!strcmp(argv[i], "--version")) {
