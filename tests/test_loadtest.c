@@ -48,7 +48,8 @@ static const char *stream_text =
     "data: {\"choices\":[{\"text\":\"Hel\",\"index\":0,\"finish_reason\":null}]}\r\n\r\n"
     "data: {\"choices\":[{\"text\":\"lo\",\"index\":0,\"finish_reason\":null}]}\n\n"
     "data:{\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":null}]}\n\n"
-    "data: {\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"length\"}]}\n\n"
+    "data: {\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"length\"}],"
+    "\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9}}\n\n"
     "data: [DONE]\n\n";
 
 /* Feeds the text in pieces of `piece` bytes (1: every line split). */
@@ -63,7 +64,8 @@ static void test_sse_pieces(void) {
         Tally t = {0};
         u.sent = now();
         feed(&u, &t, stream_text, piece);
-        CU_ASSERT_EQUAL(u.tokens, 3); /* an empty piece of text is still a token */
+        CU_ASSERT_EQUAL(u.events, 3); /* an empty piece of text is still an event */
+        CU_ASSERT_EQUAL(u.generated, 5); /* the tokens: from usage */
         CU_ASSERT_STRING_EQUAL(u.finish, "length");
         CU_ASSERT(u.done_seen);
         CU_ASSERT_PTR_NULL(u.bad);
@@ -78,7 +80,7 @@ static void test_sse_broken(void) {
     User u = {0};
     Tally t = {0};
     feed(&u, &t, "data: {\"choices\":[{\"text\":\"a\",\"finish_reason\":null}]}\n\ndata: {\"choi", 7);
-    CU_ASSERT_EQUAL(u.tokens, 1);
+    CU_ASSERT_EQUAL(u.events, 1);
     CU_ASSERT(!u.done_seen); /* the stream broke: no [DONE], no finish_reason */
     CU_ASSERT_EQUAL(u.finish[0], 0);
     feed(&u, &t, "\n\n", 1); /* a cut JSON event is not a completion */
@@ -86,7 +88,7 @@ static void test_sse_broken(void) {
     User e = {0};
     feed(&e, &t, "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n", 5);
     CU_ASSERT_PTR_NOT_NULL(e.bad);
-    CU_ASSERT_EQUAL(e.tokens, 0);
+    CU_ASSERT_EQUAL(e.events, 0);
     free(u.line.data), free(e.line.data), free(t.ttft.v), free(t.itl.v);
 }
 

@@ -12,9 +12,11 @@
  * through libcurl's multi interface: at most N at once (and one poll of
  * /metrics), each with a timeout.  A 503 is counted and the same request
  * sent again after Retry-After.  It prints and writes (--json) generated
- * tokens/s over the whole run, requests/s, time to first token and
- * inter-token latency (p50, p99: nearest rank over every sample, sorted),
- * errors, 503s, and the server's peaks from /metrics.
+ * tokens/s over the whole run (tokens: each stream's usage, else its
+ * events), requests/s, time to first token (sent to the first event with
+ * text) and inter-token latency (between events; p50 and p99: nearest
+ * rank over every sample, sorted), errors, 503s, and the server's peaks
+ * from /metrics.
  *
  * The second form reads the rows of several runs (a JSON array, or an
  * object whose "rows" is one), prints them as a table and plots tokens/s
@@ -53,7 +55,9 @@ typedef struct {
     double sent;     /* when this attempt was handed to curl */
     double last;     /* when its last token event came */
     double retry_at; /* USER_WAITING: when to send again */
-    int tokens;      /* token events of this attempt */
+    int events;      /* text events of this attempt (a token each, or several when the
+                      * server coalesces what came while the client read) */
+    int generated;   /* the last event's usage.completion_tokens, or -1 */
     int done_seen;   /* "data: [DONE]" came */
     const char *bad; /* a broken stream: what was wrong */
     char finish[16]; /* the finish_reason of the last event */
@@ -75,7 +79,7 @@ typedef struct {
 
 typedef struct {
     Samples ttft, itl;
-    long long tokens;
+    long long tokens, events;
     int ok, errors, http_503, reported;
     Metrics peak;
 } Tally;
@@ -245,8 +249,10 @@ static void sse_event(User *u, const char *data) {
         u->bad = j && cJSON_GetObjectItem(j, "error") ? "an error event" : "an event that is not a completion";
     } else if (cJSON_IsString(reason)) {
         snprintf(u->finish, sizeof u->finish, "%s", reason->valuestring);
+        cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "completion_tokens");
+        u->generated = cJSON_IsNumber(n) ? n->valueint : -1;
     } else {
-        u->tokens++;
+        u->events++;
         u->last = now();
     }
     cJSON_Delete(j);
@@ -260,10 +266,10 @@ static void sse_line(User *u, Tally *t, char *line) {
         return; /* blank lines, comments, event: and id: fields */
     line += 5 + (line[5] == ' ');
     double before = u->last;
-    int tokens = u->tokens;
+    int events = u->events;
     sse_event(u, line);
-    if (u->tokens > tokens)
-        samples_add(tokens ? &t->itl : &t->ttft, u->last - (tokens ? before : u->sent));
+    if (u->events > events)
+        samples_add(events ? &t->itl : &t->ttft, u->last - (events ? before : u->sent));
 }
 
 /* n bytes of a 200 answer's body, as they come: whole lines are handled,
@@ -325,7 +331,7 @@ static void send_request(Run *r, User *u) {
     curl_easy_setopt(u->h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(u->h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(u->h, CURLOPT_TIMEOUT_MS, (long)(r->o.timeout * 1000));
-    u->state = USER_SENDING, u->tokens = 0, u->done_seen = 0, u->bad = NULL, u->finish[0] = 0;
+    u->state = USER_SENDING, u->events = 0, u->generated = -1, u->done_seen = 0, u->bad = NULL, u->finish[0] = 0;
     u->line.len = u->body.len = 0;
     u->sent = u->last = now();
     curl_multi_add_handle(r->multi, u->h);
@@ -360,7 +366,8 @@ static void transfer_done(Run *r, User *u, CURLcode rc) {
     curl_easy_getinfo(u->h, CURLINFO_RETRY_AFTER, &retry_after);
     curl_multi_remove_handle(r->multi, u->h);
     r->sending--;
-    r->tally.tokens += u->tokens;
+    r->tally.events += u->events;
+    r->tally.tokens += u->generated >= 0 ? u->generated : u->events;
     if (rc == CURLE_OK && status == 503 && ++u->retries <= MAX_RETRIES) {
         r->tally.http_503++;
         u->state = USER_WAITING;
@@ -513,6 +520,7 @@ static cJSON *results(Run *r, double seconds, Metrics after) {
     json_number(j, "http_503", t->http_503);
     json_number(j, "seconds", seconds);
     json_number(j, "tokens", (double)t->tokens);
+    json_number(j, "events", (double)t->events);
     json_number(j, "tokens_per_s", (double)t->tokens / seconds);
     json_number(j, "requests_per_s", t->ok / seconds);
     json_number(j, "ttft_p50_ms", 1e3 * percentile(&t->ttft, 50));
