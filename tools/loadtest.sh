@@ -37,6 +37,7 @@ awk 'BEGIN { RS = "\n%\n" } { gsub(/[ \t\n]+/, " "); sub(/^ /, ""); sub(/ $/, ""
 # recommends (the faster, as the limit on perplexity is lifted).
 variant() { # kv_heads
     want=$OUT/variants/fortune-kv$1-f32
+    rm -f "$want.gqa" "$want.bin"
     for try in 1 2; do
         [ -f "$want.gqa" ] && return 0
         "$GQAC" tune "$MODEL" --weights "$WEIGHTS" --kv-heads "$1" --context 256 \
