@@ -143,6 +143,10 @@ $(BUILD)/test_convert: tests/test_convert.c tests/models.def $(TEST_MODELS:%=$(B
                        $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a \
 	    $(TEST_LIBS)
+$(BUILD)/test_batch: tests/test_batch.c tests/models.def $(TEST_MODELS:%=$(BUILD)/gen/%.o) \
+                     $(TEST_MODELS:%=$(BUILD)/gen/%.bin) $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a \
+	    $(TEST_LIBS)
 $(BUILD)/test_front: tests/test_front.c $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_runtime: tests/test_runtime.c $(BUILD)/libgqa.a
@@ -216,7 +220,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_engine test_loadtest
+         test_trainloop test_train_torch test_engine test_batch test_loadtest
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

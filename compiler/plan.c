@@ -188,6 +188,7 @@ void plan_attention(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t c
     memset(p, 0, sizeof *p);
     plan_shape(p, a, heads, kv_heads, head_dim, context, kv_type, PLAN_BATCH, target);
     hole_int(p, a, "GQ_UNBOUNDED", 0);
+    hole_int(p, a, "GQ_LAYERS", 1); /* a paged cache's page: this one layer's */
 }
 
 /* The tensor table (emitted by emit_c.c from p->slices): its size, where

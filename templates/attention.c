@@ -31,10 +31,14 @@
  * O(window), not O(positions).  A layer without one is the ring of every
  * position of the context, never wrapped.
  *
+ * Or the blocks live in the pages of a pool that many sequences share
+ * (forward_seqs, serving): the same kernels, with the block table in Ring
+ * saying where each block is.
+ *
  * Holes: GQ_GROUP, GQ_HEAD_DIM, GQ_KV_HEADS, GQ_CONTEXT, GQ_ATT_HEADS,
  * GQ_ATT_SPLIT, GQ_ATT_LANES, GQ_ATT_VECS, GQ_ATT_SCALE, GQ_SPLIT,
  * GQ_PROMPT_TOKENS, GQ_PROMPT_ROWS, GQ_PROMPT_VECS, GQ_KV_TYPE,
- * GQ_RING_CHUNK, GQ_UNBOUNDED (shape.h).
+ * GQ_RING_CHUNK, GQ_UNBOUNDED, GQ_LAYERS (a page's layers) (shape.h).
  */
 #include "shape.h" /* gqac:drop */
 #include "parallel.h" /* gqac:drop */
@@ -287,29 +291,43 @@ static void block_floats(float *restrict out, const unsigned char *restrict bloc
     ((w) <= 0 || (!GQ_UNBOUNDED && GQ_WRAP_BLOCKS(w, s) >= GQ_CACHE_BLOCKS) ? GQ_CACHE_BLOCKS      \
                                                                              : GQ_WRAP_BLOCKS(w, s))
 
-/* One layer's view of its cache.  Block a of positions (16a .. 16a + 15)
- * is in slot a below sink_blocks, else in slot sink_blocks + (a -
- * sink_blocks) % ring_blocks. */
+/* A paged cache (forward_seqs): a pool of pages of GQ_BLOCK positions,
+ * each holding them for every layer, K and V, every KV head:
+ * [layer][K then V][kv head][GQ_KV_BLOCK_BYTES].  A sequence's block
+ * table maps its block a (positions 16a .. 16a + 15) to a page.  Its
+ * positions stop at the context, so there is no ring: a window is only
+ * a mask. */
+#define GQ_PAGE_BYTES ((size_t)2 * GQ_LAYERS * GQ_KV_HEADS * GQ_KV_BLOCK_BYTES)
+
+/* One layer's view of its cache.  Paged: block a is in page pages[a]
+ * (the cache pointer is the pool plus page_offset).  Else block a is in
+ * slot a below sink_blocks, else in slot sink_blocks + (a - sink_blocks)
+ * % ring_blocks of the instance's own cache. */
 typedef struct {
-    int window;      /* a query at p sees the positions above p - window */
-    int sinks;       /* and those below sinks */
-    int sink_blocks; /* blocks that hold the sinks, never overwritten */
+    int window;       /* a query at p sees the positions above p - window */
+    int sinks;        /* and those below sinks */
+    int sink_blocks;  /* blocks that hold the sinks, never overwritten */
     int ring_blocks;
+    const int *pages; /* the block table, or NULL: the instance's own cache */
 } Ring;
 
-/* window <= 0: none. */
-static Ring ring_of(int window, int sinks) {
+/* window <= 0: none; pages NULL: the instance's own cache. */
+static Ring ring_of(int window, int sinks, const int *pages) {
     Ring r;
     r.window = window > 0 ? window : INT_MAX;
     r.sinks = window > 0 ? sinks : 0;
     r.sink_blocks = GQ_BLOCKS_OF(r.sinks);
-    r.ring_blocks = GQ_LAYER_BLOCKS(window, sinks) - r.sink_blocks;
+    r.ring_blocks = (pages ? GQ_CACHE_BLOCKS : GQ_LAYER_BLOCKS(window, sinks)) - r.sink_blocks;
+    r.pages = pages;
     return r;
 }
 
 /* KV head kv's block of positions a, in one layer's cache. */
 static const unsigned char *cache_block(const void *cache, const Ring *r, int kv, int a) {
-    int slot = a < r->sink_blocks ? a : r->sink_blocks + (a - r->sink_blocks) % r->ring_blocks;
+    int slot;
+    if (r->pages)
+        return (const unsigned char *)cache + (size_t)r->pages[a] * GQ_PAGE_BYTES + (size_t)kv * GQ_KV_BLOCK_BYTES;
+    slot = a < r->sink_blocks ? a : r->sink_blocks + (a - r->sink_blocks) % r->ring_blocks;
     return (const unsigned char *)cache +
            ((size_t)kv * (size_t)(r->sink_blocks + r->ring_blocks) + (size_t)slot) * GQ_KV_BLOCK_BYTES;
 }
@@ -333,6 +351,22 @@ static Visit visit_of(const Ring *r, int first, int last) {
     return v;
 }
 
+/* visit_of for a prompt tile, whose visits go in pairs.  In a paged
+ * cache a block's partner must not depend on where the tile starts (a
+ * pair's sums round otherwise than two blocks', and forward_seqs
+ * promises a sequence the same logits however its chunk falls in the
+ * step's blocks): the blocks past the sinks pair as (sinks + 2i, sinks +
+ * 2i + 1), so the first may be one before the window's (unseen: weight
+ * 0), and prompt_tile does not pair the last sink with the next block. */
+static Visit visit_pairs(const Ring *r, int first, int last) {
+    Visit v = visit_of(r, first, last);
+    if (r->pages && v.n > v.sinks && (v.from - v.sinks) % 2) {
+        v.from--;
+        v.n++;
+    }
+    return v;
+}
+
 static int visit_block(const Visit *v, int i) {
     return i < v->sinks ? i : v->from + i - v->sinks;
 }
@@ -347,15 +381,14 @@ static void block_lanes(const Ring *r, int t, int p, int *nb, int *cut, int *cut
     *cut = r->sinks - t > 0 ? (r->sinks - t < *cut_end ? r->sinks - t : *cut_end) : 0;
 }
 
-/* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches,
- * in the cache's type, at pos's slot. */
-static void kv_store(void *key_cache, void *value_cache, int window, int sinks, int pos, const float *k,
-                     const float *v) {
-    Ring r = ring_of(window, sinks);
+/* k, v (GQ_KV_HEADS, GQ_HEAD_DIM) of position pos -> one layer's caches
+ * as r lays them out, in the cache's type, at pos's slot. */
+static void kv_put(void *key_cache, void *value_cache, const Ring *r, int pos, const float *k,
+                   const float *v) {
     int h, d, j = pos % GQ_BLOCK;
     for (h = 0; h < GQ_KV_HEADS; h++) {
-        unsigned char *kb = (unsigned char *)(uintptr_t)cache_block(key_cache, &r, h, pos / GQ_BLOCK);
-        unsigned char *vb = (unsigned char *)(uintptr_t)cache_block(value_cache, &r, h, pos / GQ_BLOCK);
+        unsigned char *kb = (unsigned char *)(uintptr_t)cache_block(key_cache, r, h, pos / GQ_BLOCK);
+        unsigned char *vb = (unsigned char *)(uintptr_t)cache_block(value_cache, r, h, pos / GQ_BLOCK);
         gq_kv *kv = (gq_kv *)(void *)kb, *vv = (gq_kv *)(void *)vb;
         const float *kh = k + (size_t)h * GQ_HEAD_DIM, *vh = v + (size_t)h * GQ_HEAD_DIM;
 #if GQ_KV_Q8
@@ -382,6 +415,13 @@ static void kv_store(void *key_cache, void *value_cache, int window, int sinks, 
         }
 #endif
     }
+}
+
+/* kv_put into the instance's own caches for a window and sinks. */
+static void kv_store(void *key_cache, void *value_cache, int window, int sinks, int pos, const float *k,
+                     const float *v) {
+    Ring r = ring_of(window, sinks, NULL);
+    kv_put(key_cache, value_cache, &r, pos, k, v);
 }
 
 /* ---- one token's attention ---- */
@@ -641,7 +681,7 @@ static int span_start(int n, int span, int spans) {
  * flash-decoding style, and their parts merge at the end. */
 static void attention(float *out, const float *q, const void *key_cache, const void *value_cache,
                       int window, int sinks, int pos, float *scratch, int threads) {
-    Ring r = ring_of(window, sinks);
+    Ring r = ring_of(window, sinks, NULL);
     Visit vis = visit_of(&r, pos, pos);
     int n = vis.n * GQ_BLOCK, spans = span_count(n, threads), items = GQ_KV_HEADS * spans, i, h;
     /* The work is every query head's, G per KV row read: a group-blind
@@ -848,8 +888,8 @@ static void prompt_tile(float *out, const float *q, const void *k, const void *v
 #endif
     const float *qr[GQ_PROMPT_ROWS];
     float *orow[GQ_PROMPT_ROWS];
-    int rows = nt * GQ_GROUP, last = first + nt - 1, i, r0, r, d;
-    Visit vis = visit_of(ring, first, last);
+    int rows = nt * GQ_GROUP, last = first + nt - 1, i, r0, r, d, pair;
+    Visit vis = visit_pairs(ring, first, last);
     for (d = 0; d < GQ_HEAD_DIM; d++)
         zeros[d] = sink[d] = 0.0f;
     for (r = 0; r < GQ_PROMPT_ALL; r++) {
@@ -860,11 +900,16 @@ static void prompt_tile(float *out, const float *q, const void *k, const void *v
     for (r = 0; r < rows; r++)
         for (d = 0; d < GQ_HEAD_DIM; d++)
             out[prompt_row(r) + (size_t)d] = 0.0f;
-    for (i = 0; i < vis.n; i += 2) {
-        /* The last visit alone pairs with itself, its second half unseen
-         * (past the last position the cache may end). */
-        int a0 = visit_block(&vis, i), a1 = i + 1 < vis.n ? visit_block(&vis, i + 1) : a0;
-        int t0 = a0 * GQ_BLOCK, t1 = i + 1 < vis.n ? a1 * GQ_BLOCK : last + 1;
+    for (i = 0; i < vis.n; i += 1 + pair) {
+        /* A visit alone (the last, or a paged cache's last sink of an odd
+         * count) pairs with itself, its second half unseen (past the last
+         * position the cache may end). */
+        int a0, a1, t0, t1;
+        pair = i + 1 < vis.n && (!ring->pages || i + 1 != vis.sinks);
+        a0 = visit_block(&vis, i);
+        a1 = pair ? visit_block(&vis, i + 1) : a0;
+        t0 = a0 * GQ_BLOCK;
+        t1 = pair ? a1 * GQ_BLOCK : last + 1;
 #if GQ_KV_TYPE == 0
         const float *k0 = (const float *)(const void *)cache_block(k, ring, kv, a0);
         const float *k1 = (const float *)(const void *)cache_block(k, ring, kv, a1);
@@ -913,7 +958,7 @@ static int prompt_tiles(int b) {
  * first. */
 static void attention_prompt(float *out, const float *q, const void *key_cache, const void *value_cache,
                              int window, int sinks, int p0, int b, int threads) {
-    Ring r = ring_of(window, sinks);
+    Ring r = ring_of(window, sinks, NULL);
     int tiles = prompt_tiles(b), per_head = tiles / GQ_KV_HEADS, i;
     (void)threads;
     GQ_OMP("omp parallel for num_threads(threads) schedule(dynamic, 1) if((double)b * (p0 + b) * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")

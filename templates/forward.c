@@ -47,6 +47,7 @@ struct gqa_state {
     float *rope;     /* (batch, head_dim) the position's cos and sin */
     void *x8;        /* (batch, widest / 32) gq_x8: x quantized for Q8_0 and Q4_0 weights */
     void *x8k;       /* (batch, widest / 256) gq_x8k: for Q4_K and Q6_K */
+    /* NULL in an instance of seqs_arena_bytes, which runs forward_seqs only */
     unsigned char *key_cache;   /* each layer's in kv_store's layout and type */
     unsigned char *value_cache; /* (layer_cache gives where a layer's starts) */
 };
@@ -81,6 +82,8 @@ typedef char gqm_check_arena[GQ_ARENA_BYTES == GQ_STATE_BYTES + 4 * GQ_SCRATCH_F
                                  ? 1
                                  : -1];
 typedef char gqm_check_kv[GQ_KV_BYTES == 2 * GQ_CACHE_BYTES ? 1 : -1];
+/* An instance for forward_seqs only: the arena without its cache (the end). */
+#define GQ_SEQS_ARENA_BYTES ((size_t)GQ_ARENA_BYTES - (size_t)GQ_KV_BYTES)
 
 /* Layer l's window (0: none) and where its cache starts in each of K and V. */
 static int layer_window(int l) {
@@ -105,8 +108,9 @@ static float *take(unsigned char **at, size_t floats) {
     return p;
 }
 
-/* The state at the start of the arena, then its buffers. */
-static gqa_state *lay_out(void *arena) {
+/* The state at the start of the arena, then its buffers, then (own) the
+ * KV cache. */
+static gqa_state *lay_out(void *arena, int own) {
     unsigned char *at = arena;
     gqa_state *s = (gqa_state *)arena;
     s->threads = 0;
@@ -127,8 +131,8 @@ static gqa_state *lay_out(void *arena) {
     at += GQ_X8_BYTES;
     s->x8k = at;
     at += GQ_X8K_BYTES;
-    s->key_cache = at;
-    s->value_cache = at + GQ_CACHE_BYTES;
+    s->key_cache = own ? at : NULL;
+    s->value_cache = own ? at + GQ_CACHE_BYTES : NULL;
     s->n_high = 0;
     return s;
 }
@@ -137,9 +141,14 @@ static int check_arena(gqa_state **out, void *arena, size_t arena_bytes) {
     if (!out)
         return GQA_EARG;
     *out = NULL;
-    if (!arena || arena_bytes < (size_t)GQ_ARENA_BYTES || (uintptr_t)arena % 64 != 0)
+    if (!arena || arena_bytes < GQ_SEQS_ARENA_BYTES || (uintptr_t)arena % 64 != 0)
         return GQA_EARENA;
     return GQA_OK;
+}
+
+/* Whether an arena of arena_bytes (check_arena accepted) holds a cache. */
+static int own_cache(size_t arena_bytes) {
+    return arena_bytes >= (size_t)GQ_ARENA_BYTES;
 }
 
 /* Each tensor's pointer aligned to its type's element: floats on 4
@@ -162,7 +171,7 @@ int gqm_init_tensors(gqa_state **out, void *arena, size_t arena_bytes, const voi
         return err;
     if (!tensors || n_tensors != (size_t)GQ_N_TENSORS || check_tensors(tensors))
         return GQA_EWEIGHTS;
-    *out = lay_out(arena);
+    *out = lay_out(arena, own_cache(arena_bytes));
     for (i = 0; i < GQ_N_TENSORS; i++)
         (*out)->t[i] = tensors[i];
     return GQA_OK;
@@ -177,7 +186,7 @@ int gqm_init(gqa_state **out, void *arena, size_t arena_bytes, const void *weigh
         return err;
     if (!weights || weight_bytes != (size_t)GQ_WEIGHT_BYTES || (uintptr_t)p % 4 != 0)
         return GQA_EWEIGHTS;
-    *out = lay_out(arena);
+    *out = lay_out(arena, own_cache(arena_bytes));
     for (i = 0; i < GQ_N_TENSORS; i++)
         (*out)->t[i] = p + gq_tensors[i].offset;
     return GQA_OK;
@@ -200,7 +209,7 @@ void gqm_reset(gqa_state *s) {
  * overwritten.  (A wrapping ring only: one that never wraps keeps all.)
  * The next position n_pos always can: every step to it was checked. */
 static int can_rewind(const gqa_state *s, int n) {
-    Ring r = ring_of(GQ_WINDOW, GQ_SINKS);
+    Ring r = ring_of(GQ_WINDOW, GQ_SINKS, NULL);
     int oldest = n - r.window + 1 > r.sink_blocks * GQ_BLOCK ? n - r.window + 1 : r.sink_blocks * GQ_BLOCK;
     if (GQ_GLOBAL_LAYERS == GQ_LAYERS || n >= s->n_high || n == s->n_pos || oldest >= n)
         return 1;
@@ -210,6 +219,8 @@ static int can_rewind(const gqa_state *s, int n) {
 int gqm_seek(gqa_state *s, int n_pos) {
     if (!s)
         return GQA_EARG;
+    if (!s->key_cache)
+        return GQA_EARENA;
     if (n_pos < 0 || n_pos > GQ_MAX_POS || !can_rewind(s, n_pos))
         return GQA_EPOS;
     s->n_pos = n_pos;
@@ -321,6 +332,8 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     int l, threads;
     if (!s)
         return GQA_EARG;
+    if (!s->key_cache)
+        return GQA_EARENA;
     if (token < 0 || token >= GQ_VOCAB)
         return GQA_ETOKEN;
     if (pos < 0 || pos >= GQ_MAX_POS || pos > s->n_pos || !can_rewind(s, pos))
@@ -431,6 +444,8 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
     float *last;
     if (!s || !tokens || n < 1)
         return GQA_EARG;
+    if (!s->key_cache)
+        return GQA_EARENA;
     if (pos < 0 || pos > s->n_pos || n > GQ_MAX_POS - pos || !can_rewind(s, pos))
         return GQA_EPOS;
     for (i = 0; i < n; i++)
@@ -449,6 +464,251 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
         Scratch sc = scratch(s, NULL);
         rmsnorm(last, last, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
         matvec(logits, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), last, GQ_DIM, GQ_VOCAB, &sc, threads);
+    }
+    return GQA_OK;
+}
+
+/* ---- many sequences over a paged KV cache (serving) ---- */
+
+/* Rows a product of forward_seqs runs: at least a vector of tokens, so
+ * that every row goes through the same tiles (f32: matmul_tile; block
+ * types: tile_*) whatever the step's other rows; alone, a row would take
+ * matvec's path, whose sums round otherwise.  The padding rows are zeros. */
+static int seqs_rows(int b) {
+    int least = GQ_LANES > 2 ? GQ_LANES : 2;
+    return b > least ? b : least;
+}
+
+/* Rows [from, to) of buf (rows of width floats) set to 0. */
+static void zero_rows(float *buf, int from, int to, int width) {
+    size_t i;
+    for (i = (size_t)from * (size_t)width; i < (size_t)to * (size_t)width; i++)
+        buf[i] = 0.0f;
+}
+
+/* A step's block of rows: for each row its sequence and position; its
+ * segments are the runs of one sequence's rows. */
+typedef struct {
+    int b;                   /* rows */
+    int seq[GQ_BATCH];       /* the row's sequence in seqs */
+    int pos[GQ_BATCH];       /* the row's position */
+    int segs;                /* runs of rows of one sequence */
+    int seg_row[GQ_BATCH];   /* each run's first row */
+    int seg_n[GQ_BATCH];     /* and its rows */
+} SeqBlock;
+
+/* The layer-l view of sequence i's pages. */
+static Ring seq_ring(const gqa_seq *seq, int l) {
+    return ring_of(layer_window(l), GQ_SINKS, seq->pages);
+}
+
+/* Where layer l's K (v 0) or V (v 1) sits in every page. */
+static unsigned char *page_part(void *pool, int l, int v) {
+    return (unsigned char *)pool + (size_t)(2 * l + v) * GQ_KV_HEADS * GQ_KV_BLOCK_BYTES;
+}
+
+/* One group's attention (KV head kv) for the query at pos, in one span
+ * over every position it sees (no split across threads, so the sums do
+ * not depend on how many there are): q (GQ_GROUP, GQ_HEAD_DIM) -> out. */
+static void attend_group(float *out, const float *q, const void *k, const void *v, const Ring *r, int kv,
+                         int pos) {
+    float ml[2 * GQ_GROUP];
+    Visit vis = visit_of(r, pos, pos);
+    int g, d;
+    attend_span(out, ml, q, k, v, r, &vis, kv, 0, vis.n, pos);
+    for (g = 0; g < GQ_GROUP; g++)
+        for (d = 0; d < GQ_HEAD_DIM; d++)
+            out[g * GQ_HEAD_DIM + d] /= ml[GQ_GROUP + g];
+}
+
+/* Work items of segment g: a decoding sequence's KV heads, or a chunk's
+ * (KV head, tile of tokens) pairs. */
+static int seg_items(const SeqBlock *bk, const gqa_seq *seqs, int g) {
+    return seqs[bk->seq[bk->seg_row[g]]].n == 1 ? GQ_KV_HEADS : prompt_tiles(bk->seg_n[g]);
+}
+
+/* Work item i of segment g of layer l: one decoding group, or one prompt
+ * tile (a sequence's chunk takes the tile path whatever its rows in this
+ * block, so that how the step cuts it does not change its sums). */
+static void seqs_item(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, void *pool, int l, int g, int i) {
+    int row = bk->seg_row[g], kv = i % GQ_KV_HEADS, t0;
+    const gqa_seq *seq = &seqs[bk->seq[row]];
+    Ring r = seq_ring(seq, l);
+    const unsigned char *kc = page_part(pool, l, 0), *vc = page_part(pool, l, 1);
+    size_t at;
+    if (seq->n == 1) {
+        at = (size_t)row * GQ_Q_DIM + (size_t)kv * GQ_GROUP * GQ_HEAD_DIM;
+        attend_group(s->att + at, s->q + at, kc, vc, &r, kv, bk->pos[row]);
+        return;
+    }
+    t0 = i / GQ_KV_HEADS * GQ_PROMPT_TOKENS;
+    at = (size_t)(row + t0) * GQ_Q_DIM + (size_t)kv * GQ_GROUP * GQ_HEAD_DIM;
+    prompt_tile(s->att + at, s->q + at, kc, vc, &r, kv, bk->pos[row] + t0,
+                bk->seg_n[g] - t0 < GQ_PROMPT_TOKENS ? bk->seg_n[g] - t0 : GQ_PROMPT_TOKENS);
+}
+
+/* Every segment's attention in one parallel region. */
+static void seqs_attention(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, void *pool, int l,
+                           int threads) {
+    int total = 0, g, i;
+    double work = 0;
+    for (g = 0; g < bk->segs; g++) {
+        total += seg_items(bk, seqs, g);
+        work += (double)bk->seg_n[g] * (bk->pos[bk->seg_row[g]] + bk->seg_n[g]);
+    }
+    (void)work, (void)threads;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(dynamic, 1) if(work * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
+    for (i = 0; i < total; i++) {
+        int j = i, k = 0;
+        while (j >= seg_items(bk, seqs, k))
+            j -= seg_items(bk, seqs, k++);
+        seqs_item(s, bk, seqs, pool, l, k, j);
+    }
+}
+
+/* attention_batch over a block of rows of several sequences, their K and
+ * V into their pages. */
+static void seqs_attention_layer(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, void *pool, int l,
+                                 int threads) {
+    const float *qb = GQ_BIAS(s, bq, l), *kb = GQ_BIAS(s, bk, l), *vb = GQ_BIAS(s, bv, l);
+    const float *norm = GQ_VECTOR(s, rms_att, l);
+    Scratch sc = scratch(s, s->q);
+    int b = bk->b, bp = seqs_rows(b), t;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
+    for (t = 0; t < b; t++)
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
+    zero_rows(s->xb, b, bp, GQ_DIM);
+    qkv(s, l, bp, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_Q_DIM))")
+    for (t = 0; t < b; t++) {
+        float *q = s->q + (size_t)t * GQ_Q_DIM, *k = s->k + (size_t)t * GQ_KV_DIM;
+        float *v = s->v + (size_t)t * GQ_KV_DIM;
+        const float *table = s->rope + (size_t)t * GQ_HEAD_DIM;
+        Ring r = seq_ring(&seqs[bk->seq[t]], l);
+        add_bias(q, qb, GQ_Q_DIM);
+        add_bias(k, kb, GQ_KV_DIM);
+        add_bias(v, vb, GQ_KV_DIM);
+        rope(q, GQ_HEADS, table);
+        rope(k, GQ_KV_HEADS, table);
+        kv_put(page_part(pool, l, 0), page_part(pool, l, 1), &r, bk->pos[t], k, v);
+    }
+    seqs_attention(s, bk, seqs, pool, l, threads);
+    zero_rows(s->att, b, bp, GQ_Q_DIM);
+    matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, bp, &sc, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
+    for (t = 0; t < b; t++)
+        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+}
+
+/* ffn_batch with the padded rows of seqs_rows. */
+static void seqs_ffn_layer(gqa_state *s, int b, int l, int threads) {
+    const float *norm = GQ_VECTOR(s, rms_ffn, l);
+    Scratch sc = scratch(s, s->hb2);
+    int bp = seqs_rows(b), t;
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
+    for (t = 0; t < b; t++)
+        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
+    zero_rows(s->xb, b, bp, GQ_DIM);
+    ffn_up(s, l, bp, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(bp, GQ_HIDDEN))")
+    for (t = 0; t < bp; t++)
+        swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
+    matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, bp, &sc, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
+    for (t = 0; t < b; t++)
+        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+}
+
+/* Classifier rows per product of seqs_logits: what hb holds for a block
+ * of rows, whole tiles of rows (and of a block type's thread share). */
+#define GQ_LOGIT_ROWS (GQ_HIDDEN >= 32 ? GQ_HIDDEN / 32 * 32 : GQ_HIDDEN)
+
+/* The logits of the block's rows that end a sequence that asked for
+ * them: their final norms gathered into xb, then the classifier in
+ * products of GQ_LOGIT_ROWS of its rows (each read once for all the
+ * block's sequences), each row's share copied to its sequence's logits. */
+static void seqs_logits(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, int threads) {
+    Scratch sc = scratch(s, s->xb2);
+    int who[GQ_BATCH], n = 0, t, r0, j;
+    const unsigned char *w = GQ_TENSOR(s, wcls, 0);
+    int type = GQ_TYPE(wcls, 0);
+    for (t = 0; t < bk->b; t++) {
+        const gqa_seq *seq = &seqs[bk->seq[t]];
+        if (seq->logits && bk->pos[t] == seq->pos + seq->n - 1) {
+            rmsnorm(s->xb + (size_t)n * GQ_DIM, s->x + (size_t)t * GQ_DIM, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
+            who[n++] = bk->seq[t];
+        }
+    }
+    if (!n)
+        return;
+    zero_rows(s->xb, n, seqs_rows(n), GQ_DIM);
+    for (r0 = 0; r0 < GQ_VOCAB; r0 += GQ_LOGIT_ROWS) {
+        int d = GQ_VOCAB - r0 < GQ_LOGIT_ROWS ? GQ_VOCAB - r0 : GQ_LOGIT_ROWS;
+        matmul(s->hb, w + (size_t)r0 * row_bytes(type, GQ_DIM), type, s->xb, GQ_DIM, d, seqs_rows(n), &sc,
+               threads);
+        for (t = 0; t < n; t++)
+            for (j = 0; j < d; j++)
+                seqs[who[t]].logits[r0 + j] = s->hb[(size_t)t * (size_t)d + (size_t)j];
+    }
+}
+
+/* The checks of forward_seqs, before anything is written. */
+static int seqs_check(const gqa_state *s, const void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs) {
+    int i, j;
+    if (!s || !pool || (uintptr_t)pool % 64 != 0 || !seqs || n_seqs < 1)
+        return GQA_EARG;
+    for (i = 0; i < n_seqs; i++) {
+        const gqa_seq *q = &seqs[i];
+        if (!q->tokens || !q->pages || q->n < 1)
+            return GQA_EARG;
+        if (q->pos < 0 || q->n > GQ_CONTEXT - q->pos)
+            return GQA_EPOS;
+        for (j = 0; j < q->n; j++)
+            if (q->tokens[j] < 0 || q->tokens[j] >= GQ_VOCAB)
+                return GQA_ETOKEN;
+        for (j = 0; j <= (q->pos + q->n - 1) / GQ_BLOCK; j++)
+            if (q->pages[j] < 0 || (size_t)q->pages[j] >= n_pages)
+                return GQA_EARG;
+    }
+    return GQA_OK;
+}
+
+/* Rows of the step from sequence *i's token *j on, at most GQ_BATCH, into
+ * bk (embedded into x, RoPE tables into rope); advances (*i, *j). */
+static void seqs_next_block(gqa_state *s, SeqBlock *bk, const gqa_seq *seqs, int n_seqs, int *i, int *j) {
+    bk->b = bk->segs = 0;
+    while (*i < n_seqs && bk->b < GQ_BATCH) {
+        const gqa_seq *seq = &seqs[*i];
+        int take = seq->n - *j < GQ_BATCH - bk->b ? seq->n - *j : GQ_BATCH - bk->b, t;
+        bk->seg_row[bk->segs] = bk->b;
+        bk->seg_n[bk->segs++] = take;
+        for (t = 0; t < take; t++, bk->b++) {
+            bk->seq[bk->b] = *i;
+            bk->pos[bk->b] = seq->pos + *j + t;
+            embed(s, s->x + (size_t)bk->b * GQ_DIM, seq->tokens[*j + t]);
+            rope_table(s->rope + (size_t)bk->b * GQ_HEAD_DIM, bk->pos[bk->b]);
+        }
+        *j += take;
+        if (*j == seq->n) {
+            (*i)++;
+            *j = 0;
+        }
+    }
+}
+
+static int gqm_forward_seqs(gqa_state *s, void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs) {
+    SeqBlock bk;
+    int err = seqs_check(s, pool, n_pages, seqs, n_seqs), i = 0, j = 0, l, threads;
+    if (err)
+        return err;
+    threads = thread_count(s);
+    while (i < n_seqs) {
+        seqs_next_block(s, &bk, seqs, n_seqs, &i, &j);
+        for (l = 0; l < GQ_LAYERS; l++) {
+            seqs_attention_layer(s, &bk, seqs, pool, l, threads);
+            seqs_ffn_layer(s, bk.b, l, threads);
+        }
+        seqs_logits(s, &bk, seqs, threads);
     }
     return GQA_OK;
 }
@@ -480,7 +740,7 @@ const gqa_model_api gqm_api = {
     NULL,
 #endif
     GQ_BLOCK,
-    0, /* issue 19: page_bytes, seqs_arena_bytes and forward_seqs come with the paged cache */
-    GQ_ARENA_BYTES,
-    NULL,
+    GQ_PAGE_BYTES,
+    GQ_SEQS_ARENA_BYTES,
+    gqm_forward_seqs,
 };

@@ -193,9 +193,13 @@ typedef struct gqa_model_api {
      * seq_len (no ring: a sliding window is a mask here).  Checks every
      * sequence first (sequences must not share a page: the caller's
      * allocator sees to it): GQA_EARG (NULL, n < 1, a page index outside
-     * [0, n_pages)), GQA_EPOS (pos < 0,
-     * pos + n > seq_len), GQA_ETOKEN, and then nothing is written.  A
-     * sequence's logits do not depend on the others in the step. */
+     * [0, n_pages) for a position up to pos + n - 1, a misaligned pool),
+     * GQA_EPOS (pos < 0, pos + n > seq_len), GQA_ETOKEN, and then nothing
+     * is written.  A
+     * sequence's logits do not depend on the others in the step, bit for
+     * bit, nor on the threads or where its pages are: only on its own
+     * calls (the same chunks give the same bits).  They agree with
+     * forward_batch on its own cache to rounding (sums in another order). */
     int (*forward_seqs)(gqa_state *s, void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs);
 } gqa_model_api;
 

@@ -28,7 +28,7 @@ static const char *const statics[] = {
     "gq_pair_is_32", "pair_max",      "prompt_weigh",  "prompt_update", "prompt_row",
     "prompt_tile",   "prompt_tiles",  "attention_prompt", "gq_kv", "kv_bits_float", "kv_float_bits",
     "kv_f16", "kv_value", "kv_to_f16", "kv_to_bf16", "kv_quantize", "block_floats", "Ring",
-    "ring_of", "cache_block", "Visit", "visit_of", "visit_block", "block_lanes",
+    "ring_of", "cache_block", "kv_put", "visit_pairs", "Visit", "visit_of", "visit_block", "block_lanes",
     "mask_lanes", "block_seen", "lanes_upto", NULL};
 
 static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, int head_dim,
@@ -48,7 +48,7 @@ static void emit_case(Arena *a, Buf *out, Buf *table, int heads, int kv_heads, i
     buf_puts(out, "#undef GQ_PART\n#undef GQ_SPAN_MIN\n#undef GQ_BLOCK\n#undef GQ_VTILE\n#undef GQ_CACHE_POSITIONS\n"
                   "#undef GQ_PROMPT_ALL\n#undef GQ_PAIR\n#undef GQ_KV_Q8\n#undef GQ_KV_CHUNK\n#undef GQ_KV_CHUNKS\n"
                   "#undef GQ_KV_F16C\n#undef GQ_KV_VALUES\n#undef GQ_KV_LINE\n#undef GQ_KV_RUN\n#undef GQ_KV_BLOCK_BYTES\n#undef GQ_CACHE_BLOCKS\n#undef GQ_BLOCKS_OF\n"
-                  "#undef GQ_WRAP_BLOCKS\n#undef GQ_LAYER_BLOCKS\n\n");
+                  "#undef GQ_WRAP_BLOCKS\n#undef GQ_LAYER_BLOCKS\n#undef GQ_PAGE_BYTES\n\n");
     buf_printf(table, "    {%d, %d, %d, %d, %s_attention, %s_kv_store, %s_attention_prompt, %s_cache_bytes},\n",
                heads, kv_heads, head_dim, (int)kv_type, prefix, prefix, prefix, prefix);
     buf_free(&unit);

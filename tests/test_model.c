@@ -586,7 +586,7 @@ static void test_api_errors(void) {
     CU_ASSERT_EQUAL(tiny_init(NULL, arena, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARG);
     CU_ASSERT_EQUAL(tiny_init(&s, NULL, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARENA);
     CU_ASSERT(s == NULL);
-    CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES - 1, f.data, 4 * f.n), GQA_EARENA);
+    CU_ASSERT_EQUAL(tiny_init(&s, arena, tiny_api.seqs_arena_bytes - 1, f.data, 4 * f.n), GQA_EARENA);
     CU_ASSERT_EQUAL(tiny_init(&s, arena + 4, TINY_ARENA_BYTES, f.data, 4 * f.n), GQA_EARENA);
     CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, NULL, 4 * f.n), GQA_EWEIGHTS);
     CU_ASSERT_EQUAL(tiny_init(&s, arena, TINY_ARENA_BYTES, f.data, 4 * f.n - 1), GQA_EWEIGHTS);
