@@ -7,7 +7,7 @@
 # (tokens/s and TTFT p99 against users) and prints the table.
 #
 # Knobs (environment): LOADTEST_USERS ("1 2 4 8 16 32 64"), LOADTEST_PER_USER
-# (requests per user at each level, 3; at least 24 a level), LOADTEST_THREADS
+# (requests per user at each level, 8; at least 48 a level), LOADTEST_THREADS
 # (the server's threads, 1: the client and the HTTP threads keep the other
 # core), LOADTEST_SEED (1).
 set -eu
@@ -16,7 +16,7 @@ OUT=$B/loadtest
 GQAC=$B/gqac
 CLIENT=$OUT/loadtest
 USERS=${LOADTEST_USERS:-1 2 4 8 16 32 64}
-PER_USER=${LOADTEST_PER_USER:-3}
+PER_USER=${LOADTEST_PER_USER:-8}
 THREADS=${LOADTEST_THREADS:-1}
 SEED=${LOADTEST_SEED:-1}
 MODEL=examples/fortune.gqa
@@ -96,7 +96,7 @@ for v in MHA:8 GQA:2 MQA:1; do
     printf '{"label": "%s", "kv_heads": %s, "model": "%s", "page_bytes": %s, "kv_pages": %s}' \
         "$label" "$kv" "$m" "$PAGE_BYTES" "$N_PAGES" >> "$VARIANTS"
     for u in $USERS; do
-        r=$((u * PER_USER)); [ $r -lt 24 ] && r=24
+        r=$((u * PER_USER)); [ $r -lt 48 ] && r=48
         "$CLIENT" --url "$URL" --users "$u" --requests "$r" --prompts "$OUT/prompts.txt" \
             --max-tokens 32..128 --seed "$SEED" --timeout 120 --label "$label" --json "$OUT/$label-u$u.json"
         [ -s "$ROWS" ] && echo , >> "$ROWS"
