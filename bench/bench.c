@@ -721,11 +721,20 @@ static double batch_step(const gqa_model_api *m, gqa_state *s, Batch *bt, int th
     return mid;
 }
 
+/* FLOPs of one decode step of B sequences at context ctx: every matrix
+ * weight twice a token, attention 4 x heads x head_dim a position. */
+static double batch_flops(const gqa_model_api *m, int batch, int ctx) {
+    const gqa_shape *s = &m->shape;
+    return batch * (2 * matrix_weights(m) + 4.0 * s->n_layers * s->n_heads * s->head_dim * ctx);
+}
+
 /* Aggregate decode throughput of B sequences at context 256 against one
  * sequence's plain forward in the same seconds, and against the roofline
- * of the batch: the weights once plus every sequence's KV per step. */
-static void bench_batch(const gqa_model_api *m, const double machine_gbps[3], const float *a, const float *b,
-                        size_t n) {
+ * of the batch: the weights once plus every sequence's KV per step, over
+ * the bandwidth; and its FLOPs against the FMA peak, the bound that takes
+ * over as B grows. */
+static void bench_batch(const gqa_model_api *m, const double machine_gbps[3], const double peak[3],
+                        const float *a, const float *b, size_t n) {
     enum { CTX = 256 };
     static const int sizes[] = {1, 2, 4, 8, 16, 32};
     printf("\n8. Batched decode: %s, B sequences at context %d, one forward_seqs step each\n", m->name, CTX);
@@ -733,8 +742,8 @@ static void bench_batch(const gqa_model_api *m, const double machine_gbps[3], co
         printf("   (this build's model has no forward_seqs)\n");
         return;
     }
-    printf("   %3s %3s | %9s %17s %9s | %7s %6s %9s\n", "thr", "B", "ms/step", "range", "tok/s", "x one",
-           "read", "%roofline");
+    printf("   %3s %3s | %9s %17s %9s | %7s %6s %9s %6s\n", "thr", "B", "ms/step", "range", "tok/s", "x one",
+           "read", "%roofline", "%peak");
     float *w = big_buffer(m->weight_bytes / 4, 11); /* section 3's weights */
     Instance one;
     instance(&one, m, w);
@@ -755,16 +764,18 @@ static void bench_batch(const gqa_model_api *m, const double machine_gbps[3], co
             double stream, range[2], t = batch_step(m, s, &bt, threads, a, b, n, &stream, range);
             double tok_s = sizes[k] / t, ratio = tok_s * one_s;
             double roof = (weights + sizes[k] * kv_read(m, CTX)) / (stream * 1e9) / t;
+            double pct_peak = 100 * batch_flops(m, sizes[k], CTX) / t / (peak[threads] * 1e9);
             int held = core_held(threads, stream, machine_gbps[1]);
-            printf("   %3d %3d | %9.2f %7.2f .. %7.2f %9.1f | %6.2fx %6.1f %8.0f%%%s\n", threads, sizes[k],
-                   t * 1e3, range[0] * 1e3, range[1] * 1e3, tok_s, ratio, stream, 100 * roof, held_mark(held));
+            printf("   %3d %3d | %9.2f %7.2f .. %7.2f %9.1f | %6.2fx %6.1f %8.0f%% %5.0f%%%s\n", threads,
+                   sizes[k], t * 1e3, range[0] * 1e3, range[1] * 1e3, tok_s, ratio, stream, 100 * roof, pct_peak,
+                   held_mark(held));
             fprintf(json,
                     "%s\n    {\"model\": \"%s\", \"context\": %d, \"threads\": %d, \"batch\": %d, "
                     "\"ms_per_step\": %.3f, \"ms_min\": %.3f, \"ms_max\": %.3f, \"tok_s\": %.2f, "
                     "\"one_sequence_tok_s\": %.2f, \"speedup_vs_one\": %.2f, \"stream_gbps\": %.2f, "
-                    "\"pct_of_roofline\": %.1f, \"core_held\": %s}",
+                    "\"pct_of_roofline\": %.1f, \"pct_of_peak\": %.1f, \"core_held\": %s}",
                     json_items++ ? "," : "", m->name, CTX, threads, sizes[k], t * 1e3, range[0] * 1e3,
-                    range[1] * 1e3, tok_s, 1 / one_s, ratio, stream, 100 * roof, json_bool(held));
+                    range[1] * 1e3, tok_s, 1 / one_s, ratio, stream, 100 * roof, pct_peak, json_bool(held));
             batch_free(&bt);
         }
         printf("   (one sequence's forward on %d thread%s: %.1f tok/s)\n", threads, threads > 1 ? "s" : "",
@@ -1024,7 +1035,7 @@ int main(int argc, char **argv) {
     }
     if (strstr(sections, "batch")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
-        bench_batch(&bench_100m_api, stream, a, b, n);
+        bench_batch(&bench_100m_api, stream, peak, a, b, n);
     }
     free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"
