@@ -10,8 +10,8 @@
 #   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
 # Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
-# root installs what is missing: gcc flex bison libcjson-dev tcc libtcc-dev,
-# and for the tests clang libcunit1-dev libclang-rt-14-dev pkg-config,
+# root installs what is missing: gcc flex bison libcjson-dev tcc libtcc-dev
+# libmicrohttpd-dev curl, and for the tests clang libcunit1-dev libclang-rt-14-dev pkg-config,
 # gcc-{aarch64,arm,riscv64,s390x}-linux-gnu(eabihf), gcc-arm-none-eabi and
 # qemu-user.
 
@@ -42,7 +42,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo paper loadtest test check check-asan check-cross check-install fuzz bench bench-build install clean deps
+.PHONY: all demo paper loadtest test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -176,8 +176,9 @@ $(BUILD)/test_cli: tests/test_cli.c
 
 $(BUILD)/test_trainloop: tests/test_trainloop.c runtime/train.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
-$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/libgqa.a
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+$(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/gen/tiny.o $(BUILD)/gen/tiny.bin $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -DGEN_DIR='"$(BUILD)/gen"' -o $@ $< $(BUILD)/gen/tiny.o $(TESTING) \
+	    $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/obj/rt_engine.o $(BUILD)/obj/rt_kvpool.o: runtime/engine.h
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 
@@ -188,6 +189,8 @@ $(BUILD)/test_loadtest: tests/test_loadtest.c tools/loadtest.c
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
+$(BUILD)/test_serve: tests/test_serve.c $(BUILD)/obj/serve_req.o $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/serve_req.o $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_report: tests/test_report.c $(BUILD)/obj/report.o $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/obj/report.o $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -220,7 +223,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_engine test_batch test_loadtest
+         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
@@ -293,6 +296,10 @@ fuzz: $(BUILD)/fuzz_front $(FUZZ_FORMATS:%=$(BUILD)/fuzz_%)
 check-cross: $(BUILD)/gqac
 	GQAC=$(BUILD)/gqac BUILD=$(BUILD) sh tests/cross.sh
 
+# gqac serve under curl (tests/serve.sh): bad requests, overload, hang-ups, SIGTERM.
+check-serve: $(BUILD)/gqac
+	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache sh tests/serve.sh
+
 deps:
 	@tools/deps.sh test
 
@@ -300,6 +307,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory check-asan
 	$(MAKE) --no-print-directory check-cross
+	$(MAKE) --no-print-directory check-serve
 	$(MAKE) --no-print-directory check-install
 	$(MAKE) --no-print-directory fuzz
 	@echo "make test: all passed"

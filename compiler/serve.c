@@ -183,7 +183,7 @@ static int load(const Model *m, const ServeOptions *o, Server *s) {
 
 static int start_engine(const ServeOptions *o, Server *s, size_t kv_memory) {
     char err[1024];
-    gqr_engine_opts eo = {(int)o->max_seqs, kv_memory, (int)o->max_queue, (int)o->threads, 64};
+    gqr_engine_opts eo = {(int)o->max_seqs, kv_memory, (int)o->max_queue, (int)o->threads, 0};
     if (gqr_engine_new(&s->engine, s->api, s->ck.tensors, s->ck.n_tensors, &eo, err, sizeof err) ||
         gqr_engine_start(s->engine)) {
         fprintf(stderr, "gqac serve: error: %s\n", s->engine ? "the engine's thread did not start" : err);
@@ -215,7 +215,7 @@ static void drain(ServeCtx *c, double seconds) {
 /* Serves until SIGTERM or SIGINT (blocked in every thread, taken here by sigwait). */
 static int serve(const Model *m, const ServeOptions *o, Server *s, const sigset_t *sigs) {
     ServeCtx c = {.engine = s->engine, .tok = s->tok, .model_name = m->name, .context = s->api->shape.seq_len,
-                  .timeout_s = (unsigned)o->timeout};
+                  .page_positions = s->api->page_positions, .timeout_s = (unsigned)o->timeout};
     pthread_mutex_init(&c.lock, NULL);
     /* the margin: /health, /metrics and a burst past the queue get their answer (503), not a refusal */
     int limit = (int)(o->max_seqs + o->max_queue + 64);
@@ -227,8 +227,9 @@ static int serve(const Model *m, const ServeOptions *o, Server *s, const sigset_
     }
     gqr_engine_stats st;
     gqr_engine_stats_get(s->engine, &st);
-    fprintf(stderr, "gqac serve: listening on http://%s:%d (%s: %d KV pages of %zu bytes, max-seqs %ld)\n",
-            o->host, bound_port(s->listen_fd), m->name, st.pages_total, s->api->page_bytes, o->max_seqs);
+    bool v6 = strchr(o->host, ':') != NULL; /* a URL brackets an IPv6 address */
+    fprintf(stderr, "gqac serve: listening on http://%s%s%s:%d (%s: %d KV pages of %zu bytes, max-seqs %ld)\n",
+            v6 ? "[" : "", o->host, v6 ? "]" : "", bound_port(s->listen_fd), m->name, st.pages_total, s->api->page_bytes, o->max_seqs);
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "gqac serve: %s: finishing the running requests (%.0f s at most)\n",

@@ -24,6 +24,7 @@ typedef struct {
     const gqr_tokenizer *tok;
     const char *model_name;
     int context;        /* the model's positions */
+    int page_positions; /* positions per KV page */
     unsigned timeout_s; /* --timeout: a connection idle this long is cut */
     pthread_mutex_t lock;
     bool stopping;     /* SIGTERM came: new completions get 503 */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gqr.h"
 #include "serve.h"
 
 /* One request on a connection (MHD's con_cls). */
@@ -20,6 +21,7 @@ typedef struct {
     char *body;
     size_t len;
     bool too_big;
+    bool answered;     /* a response is queued: MHD calls again only to drain the body */
     ServeReq *req;     /* once submitted */
     const char *allow; /* a 405's Allow header */
 } Conn;
@@ -28,7 +30,6 @@ typedef struct {
 typedef struct {
     ServeCtx *ctx;
     ServeReq *req;
-    struct MHD_Connection *conn;
     size_t sent;    /* bytes of req->text already in events */
     char *out;      /* formatted events not yet handed to MHD */
     size_t out_len, out_pos;
@@ -51,6 +52,7 @@ static enum MHD_Result send_text(Conn *k, struct MHD_Connection *conn, unsigned 
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, k->allow);
     enum MHD_Result ok = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
+    k->answered = true;
     pthread_mutex_lock(&k->ctx->lock);
     k->ctx->http[status / 100 < 6 ? status / 100 : 5]++;
     pthread_mutex_unlock(&k->ctx->lock);
@@ -179,8 +181,6 @@ static void wait_done(ServeCtx *c, ServeReq *r) {
 
 static enum MHD_Result answer_whole(Conn *k, struct MHD_Connection *conn, ServeReq *r) {
     wait_done(k->ctx, r);
-    /* the wait counted as idle time: without this MHD would cut a long completion's reply */
-    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, k->ctx->timeout_s);
     if (r->reason == GQR_FINISH_ERROR)
         return send_error(k, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "the model failed on this request", NULL,
                           NULL);
@@ -224,6 +224,19 @@ static bool format_events(Stream *s) {
     return true;
 }
 
+/* A comment line, which SSE clients ignore: a stream waiting in the queue
+ * sends something every half --timeout, else MHD cuts it as idle. */
+static bool keep_alive(Stream *s) {
+    static const char line[] = ": waiting\n\n";
+    char *out = realloc(s->out, sizeof line);
+    if (!out)
+        return false;
+    s->out = out;
+    memcpy(out, line, sizeof line - 1);
+    s->out_len = sizeof line - 1, s->out_pos = 0;
+    return true;
+}
+
 /* MHD's content reader: blocks (in this connection's own thread) until text or the end comes. */
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max) {
     Stream *s = cls;
@@ -233,14 +246,13 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max) {
     if (s->out_pos == s->out_len) {
         ServeReq *r = s->req;
         bool ok = true, gone = false;
+        int waits = 0, quiet = (int)s->ctx->timeout_s * 5; /* serve_req_wait's 0.1 s each */
         pthread_mutex_lock(&r->lock);
-        while (!r->done && serve_req_ready(r) <= s->sent && !gone)
+        while (!r->done && serve_req_ready(r) <= s->sent && !gone && waits++ < quiet)
             gone = serve_req_wait(r);
         if (!gone)
-            ok = format_events(s);
+            ok = r->done || serve_req_ready(r) > s->sent ? format_events(s) : keep_alive(s);
         pthread_mutex_unlock(&r->lock);
-        /* the wait counted as idle time (a queued stream): MHD would cut it */
-        MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT, s->ctx->timeout_s);
         if (gone || !ok) {
             gqr_engine_cancel(s->ctx->engine, r->id);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -268,12 +280,13 @@ static enum MHD_Result answer_stream(Conn *k, struct MHD_Connection *conn, Serve
         gqr_engine_cancel(k->ctx->engine, r->id);
         return MHD_NO;
     }
-    s->ctx = k->ctx, s->req = r, s->conn = conn;
+    s->ctx = k->ctx, s->req = r;
     serve_req_ref(r); /* the response's */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
+    k->answered = true;
     pthread_mutex_lock(&k->ctx->lock);
     k->ctx->http[2]++;
     pthread_mutex_unlock(&k->ctx->lock);
@@ -301,10 +314,10 @@ static enum MHD_Result too_long(Conn *k, struct MHD_Connection *conn, int n, int
                  k->ctx->context, n, max_tokens);
     else
         snprintf(msg, sizeof msg,
-                 "This request needs %d tokens of KV cache (the prompt has %d and max_tokens asks for %d); "
-                 "the server's --kv-memory holds %d",
-                 n + max_tokens, n, max_tokens, s.pages_total * 16);
-    return send_error(k, conn, MHD_HTTP_BAD_REQUEST, msg, n > 1 ? "prompt" : "max_tokens",
+                 "This request needs %d positions of KV cache (the prompt has %d and max_tokens asks for %d); "
+                 "the server's KV cache (--kv-memory) holds %d",
+                 n + max_tokens, n, max_tokens, s.pages_total * k->ctx->page_positions);
+    return send_error(k, conn, MHD_HTTP_BAD_REQUEST, msg, max_tokens >= k->ctx->context ? "max_tokens" : "prompt",
                       "context_length_exceeded");
 }
 
@@ -323,7 +336,7 @@ static int submit(ServeCtx *c, ServeReq *r, const int *ids, int n) {
 static enum MHD_Result refused(Conn *k, struct MHD_Connection *conn, int rc, int n, int max_tokens) {
     if (rc == GQR_ETOOLONG)
         return too_long(k, conn, n, max_tokens);
-    if (rc == GQR_EBUSY)
+    if (rc == GQR_EBUSY || rc == GQR_ENOMEM)
         return send_error(k, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                           "The server is busy (its queue is full) or shutting down: retry later", NULL, NULL);
     return send_error(k, conn, MHD_HTTP_BAD_REQUEST, "the request's values were refused", NULL, NULL);
@@ -342,13 +355,15 @@ static enum MHD_Result complete(Conn *k, struct MHD_Connection *conn) {
     if (serve_params_parse(k->body ? k->body : "", k->len, &p, &param, err, sizeof err))
         return send_error(k, conn, MHD_HTTP_BAD_REQUEST, err, param, NULL);
     int n = 0, *ids = tokenize(c->tok, &p, &n, err, sizeof err);
-    if (!ids) {
-        serve_params_free(&p);
-        return send_error(k, conn, MHD_HTTP_BAD_REQUEST, err, "prompt", NULL);
+    if (!ids || n < 1) {
+        free(ids), serve_params_free(&p);
+        return send_error(k, conn, MHD_HTTP_BAD_REQUEST, ids ? "the prompt is empty (and this tokenizer has no BOS)" : err,
+                          "prompt", NULL);
     }
     if ((long)n + p.max_tokens > c->context) {
+        int max_tokens = p.max_tokens;
         free(ids), serve_params_free(&p);
-        return too_long(k, conn, n, p.max_tokens);
+        return too_long(k, conn, n, max_tokens);
     }
     ServeReq *r = serve_req_new(c->tok, &p);
     if (!r) {
@@ -430,12 +445,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return first_call(cls, conn, url, method, con_cls);
     Conn *k = *con_cls;
     if (*upload_size) {
-        take_body(k, upload, *upload_size);
+        if (!k->answered)
+            take_body(k, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
-    if (!is_completion(url, method) || k->req)
-        return MHD_YES; /* answered already */
+    if (k->answered || !is_completion(url, method))
+        return MHD_YES;
     if (k->too_big)
         return send_error(k, conn, MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than 1 MiB", NULL, NULL);
     return complete(k, conn);

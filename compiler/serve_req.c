@@ -109,7 +109,14 @@ int serve_params_parse(const char *body, size_t len, ServeParams *p, const char 
                        size_t errlen) {
     memset(p, 0, sizeof *p);
     *param = NULL;
-    cJSON *o = cJSON_ParseWithLength(body, len);
+    const char *end = body;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    while (o && end < body + len && strchr(" \t\r\n", *end) && *end)
+        end++;
+    if (o && end < body + len) { /* cJSON stops after the first value: what follows is no JSON */
+        cJSON_Delete(o);
+        o = NULL;
+    }
     int rc = o ? parse_object(o, p, param, err, errlen)
                : bad(err, errlen, param, NULL, "the body is not valid JSON");
     cJSON_Delete(o);

@@ -64,7 +64,7 @@ typedef struct gqr_engine_opts {
     size_t kv_memory;  /* bytes of the paged KV cache */
     int max_queue;     /* requests waiting for a slot at most */
     int threads;       /* the model's threads (set_threads); < 1: OpenMP's default */
-    int prefill_chunk; /* prompt tokens a sequence runs per step at most (chunked prefill) */
+    int prefill_chunk; /* prompt tokens a sequence runs per step at most (chunked prefill); < 1: 128 */
 } gqr_engine_opts;
 
 typedef struct gqr_request {
@@ -74,7 +74,7 @@ typedef struct gqr_request {
     float temperature; /* gqr_sampler_init's */
     float top_p;
     uint64_t seed;
-    int eos;           /* the end-of-sequence id (ends the request, not handed on), or -1 */
+    int eos;           /* the end-of-sequence id (ends the request, not handed on nor counted), or -1 */
     /* On the engine's thread.  on_token: each sampled token, in order;
      * nonzero finishes the request with GQR_FINISH_STOP (a stop string, a
      * client gone).  on_done: exactly once for every accepted request; the
@@ -122,7 +122,8 @@ int gqr_engine_submit(gqr_engine *e, const gqr_request *r, uint64_t *id);
 void gqr_engine_cancel(gqr_engine *e, uint64_t id);
 void gqr_engine_stats_get(gqr_engine *e, gqr_engine_stats *s);
 /* Stops admitting; running sequences go on for up to grace seconds, then
- * every request left ends with GQR_FINISH_SHUTDOWN; joins the thread. */
+ * every request left ends with GQR_FINISH_SHUTDOWN; joins the thread (so
+ * never from a callback).  Without a start, every request ends at once. */
 void gqr_engine_shutdown(gqr_engine *e, double grace);
 /* Shuts down (grace 0) if needed and frees everything. */
 void gqr_engine_free(gqr_engine *e);

@@ -551,12 +551,14 @@ static void seqs_item(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, voi
 static void seqs_attention(gqa_state *s, const SeqBlock *bk, const gqa_seq *seqs, void *pool, int l,
                            int threads) {
     int total = 0, g, i;
+#if GQ_OPENMP /* (no doubles where there may be no double FPU) */
     double work = 0;
-    for (g = 0; g < bk->segs; g++) {
-        total += seg_items(bk, seqs, g);
+    for (g = 0; g < bk->segs; g++)
         work += (double)bk->seg_n[g] * (bk->pos[bk->seg_row[g]] + bk->seg_n[g]);
-    }
-    (void)work, (void)threads;
+#endif
+    for (g = 0; g < bk->segs; g++)
+        total += seg_items(bk, seqs, g);
+    (void)threads;
     GQ_OMP("omp parallel for num_threads(threads) schedule(dynamic, 1) if(work * GQ_HEADS * GQ_HEAD_DIM >= GQ_PARALLEL_MIN)")
     for (i = 0; i < total; i++) {
         int j = i, k = 0;

@@ -34,6 +34,11 @@
 #include "engine.h"
 #include "gqr.h"
 #include "testing.h"
+#include "tiny.h"
+
+#ifndef GEN_DIR
+#define GEN_DIR "build/gen" /* where tiny.bin is: the Makefile's $(BUILD)/gen */
+#endif
 
 #define V 64         /* the fake's vocab */
 #define CTX 96       /* its context: 6 pages */
@@ -295,7 +300,7 @@ static void test_new_refusals(void) {
 
 static void test_submit_refusals(void) {
     gqr_engine *e = engine(2, 4, 4, 0);
-    Rec r;
+    Rec r = {0};
     int ok[2] = {1, 2}, bad[2] = {1, V};
     gqr_request q = {.prompt = ok, .n_prompt = 2, .max_tokens = 4, .temperature = 1, .top_p = 1, .eos = -1,
                      .on_done = on_done, .user = &r};
@@ -322,6 +327,14 @@ static void test_submit_refusals(void) {
     CU_ASSERT_EQUAL(st.rejected, 2);
     CU_ASSERT_EQUAL(st.requests, 0);
     gqr_engine_free(e);
+    /* Past the context though the pool would hold it. */
+    e = engine(2, 40, 4, 0);
+    b = q, b.max_tokens = CTX - 1;
+    CU_ASSERT_EQUAL(gqr_engine_submit(e, &b, NULL), GQR_ETOOLONG);
+    b = q, b.max_tokens = CTX - 2; /* exactly the context */
+    CU_ASSERT_EQUAL(gqr_engine_submit(e, &b, NULL), 0);
+    gqr_engine_free(e);
+    CU_ASSERT(r.done_calls == 1 && r.reason == GQR_FINISH_SHUTDOWN);
 }
 
 /* n requests of mixed lengths over slots and pages; rec[i]'s prompt
@@ -395,6 +408,11 @@ static void test_no_overtaking(void) {
     CU_ASSERT_EQUAL(a.n, 80);
     CU_ASSERT(c.reason == GQR_FINISH_LENGTH && b.reason == GQR_FINISH_LENGTH);
     CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
+    /* b and c waited for a's 80 steps of 0.3 ms at least: TTFTs past 5 ms. */
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT_EQUAL(st.ttft.n, 3);
+    CU_ASSERT(st.ttft.count[0] + st.ttft.count[1] + st.ttft.count[2] <= 1);
+    CU_ASSERT(st.ttft.sum >= 2 * 0.024 && st.itl.sum >= 79 * 0.0003);
     gqr_engine_free(e);
 }
 
@@ -578,6 +596,143 @@ static void test_same_alone(void) {
     CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
 }
 
+/* Submitters in 4 threads, every third request cancelled at once, EBUSY
+ * retried: each accepted request ends once, every page comes back. */
+#define SUBMITTERS 4
+#define PER_THREAD 25
+static Rec threaded[SUBMITTERS * PER_THREAD];
+static int accepted[SUBMITTERS * PER_THREAD];
+
+static void *submitter(void *arg) {
+    gqr_engine *e = ((void **)arg)[0];
+    int t = (int)(intptr_t)((void **)arg)[1];
+    for (int k = 0; k < PER_THREAD; k++) {
+        int i = t * PER_THREAD + k, rc;
+        while ((rc = submit(e, &threaded[i], i % V, 1 + i % 30, 1 + i % 20, 1, (uint64_t)i, -1)) == GQR_EBUSY)
+            usleep(100);
+        accepted[i] = rc == 0;
+        if (rc == 0 && k % 3 == 0)
+            gqr_engine_cancel(e, threaded[i].id);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    fake_reset(50);
+    gqr_engine *e = engine(4, 16, 8, 6);
+    CU_ASSERT_EQUAL(gqr_engine_start(e), 0);
+    pthread_t th[SUBMITTERS];
+    void *args[SUBMITTERS][2];
+    for (int t = 0; t < SUBMITTERS; t++) {
+        args[t][0] = e;
+        args[t][1] = (void *)(intptr_t)t;
+        CU_ASSERT_FATAL(pthread_create(&th[t], NULL, submitter, args[t]) == 0);
+    }
+    for (int t = 0; t < SUBMITTERS; t++)
+        pthread_join(th[t], NULL);
+    int n = 0;
+    for (int i = 0; i < SUBMITTERS * PER_THREAD; i++)
+        n += accepted[i];
+    CU_ASSERT_EQUAL(n, SUBMITTERS * PER_THREAD);
+    CU_ASSERT(wait_for(&n_done, n));
+    gqr_engine_stats st;
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT(st.pages_used == 0 && st.running == 0 && st.queued == 0);
+    CU_ASSERT_EQUAL(st.finished[GQR_FINISH_LENGTH] + st.finished[GQR_FINISH_CANCEL], (uint64_t)n);
+    gqr_engine_free(e);
+    for (int i = 0; i < SUBMITTERS * PER_THREAD; i++) {
+        CU_ASSERT_EQUAL(threaded[i].done_calls, 1);
+        CU_ASSERT(threaded[i].reason == GQR_FINISH_CANCEL || threaded[i].n == 1 + i % 20);
+    }
+    CU_ASSERT_EQUAL(fake_get(&fake.errors), 0);
+}
+
+/* ---- a real generated model: build/gen/tiny (tests/models.def) ---- */
+
+typedef struct Collect { int *tokens, n; } Collect;
+
+static int collect(void *user, int token, int pos) {
+    Collect *c = user;
+    (void)pos;
+    c->tokens[c->n++] = token;
+    return 0;
+}
+
+/* Request i's prompt on the real model: 3 + 9i ids. */
+static int real_prompt(int i, int *prompt, int vocab) {
+    int n = 3 + 9 * i;
+    for (int k = 0; k < n; k++)
+        prompt[k] = (i * 31 + k * 17 + 1) % vocab;
+    return n;
+}
+
+/* Greedy tokens of request i through gqr_generate on an instance of its own. */
+static int generate_alone(const gqr_checkpoint *ck, int i, int max_tokens, int *out) {
+    const gqa_model_api *m = &tiny_api;
+    int prompt[256], n_prompt = real_prompt(i, prompt, m->shape.vocab_size);
+    void *arena = gqr_arena_alloc(m);
+    gqa_state *s = NULL;
+    gqr_sampler smp;
+    Collect c = {out, 0};
+    CU_ASSERT_FATAL(arena && m->init_tensors(&s, arena, m->arena_bytes, ck->tensors, ck->n_tensors) == GQA_OK);
+    CU_ASSERT_FATAL(gqr_sampler_init(&smp, m->shape.vocab_size, 0, 1, 0) == 0);
+    CU_ASSERT(gqr_generate(m, s, &smp, prompt, n_prompt, max_tokens, collect, &c, NULL) == GQA_OK);
+    gqr_sampler_free(&smp);
+    gqr_arena_free(arena);
+    return c.n;
+}
+
+/* n requests (greedy, or sampled with seed i) through an engine of max_seqs. */
+static void run_real(const gqr_checkpoint *ck, Rec *rec, int n, int max_seqs, float temp) {
+    const gqa_model_api *m = &tiny_api;
+    gqr_engine_opts o = {.max_seqs = max_seqs, .kv_memory = 12 * m->page_bytes, .max_queue = 16, .threads = 2,
+                         .prefill_chunk = 7};
+    gqr_engine *e = NULL;
+    char err[256] = "";
+    CU_ASSERT_FATAL(gqr_engine_new(&e, m, ck->tensors, ck->n_tensors, &o, err, sizeof err) == 0);
+    n_done = 0;
+    for (int i = 0; i < n; i++) {
+        int prompt[256], n_prompt = real_prompt(i, prompt, m->shape.vocab_size);
+        memset(&rec[i], 0, sizeof rec[i]);
+        gqr_request q = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = 20 + 5 * i, .temperature = temp,
+                         .top_p = 0.9f, .seed = (uint64_t)i, .eos = -1, .on_token = on_token,
+                         .on_done = on_done, .user = &rec[i]};
+        CU_ASSERT_EQUAL(gqr_engine_submit(e, &q, &rec[i].id), 0);
+    }
+    CU_ASSERT_EQUAL(gqr_engine_start(e), 0);
+    CU_ASSERT(wait_for(&n_done, n));
+    gqr_engine_stats st;
+    gqr_engine_stats_get(e, &st);
+    CU_ASSERT(st.pages_used == 0 && st.finished[GQR_FINISH_LENGTH] == (uint64_t)n);
+    gqr_engine_free(e);
+}
+
+static void test_real_model(void) {
+    gqr_checkpoint ck;
+    char err[256] = "";
+    int rc = gqr_checkpoint_open(&ck, GEN_DIR "/tiny.bin", &tiny_api, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CU_ASSERT_FATAL(rc == 0);
+    enum { N = 6 };
+    static Rec greedy[N], one[N], many[N];
+    run_real(&ck, greedy, N, 3, 0);
+    for (int i = 0; i < N; i++) {
+        int want[CTX];
+        int n = generate_alone(&ck, i, 20 + 5 * i, want);
+        CU_ASSERT_EQUAL(greedy[i].n, n);
+        CU_ASSERT_EQUAL(memcmp(greedy[i].tokens, want, (size_t)n * sizeof *want), 0);
+    }
+    /* Sampled: a sequence's logits do not depend on the others in the step. */
+    run_real(&ck, one, N, 1, 0.9f);
+    run_real(&ck, many, N, 4, 0.9f);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(one[i].n, many[i].n);
+        CU_ASSERT_EQUAL(memcmp(one[i].tokens, many[i].tokens, (size_t)one[i].n * sizeof(int)), 0);
+    }
+    gqr_checkpoint_close(&ck);
+}
+
 int main(void) {
     FAKE = fake_api();
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -595,7 +750,9 @@ int main(void) {
         !CU_add_test(eng, "shutdown cut", test_shutdown_cut) ||
         !CU_add_test(eng, "never started", test_never_started) ||
         !CU_add_test(eng, "model error", test_model_error) ||
-        !CU_add_test(eng, "same tokens alone and among many", test_same_alone)) {
+        !CU_add_test(eng, "same tokens alone and among many", test_same_alone) ||
+        !CU_add_test(eng, "submit and cancel from 4 threads", test_threads) ||
+        !CU_add_test(eng, "tiny: engine = gqr_generate alone", test_real_model)) {
         CU_cleanup_registry();
         return 1;
     }

@@ -16,6 +16,9 @@ have_cmd bison || want bison
 # gqac links libtcc (its in-process JIT), which needs tcc's libtcc1.a.
 [ -f /usr/include/libtcc.h ] || want libtcc-dev
 have_cmd tcc || want tcc
+# gqac serve links libmicrohttpd; its tests (tests/serve.sh) and the load test speak HTTP through curl.
+[ -f /usr/include/microhttpd.h ] || want libmicrohttpd-dev
+have_cmd curl || want curl
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
     [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
@@ -46,8 +49,7 @@ if [ "${1:-test}" = paper ]; then
     [ -f /usr/share/games/fortunes/fortunes ] || want fortunes-min
 fi
 if [ "${1:-test}" = loadtest ]; then
-    # gqac serve's HTTP server, and the load client's HTTP (libcurl's multi interface).
-    [ -f /usr/include/microhttpd.h ] || want libmicrohttpd-dev
+    # the load client's HTTP: libcurl's multi interface (gqac serve's libmicrohttpd is above)
     [ -n "$(ls /usr/include/curl/curl.h /usr/include/*/curl/curl.h 2>/dev/null)" ] || want libcurl4-openssl-dev
 fi
 [ -z "$need" ] && exit 0
