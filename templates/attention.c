@@ -323,7 +323,7 @@ static Ring ring_of(int window, int sinks, const int *pages) {
 }
 
 /* KV head kv's block of positions a, in one layer's cache. */
-static const unsigned char *cache_block(const void *cache, const Ring *r, int kv, int a) {
+static inline const unsigned char *cache_block(const void *cache, const Ring *r, int kv, int a) {
     int slot;
     if (r->pages)
         return (const unsigned char *)cache + (size_t)r->pages[a] * GQ_PAGE_BYTES + (size_t)kv * GQ_KV_BLOCK_BYTES;
