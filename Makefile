@@ -6,6 +6,7 @@
 #                   library through pkg-config, bounded fuzzing
 #   make bench      speed against the machine's bandwidth and FMA peak
 #   make paper      the GQA paper's uptraining experiment on the fortune model (minutes)
+#   make loadtest   gqac serve under load: MHA, GQA and MQA at one KV budget (minutes)
 #   make install    PREFIX=/usr/local: gqac, libgqa.a, its headers and gqa.pc
 #
 # Prerequisites (Debian 12): `make deps` (tools/deps.sh) checks them, and as
@@ -41,7 +42,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo paper test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
+.PHONY: all demo paper loadtest test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -181,6 +182,10 @@ $(BUILD)/test_engine: tests/test_engine.c runtime/engine.h $(BUILD)/gen/tiny.o $
 $(BUILD)/obj/rt_engine.o $(BUILD)/obj/rt_kvpool.o: runtime/engine.h
 $(BUILD)/obj/rt_train.o $(BUILD)/obj/rt_dataset.o: runtime/train.h runtime/tokenizer.h runtime/outfile.h
 
+# the load client (tools/loadtest.c) included whole, its main renamed
+$(BUILD)/test_loadtest: tests/test_loadtest.c tools/loadtest.c
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS) -lcurl
+
 $(BUILD)/test_quantize: tests/test_quantize.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -218,7 +223,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_train \
-         test_trainloop test_train_torch test_batch test_engine test_serve
+         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
@@ -324,6 +329,16 @@ paper:
 	@tools/deps.sh paper
 	@$(MAKE) --no-print-directory all
 	sh tools/paper.sh $(BUILD)
+
+# ---- loadtest: gqac serve under load, MHA, GQA and MQA at one KV budget (minutes; a quiet machine) ----
+loadtest:
+	@tools/deps.sh loadtest
+	@$(MAKE) --no-print-directory $(BUILD)/gqac $(BUILD)/loadtest/loadtest
+	sh tools/loadtest.sh $(BUILD)
+# (a folder: the run's JSON and SVG go beside the client)
+$(BUILD)/loadtest/loadtest: tools/loadtest.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lcurl $(LDLIBS)
 
 # ---- bench (not part of make test; run it on a quiet machine) ----
 BENCH := $(BUILD)/bench

@@ -9,12 +9,14 @@
  * prefill of models whose weights are Q8_0, Q4_0, Q4_K, Q6_K, BF16, or
  * llama.cpp's Q4_K_M mix, read in place; the KV cache types; and a
  * training step of the fortune model against PyTorch's, timed in the same
- * run where python3-torch is installed.  Prints a table and writes
+ * run where python3-torch is installed; and decoding many sequences at
+ * once through forward_seqs against one sequence's forward and against
+ * the batch's roofline.  Prints a table and writes
  * build/bench.json (or the path in argv[1]).
  *
  * Run it on a quiet machine: on two cores a second busy process halves
  * the threaded figures.  argv[3], if given, names the sections to run
- * ("attention,decode,prefill,types,kv,train"; the machine is always
+ * ("attention,decode,prefill,types,kv,train,batch"; the machine is always
  * measured).
  */
 #include <dlfcn.h>
@@ -656,6 +658,134 @@ static void bench_prefill(const Model *models, int n_models, float *const *weigh
     json_close_list();
 }
 
+/* ---- 8. batched decode: many sequences through forward_seqs ---- */
+
+/* A batch of B sequences, each at context ctx (positions 0 .. ctx-2 in
+ * its pages, the step runs ctx-1), in a pool of exactly their pages,
+ * filled with small random K and V: the work of a step does not depend
+ * on the values, only on how many there are. */
+typedef struct {
+    int n;
+    void *pool;
+    size_t n_pages;
+    int *pages, *tokens;
+    gqa_seq *seqs;
+    float *logits;
+} Batch;
+
+static void batch_make(Batch *bt, const gqa_model_api *m, int n, int ctx) {
+    int per = (ctx + m->page_positions - 1) / m->page_positions;
+    bt->n = n;
+    bt->n_pages = (size_t)n * per;
+    bt->pool = big_buffer((bt->n_pages * m->page_bytes + 3) / 4, 21);
+    bt->pages = malloc(sizeof *bt->pages * bt->n_pages);
+    bt->tokens = malloc(sizeof *bt->tokens * n);
+    bt->seqs = malloc(sizeof *bt->seqs * n);
+    bt->logits = malloc(sizeof(float) * (size_t)m->shape.vocab_size * n);
+    if (!bt->pages || !bt->tokens || !bt->seqs || !bt->logits) {
+        fprintf(stderr, "bench: cannot allocate a batch of %d\n", n);
+        exit(1);
+    }
+    for (size_t i = 0; i < bt->n_pages; i++)
+        bt->pages[i] = (int)i;
+    for (int i = 0; i < n; i++) {
+        bt->tokens[i] = prompt_token(i, m->shape.vocab_size);
+        bt->seqs[i] = (gqa_seq){&bt->tokens[i], 1, ctx - 1, bt->pages + (size_t)i * per,
+                                bt->logits + (size_t)i * m->shape.vocab_size};
+    }
+}
+
+static void batch_free(Batch *bt) {
+    free(bt->pool), free(bt->pages), free(bt->tokens), free(bt->seqs), free(bt->logits);
+}
+
+/* Seconds of one forward_seqs step of the batch: the median and range of
+ * REPEATS, each after a timed read (empty caches, *stream its bandwidth). */
+static double batch_step(const gqa_model_api *m, gqa_state *s, Batch *bt, int threads, const float *a,
+                         const float *b, size_t n, double *stream, double range[2]) {
+    double t[REPEATS], bw[REPEATS];
+    m->set_threads(s, threads);
+    for (int r = 0; r < REPEATS; r++) {
+        bw[r] = timed_read(a, b, n, threads);
+        double t0 = now();
+        int rc = m->forward_seqs(s, bt->pool, bt->n_pages, bt->seqs, bt->n);
+        t[r] = now() - t0;
+        if (rc != GQA_OK) {
+            fprintf(stderr, "bench: %s's forward_seqs of %d sequences failed (%d)\n", m->name, bt->n, rc);
+            exit(1);
+        }
+    }
+    *stream = median(bw, REPEATS);
+    double mid = median(t, REPEATS); /* sorts t */
+    range[0] = t[0], range[1] = t[REPEATS - 1];
+    return mid;
+}
+
+/* FLOPs of one decode step of B sequences at context ctx: every matrix
+ * weight twice a token, attention 4 x heads x head_dim a position. */
+static double batch_flops(const gqa_model_api *m, int batch, int ctx) {
+    const gqa_shape *s = &m->shape;
+    return batch * (2 * matrix_weights(m) + 4.0 * s->n_layers * s->n_heads * s->head_dim * ctx);
+}
+
+/* Aggregate decode throughput of B sequences at context 256 against one
+ * sequence's plain forward in the same seconds, and against the roofline
+ * of the batch: the weights once plus every sequence's KV per step, over
+ * the bandwidth; and its FLOPs against the FMA peak, the bound that takes
+ * over as B grows. */
+static void bench_batch(const gqa_model_api *m, const double machine_gbps[3], const double peak[3],
+                        const float *a, const float *b, size_t n) {
+    enum { CTX = 256 };
+    static const int sizes[] = {1, 2, 4, 8, 16, 32};
+    printf("\n8. Batched decode: %s, B sequences at context %d, one forward_seqs step each\n", m->name, CTX);
+    if (!m->forward_seqs) {
+        printf("   (this build's model has no forward_seqs)\n");
+        return;
+    }
+    printf("   %3s %3s | %9s %17s %9s | %7s %6s %9s %6s\n", "thr", "B", "ms/step", "range", "tok/s", "x one",
+           "read", "%roofline", "%peak");
+    float *w = big_buffer(m->weight_bytes / 4, 11); /* section 3's weights */
+    Instance one;
+    instance(&one, m, w);
+    void *arena = NULL;
+    gqa_state *s;
+    if (posix_memalign(&arena, m->arena_align > 64 ? m->arena_align : 64, m->seqs_arena_bytes) ||
+        m->init(&s, arena, m->seqs_arena_bytes, w, m->weight_bytes) != GQA_OK) {
+        fprintf(stderr, "bench: cannot start a forward_seqs instance of %s\n", m->name);
+        exit(1);
+    }
+    double weights = bytes_per_token(m, CTX) - kv_read(m, CTX);
+    json_open_list("batch");
+    for (int threads = 1; threads <= 2; threads++) {
+        double one_bw, one_s = decode_step(m, &one, CTX, threads, REPEATS, a, b, n, &one_bw);
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            Batch bt;
+            batch_make(&bt, m, sizes[k], CTX);
+            double stream, range[2], t = batch_step(m, s, &bt, threads, a, b, n, &stream, range);
+            double tok_s = sizes[k] / t, ratio = tok_s * one_s;
+            double roof = (weights + sizes[k] * kv_read(m, CTX)) / (stream * 1e9) / t;
+            double pct_peak = 100 * batch_flops(m, sizes[k], CTX) / t / (peak[threads] * 1e9);
+            int held = core_held(threads, stream, machine_gbps[1]);
+            printf("   %3d %3d | %9.2f %7.2f .. %7.2f %9.1f | %6.2fx %6.1f %8.0f%% %5.0f%%%s\n", threads,
+                   sizes[k], t * 1e3, range[0] * 1e3, range[1] * 1e3, tok_s, ratio, stream, 100 * roof, pct_peak,
+                   held_mark(held));
+            fprintf(json,
+                    "%s\n    {\"model\": \"%s\", \"context\": %d, \"threads\": %d, \"batch\": %d, "
+                    "\"ms_per_step\": %.3f, \"ms_min\": %.3f, \"ms_max\": %.3f, \"tok_s\": %.2f, "
+                    "\"one_sequence_tok_s\": %.2f, \"speedup_vs_one\": %.2f, \"stream_gbps\": %.2f, "
+                    "\"pct_of_roofline\": %.1f, \"pct_of_peak\": %.1f, \"core_held\": %s}",
+                    json_items++ ? "," : "", m->name, CTX, threads, sizes[k], t * 1e3, range[0] * 1e3,
+                    range[1] * 1e3, tok_s, 1 / one_s, ratio, stream, 100 * roof, pct_peak, json_bool(held));
+            batch_free(&bt);
+        }
+        printf("   (one sequence's forward on %d thread%s: %.1f tok/s)\n", threads, threads > 1 ? "s" : "",
+               1 / one_s);
+    }
+    json_close_list();
+    free(arena), free(w);
+    instance_free(&one);
+}
+
 /* The 100M model's C, built by tcc as a shared object: what the libtcc
  * JIT will run. */
 static const gqa_model_api *load_tcc(const char *so) {
@@ -855,7 +985,7 @@ static void bench_train(const double peak[3]) {
 int main(int argc, char **argv) {
     const char *out = argc > 1 ? argv[1] : "build/bench.json";
     const char *tcc_so = argc > 2 ? argv[2] : "build/bench/bench_100m_tcc.so";
-    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types,kv,train";
+    const char *sections = argc > 3 ? argv[3] : "attention,decode,prefill,types,kv,train,batch";
     int cores = omp_get_max_threads() > 2 ? 2 : omp_get_max_threads();
     double stream[3], peak[3];
     json = fopen(out, "w");
@@ -902,6 +1032,10 @@ int main(int argc, char **argv) {
     if (strstr(sections, "train")) {
         measure_machine(a, b, n, stream, peak, "\n   The machine again:");
         bench_train(peak);
+    }
+    if (strstr(sections, "batch")) {
+        measure_machine(a, b, n, stream, peak, "\n   The machine again:");
+        bench_batch(&bench_100m_api, stream, peak, a, b, n);
     }
     free(a), free(b);
     fprintf(json, ",\n  \"stream_read_gbps\": %.2f, \"stream_read_gbps_1thread\": %.2f,\n"

@@ -1,6 +1,6 @@
 #!/bin/sh
-# deps.sh demo|test|paper: checks what `make demo`, `make test` or `make paper` needs on a
-# Debian machine.  As root it installs what is missing with apt-get;
+# deps.sh demo|test|paper|loadtest: checks what `make demo`, `make test`, `make paper` or
+# `make loadtest` needs on a Debian machine.  As root it installs what is missing with apt-get;
 # otherwise it names the packages and stops.
 set -u
 need=""
@@ -22,6 +22,8 @@ have_cmd curl || want curl
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
     [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
+    # test_loadtest builds the load client, which links libcurl.
+    [ -n "$(ls /usr/include/curl/curl.h /usr/include/*/curl/curl.h 2>/dev/null)" ] || want libcurl4-openssl-dev
     # libFuzzer's runtime ships apart from clang on Debian.
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
         [ "$(uname -m)" != x86_64 ] || want libclang-rt-14-dev
@@ -45,6 +47,10 @@ if [ "${1:-test}" = paper ]; then
     have_cmd python3 || want python3
     [ -f /usr/share/games/fortunes/art ] || want fortunes
     [ -f /usr/share/games/fortunes/fortunes ] || want fortunes-min
+fi
+if [ "${1:-test}" = loadtest ]; then
+    # the load client's HTTP: libcurl's multi interface (gqac serve's libmicrohttpd is above)
+    [ -n "$(ls /usr/include/curl/curl.h /usr/include/*/curl/curl.h 2>/dev/null)" ] || want libcurl4-openssl-dev
 fi
 [ -z "$need" ] && exit 0
 
