@@ -43,6 +43,7 @@ typedef struct {
     char *stop[SERVE_MAX_STOPS];
     int n_stop;
     bool stream;
+    bool ignore_eos; /* vLLM's extension: go on past the end-of-text token to max_tokens */
 } ServeParams;
 
 /* body's JSON as params: 0, or -1 with the message (naming the field) in

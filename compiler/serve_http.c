@@ -324,7 +324,7 @@ static enum MHD_Result too_long(Conn *k, struct MHD_Connection *conn, int n, int
 /* Submits r (its prompt ids); 0 or the engine's refusal. */
 static int submit(ServeCtx *c, ServeReq *r, const int *ids, int n) {
     gqr_request q = {ids, n, r->params.max_tokens, (float)r->params.temperature, (float)r->params.top_p,
-                     r->params.seed, gqr_tokenizer_eos(c->tok), serve_req_on_token, serve_req_on_done, r};
+                     r->params.seed, r->params.ignore_eos ? -1 : gqr_tokenizer_eos(c->tok), serve_req_on_token, serve_req_on_done, r};
     r->prev = ids[n - 1];
     serve_req_ref(r); /* the engine's, given back by on_done */
     int rc = gqr_engine_submit(c->engine, &q, &r->id);

@@ -99,6 +99,9 @@ static int parse_object(const cJSON *o, ServeParams *p, const char **param, char
     if ((f = field(o, "stream")) && !cJSON_IsBool(f))
         return bad(err, errlen, param, "stream", "stream must be true or false");
     p->stream = f && cJSON_IsTrue(f);
+    if ((f = field(o, "ignore_eos")) && !cJSON_IsBool(f))
+        return bad(err, errlen, param, "ignore_eos", "ignore_eos must be true or false");
+    p->ignore_eos = f && cJSON_IsTrue(f);
     for (int i = 0; i < p->n_stop; i++)
         if (!p->stop[i])
             return bad(err, errlen, param, NULL, "out of memory");

@@ -103,6 +103,17 @@ else
     no "a completion" "status $got: $(cat "$TMP/body")"
 fi
 
+# greedy from "Q:" ends at the end-of-text token after 23 tokens; ignore_eos goes on to max_tokens
+post /v1/completions '{"prompt":"Q:","max_tokens":60,"temperature":0}' >/dev/null
+c1=$(field completion_tokens "$TMP/body")
+post /v1/completions '{"prompt":"Q:","max_tokens":60,"temperature":0,"ignore_eos":true}' >/dev/null
+c2=$(field completion_tokens "$TMP/body")
+if [ -n "$c1" ] && [ "$c1" -lt 60 ] && [ "$c2" = 60 ] && has '"finish_reason":"length"'; then
+    ok "ignore_eos: $c1 tokens to the end-of-text token, 60 past it"
+else
+    no "ignore_eos" "$c1 then $c2 tokens: $(cat "$TMP/body")"
+fi
+
 # this seed's text holds "doing the": the stop "ing t" cuts it after "do"; a
 # stream must hold "ing" back until " t" decides it
 post /v1/completions '{"prompt":"Once upon a time","max_tokens":40,"seed":9,"stop":["zzz","ing t"]}' >/dev/null

@@ -67,6 +67,7 @@ static void test_refusals(void) {
         {"{\"prompt\":\"a\",\"stop\":\"\"}", "stop"}, {"{\"prompt\":\"a\",\"stop\":[\"a\",\"\"]}", "stop"},
         {"{\"prompt\":\"a\",\"stop\":[1]}", "stop"}, {"{\"prompt\":\"a\",\"stop\":7}", "stop"},
         {"{\"prompt\":\"a\",\"stream\":1}", "stream"}, {"{\"prompt\":\"a\",\"stream\":\"true\"}", "stream"},
+        {"{\"prompt\":\"a\",\"ignore_eos\":1}", "ignore_eos"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ServeParams p;

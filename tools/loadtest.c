@@ -229,6 +229,8 @@ static char *request_json(const Options *o, char **prompts, int n_prompts, int i
     cJSON_AddNumberToObject(j, "max_tokens", o->min_tokens + (int)(mix(r) % (uint64_t)span));
     cJSON_AddNumberToObject(j, "seed", (double)((o->seed + (uint64_t)i) & 0xffffffffu));
     cJSON_AddTrueToObject(j, "stream");
+    /* every variant generates the lengths asked: the end-of-text token would cut some short */
+    cJSON_AddTrueToObject(j, "ignore_eos");
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
