@@ -66,15 +66,16 @@ static void pack_column(float *xt, const float *x, int n, int b, int k) {
         xt[(size_t)k * GQ_BATCH + (size_t)t] = t < b ? x[(size_t)t * (size_t)n + (size_t)k] : 0.0f;
 }
 
-/* gcc must inline matmul_tile at each call to specialize it (it would
- * not for two calls of a body this size); tcc ignores the attribute. */
+/* Inlined at each call whatever gcc's size heuristics say, so that its
+ * vector count is a constant there; tcc ignores the attribute. */
 #define GQ_TILE_INLINE static inline __attribute__((always_inline))
 
 /* The register tile: GQ_TILE_ROWS rows of W (row stride n) against
  * vecs (1 .. GQ_TILE_VECS) x GQ_LANES tokens of xt (row stride GQ_BATCH)
- * -> out, its first b tokens (row stride d).  Each step along n multiplies one W
- * element per row, broadcast, by a vector of tokens: the outer-product
- * form, with no horizontal sums; each load of xt serves GQ_TILE_ROWS rows.
+ * -> out, its first b tokens (row stride d).  Each step along n
+ * multiplies one W element per row, broadcast, by a vector of tokens:
+ * the outer-product form, with no horizontal sums; each load of xt
+ * serves GQ_TILE_ROWS rows.
  * The tile's statements sit inside the loop over lanes, which gcc
  * vectorizes whole, keeping each accumulator in a register.
  * next: the tile of rows read after this one, asked for into L2 a line
