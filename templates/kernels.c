@@ -66,19 +66,27 @@ static void pack_column(float *xt, const float *x, int n, int b, int k) {
         xt[(size_t)k * GQ_BATCH + (size_t)t] = t < b ? x[(size_t)t * (size_t)n + (size_t)k] : 0.0f;
 }
 
+/* Inlined at each call whatever gcc's size heuristics say, so that its
+ * vector count is a constant there; tcc ignores the attribute. */
+#define GQ_TILE_INLINE static inline __attribute__((always_inline))
+
 /* The register tile: GQ_TILE_ROWS rows of W (row stride n) against
- * GQ_TILE_VECS x GQ_LANES tokens of xt (row stride GQ_BATCH) -> out, its
- * first b tokens (row stride d).  Each step along n multiplies one W
- * element per row, broadcast, by a vector of tokens: the outer-product
- * form, with no horizontal sums; each load of xt serves GQ_TILE_ROWS rows.
+ * vecs (1 .. GQ_TILE_VECS) x GQ_LANES tokens of xt (row stride GQ_BATCH)
+ * -> out, its first b tokens (row stride d).  Each step along n
+ * multiplies one W element per row, broadcast, by a vector of tokens:
+ * the outer-product form, with no horizontal sums; each load of xt
+ * serves GQ_TILE_ROWS rows.
  * The tile's statements sit inside the loop over lanes, which gcc
  * vectorizes whole, keeping each accumulator in a register.
  * next: the tile of rows read after this one, asked for into L2 a line
  * per row per GQ_LINE steps: the first pass over a tile of rows reads
  * them from memory, GQ_TILE_ROWS streams that the hardware prefetcher
- * alone fetches too late (a prompt is ~10% faster on 1 and 2 threads). */
-static void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b,
-                        const float *next) {
+ * alone fetches too late (a prompt is ~10% faster on 1 and 2 threads).
+ * vecs is a constant at each call: inlined, gcc drops the vectors past it,
+ * so a tile of one vector of tokens does no work for a second.  Each
+ * output element is the same sum either way, bit for bit. */
+GQ_TILE_INLINE void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b,
+                                const float *next, int vecs) {
     float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], wk[GQ_TILE_ROWS];
     float tile[GQ_TILE_ROWS][GQ_TILE_VECS * GQ_LANES];
     int k, u, t;
@@ -102,7 +110,8 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
         for (u = 0; u < GQ_LANES; u++) {
             for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
                 for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
-                    acc[r][c][u] += wk[r] * xk[c * GQ_LANES + u];
+                    if (c < vecs)
+                        acc[r][c][u] += wk[r] * xk[c * GQ_LANES + u];
                 }
             }
         }
@@ -112,7 +121,8 @@ static void matmul_tile(float *out, const float *w, const float *xt, int n, int 
     for (u = 0; u < GQ_LANES; u++) {
         for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
             for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
-                tile[r][c * GQ_LANES + u] = acc[r][c][u];
+                if (c < vecs)
+                    tile[r][c * GQ_LANES + u] = acc[r][c][u];
             }
         }
     }
@@ -166,9 +176,15 @@ static void product_tile(const Product *p, int i, int tiled, const float *x, con
     if (i < tiled) {
         int row = i * GQ_TILE_ROWS;
         const float *next = w + (size_t)(i + 1 < tiled ? row + GQ_TILE_ROWS : row) * (size_t)n;
-        for (t = 0; t < b; t += GQ_TILE_TOKENS)
-            matmul_tile(p->out + (size_t)t * (size_t)p->d + (size_t)row, w + (size_t)row * (size_t)n,
-                        pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS, next);
+        for (t = 0; t < b; t += GQ_TILE_TOKENS) {
+            float *out = p->out + (size_t)t * (size_t)p->d + (size_t)row;
+            const float *wr = w + (size_t)row * (size_t)n;
+            if (b - t <= GQ_LANES) /* the last tokens fit one vector */
+                matmul_tile(out, wr, pack + t, n, p->d, b - t, next, 1);
+            else
+                matmul_tile(out, wr, pack + t, n, p->d, b - t < GQ_TILE_TOKENS ? b - t : GQ_TILE_TOKENS,
+                            next, GQ_TILE_VECS);
+        }
     } else {
         int row = tiled * GQ_TILE_ROWS + (i - tiled);
         const float *next = w + (size_t)(row + 1 < p->d ? row + 1 : row) * (size_t)n;
