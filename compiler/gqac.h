@@ -66,6 +66,9 @@ void buf_putn(Buf *b, const char *s, size_t n);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(Buf *b);
 
+/* Whether s is all of a decimal whole number in [lo, hi] (*out: what strtol read): a flag's value. */
+bool whole(const char *s, long lo, long hi, long *out);
+
 /* Edits (insert, delete, replace) from a to b, for "did you mean"; 99
  * past 31 bytes. */
 int edit_distance(const char *a, const char *b);

@@ -50,14 +50,6 @@ static int usage(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
-static bool whole(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *out = v;
-    return end != s && !*end && !errno && v >= lo && v <= hi;
-}
-
 /* BYTES with an optional k, M or G (powers of 1024). */
 static bool bytes(const char *s, size_t *out) {
     char *end;

@@ -42,14 +42,6 @@ static int usage(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
-static bool whole(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *out = v;
-    return end != s && !*end && !errno && v >= lo && v <= hi;
-}
-
 static bool real(const char *s, double lo, double hi, double *out) {
     char *end;
     double v = strtod(s, &end);

@@ -230,15 +230,6 @@ static int uptrain_steps(TuneOptions *o) {
     return 0;
 }
 
-/* A whole number in [lo, hi]. */
-static bool whole(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *out = v;
-    return end != s && !*end && !errno && v >= lo && v <= hi;
-}
-
 /* A finite number > 0. */
 static bool positive(const char *s, double *out) {
     char *end;

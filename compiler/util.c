@@ -2,6 +2,7 @@
  * size arithmetic. */
 #include "gqac.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,4 +169,12 @@ int edit_distance(const char *a, const char *b) {
         }
     }
     return row[lb];
+}
+
+bool whole(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    *out = v;
+    return end != s && !*end && !errno && v >= lo && v <= hi;
 }
