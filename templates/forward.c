@@ -365,6 +365,25 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
  * prompt. */
 #define GQ_TOKENS_PARALLEL(b, width) ((double)(b) * (width) * 4 >= GQ_PARALLEL_MIN)
 
+/* Rows [from, to) of buf (rows of width floats) set to 0. */
+static void zero_rows(float *buf, int from, int to, int width) {
+    size_t i;
+    for (i = (size_t)from * (size_t)width; i < (size_t)to * (size_t)width; i++)
+        buf[i] = 0.0f;
+}
+
+/* The end of a block's attention: x += wo att for the b tokens, the
+ * product over bp >= b rows (the rows past b zeros). */
+static void attention_out(gqa_state *s, int l, int b, int bp, int threads) {
+    Scratch sc = scratch(s, s->q);
+    int t;
+    zero_rows(s->att, b, bp, GQ_Q_DIM);
+    matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, bp, &sc, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
+    for (t = 0; t < b; t++)
+        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+}
+
 /* The attention half of layer l for the b tokens in x, at positions p0 ..
  * p0 + b - 1: the projections as matrix products over the block (each
  * packs its input into a buffer that is free at that point), every
@@ -375,7 +394,6 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
     unsigned char *kc = s->key_cache + layer_cache(l), *vc = s->value_cache + layer_cache(l);
     const float *bq = GQ_BIAS(s, bq, l), *bk = GQ_BIAS(s, bk, l), *bv = GQ_BIAS(s, bv, l);
     const float *norm = GQ_VECTOR(s, rms_att, l);
-    Scratch sc = scratch(s, s->q);
     int t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
@@ -401,25 +419,24 @@ static void attention_batch(gqa_state *s, int l, int b, int p0, int threads) {
             attention(s->att + (size_t)t * GQ_Q_DIM, s->q + (size_t)t * GQ_Q_DIM, kc, vc, layer_window(l),
                       GQ_SINKS, p0 + t, s->att_acc, threads);
     }
-    matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, b, &sc, threads);
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
-    for (t = 0; t < b; t++)
-        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+    attention_out(s, l, b, b, threads);
 }
 
-/* ffn_block for the b tokens in x. */
-static void ffn_batch(gqa_state *s, int l, int b, int threads) {
+/* ffn_block for the b tokens in x, its products over bp >= b rows (the
+ * rows past b zeros: forward_seqs' padding). */
+static void ffn_batch(gqa_state *s, int l, int b, int bp, int threads) {
     const float *norm = GQ_VECTOR(s, rms_ffn, l);
     Scratch sc = scratch(s, s->hb2);
     int t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
-    ffn_up(s, l, b, threads);
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_HIDDEN))")
-    for (t = 0; t < b; t++)
+    zero_rows(s->xb, b, bp, GQ_DIM);
+    ffn_up(s, l, bp, threads);
+    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(bp, GQ_HIDDEN))")
+    for (t = 0; t < bp; t++)
         swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
-    matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, b, &sc, threads);
+    matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, bp, &sc, threads);
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
@@ -435,7 +452,7 @@ static void forward_block(gqa_state *s, const int *tokens, int b, int p0, int th
     }
     for (l = 0; l < GQ_LAYERS; l++) {
         attention_batch(s, l, b, p0, threads);
-        ffn_batch(s, l, b, threads);
+        ffn_batch(s, l, b, b, threads);
     }
 }
 
@@ -477,13 +494,6 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
 static int seqs_rows(int b) {
     int least = GQ_LANES > 2 ? GQ_LANES : 2;
     return b > least ? b : least;
-}
-
-/* Rows [from, to) of buf (rows of width floats) set to 0. */
-static void zero_rows(float *buf, int from, int to, int width) {
-    size_t i;
-    for (i = (size_t)from * (size_t)width; i < (size_t)to * (size_t)width; i++)
-        buf[i] = 0.0f;
 }
 
 /* A step's block of rows: for each row its sequence and position; its
@@ -574,7 +584,6 @@ static void seqs_attention_layer(gqa_state *s, const SeqBlock *bk, const gqa_seq
                                  int threads) {
     const float *qb = GQ_BIAS(s, bq, l), *kb = GQ_BIAS(s, bk, l), *vb = GQ_BIAS(s, bv, l);
     const float *norm = GQ_VECTOR(s, rms_att, l);
-    Scratch sc = scratch(s, s->q);
     int b = bk->b, bp = seqs_rows(b), t;
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
@@ -595,30 +604,7 @@ static void seqs_attention_layer(gqa_state *s, const SeqBlock *bk, const gqa_seq
         kv_put(page_part(pool, l, 0), page_part(pool, l, 1), &r, bk->pos[t], k, v);
     }
     seqs_attention(s, bk, seqs, pool, l, threads);
-    zero_rows(s->att, b, bp, GQ_Q_DIM);
-    matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, bp, &sc, threads);
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
-    for (t = 0; t < b; t++)
-        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
-}
-
-/* ffn_batch with the padded rows of seqs_rows. */
-static void seqs_ffn_layer(gqa_state *s, int b, int l, int threads) {
-    const float *norm = GQ_VECTOR(s, rms_ffn, l);
-    Scratch sc = scratch(s, s->hb2);
-    int bp = seqs_rows(b), t;
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
-    for (t = 0; t < b; t++)
-        rmsnorm(s->xb + (size_t)t * GQ_DIM, s->x + (size_t)t * GQ_DIM, norm, GQ_DIM);
-    zero_rows(s->xb, b, bp, GQ_DIM);
-    ffn_up(s, l, bp, threads);
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(bp, GQ_HIDDEN))")
-    for (t = 0; t < bp; t++)
-        swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
-    matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, bp, &sc, threads);
-    GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
-    for (t = 0; t < b; t++)
-        add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
+    attention_out(s, l, b, bp, threads);
 }
 
 /* Classifier rows per product of seqs_logits: what hb holds for a block
@@ -708,7 +694,7 @@ static int gqm_forward_seqs(gqa_state *s, void *pool, size_t n_pages, const gqa_
         seqs_next_block(s, &bk, seqs, n_seqs, &i, &j);
         for (l = 0; l < GQ_LAYERS; l++) {
             seqs_attention_layer(s, &bk, seqs, pool, l, threads);
-            seqs_ffn_layer(s, bk.b, l, threads);
+            ffn_batch(s, l, bk.b, seqs_rows(bk.b), threads);
         }
         seqs_logits(s, &bk, seqs, threads);
     }
