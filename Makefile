@@ -42,7 +42,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: all demo paper loadtest test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
+.PHONY: FORCE all demo paper loadtest test check check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -83,8 +83,37 @@ GQAC_ONLY := $(addprefix $(BUILD)/obj/,import.o export.o quantize.o jit.o jit_tc
                                   train_cmd.o)
 # gqac serve: in gqac alone (the tests that link GQAC_ONLY need no HTTP library).
 GQAC_SERVE := $(addprefix $(BUILD)/obj/,serve.o serve_req.o serve_http.o)
-GQAC_LIBS := $(LDLIBS) -ltcc -ldl -lpthread -lmicrohttpd
+JIT_LIBS := -ltcc -ldl -lpthread
 $(BUILD)/obj/jit_tcc.o: ALL_CFLAGS += -DGQAC_TCC_LIB='"$(TCC_LIB)"'
+
+# The llvm JIT (optional): built by default where LLVM 14's clang libraries
+# and libomp are installed (Debian 12's LLVM; LLVM_CONFIG names another),
+# LLVM=1 insists on it, LLVM=0 leaves it out.  clang_front.cpp is C++:
+# clang's front end has no C API.
+LLVM_CONFIG ?= llvm-config-14
+LLVM_DIR    := $(shell $(LLVM_CONFIG) --prefix 2>/dev/null)
+LLVM_FOUND  := $(if $(LLVM_DIR),$(and $(wildcard $(LLVM_DIR)/include/clang/CodeGen/CodeGenAction.h),\
+                 $(wildcard $(LLVM_DIR)/lib/libclang-cpp.so),$(wildcard $(LLVM_DIR)/lib/libomp.so.5)))
+LLVM        ?= $(if $(LLVM_FOUND),1,0)
+ifeq ($(LLVM),1)
+ifeq ($(LLVM_FOUND),)
+$(error LLVM=1, but LLVM's clang libraries and libomp are not installed: as root, make deps LLVM=1 \
+        (Debian: llvm-14-dev libclang-14-dev libclang-cpp14-dev libomp-14-dev))
+endif
+GQAC_ONLY += $(BUILD)/obj/jit_llvm.o $(BUILD)/obj/clang_front.o
+JIT_LIBS  += -L$(LLVM_DIR)/lib -Wl,-rpath,$(LLVM_DIR)/lib -lclang-cpp -lLLVM -lstdc++
+$(BUILD)/obj/jit_llvm.o: ALL_CFLAGS += -isystem $(LLVM_DIR)/include -DGQAC_LLVM_OMP='"$(LLVM_DIR)/lib/libomp.so.5"'
+$(BUILD)/obj/jit_llvm.o $(BUILD)/obj/clang_front.o: compiler/clang_front.h
+$(BUILD)/obj/clang_front.o: compiler/clang_front.cpp compiler/clang_front.h | $(BUILD)/obj
+	$(CXX) -std=c++14 -fno-exceptions -fno-rtti -Wall -Wextra -Werror $(CFLAGS) -isystem $(LLVM_DIR)/include \
+	    -DGQAC_CLANG_BIN='"$(LLVM_DIR)/bin/clang"' -c -o $@ $<
+endif
+# jit.o lists the backends: rebuilt when LLVM changes.
+$(BUILD)/llvm.flag: FORCE | $(BUILD)/obj
+	@echo $(LLVM) | cmp -s - $@ || echo $(LLVM) > $@
+$(BUILD)/obj/jit.o: $(BUILD)/llvm.flag
+$(BUILD)/obj/jit.o: ALL_CFLAGS += -DGQAC_LLVM=$(LLVM)
+GQAC_LIBS := $(LDLIBS) $(JIT_LIBS) -lmicrohttpd
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(GQAC_SERVE) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
 
@@ -169,7 +198,7 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
                    $(BUILD)/gen/qmix.o $(BUILD)/gen/qmix.bin $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_mix.bin \
                    $(BUILD)/gen/swa_f16.o $(BUILD)/gen/swa_f16.bin
 	$(CC) $(TEST_CFLAGS) -I$(BUILD)/gen -o $@ $< $(TESTING) $(BUILD)/gen/tiny.o \
-	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_f16.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
+	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_f16.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS)
 
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
@@ -211,7 +240,7 @@ $(BUILD)/gen/train_%.c $(BUILD)/gen/train_%.h: tests/models/train/%.gqa $(BUILD)
 $(BUILD)/test_train: tests/test_train.c tests/train_models.def $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) \
                      $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -Itests -o $@ $< $(TRAIN_MODELS:%=$(BUILD)/gen/train_%.o) $(TESTING) $(GQAC_ONLY) \
-	    $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) -ltcc
+	    $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS)
 
 # The fortune model's training step against PyTorch's reference values
 # (examples/fortune/train_reference.json, tools/train_reference.py).

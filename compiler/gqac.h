@@ -69,6 +69,9 @@ void buf_free(Buf *b);
 /* Whether s is all of a decimal whole number in [lo, hi] (*out: what strtol read): a flag's value. */
 bool whole(const char *s, long lo, long hi, long *out);
 
+/* A monotonic clock in seconds, for durations. */
+double now_seconds(void);
+
 /* Edits (insert, delete, replace) from a to b, for "did you mean"; 99
  * past 31 bytes. */
 int edit_distance(const char *a, const char *b);
@@ -501,10 +504,21 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
 
 /* ---- jit.c: generated code compiled and loaded in this process ---- */
 
-/* A backend turns a kernel plan into loaded code.  The C backends emit C
- * from the plan and compile it (tcc in memory, cc to a shared object);
- * an LLVM backend will build its IR from the same plan, behind the same
- * three functions, so callers never change. */
+/* Where a JIT compilation's time went, in seconds: the whole, and the
+ * phases a backend can tell apart (zero where it cannot: tcc does all in
+ * one call, cc in a child process). */
+typedef struct {
+    double total;    /* jit_compile: planning to loaded code */
+    double emit;     /* the plan to C */
+    double parse;    /* the C to the backend's IR (llvm: clang's front end) */
+    double optimize; /* the -O3 passes */
+    double codegen;  /* machine code, linked into memory */
+} JitPhases;
+
+/* A backend turns a kernel plan into loaded code: each emits C from the
+ * plan and compiles it (tcc in memory, cc to a shared object, llvm with
+ * clang's libraries and ORC in memory), behind the same functions, so
+ * callers never change. */
 typedef struct {
     const char *name;
     const char *about; /* one line for --help and reports */
@@ -514,12 +528,27 @@ typedef struct {
     void *(*compile)(const Plan *p, Arena *a, char *err, size_t errlen);
     void *(*symbol)(void *handle, const char *name);
     void (*release)(void *handle);
+    JitPhases (*phases)(void *handle); /* NULL: only the total is known */
 } JitBackend;
 
 extern const JitBackend jit_tcc, jit_cc;
+#ifndef GQAC_LLVM
+#define GQAC_LLVM 0
+#endif
+#if GQAC_LLVM
+extern const JitBackend jit_llvm; /* built with make LLVM=1 (jit_llvm.c) */
+#endif
 
-/* "tcc" or "cc"; NULL for anything else. */
+/* "tcc", "cc" or (where built in) "llvm"; NULL for anything else. */
 const JitBackend *jit_backend(const char *name);
+/* Why name is not a backend here (an unknown name, or llvm not built
+ * in, and how to get it), for a message; NULL when it is one. */
+const char *jit_unavailable(const char *name);
+/* The backends built in, "tcc, cc or llvm", for usage lines. */
+const char *jit_names(void);
+/* gqac tune's default: llvm where built in (optimized code, no compiler
+ * needed), else cc. */
+const char *jit_default(void);
 
 typedef struct JitModel JitModel;
 struct gqa_model_api; /* templates/gqa_api.h */
@@ -535,6 +564,8 @@ JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_mode
 struct gqa_train_api;
 JitModel *jit_compile_train(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                             const struct gqa_train_api **train, char *err, size_t errlen);
+/* How long j took to compile, by phase. */
+JitPhases jit_phases(const JitModel *j);
 void jit_free(JitModel *j);
 
 /* ---- import.c: gqac import ---- */

@@ -13,19 +13,44 @@
 struct JitModel {
     const JitBackend *backend;
     void *handle;
+    double seconds;
 };
 
+#if GQAC_LLVM
+static const JitBackend *const all[] = {&jit_tcc, &jit_cc, &jit_llvm};
+#else
+static const JitBackend *const all[] = {&jit_tcc, &jit_cc};
+#endif
+
 const JitBackend *jit_backend(const char *name) {
-    static const JitBackend *const all[] = {&jit_tcc, &jit_cc};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (!strcmp(name, all[i]->name))
             return all[i];
     return NULL;
 }
 
+const char *jit_names(void) {
+    return GQAC_LLVM ? "tcc, cc or llvm" : "tcc or cc";
+}
+
+const char *jit_default(void) {
+    return GQAC_LLVM ? "llvm" : "cc";
+}
+
+const char *jit_unavailable(const char *name) {
+    if (jit_backend(name))
+        return NULL;
+    if (!strcmp(name, "llvm"))
+        return "the llvm JIT is not built into this gqac: install LLVM 14's libraries (Debian: llvm-14-dev "
+               "libclang-14-dev libclang-cpp14-dev libomp-14-dev; `make deps LLVM=1` as root) and rebuild "
+               "with make LLVM=1";
+    return GQAC_LLVM ? "the JIT backends are tcc, cc and llvm" : "the JIT backends are tcc and cc";
+}
+
 /* Plans m with opt, compiles it with b and checks the model table. */
 static JitModel *compile(const Model *m, const JitBackend *b, CodeOptions opt, const gqa_model_api **api,
                          char *err, size_t errlen) {
+    double t0 = now_seconds();
     Arena *a = arena_new();
     Plan p;
     plan_model(m, "model", opt, &p, a);
@@ -52,7 +77,7 @@ static JitModel *compile(const Model *m, const JitBackend *b, CodeOptions opt, c
         b->release(handle);
         return NULL;
     }
-    *j = (JitModel){b, handle};
+    *j = (JitModel){b, handle, now_seconds() - t0};
     *api = t;
     return j;
 }
@@ -83,6 +108,12 @@ JitModel *jit_compile_train(const Model *m, const JitBackend *b, const gqa_model
     }
     *train = t;
     return j;
+}
+
+JitPhases jit_phases(const JitModel *j) {
+    JitPhases t = j->backend->phases ? j->backend->phases(j->handle) : (JitPhases){0};
+    t.total = j->seconds;
+    return t;
 }
 
 void jit_free(JitModel *j) {

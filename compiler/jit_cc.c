@@ -110,4 +110,4 @@ static void cc_jit_release(void *handle) {
 }
 
 const JitBackend jit_cc = {"cc", "the system C compiler (-O3 -march=native) to a cached shared object",
-                           cc_jit_compile, cc_jit_symbol, cc_jit_release};
+                           cc_jit_compile, cc_jit_symbol, cc_jit_release, NULL};

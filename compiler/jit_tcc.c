@@ -89,4 +89,4 @@ static void tcc_jit_release(void *handle) {
 }
 
 const JitBackend jit_tcc = {"tcc", "libtcc in process: compiles in milliseconds, unoptimized code",
-                            tcc_jit_compile, tcc_jit_symbol, tcc_jit_release};
+                            tcc_jit_compile, tcc_jit_symbol, tcc_jit_release, NULL};

@@ -244,12 +244,6 @@ typedef struct {
     double tokens;
 } Progress;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const char *duration(double s, char *buf, size_t n) {
     long t = (long)(s + 0.5);
     if (t >= 3600)
@@ -262,7 +256,7 @@ static const char *duration(double s, char *buf, size_t n) {
 static int on_step(void *user, const gqr_train_row *r) {
     Progress *p = user;
     long steps = p->a->t.steps, done = r->step - p->step0;
-    double el = now() - p->t0, left = el / (double)done * (double)(steps - r->step);
+    double el = now_seconds() - p->t0, left = el / (double)done * (double)(steps - r->step);
     char eta[32], ev[96] = "";
     p->tokens += (double)p->a->t.batch * p->a->t.seq;
     if (!isnan(r->eval_loss))
@@ -376,7 +370,7 @@ static int train(const TrainArgs *a, const Model *m, Run *r, Arena *ar) {
     rc = rc ? rc : set_up(a, r, api, train);
     if (rc)
         return rc;
-    Progress p = {a, isatty(2) == 1, now(), gqr_train_step(r->tr), 0};
+    Progress p = {a, isatty(2) == 1, now_seconds(), gqr_train_step(r->tr), 0};
     char err[1024];
     long until = a->stop_at ? a->stop_at : a->t.steps;
     if (gqr_train_run(r->tr, &r->data, a->eval ? &r->eval : NULL, until, on_step, &p, err, sizeof err)) {

@@ -769,12 +769,6 @@ static void free_variant(Variant *v) {
     gqr_arena_free(v->arena);
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -784,9 +778,9 @@ static int by_value(const void *a, const void *b) {
  * they are there (their values do not change the time). */
 static double step_ms(Variant *v, int context, float *logits) {
     v->api->seek(v->s, context - 1);
-    double t0 = now();
+    double t0 = now_seconds();
     v->api->forward(v->s, 1, context - 1, logits);
-    return (now() - t0) * 1e3;
+    return (now_seconds() - t0) * 1e3;
 }
 
 /* The median step of each variant at each context into ms[variant *

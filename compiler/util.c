@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Blocks are chained; an allocation never moves, so pointers stay valid. */
 typedef struct Block {
@@ -177,4 +178,10 @@ bool whole(const char *s, long lo, long hi, long *out) {
     long v = strtol(s, &end, 10);
     *out = v;
     return end != s && !*end && !errno && v >= lo && v <= hi;
+}
+
+double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
