@@ -79,13 +79,19 @@ bool front_end_args(const char *name, llvm::IntrusiveRefCntPtr<llvm::vfs::FileSy
     /* The driver asks the front end not to free what it built (a process
      * that exits at once); a JIT lives on. */
     inv->getFrontendOpts().DisableFree = false;
+    /* No source excerpts, and no "1 error generated." on stderr: the
+     * messages go to the caller as text. */
+    inv->getDiagnosticOpts().ShowCarets = false;
     return true;
 }
 
+/* clang's messages on one line, for the caller's one-line error. */
 void copy_message(const std::string &msg, char *err, size_t errlen) {
     std::string one = msg;
     while (!one.empty() && one.back() == '\n')
         one.pop_back();
+    for (size_t i = 0; (i = one.find('\n', i)) != std::string::npos;)
+        one.replace(i, 1, "; ");
     std::snprintf(err, errlen, "%s", one.empty() ? "clang failed without a message" : one.c_str());
 }
 
@@ -96,6 +102,7 @@ extern "C" LLVMModuleRef gqac_clang_compile(LLVMContextRef ctx, const char *name
     std::string messages;
     llvm::raw_string_ostream out(messages);
     llvm::IntrusiveRefCntPtr<DiagnosticOptions> opts = new DiagnosticOptions();
+    opts->ShowCarets = false;
     auto *printer = new TextDiagnosticPrinter(out, opts.get());
     DiagnosticsEngine diags(new DiagnosticIDs(), opts, printer);
     auto fs = files_with(name, src, len);

@@ -42,8 +42,8 @@ const char *jit_unavailable(const char *name) {
         return NULL;
     if (!strcmp(name, "llvm"))
         return "the llvm JIT is not built into this gqac: install LLVM 14's libraries (Debian: llvm-14-dev "
-               "libclang-14-dev libclang-cpp14-dev libomp-14-dev; `make deps LLVM=1` as root) and rebuild "
-               "with make LLVM=1";
+               "libclang-14-dev libclang-cpp14-dev libomp-14-dev, or as root sh tools/deps.sh llvm) and "
+               "rebuild gqac with make LLVM=1";
     return GQAC_LLVM ? "the JIT backends are tcc, cc and llvm" : "the JIT backends are tcc and cc";
 }
 

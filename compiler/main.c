@@ -57,21 +57,21 @@ static const char usage_text[] =
     "       gqac check MODEL.gqa\n"
     "       gqac info MODEL.gqa\n"
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
-    "       gqac run MODEL.gqa [--jit tcc|cc] --weights W [-p PROMPT] [program flags]\n"
+    "       gqac run MODEL.gqa [--jit tcc|cc|llvm] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
     "       gqac quantize WEIGHTS -o OUT.gguf --type T [--model MODEL.gqa]\n"
     "                 [--keep NAME,...] [--keep-type T]\n"
     "       gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k]\n"
     "                 [--kv-types file,f16,q8_0] [--context 512,2048]\n"
-    "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc]\n"
+    "                 [--eval TEXT --tokenizer T] [--max-ppl-increase 5%] [--jit cc|tcc|llvm]\n"
     "                 [--runs N] [--threads N] [--eval-tokens N] [--out PREFIX] [--emit DIR]\n"
     "       gqac train MODEL.gqa --data TEXT --tokenizer T (--init W | --random) -o OUT.bin\n"
     "                 [--steps N] [--batch B] [--seq S] [--lr LR] [--warmup N] [--seed N]\n"
     "                 [--eval TEXT] [--eval-every K] [--threads N] [--log CSV] [--svg FILE]\n"
-    "                 [--checkpoint FILE] [--save-every K] [--resume FILE] [--jit cc|tcc]\n"
+    "                 [--checkpoint FILE] [--save-every K] [--resume FILE] [--jit cc|tcc|llvm]\n"
     "       gqac serve MODEL.gqa --weights W [--tokenizer T] [--host 127.0.0.1] [--port 8080]\n"
     "                 [--max-seqs 16] [--kv-memory BYTES] [--max-queue 64] [--threads N]\n"
-    "                 [--timeout 30] [--jit cc|tcc]\n";
+    "                 [--timeout 30] [--jit cc|tcc|llvm]\n";
 /* Split from usage_text: C99 promises string literals of 4095 bytes only. */
 static const char usage_details[] =
     "\n"
@@ -106,7 +106,8 @@ static const char usage_details[] =
     "a program cached by content hash ($GQAC_CACHE, else ~/.cache/gqac) and runs\n"
     "it with the flags that follow; `gqac run MODEL.gqa --help` lists them.\n"
     "--jit (right after the model) compiles it in this process instead: tcc\n"
-    "(libtcc, milliseconds, unoptimized) or cc (a cached shared object).\n"
+    "(libtcc, milliseconds, unoptimized), cc (a cached shared object) or llvm\n"
+    "(clang and LLVM in process, optimized; where gqac was built with LLVM).\n"
     "\n"
     "gqac train compiles MODEL.gqa's f32 training step and trains it on TEXT\n"
     "(documents separated by lines holding only %, each tokenized as BOS + text +\n"
@@ -655,8 +656,12 @@ static int parse_model_first(int argc, char **argv, Options *o) {
     o->rest = argv + 1;
     for (int i = 1; i < argc; i++) {
         if (o->command->bit == C_RUN && !strcmp(argv[i], "--jit")) {
-            if (i + 1 >= argc || !jit_backend(argv[i + 1]))
-                return usage_error("--jit wants tcc or cc, not '%s'", i + 1 < argc ? argv[i + 1] : "");
+            if (i + 1 >= argc)
+                return usage_error("--jit wants %s", jit_names());
+            if (jit_unavailable(argv[i + 1])) {
+                fprintf(stderr, "gqac: error: --jit %s: %s\n", argv[i + 1], jit_unavailable(argv[i + 1]));
+                return EXIT_USAGE;
+            }
             o->jit = argv[++i];
         } else {
             o->rest[o->n_rest++] = argv[i];

@@ -45,7 +45,7 @@ static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fputs("\n(gqac serve MODEL.gqa --weights W [--tokenizer T] [--host 127.0.0.1] [--port 8080] "
           "[--max-seqs 16] [--kv-memory BYTES] [--max-queue 64] [--threads N] [--timeout SECONDS] "
-          "[--jit cc|tcc])\n",
+          "[--jit cc|tcc|llvm])\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -99,7 +99,7 @@ static int parse(int argc, char **argv, ServeOptions *o) {
     if (!o->weights)
         return usage("%s", "--weights W is required");
     if (!jit_backend(o->jit))
-        return usage("--jit wants cc or tcc, not '%s'", o->jit);
+        return usage("--jit: %s", jit_unavailable(o->jit));
     return 0;
 }
 

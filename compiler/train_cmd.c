@@ -33,7 +33,7 @@ static const char usage_line[] =
     "(gqac train MODEL.gqa --data TEXT --tokenizer T (--init W | --random) -o OUT.bin [--steps N] "
     "[--batch B] [--seq S] [--lr LR] [--warmup N] [--seed N] [--eval TEXT] [--eval-every K] "
     "[--threads N] [--log CSV] [--svg FILE] [--checkpoint FILE] [--save-every K] [--resume FILE] "
-    "[--jit cc|tcc]; gqac --help)";
+    "[--jit cc|tcc|llvm]; gqac --help)";
 
 static int usage(const char *fmt, const char *arg) {
     fputs("gqac train: error: ", stderr);
@@ -96,7 +96,7 @@ static int set_flag(TrainArgs *a, const char *f, const char *v) {
         return usage("unknown flag '%s'", f);
     if (!ok) {
         fprintf(stderr, "gqac train: error: %s: bad value '%s' (%s)\n%s\n", f, v,
-                !strcmp(f, "--jit") ? "cc or tcc"
+                !strcmp(f, "--jit") ? jit_unavailable(v)
                 : !strcmp(f, "--lr") ? "a number above 0"
                 : !strcmp(f, "--min-lr-ratio") ? "a number from 0 to 1"
                 : !strcmp(f, "--weight-decay") || !strcmp(f, "--clip") ? "a number, 0 or more"

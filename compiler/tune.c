@@ -10,7 +10,7 @@
  *
  *   gqac tune M.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k]
  *             [--kv-types file,f16,q8_0] [--context 512,2048]
- *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit cc|tcc]
+ *             [--eval TEXT --tokenizer T] [--eval-tokens N] [--jit llvm|cc|tcc]
  *             [--runs N] [--threads N] [--max-ppl-increase 5%] [--out PREFIX]
  *             [--emit DIR] [--init mean,first,random]
  *             [--uptrain 0,1%,5% [--pretrain-steps N] --train TEXT [--batch B]
@@ -83,7 +83,7 @@ static int usage(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fputs("\n(gqac tune MODEL.gqa --weights W [--kv-heads 1,2,4] [--types file,q8_0,q4_k] "
           "[--kv-types file,f16,q8_0] [--context 512,2048] [--eval TEXT --tokenizer T] "
-          "[--jit cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR] "
+          "[--jit llvm|cc|tcc] [--max-ppl-increase 5%] [--out PREFIX] [--emit DIR] "
           "[--init mean,first,random] [--uptrain 0,1%,5% [--pretrain-steps N] --train TEXT "
           "[--batch B] [--seq S] [--lr LR] [--seed N]])\n",
           stderr);
@@ -93,7 +93,6 @@ static int usage(const char *fmt, const char *arg) {
 /* What each flag's value must be, for its error. */
 static int bad_value(const char *flag, const char *v) {
     static const char *const wants[][2] = {
-        {"--jit", "cc or tcc"},
         {"--kv-heads", "a list of whole numbers >= 1, like 1,2,4"},
         {"--types", "a list of file (the model's own types), f32, f16, bf16, q8_0, q4_0, q4_k "
                     "or q6_k, like file,q8_0,q4_k"},
@@ -249,7 +248,7 @@ static bool fraction(const char *s, double *out) {
 }
 
 static int parse(int argc, char **argv, TuneOptions *o) {
-    *o = (TuneOptions){.jit = "cc", .out = "tune", .eval_tokens = 4096, .runs = 15,
+    *o = (TuneOptions){.jit = jit_default(), .out = "tune", .eval_tokens = 4096, .runs = 15,
                        .max_ppl_increase = -1, .inits = {TUNE_INIT_MEAN}, .n_inits = 1,
                        .batch = 16, .lr = 2e-3, .seed = 1337};
     for (int i = 0; i < argc; i++) {
@@ -280,6 +279,8 @@ static int parse(int argc, char **argv, TuneOptions *o) {
         else if (!strcmp(f, "--lr")) ok = positive(v, &o->lr);
         else if (!strcmp(f, "--seed")) ok = whole(v, 0, 1L << 62, &o->seed);
         else return usage("unknown flag '%s'", f);
+        if (!ok && !strcmp(f, "--jit"))
+            return usage("--jit: %s", jit_unavailable(v));
         if (!ok)
             return bad_value(f, v);
         i++;

@@ -1,9 +1,11 @@
 /*
  * test_jit.c: the JIT backends and gqac tune's weight conversion.
  *
- *   - tcc and cc JIT code give the logits of the ahead-of-time code on the
- *     same weights (max |diff| / max |logit| <= 1e-5; cc -O3 -march=native
- *     may vectorize differently, tcc does not optimize);
+ *   - tcc, cc and llvm JIT code give the logits of the ahead-of-time code
+ *     on the same weights (max |diff| / max |logit| <= 1e-5; cc and llvm
+ *     -O3 for this CPU may vectorize differently, tcc does not optimize);
+ *     llvm compiles from two threads at once; without LLVM built in,
+ *     --jit llvm says how to get it;
  *   - a compile error in generated code names the backend and keeps the
  *     source (a bad GQAC_TCC_LIB, a missing compiler: clear errors);
  *   - the cache: a run that loses the race to publish an entry keeps the
@@ -22,6 +24,7 @@
 #include <CUnit/Basic.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +212,86 @@ static void test_windowed_tcc(void) {
     check_windowed("tcc", "swa_f16", &swa_f16_api);
 }
 static void test_quantized_cc(void) { check_quantized("cc"); }
+
+static const char *tiny_weights = "--weights build/gen/tiny.bin -n 4 --temp 0";
+
+/* ---- the llvm backend, where gqac was built with it ---- */
+#if GQAC_LLVM
+
+static void test_llvm(void) { check_backend("llvm"); }
+static void test_quantized_llvm(void) { check_quantized("llvm"); }
+static void test_windowed_llvm(void) {
+    check_windowed("llvm", "swa_mix", &swa_mix_api);
+    check_windowed("llvm", "swa_f16", &swa_f16_api);
+}
+
+/* One thread's compile of the tiny model, its logits in *out (or NULL). */
+static void *compile_in_thread(void *out) {
+    Arena *a = arena_new();
+    Model m;
+    const gqa_model_api *api;
+    char err[1024];
+    float **logits = out;
+    JitModel *j = load_model("examples/tiny.gqa", &m, a) ? jit_compile(&m, &jit_llvm, &api, err, sizeof err) : NULL;
+    gqr_checkpoint ck;
+    *logits = j && gqr_checkpoint_open(&ck, "build/gen/tiny.bin", api, err, sizeof err) == 0
+                  ? logits_of(api, ck.weights) : NULL;
+    if (*logits)
+        gqr_checkpoint_close(&ck);
+    jit_free(j);
+    arena_free(a);
+    return NULL;
+}
+
+/* Compilations need no lock: two at once give the AOT code's logits. */
+static void test_llvm_threads(void) {
+    pthread_t t[2];
+    float *got[2];
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_FATAL(pthread_create(&t[i], NULL, compile_in_thread, &got[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    gqr_checkpoint ck;
+    char err[256];
+    CU_ASSERT_FATAL(gqr_checkpoint_open(&ck, "build/gen/tiny.bin", &tiny_api, err, sizeof err) == 0);
+    float *want = logits_of(&tiny_api, ck.weights);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_FATAL(got[i] != NULL);
+        CU_ASSERT(test_rel_diff(got[i], want, (size_t)N_POS * (size_t)tiny_api.shape.vocab_size) <= 1e-5);
+        free(got[i]);
+    }
+    free(want);
+    gqr_checkpoint_close(&ck);
+}
+
+/* clang's errors on the generated code (here a math.h that CPATH puts
+ * first, as a broken emitter would) name the backend and clang's message
+ * and keep the source; gqac run --jit llvm says the same, exit status 1. */
+static void test_llvm_errors(void) {
+    Arena *a = arena_new();
+    Model m;
+    CU_ASSERT_FATAL(load_model("examples/tiny.gqa", &m, a));
+    const gqa_model_api *api;
+    char err[1024] = "";
+    CU_ASSERT_FATAL(test_sh("mkdir -p %s && echo '#error planted' > %s/math.h", test_tmp("inc"), test_tmp("inc")) == 0);
+    setenv("CPATH", test_tmp("inc"), 1);
+    setenv("TMPDIR", test_dir(), 1); /* where the source is kept */
+    CU_ASSERT(jit_compile(&m, &jit_llvm, &api, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "llvm JIT: clang failed on the generated code") != NULL);
+    CU_ASSERT(strstr(err, "math.h:1:2: error: planted") != NULL);
+    CU_ASSERT(strstr(err, "the source is kept in /") != NULL);
+    CU_ASSERT_EQUAL(test_sh("%s run examples/tiny.gqa --jit llvm %s > /dev/null 2> %s", gqac, tiny_weights,
+                            test_tmp("err")), 1);
+    CU_ASSERT_EQUAL(test_sh("grep -q 'gqac: error: llvm JIT: clang failed.*planted.*kept in /' %s",
+                            test_tmp("err")), 0);
+    unsetenv("CPATH");
+    unsetenv("TMPDIR");
+    /* and the same command without the planted header runs */
+    CU_ASSERT_EQUAL(test_sh("%s run examples/tiny.gqa --jit llvm %s > /dev/null 2> %s", gqac, tiny_weights,
+                            test_tmp("err")), 0);
+    arena_free(a);
+}
+#endif
 static void test_quantized_tcc(void) { check_quantized("tcc"); }
 static void test_cc(void) { check_backend("cc"); }
 
@@ -218,7 +301,12 @@ static void test_backend_errors(void) {
     CU_ASSERT_FATAL(load_model("examples/tiny.gqa", &m, a));
     const gqa_model_api *api;
     char err[1024] = "";
-    CU_ASSERT(jit_backend("llvm") == NULL);
+    if (!jit_backend("llvm")) {
+        CU_ASSERT(strstr(jit_unavailable("llvm"), "make LLVM=1") != NULL);
+        CU_ASSERT_EQUAL(test_sh("%s run examples/tiny.gqa --jit llvm --weights x 2> %s", gqac, test_tmp("err")), 2);
+        CU_ASSERT_EQUAL(test_sh("grep -q 'not built into this gqac' %s", test_tmp("err")), 0);
+    }
+    CU_ASSERT(jit_backend("gcc") == NULL && strstr(jit_unavailable("gcc"), "backends are tcc") != NULL);
     setenv("GQAC_TCC_LIB", test_dir(), 1);
     CU_ASSERT(jit_compile(&m, &jit_tcc, &api, err, sizeof err) == NULL);
     CU_ASSERT(strstr(err, "libtcc1.a is not in") != NULL);
@@ -315,8 +403,6 @@ static void test_cache_root(void) {
         setenv("HOME", home, 1);
     arena_free(a);
 }
-
-static const char *tiny_weights = "--weights build/gen/tiny.bin -n 4 --temp 0";
 
 /* gqac run of the tiny model in cache c with environment env and flags
  * jit: its exit status, its stderr in test_tmp("err"). */
@@ -594,7 +680,7 @@ static void test_tune_errors(void) {
                        test_dir(), test_tmp("e")), 1);
     CU_ASSERT_EQUAL(test_sh("grep -q 'none.bin' %s", test_tmp("e")), 0);
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --context 9999 2> %s", gqac, w, test_tmp("e")), 2);
-    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --jit llvm 2> %s", gqac, w, test_tmp("e")), 2);
+    CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --jit gcc 2> %s", gqac, w, test_tmp("e")), 2);
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --eval x.txt 2> %s", gqac, w, test_tmp("e")), 2);
     CU_ASSERT_EQUAL(test_sh("%s tune examples/tiny-mha.gqa --weights %s --types f32,q5_1 2> %s", gqac, w, test_tmp("e")), 2);
     CU_ASSERT_EQUAL(test_sh("grep -q -- \"--types wants .*not 'f32,q5_1'\" %s", test_tmp("e")), 0);
@@ -618,6 +704,15 @@ int main(void) {
     CU_add_test(s, "typed caches, windows and sinks, cc (native) against AOT", test_windowed_cc);
     CU_add_test(s, "typed caches, windows and sinks, tcc against AOT", test_windowed_tcc);
     CU_add_test(s, "backend errors", test_backend_errors);
+#if GQAC_LLVM
+    CU_add_test(s, "llvm: the AOT code's logits", test_llvm);
+    CU_add_test(s, "every weight type, llvm (native) against AOT", test_quantized_llvm);
+    CU_add_test(s, "typed caches, windows and sinks, llvm (native) against AOT", test_windowed_llvm);
+    CU_add_test(s, "llvm: two compilations at once", test_llvm_threads);
+    CU_add_test(s, "llvm: clang's errors name the backend, keep the source", test_llvm_errors);
+#else
+    printf("test_jit: gqac is built without the llvm JIT (make LLVM=1): its tests do not run\n");
+#endif
     CU_add_test(s, "cache: a lost publish leaves no staging folder", test_cache_publish);
     CU_add_test(s, "cache: the root is private", test_cache_root);
     CU_add_test(s, "cache: a damaged entry is rebuilt, never run", test_run_entries);

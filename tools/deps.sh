@@ -1,6 +1,6 @@
 #!/bin/sh
-# deps.sh demo|test|paper|loadtest: checks what `make demo`, `make test`, `make paper` or
-# `make loadtest` needs on a Debian machine.  As root it installs what is missing with apt-get;
+# deps.sh demo|test|paper|loadtest|llvm: checks what `make demo`, `make test`, `make paper`,
+# `make loadtest` or the llvm JIT (make LLVM=1) needs on a Debian machine.  As root it installs what is missing with apt-get;
 # otherwise it names the packages and stops.
 set -u
 need=""
@@ -19,6 +19,16 @@ have_cmd tcc || want tcc
 # gqac serve links libmicrohttpd; its tests (tests/serve.sh) and the load test speak HTTP through curl.
 [ -f /usr/include/microhttpd.h ] || want libmicrohttpd-dev
 have_cmd curl || want curl
+if [ "${1:-test}" = test ] || [ "${1:-test}" = llvm ]; then
+    # The llvm JIT (make LLVM=1, which make test builds): LLVM 14's libraries, clang's
+    # front end as a library (C++, so g++), and LLVM's OpenMP runtime, whose omp.h and
+    # clang's own headers the JIT reads when it compiles.
+    have_cmd g++ || want g++
+    have_cmd llvm-config-14 && [ -f /usr/lib/llvm-14/include/llvm-c/LLJIT.h ] || want llvm-14-dev
+    [ -f /usr/lib/llvm-14/include/clang/CodeGen/CodeGenAction.h ] || want libclang-14-dev
+    [ -f /usr/lib/llvm-14/lib/libclang-cpp.so ] || want libclang-cpp14-dev
+    [ -n "$(ls /usr/lib/llvm-14/lib/clang/*/include/omp.h 2>/dev/null)" ] || want libomp-14-dev
+fi
 if [ "${1:-test}" = test ]; then
     have_cmd clang || want clang
     [ -f /usr/include/CUnit/Basic.h ] || want libcunit1-dev
