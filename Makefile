@@ -385,8 +385,13 @@ BENCH_SHAPES := 32:32:64 32:16:64 32:8:64 32:4:64 32:32:128 32:16:128 32:8:128 3
 # The weight types of section 5: every matrix of one type, in llama.cpp's
 # 123 M shape and TinyLlama's, and TinyLlama as llama.cpp's Q4_K_M.
 BENCH_TYPES := f32 q8_0 q4_0 q4_k q6_k bf16
-bench: bench-build
+bench: bench-build $(BENCH)/jit_bench
 	$(BENCH)/bench $(BUILD)/bench.json $(BENCH)/bench_100m_tcc.so
+	$(BENCH)/jit_bench $(BUILD)/bench_jit.json
+# The JIT backends' compile time, memory and code speed (bench/jit_bench.c).
+$(BENCH)/jit_bench: bench/jit_bench.c bench/bench_util.h $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(LDLIBS) $(JIT_LIBS)
 bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	@mkdir -p $(BENCH)
 	$(BUILD)/gen_attention 32768 $(BENCH_SHAPES) $(foreach t,f16 bf16 q8_0,$(BENCH_SHAPES:%=%:$(t))) \

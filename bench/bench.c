@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "attention_cases.h"
+#include "bench_util.h"
 #include "gqa_api.h"
 
 extern const gqa_model_api bench_100m_api, tinyllama_api;
@@ -72,22 +73,6 @@ static const KvModel kv_models[] = {
 
 static FILE *json;
 static int json_items; /* items written in the current JSON list */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Memory advised for transparent huge pages, filled with small values. */
 static float *big_buffer(size_t n, unsigned seed) {
