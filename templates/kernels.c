@@ -70,31 +70,67 @@ static void pack_column(float *xt, const float *x, int n, int b, int k) {
  * vector count is a constant there; tcc ignores the attribute. */
 #define GQ_TILE_INLINE static inline __attribute__((always_inline))
 
+/* GQ_LANES floats, the tile's unit: a vector register where the compiler
+ * has GNU C's vector extensions (gcc, clang), plain floats elsewhere
+ * (tcc, which ignores vector_size).  As vectors, the accumulators stay in
+ * registers under clang too, which keeps an array indexed by a lane loop
+ * in memory (half gcc's speed on a prompt).  Each lane's sum is the same
+ * either way, bit for bit. */
+#if defined(__GNUC__) && !defined(__TINYC__)
+/* Macros, not functions: a vector wider than the target's registers
+ * (AVX-512's 16 floats built without -mavx512f) has no stable ABI. */
+typedef float gq_lanes __attribute__((vector_size(GQ_LANES * sizeof(float))));
+typedef float gq_lanes_at __attribute__((vector_size(GQ_LANES * sizeof(float)), aligned(sizeof(float)), may_alias));
+#define lanes_zero() ((gq_lanes){0})
+#define lanes_load(p) ((gq_lanes)*(const gq_lanes_at *)(const void *)(p))
+#define lanes_store(p, v) (*(gq_lanes_at *)(void *)(p) = (v))
+#define lanes_fma(acc, w, x) ((acc) + (w) * (x))
+#else
+typedef struct {
+    float v[GQ_LANES];
+} gq_lanes;
+static gq_lanes lanes_zero(void) {
+    gq_lanes z = {{0.0f}};
+    return z;
+}
+static gq_lanes lanes_load(const float *p) {
+    gq_lanes v;
+    for (int u = 0; u < GQ_LANES; u++)
+        v.v[u] = p[u];
+    return v;
+}
+static void lanes_store(float *p, gq_lanes v) {
+    for (int u = 0; u < GQ_LANES; u++)
+        p[u] = v.v[u];
+}
+static gq_lanes lanes_fma(gq_lanes acc, float w, gq_lanes x) {
+    for (int u = 0; u < GQ_LANES; u++)
+        acc.v[u] += w * x.v[u];
+    return acc;
+}
+#endif
+
 /* The register tile: GQ_TILE_ROWS rows of W (row stride n) against
  * vecs (1 .. GQ_TILE_VECS) x GQ_LANES tokens of xt (row stride GQ_BATCH)
  * -> out, its first b tokens (row stride d).  Each step along n
  * multiplies one W element per row, broadcast, by a vector of tokens:
  * the outer-product form, with no horizontal sums; each load of xt
  * serves GQ_TILE_ROWS rows.
- * The tile's statements sit inside the loop over lanes, which gcc
- * vectorizes whole, keeping each accumulator in a register.
  * next: the tile of rows read after this one, asked for into L2 a line
  * per row per GQ_LINE steps: the first pass over a tile of rows reads
  * them from memory, GQ_TILE_ROWS streams that the hardware prefetcher
  * alone fetches too late (a prompt is ~10% faster on 1 and 2 threads).
- * vecs is a constant at each call: inlined, gcc drops the vectors past it,
- * so a tile of one vector of tokens does no work for a second.  Each
- * output element is the same sum either way, bit for bit. */
+ * vecs is a constant at each call: inlined, the compiler drops the
+ * vectors past it, so a tile of one vector of tokens does no work for a
+ * second.  Each output element is the same sum either way, bit for bit. */
 GQ_TILE_INLINE void matmul_tile(float *out, const float *w, const float *xt, int n, int d, int b,
                                 const float *next, int vecs) {
-    float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], wk[GQ_TILE_ROWS];
+    gq_lanes acc[GQ_TILE_ROWS][GQ_TILE_VECS], x[GQ_TILE_VECS];
     float tile[GQ_TILE_ROWS][GQ_TILE_VECS * GQ_LANES];
-    int k, u, t;
-    for (u = 0; u < GQ_LANES; u++) {
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
-                acc[r][c][u] = 0.0f;
-            }
+    int k, t;
+    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+        for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+            acc[r][c] = lanes_zero();
         }
     }
     for (k = 0; k < n; k++) {
@@ -104,26 +140,23 @@ GQ_TILE_INLINE void matmul_tile(float *out, const float *w, const float *xt, int
                 GQ_PREFETCH(next + (size_t)r * (size_t)n + (size_t)k);
             }
         }
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            wk[r] = w[(size_t)r * (size_t)n + (size_t)k];
+        for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+            if (c < vecs)
+                x[c] = lanes_load(xk + c * GQ_LANES);
         }
-        for (u = 0; u < GQ_LANES; u++) {
-            for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-                for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
-                    if (c < vecs)
-                        acc[r][c][u] += wk[r] * xk[c * GQ_LANES + u];
-                }
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            float wk = w[(size_t)r * (size_t)n + (size_t)k];
+            for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+                if (c < vecs)
+                    acc[r][c] = lanes_fma(acc[r][c], wk, x[c]);
             }
         }
     }
-    /* out is (token, row): through a buffer, so that acc is only ever read
-     * whole vectors at a time and can live in registers */
-    for (u = 0; u < GQ_LANES; u++) {
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
-                if (c < vecs)
-                    tile[r][c * GQ_LANES + u] = acc[r][c][u];
-            }
+    /* out is (token, row): through a buffer of whole vectors */
+    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+        for (int c = 0; c < GQ_TILE_VECS; c++) { /* gqac:unroll */
+            if (c < vecs)
+                lanes_store(&tile[r][c * GQ_LANES], acc[r][c]);
         }
     }
     for (t = 0; t < b; t++) {

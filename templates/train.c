@@ -182,7 +182,8 @@ static int train_threads(const gqa_trainer *t) {
 /* The register tile of gemm: GQ_TILE_ROWS rows of C by GQ_TILE_VECS vectors
  * of GQ_LANES columns, as kernels.c's matmul_tile: each step along k
  * broadcasts one element of A per row against a vector of B's row k, so
- * no horizontal sums, and gcc keeps acc in registers. */
+ * no horizontal sums, and the accumulators stay in registers (kernels.c's
+ * gq_lanes). */
 #define GQ_GEMM_COLS (GQ_TILE_VECS * GQ_LANES)
 /* Steps along k per pass over the output: a panel of B (GQ_GEMM_K rows)
  * stays in L2 while every row tile meets it. */
@@ -192,33 +193,28 @@ static int train_threads(const gqa_trainer *t) {
  * cols; row stride ldb), element (r, k) of A at a[r * ar + k * ak]. */
 static void gemm_tile(float *c, size_t ldc, const float *a, size_t ar, size_t ak, const float *b, size_t ldb,
                       int kn, int overwrite) {
-    float acc[GQ_TILE_ROWS][GQ_TILE_VECS][GQ_LANES], ark[GQ_TILE_ROWS];
-    int k, u;
-    for (u = 0; u < GQ_LANES; u++) {
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
-                acc[r][v][u] = overwrite ? 0.0f : c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)];
-            }
+    gq_lanes acc[GQ_TILE_ROWS][GQ_TILE_VECS], bv[GQ_TILE_VECS];
+    int k;
+    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+        for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+            acc[r][v] = overwrite ? lanes_zero() : lanes_load(c + (size_t)r * ldc + (size_t)(v * GQ_LANES));
         }
     }
     for (k = 0; k < kn; k++) {
         const float *bk = b + (size_t)k * ldb;
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            ark[r] = a[(size_t)r * ar + (size_t)k * ak];
+        for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+            bv[v] = lanes_load(bk + v * GQ_LANES);
         }
-        for (u = 0; u < GQ_LANES; u++) {
-            for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-                for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
-                    acc[r][v][u] += ark[r] * bk[v * GQ_LANES + u];
-                }
+        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+            float ark = a[(size_t)r * ar + (size_t)k * ak];
+            for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+                acc[r][v] = lanes_fma(acc[r][v], ark, bv[v]);
             }
         }
     }
-    for (u = 0; u < GQ_LANES; u++) {
-        for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
-            for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
-                c[(size_t)r * ldc + (size_t)(v * GQ_LANES + u)] = acc[r][v][u];
-            }
+    for (int r = 0; r < GQ_TILE_ROWS; r++) { /* gqac:unroll */
+        for (int v = 0; v < GQ_TILE_VECS; v++) { /* gqac:unroll */
+            lanes_store(c + (size_t)r * ldc + (size_t)(v * GQ_LANES), acc[r][v]);
         }
     }
 }
