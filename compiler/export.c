@@ -28,7 +28,7 @@ gqa_model_api export_api(const Model *m, Arena *a, const double *freqs) {
         t[i] = (gqa_tensor){s[i].name, (int)s[i].kind, (int)s[i].layer, (int)s[i].type, (int)s[i].rows,
                             (int)s[i].cols, (size_t)s[i].bytes, (size_t)s[i].offset};
     gqa_model_api api = {GQA_API_VERSION, m->name, "gqac", {0}, freqs, t, (size_t)n, (size_t)bytes, 0, 64, 0,
-                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL};
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL};
     api.shape = (gqa_shape){(int)m->dim, (int)m->hidden, (int)m->layers, (int)m->heads,
                             (int)m->kv_heads, (int)m->head_dim, (int)m->vocab, (int)m->context,
                             m->tied, m->qkv_bias, m->rope_halves, m->rope_theta, m->norm_eps,

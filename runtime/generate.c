@@ -103,6 +103,7 @@ const char *gqr_strerror(int code) {
         return "position outside [0, max_positions), or back where a sliding window's ring was "
                "overwritten";
     case GQA_EARG: return "invalid argument";
+    case GQA_ECOMM: return "a collective operation between ranks failed, or none was set";
     case GQR_ENOMEM: return "out of memory";
     default: return "unknown error";
     }

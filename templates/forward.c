@@ -701,6 +701,12 @@ static int gqm_forward_seqs(gqa_state *s, void *pool, size_t n_pages, const gqa_
     return GQA_OK;
 }
 
+/* A model built whole has no ranks to talk to. */
+static int gqm_set_comm(gqa_state *s, const gqa_comm *c) {
+    (void)s, (void)c;
+    return GQA_EARG;
+}
+
 const gqa_model_api gqm_api = {
     GQA_API_VERSION,
     GQ_NAME,
@@ -731,4 +737,6 @@ const gqa_model_api gqm_api = {
     GQ_PAGE_BYTES,
     GQ_SEQS_ARENA_BYTES,
     gqm_forward_seqs,
+    NULL,
+    gqm_set_comm,
 };

@@ -27,7 +27,9 @@ enum {
     GQA_ETOKEN = 3,   /* token outside [0, vocab_size) */
     GQA_EPOS = 4,     /* position outside [0, max_positions), past the next unrun one,
                        * or back to where a sliding window's ring was overwritten */
-    GQA_EARG = 5      /* some other NULL or out-of-range argument */
+    GQA_EARG = 5,     /* some other NULL or out-of-range argument */
+    GQA_ECOMM = 6     /* a rank's collective operation failed, or a sharded
+                       * model has none set (set_comm) */
 };
 
 /* Weight types: ggml's layouts (block_q8_0 and the rest, little-endian,
@@ -117,9 +119,43 @@ typedef struct gqa_seq {
     float *logits;     /* vocab_size floats: its last token's logits; NULL skips them */
 } gqa_seq;
 
+/* ---- tensor parallelism: one rank's share of a model ----
+ * A sharded model (gqac --ranks N --rank R) is the whole model's code at
+ * this rank's shape: its query heads with the KV heads they read (whole
+ * groups; a KV head is replicated on every rank whose heads share it
+ * when ranks > kv_heads), a slice of the FFN's hidden units, and a slice
+ * of the vocabulary (the classifier's rows and the embedding's).  Wq, Wk,
+ * Wv, W1, W3, the q/k/v biases, the embedding and the classifier are cut
+ * by rows, Wo and W2 by columns (whole blocks), the norms are whole.  The
+ * generated code calls these between ranks; the runtime fills them
+ * (runtime/comm_mpi.c), a single-process build never does. */
+typedef struct gqa_comm {
+    void *ctx;
+    /* x[0..n) summed element by element over every rank, the sum left in
+     * every rank's x.  0, or nonzero when the operation failed. */
+    int (*allreduce_sum)(void *ctx, float *x, size_t n);
+    /* Every rank's part[0 .. counts[r]) placed in all, rank after rank,
+     * on every rank.  0, or nonzero when the operation failed. */
+    int (*allgather)(void *ctx, const float *part, float *all, const int *counts);
+} gqa_comm;
+
+/* What a rank holds of the whole model (api->shape and api->tensors are
+ * the rank's own: heads, kv_heads, hidden_dim and vocab_size its share). */
+typedef struct gqa_shard {
+    int ranks, rank;
+    gqa_shape whole;                 /* the whole model's shape */
+    const gqa_tensor *whole_tensors; /* the whole model's table, in the same order */
+    size_t whole_weight_bytes;
+    int head0;       /* the rank's first query head */
+    int kv_head0;    /* its first KV head */
+    int hidden0;     /* its first FFN hidden unit */
+    int vocab0;      /* its first vocabulary row */
+    const int *vocab_counts; /* ranks entries: every rank's vocabulary rows */
+} gqa_shard;
+
 /* Bumped whenever gqa_model_api changes, so a loader (dlopen, a JIT) can
  * refuse a table built against another layout. */
-#define GQA_API_VERSION 7
+#define GQA_API_VERSION 8
 
 typedef struct gqa_model_api {
     int version;           /* GQA_API_VERSION of the code that built the table */
@@ -201,6 +237,16 @@ typedef struct gqa_model_api {
      * calls (the same chunks give the same bits).  They agree with
      * forward_batch on its own cache to rounding (sums in another order). */
     int (*forward_seqs)(gqa_state *s, void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs);
+    /* ---- tensor parallelism ---- */
+    /* This rank's share of the whole model, or NULL when not sharded. */
+    const gqa_shard *shard;
+    /* The collective operations a sharded instance calls (c must outlive
+     * it); until set, its forward and forward_batch return GQA_ECOMM.
+     * Every rank runs the same calls in the same order: tokens and
+     * positions are the whole model's, and the logits written are the
+     * whole vocabulary's, gathered on every rank.  A sharded model's
+     * forward_seqs returns GQA_EARG.  GQA_EARG for an unsharded model. */
+    int (*set_comm)(gqa_state *s, const gqa_comm *c);
 } gqa_model_api;
 
 /* ---- training (gqac --train): the step a training loop calls ---- */

@@ -285,7 +285,7 @@ static void test_errors(void) {
 static void test_safetensors_refused(void) {
     double freqs[4] = {1, 0.1, 0.01, 0.001};
     gqa_model_api api = {GQA_API_VERSION, "t", "gqac", {0}, freqs, NULL, 0, 0, 0, 64, 0,
-                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL};
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL};
     api.shape = (gqa_shape){32, 32, 1, 4, 2, 8, 32, 4, 1, 0, 0, 10000.0, 1e-5, 0, 0, 0, 0, 4};
     float w[32 * 32 * 8] = {0};
     gqr_write_opts o = {.dtype = GQR_DT_Q8_0};

@@ -92,6 +92,7 @@ static const gqa_model_api fake_api = {
     fake_freqs,
     fake_tensors, 1, 4 * NW, sizeof(gqa_state), 64, 0,
     fake_init, fake_init_tensors, fake_forward, NULL, fake_reset, NULL, fake_set_threads, NULL, 0, 0, 0, NULL,
+    NULL, NULL,
 };
 
 /* A model's tensor table as ir.c lays one out: every kind the shape has,
