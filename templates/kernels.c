@@ -71,14 +71,16 @@ static void pack_column(float *xt, const float *x, int n, int b, int k) {
 #define GQ_TILE_INLINE static inline __attribute__((always_inline))
 
 /* GQ_LANES floats, the tile's unit: a vector register where the compiler
- * has GNU C's vector extensions (gcc, clang), plain floats elsewhere
- * (tcc, which ignores vector_size).  As vectors, the accumulators stay in
+ * has GNU C's vector extensions (gcc, clang on x86-64 and AArch64), plain
+ * floats elsewhere (tcc, which ignores vector_size; other targets).  As vectors, the accumulators stay in
  * registers under clang too, which keeps an array indexed by a lane loop
  * in memory (half gcc's speed on a prompt).  Each lane's sum is the same
  * either way, bit for bit. */
-#if defined(__GNUC__) && !defined(__TINYC__)
+#if defined(__GNUC__) && !defined(__TINYC__) && !GQ_FREESTANDING && (defined(__x86_64__) || defined(__aarch64__))
 /* Macros, not functions: a vector wider than the target's registers
- * (AVX-512's 16 floats built without -mavx512f) has no stable ABI. */
+ * (AVX-512's 16 floats built without -mavx512f) has no stable ABI.  x86-64
+ * and AArch64 only: s390x evaluates floats as doubles (FLT_EVAL_METHOD 1),
+ * which a float-by-vector product refuses. */
 typedef float gq_lanes __attribute__((vector_size(GQ_LANES * sizeof(float))));
 typedef float gq_lanes_at __attribute__((vector_size(GQ_LANES * sizeof(float)), aligned(sizeof(float)), may_alias));
 #define lanes_zero() ((gq_lanes){0})
@@ -90,7 +92,9 @@ typedef struct {
     float v[GQ_LANES];
 } gq_lanes;
 static gq_lanes lanes_zero(void) {
-    gq_lanes z = {{0.0f}};
+    gq_lanes z;
+    for (int u = 0; u < GQ_LANES; u++) /* no initializer: a freestanding target has no memset */
+        z.v[u] = 0.0f;
     return z;
 }
 static gq_lanes lanes_load(const float *p) {
