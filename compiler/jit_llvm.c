@@ -40,11 +40,21 @@ static void init_once(void) {
     omp_lib = dlopen(GQAC_LLVM_OMP, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 }
 
-/* A compiled model: its JIT and how long each phase took. */
+/* A compiled model: its JIT, how long each phase took, and what ORC
+ * reported while it compiled (the symbols a link missed). */
 typedef struct {
     LLVMOrcLLJITRef jit;
     JitPhases phases;
+    char report[512];
 } Code;
+
+/* ORC's reporter: its message kept for err, not printed. */
+static void keep_report(void *ctx, LLVMErrorRef e) {
+    Code *code = ctx;
+    char *msg = LLVMGetErrorMessage(e);
+    snprintf(code->report, sizeof code->report, "%s", msg);
+    LLVMDisposeErrorMessage(msg);
+}
 
 /* LLVM's message in err, and the error freed. */
 static bool failed(LLVMErrorRef e, const char *what, char *err, size_t errlen) {
@@ -125,7 +135,7 @@ static bool bind_openmp(LLVMOrcLLJITRef j, LLVMModuleRef m, char *err, size_t er
 
 /* An LLJIT that emits code for tm's CPU and resolves the rest from the
  * process (libm, libc).  Takes tm; NULL with err. */
-static LLVMOrcLLJITRef new_jit(LLVMTargetMachineRef tm, char *err, size_t errlen) {
+static LLVMOrcLLJITRef new_jit(LLVMTargetMachineRef tm, Code *code, char *err, size_t errlen) {
     LLVMOrcLLJITBuilderRef b = LLVMOrcCreateLLJITBuilder();
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(b, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
     LLVMOrcLLJITRef j;
@@ -139,15 +149,16 @@ static LLVMOrcLLJITRef new_jit(LLVMTargetMachineRef tm, char *err, size_t errlen
         return failed(e, "cannot search the process's symbols", err, errlen), NULL;
     }
     LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j), g);
+    LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(j), keep_report, code);
     return j;
 }
 
 /* The module handed to a new JIT, which owns it and ctx from then on
  * (freed here on failure); NULL with err. */
-static LLVMOrcLLJITRef link_module(LLVMOrcThreadSafeContextRef ctx, LLVMModuleRef m, char *err,
+static LLVMOrcLLJITRef link_module(LLVMOrcThreadSafeContextRef ctx, LLVMModuleRef m, Code *code, char *err,
                                    size_t errlen) {
     LLVMTargetMachineRef tm = host_machine(err, errlen);
-    LLVMOrcLLJITRef j = tm ? new_jit(tm, err, errlen) : NULL;
+    LLVMOrcLLJITRef j = tm ? new_jit(tm, code, err, errlen) : NULL;
     if (j && !bind_openmp(j, m, err, errlen)) {
         LLVMConsumeError(LLVMOrcDisposeLLJIT(j));
         j = NULL;
@@ -169,16 +180,23 @@ static LLVMOrcLLJITRef link_module(LLVMOrcThreadSafeContextRef ctx, LLVMModuleRe
 }
 
 /* Compiles the module now (ORC compiles on the first look-up): the model
- * table pulls in every function.  False with err. */
-static bool materialize(LLVMOrcLLJITRef j, char *err, size_t errlen) {
+ * table pulls in every function.  False with err (and ORC's report). */
+static bool materialize(LLVMOrcLLJITRef j, const Code *code, char *err, size_t errlen) {
     LLVMOrcExecutorAddress addr;
     LLVMErrorRef e = LLVMOrcLLJITLookup(j, &addr, "model_api");
-    return !e || failed(e, "code generation or linking failed", err, errlen);
+    if (!e)
+        return true;
+    failed(e, "code generation or linking failed", err, errlen);
+    size_t used = strlen(err);
+    if (code->report[0])
+        snprintf(err + used, errlen - used, " (%s)", code->report);
+    return false;
 }
 
-/* The phases' ends into t; the JIT or NULL with err.  clang's module is
- * made in ctx, which the JIT takes with it. */
-static LLVMOrcLLJITRef build(const Buf *c, Arena *a, JitPhases *t, char *err, size_t errlen) {
+/* The C in c compiled into code's JIT, each phase timed; NULL with err
+ * (the source kept).  clang's module is made in a context the JIT takes. */
+static LLVMOrcLLJITRef build(const Buf *c, Arena *a, Code *code, char *err, size_t errlen) {
+    JitPhases *t = &code->phases;
     LLVMOrcThreadSafeContextRef ctx = LLVMOrcCreateNewThreadSafeContext();
     double t0 = now_seconds();
     char msg[768];
@@ -196,16 +214,20 @@ static LLVMOrcLLJITRef build(const Buf *c, Arena *a, JitPhases *t, char *err, si
     if (tm)
         LLVMDisposeTargetMachine(tm);
     t->optimize = now_seconds() - t0 - t->parse;
-    LLVMOrcLLJITRef j = ok ? link_module(ctx, m, err, errlen) : NULL;
+    LLVMOrcLLJITRef j = ok ? link_module(ctx, m, code, err, errlen) : NULL;
     if (!ok) {
         LLVMDisposeModule(m);
         LLVMOrcDisposeThreadSafeContext(ctx);
     }
-    if (j && !materialize(j, err, errlen)) {
+    if (j && !materialize(j, code, err, errlen)) {
         LLVMConsumeError(LLVMOrcDisposeLLJIT(j));
         j = NULL;
     }
     t->codegen = now_seconds() - t0 - t->parse - t->optimize;
+    if (!j) { /* kept for the report, as a failed parse keeps it */
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used, "; the generated source is kept in %s", cache_keep_source(c, NULL, a));
+    }
     return j;
 }
 
@@ -230,7 +252,7 @@ static void *llvm_jit_compile(const Plan *p, Arena *a, char *err, size_t errlen)
     Buf c = {0}, h = {0};
     emit_c_model(p, "model", NULL, false, &c, &h);
     code->phases.emit = now_seconds() - t0;
-    code->jit = build(&c, a, &code->phases, err, errlen);
+    code->jit = build(&c, a, code, err, errlen);
     buf_free(&c), buf_free(&h);
     if (!code->jit) {
         free(code);

@@ -266,7 +266,8 @@ static void test_llvm_threads(void) {
 
 /* clang's errors on the generated code (here a math.h that CPATH puts
  * first, as a broken emitter would) name the backend and clang's message
- * and keep the source; gqac run --jit llvm says the same, exit status 1. */
+ * and keep the source; gqac run --jit llvm says the same, exit status 1;
+ * so does a link that misses a symbol, with ORC's report of it. */
 static void test_llvm_errors(void) {
     Arena *a = arena_new();
     Model m;
@@ -284,6 +285,14 @@ static void test_llvm_errors(void) {
                             test_tmp("err")), 1);
     CU_ASSERT_EQUAL(test_sh("grep -q 'gqac: error: llvm JIT: clang failed.*planted.*kept in /' %s",
                             test_tmp("err")), 0);
+    /* a function that links to nothing (math.h's expf renamed) fails in
+     * code generation and linking, and says so the same way */
+    CU_ASSERT_FATAL(test_sh("printf '#include_next <math.h>\\nfloat gq_planted(float);\\n#define expf gq_planted\\n' "
+                            "> %s/math.h", test_tmp("inc")) == 0);
+    CU_ASSERT(jit_compile(&m, &jit_llvm, &api, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, "llvm JIT: code generation or linking failed") != NULL);
+    CU_ASSERT(strstr(err, "gq_planted") != NULL);
+    CU_ASSERT(strstr(err, "the generated source is kept in /") != NULL);
     unsetenv("CPATH");
     unsetenv("TMPDIR");
     /* and the same command without the planted header runs */
