@@ -447,7 +447,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gqac $(DESTDIR)$(PREFIX)/bin/gqac
 	install -m 644 $(BUILD)/libgqa.a $(DESTDIR)$(PREFIX)/lib/libgqa.a
-	install -m 644 runtime/gqr.h templates/gqa_api.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 runtime/gqr.h templates/gqa_api.h runtime/engine.h runtime/train.h runtime/tokenizer.h \
+	    $(DESTDIR)$(PREFIX)/include/
 	printf '%s\n' "$$GQA_PC" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc
 
@@ -463,6 +464,8 @@ check-install:
 	  $$root/usr/local/bin/gqac weights --random examples/tiny.gqa -o $$dir/tiny.bin --seed 1; \
 	  flags=$$(PKG_CONFIG_PATH=$$root/usr/local/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
 	           pkg-config --cflags --libs gqa); \
+	  printf '#include <engine.h>\n#include <train.h>\n#include <tokenizer.h>\n' > $$dir/headers.c; \
+	  $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -c -o $$dir/headers.o $$dir/headers.c $$flags; \
 	  echo "cc ... tiny.c $$flags"; \
 	  $(CC) -O3 -march=native -ffp-contract=fast -fopenmp -o $$dir/tiny $$dir/tiny.c $$flags; \
 	  $$dir/tiny --weights $$dir/tiny.bin --tokens 1,2,3 -n 8 --temp 0 > $$dir/out.txt; \

@@ -567,10 +567,11 @@ int gqr_engine_submit(gqr_engine *e, const gqr_request *r, uint64_t *id) {
         slot_start(e, s, &j);
     else
         e->queue[e->n_queued++] = j;
-    pthread_cond_signal(&e->wake);
-    pthread_mutex_unlock(&e->mu);
+    /* Before the engine thread can see the job: a callback may read it. */
     if (id)
         *id = j.id;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->mu);
     return 0;
 }
 
