@@ -191,6 +191,10 @@ TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o 
 $(TF_OBJ): runtime/tensorfile.h runtime/quant.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+# A rank's slices against the test's own slicer, on the whole models' generated tables.
+SHARD_MODELS := tiny g3bias g6mqa kv_q8 qmix
+$(BUILD)/test_shard: tests/test_shard.c $(SHARD_MODELS:%=$(BUILD)/gen/%.o) $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(SHARD_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_quant: tests/test_quant.c runtime/quant.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -257,7 +261,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_qdot_clang test_train \
-         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest
+         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest test_shard
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

@@ -44,7 +44,10 @@ enum {
     /* Or'ed with either: a GGUF's block-typed matrix (Q4_K, ...) loads
      * dequantized into an F32 tensor of the model (gqac tune pools floats);
      * without it that difference of types is an error. */
-    GQR_LOAD_DEQUANTIZE = 4
+    GQR_LOAD_DEQUANTIZE = 4,
+    /* Or'ed with GQR_LOAD_MMAP: the file's pages are not brought in at
+     * load (a caller that reads part of it: a rank's slices). */
+    GQR_LOAD_LAZY = 8
 };
 
 /* What holds, by format:
@@ -83,6 +86,21 @@ int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
  * zeroed, so closing it is harmless. */
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         int flags, char *err, size_t errlen);
+/* ---- shard.c: a rank's slices (tensor parallelism) ---- */
+
+/* gqr_checkpoint_load when m->shard is NULL.  Else path is checked as
+ * the whole model's file (m->shard's shape and table: any format, and
+ * the same messages), and each of m's tensors is cut from it (rows, or
+ * each row's columns in whole blocks, as gqa_api.h's gqa_shard says)
+ * into one buffer of m->weight_bytes: weights and tensors[i] the rank's
+ * packed weights, owned_bytes their bytes; the file is then closed, so
+ * only the rank's bytes stay resident (a tensor the whole load converts,
+ * such as a GGUF's q/k rows reordered for RoPE, is converted whole
+ * first).  flags: GQR_LOAD_DEQUANTIZE or not.  0, or -1 with a message,
+ * ck zeroed. */
+int gqr_checkpoint_open_shard(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                              int flags, char *err, size_t errlen);
+
 /* gqr_checkpoint_load with GQR_LOAD_MMAP. */
 int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         char *err, size_t errlen);
