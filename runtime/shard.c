@@ -170,3 +170,7 @@ int gqr_checkpoint_open_shard(gqr_checkpoint *ck, const char *path, const gqa_mo
         gqr_checkpoint_close(ck);
     return rc;
 }
+
+int gqr_vocab_size(const gqa_model_api *m) {
+    return m->shard ? m->shard->whole.vocab_size : m->shape.vocab_size;
+}
