@@ -339,7 +339,7 @@ bool ir_shard(const Model *whole, int ranks, int rank, Model *local, ShardPlan *
 
 /* ---- plan.c: Model -> kernel plan ---- */
 
-#define PLAN_MAX_HOLES 96
+#define PLAN_MAX_HOLES 128
 #define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
 #define PLAN_BATCH 64 /* tokens per prompt block (GQ_BATCH); the arena holds one */
 #define PLAN_BATCH_SMALL 16 /* the same on freestanding targets, where memory is scarce */
@@ -382,6 +382,10 @@ struct Plan {
     int64_t n_slices;
     bool embedded;           /* the tensors are compiled in */
     bool train;              /* train.c follows forward.c */
+    int ranks;               /* > 1: model is one rank's share of whole (tensor parallelism) */
+    const Model *whole;
+    const Slice *whole_slices; /* whole's tensor table (gq_whole_tensors) */
+    int64_t n_whole_slices;
     const char *bad; /* the first hole whose value is outside its C type's range, or NULL */
 };
 
