@@ -29,7 +29,7 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
 LDLIBS  := -lm -lcjson
 
 COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c \
-                cache.c output.c gqa_source.c
+                cache.c output.c gqa_source.c shard.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
 # comm_mpi.c and mpi_main.c need MPI: libgqa_mpi.a, below.
