@@ -179,10 +179,19 @@ static int build(Build *b, const Buf *c, const Buf *h) {
     return 0;
 }
 
-/* The key covers the generated code, the compiler and its flags, and the
- * runtime library (its size and time), so a rebuilt runtime rebuilds. */
-static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
+/* A file's size and time into the key. */
+static uint64_t hash_stamp(uint64_t k, const char *path) {
     struct stat st;
+    if (stat(path, &st) == 0) {
+        int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
+        k = cache_hash(k, stamp, sizeof stamp);
+    }
+    return k;
+}
+
+/* The key covers the generated code, the compiler and its flags, and the
+ * runtime libraries (their size and time), so a rebuilt runtime rebuilds. */
+static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
     k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
     k = cache_hash_str(cache_hash_str(k, b->cc), b->runtime);
@@ -190,14 +199,10 @@ static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
     k = cache_hash_str(k, b->extra);
     if (b->ranks > 1) { /* the rank's code differs anyway; its link flags too */
         k = cache_hash_str(cache_hash_str(k, GQAC_MPI_CFLAGS), GQAC_MPI_LIBS);
-        k = cache_hash_str(k, b->mpi_runtime);
+        k = hash_stamp(cache_hash_str(k, b->mpi_runtime), b->mpi_runtime);
     }
     k = cache_hash_cpu(k);
-    if (stat(b->runtime, &st) == 0) {
-        int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
-        k = cache_hash(k, stamp, sizeof stamp);
-    }
-    return k;
+    return hash_stamp(k, b->runtime);
 }
 
 /* A launcher's count in the environment: 1 when set and valid, 0 when
