@@ -18,7 +18,7 @@
  *     GQA_ETOKEN;
  *   - gqac --ranks: a count the model does not split gives exit status 1
  *     and the counts that work; bad flags 2; a whole model's code has no
- *     trace of ranks.
+ *     trace of ranks; gqac info --ranks lists each rank's share.
  */
 #include <CUnit/Basic.h>
 #include <pthread.h>
@@ -361,6 +361,12 @@ static void test_gqac_ranks(void) {
     CU_ASSERT(test_sh("%s tests/models/tp/g4.gqa -o %s --ranks 1 --rank 0 --main", gqac, out) == 0);
     CU_ASSERT(test_file_has(out, "gqr_main(&tp_g4_api, argc, argv)"));
     CU_ASSERT(!test_file_has(out, "gqac:sharded") && !test_file_has(out, "GQ_RANKS"));
+    /* gqac info --ranks: what each rank holds */
+    CU_ASSERT(test_sh("%s info tests/models/tp/g8.gqa --ranks 4 >%s", gqac, log) == 0);
+    CU_ASSERT(test_file_has(log, "each rank 4 query heads with 1 KV head (each on 2 ranks), 32 of 128 FFN"));
+    CU_ASSERT(test_file_has(log, "rank 3: heads 12-15, KV heads 1, hidden 96-127, vocab 38-49;"));
+    CU_ASSERT(test_sh("%s info tests/models/tp/g8.gqa --ranks 3 >/dev/null 2>%s", gqac, log) == 1);
+    CU_ASSERT(test_file_has(log, "(rank counts that work: 1, 2, 4, 8, 16)"));
 }
 
 int main(void) {
