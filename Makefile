@@ -233,6 +233,11 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
 	$(CC) $(TEST_CFLAGS) -DGQAC_LLVM=$(LLVM) -I$(BUILD)/gen -o $@ $< $(TESTING) $(BUILD)/gen/tiny.o \
 	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_f16.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS)
 
+# Tensor parallelism: ranks as threads over the tcc JIT's code of each rank.
+$(BUILD)/test_tp: tests/test_tp.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) \
+	    $(JIT_LIBS)
+
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
 
@@ -289,7 +294,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_qdot_clang test_train \
-         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest test_shard
+         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest test_shard test_tp
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).

@@ -587,6 +587,10 @@ struct gqa_model_api; /* templates/gqa_api.h */
  * global state), the cc backend needs no lock. */
 JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                       char *err, size_t errlen);
+/* The same for rank `rank` of `ranks` (compiler/shard.c's split; ranks 1:
+ * whole): NULL with ir_shard's reason when m does not split so. */
+JitModel *jit_compile_rank(const Model *m, const JitBackend *b, int ranks, int rank,
+                           const struct gqa_model_api **api, char *err, size_t errlen);
 /* The same with the training step (m trainable: train_unsupported NULL, and
  * f32): both tables, each version checked. */
 struct gqa_train_api;

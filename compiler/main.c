@@ -56,7 +56,7 @@ static const char usage_text[] =
     "usage: gqac MODEL.gqa -o MODEL.c [--prefix NAME] [--header FILE.h] [--main]\n"
     "                 [--ranks N --rank R]\n"
     "       gqac check MODEL.gqa\n"
-    "       gqac info MODEL.gqa\n"
+    "       gqac info MODEL.gqa [--ranks N]\n"
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
     "       gqac run MODEL.gqa [--jit tcc|cc|llvm] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
@@ -245,7 +245,7 @@ static const Flag flags[] = {
     {"--embed-weights", true, C_COMPILE, set_embed},
     {"--rope-table", false, C_COMPILE, set_rope_table},
     {"--train", false, C_COMPILE, set_train},
-    {"--ranks", true, C_COMPILE, set_ranks},
+    {"--ranks", true, C_COMPILE | C_INFO, set_ranks},
     {"--rank", true, C_COMPILE, set_rank},
     {"--size-bits", true, C_COMPILE | C_CHECK | C_INFO, set_size_bits},
     {"--random", false, C_WEIGHTS, set_random},
@@ -516,6 +516,43 @@ static const char *kv_layout(const Model *m, Arena *a) {
                         "(unless compiled with --rope-table)", s);
 }
 
+/* "0-7" or "3": indices first .. first + n - 1. */
+static const char *span(Arena *a, int64_t first, int64_t n) {
+    return n == 1 ? arena_printf(a, "%lld", (long long)first)
+                  : arena_printf(a, "%lld-%lld", (long long)first, (long long)(first + n - 1));
+}
+
+/* gqac info --ranks N: what each rank holds, and its memory. */
+static int info_ranks(const Options *o, const Model *m, Arena *a) {
+    char why[1024];
+    int n = o->code.ranks;
+    Model local;
+    ShardPlan sp;
+    if (!ir_shard(m, n, 0, &local, &sp, why, sizeof why)) {
+        fprintf(stderr, "gqac: error: %s: %s\n", o->input, why);
+        return EXIT_INPUT;
+    }
+    printf("\nover %d ranks (gqac --ranks %d --rank R): each rank %lld query head%s with %s, "
+           "%lld of %lld FFN hidden units, its share of the vocabulary's rows (embedding and classifier)\n",
+           n, n, (long long)local.heads, local.heads == 1 ? "" : "s",
+           n <= m->kv_heads ? arena_printf(a, "%lld KV head%s", (long long)local.kv_heads, local.kv_heads == 1 ? "" : "s")
+                            : arena_printf(a, "1 KV head (each on %lld ranks)", (long long)(n / m->kv_heads)),
+           (long long)local.hidden, (long long)m->hidden);
+    for (int r = 0; r < n; r++) {
+        Stats s;
+        Diag quiet = {0};
+        ir_shard(m, n, r, &local, &sp, why, sizeof why);
+        bool fits = ir_stats(&local, &s, &quiet, o->size_bits, PLAN_BATCH);
+        printf("  rank %d: heads %s, KV heads %s, hidden %s, vocab %s; weights %s, arena %s\n", r,
+               span(a, sp.head0, local.heads), span(a, sp.kv_head0, local.kv_heads),
+               span(a, sp.hidden0, local.hidden), span(a, sp.vocab0, local.vocab),
+               fits ? human(a, s.weight_bytes, "B", 1024) : "too large",
+               fits ? human(a, s.arena_bytes + 4 * (((uint64_t)local.vocab + 15) / 16 * 16), "B", 1024)
+                    : "too large"); /* (and its logits before the gather: plan.c) */
+    }
+    return EXIT_OK;
+}
+
 static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)d;
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
@@ -551,6 +588,8 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
     ROW("bytes per token at full context", bytes_per_token, "B", 1024);
 #undef ROW
+    if (o->code.ranks > 1 && info_ranks(o, m, a))
+        return EXIT_INPUT;
     return fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK : EXIT_INPUT;
 }
 
@@ -720,7 +759,7 @@ static int check_args(const Options *o) {
         return usage_error("%s", "--train needs a hosted target (training uses libm and OpenMP)");
     if (o->rank_set && o->code.ranks < 1)
         return usage_error("%s", "--rank without --ranks: give the rank count too");
-    if (o->code.ranks > 1 && !o->rank_set)
+    if (o->code.ranks > 1 && !o->rank_set && c->bit == C_COMPILE)
         return usage_error("%s", "--ranks needs --rank R: the rank (0 to ranks - 1) this code is for");
     if (o->code.ranks > 0 && o->code.rank >= o->code.ranks)
         return usage_error("%s", "--rank is from 0 to --ranks - 1");
