@@ -309,7 +309,14 @@ static void add_bias(float *x, const float *bias, int n) {
 }
 
 #if GQ_RANKS > 1 /* gqac:sharded */
-/* The collective operations between ranks.  A failure is kept (the
+/* A rank's code (gqac --ranks N --rank R: the regions marked gqac:sharded,
+ * which a whole model's code does not have) is this pass at the rank's
+ * shape, plus the collectives of set_comm's gqa_comm: the embedding's row
+ * from the rank that holds it, summed into every rank's x; the sum of the
+ * ranks' shares after Wo and after W2; the classifier's rows gathered into
+ * the whole vocabulary's logits on every rank.
+ *
+ * The collective operations between ranks.  A failure is kept (the
  * forward returns GQA_ECOMM) and the calls go on, so that every rank
  * still makes the same calls in the same order. */
 static void comm_sum(gqa_state *s, float *x, size_t n) {

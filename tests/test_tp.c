@@ -10,7 +10,8 @@
  *     equal the whole model's code within 1e-5 (max |diff| / max |logit|)
  *     on every rank, for G = 1, 4, 8 and MQA, KV heads replicated (ranks >
  *     kv_heads), tied and untied classifiers, q/k/v biases, 2, 3, 4 and 8
- *     ranks, and vocabularies the ranks split unevenly;
+ *     ranks, vocabularies the ranks split unevenly, and q8_0 weights (a
+ *     GGUF file, cut on its blocks) with a q8_0 cache;
  *   - the rank's table: its shape, api->shard's offsets, the whole table;
  *   - forward and forward_batch before set_comm: GQA_ECOMM; a comm that
  *     fails: GQA_ECOMM; forward_seqs: GQA_EARG; a token of the whole
@@ -124,12 +125,20 @@ static Share share_of(const gqa_shape *w, int n, int r) {
     return s;
 }
 
-/* Rows [r0, r0 + rows) and columns [c0, c0 + cols) of an f32 matrix of
- * width `width`, into out. */
-static void cut(float *out, const float *in, int width, int r0, int rows, int c0, int cols) {
+/* ggml's layouts: elements and bytes of a block of each GQA_DT_*. */
+static const struct {
+    int elems, bytes;
+} blocks[] = {{1, 4}, {1, 2}, {1, 2}, {32, 18}, {32, 34}, {256, 144}, {256, 210}};
+
+/* Rows [r0, r0 + rows) and columns [c0, c0 + cols) (whole blocks) of a
+ * matrix of dtype, `width` columns, into out. */
+static void cut(unsigned char *out, const unsigned char *in, int dtype, int width, int r0, int rows, int c0,
+                int cols) {
+    size_t e = (size_t)blocks[dtype].elems, b = (size_t)blocks[dtype].bytes;
+    size_t row = (size_t)width / e * b, at = (size_t)c0 / e * b, n = (size_t)cols / e * b;
+    CU_ASSERT_FATAL(c0 % (int)e == 0 && cols % (int)e == 0);
     for (int i = 0; i < rows; i++)
-        memcpy(out + (size_t)i * (size_t)cols, in + (size_t)(r0 + i) * (size_t)width + c0,
-               (size_t)cols * sizeof *out);
+        memcpy(out + (size_t)i * n, in + (size_t)(r0 + i) * row + at, n);
 }
 
 static const gqa_tensor *find_tensor(const gqa_model_api *api, int kind, int layer) {
@@ -139,16 +148,18 @@ static const gqa_tensor *find_tensor(const gqa_model_api *api, int kind, int lay
     return NULL;
 }
 
-/* The rank's packed weights (its table's offsets) from the whole model's. */
-static float *slice_weights(const gqa_model_api *whole, const float *w, const gqa_model_api *rank, Share s) {
-    float *out = calloc(1, rank->weight_bytes);
+/* The rank's packed weights (its table's offsets) from the whole model's
+ * tensors (w[i]: whole->tensors[i]'s bytes). */
+static unsigned char *slice_weights(const gqa_model_api *whole, const void *const *w, const gqa_model_api *rank,
+                                    Share s) {
+    unsigned char *out = calloc(1, rank->weight_bytes);
     int D = whole->shape.head_dim;
     CU_ASSERT_FATAL(out != NULL);
     for (size_t i = 0; i < rank->n_tensors; i++) {
         const gqa_tensor *t = &rank->tensors[i], *f = find_tensor(whole, t->kind, t->layer);
-        CU_ASSERT_FATAL(f != NULL && t->dtype == GQA_DT_F32);
-        const float *in = w + f->offset / 4;
-        float *o = out + t->offset / 4;
+        CU_ASSERT_FATAL(f != NULL && t->dtype == f->dtype);
+        const unsigned char *in = w[f - whole->tensors];
+        unsigned char *o = out + t->offset;
         int r0 = 0, rows = f->rows, c0 = 0, cols = f->cols;
         switch (t->kind) {
         case GQA_T_EMBED: case GQA_T_CLS: r0 = s.vocab0, rows = s.vocab; break;
@@ -162,7 +173,7 @@ static float *slice_weights(const gqa_model_api *whole, const float *w, const gq
         default: break; /* the norms: whole */
         }
         CU_ASSERT_FATAL(t->rows == rows && t->cols == cols);
-        cut(o, in, f->cols, r0, rows, c0, cols);
+        cut(o, in, f->dtype, f->cols, r0, rows, c0, cols);
     }
     return out;
 }
@@ -208,9 +219,11 @@ static void *run_model(void *arg) {
     return NULL;
 }
 
-/* The model at path whole and over each of ranks[], every rank's logits
- * against the whole model's. */
-static void check_split(const char *path, const int *counts, int n_counts) {
+/* The model at path whole and over each of counts[] ranks, every rank's
+ * logits against the whole model's (within tolerance): on random f32
+ * weights, or on the weights file `file` (any types). */
+static void check_split_file(const char *path, const char *file, double tolerance, const int *counts,
+                             int n_counts) {
     Arena *a = arena_new();
     Model m;
     char err[1024] = "";
@@ -220,11 +233,20 @@ static void check_split(const char *path, const int *counts, int n_counts) {
     if (!jw)
         printf("\n  %s\n", err);
     CU_ASSERT_FATAL(jw != NULL);
-    size_t nw = whole->weight_bytes / 4, V = (size_t)whole->shape.vocab_size;
+    size_t V = (size_t)whole->shape.vocab_size;
     float *w = malloc(whole->weight_bytes), *want = malloc(sizeof *want * (N_POS + 2) * V);
-    CU_ASSERT_FATAL(w && want);
-    weights_fill_random(&m, 7, w);
-    (void)nw;
+    const void **wt = malloc(sizeof *wt * whole->n_tensors);
+    gqr_checkpoint ck = {0};
+    CU_ASSERT_FATAL(w && want && wt);
+    if (file) {
+        CU_ASSERT_FATAL(gqr_checkpoint_load(&ck, file, whole, GQR_LOAD_READ_HUGEPAGES, err, sizeof err) == 0);
+        for (size_t i = 0; i < whole->n_tensors; i++) /* packed, as init wants them */
+            memcpy((unsigned char *)w + whole->tensors[i].offset, ck.tensors[i], whole->tensors[i].bytes);
+    } else {
+        weights_fill_random(&m, 7, w);
+    }
+    for (size_t i = 0; i < whole->n_tensors; i++)
+        wt[i] = (unsigned char *)w + whole->tensors[i].offset;
     int batch = whole->shape.seq_len - 2 < 70 ? whole->shape.seq_len - 2 : 70; /* > a block of 64 */
     Run ref = {whole, w, NULL, batch, want, 0};
     run_model(&ref);
@@ -233,7 +255,7 @@ static void check_split(const char *path, const int *counts, int n_counts) {
         int n = counts[c];
         JitModel *j[MAX_RANKS] = {0};
         const gqa_model_api *api[MAX_RANKS];
-        float *wr[MAX_RANKS];
+        unsigned char *wr[MAX_RANKS];
         Run runs[MAX_RANKS];
         RankComm rc[MAX_RANKS];
         gqa_comm comm[MAX_RANKS];
@@ -259,7 +281,7 @@ static void check_split(const char *path, const int *counts, int n_counts) {
                 CU_ASSERT(sd->whole_tensors[i].offset == whole->tensors[i].offset &&
                           sd->whole_tensors[i].rows == whole->tensors[i].rows &&
                           sd->whole_tensors[i].kind == whole->tensors[i].kind);
-            wr[r] = slice_weights(whole, w, api[r], s);
+            wr[r] = slice_weights(whole, wt, api[r], s);
             rc[r] = (RankComm){&sh, r};
             comm[r] = (gqa_comm){&rc[r], tp_allreduce, tp_allgather};
             runs[r] = (Run){api[r], wr[r], &comm[r], batch, malloc(sizeof(float) * (N_POS + 2) * V), 0};
@@ -274,16 +296,21 @@ static void check_split(const char *path, const int *counts, int n_counts) {
             if (r == 0)
                 printf(" [%s, %d ranks: %.2g] ", m.name, n, d);
             CU_ASSERT(runs[r].fails == 0);
-            CU_ASSERT(d <= 1e-5);
+            CU_ASSERT(d <= tolerance);
             free(runs[r].logits), free(wr[r]);
             jit_free(j[r]);
         }
         pthread_barrier_destroy(&sh.barrier);
         free(sh.slots);
     }
-    free(w), free(want);
+    gqr_checkpoint_close(&ck);
+    free(w), free(want), free(wt);
     jit_free(jw);
     arena_free(a);
+}
+
+static void check_split(const char *path, const int *counts, int n_counts) {
+    check_split_file(path, NULL, 1e-5, counts, n_counts);
 }
 
 static void test_g1_untied(void) {
@@ -304,6 +331,17 @@ static void test_mqa(void) {
 
 static void test_bias_untied(void) {
     check_split("tests/models/g3bias.gqa", (const int[]){2}, 1);
+}
+
+/* q8_0 weights (a GGUF file) and a q8_0 cache, MQA: W2's and Wo's
+ * columns cut on whole blocks, so a rank quantizes its share of the
+ * activations in the whole model's blocks (the same int8 values) and
+ * only float sums change order: the f32 bound holds. */
+static void test_q8_0(void) {
+    const char *gguf = test_tmp("tp_kv_q8.gguf");
+    CU_ASSERT_FATAL(test_sh_ok("%s weights --random tests/models/kv_q8.gqa -o %s --format gguf --seed 3",
+                               test_gqac(), gguf));
+    check_split_file("tests/models/kv_q8.gqa", gguf, 1e-5, (const int[]){2, 4}, 2);
 }
 
 /* ---- the rank's calls that are not a step ---- */
@@ -379,6 +417,7 @@ int main(void) {
     CU_add_test(s, "G=8: 2 ranks, 4 and 8 (replicated KV)", test_g8_replicated);
     CU_add_test(s, "MQA: 2 and 3 ranks", test_mqa);
     CU_add_test(s, "biases, untied, 3 layers: 2 ranks", test_bias_untied);
+    CU_add_test(s, "q8_0 weights and cache, MQA: 2 and 4 ranks", test_q8_0);
     CU_add_test(s, "before set_comm, a failing comm, forward_seqs", test_comm_errors);
     CU_add_test(s, "gqac --ranks", test_gqac_ranks);
     return cunit_run();
