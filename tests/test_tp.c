@@ -222,14 +222,14 @@ static void *run_model(void *arg) {
 /* The model at path whole and over each of counts[] ranks, every rank's
  * logits against the whole model's (within tolerance): on random f32
  * weights, or on the weights file `file` (any types). */
-static void check_split_file(const char *path, const char *file, double tolerance, const int *counts,
-                             int n_counts) {
+static void check_split_file(const JitBackend *b, const char *path, const char *file, double tolerance,
+                             const int *counts, int n_counts) {
     Arena *a = arena_new();
     Model m;
     char err[1024] = "";
     const gqa_model_api *whole;
     CU_ASSERT_FATAL(load_model(path, &m, a));
-    JitModel *jw = jit_compile(&m, &jit_tcc, &whole, err, sizeof err);
+    JitModel *jw = jit_compile(&m, b, &whole, err, sizeof err);
     if (!jw)
         printf("\n  %s\n", err);
     CU_ASSERT_FATAL(jw != NULL);
@@ -265,7 +265,7 @@ static void check_split_file(const char *path, const char *file, double toleranc
         CU_ASSERT_FATAL(sh.slots && pthread_barrier_init(&sh.barrier, NULL, (unsigned)n) == 0);
         for (int r = 0; r < n; r++) {
             Share s = share_of(&whole->shape, n, r);
-            j[r] = jit_compile_rank(&m, &jit_tcc, n, r, &api[r], err, sizeof err);
+            j[r] = jit_compile_rank(&m, b, n, r, &api[r], err, sizeof err);
             if (!j[r])
                 printf("\n  %s\n", err);
             CU_ASSERT_FATAL(j[r] != NULL);
@@ -294,7 +294,7 @@ static void check_split_file(const char *path, const char *file, double toleranc
         for (int r = 0; r < n; r++) {
             double d = test_rel_diff(runs[r].logits, want, (N_POS + 2) * V);
             if (r == 0)
-                printf(" [%s, %d ranks: %.2g] ", m.name, n, d);
+                printf(" [%s, %s, %d ranks: %.2g] ", b->name, m.name, n, d);
             CU_ASSERT(runs[r].fails == 0);
             CU_ASSERT(d <= tolerance);
             free(runs[r].logits), free(wr[r]);
@@ -310,7 +310,7 @@ static void check_split_file(const char *path, const char *file, double toleranc
 }
 
 static void check_split(const char *path, const int *counts, int n_counts) {
-    check_split_file(path, NULL, 1e-5, counts, n_counts);
+    check_split_file(&jit_tcc, path, NULL, 1e-5, counts, n_counts);
 }
 
 static void test_g1_untied(void) {
@@ -341,7 +341,13 @@ static void test_q8_0(void) {
     const char *gguf = test_tmp("tp_kv_q8.gguf");
     CU_ASSERT_FATAL(test_sh_ok("%s weights --random tests/models/kv_q8.gqa -o %s --format gguf --seed 3",
                                test_gqac(), gguf));
-    check_split_file("tests/models/kv_q8.gqa", gguf, 1e-5, (const int[]){2, 4}, 2);
+    check_split_file(&jit_tcc, "tests/models/kv_q8.gqa", gguf, 1e-5, (const int[]){2, 4}, 2);
+}
+
+/* The cc backend's code (-O3 for this CPU, OpenMP: each rank's products
+ * across threads, the collectives between its parallel regions). */
+static void test_cc(void) {
+    check_split_file(&jit_cc, "tests/models/tp/g4.gqa", NULL, 1e-5, (const int[]){2}, 1);
 }
 
 /* ---- the rank's calls that are not a step ---- */
@@ -418,6 +424,7 @@ int main(void) {
     CU_add_test(s, "MQA: 2 and 3 ranks", test_mqa);
     CU_add_test(s, "biases, untied, 3 layers: 2 ranks", test_bias_untied);
     CU_add_test(s, "q8_0 weights and cache, MQA: 2 and 4 ranks", test_q8_0);
+    CU_add_test(s, "the cc JIT's code (optimized, OpenMP): 2 ranks", test_cc);
     CU_add_test(s, "before set_comm, a failing comm, forward_seqs", test_comm_errors);
     CU_add_test(s, "gqac --ranks", test_gqac_ranks);
     return cunit_run();
