@@ -9,9 +9,10 @@
  *   - a loop `for (int v = A; v < B; v++) {` marked with a gqac:unroll comment whose trip
  *     count is within the plan's limit becomes B - A copies of its body,
  *     each in its own braces with v replaced by its value;
- *   - a region from an `#if GQ_RANKS > 1` marked gqac:sharded to its #endif
- *     (maybe with an #else) is a rank's code (gqac --ranks): kept as it is in a rank's code, gone
- *     from a whole model's, whose code keeps the #else part alone;
+ *   - a region from an `#if GQ_RANKS > 1` marked gqac:sharded to its
+ *     #endif (maybe with an #else) is a rank's code (gqac --ranks): kept
+ *     as it is in a rank's code, gone from a whole model's, which keeps
+ *     the #else part alone;
  *   - identifiers gqm_... and GQM_... take the model's prefix;
  *   - in the header, holes (GQ_...) become their values, so that two
  *     models' headers can be included together.
@@ -205,8 +206,6 @@ static void sharded_region(const char *s, size_t n, size_t *mid, size_t *end) {
         }
     }
 }
-
-static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw);
 
 /* A whole model's code has none of a rank's: a region marked gqac:sharded
  * goes, its #else part stays without the directives, so that the code of

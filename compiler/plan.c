@@ -219,7 +219,8 @@ static void plan_tensors(const Model *m, const Stats *s, Plan *p, Arena *a) {
  * its share starts in the whole model, the whole model's shape and table
  * (emitted as gq_whole_tensors), and the state grown by the buffer of the
  * rank's logits (before the allgather). */
-static void plan_shard(Plan *p, Arena *a, const Model *whole, const Model *local, const ShardPlan *sp) {
+static void plan_shard(Plan *p, Arena *a, const Model *whole, const Model *local, const ShardPlan *sp,
+                       const Stats *s) {
     uint64_t packed, part = 4 * (((uint64_t)local->vocab + 15) / 16 * 16);
     Slice *slices;
     p->ranks = sp->ranks;
@@ -238,8 +239,8 @@ static void plan_shard(Plan *p, Arena *a, const Model *whole, const Model *local
     hole_int(p, a, "GQ_WHOLE_HIDDEN", (uint64_t)whole->hidden);
     hole_size(p, a, "GQ_WHOLE_N_TENSORS", (uint64_t)p->n_whole_slices);
     hole_size(p, a, "GQ_WHOLE_WEIGHT_BYTES", packed);
-    hole_size(p, a, "GQ_STATE_BYTES", strtoull(plan_hole(p, "GQ_STATE_BYTES"), NULL, 10) + part);
-    hole_size(p, a, "GQ_ARENA_BYTES", strtoull(plan_hole(p, "GQ_ARENA_BYTES"), NULL, 10) + part);
+    hole_size(p, a, "GQ_STATE_BYTES", ir_state_bytes(s->n_slices) + part);
+    hole_size(p, a, "GQ_ARENA_BYTES", s->arena_bytes + part);
 }
 
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
@@ -298,7 +299,7 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));
     hole(p, "GQ_PREFIX", arena_printf(a, "\"%s\"", prefix));
     if (m != whole)
-        plan_shard(p, a, whole, m, &sp);
+        plan_shard(p, a, whole, m, &sp, &s);
 }
 
 const char *plan_check(const Plan *p) {
