@@ -529,6 +529,9 @@ int cache_spawn(char *const argv[], bool quiet);
  * this process with it, passing argv[0..argc); returns only on failure,
  * with an exit status. */
 int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a);
+/* The job's size under mpirun (Open MPI's or PMI's variables), 1
+ * elsewhere, -1 (said) when they are not numbers. */
+int run_job_size(void);
 
 /* ---- jit.c: generated code compiled and loaded in this process ---- */
 

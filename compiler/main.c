@@ -270,6 +270,13 @@ static const Flag *find_flag(const char *name) {
 static int cmd_jit_run(const Options *o, const Model *m, Arena *a) {
     const gqa_model_api *api;
     char err[1024];
+    int size = run_job_size();
+    if (size != 1) {
+        if (size > 1)
+            fprintf(stderr, "gqac: error: gqac run --jit runs the whole model in one process; under mpirun "
+                    "leave out --jit: each rank then compiles and runs its own share\n");
+        return EXIT_USAGE;
+    }
     JitModel *j = jit_compile(m, jit_backend(o->jit), &api, err, sizeof err);
     if (!j) {
         fprintf(stderr, "gqac: error: %s\n", err);

@@ -243,6 +243,11 @@ static bool job_rank(Build *b) {
     return true;
 }
 
+int run_job_size(void) {
+    Build b = {0};
+    return job_rank(&b) ? b.ranks : -1;
+}
+
 /* A rank's program needs MPI: built into gqac, libgqa_mpi.a beside
  * libgqa.a, and the model split over the job's ranks. */
 static bool rank_ready(Build *b, const Model *m, const char *model_path) {

@@ -100,5 +100,8 @@ expect_error "rank 1 killed at its start" "signal 9\|killed" 2 sh "$TMP/die.sh"
 # 3 ranks: tiny's 8 query heads do not split.
 expect_error "3 ranks of tiny" "rank counts that work" 3 "$GQAC" run examples/tiny.gqa --weights "$tiny_bin"
 
+# --jit would run the whole model on every rank: refused.
+expect_error "gqac run --jit under mpirun" "leave out --jit" 2 "$GQAC" run examples/tiny.gqa --jit tcc --weights "$tiny_bin"
+
 echo "mpi.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
