@@ -434,9 +434,12 @@ ifneq ($(TP_MPICC),)
 $(BENCH)/allreduce_bench: bench/allreduce_bench.c
 	@mkdir -p $(@D)
 	mpicc -std=c99 -O2 $(filter-out -std=c99,$(WARN)) -o $@ $<
-bench-tp: $(BENCH)/allreduce_bench
+bench-tp: $(BENCH)/allreduce_bench $(BUILD)/gqac
 	@for np in 2 4; do for btl in vader,self tcp,self; do echo "## mpirun -np $$np, btl $$btl"; \
-	    $(TP_MPIRUN) -np $$np --mca btl $$btl $(BENCH)/allreduce_bench || exit 1; done; done
+	    $(TP_MPIRUN) -np $$np --mca btl $$btl $(BENCH)/allreduce_bench || exit 1; done; done \
+	    | tee $(BUILD)/bench-tp-collectives.txt
+	python3 tools/tp_model.py --calib $(BUILD)/bench-tp-collectives.txt
+	sh tools/tp_bench.sh $(BUILD)
 else
 bench-tp:
 	@echo "bench-tp: needs Open MPI (apt-get install libopenmpi-dev openmpi-bin)"; exit 1
