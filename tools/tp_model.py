@@ -160,6 +160,29 @@ def table(name, s, bits, bw, args):
         print("| " + " | ".join(row) + " |")
 
 
+def summary(args):
+    """One line per model, type and network: ms/token (speedup) on each rank count."""
+    print("\nms per token (speedup over 1 machine), %.0f GB/s per machine, context %d; * the weights do not fit %.0f GB:"
+          % (args.bw, args.context, args.memory))
+    print("| model | weights | network | " + " | ".join("N = %d" % n for n in args.ranks) + " |")
+    print("|---|---|---|" + "---|" * len(args.ranks))
+    for name in args.models:
+        s = SHAPES[name]
+        for bits in (4.5, 16):
+            block = args.block if bits < 16 else 1
+            for net, alpha, beta in NETWORKS:
+                cells, base = [], None
+                for n in args.ranks:
+                    if why_not(s, n, block):
+                        cells.append("-")
+                        continue
+                    t = rank_bytes(s, n, bits, args.context, 2) / (args.bw * 1e9) + comm_time(s, n, alpha, beta)
+                    base = base or t
+                    cell = "%.0f (%.1fx)" % (t * 1e3, base / t) if t >= 0.0995 else "%.1f (%.1fx)" % (t * 1e3, base / t)
+                    cells.append(cell + ("*" if held_bytes(s, n, bits) > args.memory * 1e9 else ""))
+                print("| %s | %s | %s | %s |" % (name, "4.5 bits" if bits < 16 else "f16", net, " | ".join(cells)))
+
+
 def calibrate(path):
     """alpha, beta of each transport in an allreduce_bench log (2-rank medians, least squares)."""
     fits, btl, pts = {}, "shared memory", {}
@@ -218,9 +241,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bw", type=float, default=25, help="GB/s one machine reads (a cloud VM: 20-25)")
     p.add_argument("--local-bw", type=float, default=57, help="GB/s this machine reads on 2 threads")
+    p.add_argument("--memory", type=float, default=24, help="GB of memory per machine (summary: * past it)")
     p.add_argument("--context", type=int, default=256, help="positions in the KV cache")
     p.add_argument("--block", type=int, default=32, help="values per block of the 4.5-bit type (q4_0 32, q4_k 256)")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--summary", action="store_true", help="one line per model, type and network")
     p.add_argument("--calib", help="allreduce_bench output (make bench-tp) to fit this machine's alpha/beta")
     p.add_argument("--models", nargs="+", default=["TinyLlama-1.1B", "Llama-3-8B", "Llama-2-70B"])
     args = p.parse_args()
@@ -232,8 +257,12 @@ def main():
     for name in args.models:
         if name not in SHAPES:
             sys.exit("tp_model.py: unknown model %s (known: %s)" % (name, ", ".join(SHAPES)))
-        for bits in (4.5, 16):
-            table(name, SHAPES[name], bits, args.bw * 1e9, args)
+    if args.summary:
+        summary(args)
+    else:
+        for name in args.models:
+            for bits in (4.5, 16):
+                table(name, SHAPES[name], bits, args.bw * 1e9, args)
     dllama(args)
     this_machine(args, fits)
 
