@@ -45,7 +45,7 @@ NETWORKS = [("10 Gbit/s", 40e-6, 10e9 / 8), ("100 Gbit/s", 10e-6, 100e9 / 8)]
 
 # Loopback of this machine (AMD EPYC Zen 4 VM, 2 vCPUs, Open MPI 4.1.4), fitted by
 # --calib to bench/allreduce_bench's 2-rank medians (see docs/parallel.md for the runs).
-LOOPBACK = {"shared memory": (0.5e-6, 3.0e9), "TCP loopback": (15e-6, 1.5e9)}
+LOOPBACK = {"shared memory": (1.95e-6, 1.82e9), "TCP loopback": (13.7e-6, 1.37e9)}
 
 
 def read_gqa(path):
