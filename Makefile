@@ -29,10 +29,12 @@ ALL_CFLAGS := $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CFLAGS) \
 LDLIBS  := -lm -lcjson
 
 COMPILER_SRC := util.c diag.c front.c sema.c ir.c plan.c emit_c.c emit_weights.c cname.c weights.c run.c \
-                cache.c output.c gqa_source.c
+                cache.c output.c gqa_source.c shard.c
 COMPILER_OBJ := $(addprefix $(BUILD)/obj/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/obj/parser.o $(BUILD)/obj/lexer.o $(BUILD)/obj/templates.o
-RUNTIME_SRC  := $(wildcard runtime/*.c)
+# comm_mpi.c and mpi_main.c need MPI: libgqa_mpi.a, below.
+MPI_RT_SRC   := runtime/comm_mpi.c runtime/mpi_main.c
+RUNTIME_SRC  := $(filter-out $(MPI_RT_SRC),$(wildcard runtime/*.c))
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(RUNTIME_SRC))
 # The tensor files' readers and writers, which the fuzzers build from source.
 TF_SRC       := runtime/tensorfile.c runtime/gguf.c runtime/safetensors.c runtime/half.c runtime/outfile.c \
@@ -42,8 +44,8 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: FORCE all demo paper loadtest test check check-asan check-cross check-serve check-install fuzz bench bench-build bench-tp install clean deps
-all: $(BUILD)/gqac $(BUILD)/libgqa.a
+.PHONY: FORCE all demo paper loadtest test check check-mpi check-asan check-cross check-serve check-install fuzz bench bench-build bench-tp install clean deps
+all: $(BUILD)/gqac $(BUILD)/libgqa.a $(MPI_ALL)
 
 $(BUILD)/obj $(BUILD)/gen:
 	@mkdir -p $@
@@ -114,6 +116,32 @@ $(BUILD)/llvm.flag: FORCE | $(BUILD)/obj
 	@echo $(LLVM) | cmp -s - $@ || echo $(LLVM) > $@
 $(BUILD)/obj/jit.o: $(BUILD)/llvm.flag
 $(BUILD)/obj/jit.o: ALL_CFLAGS += -DGQAC_LLVM=$(LLVM)
+# MPI (optional): libgqa_mpi.a (the program of a sharded model under mpirun) and
+# gqac run's MPI flags, built by default where Open MPI's mpicc and mpirun are
+# (Debian: libopenmpi-dev openmpi-bin); MPI=1 insists, MPI=0 leaves them out.
+MPICC       ?= mpicc
+MPI_CFLAGS  := $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS    := $(shell $(MPICC) --showme:link 2>/dev/null)
+MPI_FOUND   := $(if $(MPI_LIBS),$(shell command -v mpirun 2>/dev/null))
+MPI         ?= $(if $(MPI_FOUND),1,0)
+ifeq ($(MPI),1)
+ifeq ($(MPI_FOUND),)
+$(error MPI=1, but Open MPI is not installed: as root, apt-get install libopenmpi-dev openmpi-bin)
+endif
+MPI_ALL := $(BUILD)/libgqa_mpi.a
+# gqac run compiles a rank's program with these (the -I as -isystem: MPI's headers are not ours).
+$(BUILD)/obj/run.o: ALL_CFLAGS += -DGQAC_MPI_CFLAGS='"$(patsubst -I%,-isystem %,$(MPI_CFLAGS))"' \
+                                  -DGQAC_MPI_LIBS='"$(MPI_LIBS)"'
+endif
+$(BUILD)/mpi.flag: FORCE | $(BUILD)/obj
+	@echo $(MPI) | cmp -s - $@ || echo $(MPI) > $@
+$(BUILD)/obj/run.o: $(BUILD)/mpi.flag
+$(BUILD)/obj/run.o: ALL_CFLAGS += -DGQAC_MPI=$(MPI)
+MPI_RT_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/rt_%.o,$(MPI_RT_SRC))
+$(MPI_RT_OBJ): $(BUILD)/obj/rt_%.o: runtime/%.c runtime/gqr.h runtime/fail.h templates/gqa_api.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -c -o $@ $<
+$(BUILD)/libgqa_mpi.a: $(MPI_RT_OBJ)
+	rm -f $@ && $(AR) rcs $@ $^
 GQAC_LIBS := $(LDLIBS) $(JIT_LIBS) -lmicrohttpd
 $(BUILD)/gqac: $(BUILD)/obj/main.o $(GQAC_ONLY) $(GQAC_SERVE) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
 	$(CC) $(CFLAGS) -o $@ $^ $(GQAC_LIBS)
@@ -191,6 +219,10 @@ TF_OBJ := $(addprefix $(BUILD)/obj/rt_,tensorfile.o gguf.o safetensors.o half.o 
 $(TF_OBJ): runtime/tensorfile.h runtime/quant.h
 $(BUILD)/test_formats: tests/test_formats.c $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
+# A rank's slices against the test's own slicer, on the whole models' generated tables.
+SHARD_MODELS := tiny g3bias g6mqa kv_q8 qmix
+$(BUILD)/test_shard: tests/test_shard.c $(SHARD_MODELS:%=$(BUILD)/gen/%.o) $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(SHARD_MODELS:%=$(BUILD)/gen/%.o) $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 $(BUILD)/test_quant: tests/test_quant.c runtime/quant.h $(BUILD)/libgqa.a
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(BUILD)/libgqa.a $(TEST_LIBS)
 
@@ -200,6 +232,11 @@ $(BUILD)/test_jit: tests/test_jit.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/lib
                    $(BUILD)/gen/swa_f16.o $(BUILD)/gen/swa_f16.bin $(BUILD)/llvm.flag
 	$(CC) $(TEST_CFLAGS) -DGQAC_LLVM=$(LLVM) -I$(BUILD)/gen -o $@ $< $(TESTING) $(BUILD)/gen/tiny.o \
 	    $(BUILD)/gen/tiny_mha.o $(BUILD)/gen/qmix.o $(BUILD)/gen/swa_mix.o $(BUILD)/gen/swa_f16.o $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS)
+
+# Tensor parallelism: ranks as threads over the tcc JIT's code of each rank.
+$(BUILD)/test_tp: tests/test_tp.c $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa.a $(TEST_LIBS) \
+	    $(JIT_LIBS)
 
 $(BUILD)/test_cli: tests/test_cli.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(TESTING) $(TEST_LIBS)
@@ -257,7 +294,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_qdot_clang test_train \
-         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest
+         test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest test_shard test_tp
 $(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
@@ -334,6 +371,13 @@ check-cross: $(BUILD)/gqac
 check-serve: $(BUILD)/gqac
 	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache sh tests/serve.sh
 
+# Tensor parallelism under mpirun -np 2 and 4 (tests/mpi.sh).
+check-mpi: $(BUILD)/gqac $(BUILD)/libgqa.a $(BUILD)/libgqa_mpi.a $(BUILD)/test_comm_mpi
+	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache BUILD=$(BUILD) sh tests/mpi.sh
+$(BUILD)/test_comm_mpi: tests/test_comm_mpi.c $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TESTING)
+	$(CC) $(TEST_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -o $@ $< $(TESTING) $(BUILD)/libgqa_mpi.a \
+	    $(BUILD)/libgqa.a $(TEST_LIBS) $(MPI_LIBS)
+
 deps:
 	@tools/deps.sh test
 
@@ -343,6 +387,7 @@ test: deps
 	$(MAKE) --no-print-directory LLVM=1 check-asan
 	$(MAKE) --no-print-directory check-cross
 	$(MAKE) --no-print-directory check-serve
+	$(MAKE) --no-print-directory MPI=1 check-mpi
 	$(MAKE) --no-print-directory check-install
 	$(MAKE) --no-print-directory fuzz
 	@echo "make test: all passed"
@@ -468,6 +513,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gqac $(DESTDIR)$(PREFIX)/bin/gqac
 	install -m 644 $(BUILD)/libgqa.a $(DESTDIR)$(PREFIX)/lib/libgqa.a
+	$(if $(MPI_ALL),install -m 644 $(BUILD)/libgqa_mpi.a $(DESTDIR)$(PREFIX)/lib/libgqa_mpi.a)
 	install -m 644 runtime/gqr.h templates/gqa_api.h $(DESTDIR)$(PREFIX)/include/
 	printf '%s\n' "$$GQA_PC" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/gqa.pc

@@ -9,6 +9,10 @@
  *   - a loop `for (int v = A; v < B; v++) {` marked with a gqac:unroll comment whose trip
  *     count is within the plan's limit becomes B - A copies of its body,
  *     each in its own braces with v replaced by its value;
+ *   - a region from an `#if GQ_RANKS > 1` marked gqac:sharded to its
+ *     #endif (maybe with an #else) is a rank's code (gqac --ranks): kept
+ *     as it is in a rank's code, gone from a whole model's, which keeps
+ *     the #else part alone;
  *   - identifiers gqm_... and GQM_... take the model's prefix;
  *   - in the header, holes (GQ_...) become their values, so that two
  *     models' headers can be included together.
@@ -177,6 +181,45 @@ static void unroll(Buf *out, const Loop *loop, const char *body, size_t n, const
     }
 }
 
+/* ---- a rank's code ---- */
+
+/* Whether a line is a preprocessor line starting with word ("#if", ...). */
+static bool directive(const char *s, size_t n, const char *word) {
+    size_t at = strspn(s, " "), w = strlen(word);
+    return at + w <= n && !memcmp(s + at, word, w);
+}
+
+/* From a `#if GQ_RANKS > 1` marked gqac:sharded (s, its first line), the
+ * matching #else (*mid, or n when none) and #endif (*end), by nesting. */
+static void sharded_region(const char *s, size_t n, size_t *mid, size_t *end) {
+    int depth = 0;
+    *mid = *end = n;
+    for (size_t i = 0; i < n; i += line_len(s + i, n - i)) {
+        size_t len = line_len(s + i, n - i);
+        if (directive(s + i, len, "#if"))
+            depth++;
+        else if (directive(s + i, len, "#else") && depth == 1 && *mid == n)
+            *mid = i;
+        else if (directive(s + i, len, "#endif") && --depth == 0) {
+            *end = i;
+            return;
+        }
+    }
+}
+
+/* A whole model's code has none of a rank's: a region marked gqac:sharded
+ * goes, its #else part stays without the directives, so that the code of
+ * a model compiled whole is what it was before ranks existed. */
+static size_t drop_sharded(Buf *out, const char *s, size_t n, const Rewrite *rw) {
+    size_t mid, end;
+    sharded_region(s, n, &mid, &end);
+    if (mid < end) {
+        size_t body = mid + line_len(s + mid, n - mid);
+        expand(out, s + body, end - body, rw);
+    }
+    return end < n ? end + line_len(s + end, n - end) : n;
+}
+
 static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw) {
     size_t i = 0;
     while (i < n) {
@@ -184,6 +227,8 @@ static void expand(Buf *out, const char *s, size_t n, const Rewrite *rw) {
         Loop loop;
         if (line_has(s + i, len, "gqac:drop")) {
             i += len;
+        } else if (line_has(s + i, len, "gqac:sharded") && rw->plan->ranks <= 1) {
+            i += drop_sharded(out, s + i, n - i, rw);
         } else if (parse_unroll(s + i, len, rw->plan, &loop)) {
             size_t body = i + len, end = body + body_end(s + body, n - body, loop.indent);
             unroll(out, &loop, s + body, end - body, rw);
@@ -302,17 +347,35 @@ static void emit_embedded(Buf *c, const Plan *p, const char *prefix) {
     buf_puts(c, "};\n");
 }
 
-/* The tensor table (gqa_api.h's gqa_tensor), in checkpoint order. */
-static void emit_tensors(Buf *c, const Plan *p, const char *prefix) {
-    buf_puts(c, "\n/* The weight tensors: name, kind, layer, type, rows, cols, bytes, offset in the packed "
-                "weights. */\n#include <stdint.h>\n\nstatic const gqa_tensor gq_tensors[GQ_N_TENSORS] = {\n");
-    for (int64_t i = 0; i < p->n_slices; i++) {
-        const Slice *t = &p->slices[i];
+static void emit_table(Buf *c, const char *name, const char *count, const Slice *slices, int64_t n) {
+    buf_printf(c, "static const gqa_tensor %s[%s] = {\n", name, count);
+    for (int64_t i = 0; i < n; i++) {
+        const Slice *t = &slices[i];
         buf_printf(c, "    {\"%s\", %d, %lld, %d, %llu, %llu, %llu, %llu},\n", t->name, (int)t->kind,
                    (long long)t->layer, (int)t->type, (unsigned long long)t->rows,
                    (unsigned long long)t->cols, (unsigned long long)t->bytes, (unsigned long long)t->offset);
     }
     buf_puts(c, "};\n");
+}
+
+/* A rank's view of the whole model (forward.c's gq_shard points at
+ * these): the whole tensor table and every rank's vocabulary rows. */
+static void emit_whole(Buf *c, const Plan *p) {
+    buf_puts(c, "\n/* Tensor parallelism: the whole model's tensors, of which this rank holds a share. */\n");
+    emit_table(c, "gq_whole_tensors", "GQ_WHOLE_N_TENSORS", p->whole_slices, p->n_whole_slices);
+    buf_puts(c, "static const int gq_vocab_counts[GQ_RANKS] = {");
+    for (int r = 0; r < p->ranks; r++)
+        buf_printf(c, "%s%lld", r ? ", " : "", (long long)shard_vocab_rows(p->whole->vocab, p->ranks, r));
+    buf_puts(c, "};\n");
+}
+
+/* The tensor table (gqa_api.h's gqa_tensor), in checkpoint order. */
+static void emit_tensors(Buf *c, const Plan *p, const char *prefix) {
+    buf_puts(c, "\n/* The weight tensors: name, kind, layer, type, rows, cols, bytes, offset in the packed "
+                "weights. */\n#include <stdint.h>\n\n");
+    emit_table(c, "gq_tensors", "GQ_N_TENSORS", p->slices, p->n_slices);
+    if (p->ranks > 1)
+        emit_whole(c, p);
     if (p->embedded)
         emit_embedded(c, p, prefix);
 }
@@ -347,7 +410,13 @@ void emit_c_model(const Plan *p, const char *prefix, const char *header_name, bo
     emit_parts(c, p, prefix, parts);
     if (p->train)
         emit_parts(c, p, prefix, train);
-    if (with_main) {
+    if (with_main && p->ranks > 1) { /* one rank of an MPI job: libgqa_mpi's gqr_mpi_main */
+        buf_puts(c, "\n/* One rank of the program under mpirun: gqr_mpi_main in runtime/gqr.h (libgqa_mpi). */\n");
+        buf_puts(c, "int gqr_mpi_main(const gqa_model_api *m, int argc, char **argv);\n");
+        buf_puts(c, "int main(int argc, char **argv);\n");
+        buf_printf(c, "int main(int argc, char **argv) {\n    return gqr_mpi_main(&%s_api, argc, argv);\n}\n",
+                   prefix);
+    } else if (with_main) {
         buf_puts(c, "\n/* The standalone program: gqr_main in runtime/gqr.h; --help lists its flags. */\n");
         buf_puts(c, "int gqr_main(const gqa_model_api *m, int argc, char **argv);\n");
         buf_puts(c, "int main(int argc, char **argv);\n");

@@ -314,9 +314,32 @@ Model ir_with_kv_heads(const Model *m, int64_t kv_heads);
  * the one definition behind every way the code gets its angles. */
 double ir_rope_freq(const Model *m, int64_t i);
 
+/* ---- shard.c: one rank's share of a model (tensor parallelism) ---- */
+
+/* Where rank `rank` of `ranks` starts in the whole model (gqa_api.h's
+ * gqa_shard): its first query head, KV head, FFN hidden unit and
+ * vocabulary row. */
+typedef struct {
+    int ranks, rank;
+    int64_t head0, kv_head0, hidden0, vocab0;
+} ShardPlan;
+
+/* The vocabulary rows of rank r of ranks: as even as possible, the first
+ * vocab % ranks ranks one more. */
+int64_t shard_vocab_rows(int64_t vocab, int ranks, int r);
+/* NULL when whole splits over ranks (every rule of the split: whole
+ * groups of query heads with their KV heads, whole blocks of W2's and
+ * Wo's columns, a vocabulary row per rank), else why not. */
+const char *shard_refusal(const Model *whole, int ranks, char *why, size_t n);
+/* local = whole at rank's shape (heads, kv_heads, hidden, vocab its
+ * share; every other field the same) and *sp its offsets; false with the
+ * reason and the rank counts that work in why when whole does not split
+ * over ranks (or rank is outside [0, ranks)). */
+bool ir_shard(const Model *whole, int ranks, int rank, Model *local, ShardPlan *sp, char *why, size_t n);
+
 /* ---- plan.c: Model -> kernel plan ---- */
 
-#define PLAN_MAX_HOLES 96
+#define PLAN_MAX_HOLES 128
 #define PLAN_SPLIT 8  /* most spans a KV head's positions are cut into (GQ_SPLIT) */
 #define PLAN_BATCH 64 /* tokens per prompt block (GQ_BATCH); the arena holds one */
 #define PLAN_BATCH_SMALL 16 /* the same on freestanding targets, where memory is scarce */
@@ -345,6 +368,7 @@ typedef struct {
     bool embed_weights; /* the weights are compiled in, one object a tensor */
     bool rope_table;    /* RoPE's cos and sin for every position, computed by gqac */
     bool train;         /* also the training step (templates/train.c, PREFIX_train_api) */
+    int ranks, rank;    /* tensor parallelism: this rank's share of the model (ranks 0 or 1: whole) */
 } CodeOptions;
 
 struct Plan {
@@ -358,6 +382,10 @@ struct Plan {
     int64_t n_slices;
     bool embedded;           /* the tensors are compiled in */
     bool train;              /* train.c follows forward.c */
+    int ranks;               /* > 1: model is one rank's share of whole (tensor parallelism) */
+    const Model *whole;
+    const Slice *whole_slices; /* whole's tensor table (gq_whole_tensors) */
+    int64_t n_whole_slices;
     const char *bad; /* the first hole whose value is outside its C type's range, or NULL */
 };
 
@@ -559,6 +587,10 @@ struct gqa_model_api; /* templates/gqa_api.h */
  * global state), the cc backend needs no lock. */
 JitModel *jit_compile(const Model *m, const JitBackend *b, const struct gqa_model_api **api,
                       char *err, size_t errlen);
+/* The same for rank `rank` of `ranks` (compiler/shard.c's split; ranks 1:
+ * whole): NULL with ir_shard's reason when m does not split so. */
+JitModel *jit_compile_rank(const Model *m, const JitBackend *b, int ranks, int rank,
+                           const struct gqa_model_api **api, char *err, size_t errlen);
 /* The same with the training step (m trainable: train_unsupported NULL, and
  * f32): both tables, each version checked. */
 struct gqa_train_api;

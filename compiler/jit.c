@@ -87,6 +87,15 @@ JitModel *jit_compile(const Model *m, const JitBackend *b, const gqa_model_api *
     return compile(m, b, (CodeOptions){0}, api, err, errlen);
 }
 
+JitModel *jit_compile_rank(const Model *m, const JitBackend *b, int ranks, int rank, const gqa_model_api **api,
+                           char *err, size_t errlen) {
+    Model local;
+    ShardPlan sp;
+    if (ranks > 1 && !ir_shard(m, ranks, rank, &local, &sp, err, errlen))
+        return NULL;
+    return compile(m, b, (CodeOptions){.ranks = ranks, .rank = rank}, api, err, errlen);
+}
+
 JitModel *jit_compile_train(const Model *m, const JitBackend *b, const gqa_model_api **api,
                             const gqa_train_api **train, char *err, size_t errlen) {
     const char *why = train_unsupported(m);

@@ -31,7 +31,7 @@ typedef struct {
     const char *input, *output, *header, *prefix, *embed;
     const char *format, *dtype; /* weights: bin, gguf or safetensors; export_dtype's names */
     const char *type, *model, *keep, *keep_type; /* quantize */
-    bool with_main, random;
+    bool with_main, random, rank_set;
     CodeOptions code;
     uint64_t seed;
     int size_bits;
@@ -54,8 +54,9 @@ struct Command {
 
 static const char usage_text[] =
     "usage: gqac MODEL.gqa -o MODEL.c [--prefix NAME] [--header FILE.h] [--main]\n"
+    "                 [--ranks N --rank R]\n"
     "       gqac check MODEL.gqa\n"
-    "       gqac info MODEL.gqa\n"
+    "       gqac info MODEL.gqa [--ranks N]\n"
     "       gqac weights --random MODEL.gqa -o WEIGHTS [--seed N] [--format F] [--dtype T]\n"
     "       gqac run MODEL.gqa [--jit tcc|cc|llvm] --weights W [-p PROMPT] [program flags]\n"
     "       gqac import CONFIG.json|DIR|FILE.gguf|FILE.bin -o MODEL.gqa\n"
@@ -85,6 +86,9 @@ static const char usage_details[] =
     "  --target T       hosted (default: libc, libm, OpenMP) or freestanding (none of them)\n"
     "  --rope-table     RoPE's cos and sin for every position as a table in the C\n"
     "                   (context x head_dim floats), computed by gqac in double\n"
+    "  --ranks N --rank R  the code of rank R (0 to N-1) of N ranks of a tensor-\n"
+    "                   parallel model: its query heads with their KV heads, a share of\n"
+    "                   the FFN and of the vocabulary; --main programs run under mpirun\n"
     "  --train          also the training step (PREFIX_train_api: forward, backward,\n"
     "                   AdamW) over f32 weights; rmsnorm + swiglu models, hosted only\n"
     "  --embed-weights W  compile the checkpoint W in: FILE_weights.c (and _1.c, ...) beside\n"
@@ -207,6 +211,23 @@ static int set_seed(Options *o, const char *v) {
     return parse_number(v, &o->seed) ? 0 : usage_error("--seed needs a non-negative integer, not '%s'", v);
 }
 
+static int set_ranks(Options *o, const char *v) {
+    long n;
+    if (!whole(v, 1, 1 << 20, &n))
+        return usage_error("--ranks needs a rank count of at least 1, not '%s'", v);
+    o->code.ranks = (int)n;
+    return 0;
+}
+
+static int set_rank(Options *o, const char *v) {
+    long n;
+    if (!whole(v, 0, 1 << 20, &n))
+        return usage_error("--rank needs a rank from 0, not '%s'", v);
+    o->code.rank = (int)n;
+    o->rank_set = true;
+    return 0;
+}
+
 static int set_size_bits(Options *o, const char *v) {
     uint64_t n;
     if (!parse_number(v, &n) || (n != 32 && n != 64))
@@ -224,6 +245,8 @@ static const Flag flags[] = {
     {"--embed-weights", true, C_COMPILE, set_embed},
     {"--rope-table", false, C_COMPILE, set_rope_table},
     {"--train", false, C_COMPILE, set_train},
+    {"--ranks", true, C_COMPILE | C_INFO, set_ranks},
+    {"--rank", true, C_COMPILE, set_rank},
     {"--size-bits", true, C_COMPILE | C_CHECK | C_INFO, set_size_bits},
     {"--random", false, C_WEIGHTS, set_random},
     {"--seed", true, C_WEIGHTS, set_seed},
@@ -391,6 +414,11 @@ static int cmd_compile(const Options *o, const Model *m, Arena *a, Diag *d) {
         fprintf(stderr, "gqac: error: %s\n", err);
         return EXIT_INPUT;
     }
+    if (o->code.ranks > 1 && !ir_shard(m, o->code.ranks, o->code.rank, &(Model){0}, &(ShardPlan){0}, err,
+                                        sizeof err)) {
+        fprintf(stderr, "gqac: error: %s: %s\n", o->input, err);
+        return EXIT_INPUT;
+    }
     Plan p;
     Model f32;
     if (o->code.train) { /* training is done on f32 weights, whatever the dtype block says */
@@ -488,6 +516,43 @@ static const char *kv_layout(const Model *m, Arena *a) {
                         "(unless compiled with --rope-table)", s);
 }
 
+/* "0-7" or "3": indices first .. first + n - 1. */
+static const char *span(Arena *a, int64_t first, int64_t n) {
+    return n == 1 ? arena_printf(a, "%lld", (long long)first)
+                  : arena_printf(a, "%lld-%lld", (long long)first, (long long)(first + n - 1));
+}
+
+/* gqac info --ranks N: what each rank holds, and its memory. */
+static int info_ranks(const Options *o, const Model *m, Arena *a) {
+    char why[1024];
+    int n = o->code.ranks;
+    Model local;
+    ShardPlan sp;
+    if (!ir_shard(m, n, 0, &local, &sp, why, sizeof why)) {
+        fprintf(stderr, "gqac: error: %s: %s\n", o->input, why);
+        return EXIT_INPUT;
+    }
+    printf("\nover %d ranks (gqac --ranks %d --rank R): each rank %lld query head%s with %s, "
+           "%lld of %lld FFN hidden units, its share of the vocabulary's rows (embedding and classifier)\n",
+           n, n, (long long)local.heads, local.heads == 1 ? "" : "s",
+           n <= m->kv_heads ? arena_printf(a, "%lld KV head%s", (long long)local.kv_heads, local.kv_heads == 1 ? "" : "s")
+                            : arena_printf(a, "1 KV head (each on %lld ranks)", (long long)(n / m->kv_heads)),
+           (long long)local.hidden, (long long)m->hidden);
+    for (int r = 0; r < n; r++) {
+        Stats s;
+        Diag quiet = {0};
+        ir_shard(m, n, r, &local, &sp, why, sizeof why);
+        bool fits = ir_stats(&local, &s, &quiet, o->size_bits, PLAN_BATCH);
+        printf("  rank %d: heads %s, KV heads %s, hidden %s, vocab %s; weights %s, arena %s\n", r,
+               span(a, sp.head0, local.heads), span(a, sp.kv_head0, local.kv_heads),
+               span(a, sp.hidden0, local.hidden), span(a, sp.vocab0, local.vocab),
+               fits ? human(a, s.weight_bytes, "B", 1024) : "too large",
+               fits ? human(a, s.arena_bytes + 4 * (((uint64_t)local.vocab + 15) / 16 * 16), "B", 1024)
+                    : "too large"); /* (and its logits before the gather: plan.c) */
+    }
+    return EXIT_OK;
+}
+
 static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     (void)d;
     Model v[3] = {*m, ir_with_kv_heads(m, m->heads), ir_with_kv_heads(m, 1)};
@@ -523,6 +588,8 @@ static int cmd_info(const Options *o, const Model *m, Arena *a, Diag *d) {
     ROW("FLOPs per token at full context", flops_per_token, "FLOP", 1000);
     ROW("bytes per token at full context", bytes_per_token, "B", 1024);
 #undef ROW
+    if (o->code.ranks > 1 && info_ranks(o, m, a))
+        return EXIT_INPUT;
     return fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK : EXIT_INPUT;
 }
 
@@ -690,6 +757,15 @@ static int check_args(const Options *o) {
         return usage_error("%s", "--main needs a hosted target (the runtime uses libc)");
     if (o->code.train && o->code.target == TARGET_FREESTANDING)
         return usage_error("%s", "--train needs a hosted target (training uses libm and OpenMP)");
+    if (o->rank_set && o->code.ranks < 1)
+        return usage_error("%s", "--rank without --ranks: give the rank count too");
+    if (o->code.ranks > 1 && !o->rank_set && c->bit == C_COMPILE)
+        return usage_error("%s", "--ranks needs --rank R: the rank (0 to ranks - 1) this code is for");
+    if (o->code.ranks > 0 && o->code.rank >= o->code.ranks)
+        return usage_error("%s", "--rank is from 0 to --ranks - 1");
+    if (o->code.ranks > 1 && (o->embed || o->code.train))
+        return usage_error("%s", o->embed ? "--embed-weights cannot be used with --ranks (a rank's weights "
+                                            "are a share of the file)" : "--train cannot be used with --ranks");
     if (c->bit == C_QUANTIZE && !o->type)
         return usage_error("%s", "gqac quantize needs --type (q8_0, q4_0, q4_k, q6_k, f16, bf16 or f32)");
     if (o->keep_type && !o->keep)

@@ -215,13 +215,50 @@ static void plan_tensors(const Model *m, const Stats *s, Plan *p, Arena *a) {
     hole_size(p, a, "GQ_STATE_BYTES", ir_state_bytes(s->n_slices));
 }
 
+/* A rank's holes (templates/forward.c's `#if GQ_RANKS > 1` parts): where
+ * its share starts in the whole model, the whole model's shape and table
+ * (emitted as gq_whole_tensors), and the state grown by the buffer of the
+ * rank's logits (before the allgather). */
+static void plan_shard(Plan *p, Arena *a, const Model *whole, const Model *local, const ShardPlan *sp,
+                       const Stats *s) {
+    uint64_t packed, part = 4 * (((uint64_t)local->vocab + 15) / 16 * 16);
+    Slice *slices;
+    p->ranks = sp->ranks;
+    p->whole = whole;
+    p->n_whole_slices = ir_slices(whole, a, &slices, &packed);
+    p->whole_slices = slices;
+    hole_int(p, a, "GQ_RANKS", (uint64_t)sp->ranks);
+    hole_int(p, a, "GQ_RANK", (uint64_t)sp->rank);
+    hole_int(p, a, "GQ_HEAD0", (uint64_t)sp->head0);
+    hole_int(p, a, "GQ_KV_HEAD0", (uint64_t)sp->kv_head0);
+    hole_int(p, a, "GQ_HIDDEN0", (uint64_t)sp->hidden0);
+    hole_int(p, a, "GQ_VOCAB0", (uint64_t)sp->vocab0);
+    hole_int(p, a, "GQ_VOCAB_ALL", (uint64_t)whole->vocab);
+    hole_int(p, a, "GQ_WHOLE_HEADS", (uint64_t)whole->heads);
+    hole_int(p, a, "GQ_WHOLE_KV_HEADS", (uint64_t)whole->kv_heads);
+    hole_int(p, a, "GQ_WHOLE_HIDDEN", (uint64_t)whole->hidden);
+    hole_size(p, a, "GQ_WHOLE_N_TENSORS", (uint64_t)p->n_whole_slices);
+    hole_size(p, a, "GQ_WHOLE_WEIGHT_BYTES", packed);
+    hole_size(p, a, "GQ_STATE_BYTES", ir_state_bytes(s->n_slices) + part);
+    hole_size(p, a, "GQ_ARENA_BYTES", s->arena_bytes + part);
+}
+
 void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Arena *a) {
     Target target = opt.target;
     int batch = target == TARGET_FREESTANDING ? PLAN_BATCH_SMALL : PLAN_BATCH;
     Stats s;
     Diag quiet = {0};
+    const Model *whole = m;
+    Model *local = NULL;
+    ShardPlan sp;
+    char why[1024];
+    bool split = opt.ranks > 1; /* the caller's ir_shard accepted ranks and rank */
+    if (split && ir_shard(m, opt.ranks, opt.rank, local = arena_alloc(a, sizeof *local), &sp, why, sizeof why))
+        m = local;
     ir_stats(m, &s, &quiet, 64, batch); /* the caller's front_end accepted these sizes */
     memset(p, 0, sizeof *p);
+    if (split && m == whole)
+        hole_bad(p, "GQ_RANKS");
     p->model = m;
     p->embedded = opt.embed_weights;
     p->train = opt.train;
@@ -261,6 +298,8 @@ void plan_model(const Model *m, const char *prefix, CodeOptions opt, Plan *p, Ar
     hole_size(p, a, "GQ_ARENA_BYTES", s.arena_bytes);
     hole(p, "GQ_NAME", arena_printf(a, "\"%s\"", cname_escape(a, m->name)));
     hole(p, "GQ_PREFIX", arena_printf(a, "\"%s\"", prefix));
+    if (m != whole)
+        plan_shard(p, a, whole, m, &sp, &s);
 }
 
 const char *plan_check(const Plan *p) {

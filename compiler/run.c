@@ -14,6 +14,12 @@
  * flags on, so that the program links with its runtime library).
  *
  * The cache (cache.c): one folder per key, checked before its program runs.
+ *
+ * Under mpirun (Open MPI's OMPI_COMM_WORLD_SIZE and _RANK, else PMI_SIZE
+ * and PMI_RANK) each process compiles its own rank's code (gqac --ranks
+ * N --rank R --main) with the MPI flags gqac was built with and libgqa_mpi.a,
+ * and execs it: gqac itself never initializes MPI, so the program gets the
+ * launcher's environment as it was.
  */
 #include "gqac.h"
 
@@ -29,7 +35,15 @@
 #define CFLAGS_AOT "-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"
 static const char *const aot_flags[] = {CFLAGS_AOT}; /* for the cache key and the message */
 
-enum { MAX_EXTRA_FLAGS = 32 };
+enum { MAX_EXTRA_FLAGS = 32, MAX_MPI_FLAGS = 32 };
+
+#ifndef GQAC_MPI
+#define GQAC_MPI 0
+#endif
+#ifndef GQAC_MPI_CFLAGS
+#define GQAC_MPI_CFLAGS ""
+#define GQAC_MPI_LIBS ""
+#endif
 
 typedef struct {
     const char *cc;      /* the C compiler: $CC or cc */
@@ -37,6 +51,8 @@ typedef struct {
     const char *runtime; /* libgqa.a */
     const char *dir;     /* the cache folder of this build */
     Arena *a;
+    int ranks, rank;     /* > 1 ranks: one rank's program, with MPI */
+    const char *mpi_runtime; /* libgqa_mpi.a beside libgqa.a */
 } Build;
 
 /* libgqa.a beside the gqac being run (the build tree), or in ../lib (an
@@ -60,13 +76,26 @@ static const char *find_runtime(Arena *a) {
     return NULL;
 }
 
+/* The words of s (copied) after argv[*n]; false past max words. */
+static bool add_words(char **argv, int *n, int max, const char *s, Arena *a) {
+    char *copy = arena_printf(a, "%s", s);
+    for (char *f = strtok(copy, " \t"); f; f = strtok(NULL, " \t")) {
+        if (*n == max)
+            return false;
+        argv[(*n)++] = f;
+    }
+    return true;
+}
+
 /* cc FLAGS $GQAC_CFLAGS -o tmp/model tmp/model.c libgqa.a ...: its exit
- * status (cache_spawn's), or 1 after a message of its own. */
+ * status (cache_spawn's), or 1 after a message of its own.  A rank's
+ * program: MPI's include flags first, libgqa_mpi.a and MPI's libraries last. */
 static int compile(const Build *b, const char *tmp) {
     char *src = arena_printf(b->a, "%s/model.c", tmp), *out = arena_printf(b->a, "%s/model", tmp);
     char *head[] = {(char *)b->cc, CFLAGS_AOT};
     char *tail[] = {"-o", out, src, (char *)b->runtime, "-lcjson", "-lm", NULL};
-    char *argv[sizeof head / sizeof *head + MAX_EXTRA_FLAGS + sizeof tail / sizeof *tail];
+    char *argv[sizeof head / sizeof *head + MAX_EXTRA_FLAGS + 2 * MAX_MPI_FLAGS + 1 +
+               sizeof tail / sizeof *tail];
     int n = 0;
     for (size_t i = 0; i < sizeof head / sizeof *head; i++)
         argv[n++] = head[i];
@@ -77,6 +106,18 @@ static int compile(const Build *b, const char *tmp) {
             return 1;
         }
         argv[n++] = f;
+    }
+    if (b->ranks > 1) {
+        int max = n + MAX_MPI_FLAGS;
+        if (!add_words(argv, &n, max, GQAC_MPI_CFLAGS, b->a))
+            return 1;
+        argv[n++] = "-o", argv[n++] = out, argv[n++] = src, argv[n++] = (char *)b->mpi_runtime;
+        argv[n++] = (char *)b->runtime;
+        max = n + MAX_MPI_FLAGS;
+        if (!add_words(argv, &n, max, GQAC_MPI_LIBS, b->a))
+            return 1;
+        argv[n++] = "-lcjson", argv[n++] = "-lm", argv[n] = NULL;
+        return cache_spawn(argv, false);
     }
     memcpy(argv + n, tail, sizeof tail);
     return cache_spawn(argv, false);
@@ -138,31 +179,103 @@ static int build(Build *b, const Buf *c, const Buf *h) {
     return 0;
 }
 
-/* The key covers the generated code, the compiler and its flags, and the
- * runtime library (its size and time), so a rebuilt runtime rebuilds. */
-static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
+/* A file's size and time into the key. */
+static uint64_t hash_stamp(uint64_t k, const char *path) {
     struct stat st;
-    uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
-    k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
-    k = cache_hash_str(cache_hash_str(k, b->cc), b->runtime);
-    k = cache_hash_strs(k, aot_flags, sizeof aot_flags / sizeof *aot_flags);
-    k = cache_hash_str(k, b->extra);
-    k = cache_hash_cpu(k);
-    if (stat(b->runtime, &st) == 0) {
+    if (stat(path, &st) == 0) {
         int64_t stamp[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
         k = cache_hash(k, stamp, sizeof stamp);
     }
     return k;
 }
 
+/* The key covers the generated code, the compiler and its flags, and the
+ * runtime libraries (their size and time), so a rebuilt runtime rebuilds. */
+static uint64_t build_key(const Build *b, const Buf *c, const Buf *h) {
+    uint64_t k = cache_hash_str(CACHE_SEED, GQAC_VERSION);
+    k = cache_hash(cache_hash(k, c->data, c->len), h->data, h->len);
+    k = cache_hash_str(cache_hash_str(k, b->cc), b->runtime);
+    k = cache_hash_strs(k, aot_flags, sizeof aot_flags / sizeof *aot_flags);
+    k = cache_hash_str(k, b->extra);
+    if (b->ranks > 1) { /* the rank's code differs anyway; its link flags too */
+        k = cache_hash_str(cache_hash_str(k, GQAC_MPI_CFLAGS), GQAC_MPI_LIBS);
+        k = hash_stamp(cache_hash_str(k, b->mpi_runtime), b->mpi_runtime);
+    }
+    k = cache_hash_cpu(k);
+    return hash_stamp(k, b->runtime);
+}
+
+/* A launcher's count in the environment: 1 when set and valid, 0 when
+ * not set, -1 (said) when not a count. */
+static int env_count(const char *name, long lo, long *out) {
+    const char *v = getenv(name);
+    char *end;
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    *out = strtol(v, &end, 10);
+    if (*end || errno || *out < lo || *out > 65536) {
+        fprintf(stderr, "gqac: error: %s is '%s', not a whole number in [%ld, 65536]\n", name, v, lo);
+        return -1;
+    }
+    return 1;
+}
+
+/* This process's rank and the job's size under mpirun (Open MPI's
+ * variables, else PMI's), 0 of 1 elsewhere; false after a message. */
+static bool job_rank(Build *b) {
+    static const char *const vars[2][2] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                                           {"PMI_SIZE", "PMI_RANK"}};
+    long size = 1, rank = 0;
+    for (int i = 0; i < 2; i++) {
+        int got = env_count(vars[i][0], 1, &size);
+        if (got < 0 || (got > 0 && env_count(vars[i][1], 0, &rank) < 0))
+            return false;
+        if (got > 0 && rank >= size) {
+            fprintf(stderr, "gqac: error: %s is %ld, outside the job's %ld ranks (%s)\n", vars[i][1],
+                    rank, size, vars[i][0]);
+            return false;
+        }
+        if (got > 0)
+            break;
+    }
+    b->ranks = (int)size, b->rank = (int)rank;
+    return true;
+}
+
+/* A rank's program needs MPI: built into gqac, libgqa_mpi.a beside
+ * libgqa.a, and the model split over the job's ranks. */
+static bool rank_ready(Build *b, const Model *m, const char *model_path) {
+    char why[1024];
+    if (!GQAC_MPI) {
+        fprintf(stderr, "gqac: error: rank %d of %d: this gqac was built without MPI; install Open "
+                        "MPI (Debian: libopenmpi-dev openmpi-bin) and rebuild it\n", b->rank, b->ranks);
+        return false;
+    }
+    size_t len = strlen(b->runtime);
+    b->mpi_runtime = arena_printf(b->a, "%.*s_mpi.a", (int)(len > 2 ? len - 2 : 0), b->runtime);
+    if (access(b->mpi_runtime, R_OK) != 0) {
+        fprintf(stderr, "gqac: error: rank %d of %d: cannot find %s, the runtime's MPI part\n",
+                b->rank, b->ranks, b->mpi_runtime);
+        return false;
+    }
+    if (!ir_shard(m, b->ranks, b->rank, &(Model){0}, &(ShardPlan){0}, why, sizeof why)) {
+        fprintf(stderr, "gqac: error: %s: %s\n", model_path, why);
+        return false;
+    }
+    return true;
+}
+
 int run_command(const Model *m, const char *model_path, int argc, char **argv, Arena *a) {
     const char *cc = getenv("CC"), *extra = getenv("GQAC_CFLAGS");
-    Build b = {cc && *cc ? cc : "cc", extra ? extra : "", find_runtime(a), NULL, a};
+    Build b = {cc && *cc ? cc : "cc", extra ? extra : "", find_runtime(a), NULL, a, 1, 0, NULL};
     if (!b.runtime) {
         fprintf(stderr, "gqac: error: cannot find the runtime library libgqa.a beside gqac or in "
                         "../lib; set GQAC_RUNTIME to its path\n");
         return EXIT_INPUT;
     }
+    if (!job_rank(&b) || (b.ranks > 1 && !rank_ready(&b, m, model_path)))
+        return EXIT_INPUT;
     char err[1024];
     const char *root = cache_root(a, err, sizeof err);
     if (!root) {
@@ -171,7 +284,7 @@ int run_command(const Model *m, const char *model_path, int argc, char **argv, A
     }
     Plan p;
     Buf c = {0}, h = {0};
-    plan_model(m, "model", (CodeOptions){0}, &p, a);
+    plan_model(m, "model", (CodeOptions){.ranks = b.ranks, .rank = b.rank}, &p, a);
     if (plan_check(&p)) {
         fprintf(stderr, "gqac: internal error: the plan's %s is out of its C type's range: a gqac bug\n",
                 plan_check(&p));

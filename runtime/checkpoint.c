@@ -278,10 +278,10 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
     memset(ck, 0, sizeof *ck);
     if (!path || !m)
         return gqr_fail(err, errlen, "%s: no path or no model", path ? path : "?");
-    int dequantize = flags & GQR_LOAD_DEQUANTIZE;
-    flags &= ~GQR_LOAD_DEQUANTIZE;
+    int dequantize = flags & GQR_LOAD_DEQUANTIZE, lazy = flags & GQR_LOAD_LAZY;
+    flags &= ~(GQR_LOAD_DEQUANTIZE | GQR_LOAD_LAZY);
     if (flags != GQR_LOAD_MMAP && flags != GQR_LOAD_READ_HUGEPAGES)
-        return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags | dequantize);
+        return gqr_fail(err, errlen, "%s: unknown load flags %d", path, flags | dequantize | lazy);
     if (m->n_tensors && !m->tensors)
         return gqr_fail(err, errlen, "%s: the model has no tensor table", path);
     uintmax_t size = 0;
@@ -307,7 +307,8 @@ int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_ap
         gqr_checkpoint_close(ck);
         return -1;
     }
-    make_all_resident(ck, m);
+    if (!lazy)
+        make_all_resident(ck, m);
     return 0;
 }
 

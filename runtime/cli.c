@@ -21,6 +21,10 @@
 #define PROG "gqac-run"
 #define MIB (1024.0 * 1024.0)
 
+/* A rank other than 0 of a tensor-parallel run: its usage messages, text
+ * and statistics would repeat rank 0's, so it prints only its errors. */
+static int quiet;
+
 typedef struct options {
     const char *weights;
     const char *tokenizer;  /* tokenizer.bin or tokenizer.json; GGUF weights carry one */
@@ -44,6 +48,8 @@ typedef struct run {
     gqr_sampler sampler;
     int *prompt;
     int n_prompt;
+    int ranks;              /* a tensor-parallel run: its ranks, */
+    double *held;           /* and every rank's weight and resident bytes, or NULL */
 } run;
 
 static void usage(FILE *f, const char *argv0) {
@@ -69,6 +75,8 @@ static void usage(FILE *f, const char *argv0) {
 }
 
 static int usage_error(const char *fmt, const char *arg) {
+    if (quiet)
+        return 2;
     fprintf(stderr, PROG ": error: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry '" PROG " --help'.\n");
@@ -177,7 +185,8 @@ static int parse_args(options *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout, argv[0]);
+            if (!quiet)
+                usage(stdout, argv[0]);
             return -1;
         } else if (!strcmp(a, "--hugepages")) {
             o->load_flags = GQR_LOAD_READ_HUGEPAGES;
@@ -238,9 +247,9 @@ static int fits(const gqa_model_api *m, const run *r, char *err, size_t errlen) 
 static int load_tokenizer(const gqa_model_api *m, const options *o, run *r, char *err,
                           size_t errlen) {
     if (o->tokenizer)
-        return gqr_tokenizer_load(&r->tok, o->tokenizer, m->shape.vocab_size, err, errlen);
+        return gqr_tokenizer_load(&r->tok, o->tokenizer, gqr_vocab_size(m), err, errlen);
     if (o->weights && r->ck.format == GQR_FORMAT_GGUF)
-        return gqr_gguf_tokenizer(&r->tok, o->weights, m->shape.vocab_size, err, errlen);
+        return gqr_gguf_tokenizer(&r->tok, o->weights, gqr_vocab_size(m), err, errlen);
     return 0;
 }
 
@@ -272,16 +281,16 @@ static int get_prompt(const gqa_model_api *m, const options *o, run *r, char *er
         return encode_prompt(o->prompt, r, err, errlen) ? -1 : fits(m, r, err, errlen);
     if (r->tok && gqr_tokenizer_bos(r->tok) >= 0)
         snprintf(bos, sizeof bos, "%d", gqr_tokenizer_bos(r->tok));
-    if (parse_tokens(o->tokens ? o->tokens : bos, m->shape.vocab_size, r, err, errlen))
+    if (parse_tokens(o->tokens ? o->tokens : bos, gqr_vocab_size(m), r, err, errlen))
         return -1;
     return fits(m, r, err, errlen);
 }
 
 
 /* Weights from --weights, or else the ones compiled into the program. */
-static int start_instance(const gqa_model_api *m, const options *o, run *r, char *err,
-                          size_t errlen) {
-    if (o->weights && gqr_checkpoint_load(&r->ck, o->weights, m, o->load_flags, err, errlen))
+static int start_instance(const gqa_model_api *m, const options *o, run *r,
+                          const gqr_ranks *rk, char *err, size_t errlen) {
+    if (o->weights && gqr_checkpoint_open_shard(&r->ck, o->weights, m, o->load_flags, err, errlen))
         return -1;
     r->arena = gqr_arena_alloc(m);
     if (!r->arena)
@@ -291,9 +300,11 @@ static int start_instance(const gqa_model_api *m, const options *o, run *r, char
                         : m->init_embedded(&r->state, r->arena, m->arena_bytes);
     if (rc != GQA_OK)
         return say(err, errlen, "model init failed: %s", gqr_strerror(rc));
+    if (rk && m->shard && (rc = m->set_comm(r->state, rk->comm)) != GQA_OK)
+        return say(err, errlen, "model set_comm failed: %s", gqr_strerror(rc));
     if (o->threads >= 0 && m->set_threads)
         m->set_threads(r->state, o->threads);
-    if (gqr_sampler_init(&r->sampler, m->shape.vocab_size, o->temperature, o->top_p,
+    if (gqr_sampler_init(&r->sampler, gqr_vocab_size(m), o->temperature, o->top_p,
                          o->seed))
         return say(err, errlen, "cannot set up the sampler");
     return 0;
@@ -305,6 +316,7 @@ static void end_run(run *r) {
     gqr_arena_free(r->arena);
     gqr_checkpoint_close(&r->ck);
     free(r->prompt);
+    free(r->held);
 }
 
 /* A piece's bytes, but not the control bytes a model might produce (they
@@ -371,6 +383,16 @@ static void print_weights(const options *o, const run *r) {
         return;
     }
     fprintf(stderr, "%s (%s, %.1f MiB ", o->weights, formats[ck->format], (double)ck->file_bytes / MIB);
+    if (r->held) {
+        fputs("file; held per rank:", stderr);
+        for (int i = 0; i < r->ranks; i++)
+            fprintf(stderr, " %s%.1f", i ? "+ " : "", r->held[2 * i] / MIB);
+        fputs(" MiB; resident per rank:", stderr);
+        for (int i = 0; i < r->ranks; i++)
+            fprintf(stderr, " %s%.1f", i ? "+ " : "", r->held[2 * i + 1] / MIB);
+        fputs(" MiB)", stderr);
+        return;
+    }
     if (ck->tf)
         fprintf(stderr, "mapped: %.1f MiB in place, %.1f MiB converted)",
                 (double)ck->inplace_bytes / MIB, (double)ck->owned_bytes / MIB);
@@ -418,7 +440,7 @@ static void print_timing(const gqr_result *res) {
     fputc('\n', stderr);
 }
 
-static int generate(const gqa_model_api *m, const options *o, run *r) {
+static int generate(const gqa_model_api *m, const options *o, run *r, const gqr_ranks *rk) {
     gqr_result res;
     print_prompt(r);
     int rc = gqr_generate(m, r->state, &r->sampler, r->prompt, r->n_prompt, o->n_generate,
@@ -426,17 +448,66 @@ static int generate(const gqa_model_api *m, const options *o, run *r) {
     if (res.n_generated || r->tok)
         printf("\n");
     fflush(stdout);
+    if (rc != GQA_OK && rk) {
+        fprintf(stderr, PROG ": error: rank %d: generation stopped after %d prompt and %d "
+                "generated tokens: %s\n", rk->rank, res.n_prompt, res.n_generated, gqr_strerror(rc));
+        rk->abort(rk->ctx, 1); /* the other ranks wait in a collective operation */
+    }
     if (rc != GQA_OK) {
         fprintf(stderr, PROG ": error: generation stopped after %d prompt and %d generated "
                 "tokens: %s\n", res.n_prompt, res.n_generated, gqr_strerror(rc));
         return 1;
     }
-    print_timing(&res);
+    if (!quiet)
+        print_timing(&res);
     return 0;
 }
 
+/* Every rank's weight bytes and resident memory, for rank 0's load line. */
+static int gather_held(const gqr_ranks *rk, run *r, char *err, size_t errlen) {
+    size_t rss = 0;
+    double mine[2];
+    gqr_resident_bytes(&rss, NULL);
+    mine[0] = (double)(r->ck.owned_bytes + r->ck.inplace_bytes);
+    mine[1] = (double)rss;
+    r->ranks = rk->ranks;
+    r->held = malloc(sizeof *r->held * 2 * (size_t)rk->ranks);
+    if (!r->held)
+        return say(err, errlen, "out of memory");
+    return rk->gather2(rk->ctx, mine, r->held) ? say(err, errlen, "rank %d: the ranks' sizes could "
+                                                     "not be gathered", rk->rank) : 0;
+}
+
+/* Sets up every rank; they agree whether all did (a rank that did not
+ * says why), so a bad file on one rank ends every rank. */
+static int start_ranks(const gqa_model_api *m, options *o, run *r, const gqr_ranks *rk) {
+    char err[512];
+    int failed = 0;
+    if (rk && !o->seed_given)
+        o->seed = rk->share_seed(rk->ctx, o->seed);
+    if (start_instance(m, o, r, rk, err, sizeof err) || load_tokenizer(m, o, r, err, sizeof err) ||
+        get_prompt(m, o, r, err, sizeof err))
+        failed = 1;
+    if (failed && rk)
+        fprintf(stderr, PROG ": error: rank %d: %s\n", rk->rank, err);
+    else if (failed)
+        input_error(err);
+    if (rk && rk->agree(rk->ctx, failed))
+        return 1;
+    if (!failed && rk && o->weights && gather_held(rk, r, err, sizeof err)) {
+        fprintf(stderr, PROG ": error: %s\n", err);
+        rk->abort(rk->ctx, 1);
+    }
+    return failed;
+}
+
 int gqr_main(const gqa_model_api *m, int argc, char **argv) {
+    return gqr_main_ranks(m, argc, argv, NULL);
+}
+
+int gqr_main_ranks(const gqa_model_api *m, int argc, char **argv, const gqr_ranks *rk) {
     options o;
+    quiet = rk && rk->rank != 0;
     int rc = parse_args(&o, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -451,13 +522,12 @@ int gqr_main(const gqa_model_api *m, int argc, char **argv) {
         o.seed = clock_seed();
     run r;
     memset(&r, 0, sizeof r);
-    char err[512];
-    if (start_instance(m, &o, &r, err, sizeof err) || load_tokenizer(m, &o, &r, err, sizeof err) ||
-        get_prompt(m, &o, &r, err, sizeof err))
-        rc = input_error(err);
+    if (start_ranks(m, &o, &r, rk))
+        rc = 1;
     else {
-        print_loaded(m, &o, &r);
-        rc = generate(m, &o, &r);
+        if (!quiet)
+            print_loaded(m, &o, &r);
+        rc = generate(m, &o, &r, rk);
     }
     end_run(&r);
     return rc;

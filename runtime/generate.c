@@ -19,7 +19,7 @@ static int check_args(const gqa_model_api *m, gqa_state *s, const gqr_sampler *s
                       const int *prompt, int n_prompt, int n_generate) {
     if (!m || !m->forward || !s || !smp || !prompt || n_prompt < 1 || n_generate < 0)
         return GQA_EARG;
-    if (smp->vocab_size != m->shape.vocab_size)
+    if (smp->vocab_size != gqr_vocab_size(m))
         return GQA_EARG;
     if (n_prompt > m->shape.max_positions)
         return GQA_EPOS;
@@ -83,7 +83,7 @@ int gqr_generate(const gqa_model_api *m, gqa_state *s, gqr_sampler *smp, const i
     int rc = check_args(m, s, smp, prompt, n_prompt, n_generate);
     if (rc != GQA_OK)
         return rc;
-    float *logits = malloc((size_t)m->shape.vocab_size * sizeof *logits);
+    float *logits = malloc((size_t)gqr_vocab_size(m) * sizeof *logits);
     if (!logits)
         return GQR_ENOMEM;
     rc = run_prompt(m, s, prompt, n_prompt, logits, res);

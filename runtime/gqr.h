@@ -44,7 +44,10 @@ enum {
     /* Or'ed with either: a GGUF's block-typed matrix (Q4_K, ...) loads
      * dequantized into an F32 tensor of the model (gqac tune pools floats);
      * without it that difference of types is an error. */
-    GQR_LOAD_DEQUANTIZE = 4
+    GQR_LOAD_DEQUANTIZE = 4,
+    /* Or'ed with GQR_LOAD_MMAP: the file's pages are not brought in at
+     * load (a caller that reads part of it: a rank's slices). */
+    GQR_LOAD_LAZY = 8
 };
 
 /* What holds, by format:
@@ -83,6 +86,25 @@ int gqr_checkpoint_check_header(const unsigned char *bytes, size_t size,
  * zeroed, so closing it is harmless. */
 int gqr_checkpoint_load(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         int flags, char *err, size_t errlen);
+/* ---- shard.c: a rank's slices (tensor parallelism) ---- */
+
+/* gqr_checkpoint_load when m->shard is NULL.  Else path is checked as
+ * the whole model's file (m->shard's shape and table: any format, and
+ * the same messages), and each of m's tensors is cut from it (rows, or
+ * each row's columns in whole blocks, as gqa_api.h's gqa_shard says)
+ * into one buffer of m->weight_bytes: weights and tensors[i] the rank's
+ * packed weights, owned_bytes their bytes; the file is then closed, so
+ * only the rank's bytes stay resident (a tensor the whole load converts,
+ * such as a GGUF's q/k rows reordered for RoPE, is converted whole
+ * first).  flags: GQR_LOAD_DEQUANTIZE or not.  0, or -1 with a message,
+ * ck zeroed. */
+int gqr_checkpoint_open_shard(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
+                              int flags, char *err, size_t errlen);
+
+/* The tokens of the whole model: a sharded model's logits (forward's)
+ * are the whole vocabulary's, though its shape holds its own rows. */
+int gqr_vocab_size(const gqa_model_api *m);
+
 /* gqr_checkpoint_load with GQR_LOAD_MMAP. */
 int gqr_checkpoint_open(gqr_checkpoint *ck, const char *path, const gqa_model_api *m,
                         char *err, size_t errlen);
@@ -231,6 +253,37 @@ const char *gqr_strerror(int code);
 /* A whole main(): `return gqr_main(&foo_api, argc, argv);`.  Exit status
  * 0 success, 1 bad input (weights, tokens), 2 usage; --help lists flags. */
 int gqr_main(const gqa_model_api *m, int argc, char **argv);
+/* One rank of a tensor-parallel run (mpi_main.c fills it over MPI; the
+ * runtime itself never calls MPI). */
+typedef struct gqr_ranks {
+    int rank, ranks;
+    const gqa_comm *comm; /* set on a sharded model's instance */
+    void *ctx;
+    /* Rank 0's seed, on every rank. */
+    unsigned long long (*share_seed)(void *ctx, unsigned long long seed);
+    /* Nonzero on every rank when failed is nonzero on any. */
+    int (*agree)(void *ctx, int failed);
+    /* Every rank's two numbers, rank after rank, in all; 0 or nonzero. */
+    int (*gather2)(void *ctx, const double *mine, double *all);
+    /* Ends every rank with status (a rank that fails while the others
+     * wait in a collective operation); does not return. */
+    void (*abort)(void *ctx, int status);
+} gqr_ranks;
+/* gqr_main on every rank: each loads its slices (gqr_checkpoint_open_shard),
+ * sets the comm, runs the same steps; rank 0 prints the text and the
+ * statistics (its load line: what each rank holds), every rank its own
+ * errors as "rank R: ...". */
+int gqr_main_ranks(const gqa_model_api *m, int argc, char **argv, const gqr_ranks *rk);
+/* The program of a sharded model under mpirun (libgqa_mpi.a, mpi_main.c):
+ * MPI set up, then gqr_main_ranks over MPI_COMM_WORLD; checks that the
+ * job's size and this process's rank are the ones the code was compiled
+ * for. */
+int gqr_mpi_main(const gqa_model_api *m, int argc, char **argv);
+/* A gqa_comm over MPI_COMM_WORLD (comm_mpi.c; MPI already initialized):
+ * 0, or -1 with a message. */
+int gqr_comm_mpi(gqa_comm *c, char *err, size_t errlen);
+void gqr_comm_mpi_free(gqa_comm *c);
+
 /* 1 when gqr_main's flag is followed by a value (--weights W), else 0:
  * for a caller that passes gqr_main's flags along among its own. */
 int gqr_flag_takes_value(const char *flag);

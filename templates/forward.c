@@ -50,6 +50,11 @@ struct gqa_state {
     /* NULL in an instance of seqs_arena_bytes, which runs forward_seqs only */
     unsigned char *key_cache;   /* each layer's in kv_store's layout and type */
     unsigned char *value_cache; /* (layer_cache gives where a layer's starts) */
+#if GQ_RANKS > 1 /* gqac:sharded */
+    const gqa_comm *comm; /* the other ranks, or NULL until set_comm */
+    int comm_failed;      /* a collective failed since the forward began */
+    float *part;          /* (vocab) this rank's logits, before the allgather */
+#endif
 };
 
 /* The arena: the state (GQ_STATE_BYTES), then each buffer rounded up to
@@ -101,6 +106,9 @@ static size_t layer_cache(int l) {
  * a block of positions. */
 #define GQ_MAX_POS (GQ_UNBOUNDED && !GQ_ROPE_TABLE ? INT_MAX - GQ_BATCH - 64 : GQ_CONTEXT)
 typedef char gqm_check_state[sizeof(struct gqa_state) <= GQ_STATE_BYTES ? 1 : -1];
+#if GQ_RANKS > 1 /* gqac:sharded */
+typedef char gqm_check_part[sizeof(struct gqa_state) + 4 * GQ_ROUND16(GQ_VOCAB) <= GQ_STATE_BYTES ? 1 : -1];
+#endif
 
 static float *take(unsigned char **at, size_t floats) {
     float *p = (float *)(void *)*at;
@@ -134,6 +142,11 @@ static gqa_state *lay_out(void *arena, int own) {
     s->key_cache = own ? at : NULL;
     s->value_cache = own ? at + GQ_CACHE_BYTES : NULL;
     s->n_high = 0;
+#if GQ_RANKS > 1 /* gqac:sharded */
+    /* the logits' buffer: the end of the state's share of the arena */
+    s->comm = NULL;
+    s->part = (float *)(void *)((unsigned char *)arena + GQ_STATE_BYTES - 4 * GQ_ROUND16(GQ_VOCAB));
+#endif
     return s;
 }
 
@@ -265,6 +278,18 @@ static void row_floats(int type, const unsigned char *w, int n, float *out) {
 static void embed(gqa_state *s, float *x, int token) {
     const unsigned char *table = GQ_TENSOR(s, token_embedding, 0);
     int type = GQ_TYPE(token_embedding, 0);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    /* this rank holds rows GQ_VOCAB0 .. GQ_VOCAB0 + GQ_VOCAB - 1: another's
+     * token is zeros here, and the allreduce after the embedding sums the
+     * one rank's row into every rank's x */
+    int i;
+    if (token < GQ_VOCAB0 || token >= GQ_VOCAB0 + GQ_VOCAB) {
+        for (i = 0; i < GQ_DIM; i++)
+            x[i] = 0.0f;
+        return;
+    }
+    token -= GQ_VOCAB0;
+#endif
     if (type == GQA_DT_F32)
         copy_floats(x, (const float *)(const void *)table + (size_t)token * GQ_DIM, GQ_DIM);
     else
@@ -283,6 +308,35 @@ static void add_bias(float *x, const float *bias, int n) {
         add_inplace(x, bias, n);
 }
 
+#if GQ_RANKS > 1 /* gqac:sharded */
+/* A rank's code (gqac --ranks N --rank R: the regions marked gqac:sharded,
+ * which a whole model's code does not have) is this pass at the rank's
+ * shape, plus the collectives of set_comm's gqa_comm: the embedding's row
+ * from the rank that holds it, summed into every rank's x; the sum of the
+ * ranks' shares after Wo and after W2; the classifier's rows gathered into
+ * the whole vocabulary's logits on every rank.
+ *
+ * The collective operations between ranks.  A failure is kept (the
+ * forward returns GQA_ECOMM) and the calls go on, so that every rank
+ * still makes the same calls in the same order. */
+static void comm_sum(gqa_state *s, float *x, size_t n) {
+    if (s->comm->allreduce_sum(s->comm->ctx, x, n))
+        s->comm_failed = 1;
+}
+
+/* Every rank's classifier rows (s->part) into the whole vocabulary's logits. */
+static void comm_logits(gqa_state *s, float *logits) {
+    if (s->comm->allgather(s->comm->ctx, s->part, logits, gq_vocab_counts))
+        s->comm_failed = 1;
+}
+
+/* Whether a forward may start: a comm set, no failure kept from before. */
+static int comm_ready(gqa_state *s) {
+    s->comm_failed = 0;
+    return s->comm != NULL;
+}
+
+#endif
 /* q, k, v (b tokens) from xb, in one parallel region.  (xb2 packs xb
  * when the tokens fill a vector.) */
 static void qkv(gqa_state *s, int l, int b, int threads) {
@@ -315,6 +369,9 @@ static void attention_block(gqa_state *s, int l, int pos, int threads) {
     kv_store(kc, vc, layer_window(l), GQ_SINKS, pos, s->k, s->v);
     attention(s->att, s->q, kc, vc, layer_window(l), GQ_SINKS, pos, s->att_acc, threads);
     matvec(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, &sc, threads);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->xb2, GQ_DIM); /* every rank's heads' share of the output */
+#endif
     add_inplace(s->x, s->xb2, GQ_DIM);
 }
 
@@ -325,6 +382,9 @@ static void ffn_block(gqa_state *s, int l, int threads) {
     ffn_up(s, l, 1, threads);
     swiglu(s->hb, s->hb2, GQ_HIDDEN);
     matvec(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, &sc, threads);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->xb2, GQ_DIM); /* every rank's hidden units' share */
+#endif
     add_inplace(s->x, s->xb2, GQ_DIM);
 }
 
@@ -334,12 +394,24 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
         return GQA_EARG;
     if (!s->key_cache)
         return GQA_EARENA;
+#if GQ_RANKS > 1 /* gqac:sharded */
+    if (token < 0 || token >= GQ_VOCAB_ALL)
+        return GQA_ETOKEN;
+#else
     if (token < 0 || token >= GQ_VOCAB)
         return GQA_ETOKEN;
+#endif
     if (pos < 0 || pos >= GQ_MAX_POS || pos > s->n_pos || !can_rewind(s, pos))
         return GQA_EPOS;
+#if GQ_RANKS > 1 /* gqac:sharded */
+    if (!comm_ready(s))
+        return GQA_ECOMM;
+#endif
     threads = thread_count(s);
     embed(s, s->x, token);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->x, GQ_DIM);
+#endif
     rope_table(s->rope, pos);
     for (l = 0; l < GQ_LAYERS; l++) {
         attention_block(s, l, pos, threads);
@@ -351,8 +423,17 @@ int gqm_forward(gqa_state *s, int token, int pos, float *logits) {
     if (logits) {
         Scratch sc = scratch(s, NULL);
         rmsnorm(s->x, s->x, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
+#if GQ_RANKS > 1 /* gqac:sharded */
+        matvec(s->part, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), s->x, GQ_DIM, GQ_VOCAB, &sc, threads);
+        comm_logits(s, logits);
+#else
         matvec(logits, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), s->x, GQ_DIM, GQ_VOCAB, &sc, threads);
+#endif
     }
+#if GQ_RANKS > 1 /* gqac:sharded */
+    if (s->comm_failed)
+        return GQA_ECOMM;
+#endif
     return GQA_OK;
 }
 
@@ -379,6 +460,9 @@ static void attention_out(gqa_state *s, int l, int b, int bp, int threads) {
     int t;
     zero_rows(s->att, b, bp, GQ_Q_DIM);
     matmul(s->xb2, GQ_TENSOR(s, wo, l), GQ_TYPE(wo, l), s->att, GQ_Q_DIM, GQ_DIM, bp, &sc, threads);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->xb2, (size_t)b * GQ_DIM);
+#endif
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
@@ -437,6 +521,9 @@ static void ffn_batch(gqa_state *s, int l, int b, int bp, int threads) {
     for (t = 0; t < bp; t++)
         swiglu(s->hb + (size_t)t * GQ_HIDDEN, s->hb2 + (size_t)t * GQ_HIDDEN, GQ_HIDDEN);
     matmul(s->xb2, GQ_TENSOR(s, w2, l), GQ_TYPE(w2, l), s->hb, GQ_HIDDEN, GQ_DIM, bp, &sc, threads);
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->xb2, (size_t)b * GQ_DIM);
+#endif
     GQ_OMP("omp parallel for num_threads(threads) schedule(static) if(GQ_TOKENS_PARALLEL(b, GQ_DIM))")
     for (t = 0; t < b; t++)
         add_inplace(s->x + (size_t)t * GQ_DIM, s->xb2 + (size_t)t * GQ_DIM, GQ_DIM);
@@ -450,6 +537,9 @@ static void forward_block(gqa_state *s, const int *tokens, int b, int p0, int th
         embed(s, s->x + (size_t)t * GQ_DIM, tokens[t]);
         rope_table(s->rope + (size_t)t * GQ_HEAD_DIM, p0 + t);
     }
+#if GQ_RANKS > 1 /* gqac:sharded */
+    comm_sum(s, s->x, (size_t)b * GQ_DIM);
+#endif
     for (l = 0; l < GQ_LAYERS; l++) {
         attention_batch(s, l, b, p0, threads);
         ffn_batch(s, l, b, b, threads);
@@ -465,9 +555,17 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
         return GQA_EARENA;
     if (pos < 0 || pos > s->n_pos || n > GQ_MAX_POS - pos || !can_rewind(s, pos))
         return GQA_EPOS;
+#if GQ_RANKS > 1 /* gqac:sharded */
+    for (i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB_ALL)
+            return GQA_ETOKEN;
+    if (!comm_ready(s))
+        return GQA_ECOMM;
+#else
     for (i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= GQ_VOCAB)
             return GQA_ETOKEN;
+#endif
     threads = thread_count(s);
     for (i = 0; i < n; i += b) {
         b = n - i < GQ_BATCH ? n - i : GQ_BATCH;
@@ -480,8 +578,17 @@ int gqm_forward_batch(gqa_state *s, const int *tokens, int n, int pos, float *lo
         last = s->x + (size_t)(b - 1) * GQ_DIM; /* the last block's last token */
         Scratch sc = scratch(s, NULL);
         rmsnorm(last, last, GQ_VECTOR(s, rms_final, 0), GQ_DIM);
+#if GQ_RANKS > 1 /* gqac:sharded */
+        matvec(s->part, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), last, GQ_DIM, GQ_VOCAB, &sc, threads);
+        comm_logits(s, logits);
+#else
         matvec(logits, GQ_TENSOR(s, wcls, 0), GQ_TYPE(wcls, 0), last, GQ_DIM, GQ_VOCAB, &sc, threads);
+#endif
     }
+#if GQ_RANKS > 1 /* gqac:sharded */
+    if (s->comm_failed)
+        return GQA_ECOMM;
+#endif
     return GQA_OK;
 }
 
@@ -687,6 +794,9 @@ static void seqs_next_block(gqa_state *s, SeqBlock *bk, const gqa_seq *seqs, int
 static int gqm_forward_seqs(gqa_state *s, void *pool, size_t n_pages, const gqa_seq *seqs, int n_seqs) {
     SeqBlock bk;
     int err = seqs_check(s, pool, n_pages, seqs, n_seqs), i = 0, j = 0, l, threads;
+#if GQ_RANKS > 1 /* gqac:sharded */
+    return GQA_EARG; /* one rank's share of a step: not supported */
+#endif
     if (err)
         return err;
     threads = thread_count(s);
@@ -701,11 +811,36 @@ static int gqm_forward_seqs(gqa_state *s, void *pool, size_t n_pages, const gqa_
     return GQA_OK;
 }
 
+#if GQ_RANKS > 1 /* gqac:sharded */
+/* This rank's share of the whole model (gqa_api.h). */
+static const gqa_shard gq_shard = {
+    GQ_RANKS, GQ_RANK,
+    {GQ_DIM, GQ_WHOLE_HIDDEN, GQ_LAYERS, GQ_WHOLE_HEADS, GQ_WHOLE_KV_HEADS, GQ_HEAD_DIM, GQ_VOCAB_ALL, GQ_CONTEXT,
+     GQ_TIED, GQ_QKV_BIAS, GQ_ROPE_HALVES, GQ_ROPE_THETA, (double)GQ_NORM_EPS, GQ_KV_TYPE, GQ_WINDOW,
+     GQ_SINKS, GQ_GLOBAL_EVERY, GQ_MAX_POS},
+    gq_whole_tensors,
+    GQ_WHOLE_WEIGHT_BYTES,
+    GQ_HEAD0,
+    GQ_KV_HEAD0,
+    GQ_HIDDEN0,
+    GQ_VOCAB0,
+    gq_vocab_counts,
+};
+
+/* The other ranks' collective operations, which every forward calls. */
+static int gqm_set_comm(gqa_state *s, const gqa_comm *c) {
+    if (!s || !c || !c->allreduce_sum || !c->allgather)
+        return GQA_EARG;
+    s->comm = c;
+    return GQA_OK;
+}
+#else
 /* A model built whole has no ranks to talk to. */
 static int gqm_set_comm(gqa_state *s, const gqa_comm *c) {
     (void)s, (void)c;
     return GQA_EARG;
 }
+#endif
 
 const gqa_model_api gqm_api = {
     GQA_API_VERSION,
@@ -737,6 +872,10 @@ const gqa_model_api gqm_api = {
     GQ_PAGE_BYTES,
     GQ_SEQS_ARENA_BYTES,
     gqm_forward_seqs,
+#if GQ_RANKS > 1 /* gqac:sharded */
+    &gq_shard,
+#else
     NULL,
+#endif
     gqm_set_comm,
 };

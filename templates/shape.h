@@ -74,6 +74,14 @@
  *   GQ_HAS_ROWS     1: qdot.c's row_to_floats (an embedding not in f32)
  *   GQ_ROPE_STEPS   freestanding only: each RoPE pair's angle per position,
  *                   in turns scaled by 2^64 (uint64_t initializer)
+ *   GQ_RANKS        > 1: the code is one rank's share of a model split over
+ *                   GQ_RANKS ranks (gqac --ranks; compiler/shard.c): its
+ *                   regions marked gqac:sharded; in whole code they are gone
+ *   GQ_RANK GQ_HEAD0 GQ_KV_HEAD0 GQ_HIDDEN0 GQ_VOCAB0  the rank, and where its
+ *                   query heads, KV heads, hidden units and vocabulary rows
+ *                   start in the whole model (GQ_HEADS etc. are its share)
+ *   GQ_VOCAB_ALL GQ_WHOLE_HEADS GQ_WHOLE_KV_HEADS GQ_WHOLE_HIDDEN
+ *   GQ_WHOLE_N_TENSORS GQ_WHOLE_WEIGHT_BYTES  the whole model's
  *
  * Loops marked gqac:unroll have bounds that are holes or literals; gqac
  * unrolls them when the bound is small (compiler/plan.c sets the limit).
@@ -145,6 +153,7 @@
 #ifndef GQ_HAS_ROWS /* a test that has no embedding sets 0 */
 #define GQ_HAS_ROWS 1
 #endif
+#define GQ_RANKS 1
 #define GQ_ROPE_STEPS \
     {0x28be60db93910600ull, 0x041309af8ec1b3c0ull, 0x00684dc4c179c530ull, 0x000a6e2d468c2d52ull}
 

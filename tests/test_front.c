@@ -736,7 +736,7 @@ static void test_plan_check(void) {
         v.rope_theta = cases[i].theta ? cases[i].theta : v.rope_theta;
         v.norm_eps = cases[i].eps ? cases[i].eps : v.norm_eps;
         Plan p;
-        plan_model(&v, "edge", (CodeOptions){cases[i].target, false, false, false}, &p, a);
+        plan_model(&v, "edge", (CodeOptions){.target = cases[i].target}, &p, a);
         const char *bad = plan_check(&p);
         if (cases[i].hole ? !bad || strcmp(bad, cases[i].hole) : bad != NULL)
             printf("\n  plan_check case %zu: %s, want %s", i, bad ? bad : "NULL",

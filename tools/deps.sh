@@ -39,6 +39,9 @@ if [ "${1:-test}" = test ]; then
         [ "$(uname -m)" != x86_64 ] || want libclang-rt-14-dev
     # check-install builds a program through the installed gqa.pc.
     have_cmd pkg-config || want pkg-config
+    # check-mpi: tensor parallelism under mpirun (Open MPI: mpicc's flags, libmpi, mpirun).
+    have_cmd mpicc || want libopenmpi-dev
+    have_cmd mpirun || want openmpi-bin
     # check-cross (tests/cross.sh): static programs for four CPUs run
     # under qemu-user, so each cross gcc also needs its libc.a, which
     # apt only recommends; and the Cortex-M4 link.
