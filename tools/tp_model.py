@@ -45,7 +45,7 @@ NETWORKS = [("10 Gbit/s", 40e-6, 10e9 / 8), ("100 Gbit/s", 10e-6, 100e9 / 8)]
 
 # Loopback of this machine (AMD EPYC Zen 4 VM, 2 vCPUs, Open MPI 4.1.4), fitted by
 # --calib to bench/allreduce_bench's 2-rank medians (see docs/parallel.md for the runs).
-LOOPBACK = {"shared memory": (1.95e-6, 1.82e9), "TCP loopback": (13.7e-6, 1.37e9)}
+LOOPBACK = {"shared memory": (1.54e-6, 2.28e9), "TCP loopback": (12.45e-6, 1.51e9)}
 
 
 def read_gqa(path):
@@ -183,6 +183,11 @@ def summary(args):
                 print("| %s | %s | %s | %s |" % (name, "4.5 bits" if bits < 16 else "f16", net, " | ".join(cells)))
 
 
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def calibrate(path):
     """alpha, beta of each transport in an allreduce_bench log (2-rank medians, least squares)."""
     fits, btl, pts = {}, "shared memory", {}
@@ -194,7 +199,7 @@ def calibrate(path):
             pts.setdefault(btl, {}).setdefault(int(m.group(1)) * 4, []).append(float(m.group(2)) * 1e-6)
     for btl, by_size in pts.items():
         xs = sorted(by_size)
-        ys = [sorted(by_size[x])[len(by_size[x]) // 2] for x in xs]  # median over runs
+        ys = [median(by_size[x]) for x in xs]  # over runs
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
         fits[btl] = (my - slope * mx, 1 / slope)
