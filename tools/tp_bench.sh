@@ -8,7 +8,7 @@
 # (/ (2 x layers + 1), the allgather of the logits counted in).
 #
 #   tools/tp_bench.sh [BUILD]      (BUILD: where gqac is, default build)
-#   RUNS=7 PROMPT=128 GEN=64 tools/tp_bench.sh
+#   RUNS=7 PROMPT=128 GEN=64 CONFIGS="1x2 2x1 1x1" tools/tp_bench.sh
 #
 # Runs are interleaved (1x2, 2x1, 1x1, 1x2, ...) so that a drift of the
 # machine's speed falls on every configuration alike; medians and ranges.
@@ -17,6 +17,8 @@ build=${1:-build}
 runs=${RUNS:-7}
 prompt=${PROMPT:-128}
 gen=${GEN:-64}
+# 1x1, 1x2, 2x1: processes x threads; 1x2b: threads bound to cores; 2x1n: ranks not bound.
+configs=${CONFIGS:-1x2 2x1 1x1}
 model=${MODEL:-bench/gqa-100m.gqa}
 out=$build/tp-bench
 gqac=$build/gqac
@@ -38,7 +40,11 @@ run_one() {
     case $1 in
     1x1) OMP_NUM_THREADS=1 "$gqac" run "$model" $flags --threads 1 ;;
     1x2) OMP_NUM_THREADS=2 "$gqac" run "$model" $flags --threads 2 ;;
+    # mpirun binds each of 2 ranks to a core by default; these two swap the binding.
+    1x2b) OMP_NUM_THREADS=2 OMP_PROC_BIND=close OMP_PLACES=cores "$gqac" run "$model" $flags --threads 2 ;;
     2x1) mpirun $root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 -x GQAC_CACHE \
+             "$gqac" run "$model" $flags --threads 1 ;;
+    2x1n) mpirun $root --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1 -x GQAC_CACHE \
              "$gqac" run "$model" $flags --threads 1 ;;
     esac 2>&1 >/dev/null | grep '^prompt: '
 }
@@ -55,14 +61,14 @@ run_one 1x1 >/dev/null
 i=0
 while [ $i -lt "$runs" ]; do
     i=$((i + 1))
-    for c in 1x2 2x1 1x1; do
+    for c in $configs; do
         line=$(run_one $c)
         echo "$c $(cut -d' ' -f1 /proc/loadavg) $line" >> "$out/times.txt"
     done
 done
 
 # ms per token of prompt (forward_batch) and of decode, median and range per configuration.
-awk -v layers="$layers" -v gen="$gen" -v prompt="$prompt" '
+awk -v layers="$layers" -v gen="$gen" -v prompt="$prompt" -v configs="$configs" '
 function med(a, n,   i, j, t) {
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
     return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
@@ -80,8 +86,8 @@ END {
     printf "gqa-100m, random f32 weights, prompt %d tokens, %d generated (decode at context %d..%d)\n",
            prompt, gen, prompt, prompt + gen
     printf "| configuration | runs | decode ms/token: median (range) | prompt ms/token: median (range) | load averages |\n|---|---|---|---|---|\n"
-    split("1x1 1x2 2x1", cs, " ")
-    for (ci = 1; ci <= 3; ci++) {
+    nc = split(configs, cs, " ")
+    for (ci = 1; ci <= nc; ci++) {
         c = cs[ci]; if (!n[c]) continue
         delete x; delete y
         for (i = 1; i <= n[c]; i++) { x[i] = de[c, i]; y[i] = pr[c, i] }
@@ -89,6 +95,7 @@ END {
         printf "| %s | %d | %.3f (%.3f .. %.3f) | %.3f (%.3f .. %.3f) |%s |\n", c, n[c], md[c], x[1], x[n[c]],
                mp[c], y[1], y[n[c]], load[c]
     }
+    if (!n["2x1"] || !n["1x2"]) exit
     d = md["2x1"] - md["1x2"]
     printf "2 ranks x 1 thread - 1 process x 2 threads, decode: %+.3f ms/token (%+.1f%%), %+.1f us per layer, %+.1f us per all-reduce (%d a token)\n",
            d, 100 * d / md["1x2"], 1000 * d / layers, 1000 * d / (2 * layers + 1), 2 * layers + 1
