@@ -478,12 +478,12 @@ TP_MPIRUN := mpirun --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-
 ifneq ($(TP_MPICC),)
 $(BENCH)/allreduce_bench: bench/allreduce_bench.c
 	@mkdir -p $(@D)
-	mpicc -std=c99 -O2 $(filter-out -std=c99,$(WARN)) -o $@ $<
-bench-tp: $(BENCH)/allreduce_bench $(BUILD)/gqac
-	@for np in 2 4; do for btl in vader,self tcp,self; do echo "## mpirun -np $$np, btl $$btl"; \
-	    $(TP_MPIRUN) -np $$np --mca btl $$btl $(BENCH)/allreduce_bench || exit 1; done; done \
-	    | tee $(BUILD)/bench-tp-collectives.txt
-	python3 tools/tp_model.py --calib $(BUILD)/bench-tp-collectives.txt
+	$(TP_MPICC) -std=c99 -O2 $(filter-out -std=c99,$(WARN)) -o $@ $<
+bench-tp: $(BENCH)/allreduce_bench $(BUILD)/gqac $(BUILD)/libgqa.a $(MPI_ALL)
+	@{ for np in 2 4; do for btl in vader,self tcp,self; do echo "## mpirun -np $$np, btl $$btl"; \
+	    $(TP_MPIRUN) -np $$np --mca btl $$btl $(BENCH)/allreduce_bench || exit 1; done; done; } \
+	    > $(BUILD)/bench-tp-collectives.txt; rc=$$?; cat $(BUILD)/bench-tp-collectives.txt; exit $$rc
+	python3 tools/tp_model.py --summary --calib $(BUILD)/bench-tp-collectives.txt
 	sh tools/tp_bench.sh $(BUILD)
 else
 bench-tp:
