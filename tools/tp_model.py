@@ -191,12 +191,19 @@ def median(v):
 def calibrate(path):
     """alpha, beta of each transport in an allreduce_bench log (2-rank medians, least squares)."""
     fits, btl, pts = {}, "shared memory", {}
-    for line in Path(path).read_text().splitlines():
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        sys.exit("tp_model.py: %s: %s" % (path, e.strerror))
+    for line in lines:
         if line.startswith("##"):
             btl = "TCP loopback" if "tcp" in line else "shared memory"
         m = re.match(r"tp allreduce ranks=2 floats=(\d+) median_us=([\d.]+)", line)
         if m:
             pts.setdefault(btl, {}).setdefault(int(m.group(1)) * 4, []).append(float(m.group(2)) * 1e-6)
+    if not all(len(by_size) >= 2 for by_size in pts.values()) or not pts:
+        sys.exit("tp_model.py: %s: no 2-rank allreduce lines of 2 sizes or more (allreduce_bench's \"tp \" lines)"
+                 % path)
     for btl, by_size in pts.items():
         xs = sorted(by_size)
         ys = [median(by_size[x]) for x in xs]  # over runs
@@ -254,6 +261,8 @@ def main():
     p.add_argument("--calib", help="allreduce_bench output (make bench-tp) to fit this machine's alpha/beta")
     p.add_argument("--models", nargs="+", default=["TinyLlama-1.1B", "Llama-3-8B", "Llama-2-70B"])
     args = p.parse_args()
+    if min(args.ranks) < 1 or min(args.bw, args.local_bw, args.memory) <= 0 or args.context < 0 or args.block < 1:
+        p.error("--ranks and --block want whole numbers >= 1, --bw, --local-bw and --memory positive numbers")
     args.local_bw *= 1e9
     print("# assumptions: %.0f GB/s per machine; networks %s; activations f32; KV cache f16 at context %d;"
           % (args.bw, ", ".join("%s alpha %.0f us" % (n, a * 1e6) for n, a, _ in NETWORKS), args.context))
