@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ROUNDS = 15, WARMUP = 50 };
+enum { ROUNDS = 15, WARMUP = 50, DIMS = 5 };
 
 typedef struct Stats {
     double median, min, max; /* seconds per call over the rounds */
@@ -88,7 +88,7 @@ static void report(int rank, const char *what, int ranks, long floats, Stats s) 
 }
 
 int main(int argc, char **argv) {
-    static const int dims[] = {1, 768, 2048, 4096, 8192};
+    static const int dims[DIMS] = {1, 768, 2048, 4096, 8192};
     int vocab = argc > 1 ? atoi(argv[1]) : 32000;
     int calls = argc > 2 ? atoi(argv[2]) : 200;
     int rank, ranks;
@@ -102,7 +102,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     int *counts = malloc((size_t)ranks * sizeof *counts), *displs = malloc((size_t)ranks * sizeof *displs);
-    float *buf = calloc((size_t)vocab, sizeof *buf), *all = calloc((size_t)vocab, sizeof *all);
+    /* buf serves every allreduce (up to the largest dim) and a rank's vocabulary part. */
+    size_t floats = (size_t)(vocab > dims[DIMS - 1] ? vocab : dims[DIMS - 1]);
+    float *buf = calloc(floats, sizeof *buf), *all = calloc((size_t)vocab, sizeof *all);
     if (!counts || !displs || !buf || !all) {
         fprintf(stderr, "rank %d: out of memory\n", rank);
         MPI_Abort(MPI_COMM_WORLD, 1);
@@ -121,7 +123,7 @@ int main(int argc, char **argv) {
         printf("# %d ranks, %d rounds of %d calls per size; %.*s\n", ranks, ROUNDS, calls,
                (int)strcspn(lib, ",\n"), lib);
     }
-    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+    for (int i = 0; i < DIMS; i++)
         report(rank, "allreduce", ranks, dims[i],
                time_op(op_allreduce, buf, all, counts, displs, dims[i], calls));
     report(rank, "allgather", ranks, vocab, time_op(op_allgather, buf, all, counts, displs, vocab, calls));
