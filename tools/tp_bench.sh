@@ -21,6 +21,11 @@ gen=${GEN:-64}
 configs=${CONFIGS:-1x2 2x1 1x1}
 model=${MODEL:-bench/gqa-100m.gqa}
 out=$build/tp-bench
+for c in $configs; do
+    case $c in 1x1|1x2|1x2b|2x1|2x1n) ;;
+    *) echo "tp_bench.sh: unknown configuration $c in CONFIGS (1x1, 1x2, 1x2b, 2x1, 2x1n)" >&2; exit 2 ;;
+    esac
+done
 gqac=$build/gqac
 mkdir -p "$out"
 export GQAC_CACHE="$out/cache"
@@ -55,14 +60,14 @@ one=$(OMP_NUM_THREADS=2 "$gqac" run "$model" $flags --threads 2 2>/dev/null)
 two=$(mpirun $root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 -x GQAC_CACHE "$gqac" run "$model" $flags --threads 1 2>/dev/null)
 [ "$one" = "$two" ] || { echo "tp_bench.sh: 2 ranks generated other tokens than 1 process:" >&2;
                          echo "  1: $one" >&2; echo "  2: $two" >&2; exit 1; }
-run_one 1x1 >/dev/null
+run_one 1x1 >/dev/null || { echo "tp_bench.sh: the 1x1 run printed no timing line" >&2; exit 1; }
 
 : > "$out/times.txt"
 i=0
 while [ $i -lt "$runs" ]; do
     i=$((i + 1))
     for c in $configs; do
-        line=$(run_one $c)
+        line=$(run_one $c) || { echo "tp_bench.sh: the $c run printed no timing line" >&2; exit 1; }
         echo "$c $(cut -d' ' -f1 /proc/loadavg) $line" >> "$out/times.txt"
     done
 done
