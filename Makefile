@@ -44,7 +44,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
                 templates/attention.c templates/forward.c templates/train.c
 EXAMPLES     := $(wildcard examples/*.gqa)
 
-.PHONY: FORCE all demo paper loadtest test check check-mpi check-asan check-cross check-serve check-install fuzz bench bench-build install clean deps
+.PHONY: FORCE all demo paper loadtest test check check-mpi check-asan check-cross check-serve check-install fuzz bench bench-build bench-tp install clean deps
 all: $(BUILD)/gqac $(BUILD)/libgqa.a $(MPI_ALL)
 
 $(BUILD)/obj $(BUILD)/gen:
@@ -468,6 +468,27 @@ bench-build: $(BUILD)/gqac $(BUILD)/gen_attention
 	    $$(sed 's/TYPED(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/typed.h) \
 	    $$(sed 's/KV(\([a-z0-9_]*\),.*/$(subst /,\/,$(BENCH))\/\1.o/' $(BENCH)/kv.h) -lm -ldl
 	tcc -shared -o $(BENCH)/bench_100m_tcc.so $(BENCH)/bench_100m.c -lm
+
+# ---- bench-tp: the collectives a tensor-parallel token needs (needs Open MPI) ----
+# Built only where mpicc is; `make bench-tp` times MPI_Allreduce of dim floats and the
+# vocabulary's MPI_Allgatherv on 2 and 4 ranks, over shared memory and TCP loopback
+# (tools/tp_model.py --calib reads its "tp " lines), then tools/tp_bench.sh.
+TP_MPICC  := $(shell command -v mpicc 2>/dev/null)
+TP_MPIRUN := mpirun --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+ifneq ($(TP_MPICC),)
+$(BENCH)/allreduce_bench: bench/allreduce_bench.c
+	@mkdir -p $(@D)
+	$(TP_MPICC) -std=c99 -O2 $(filter-out -std=c99,$(WARN)) -o $@ $<
+bench-tp: $(BENCH)/allreduce_bench $(BUILD)/gqac $(BUILD)/libgqa.a $(MPI_ALL)
+	@{ for np in 2 4; do for btl in vader,self tcp,self; do echo "## mpirun -np $$np, btl $$btl"; \
+	    $(TP_MPIRUN) -np $$np --mca btl $$btl $(BENCH)/allreduce_bench || exit 1; done; done; } \
+	    > $(BUILD)/bench-tp-collectives.txt; rc=$$?; cat $(BUILD)/bench-tp-collectives.txt; exit $$rc
+	python3 tools/tp_model.py --summary --calib $(BUILD)/bench-tp-collectives.txt
+	sh tools/tp_bench.sh $(BUILD)
+else
+bench-tp:
+	@echo "bench-tp: needs Open MPI (apt-get install libopenmpi-dev openmpi-bin)"; exit 1
+endif
 
 # ---- install ----
 # gqa.pc gives a program built from `gqac -o` output its flags:
