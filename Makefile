@@ -45,7 +45,7 @@ TEMPLATES    := templates/gqa_api.h templates/model.h templates/shape.h template
 EXAMPLES     := $(wildcard examples/*.gqa)
 
 .PHONY: FORCE all demo paper loadtest test check check-mpi check-asan check-cross check-serve check-install fuzz bench bench-build bench-tp install clean deps
-all: $(BUILD)/gqac $(BUILD)/libgqa.a $(MPI_ALL)
+all: $(BUILD)/gqac $(BUILD)/libgqa.a
 
 $(BUILD)/obj $(BUILD)/gen:
 	@mkdir -p $@
@@ -129,6 +129,8 @@ ifeq ($(MPI_FOUND),)
 $(error MPI=1, but Open MPI is not installed: as root, apt-get install libopenmpi-dev openmpi-bin)
 endif
 MPI_ALL := $(BUILD)/libgqa_mpi.a
+# (here, not on all's first line: make reads a rule's prerequisites where it stands)
+all: $(MPI_ALL)
 # gqac run compiles a rank's program with these (the -I as -isystem: MPI's headers are not ours).
 $(BUILD)/obj/run.o: ALL_CFLAGS += -DGQAC_MPI_CFLAGS='"$(patsubst -I%,-isystem %,$(MPI_CFLAGS))"' \
                                   -DGQAC_MPI_LIBS='"$(MPI_LIBS)"'
