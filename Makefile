@@ -297,7 +297,7 @@ $(BUILD)/test_train_torch: tests/test_train_torch.c $(BUILD)/gen/train_fortune.o
 TESTS := test_front test_kernels test_model test_runtime test_convert test_tokenizer test_formats \
          test_quant test_jit test_report test_cli test_quantize test_qdot test_qdot_portable test_qdot_clang test_train \
          test_trainloop test_train_torch test_batch test_engine test_serve test_loadtest test_shard test_tp
-$(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h $(TESTING)
+$(TESTS:%=$(BUILD)/%): tests/cunit_run.h tests/testing.h tests/load_model.h $(TESTING)
 
 # The unit tests, in one build flavour (BUILD picks it).
 check: $(BUILD)/gqac $(TESTS:%=$(BUILD)/%)

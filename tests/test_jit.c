@@ -37,6 +37,7 @@
 #include "tiny.h"
 #include "tiny_mha.h"
 #include "testing.h"
+#include "load_model.h"
 
 extern const gqa_model_api qmix_api; /* tests/models/qmix.gqa, built ahead of time */
 extern const gqa_model_api swa_mix_api; /* tests/models/swa_mix.gqa: q8_0 cache, windows */
@@ -45,17 +46,6 @@ extern const gqa_model_api swa_f16_api; /* tests/models/swa_f16.gqa: f16 cache, 
 enum { N_POS = 16 };
 
 static const char *gqac;
-static bool load_model(const char *path, Model *m, Arena *a) {
-    size_t n = 0;
-    char *text = test_read_file(path, &n);
-    Source src = {path, text, n};
-    Diag d;
-    Stats s;
-    diag_init(&d, &src, stderr);
-    bool ok = n > 0 && front_end(a, &d, m, &s, 64); /* the model holds no pointer into text */
-    free(text);
-    return ok;
-}
 
 /* Logits of N_POS positions of a fixed token sequence. */
 static float *logits_of(const gqa_model_api *api, const float *w) {

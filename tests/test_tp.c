@@ -33,20 +33,10 @@
 #include "gqa_api.h"
 #include "gqr.h"
 #include "testing.h"
+#include "load_model.h"
 
 enum { N_POS = 8, MAX_RANKS = 8 };
 
-static bool load_model(const char *path, Model *m, Arena *a) {
-    size_t n = 0;
-    char *text = test_read_file(path, &n);
-    Source src = {path, text, n};
-    Diag d;
-    Stats s;
-    diag_init(&d, &src, stderr);
-    bool ok = n > 0 && front_end(a, &d, m, &s, 64);
-    free(text);
-    return ok;
-}
 
 /* ---- the ranks' comm: shared memory between threads ---- */
 

@@ -15,6 +15,7 @@
 #include "gqa_api.h"
 #include "gqac.h"
 #include "testing.h"
+#include "load_model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -495,17 +496,6 @@ static void test_bad_input(void) {
 
 /* ---- the JIT ---- */
 
-static bool load_model(const char *path, Model *m, Arena *a) {
-    size_t n = 0;
-    char *text = test_read_file(path, &n);
-    Source src = {path, text, n};
-    Diag d;
-    Stats st;
-    diag_init(&d, &src, stderr);
-    bool ok = n > 0 && front_end(a, &d, m, &st, 64);
-    free(text);
-    return ok;
-}
 
 /* jit_compile_train through a backend gives the ahead-of-time step's loss
  * and gradients (rel 1e-5 of the largest: another compiler's rounding). */
