@@ -373,12 +373,23 @@ check-cross: $(BUILD)/gqac
 check-serve: $(BUILD)/gqac
 	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache sh tests/serve.sh
 
-# Tensor parallelism under mpirun -np 2 and 4 (tests/mpi.sh).
-check-mpi: $(BUILD)/gqac $(BUILD)/libgqa.a $(BUILD)/libgqa_mpi.a $(BUILD)/test_comm_mpi
+# Tensor parallelism under mpirun -np 2 and 4: the MPI comm alone
+# (test_comm_mpi), the ranks' logits against the whole model's (test_tp_mpi),
+# gqac run (tests/mpi.sh).  Each mpirun under timeout: a hung rank fails.
+MPI_TESTS  := test_comm_mpi test_tp_mpi
+TEST_MPIRUN = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 GQAC=$(BUILD)/gqac \
+              timeout 300 mpirun --oversubscribe --mca btl self,vader
+check-mpi: $(BUILD)/gqac $(BUILD)/libgqa.a $(BUILD)/libgqa_mpi.a $(MPI_TESTS:%=$(BUILD)/%)
+	@for np in 2 4; do for t in $(MPI_TESTS); do echo "## mpirun -np $$np $$t"; \
+	    $(TEST_MPIRUN) -np $$np $(BUILD)/$$t || exit 1; done; done
 	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache BUILD=$(BUILD) sh tests/mpi.sh
 $(BUILD)/test_comm_mpi: tests/test_comm_mpi.c $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TESTING)
 	$(CC) $(TEST_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -o $@ $< $(TESTING) $(BUILD)/libgqa_mpi.a \
 	    $(BUILD)/libgqa.a $(TEST_LIBS) $(MPI_LIBS)
+$(BUILD)/test_tp_mpi: tests/test_tp_mpi.c tests/load_model.h $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa_mpi.a \
+                      $(BUILD)/libgqa.a $(TESTING)
+	$(CC) $(TEST_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -o $@ $< $(TESTING) $(GQAC_ONLY) \
+	    $(BUILD)/libgqac.a $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS) $(MPI_LIBS)
 
 deps:
 	@tools/deps.sh test
