@@ -320,12 +320,14 @@ static void test_mqa(void) {
     check_split("tests/models/g6mqa.gqa", (const int[]){2, 3}, 2);
 }
 
-/* A q8_0 cache quantizes each rank's k and v, computed from an x summed
- * in another order than the whole model's: a last-bit difference can
- * flip an int8 rounding of a cached value (measured 7.1e-5 on swa_mix
- * over 4 ranks; the same model with an f32 cache: 7.3e-7).  A wrong cut
- * or a missing sum is off by ~100%. */
-#define Q8_CACHE_TOLERANCE 1e-3
+/* A q8_0 cache (or q8_0 weights, whose products quantize x) rounds
+ * values computed from an x summed in another order than the whole
+ * model's: a last-bit difference can flip an int8 rounding, and later
+ * positions carry it (measured 7.1e-5 on swa_mix over 4 ranks, 8.5e-3 on
+ * another seed; an f32 cache: 7.3e-7).  The whole model's own prompt and
+ * token paths differ by as much (test_tp_mpi.c's bound, the same).  A
+ * wrong cut or a missing sum is off by ~100%. */
+#define Q8_CACHE_TOLERANCE 5e-2
 
 /* Sliding windows (rings that wrap within the batch), sinks, a global
  * layer; the same with a q8_0 cache. */
