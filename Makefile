@@ -383,10 +383,10 @@ check-mpi: $(BUILD)/gqac $(BUILD)/libgqa.a $(BUILD)/libgqa_mpi.a $(MPI_TESTS:%=$
 	@for np in 2 4; do for t in $(MPI_TESTS); do echo "## mpirun -np $$np $$t"; \
 	    $(TEST_MPIRUN) -np $$np $(BUILD)/$$t || exit 1; done; done
 	GQAC=$(BUILD)/gqac GQAC_CACHE=$(BUILD)/run-cache BUILD=$(BUILD) sh tests/mpi.sh
-$(BUILD)/test_comm_mpi: tests/test_comm_mpi.c $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TESTING)
+$(BUILD)/test_comm_mpi: tests/test_comm_mpi.c tests/mpi_testing.h $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TESTING)
 	$(CC) $(TEST_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -o $@ $< $(TESTING) $(BUILD)/libgqa_mpi.a \
 	    $(BUILD)/libgqa.a $(TEST_LIBS) $(MPI_LIBS)
-$(BUILD)/test_tp_mpi: tests/test_tp_mpi.c tests/load_model.h $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa_mpi.a \
+$(BUILD)/test_tp_mpi: tests/test_tp_mpi.c tests/load_model.h tests/mpi_testing.h $(GQAC_ONLY) $(BUILD)/libgqac.a $(BUILD)/libgqa_mpi.a \
                       $(BUILD)/libgqa.a $(TESTING)
 	$(CC) $(TEST_CFLAGS) $(patsubst -I%,-isystem %,$(MPI_CFLAGS)) -o $@ $< $(TESTING) $(GQAC_ONLY) \
 	    $(BUILD)/libgqac.a $(BUILD)/libgqa_mpi.a $(BUILD)/libgqa.a $(TEST_LIBS) $(JIT_LIBS) $(MPI_LIBS)

@@ -14,6 +14,7 @@
 #include "cunit_run.h"
 #include "gqr.h"
 #include "testing.h"
+#include "mpi_testing.h"
 
 static int rank, ranks;
 static gqa_comm comm;
@@ -52,14 +53,7 @@ static void test_allgather(void) {
 }
 
 int main(int argc, char **argv) {
-    char err[256];
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    if (gqr_comm_mpi(&comm, err, sizeof err)) {
-        fprintf(stderr, "rank %d: %s\n", rank, err);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    mpi_test_start(&argc, &argv, &rank, &ranks, &comm);
     if (rank != 0 && !freopen("/dev/null", "w", stdout))
         return 1;
     CU_initialize_registry();

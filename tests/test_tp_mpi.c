@@ -32,6 +32,7 @@
 #include "gqa_api.h"
 #include "gqr.h"
 #include "testing.h"
+#include "mpi_testing.h"
 #include "load_model.h"
 
 enum { N_POS = 8, BATCH = 70, PATH_BYTES = 4096 };
@@ -247,14 +248,7 @@ static void show_failed(FILE *out) {
 }
 
 int main(int argc, char **argv) {
-    char err[256];
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    if (gqr_comm_mpi(&comm, err, sizeof err)) {
-        fprintf(stderr, "rank %d: %s\n", rank, err);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    mpi_test_start(&argc, &argv, &rank, &ranks, &comm);
     if (rank == 0)
         snprintf(shared_dir, sizeof shared_dir, "%s", test_dir());
     MPI_Bcast(shared_dir, sizeof shared_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
